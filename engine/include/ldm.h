@@ -1,0 +1,242 @@
+/* libldm: latent diffusion inference on the CPU (Stable Diffusion family).
+ *
+ * The one public header of the engine. Conventions:
+ *  - every fallible call returns an ldm_status; when it is not LDM_OK and the
+ *    caller passed an ldm_error, err->msg holds a one-line message that names
+ *    the file, tensor, parameter or value at fault;
+ *  - handles are opaque, created by *_new/*_load and released by *_free
+ *    (NULL-safe); parameters are borrowed unless documented otherwise;
+ *  - images at this edge are row-major, interleaved channels, sRGB-encoded
+ *    (non-linear) values; tensors in the `eval` harness are NCHW as in PyTorch.
+ *  - the library never calls exit()/abort() and never prints.
+ */
+#ifndef LDM_H
+#define LDM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(LDM_BUILDING)
+#define LDM_API __attribute__((visibility("default")))
+#else
+#define LDM_API
+#endif
+
+#define LDM_VERSION_STRING "0.1.0"
+
+typedef enum ldm_status {
+  LDM_OK = 0,
+  LDM_ERR_INVALID_ARG,  /* a parameter value is out of range or inconsistent */
+  LDM_ERR_IO,           /* a file could not be opened, mapped, read or written */
+  LDM_ERR_FORMAT,       /* a file is malformed (header, offsets, JSON, PNG) */
+  LDM_ERR_UNSUPPORTED,  /* valid input this build does not handle (yet) */
+  LDM_ERR_NOMEM,        /* an allocation failed or a size overflowed */
+  LDM_ERR_SHAPE,        /* a tensor has the wrong shape or dtype */
+  LDM_ERR_MISSING,      /* a required tensor or file is absent */
+  LDM_ERR_CANCELLED,    /* the job was cancelled by the caller */
+  LDM_ERR_INTERNAL      /* a bug in libldm: please report */
+} ldm_status;
+
+/* Caller-owned error record; fill with ldm_error_clear() or zero it. */
+typedef struct ldm_error {
+  ldm_status status;
+  char msg[1024];
+} ldm_error;
+
+LDM_API const char *ldm_status_str(ldm_status s);
+LDM_API void ldm_error_clear(ldm_error *err);
+LDM_API const char *ldm_version(void);
+
+/* Number of physical cores (the default thread budget), at least 1. */
+LDM_API int ldm_default_threads(void);
+/* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
+LDM_API size_t ldm_peak_rss_bytes(void);
+/* Human-readable list of CPU features libldm uses ("avx2 f16c fma ..."). */
+LDM_API const char *ldm_cpu_features(void);
+
+/* ---- component harness -------------------------------------------------
+ * Runs one model component on tensors read from a safetensors file and writes
+ * the outputs to another. Components and their tensor names:
+ *   text        input_ids [B,77] i32/i64 -> last_hidden_state,
+ *               penultimate_hidden_state, pooled (when present)
+ *   vae-encode  image [B,3,H,W] in [-1,1] -> mean, logvar
+ *   vae-decode  latent [B,4,h,w] unscaled -> image
+ *   taesd-encode / taesd-decode   as vae-*, for TAESD files
+ *   unet        sample, timestep, encoder_hidden_states (+ text_embeds,
+ *               time_ids, class_labels) -> out
+ * `options` is a comma-separated key=value list or NULL. */
+typedef struct ldm_eval_params {
+  const char *component;
+  const char *model_path;   /* checkpoint file or diffusers folder */
+  const char *in_path;
+  const char *out_path;
+  const char *options;
+  int threads;              /* 0 = ldm_default_threads() */
+} ldm_eval_params;
+
+LDM_API ldm_status ldm_eval_run(const ldm_eval_params *p, ldm_error *err);
+/* NULL-terminated list of component names the harness knows. */
+LDM_API const char *const *ldm_eval_components(void);
+
+/* ---- safetensors inspection (used by `ldm info`) ----------------------- */
+typedef struct ldm_file_summary {
+  int64_t n_tensors;
+  int64_t n_params;
+  int64_t file_bytes;
+  char dtypes[64];          /* e.g. "F16 F32" */
+} ldm_file_summary;
+
+LDM_API ldm_status ldm_file_summarize(const char *path, ldm_file_summary *out,
+                                      ldm_error *err);
+/* Calls fn for each tensor (name, dtype name, ndim, shape) in file order,
+ * then for each __metadata__ entry with ndim = -1 and the value in dtype. */
+typedef void (*ldm_tensor_visit_fn)(void *user, const char *name,
+                                    const char *dtype, int ndim,
+                                    const int64_t *shape);
+LDM_API ldm_status ldm_file_list(const char *path, ldm_tensor_visit_fn fn,
+                                 void *user, ldm_error *err);
+
+/* ---- images ------------------------------------------------------------ */
+typedef enum ldm_pixel_type {
+  LDM_PIXEL_U8 = 0,         /* 0..255 */
+  LDM_PIXEL_F32 = 1         /* 0..1 */
+} ldm_pixel_type;
+
+typedef struct ldm_image {
+  int width, height;
+  int channels;             /* 1 (grey/mask), 3 (RGB) or 4 (RGBA) */
+  ldm_pixel_type type;
+  size_t stride;            /* bytes from one row to the next */
+  void *data;
+} ldm_image;
+
+/* Allocates an image owned by the caller (free with ldm_image_free). */
+LDM_API ldm_image *ldm_image_new(int width, int height, int channels,
+                                 ldm_pixel_type type);
+LDM_API void ldm_image_free(ldm_image *img);
+
+/* ---- models and jobs ------------------------------------------------------ */
+typedef struct ldm_model ldm_model;
+typedef struct ldm_job ldm_job;
+
+typedef enum ldm_task {
+  LDM_TASK_TXT2IMG = 0,
+  LDM_TASK_IMG2IMG,
+  LDM_TASK_INPAINT,
+  LDM_TASK_OUTPAINT,
+  LDM_TASK_UPSCALE
+} ldm_task;
+
+typedef enum ldm_rng {
+  LDM_RNG_CPU = 0,          /* torch.randn on CPU (diffusers on CPU, ComfyUI) */
+  LDM_RNG_CUDA = 1          /* torch.randn(device='cuda') (AUTOMATIC1111) */
+} ldm_rng;
+
+typedef enum ldm_masked_content {
+  LDM_FILL_ORIGINAL = 0,
+  LDM_FILL_LATENT_NOISE,
+  LDM_FILL_LATENT_NOTHING
+} ldm_masked_content;
+
+typedef struct ldm_model_params {
+  const char *path;         /* .safetensors file or diffusers folder */
+  const char *vae_path;     /* optional VAE replacing the checkpoint's */
+  const char *taesd_path;   /* optional TAESD for previews */
+  const char *family;       /* NULL = detect; else "sd1", "sd2", "sdxl", ... */
+  const char *prediction;   /* NULL = detect; "epsilon", "v", "sample" */
+  int threads;              /* 0 = ldm_default_threads() */
+} ldm_model_params;
+
+typedef struct ldm_model_info {
+  char family[32];          /* "sd1", "sd1-inpaint", "sd2", "sdxl", "x4" ... */
+  char prediction[16];
+  int unet_in_channels;
+  int native_size;          /* pixels per side the model was trained at */
+  int64_t n_params;
+  char dtype[16];
+  int64_t file_bytes;
+} ldm_model_info;
+
+LDM_API void ldm_model_params_init(ldm_model_params *p);
+/* Loads (mmaps) a model. Thread-safety: a model may serve many sequential
+ * jobs; jobs on one model must not run concurrently. */
+LDM_API ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p,
+                                  ldm_error *err);
+LDM_API void ldm_model_free(ldm_model *m);
+LDM_API ldm_status ldm_model_get_info(const ldm_model *m, ldm_model_info *out);
+
+/* Called on the thread that runs ldm_job_run after each step; `preview` is a
+ * cheap RGB rendering of the current latent (NULL unless want_preview) valid
+ * only during the call. Return non-zero to cancel. */
+typedef int (*ldm_progress_fn)(void *user, int step, int total,
+                               double elapsed_s, const ldm_image *preview);
+
+typedef struct ldm_job_params {
+  ldm_task task;
+  const char *prompt;
+  const char *negative_prompt;
+  int width, height;        /* output size (txt2img); 0 = model native */
+  int steps;
+  float cfg_scale;
+  float guidance_rescale;
+  const char *sampler;      /* "euler", "euler_a", "dpmpp_2m_karras", ... */
+  uint64_t seed;
+  ldm_rng rng;
+  float strength;           /* img2img / inpaint denoising strength */
+  int batch_count;
+  int clip_skip;            /* 1 = last layer */
+  const ldm_image *init;    /* img2img / inpaint / outpaint / upscale */
+  const ldm_image *mask;    /* 1 channel, F32 0..1 or U8; 1 = repaint */
+  float mask_blur;          /* pixels */
+  bool only_masked;
+  int only_masked_padding;  /* pixels around the mask's bounding box */
+  ldm_masked_content masked_content;
+  int outpaint_left, outpaint_top, outpaint_right, outpaint_bottom;
+  int noise_level;          /* x4 upscaler */
+  int tile_size;            /* upscale / VAE tiling in pixels, 0 = auto */
+  int threads;              /* 0 = model's */
+  bool want_preview;
+  ldm_progress_fn progress;
+  void *progress_user;
+} ldm_job_params;
+
+LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);
+LDM_API ldm_status ldm_job_new(ldm_job **out, ldm_model *m,
+                               const ldm_job_params *p, ldm_error *err);
+/* Runs the job to completion on the calling thread. On success *images holds
+ * *n_images images (RGB, U8) that the caller frees with ldm_image_free and
+ * the array with free(). */
+LDM_API ldm_status ldm_job_run(ldm_job *job, ldm_image ***images,
+                               int *n_images, ldm_error *err);
+/* Safe from any thread; the running job returns LDM_ERR_CANCELLED within
+ * one UNet evaluation. */
+LDM_API void ldm_job_cancel(ldm_job *job);
+LDM_API void ldm_job_free(ldm_job *job);
+
+/* ---- tokenizer ------------------------------------------------------------
+ * The CLIP BPE tokenizer. model_path NULL (or a single-file checkpoint) uses
+ * the embedded OpenAI CLIP vocabulary; a diffusers folder with
+ * tokenizer/vocab.json + merges.txt uses those files. `pad_id` < 0 means the
+ * model's convention (end-of-text for CLIP-L). */
+typedef struct ldm_tokenizer ldm_tokenizer;
+LDM_API ldm_status ldm_tokenizer_load(ldm_tokenizer **out, const char *model_path,
+                                      ldm_error *err);
+LDM_API void ldm_tokenizer_free(ldm_tokenizer *tok);
+/* Writes n_ctx ids (start, tokens truncated to n_ctx-2, end, padding). */
+LDM_API ldm_status ldm_tokenizer_encode(const ldm_tokenizer *tok,
+                                        const char *text, int32_t *ids,
+                                        int n_ctx, int pad_id, ldm_error *err);
+
+/* NULL-terminated sampler names and the reference each mirrors. */
+LDM_API const char *const *ldm_sampler_names(void);
+LDM_API const char *ldm_sampler_reference(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,95 @@
+/* Neural-network ops on f32 activations, channels-last: an image batch is
+ * [B, H*W, C] (row = pixel), a token batch is [B, T, D]. Weights are
+ * ldm_tensors in their stored dtype (f32/f16/bf16) and PyTorch layout; ops
+ * convert/pack them into ctx->scratch as needed and give the scratch back.
+ * Output-first signatures: op(ctx, out, in, weights..., sizes...).
+ * Each op returns LDM_OK or an error written to ctx->err. */
+#ifndef LDM_OPS_OPS_H
+#define LDM_OPS_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "core/tensor.h"
+#include "core/threads.h"
+
+/* ---- GEMM ---------------------------------------------------------------
+ * C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major, the one
+ * wrapper every matrix product goes through (cblas_sgemm underneath; a bf16
+ * path behind the same call when selected and available). */
+ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
+                    int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc);
+
+/* torch.nn.Linear: y[M, N] = x[M, K] * W[N, K]^T + b[N]. W/b any float dtype;
+ * b may be NULL. */
+ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
+                      const ldm_tensor *w, const ldm_tensor *b);
+
+/* torch.nn.Conv2d (groups=1, dilation=1), channels-last:
+ * x [B, H*W, Cin], w [Cout, Cin, kh, kw] (kh == kw in {1, 3} or any odd k),
+ * b [Cout] or NULL, y [B, Ho*Wo, Cout] with Ho = (H + 2*pad - kh)/stride + 1.
+ * Zero padding as PyTorch. */
+ldm_status ldm_conv2d(ldm_ctx *ctx, float *y, const float *x, int B, int H,
+                      int W, int Cin, const ldm_tensor *w, const ldm_tensor *b,
+                      int stride, int pad);
+static inline int ldm_conv_out(int in, int k, int stride, int pad) {
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+/* torch.nn.GroupNorm on [B, HW, C], optionally followed by SiLU (fused).
+ * gamma/beta [C] (NULL = affine off). In-place allowed (y == x). */
+ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
+                          int64_t HW, int C, int groups, float eps,
+                          const ldm_tensor *gamma, const ldm_tensor *beta,
+                          bool silu);
+
+/* torch.nn.LayerNorm over the last dim of [rows, C]. In-place allowed. */
+ldm_status ldm_layer_norm(ldm_ctx *ctx, float *y, const float *x, int64_t rows,
+                          int C, float eps, const ldm_tensor *gamma,
+                          const ldm_tensor *beta);
+
+/* Element-wise activations, in-place allowed. */
+void ldm_silu(ldm_ctx *ctx, float *y, const float *x, int64_t n);
+void ldm_gelu(ldm_ctx *ctx, float *y, const float *x, int64_t n, bool tanh_approx);
+void ldm_quick_gelu(ldm_ctx *ctx, float *y, const float *x, int64_t n); /* x*sigmoid(1.702x) */
+/* diffusers GEGLU after its projection: x [rows, 2C] = [hidden | gate],
+ * y [rows, C] = hidden * gelu(gate) (exact gelu). */
+void ldm_geglu(ldm_ctx *ctx, float *y, const float *x, int64_t rows, int C);
+/* Row-wise softmax over [rows, n], in-place allowed. */
+void ldm_softmax(ldm_ctx *ctx, float *y, const float *x, int64_t rows, int64_t n);
+
+/* Multi-head scaled-dot-product attention (torch SDPA, scale 1/sqrt(dh)):
+ * q [B, Tq, heads*dh] (row stride ldq floats), k/v [B, Tk, heads*dh]
+ * (strides ldk, ldv), out [B, Tq, heads*dh] (stride ldo). causal masks key j
+ * > query i (CLIP text). Memory bounded: works in query chunks, never a full
+ * Tq x Tk matrix per head for all heads at once. */
+ldm_status ldm_attention(ldm_ctx *ctx, float *out, int64_t ldo, const float *q,
+                         int64_t ldq, const float *k, int64_t ldk,
+                         const float *v, int64_t ldv, int B, int64_t Tq,
+                         int64_t Tk, int heads, int dh, bool causal);
+
+/* Nearest-neighbour x2 upsample: x [B, H*W, C] -> y [B, 2H*2W, C]. */
+void ldm_upsample_nearest2x(ldm_ctx *ctx, float *y, const float *x, int B,
+                            int H, int W, int C);
+
+/* Channel concat: y [B, HW, C1+C2] = cat(a [B, HW, C1], b [B, HW, C2]). */
+void ldm_concat_channels(ldm_ctx *ctx, float *y, const float *a, int C1,
+                         const float *b, int C2, int B, int64_t HW);
+
+/* y = a + b over n elements (y may alias a or b). */
+void ldm_add(ldm_ctx *ctx, float *y, const float *a, const float *b, int64_t n);
+/* y[r, c] += bias[c] for rows x C; bias any float dtype. */
+ldm_status ldm_add_bias(ldm_ctx *ctx, float *y, int64_t rows, int C,
+                        const ldm_tensor *bias);
+
+/* diffusers get_timestep_embedding: t [B] -> y [B, dim]. */
+void ldm_timestep_embedding(float *y, const float *t, int B, int dim,
+                            bool flip_sin_to_cos, float downscale_freq_shift,
+                            float scale, float max_period);
+
+/* Layout conversion at the API edge: [B, C, H*W] <-> [B, H*W, C]. */
+void ldm_nchw_to_nhwc(float *y, const float *x, int B, int C, int64_t HW);
+void ldm_nhwc_to_nchw(float *y, const float *x, int B, int C, int64_t HW);
+
+#endif

@@ -1,0 +1,23 @@
+/* The component harness behind ldm_eval_run: each model component provides
+ * one function that reads its inputs from p->in_path, runs, and writes its
+ * outputs to p->out_path (tensor names per component in ldm.h). */
+#ifndef LDM_PIPELINE_EVAL_H
+#define LDM_PIPELINE_EVAL_H
+
+#include "ldm.h"
+
+typedef ldm_status (*ldm_eval_fn)(const ldm_eval_params *p, int threads,
+                                  ldm_error *err);
+
+ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err);        /* engine/text */
+ldm_status ldm_eval_vae_encode(const ldm_eval_params *p, int threads, ldm_error *err);  /* engine/models */
+ldm_status ldm_eval_vae_decode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_taesd_encode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_taesd_decode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err);
+
+/* Options string helpers: "k=v,k2=v2". */
+const char *ldm_eval_option(const ldm_eval_params *p, const char *key,
+                            char *buf, size_t n);
+
+#endif
