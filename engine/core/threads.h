@@ -33,6 +33,8 @@ typedef struct ldm_ctx {
   struct ldm_arena *scratch;
   ldm_error *err;
   atomic_int *cancel;       /* optional: non-zero asks the work to stop */
+  bool gemm_bf16;           /* optional: GEMMs in bf16 where the BLAS has
+                               cblas_sbgemm (ldm_gemm_bf16_available) */
 } ldm_ctx;
 
 #endif
