@@ -42,12 +42,15 @@ ldm_status ldm_fail(ldm_error *err, ldm_status s, const char *fmt, ...) {
 
 void ldm_error_prefix(ldm_error *err, const char *fmt, ...) {
   if (!err) return;
-  char prefix[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
-  va_end(ap);
   char old[sizeof err->msg];
   memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof err->msg - 2) return;
+  err->msg[n] = ':';
+  err->msg[n + 1] = ' ';
+  memcpy(err->msg + n + 2, old, sizeof err->msg - (size_t)n - 2);
+  err->msg[sizeof err->msg - 1] = '\0';
 }

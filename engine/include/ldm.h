@@ -4,7 +4,7 @@
  *  - every fallible call returns an ldm_status; when it is not LDM_OK and the
  *    caller passed an ldm_error, err->msg holds a one-line message that names
  *    the file, tensor, parameter or value at fault;
- *  - handles are opaque, created by *_new/*_load and released by *_free
+ *  - handles are opaque, created by *_new or *_load and released by *_free
  *    (NULL-safe); parameters are borrowed unless documented otherwise;
  *  - images at this edge are row-major, interleaved channels, sRGB-encoded
  *    (non-linear) values; tensors in the `eval` harness are NCHW as in PyTorch.

@@ -1,0 +1,77 @@
+/* `ldm`: the engine from the shell, for batch work and as the engine's test
+ * harness. Subcommand dispatch and the shared helpers. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("ldm: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return code;
+}
+
+int cli_parse_int(const char *opt, const char *s, int lo, int hi, int *out) {
+  char *end;
+  errno = 0;
+  long v = s ? strtol(s, &end, 10) : 0;
+  if (!s || !*s || *end || errno || v < lo || v > hi) {
+    cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not an integer in %d..%d", opt, s ? s : "", lo, hi);
+    return -1;
+  }
+  *out = (int)v;
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *help;
+} commands[] = {
+    {"txt2img", ldm_cmd_generate, "generate images from a prompt"},
+    {"img2img", ldm_cmd_generate, "refine an image (--init) with a prompt"},
+    {"inpaint", ldm_cmd_generate, "repaint the masked part of an image"},
+    {"outpaint", ldm_cmd_generate, "extend an image's canvas and fill it"},
+    {"upscale", ldm_cmd_generate, "x4 super-resolution with the SD upscaler"},
+    {"info", ldm_cmd_info, "describe a model file/folder or a generated PNG"},
+    {"ls", ldm_cmd_ls, "list the tensors and metadata of a .safetensors file"},
+    {"eval", ldm_cmd_eval, "run one model component on safetensors in/out"},
+    {"tokenize", ldm_cmd_tokenize, "print CLIP token ids of prompts read from stdin"},
+    {"samplers", ldm_cmd_samplers, "list samplers and the reference each mirrors"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: ldm <command> [options]   (ldm <command> --help for details)\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\nlibldm %s, cpu: %s, default threads: %d\n", ldm_version(), ldm_cpu_features(),
+          ldm_default_threads());
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return LDM_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return LDM_EXIT_OK;
+  }
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("ldm %s\n", ldm_version());
+    return LDM_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  usage(stderr);
+  return cli_fail(LDM_EXIT_USAGE, "unknown command '%s'", cmd);
+}
