@@ -77,12 +77,41 @@ ldm_status ldm_tensor_read_f32(const ldm_tensor *t, int64_t offset, int64_t n,
       ldm_convert_bf16_to_f32(dst, (const uint16_t *)t->data + offset, (size_t)n);
       return LDM_OK;
     case LDM_DTYPE_F64:
-      for (int64_t i = 0; i < n; i++)
-        dst[i] = (float)((const double *)t->data)[offset + i];
+      for (int64_t i = 0; i < n; i++) {
+        double d;
+        memcpy(&d, (const char *)t->data + (offset + i) * 8, 8);
+        dst[i] = (float)d;
+      }
       return LDM_OK;
     default:
       return ldm_fail(err, LDM_ERR_SHAPE,
                       "tensor '%s' has dtype %s, expected a float type",
                       t->name ? t->name : "?", ldm_dtype_name(t->dtype));
   }
+}
+
+ldm_status ldm_tensor_read_i64(const ldm_tensor *t, int64_t offset, int64_t n,
+                               int64_t *dst, ldm_error *err) {
+  if (offset < 0 || n < 0 || offset + n > ldm_tensor_numel(t))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG,
+                    "tensor '%s': read of %lld elements at %lld out of range",
+                    t->name ? t->name : "?", (long long)n, (long long)offset);
+  const unsigned char *p = t->data;
+  size_t es = ldm_dtype_size(t->dtype);
+  for (int64_t i = 0; i < n; i++) {
+    const unsigned char *e = p + (size_t)(offset + i) * es;
+    switch (t->dtype) {
+      case LDM_DTYPE_I64: memcpy(&dst[i], e, 8); break;
+      case LDM_DTYPE_I32: { int32_t v; memcpy(&v, e, 4); dst[i] = v; break; }
+      case LDM_DTYPE_I16: { int16_t v; memcpy(&v, e, 2); dst[i] = v; break; }
+      case LDM_DTYPE_I8: dst[i] = (int8_t)*e; break;
+      case LDM_DTYPE_U8:
+      case LDM_DTYPE_BOOL: dst[i] = *e; break;
+      default:
+        return ldm_fail(err, LDM_ERR_SHAPE,
+                        "tensor '%s' has dtype %s, expected an integer type",
+                        t->name ? t->name : "?", ldm_dtype_name(t->dtype));
+    }
+  }
+  return LDM_OK;
 }

@@ -28,7 +28,10 @@ typedef struct ldm_tensor {
   ldm_dtype dtype;
   int ndim;
   int64_t shape[LDM_MAX_DIMS];
-  void *data;               /* borrowed: owned by a file mapping or arena */
+  void *data;               /* borrowed: owned by a file mapping or arena.
+                               File data may be unaligned (safetensors does
+                               not align tensors): read non-f32 data through
+                               ldm_tensor_read_* or memcpy, never by casting. */
   const char *name;         /* borrowed; may be NULL */
 } ldm_tensor;
 
@@ -48,5 +51,10 @@ ldm_status ldm_tensor_expect(const ldm_tensor *t, int n, const int64_t *shape,
  * element `offset` to f32. Returns LDM_ERR_SHAPE for non-float dtypes. */
 ldm_status ldm_tensor_read_f32(const ldm_tensor *t, int64_t offset, int64_t n,
                                float *dst, ldm_error *err);
+
+/* Converts n elements of an integer tensor (i64/i32/i16/i8/u8/bool) to
+ * int64. Returns LDM_ERR_SHAPE for float dtypes. */
+ldm_status ldm_tensor_read_i64(const ldm_tensor *t, int64_t offset, int64_t n,
+                               int64_t *dst, ldm_error *err);
 
 #endif

@@ -71,7 +71,9 @@ static void test_roundtrip(void) {
   t = ldm_st_find(f, "scalar");
   CHECK(t && t->ndim == 0 && ldm_tensor_numel(t) == 1, "0-d tensor");
   t = ldm_st_find(f, "ids");
-  CHECK(t && t->dtype == LDM_DTYPE_I64 && ((int64_t *)t->data)[1] == 49407, "i64");
+  int64_t idv[2] = {0, 0};
+  CHECK(t && t->dtype == LDM_DTYPE_I64 && ldm_tensor_read_i64(t, 0, 2, idv, &err) == LDM_OK && idv[1] == 49407,
+        "i64");
   CHECK(ldm_tensor_read_f32(t, 0, 2, got, &err) == LDM_ERR_SHAPE, "i64 is not float");
   int64_t want[2] = {3, 2};
   CHECK(ldm_tensor_expect(ldm_st_find(f, "a.weight"), 2, want, &err) == LDM_ERR_SHAPE &&

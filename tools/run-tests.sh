@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every default test suite (all but `slow`) in ./build, then the unit
+# and fuzz suites again under AddressSanitizer + UBSan in ./build-asan, and
+# prints one summary line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+jobs=${LDM_TEST_JOBS:-2}
+summary() { # build dir -> "pass fail"
+  python3 - "$1/meson-logs/testlog.json" <<'PY'
+import json, sys
+p = f = 0
+try:
+    for line in open(sys.argv[1]):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": f += 1   # a skipped test hides a check: count it as failed
+        else: f += 1
+except FileNotFoundError:
+    f += 1
+print(p, f)
+PY
+}
+meson test -C build --no-suite slow --num-processes "$jobs" --print-errorlogs
+read p1 f1 < <(summary build)
+if [ ! -d build-asan ]; then
+  meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
+fi
+ninja -C build-asan >/dev/null
+meson test -C build-asan --suite unit --suite fuzz --num-processes "$jobs" --print-errorlogs
+read p2 f2 < <(summary build-asan)
+echo "default suites: $p1 passed, $f1 failed; sanitizer suites: $p2 passed, $f2 failed"
+echo "$((p1 + p2)) passed, $((f1 + f2)) failed"
+[ $((f1 + f2)) = 0 ]
