@@ -51,9 +51,42 @@ def make_randn():
     print("randn: %d cases" % len(cases))
 
 
+# --------------------------------------------------------------- philox ----
+def make_philox():
+    """AUTOMATIC1111's "NV" generator (its CPU imitation of
+    torch.randn(device='cuda')): modules/rng_philox.py of
+    AUTOMATIC1111/stable-diffusion-webui, commit ef1698fd. It is not part of
+    this repository: set LDM_A1111_RNG_PHILOX to a local copy of that file to
+    regenerate philox.safetensors; without it the committed file is kept."""
+    path = os.environ.get("LDM_A1111_RNG_PHILOX")
+    if not path:
+        print("philox: LDM_A1111_RNG_PHILOX not set, keeping committed golden")
+        return
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("rng_philox", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cases = [(0, [3, 4]), (1, [1, 4, 8, 8]), (42, [4, 64, 64]),
+             (2**32 - 1, [17]), (2**32 + 7, [5, 7]), (123456789, [1, 4, 13, 11])]
+    t = {}
+    meta = []
+    for i, (seed, shape) in enumerate(cases):
+        g = mod.Generator(seed)
+        a = g.randn(shape)
+        b = g.randn([5])  # the next draw (offset 1) of the same generator
+        t[f"philox_{i}"] = torch.from_numpy(np.ascontiguousarray(a)).float()
+        t[f"philox_{i}_next"] = torch.from_numpy(np.ascontiguousarray(b)).float()
+        meta.append([seed, int(np.prod(shape))])
+    t["cases"] = torch.tensor(meta, dtype=torch.int64)
+    save_file(t, os.path.join(OUT, "philox.safetensors"))
+    print("philox: %d cases" % len(cases))
+
+
 if __name__ == "__main__":
-    what = sys.argv[1:] or ["randn", "samplers"]
+    what = sys.argv[1:] or ["randn", "philox", "samplers"]
     if "randn" in what:
         make_randn()
+    if "philox" in what:
+        make_philox()
     if "samplers" in what and "make_samplers" in globals():
         make_samplers()
