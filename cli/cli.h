@@ -16,6 +16,8 @@ int ldm_cmd_tokenize(int argc, char **argv);
 int ldm_cmd_samplers(int argc, char **argv);
 int ldm_cmd_generate(int argc, char **argv); /* txt2img|img2img|inpaint|outpaint|upscale */
 
+/* `ldm info X.png`: prints its stored parameters; -1 if X is not a PNG. */
+int cli_png_info(const char *path);
 /* Prints "ldm: <msg>" to stderr and returns code. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses a non-negative int option value or fails with a usage message. */

@@ -1,10 +1,474 @@
-/* `ldm txt2img|img2img|inpaint|outpaint|upscale`: placeholder until the
- * pipelines land; reports the engine's message. */
+/* `ldm txt2img|img2img|inpaint|outpaint|upscale`: option parsing (the long
+ * option names are a contract), PNG in/out with the AUTOMATIC1111-style
+ * `parameters` text chunk, progress bar on stderr, and `--from-png` to
+ * re-run a recipe read back from such a PNG. */
 #include "cli.h"
+#include "png_io.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <nettle/sha2.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef LDM_DATADIR
+#define LDM_DATADIR "/usr/local/share/gimp-ldm"
+#endif
+#ifndef LDM_SOURCE_DIR
+#define LDM_SOURCE_DIR "."
+#endif
+
+/* User-facing sampler names and how AUTOMATIC1111 writes them. */
+static const char *const a1111_names[][2] = {
+    {"euler", "Euler"}, {"euler_a", "Euler a"}, {"heun", "Heun"}, {"lms", "LMS"},
+    {"pndm", "PLMS"}, {"dpmpp_2m", "DPM++ 2M"}, {"dpmpp_2m_karras", "DPM++ 2M Karras"},
+    {"dpmpp_2m_sde", "DPM++ 2M SDE"}, {"dpmpp_2s_a", "DPM++ 2S a"}, {"ddim", "DDIM"},
+    {"lcm", "LCM"}, {"unipc", "UniPC"},
+};
+#define N_A1111 (sizeof a1111_names / sizeof *a1111_names)
+
+typedef struct gen_opts {
+  ldm_task task;
+  const char *cmd;
+  const char *model, *vae, *taesd, *family, *prediction;
+  char *prompt, *negative;
+  int width, height, steps, batch_count, clip_skip, threads, noise_level, tile;
+  float cfg_scale, strength, mask_blur;
+  char sampler[32];
+  long long seed;
+  ldm_rng rng;
+  const char *init_path, *mask_path, *out_path, *from_png;
+  bool only_masked, progress;
+  int padding;
+  ldm_masked_content fill;
+  int left, top, right, bottom;
+} gen_opts;
+
+static void usage(FILE *f, const char *cmd) {
+  fprintf(f,
+          "usage: ldm %s [options]\n"
+          "  --model PATH          checkpoint (.safetensors) or diffusers folder (default: bundled demo model)\n"
+          "  --vae PATH            VAE replacing the checkpoint's\n"
+          "  --taesd PATH          TAESD for previews\n"
+          "  --prompt TEXT         what to draw (A1111 emphasis: (word:1.2), [word], BREAK)\n"
+          "  --negative-prompt TEXT\n"
+          "  --width N --height N  output size, multiples of 8 (default: model's native size)\n"
+          "  --steps N             sampling steps (default 20)\n"
+          "  --cfg-scale X         classifier-free guidance scale (default 7)\n"
+          "  --sampler NAME        see `ldm samplers` (default euler_a)\n"
+          "  --seed N              -1 = random (default -1); image i uses seed + i\n"
+          "  --rng cpu|cuda        noise as torch on CPU (diffusers, ComfyUI) or CUDA (A1111) (default cpu)\n"
+          "  --strength X          img2img/inpaint denoising strength 0..1 (default 0.75)\n"
+          "  --init IMAGE          input image (img2img, inpaint, outpaint, upscale)\n"
+          "  --mask IMAGE          inpaint mask, white = repaint, same size as --init\n"
+          "  --mask-blur PX        (default 4)   --only-masked   --padding PX (default 32)\n"
+          "  --masked-content original|noise|nothing (default original)\n"
+          "  --left/--top/--right/--bottom PX   outpaint margins (default 64 on each side)\n"
+          "  --noise-level N       x4 upscaler noise level (default 20)   --tile PX\n"
+          "  --batch-count N       images to make (default 1)\n"
+          "  --clip-skip N         1 = last CLIP layer (default 1)\n"
+          "  --threads N           (default: physical cores)\n"
+          "  --family NAME --prediction epsilon|v|sample   override detection\n"
+          "  --from-png PNG        reuse the parameters stored in a PNG made by ldm or A1111\n"
+          "  --progress            show progress even when stderr is not a terminal\n"
+          "  --out PATH            output PNG (default ldm-SEED.png; -N is added per image)\n",
+          cmd);
+}
+
+static int parse_float(const char *opt, const char *s, float lo, float hi, float *out) {
+  char *end;
+  errno = 0;
+  double v = s ? strtod(s, &end) : 0;
+  if (!s || !*s || *end || errno || !(v >= lo && v <= hi)) {
+    cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not a number in %g..%g", opt, s ? s : "", (double)lo, (double)hi);
+    return -1;
+  }
+  *out = (float)v;
+  return 0;
+}
+
+static const char *find_model(const char *name, char *buf, size_t n) {
+  const char *env = getenv("LDM_MODEL_DIR");
+  const char *dirs[] = {env, LDM_DATADIR "/models", LDM_SOURCE_DIR "/models/demo"};
+  for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+    if (!dirs[i]) continue;
+    snprintf(buf, n, "%s/%s", dirs[i], name);
+    if (access(buf, R_OK) == 0) return buf;
+  }
+  snprintf(buf, n, "%s/models/demo/%s", LDM_SOURCE_DIR, name);
+  return buf;
+}
+
+/* First 10 hex digits of the file's SHA-256 (AUTOMATIC1111's model hash). */
+static void model_hash(const char *path, char out[11]) {
+  strcpy(out, "unknown");
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  struct sha256_ctx ctx;
+  sha256_init(&ctx);
+  static unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) sha256_update(&ctx, n, buf);
+  fclose(f);
+  unsigned char d[SHA256_DIGEST_SIZE];
+  sha256_digest(&ctx, sizeof d, d);
+  for (int i = 0; i < 5; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+static const char *base_name(const char *p) {
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+/* Parses an A1111 `parameters` text into o (prompt, negative, settings). */
+static int apply_parameters(gen_opts *o, const char *text) {
+  const char *neg = strstr(text, "\nNegative prompt: ");
+  const char *last = strrchr(text, '\n');
+  if (!last) return -1;
+  const char *settings = last + 1;
+  if (!strstr(settings, "Steps: ")) return -1;
+  const char *prompt_end = neg ? neg : last;
+  free(o->prompt);
+  o->prompt = strndup(text, (size_t)(prompt_end - text));
+  if (neg && neg < last) {
+    free(o->negative);
+    o->negative = strndup(neg + 18, (size_t)(last - (neg + 18)));
+  }
+  char sampler[64] = "";
+  const char *p;
+  if ((p = strstr(settings, "Steps: "))) o->steps = atoi(p + 7);
+  if ((p = strstr(settings, "CFG scale: "))) o->cfg_scale = strtof(p + 11, NULL);
+  if ((p = strstr(settings, "Seed: "))) o->seed = atoll(p + 6);
+  if ((p = strstr(settings, "Size: "))) sscanf(p + 6, "%dx%d", &o->width, &o->height);
+  if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
+  if ((p = strstr(settings, "Clip skip: "))) o->clip_skip = atoi(p + 11);
+  if ((p = strstr(settings, "RNG: "))) o->rng = !strncmp(p + 5, "NV", 2) || !strncmp(p + 5, "GPU", 3) ? LDM_RNG_CUDA : LDM_RNG_CPU;
+  if ((p = strstr(settings, "Sampler: "))) {
+    size_t k = strcspn(p + 9, ",");
+    snprintf(sampler, sizeof sampler, "%.*s", (int)k, p + 9);
+    for (size_t i = 0; i < N_A1111; i++)
+      if (!strcmp(sampler, a1111_names[i][1])) snprintf(o->sampler, sizeof o->sampler, "%s", a1111_names[i][0]);
+    if ((p = strstr(settings, "Schedule type: Karras")) && !strcmp(o->sampler, "dpmpp_2m"))
+      snprintf(o->sampler, sizeof o->sampler, "dpmpp_2m_karras");
+  }
+  return 0;
+}
+
+static char *format_parameters(const gen_opts *o, long long seed, int w, int h, const char *hash) {
+  const char *sampler = o->sampler;
+  for (size_t i = 0; i < N_A1111; i++)
+    if (!strcmp(o->sampler, a1111_names[i][0])) sampler = a1111_names[i][1];
+  char stem[256];
+  snprintf(stem, sizeof stem, "%s", base_name(o->model));
+  char *dot = strrchr(stem, '.');
+  if (dot) *dot = '\0';
+  size_t n = strlen(o->prompt) + strlen(o->negative) + 1024;
+  char *s = malloc(n);
+  if (!s) return NULL;
+  int k = snprintf(s, n, "%s\n", o->prompt);
+  if (o->negative[0]) k += snprintf(s + k, n - (size_t)k, "Negative prompt: %s\n", o->negative);
+  k += snprintf(s + k, n - (size_t)k, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, Model hash: %s, Model: %s",
+                o->steps, sampler, (double)o->cfg_scale, seed, w, h, hash, stem);
+  if (o->task != LDM_TASK_TXT2IMG && o->task != LDM_TASK_UPSCALE)
+    k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
+  if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
+  snprintf(s + k, n - (size_t)k, ", RNG: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU", ldm_version());
+  return s;
+}
+
+typedef struct progress_state {
+  bool show;
+  int last_len;
+} progress_state;
+
+static int on_progress(void *user, int step, int total, double elapsed, const ldm_image *preview) {
+  (void)preview;
+  progress_state *ps = user;
+  if (!ps->show) return 0;
+  double per = step > 0 ? elapsed / step : 0, eta = per * (total - step);
+  int width = 30, filled = total > 0 ? step * width / total : 0;
+  char bar[64];
+  for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+  bar[width] = '\0';
+  fprintf(stderr, "\r[%s] %d/%d  %.2f s/step  ETA %.0f s ", bar, step, total, per, eta);
+  if (step == total) fputc('\n', stderr);
+  fflush(stderr);
+  return 0;
+}
+
+static void out_name(const gen_opts *o, long long seed, int i, int n, char *buf, size_t len) {
+  if (!o->out_path) {
+    snprintf(buf, len, "ldm-%lld.png", seed);
+    return;
+  }
+  if (n == 1) {
+    snprintf(buf, len, "%s", o->out_path);
+    return;
+  }
+  const char *dot = strrchr(o->out_path, '.');
+  if (!dot || strchr(dot, '/')) dot = o->out_path + strlen(o->out_path);
+  snprintf(buf, len, "%.*s-%d%s", (int)(dot - o->out_path), o->out_path, i, dot);
+}
+
+/* Mask from an RGBA PNG: luminance times alpha, 0..1 (white = repaint). */
+static ldm_image *mask_from_rgba(const ldm_image *m) {
+  ldm_image *out = ldm_image_new(m->width, m->height, 1, LDM_PIXEL_F32);
+  if (!out) return NULL;
+  for (int y = 0; y < m->height; y++) {
+    const unsigned char *s = (const unsigned char *)m->data + (size_t)y * m->stride;
+    float *d = (float *)((char *)out->data + (size_t)y * out->stride);
+    for (int x = 0; x < m->width; x++)
+      d[x] = (0.299f * s[4 * x] + 0.587f * s[4 * x + 1] + 0.114f * s[4 * x + 2]) / 255.0f * (s[4 * x + 3] / 255.0f);
+  }
+  return out;
+}
 
 int ldm_cmd_generate(int argc, char **argv) {
-  (void)argc;
-  return cli_fail(LDM_EXIT_RUNTIME, "%s: generation pipelines are not available in this build yet", argv[0]);
+  gen_opts o = {0};
+  o.cmd = argv[0];
+  const char *names[] = {"txt2img", "img2img", "inpaint", "outpaint", "upscale"};
+  for (int t = 0; t < 5; t++)
+    if (!strcmp(argv[0], names[t])) o.task = (ldm_task)t;
+  ldm_job_params jp;
+  ldm_job_params_init(&jp, o.task);
+  o.prompt = strdup("");
+  o.negative = strdup("");
+  o.steps = jp.steps;
+  o.cfg_scale = jp.cfg_scale;
+  o.strength = jp.strength;
+  o.batch_count = 1;
+  o.clip_skip = 1;
+  o.seed = -1;
+  o.mask_blur = jp.mask_blur;
+  o.padding = jp.only_masked_padding;
+  o.noise_level = jp.noise_level;
+  o.left = o.top = o.right = o.bottom = o.task == LDM_TASK_OUTPAINT ? 64 : 0;
+  snprintf(o.sampler, sizeof o.sampler, "%s", jp.sampler);
+  int rc = LDM_EXIT_OK;
+  char msg[1200];
+
+  /* --from-png first, so explicit options override what it stored. */
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--from-png")) o.from_png = argv[i + 1];
+  if (o.from_png) {
+    char *text = NULL;
+    ldm_image *img = png_read_rgba(o.from_png, "parameters", &text, msg, sizeof msg);
+    ldm_image_free(img);
+    if (!img) { rc = cli_fail(LDM_EXIT_USAGE, "%s", msg); goto done; }
+    if (!text || apply_parameters(&o, text) != 0) {
+      free(text);
+      rc = cli_fail(LDM_EXIT_USAGE, "%s: no generation parameters stored in this PNG", o.from_png);
+      goto done;
+    }
+    free(text);
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout, o.cmd); goto done; }
+    if (!strcmp(a, "--only-masked")) { o.only_masked = true; continue; }
+    if (!strcmp(a, "--progress")) { o.progress = true; continue; }
+    if (strncmp(a, "--", 2) != 0 || !v) {
+      usage(stderr, o.cmd);
+      rc = cli_fail(LDM_EXIT_USAGE, "%s: %s '%s'", o.cmd, v ? "unexpected argument" : "missing value for", a);
+      goto done;
+    }
+    i++;
+    int bad = 0;
+    if (!strcmp(a, "--model")) o.model = v;
+    else if (!strcmp(a, "--vae")) o.vae = v;
+    else if (!strcmp(a, "--taesd")) o.taesd = v;
+    else if (!strcmp(a, "--family")) o.family = v;
+    else if (!strcmp(a, "--prediction")) o.prediction = v;
+    else if (!strcmp(a, "--prompt")) { free(o.prompt); o.prompt = strdup(v); }
+    else if (!strcmp(a, "--negative-prompt")) { free(o.negative); o.negative = strdup(v); }
+    else if (!strcmp(a, "--width")) bad = cli_parse_int(a, v, 8, 16384, &o.width);
+    else if (!strcmp(a, "--height")) bad = cli_parse_int(a, v, 8, 16384, &o.height);
+    else if (!strcmp(a, "--steps")) bad = cli_parse_int(a, v, 1, 1000, &o.steps);
+    else if (!strcmp(a, "--cfg-scale")) bad = parse_float(a, v, 0.0f, 100.0f, &o.cfg_scale);
+    else if (!strcmp(a, "--sampler")) snprintf(o.sampler, sizeof o.sampler, "%s", v);
+    else if (!strcmp(a, "--seed")) {
+      char *end;
+      errno = 0;
+      o.seed = strtoll(v, &end, 10);
+      if (*end || errno || o.seed < -1) bad = cli_fail(LDM_EXIT_USAGE, "--seed: '%s' is not -1 or a non-negative integer", v);
+    } else if (!strcmp(a, "--rng")) {
+      if (!strcmp(v, "cpu")) o.rng = LDM_RNG_CPU;
+      else if (!strcmp(v, "cuda")) o.rng = LDM_RNG_CUDA;
+      else bad = cli_fail(LDM_EXIT_USAGE, "--rng: '%s' is not cpu or cuda", v);
+    } else if (!strcmp(a, "--strength")) bad = parse_float(a, v, 0.0f, 1.0f, &o.strength);
+    else if (!strcmp(a, "--init")) o.init_path = v;
+    else if (!strcmp(a, "--mask")) o.mask_path = v;
+    else if (!strcmp(a, "--mask-blur")) bad = parse_float(a, v, 0.0f, 256.0f, &o.mask_blur);
+    else if (!strcmp(a, "--padding")) bad = cli_parse_int(a, v, 0, 4096, &o.padding);
+    else if (!strcmp(a, "--masked-content")) {
+      if (!strcmp(v, "original")) o.fill = LDM_FILL_ORIGINAL;
+      else if (!strcmp(v, "noise")) o.fill = LDM_FILL_LATENT_NOISE;
+      else if (!strcmp(v, "nothing")) o.fill = LDM_FILL_LATENT_NOTHING;
+      else bad = cli_fail(LDM_EXIT_USAGE, "--masked-content: '%s' is not original, noise or nothing", v);
+    } else if (!strcmp(a, "--left")) bad = cli_parse_int(a, v, 0, 4096, &o.left);
+    else if (!strcmp(a, "--top")) bad = cli_parse_int(a, v, 0, 4096, &o.top);
+    else if (!strcmp(a, "--right")) bad = cli_parse_int(a, v, 0, 4096, &o.right);
+    else if (!strcmp(a, "--bottom")) bad = cli_parse_int(a, v, 0, 4096, &o.bottom);
+    else if (!strcmp(a, "--noise-level")) bad = cli_parse_int(a, v, 0, 350, &o.noise_level);
+    else if (!strcmp(a, "--tile")) bad = cli_parse_int(a, v, 0, 4096, &o.tile);
+    else if (!strcmp(a, "--batch-count")) bad = cli_parse_int(a, v, 1, 64, &o.batch_count);
+    else if (!strcmp(a, "--clip-skip")) bad = cli_parse_int(a, v, 1, 12, &o.clip_skip);
+    else if (!strcmp(a, "--threads")) bad = cli_parse_int(a, v, 0, 1024, &o.threads);
+    else if (!strcmp(a, "--out")) o.out_path = v;
+    else if (!strcmp(a, "--from-png")) continue;
+    else {
+      usage(stderr, o.cmd);
+      bad = cli_fail(LDM_EXIT_USAGE, "%s: unknown option '%s'", o.cmd, a);
+    }
+    if (bad) { rc = LDM_EXIT_USAGE; goto done; }
+  }
+
+  bool known_sampler = false;
+  for (const char *const *s = ldm_sampler_names(); *s; s++) known_sampler |= !strcmp(*s, o.sampler);
+  if (!known_sampler && ldm_sampler_names()[0]) {
+    rc = cli_fail(LDM_EXIT_USAGE, "--sampler: unknown sampler '%s' (see `ldm samplers`)", o.sampler);
+    goto done;
+  }
+  if ((o.width && o.width % 8) || (o.height && o.height % 8)) {
+    rc = cli_fail(LDM_EXIT_USAGE, "size %dx%d: --width and --height must be multiples of 8", o.width, o.height);
+    goto done;
+  }
+  if (o.task != LDM_TASK_TXT2IMG && !o.init_path) {
+    rc = cli_fail(LDM_EXIT_USAGE, "%s needs --init IMAGE", o.cmd);
+    goto done;
+  }
+  if (o.task == LDM_TASK_INPAINT && !o.mask_path) {
+    rc = cli_fail(LDM_EXIT_USAGE, "inpaint needs --mask IMAGE");
+    goto done;
+  }
+  char model_buf[4096];
+  if (!o.model)
+    o.model = find_model(o.task == LDM_TASK_INPAINT   ? "ldm-demo-inpaint.safetensors"
+                         : o.task == LDM_TASK_UPSCALE ? "ldm-demo-x4.safetensors"
+                                                      : "ldm-demo.safetensors",
+                         model_buf, sizeof model_buf);
+
+  ldm_image *init = NULL, *mask_rgba = NULL, *mask = NULL;
+  ldm_model *model = NULL;
+  ldm_job *job = NULL;
+  ldm_image **images = NULL;
+  int n_images = 0;
+  ldm_error err = {0};
+  if (o.init_path && !(init = png_read_rgba(o.init_path, NULL, NULL, msg, sizeof msg))) {
+    rc = cli_fail(LDM_EXIT_USAGE, "%s", msg);
+    goto cleanup;
+  }
+  if (o.mask_path) {
+    if (!(mask_rgba = png_read_rgba(o.mask_path, NULL, NULL, msg, sizeof msg))) {
+      rc = cli_fail(LDM_EXIT_USAGE, "%s", msg);
+      goto cleanup;
+    }
+    if (init && (mask_rgba->width != init->width || mask_rgba->height != init->height)) {
+      rc = cli_fail(LDM_EXIT_USAGE, "%s: mask is %dx%d but the init image %s is %dx%d", o.mask_path,
+                    mask_rgba->width, mask_rgba->height, o.init_path, init->width, init->height);
+      goto cleanup;
+    }
+    if (!(mask = mask_from_rgba(mask_rgba))) {
+      rc = cli_fail(LDM_EXIT_RUNTIME, "%s: out of memory", o.mask_path);
+      goto cleanup;
+    }
+  }
+  ldm_model_params mp;
+  ldm_model_params_init(&mp);
+  mp.path = o.model;
+  mp.vae_path = o.vae;
+  mp.taesd_path = o.taesd;
+  mp.family = o.family;
+  mp.prediction = o.prediction;
+  mp.threads = o.threads;
+  if (ldm_model_load(&model, &mp, &err) != LDM_OK) {
+    rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
+    goto cleanup;
+  }
+  if (o.seed < 0) o.seed = (long long)(((unsigned long long)time(NULL) * 2654435761ull) % 4294967296ull);
+  progress_state ps = {.show = o.progress || isatty(2)};
+  jp.prompt = o.prompt;
+  jp.negative_prompt = o.negative;
+  jp.width = o.width;
+  jp.height = o.height;
+  jp.steps = o.steps;
+  jp.cfg_scale = o.cfg_scale;
+  jp.sampler = o.sampler;
+  jp.seed = (uint64_t)o.seed;
+  jp.rng = o.rng;
+  jp.strength = o.strength;
+  jp.batch_count = o.batch_count;
+  jp.clip_skip = o.clip_skip;
+  jp.init = init;
+  jp.mask = mask;
+  jp.mask_blur = o.mask_blur;
+  jp.only_masked = o.only_masked;
+  jp.only_masked_padding = o.padding;
+  jp.masked_content = o.fill;
+  jp.outpaint_left = o.left;
+  jp.outpaint_top = o.top;
+  jp.outpaint_right = o.right;
+  jp.outpaint_bottom = o.bottom;
+  jp.noise_level = o.noise_level;
+  jp.tile_size = o.tile;
+  jp.threads = o.threads;
+  jp.progress = on_progress;
+  jp.progress_user = &ps;
+  if (ldm_job_new(&job, model, &jp, &err) != LDM_OK) {
+    rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
+    goto cleanup;
+  }
+  if (ldm_job_run(job, &images, &n_images, &err) != LDM_OK) {
+    rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
+    goto cleanup;
+  }
+  char hash[11];
+  model_hash(o.model, hash);
+  for (int i = 0; i < n_images; i++) {
+    char path[4096];
+    out_name(&o, o.seed + i, i, n_images, path, sizeof path);
+    char *params = format_parameters(&o, o.seed + i, images[i]->width, images[i]->height, hash);
+    if (png_write(path, images[i], "parameters", params, msg, sizeof msg) != 0) {
+      free(params);
+      rc = cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
+      goto cleanup;
+    }
+    free(params);
+    printf("%s (seed %lld)\n", path, o.seed + i);
+  }
+cleanup:
+  for (int i = 0; i < n_images; i++) ldm_image_free(images[i]);
+  free(images);
+  ldm_job_free(job);
+  ldm_model_free(model);
+  ldm_image_free(init);
+  ldm_image_free(mask_rgba);
+  ldm_image_free(mask);
+done:
+  free(o.prompt);
+  free(o.negative);
+  return rc;
+}
+
+/* `ldm info IMAGE.png`: prints the stored parameters. Returns -1 when the
+ * file is not a PNG (the caller then treats it as a model). */
+int cli_png_info(const char *path) {
+  FILE *f = fopen(path, "rb");
+  unsigned char sig[8];
+  int is_png = f && fread(sig, 1, 8, f) == 8 && memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0;
+  if (f) fclose(f);
+  if (!is_png) return -1;
+  char msg[1200], *text = NULL;
+  ldm_image *img = png_read_rgba(path, "parameters", &text, msg, sizeof msg);
+  if (!img) return cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
+  printf("image:      %s (%dx%d)\n", path, img->width, img->height);
+  ldm_image_free(img);
+  if (!text) return cli_fail(LDM_EXIT_RUNTIME, "%s: no generation parameters stored in this PNG", path);
+  printf("parameters: %s\n", text);
+  free(text);
+  return LDM_EXIT_OK;
 }

@@ -29,10 +29,12 @@ int ldm_cmd_ls(int argc, char **argv) {
 
 int ldm_cmd_info(int argc, char **argv) {
   if (argc != 2 || !strcmp(argv[1], "--help")) {
-    fprintf(argc == 2 ? stdout : stderr, "usage: ldm info MODEL (.safetensors file or diffusers folder)\n");
+    fprintf(argc == 2 ? stdout : stderr, "usage: ldm info MODEL|IMAGE.png (.safetensors file, diffusers folder, or a PNG made by ldm)\n");
     return argc == 2 ? LDM_EXIT_OK : LDM_EXIT_USAGE;
   }
   const char *path = argv[1];
+  int png_rc = cli_png_info(path);
+  if (png_rc >= 0) return png_rc;
   ldm_error err = {0};
   struct stat sb;
   if (stat(path, &sb) != 0) return cli_fail(LDM_EXIT_RUNTIME, "%s: no such file or folder", path);
