@@ -1,0 +1,146 @@
+/* Image and mask helpers of the pipelines (see imageproc.h). */
+#include "pipeline/imageproc.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float px(const ldm_image *img, int x, int y, int c) {
+  int ch = img->channels == 1 ? 0 : c;
+  const char *row = (const char *)img->data + (size_t)y * img->stride;
+  if (img->type == LDM_PIXEL_F32) return ((const float *)row)[(size_t)x * img->channels + ch];
+  return ((const unsigned char *)row)[(size_t)x * img->channels + ch] / 255.0f;
+}
+
+void pl_image_to_planar(const ldm_image *img, float *out) {
+  size_t HW = (size_t)img->width * img->height;
+  for (int y = 0; y < img->height; y++)
+    for (int x = 0; x < img->width; x++)
+      for (int c = 0; c < 3; c++) out[c * HW + (size_t)y * img->width + x] = px(img, x, y, c) * 2.0f - 1.0f;
+}
+
+void pl_planar_to_u8(const float *in, int W, int H, ldm_image *out) {
+  size_t HW = (size_t)W * H;
+  for (int y = 0; y < H; y++) {
+    unsigned char *row = (unsigned char *)out->data + (size_t)y * out->stride;
+    for (int x = 0; x < W; x++)
+      for (int c = 0; c < 3; c++) {
+        float v = in[c * HW + (size_t)y * W + x] / 2.0f + 0.5f;
+        v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+        row[(size_t)x * out->channels + c] = (unsigned char)nearbyintf(v * 255.0f);
+      }
+  }
+}
+
+void pl_mask_to_float(const ldm_image *mask, float *out) {
+  for (int y = 0; y < mask->height; y++)
+    for (int x = 0; x < mask->width; x++) {
+      float v = px(mask, x, y, 0);
+      out[(size_t)y * mask->width + x] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+    }
+}
+
+void pl_blur(float *plane, int W, int H, float sigma, float *tmp) {
+  if (sigma <= 0.0f) return;
+  int r = (int)ceilf(3.0f * sigma);
+  if (r > 256) r = 256;
+  float k[513], sum = 0.0f;
+  for (int i = -r; i <= r; i++) sum += k[i + r] = expf(-(float)(i * i) / (2.0f * sigma * sigma));
+  for (int i = 0; i <= 2 * r; i++) k[i] /= sum;
+  for (int y = 0; y < H; y++) /* horizontal: plane -> tmp */
+    for (int x = 0; x < W; x++) {
+      float acc = 0.0f;
+      for (int i = -r; i <= r; i++) {
+        int xx = x + i < 0 ? 0 : x + i >= W ? W - 1 : x + i;
+        acc += k[i + r] * plane[(size_t)y * W + xx];
+      }
+      tmp[(size_t)y * W + x] = acc;
+    }
+  for (int y = 0; y < H; y++) /* vertical: tmp -> plane */
+    for (int x = 0; x < W; x++) {
+      float acc = 0.0f;
+      for (int i = -r; i <= r; i++) {
+        int yy = y + i < 0 ? 0 : y + i >= H ? H - 1 : y + i;
+        acc += k[i + r] * tmp[(size_t)yy * W + x];
+      }
+      plane[(size_t)y * W + x] = acc;
+    }
+}
+
+/* 1-D triangle-filter resample of n_in samples (stride s_in) to n_out. */
+static void resample_line(const float *in, int n_in, size_t s_in, float *out, int n_out, size_t s_out) {
+  double scale = (double)n_in / n_out;
+  double support = scale > 1.0 ? scale : 1.0;
+  for (int o = 0; o < n_out; o++) {
+    double center = (o + 0.5) * scale;
+    int lo = (int)floor(center - support), hi = (int)ceil(center + support);
+    double acc = 0.0, wsum = 0.0;
+    for (int i = lo; i <= hi; i++) {
+      double d = fabs((i + 0.5 - center) / support);
+      if (d >= 1.0) continue;
+      double w = 1.0 - d;
+      int ii = i < 0 ? 0 : i >= n_in ? n_in - 1 : i;
+      acc += w * in[(size_t)ii * s_in];
+      wsum += w;
+    }
+    out[(size_t)o * s_out] = (float)(wsum > 0 ? acc / wsum : in[(size_t)(center < n_in ? (int)center : n_in - 1) * s_in]);
+  }
+}
+
+void pl_resize(const float *in, int C, int W, int H, float *out, int w, int h) {
+  float *tmp = malloc((size_t)w * H * sizeof(float));
+  if (!tmp) return;
+  for (int c = 0; c < C; c++) {
+    const float *src = in + (size_t)c * W * H;
+    float *dst = out + (size_t)c * w * h;
+    for (int y = 0; y < H; y++) resample_line(src + (size_t)y * W, W, 1, tmp + (size_t)y * w, w, 1);
+    for (int x = 0; x < w; x++) resample_line(tmp + x, H, (size_t)w, dst + x, h, (size_t)w);
+  }
+  free(tmp);
+}
+
+int pl_mask_bbox(const float *mask, int W, int H, int *x0, int *y0, int *x1, int *y1) {
+  int ax = W, ay = H, bx = -1, by = -1;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      if (mask[(size_t)y * W + x] > 0.0f) {
+        if (x < ax) ax = x;
+        if (x > bx) bx = x;
+        if (y < ay) ay = y;
+        if (y > by) by = y;
+      }
+  if (bx < 0) return 0;
+  *x0 = ax;
+  *y0 = ay;
+  *x1 = bx + 1;
+  *y1 = by + 1;
+  return 1;
+}
+
+static unsigned char px_u8(const ldm_image *img, int x, int y, int c) {
+  int ch = img->channels == 1 ? 0 : c;
+  const char *row = (const char *)img->data + (size_t)y * img->stride;
+  if (img->type == LDM_PIXEL_U8) return ((const unsigned char *)row)[(size_t)x * img->channels + ch];
+  float v = ((const float *)row)[(size_t)x * img->channels + ch];
+  v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+  return (unsigned char)nearbyintf(v * 255.0f);
+}
+
+void pl_composite(const ldm_image *orig, const ldm_image *gen, const float *mask, ldm_image *out) {
+  for (int y = 0; y < orig->height; y++) {
+    const unsigned char *g = (const unsigned char *)gen->data + (size_t)y * gen->stride;
+    unsigned char *o = (unsigned char *)out->data + (size_t)y * out->stride;
+    for (int x = 0; x < orig->width; x++) {
+      float m = mask[(size_t)y * orig->width + x];
+      for (int c = 0; c < 3; c++) {
+        unsigned char a = px_u8(orig, x, y, c);
+        if (m <= 0.0f) {
+          o[(size_t)x * out->channels + c] = a;
+        } else {
+          float v = m * g[(size_t)x * gen->channels + c] + (1.0f - m) * a;
+          o[(size_t)x * out->channels + c] = (unsigned char)nearbyintf(v);
+        }
+      }
+    }
+  }
+}
