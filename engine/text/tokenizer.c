@@ -21,6 +21,7 @@ extern const unsigned char ldm_clip_merges[];
 extern const unsigned long ldm_clip_merges_size;
 
 #define CLIP_N_MERGES 48894
+#define LDM_TOK_MAX_SPLIT 16
 
 typedef struct merge_slot {
   uint64_t key;    /* (a << 32 | b) + 1; 0 = empty */
@@ -34,6 +35,11 @@ struct ldm_tokenizer {
   merge_slot *slots;
   size_t mask;              /* capacity - 1 */
   int32_t bos, eos, pad, n_vocab;
+  /* transformers splits the text on its added/special tokens before the
+   * clean-up (files only; e.g. SD2's pad "!" then always becomes id 0) */
+  char *split[LDM_TOK_MAX_SPLIT];
+  int32_t split_id[LDM_TOK_MAX_SPLIT];
+  int n_split;
 };
 
 /* ---- small growable u32 buffer ------------------------------------------ */
@@ -578,22 +584,50 @@ static char *read_all(const char *path, size_t *len) {
   return buf;
 }
 
-/* pad_token from special_tokens_map.json / tokenizer_config.json: either a
- * string or {"content": "..."}; -1 when absent. */
-static int32_t special_pad(json_t *vocab, const char *path) {
-  if (!path) return -1;
+static const char *token_content(json_t *v) {
+  if (json_is_object(v)) v = json_object_get(v, "content");
+  return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static void add_split(ldm_tokenizer *t, const char *content, int32_t id) {
+  if (!content || !*content || id < 0) return;
+  for (int i = 0; i < t->n_split; i++)
+    if (!strcmp(t->split[i], content)) return;
+  if (t->n_split == LDM_TOK_MAX_SPLIT) return;
+  char *c = strdup(content);
+  if (!c) return;
+  t->split[t->n_split] = c;
+  t->split_id[t->n_split++] = id;
+}
+
+/* special_tokens_map.json / tokenizer_config.json: pad_token (a string or
+ * {"content": ...}) and every special/added token transformers would split
+ * the text on. */
+static void read_special(ldm_tokenizer *t, json_t *vocab, const char *path) {
+  if (!path) return;
   json_t *j = json_load_file(path, 0, NULL);
-  if (!j) return -1;
-  json_t *p = json_object_get(j, "pad_token");
-  if (json_is_object(p)) p = json_object_get(p, "content");
-  int32_t id = json_is_string(p) ? vocab_id(vocab, json_string_value(p)) : -1;
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return;
+  }
+  static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+  for (int k = 0; k < 4; k++) {
+    const char *c = token_content(json_object_get(j, keys[k]));
+    if (!c) continue;
+    add_split(t, c, vocab_id(vocab, c));
+    if (k == 3 && vocab_id(vocab, c) >= 0) t->pad = vocab_id(vocab, c);
+  }
+  json_t *added = json_object_get(j, "added_tokens_decoder");
+  const char *key;
+  json_t *val;
+  if (json_is_object(added))
+    json_object_foreach(added, key, val) add_split(t, token_content(val), (int32_t)atol(key));
   json_decref(j);
-  return id;
 }
 
 ldm_status ldm_tokenizer_new_files(ldm_tokenizer **out, const char *vocab_json,
                                    const char *merges_txt, const char *special_map,
-                                   ldm_error *err) {
+                                   const char *tok_config, ldm_error *err) {
   *out = NULL;
   json_error_t jerr;
   json_t *vocab = json_load_file(vocab_json, 0, &jerr);
@@ -635,7 +669,9 @@ ldm_status ldm_tokenizer_new_files(ldm_tokenizer **out, const char *vocab_json,
     st = ldm_fail(err, LDM_ERR_FORMAT, "%s: no <|startoftext|> / <|endoftext|>", vocab_json);
     goto done;
   }
-  t->pad = special_pad(vocab, special_map);
+  t->pad = -1;
+  read_special(t, vocab, special_map);
+  read_special(t, vocab, tok_config);
   if (t->pad < 0) t->pad = t->eos;
   /* as CLIPTokenizer: read().strip().split("\n")[1:48895] */
   char *s = text, *e = text + len;
@@ -681,7 +717,7 @@ done:
 
 ldm_status ldm_tokenizer_from_source(ldm_tokenizer **out, const ldm_source *src,
                                      const char *part, int default_pad, ldm_error *err) {
-  char rel[64], vocab[4096], merges[4096], special[4096];
+  char rel[64], vocab[4096], merges[4096], special[4096], config[4096];
   if (src && ldm_source_is_folder(src)) {
     snprintf(rel, sizeof rel, "%s/vocab.json", part);
     const char *v = ldm_source_file(src, rel, vocab, sizeof vocab);
@@ -690,11 +726,9 @@ ldm_status ldm_tokenizer_from_source(ldm_tokenizer **out, const ldm_source *src,
     if (v && m) {
       snprintf(rel, sizeof rel, "%s/special_tokens_map.json", part);
       const char *sp = ldm_source_file(src, rel, special, sizeof special);
-      if (!sp) {
-        snprintf(rel, sizeof rel, "%s/tokenizer_config.json", part);
-        sp = ldm_source_file(src, rel, special, sizeof special);
-      }
-      return ldm_tokenizer_new_files(out, v, m, sp, err);
+      snprintf(rel, sizeof rel, "%s/tokenizer_config.json", part);
+      const char *tc = ldm_source_file(src, rel, config, sizeof config);
+      return ldm_tokenizer_new_files(out, v, m, sp, tc, err);
     }
   }
   return ldm_tokenizer_new_embedded(out, default_pad, err);
@@ -702,6 +736,7 @@ ldm_status ldm_tokenizer_from_source(ldm_tokenizer **out, const ldm_source *src,
 
 void ldm_tokenizer_free(ldm_tokenizer *t) {
   if (!t) return;
+  for (int i = 0; i < t->n_split; i++) free(t->split[i]);
   free(t->slots);
   free(t);
 }
@@ -780,8 +815,8 @@ static bool match_lit(const uint32_t *s, size_t n, const char *lit) {
   return true;
 }
 
-ldm_status ldm_tokenizer_tokenize(const ldm_tokenizer *t, const char *text, size_t len,
-                                  int32_t **ids, int64_t *n, int64_t *cap, ldm_error *err) {
+static ldm_status tokenize_segment(const ldm_tokenizer *t, const char *text, size_t len,
+                                   int32_t **ids, int64_t *n, int64_t *cap, ldm_error *err) {
   u32buf s = {0};
   LDM_TRY(clean(text, len, &s, err));
   static const char *const contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
@@ -815,6 +850,34 @@ ldm_status ldm_tokenizer_tokenize(const ldm_tokenizer *t, const char *text, size
   free(s.p);
   if (!ok) return ldm_fail(err, LDM_ERR_NOMEM, "tokenizer: out of memory");
   return LDM_OK;
+}
+
+/* Splits on the added tokens (leftmost, longest first) as transformers'
+ * Trie.split does, and tokenizes the pieces in between on their own. */
+ldm_status ldm_tokenizer_tokenize(const ldm_tokenizer *t, const char *text, size_t len,
+                                  int32_t **ids, int64_t *n, int64_t *cap, ldm_error *err) {
+  size_t seg = 0;
+  for (size_t i = 0; i < len && t->n_split;) {
+    int best = -1;
+    size_t best_len = 0;
+    for (int k = 0; k < t->n_split; k++) {
+      size_t l = strlen(t->split[k]);
+      if (l > best_len && l <= len - i && memcmp(text + i, t->split[k], l) == 0) {
+        best = k;
+        best_len = l;
+      }
+    }
+    if (best < 0) {
+      i++;
+      continue;
+    }
+    LDM_TRY(tokenize_segment(t, text + seg, i - seg, ids, n, cap, err));
+    if (!push_id(ids, n, cap, t->split_id[best]))
+      return ldm_fail(err, LDM_ERR_NOMEM, "tokenizer: out of memory");
+    i += best_len;
+    seg = i;
+  }
+  return tokenize_segment(t, text + seg, len - seg, ids, n, cap, err);
 }
 
 /* ---- public API (ldm.h) ------------------------------------------------- */

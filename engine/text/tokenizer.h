@@ -17,11 +17,13 @@
 ldm_status ldm_tokenizer_new_embedded(ldm_tokenizer **out, int pad_id,
                                       ldm_error *err);
 /* transformers' files: vocab.json + merges.txt (first line is a header and,
- * as CLIPTokenizer does, at most 48894 merges are read). special_map (NULL
- * ok) is special_tokens_map.json or tokenizer_config.json for pad_token. */
+ * as CLIPTokenizer does, at most 48894 merges are read). special_map and
+ * tok_config (each NULL ok): special_tokens_map.json, tokenizer_config.json,
+ * for pad_token and the special/added tokens the text is split on (as
+ * transformers does: with SD2's pad "!", every "!" becomes id 0). */
 ldm_status ldm_tokenizer_new_files(ldm_tokenizer **out, const char *vocab_json,
-                                   const char *merges_txt,
-                                   const char *special_map, ldm_error *err);
+                                   const char *merges_txt, const char *special_map,
+                                   const char *tok_config, ldm_error *err);
 /* The tokenizer of a model: a diffusers folder's `part` ("tokenizer",
  * "tokenizer_2") when it has vocab.json + merges.txt, else the embedded one
  * with default_pad (< 0: end-of-text). */
