@@ -92,4 +92,47 @@ void ldm_timestep_embedding(float *y, const float *t, int B, int dim,
 void ldm_nchw_to_nhwc(float *y, const float *x, int B, int C, int64_t HW);
 void ldm_nhwc_to_nchw(float *y, const float *x, int B, int C, int64_t HW);
 
+/* ---- additions: options, internal variants, naive references ----------- */
+
+/* True when the loaded OpenBLAS exports cblas_sbgemm (looked up at run time,
+ * never linked); ctx->gemm_bf16 then routes ldm_gemm through it, rounding A
+ * and B to bf16 in ctx->scratch. Otherwise ldm_gemm always uses sgemm. */
+bool ldm_gemm_bf16_available(void);
+
+/* ldm_conv2d with an explicit bound on the im2col scratch (bytes): output
+ * rows are processed in bands of at most that size (at least one row).
+ * ldm_conv2d uses LDM_CONV2D_SCRATCH_BYTES. */
+#define LDM_CONV2D_SCRATCH_BYTES ((size_t)64 << 20)
+ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
+                         int W, int Cin, const ldm_tensor *w,
+                         const ldm_tensor *b, int stride, int pad,
+                         size_t max_scratch_bytes);
+
+/* ldm_attention with an explicit bound on the score chunk (bytes): at most
+ * max_score_bytes / (4 * Tk) query rows (at least one) of one head at once.
+ * ldm_attention uses LDM_ATTN_SCORE_BYTES. */
+#define LDM_ATTN_SCORE_BYTES ((size_t)32 << 20)
+ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
+                            const float *q, int64_t ldq, const float *k,
+                            int64_t ldk, const float *v, int64_t ldv, int B,
+                            int64_t Tq, int64_t Tk, int heads, int dh,
+                            bool causal, size_t max_score_bytes);
+
+/* Naive references (direct loops, double accumulation, no BLAS, no
+ * threads) kept beside the optimized ops as a second check in tests. */
+void ldm_gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N,
+                    int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc);
+ldm_status ldm_linear_naive(ldm_ctx *ctx, float *y, const float *x, int64_t M,
+                            const ldm_tensor *w, const ldm_tensor *b);
+ldm_status ldm_conv2d_naive(ldm_ctx *ctx, float *y, const float *x, int B,
+                            int H, int W, int Cin, const ldm_tensor *w,
+                            const ldm_tensor *b, int stride, int pad);
+ldm_status ldm_attention_naive(ldm_ctx *ctx, float *out, int64_t ldo,
+                               const float *q, int64_t ldq, const float *k,
+                               int64_t ldk, const float *v, int64_t ldv, int B,
+                               int64_t Tq, int64_t Tk, int heads, int dh,
+                               bool causal);
+
 #endif
