@@ -1,0 +1,263 @@
+/* torch.nn.Conv2d (groups=1, zero padding) on channels-last activations.
+ * 1x1 stride-1 convolutions are one GEMM over all pixels; other kernels are
+ * im2col + GEMM, in bands of output rows so the column buffer stays bounded,
+ * with the weight repacked once per call to [Cout, kh, kw, Cin] to match the
+ * channels-last columns. */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+#include "core/half.h"
+
+#include <string.h>
+
+typedef struct conv_shape {
+  int B, H, W, Cin, Cout, kh, kw, stride, pad, Ho, Wo;
+  int64_t K; /* kh * kw * Cin */
+} conv_shape;
+
+static ldm_status conv_check(ldm_ctx *ctx, const ldm_tensor *w,
+                             const ldm_tensor *b, int B, int H, int W, int Cin,
+                             int stride, int pad, conv_shape *s) {
+  if (!w || w->ndim != 4)
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "conv2d: weight '%s' must be 4-D [Cout, Cin, kh, kw]",
+                    w && w->name ? w->name : "?");
+  char buf[96];
+  if (w->shape[1] != Cin || w->shape[0] < 1 || w->shape[2] < 1 ||
+      w->shape[3] < 1 || w->shape[0] > (1 << 24) || w->shape[2] > 64 ||
+      w->shape[3] > 64)
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "conv2d: weight '%s' has shape %s, expected [Cout, %d, kh, "
+                    "kw]",
+                    w->name ? w->name : "?", ldm_shape_str(w, buf, sizeof buf),
+                    Cin);
+  if (B < 1 || H < 1 || W < 1 || Cin < 1 || stride < 1 || pad < 0)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "conv2d: invalid sizes B=%d H=%d W=%d Cin=%d stride=%d "
+                    "pad=%d",
+                    B, H, W, Cin, stride, pad);
+  s->B = B, s->H = H, s->W = W, s->Cin = Cin;
+  s->Cout = (int)w->shape[0];
+  s->kh = (int)w->shape[2];
+  s->kw = (int)w->shape[3];
+  s->stride = stride, s->pad = pad;
+  if (H + 2 * pad < s->kh || W + 2 * pad < s->kw)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "conv2d: input %dx%d (pad %d) smaller than kernel %dx%d", H,
+                    W, pad, s->kh, s->kw);
+  s->Ho = ldm_conv_out(H, s->kh, stride, pad);
+  s->Wo = ldm_conv_out(W, s->kw, stride, pad);
+  s->K = (int64_t)s->kh * s->kw * Cin;
+  LDM_TRY(ops_check_float(ctx, w, (int64_t)s->Cout * s->K, "conv2d", "weight"));
+  if (b) LDM_TRY(ops_check_float(ctx, b, s->Cout, "conv2d", "bias"));
+  return LDM_OK;
+}
+
+/* ---- weight packing: [Cout, Cin, kh, kw] (any float) -> [Cout, kh, kw, Cin] */
+
+typedef struct pack_job {
+  float *dst;
+  const ldm_tensor *w;
+  int Cin, taps;
+} pack_job;
+
+static void pack_task(void *user, int64_t co) {
+  const pack_job *j = user;
+  enum { CI_BLOCK = 128 };
+  float tmp[CI_BLOCK * 64];
+  int taps = j->taps;
+  int ci_block = taps <= 64 ? CI_BLOCK : 1;
+  float *dst = j->dst + co * (int64_t)taps * j->Cin;
+  for (int ci0 = 0; ci0 < j->Cin; ci0 += ci_block) {
+    int nci = j->Cin - ci0 < ci_block ? j->Cin - ci0 : ci_block;
+    size_t off = ((size_t)co * (size_t)j->Cin + (size_t)ci0) * (size_t)taps;
+    size_t n = (size_t)nci * (size_t)taps;
+    const float *src;
+    if (taps > 64) {
+      /* huge kernels: convert element by element */
+      for (int t = 0; t < taps; t++) {
+        float v;
+        size_t e = off + (size_t)t;
+        if (j->w->dtype == LDM_DTYPE_F32) v = ((const float *)j->w->data)[e];
+        else if (j->w->dtype == LDM_DTYPE_F16)
+          v = ldm_f16_to_f32(((const uint16_t *)j->w->data)[e]);
+        else v = ldm_bf16_to_f32(((const uint16_t *)j->w->data)[e]);
+        dst[(int64_t)t * j->Cin + ci0] = v;
+      }
+      continue;
+    }
+    if (j->w->dtype == LDM_DTYPE_F32) {
+      src = (const float *)j->w->data + off;
+    } else if (j->w->dtype == LDM_DTYPE_F16) {
+      ldm_convert_f16_to_f32(tmp, (const uint16_t *)j->w->data + off, n);
+      src = tmp;
+    } else {
+      ldm_convert_bf16_to_f32(tmp, (const uint16_t *)j->w->data + off, n);
+      src = tmp;
+    }
+    for (int ci = 0; ci < nci; ci++)
+      for (int t = 0; t < taps; t++)
+        dst[(int64_t)t * j->Cin + ci0 + ci] = src[ci * taps + t];
+  }
+}
+
+/* ---- im2col over a band of output rows --------------------------------- */
+
+typedef struct im2col_job {
+  float *cols;        /* [band pixels, K] */
+  const float *x;     /* [B, H*W, Cin] */
+  const conv_shape *s;
+  int64_t row0;       /* first global output row (b * Ho + oy) of the band */
+} im2col_job;
+
+static void im2col_task(void *user, int64_t p) {
+  const im2col_job *j = user;
+  const conv_shape *s = j->s;
+  int64_t r = j->row0 + p / s->Wo;
+  int ox = (int)(p % s->Wo);
+  int b = (int)(r / s->Ho), oy = (int)(r % s->Ho);
+  const float *xb = j->x + (int64_t)b * s->H * s->W * s->Cin;
+  float *dst = j->cols + p * s->K;
+  size_t row_bytes = (size_t)s->Cin * sizeof(float);
+  for (int ky = 0; ky < s->kh; ky++) {
+    int iy = oy * s->stride - s->pad + ky;
+    if (iy < 0 || iy >= s->H) {
+      memset(dst, 0, row_bytes * (size_t)s->kw);
+      dst += (int64_t)s->kw * s->Cin;
+      continue;
+    }
+    int ix0 = ox * s->stride - s->pad;
+    for (int kx = 0; kx < s->kw; kx++) {
+      int ix = ix0 + kx;
+      if (ix < 0 || ix >= s->W) memset(dst, 0, row_bytes);
+      else memcpy(dst, xb + ((int64_t)iy * s->W + ix) * s->Cin, row_bytes);
+      dst += s->Cin;
+    }
+  }
+}
+
+ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
+                         int W, int Cin, const ldm_tensor *w,
+                         const ldm_tensor *b, int stride, int pad,
+                         size_t max_scratch_bytes) {
+  conv_shape s;
+  LDM_TRY(conv_check(ctx, w, b, B, H, W, Cin, stride, pad, &s));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *bias = NULL;
+  if (b && !(bias = ops_weight_f32(ctx, b, s.Cout))) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+
+  if (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0) {
+    // 1x1: x [B*H*W, Cin] * W^T [Cin, Cout] -> y [B*H*W, Cout]
+    const float *wf = ops_weight_f32(ctx, w, (int64_t)s.Cout * Cin);
+    if (!wf) {
+      st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+    int64_t M = (int64_t)B * H * W;
+    st = ldm_gemm(ctx, false, true, M, s.Cout, Cin, 1.0f, x, Cin, wf, Cin,
+                  0.0f, y, s.Cout);
+    if (st == LDM_OK && bias) ops_add_bias_f32(ctx, y, M, s.Cout, bias);
+    goto done;
+  }
+
+  // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
+  size_t wn;
+  float *wp = NULL;
+  if (ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
+    wp = ldm_arena_floats(ctx->scratch, wn);
+  if (!wp) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
+                  "conv2d: no scratch for packed weight '%s' (%d x %lld)",
+                  w->name ? w->name : "?", s.Cout, (long long)s.K);
+    goto done;
+  }
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  if (!wa) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  pack_job pj = {wp, wa, Cin, s.kh * s.kw};
+  ldm_pool_for(ctx->pool, s.Cout, pack_task, &pj);
+
+  // bands of output rows: cols [band_rows*Wo, K] <= max_scratch_bytes
+  size_t row_bytes = (size_t)s.Wo * (size_t)s.K * sizeof(float);
+  int64_t total_rows = (int64_t)B * s.Ho;
+  int64_t band = (int64_t)(max_scratch_bytes / (row_bytes ? row_bytes : 1));
+  if (band < 1) band = 1;
+  if (band > total_rows) band = total_rows;
+  size_t cols_n;
+  float *cols = NULL;
+  if (ldm_mul_size((size_t)band * (size_t)s.Wo, (size_t)s.K, &cols_n))
+    cols = ldm_arena_floats(ctx->scratch, cols_n);
+  if (!cols) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
+                  "conv2d: no scratch for im2col (%lld rows x %d x %lld)",
+                  (long long)band, s.Wo, (long long)s.K);
+    goto done;
+  }
+  for (int64_t r0 = 0; r0 < total_rows; r0 += band) {
+    if (ctx->cancel && atomic_load(ctx->cancel)) {
+      st = ldm_fail(ctx->err, LDM_ERR_CANCELLED, "conv2d: cancelled");
+      goto done;
+    }
+    int64_t nr = total_rows - r0 < band ? total_rows - r0 : band;
+    int64_t M = nr * s.Wo;
+    // im2col: x rows of the band -> cols [M, kh*kw*Cin]
+    im2col_job ij = {cols, x, &s, r0};
+    ldm_pool_for(ctx->pool, M, im2col_task, &ij);
+    // cols [M, K] * wp^T [K, Cout] -> y rows [M, Cout]
+    float *yb = y + r0 * s.Wo * (int64_t)s.Cout;
+    st = ldm_gemm(ctx, false, true, M, s.Cout, s.K, 1.0f, cols, s.K, wp, s.K,
+                  0.0f, yb, s.Cout);
+    if (st != LDM_OK) goto done;
+    // + bias while the band is warm
+    if (bias) ops_add_bias_f32(ctx, yb, M, s.Cout, bias);
+  }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+ldm_status ldm_conv2d(ldm_ctx *ctx, float *y, const float *x, int B, int H,
+                      int W, int Cin, const ldm_tensor *w, const ldm_tensor *b,
+                      int stride, int pad) {
+  return ldm_conv2d_ex(ctx, y, x, B, H, W, Cin, w, b, stride, pad,
+                       LDM_CONV2D_SCRATCH_BYTES);
+}
+
+ldm_status ldm_conv2d_naive(ldm_ctx *ctx, float *y, const float *x, int B,
+                            int H, int W, int Cin, const ldm_tensor *w,
+                            const ldm_tensor *b, int stride, int pad) {
+  conv_shape s;
+  LDM_TRY(conv_check(ctx, w, b, B, H, W, Cin, stride, pad, &s));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *wf = ops_weight_f32(ctx, w, (int64_t)s.Cout * s.K);
+  const float *bias = wf && b ? ops_weight_f32(ctx, b, s.Cout) : NULL;
+  if (!wf || (b && !bias)) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  for (int bi = 0; bi < B; bi++)
+    for (int oy = 0; oy < s.Ho; oy++)
+      for (int ox = 0; ox < s.Wo; ox++)
+        for (int co = 0; co < s.Cout; co++) {
+          double acc = bias ? bias[co] : 0.0;
+          for (int ci = 0; ci < Cin; ci++)
+            for (int ky = 0; ky < s.kh; ky++)
+              for (int kx = 0; kx < s.kw; kx++) {
+                int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc += (double)x[(((int64_t)bi * H + iy) * W + ix) * Cin + ci] *
+                       wf[(((int64_t)co * Cin + ci) * s.kh + ky) * s.kw + kx];
+              }
+          y[(((int64_t)bi * s.Ho + oy) * s.Wo + ox) * s.Cout + co] = (float)acc;
+        }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}

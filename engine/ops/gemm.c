@@ -1,0 +1,127 @@
+/* The one GEMM wrapper: row-major C = alpha*op(A)*op(B) + beta*C through
+ * OpenBLAS cblas_sgemm, with OpenBLAS's thread count set from the job's
+ * budget. A bf16 path (cblas_sbgemm, looked up with dlsym because Debian 12's
+ * OpenBLAS 0.3.21 does not export it) is taken only when ctx->gemm_bf16 asks
+ * for it and the symbol exists. */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+#include "core/half.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+
+typedef void (*sbgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE,
+                          enum CBLAS_TRANSPOSE, blasint, blasint, blasint,
+                          float, const uint16_t *, blasint, const uint16_t *,
+                          blasint, float, float *, blasint);
+
+static sbgemm_fn sbgemm_ptr;
+static pthread_once_t sbgemm_once = PTHREAD_ONCE_INIT;
+
+static void sbgemm_lookup(void) {
+  void *sym = dlsym(RTLD_DEFAULT, "cblas_sbgemm");
+  /* Function pointers from dlsym: the POSIX-sanctioned conversion. */
+  *(void **)&sbgemm_ptr = sym;
+}
+
+bool ldm_gemm_bf16_available(void) {
+  pthread_once(&sbgemm_once, sbgemm_lookup);
+  return sbgemm_ptr != NULL;
+}
+
+/* Rounds a rows x cols block (leading dimension ld) to packed bf16. */
+static void pack_bf16(uint16_t *dst, const float *src, int64_t rows,
+                      int64_t cols, int64_t ld) {
+  for (int64_t r = 0; r < rows; r++)
+    ldm_convert_f32_to_bf16(dst + r * cols, src + r * ld, (size_t)cols);
+}
+
+static ldm_status gemm_bf16(ldm_ctx *ctx, bool trans_a, bool trans_b, int M,
+                            int N, int K, float alpha, const float *A,
+                            int64_t lda, const float *B, int64_t ldb,
+                            float beta, float *C, int ldc) {
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  int64_t ar = trans_a ? K : M, ac = trans_a ? M : K;
+  int64_t br = trans_b ? N : K, bc = trans_b ? K : N;
+  uint16_t *a16 = ldm_arena_alloc(ctx->scratch, (size_t)(ar * ac) * 2);
+  uint16_t *b16 = ldm_arena_alloc(ctx->scratch, (size_t)(br * bc) * 2);
+  if (!a16 || !b16) {
+    ldm_arena_reset(ctx->scratch, mark);
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM,
+                    "gemm: no scratch for bf16 operands (%d x %d x %d)", M, N,
+                    K);
+  }
+  pack_bf16(a16, A, ar, ac, lda);
+  pack_bf16(b16, B, br, bc, ldb);
+  sbgemm_ptr(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+             trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, a16,
+             (blasint)ac, b16, (blasint)bc, beta, C, ldc);
+  ldm_arena_reset(ctx->scratch, mark);
+  return LDM_OK;
+}
+
+ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
+                    int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc) {
+  if (M < 0 || N < 0 || K < 0)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "gemm: negative size M=%lld N=%lld K=%lld", (long long)M,
+                    (long long)N, (long long)K);
+  if (M == 0 || N == 0) return LDM_OK;
+  if (N > INT_MAX || K > INT_MAX || lda > INT_MAX || ldb > INT_MAX ||
+      ldc > INT_MAX)
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
+                    "gemm: size beyond 32-bit BLAS (N=%lld K=%lld lda=%lld "
+                    "ldb=%lld ldc=%lld)",
+                    (long long)N, (long long)K, (long long)lda, (long long)ldb,
+                    (long long)ldc);
+  if (lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "gemm: leading dimension too small (lda=%lld ldb=%lld "
+                    "ldc=%lld for M=%lld N=%lld K=%lld)",
+                    (long long)lda, (long long)ldb, (long long)ldc,
+                    (long long)M, (long long)N, (long long)K);
+  if (trans_a && M > INT_MAX)
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
+                    "gemm: transposed A with M=%lld beyond 32-bit BLAS",
+                    (long long)M);
+  if (ctx->threads > 0) ldm_blas_set_threads(ctx->threads);
+  bool bf16 = ctx->gemm_bf16 && ldm_gemm_bf16_available();
+  /* Rows of C in blocks that fit a 32-bit BLAS. */
+  const int64_t step = (int64_t)INT_MAX / 2;
+  for (int64_t m0 = 0; m0 < M; m0 += step) {
+    int m = (int)(M - m0 < step ? M - m0 : step);
+    const float *a = A + (trans_a ? m0 : m0 * lda);
+    float *c = C + m0 * ldc;
+    if (bf16) {
+      LDM_TRY(gemm_bf16(ctx, trans_a, trans_b, m, (int)N, (int)K, alpha, a,
+                        lda, B, ldb, beta, c, (int)ldc));
+    } else {
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                  trans_b ? CblasTrans : CblasNoTrans, m, (int)N, (int)K,
+                  alpha, a, (blasint)lda, B, (blasint)ldb, beta, c,
+                  (blasint)ldc);
+    }
+  }
+  return LDM_OK;
+}
+
+void ldm_gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N,
+                    int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C,
+                    int64_t ldc) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double s = 0;
+      for (int64_t p = 0; p < K; p++) {
+        double a = trans_a ? A[p * lda + i] : A[i * lda + p];
+        double b = trans_b ? B[j * ldb + p] : B[p * ldb + j];
+        s += a * b;
+      }
+      double c = beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j];
+      C[i * ldc + j] = (float)(alpha * s + c);
+    }
+}

@@ -1,0 +1,101 @@
+/* torch.nn.Linear on channels-last rows: y[M, N] = x[M, K] W[N, K]^T + b.
+ * f32 weights are used in place; f16/bf16 weights are widened into scratch
+ * for the duration of the call. */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+
+typedef struct bias_job {
+  float *y;
+  const float *bias;
+  int64_t rows, rows_per_task;
+  int C;
+} bias_job;
+
+static void bias_task(void *user, int64_t t) {
+  bias_job *j = user;
+  int64_t r0 = t * j->rows_per_task;
+  int64_t r1 = r0 + j->rows_per_task < j->rows ? r0 + j->rows_per_task : j->rows;
+  for (int64_t r = r0; r < r1; r++) {
+    float *row = j->y + r * j->C;
+    for (int c = 0; c < j->C; c++) row[c] += j->bias[c];
+  }
+}
+
+/* y[r, :] += bias for rows x C (f32 bias), parallel over rows. */
+void ops_add_bias_f32(ldm_ctx *ctx, float *y, int64_t rows, int C,
+                      const float *bias) {
+  int64_t per = 16384 / (C > 0 ? C : 1);
+  if (per < 1) per = 1;
+  bias_job j = {y, bias, rows, per, C};
+  ldm_pool_for(ctx->pool, ops_tasks(rows, per), bias_task, &j);
+}
+
+ldm_status ldm_add_bias(ldm_ctx *ctx, float *y, int64_t rows, int C,
+                        const ldm_tensor *bias) {
+  LDM_TRY(ops_check_float(ctx, bias, C, "add_bias", "bias"));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  const float *b = ops_weight_f32(ctx, bias, C);
+  if (!b) return ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+  ops_add_bias_f32(ctx, y, rows, C, b);
+  ldm_arena_reset(ctx->scratch, mark);
+  return LDM_OK;
+}
+
+static ldm_status linear_check(ldm_ctx *ctx, const ldm_tensor *w,
+                               const ldm_tensor *b, int64_t *N, int64_t *K) {
+  if (!w || w->ndim != 2)
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "linear: weight '%s' must be 2-D [out, in]",
+                    w && w->name ? w->name : "?");
+  *N = w->shape[0];
+  *K = w->shape[1];
+  LDM_TRY(ops_check_float(ctx, w, *N * *K, "linear", "weight"));
+  if (b) LDM_TRY(ops_check_float(ctx, b, *N, "linear", "bias"));
+  return LDM_OK;
+}
+
+ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
+                      const ldm_tensor *w, const ldm_tensor *b) {
+  int64_t N = 0, K = 0;
+  LDM_TRY(linear_check(ctx, w, b, &N, &K));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status s = LDM_OK;
+  const float *wf = ops_weight_f32(ctx, w, N * K);
+  const float *bf = wf && b ? ops_weight_f32(ctx, b, N) : NULL;
+  if (!wf || (b && !bf)) {
+    s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  // x [M, K] * W^T [K, N] -> y [M, N]
+  s = ldm_gemm(ctx, false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
+  if (s != LDM_OK) goto done;
+  // + b -> y [M, N]
+  if (bf) ops_add_bias_f32(ctx, y, M, (int)N, bf);
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return s;
+}
+
+ldm_status ldm_linear_naive(ldm_ctx *ctx, float *y, const float *x, int64_t M,
+                            const ldm_tensor *w, const ldm_tensor *b) {
+  int64_t N = 0, K = 0;
+  LDM_TRY(linear_check(ctx, w, b, &N, &K));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status s = LDM_OK;
+  const float *wf = ops_weight_f32(ctx, w, N * K);
+  const float *bf = wf && b ? ops_weight_f32(ctx, b, N) : NULL;
+  if (!wf || (b && !bf)) {
+    s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double acc = bf ? bf[n] : 0.0;
+      for (int64_t k = 0; k < K; k++)
+        acc += (double)x[m * K + k] * wf[n * K + k];
+      y[m * N + n] = (float)acc;
+    }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return s;
+}

@@ -1,0 +1,186 @@
+/* torch.nn.GroupNorm (optionally followed by SiLU, as every diffusers
+ * ResnetBlock2D does) and torch.nn.LayerNorm on channels-last rows.
+ * Statistics are two-pass (mean, then centred variance) in double, summed
+ * per pixel chunk in parallel and reduced in a fixed order, so results do
+ * not depend on the thread count. */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+
+#include <math.h>
+
+enum { GN_ROWS_PER_TASK = 256 };
+
+typedef struct gn_job {
+  const float *x;
+  float *y;
+  int64_t HW, chunks; /* pixel chunks per image */
+  int C, G, cpg;
+  double *part;       /* [B, chunks, G] partial sums */
+  const double *mean; /* [B, G] (second pass) */
+  const float *scale, *shift; /* [B, C] (apply pass) */
+  bool silu;
+} gn_job;
+
+static void gn_sum_task(void *user, int64_t t) {
+  gn_job *j = user;
+  int64_t b = t / j->chunks, c = t % j->chunks;
+  int64_t r0 = c * GN_ROWS_PER_TASK;
+  int64_t r1 = r0 + GN_ROWS_PER_TASK < j->HW ? r0 + GN_ROWS_PER_TASK : j->HW;
+  double *acc = j->part + t * j->G;
+  for (int g = 0; g < j->G; g++) acc[g] = 0;
+  const double *mean = j->mean ? j->mean + b * j->G : NULL;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *row = j->x + (b * j->HW + r) * j->C;
+    for (int g = 0; g < j->G; g++) {
+      const float *v = row + g * j->cpg;
+      double s = 0;
+      if (mean) {
+        double m = mean[g];
+        for (int i = 0; i < j->cpg; i++) s += (v[i] - m) * (v[i] - m);
+      } else {
+        for (int i = 0; i < j->cpg; i++) s += v[i];
+      }
+      acc[g] += s;
+    }
+  }
+}
+
+static void gn_apply_task(void *user, int64_t t) {
+  gn_job *j = user;
+  int64_t b = t / j->chunks, c = t % j->chunks;
+  int64_t r0 = c * GN_ROWS_PER_TASK;
+  int64_t r1 = r0 + GN_ROWS_PER_TASK < j->HW ? r0 + GN_ROWS_PER_TASK : j->HW;
+  const float *sc = j->scale + b * j->C, *sh = j->shift + b * j->C;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = j->x + (b * j->HW + r) * j->C;
+    float *yr = j->y + (b * j->HW + r) * j->C;
+    if (j->silu) {
+      for (int i = 0; i < j->C; i++) {
+        float v = xr[i] * sc[i] + sh[i];
+        yr[i] = v / (1.0f + expf(-v));
+      }
+    } else {
+      for (int i = 0; i < j->C; i++) yr[i] = xr[i] * sc[i] + sh[i];
+    }
+  }
+}
+
+ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
+                          int64_t HW, int C, int groups, float eps,
+                          const ldm_tensor *gamma, const ldm_tensor *beta,
+                          bool silu) {
+  if (B < 1 || HW < 1 || C < 1 || groups < 1 || C % groups != 0)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "group_norm: invalid sizes B=%d HW=%lld C=%d groups=%d "
+                    "(C must be a multiple of groups)",
+                    B, (long long)HW, C, groups);
+  if (gamma) LDM_TRY(ops_check_float(ctx, gamma, C, "group_norm", "weight"));
+  if (beta) LDM_TRY(ops_check_float(ctx, beta, C, "group_norm", "bias"));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  int G = groups, cpg = C / groups;
+  int64_t chunks = (HW + GN_ROWS_PER_TASK - 1) / GN_ROWS_PER_TASK;
+  double *part = ldm_arena_alloc(ctx->scratch,
+                                 (size_t)(B * chunks * G) * sizeof(double));
+  double *mean = ldm_arena_alloc(ctx->scratch, (size_t)(B * G) * sizeof(double));
+  float *scale = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
+  float *shift = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
+  const float *gf = NULL, *bf = NULL;
+  if (part && mean && scale && shift) {
+    gf = gamma ? ops_weight_f32(ctx, gamma, C) : NULL;
+    bf = beta ? ops_weight_f32(ctx, beta, C) : NULL;
+  }
+  if (!part || !mean || !scale || !shift || (gamma && !gf) || (beta && !bf)) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "group_norm: no scratch");
+    goto done;
+  }
+  gn_job j = {x, y, HW, chunks, C, G, cpg, part, NULL, scale, shift, silu};
+  double count = (double)HW * cpg;
+  // mean per (b, g)
+  ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  for (int b = 0; b < B; b++)
+    for (int g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = 0; c < chunks; c++) s += part[(b * chunks + c) * G + g];
+      mean[b * G + g] = s / count;
+    }
+  // biased variance per (b, g) -> per-channel scale and shift
+  j.mean = mean;
+  ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  for (int b = 0; b < B; b++)
+    for (int g = 0; g < G; g++) {
+      double s = 0;
+      for (int64_t c = 0; c < chunks; c++) s += part[(b * chunks + c) * G + g];
+      double rstd = 1.0 / sqrt(s / count + (double)eps);
+      double m = mean[b * G + g];
+      for (int i = 0; i < cpg; i++) {
+        int ch = g * cpg + i;
+        double a = rstd * (gf ? gf[ch] : 1.0);
+        scale[(int64_t)b * C + ch] = (float)a;
+        shift[(int64_t)b * C + ch] = (float)((bf ? bf[ch] : 0.0) - m * a);
+      }
+    }
+  // y = x * scale + shift (then SiLU) -> [B, HW, C]
+  ldm_pool_for(ctx->pool, B * chunks, gn_apply_task, &j);
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+typedef struct ln_job {
+  float *y;
+  const float *x;
+  int64_t rows;
+  int C;
+  float eps;
+  const float *g, *b;
+} ln_job;
+
+enum { LN_ROWS_PER_TASK = 16 };
+
+static void ln_task(void *user, int64_t t) {
+  ln_job *j = user;
+  int64_t r0 = t * LN_ROWS_PER_TASK;
+  int64_t r1 = r0 + LN_ROWS_PER_TASK < j->rows ? r0 + LN_ROWS_PER_TASK : j->rows;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *xr = j->x + r * j->C;
+    float *yr = j->y + r * j->C;
+    double s = 0;
+    for (int i = 0; i < j->C; i++) s += xr[i];
+    double m = s / j->C;
+    double v = 0;
+    for (int i = 0; i < j->C; i++) v += (xr[i] - m) * (xr[i] - m);
+    double rstd = 1.0 / sqrt(v / j->C + (double)j->eps);
+    for (int i = 0; i < j->C; i++) {
+      double o = (xr[i] - m) * rstd;
+      if (j->g) o *= j->g[i];
+      if (j->b) o += j->b[i];
+      yr[i] = (float)o;
+    }
+  }
+}
+
+ldm_status ldm_layer_norm(ldm_ctx *ctx, float *y, const float *x, int64_t rows,
+                          int C, float eps, const ldm_tensor *gamma,
+                          const ldm_tensor *beta) {
+  if (rows < 0 || C < 1)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "layer_norm: invalid sizes rows=%lld C=%d", (long long)rows,
+                    C);
+  if (gamma) LDM_TRY(ops_check_float(ctx, gamma, C, "layer_norm", "weight"));
+  if (beta) LDM_TRY(ops_check_float(ctx, beta, C, "layer_norm", "bias"));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *gf = gamma ? ops_weight_f32(ctx, gamma, C) : NULL;
+  const float *bf = beta ? ops_weight_f32(ctx, beta, C) : NULL;
+  if ((gamma && !gf) || (beta && !bf)) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  // (x - mean) / sqrt(var + eps) * gamma + beta -> [rows, C]
+  ln_job j = {y, x, rows, C, eps, gf, bf};
+  ldm_pool_for(ctx->pool, ops_tasks(rows, LN_ROWS_PER_TASK), ln_task, &j);
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}

@@ -1,0 +1,59 @@
+/* Weight access helpers for the ops: dtype checks and f32 views. */
+#include "ops/ops_util.h"
+
+#include <stdint.h>
+#include <string.h>
+
+const ldm_tensor *ops_aligned(ldm_ctx *ctx, const ldm_tensor *t,
+                              ldm_tensor *copy) {
+  size_t es = ldm_dtype_size(t->dtype);
+  if (es <= 1 || ((uintptr_t)t->data & (es - 1)) == 0) return t;
+  size_t bytes = (size_t)ldm_tensor_numel(t) * es;
+  void *p = ldm_arena_alloc(ctx->scratch, bytes);
+  if (!p) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "tensor '%s': no scratch for %zu bytes",
+             t->name ? t->name : "?", bytes);
+    return NULL;
+  }
+  memcpy(p, t->data, bytes);
+  *copy = *t;
+  copy->data = p;
+  return copy;
+}
+
+const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
+  ldm_tensor tmp;
+  const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
+  if (!a) return NULL;
+  if (a->dtype == LDM_DTYPE_F32) return (const float *)a->data;
+  float *dst = ldm_arena_floats(ctx->scratch, (size_t)n);
+  if (!dst) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "tensor '%s': no scratch for %lld floats",
+             t->name ? t->name : "?", (long long)n);
+    return NULL;
+  }
+  if (ldm_tensor_read_f32(a, 0, n, dst, ctx->err) != LDM_OK) return NULL;
+  return dst;
+}
+
+ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,
+                           const char *op, const char *what) {
+  if (!t || !t->data)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "%s: %s tensor missing", op,
+                    what);
+  if (t->dtype != LDM_DTYPE_F32 && t->dtype != LDM_DTYPE_F16 &&
+      t->dtype != LDM_DTYPE_BF16)
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "%s: %s tensor '%s' has dtype %s, expected F32, F16 or BF16",
+                    op, what, t->name ? t->name : "?", ldm_dtype_name(t->dtype));
+  if (ldm_tensor_numel(t) != n) {
+    char buf[96];
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "%s: %s tensor '%s' has shape %s (%lld elements), expected "
+                    "%lld elements",
+                    op, what, t->name ? t->name : "?",
+                    ldm_shape_str(t, buf, sizeof buf),
+                    (long long)ldm_tensor_numel(t), (long long)n);
+  }
+  return LDM_OK;
+}
