@@ -22,7 +22,7 @@ Writes tests/golden/vae/:
   taesd/                  diffusers AutoencoderTiny folder (vae/), f16
   taesd_encoder.safetensors, taesd_decoder.safetensors
                           original TAESD layout (nn.Sequential indices; the
-                          X
+                          decoder's are shifted by one for its leading Clamp), f16
   taesd_io.safetensors    enc_image -> enc_latent, dec_latent -> dec_image
 
 Usage: /work/refvenv/bin/python tests/reference/make_vae.py [OUTDIR]

@@ -1,0 +1,181 @@
+/* VAE goldens vs diffusers (tests/reference/make_vae.py): AutoencoderKL
+ * encode/decode in both layouts through the `ldm eval` harness, odd sizes
+ * (reflection padding, cropped decode), and TAESD (AutoencoderTiny) in the
+ * diffusers and original layouts.
+ * Tolerance: max abs error <= 1e-4 against the diffusers outputs. */
+#include "ldm_test.h"
+
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "io/source.h"
+#include "models/vae/vae.h"
+#include "ops/ops.h"
+#include "pipeline/eval.h"
+
+#define TOL 1e-4
+
+static char tmpdir[1024];
+
+/* Runs `ldm eval <component>` on a golden model and input, then compares
+ * each output tensor with the golden reference tensor of the same file. */
+static void eval_check(const char *label, const char *component, const char *model,
+                       const char *options, const char *io, const char *in_name,
+                       const char *const *out_names, const char *const *ref_names, int n_out) {
+  char model_path[4096], io_path[4096], in_path[4096], out_path[4096];
+  ldm_test_golden(model, model_path, sizeof model_path);
+  ldm_test_golden(io, io_path, sizeof io_path);
+  snprintf(in_path, sizeof in_path, "%s/in.safetensors", tmpdir);
+  snprintf(out_path, sizeof out_path, "%s/out.safetensors", tmpdir);
+  ldm_error err = {0};
+  /* Input file holding the golden input under the component's name. */
+  ldm_st_file *g = ldm_test_open_golden(io);
+  const ldm_tensor *src = ldm_st_find(g, in_name);
+  CHECK(src != NULL, "%s: golden has no '%s'", io, in_name);
+  if (!src) return;
+  ldm_tensor t = *src;
+  t.name = strcmp(component + strlen(component) - 6, "encode") == 0 ? "image" : "latent";
+  CHECK(ldm_st_write(in_path, &t, 1, NULL, &err) == LDM_OK, "write input: %s", err.msg);
+  ldm_eval_params p = {.component = component, .model_path = model_path, .in_path = in_path,
+                       .out_path = out_path, .options = options, .threads = 2};
+  ldm_status st = ldm_eval_run(&p, &err);
+  CHECK(st == LDM_OK, "%s: eval %s failed: %s", label, component, err.msg);
+  if (st != LDM_OK) {
+    ldm_st_close(g);
+    return;
+  }
+  ldm_st_file *o = NULL;
+  CHECK(ldm_st_open(&o, out_path, &err) == LDM_OK, "open output: %s", err.msg);
+  for (int i = 0; o && i < n_out; i++) {
+    ldm_tensor gs, rs;
+    float *got = ldm_test_tensor_f32(o, out_names[i], &gs);
+    float *ref = ldm_test_tensor_f32(g, ref_names[i], &rs);
+    char name[256];
+    snprintf(name, sizeof name, "%s %s", label, out_names[i]);
+    CHECK(gs.ndim == rs.ndim && memcmp(gs.shape, rs.shape, sizeof gs.shape) == 0,
+          "%s: shape differs from the golden", name);
+    if (gs.ndim == rs.ndim && memcmp(gs.shape, rs.shape, sizeof gs.shape) == 0)
+      ldm_test_close(name, got, ref, ldm_tensor_numel(&rs), TOL, 0);
+    free(got);
+    free(ref);
+  }
+  ldm_st_close(o);
+  ldm_st_close(g);
+}
+
+static void kl_goldens(void) {
+  const char *enc_out[] = {"mean", "logvar"}, *enc_ref[] = {"enc_mean", "enc_logvar"};
+  const char *dec_out[] = {"image"}, *dec_ref[] = {"dec_image"};
+  /* 4 levels (factor 8), f16 weights: diffusers folder (config gives the
+   * group count) and checkpoint keys first_stage_model.* (no config). */
+  eval_check("kl4 diffusers encode", "vae-encode", "vae/kl4", NULL, "vae/kl4_io.safetensors",
+             "enc_image", enc_out, enc_ref, 2);
+  eval_check("kl4 diffusers decode", "vae-decode", "vae/kl4", NULL, "vae/kl4_io.safetensors",
+             "dec_latent", dec_out, dec_ref, 1);
+  eval_check("kl4 single-file encode", "vae-encode", "vae/kl4.safetensors", "groups=8",
+             "vae/kl4_io.safetensors", "enc_image", enc_out, enc_ref, 2);
+  eval_check("kl4 single-file decode", "vae-decode", "vae/kl4.safetensors", "groups=8",
+             "vae/kl4_io.safetensors", "dec_latent", dec_out, dec_ref, 1);
+  /* odd size 37 x 53: reflection-padded to 40 x 56 inside the engine */
+  const char *odd_ref[] = {"odd_mean", "odd_logvar"};
+  eval_check("kl4 odd-size encode", "vae-encode", "vae/kl4", NULL, "vae/kl4_io.safetensors",
+             "odd_image", enc_out, odd_ref, 2);
+  /* 2 levels, 2 resnets per level: bf16 diffusers folder and a standalone
+   * f32 file with prefixless original keys. */
+  eval_check("kl2 diffusers encode", "vae-encode", "vae/kl2", NULL, "vae/kl2_io.safetensors",
+             "enc_image", enc_out, enc_ref, 2);
+  eval_check("kl2 diffusers decode", "vae-decode", "vae/kl2", NULL, "vae/kl2_io.safetensors",
+             "dec_latent", dec_out, dec_ref, 1);
+  eval_check("kl2 standalone encode", "vae-encode", "vae/kl2.safetensors", "groups=8",
+             "vae/kl2_io.safetensors", "enc_image", enc_out, enc_ref, 2);
+  eval_check("kl2 standalone decode", "vae-decode", "vae/kl2.safetensors", "groups=8",
+             "vae/kl2_io.safetensors", "dec_latent", dec_out, dec_ref, 1);
+}
+
+static void taesd_goldens(void) {
+  const char *eo[] = {"latent"}, *er[] = {"enc_latent"}, *dout[] = {"image"}, *dr[] = {"dec_image"};
+  eval_check("taesd diffusers encode", "taesd-encode", "vae/taesd", NULL, "vae/taesd_io.safetensors",
+             "enc_image", eo, er, 1);
+  eval_check("taesd diffusers decode", "taesd-decode", "vae/taesd", NULL, "vae/taesd_io.safetensors",
+             "dec_latent", dout, dr, 1);
+  eval_check("taesd original encode", "taesd-encode", "vae/taesd_encoder.safetensors", NULL,
+             "vae/taesd_io.safetensors", "enc_image", eo, er, 1);
+  eval_check("taesd original decode", "taesd-decode", "vae/taesd_decoder.safetensors", NULL,
+             "vae/taesd_io.safetensors", "dec_latent", dout, dr, 1);
+}
+
+/* A decode cropped to H x W equals the top-left of the full decode. */
+static void crop_check(void) {
+  char path[4096];
+  ldm_error err = {0};
+  ldm_source *src = NULL;
+  ldm_vae *vae = NULL;
+  CHECK(ldm_source_open(&src, ldm_test_golden("vae/kl4", path, sizeof path), &err) == LDM_OK,
+        "%s", err.msg);
+  CHECK(src && ldm_vae_load(&vae, src, NULL, &err) == LDM_OK, "%s", err.msg);
+  if (!vae) return;
+  ldm_st_file *g = ldm_test_open_golden("vae/kl4_io.safetensors");
+  float *lat = ldm_test_tensor_f32(g, "dec_latent", NULL);
+  ldm_ctx ctx = {.pool = ldm_pool_new(2), .threads = 2, .scratch = ldm_arena_new(0), .err = &err};
+  float *full = malloc(2 * 3 * 40 * 56 * sizeof(float)), *crop = malloc(2 * 3 * 37 * 53 * sizeof(float));
+  CHECK(ldm_vae_decode(&ctx, vae, full, lat, 2, 5, 7, 0, 0) == LDM_OK, "%s", err.msg);
+  CHECK(ldm_vae_decode(&ctx, vae, crop, lat, 2, 5, 7, 37, 53) == LDM_OK, "%s", err.msg);
+  float *ref = malloc(2 * 3 * 37 * 53 * sizeof(float));
+  for (int b = 0; b < 6; b++)
+    for (int y = 0; y < 37; y++)
+      for (int x = 0; x < 53; x++) ref[(b * 37 + y) * 53 + x] = full[(b * 40 + y) * 56 + x];
+  ldm_test_close("kl4 decode cropped to 37x53 vs full decode", crop, ref, 2 * 3 * 37 * 53, 0, 0);
+  int h, w;
+  ldm_vae_latent_size(vae, 37, 53, &h, &w);
+  CHECK(h == 5 && w == 7, "latent size of 37x53: %dx%d", h, w);
+  /* errors are values: a latent too small for the crop */
+  CHECK(ldm_vae_decode(&ctx, vae, crop, lat, 2, 5, 7, 41, 56) == LDM_ERR_INVALID_ARG,
+        "oversized crop accepted");
+  printf("error message: %s\n", err.msg);
+  free(full);
+  free(crop);
+  free(ref);
+  free(lat);
+  ldm_st_close(g);
+  ldm_pool_free(ctx.pool);
+  ldm_arena_free(ctx.scratch);
+  ldm_vae_free(vae);
+  ldm_source_close(src);
+}
+
+/* Layout errors name the file and the tensor. */
+static void error_check(void) {
+  char path[4096];
+  ldm_error err = {0};
+  ldm_source *src = NULL;
+  ldm_vae *vae = NULL;
+  CHECK(ldm_source_open(&src, ldm_test_golden("vae/taesd_io.safetensors", path, sizeof path), &err) == LDM_OK,
+        "%s", err.msg);
+  CHECK(ldm_vae_load(&vae, src, NULL, &err) == LDM_ERR_MISSING && strstr(err.msg, "no VAE found"),
+        "non-VAE file: %s", err.msg);
+  ldm_source_close(src);
+  src = NULL;
+  CHECK(ldm_source_open(&src, ldm_test_golden("vae/kl4.safetensors", path, sizeof path), &err) == LDM_OK,
+        "%s", err.msg);
+  /* without the group count the tiny model's 16 channels do not split into 32 groups */
+  CHECK(ldm_vae_load(&vae, src, NULL, &err) == LDM_ERR_SHAPE && strstr(err.msg, "norm_num_groups"),
+        "groups error: %s", err.msg);
+  printf("error message: %s\n", err.msg);
+  ldm_source_close(src);
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "%s/ldm_test_vae_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+           (int)getpid());
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "mkdir -p '%s'", tmpdir);
+  if (system(cmd) != 0) return 1;
+  kl_goldens();
+  taesd_goldens();
+  crop_check();
+  error_check();
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+  return ldm_test_finish("vae-golden");
+}
