@@ -1,6 +1,174 @@
-/* Placeholder until this component lands: reports LDM_ERR_UNSUPPORTED. */
+/* `ldm eval unet`: one UNet evaluation on tensors from a safetensors file, as
+ * diffusers' UNet2DConditionModel(sample, timestep, encoder_hidden_states,
+ * added_cond_kwargs={text_embeds, time_ids}, class_labels, timestep_cond).
+ * Inputs NCHW / [B, T, D]; writes `out` [B, C, H, W] f32. Options:
+ * heads=N, head_dim=N, groups=N (what an original checkpoint's yaml says). */
+#include "models/unet/unet.h"
 #include "pipeline/eval.h"
+#include "core/arena.h"
 #include "core/status.h"
+#include "ops/ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Any float or integer tensor -> malloc'd f32 (n elements). */
+static ldm_status read_any(const ldm_tensor *t, float **out, ldm_error *err) {
+  int64_t n = ldm_tensor_numel(t);
+  float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  if (!p) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+  ldm_status st = LDM_OK;
+  if (t->dtype == LDM_DTYPE_I64)
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((const int64_t *)t->data)[i];
+  else if (t->dtype == LDM_DTYPE_I32)
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((const int32_t *)t->data)[i];
+  else
+    st = ldm_tensor_read_f32(t, 0, n, p, err);
+  if (st != LDM_OK) {
+    free(p);
+    return st;
+  }
+  *out = p;
+  return LDM_OK;
+}
+
+static int int_option(const ldm_eval_params *p, const char *key) {
+  char buf[32];
+  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
+  return v ? atoi(v) : 0;
+}
+
+static ldm_status shape_fail(ldm_error *err, const char *path, const ldm_tensor *t, const char *want) {
+  char got[64];
+  return ldm_fail(err, LDM_ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", path, t->name,
+                  ldm_shape_str(t, got, sizeof got), want);
+}
+
 ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) {
-  return ldm_fail(err, LDM_ERR_UNSUPPORTED, "component '%s' is not implemented yet", p->component);
+  ldm_source *src = NULL;
+  ldm_unet *u = NULL;
+  ldm_st_file *in = NULL;
+  ldm_pool *pool = NULL;
+  ldm_arena *arena = NULL;
+  float *sample = NULL, *ts = NULL, *ctxt = NULL, *temb = NULL, *tids = NULL, *cls = NULL, *tcond = NULL;
+  float *x = NULL, *y = NULL, *o = NULL;
+  ldm_status st;
+  ldm_unet_overrides ov = {int_option(p, "heads"), int_option(p, "head_dim"), int_option(p, "groups")};
+  if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
+  if ((st = ldm_unet_load(&u, src, &ov, err)) != LDM_OK) goto done;
+  if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;
+  const ldm_unet_config *c = &u->cfg;
+  const char *ip = p->in_path;
+  const ldm_tensor *ts_t, *s_t, *e_t, *t;
+  if ((st = ldm_st_require(in, "sample", &s_t, err)) != LDM_OK) goto done;
+  if ((st = ldm_st_require(in, "timestep", &ts_t, err)) != LDM_OK) goto done;
+  if ((st = ldm_st_require(in, "encoder_hidden_states", &e_t, err)) != LDM_OK) goto done;
+  char want[96];
+  snprintf(want, sizeof want, "[B, %d, H, W]", c->in_channels);
+  if (s_t->ndim != 4 || s_t->shape[1] != c->in_channels) {
+    st = shape_fail(err, ip, s_t, want);
+    goto done;
+  }
+  int B = (int)s_t->shape[0], H = (int)s_t->shape[2], W = (int)s_t->shape[3];
+  int64_t HW = (int64_t)H * W;
+  snprintf(want, sizeof want, "[%d, T, %d]", B, c->context_dim);
+  if (e_t->ndim != 3 || e_t->shape[0] != B || e_t->shape[2] != c->context_dim) {
+    st = shape_fail(err, ip, e_t, want);
+    goto done;
+  }
+  int64_t nts = ldm_tensor_numel(ts_t);
+  if (nts != 1 && nts != B) {
+    st = shape_fail(err, ip, ts_t, "[B] or [1]");
+    goto done;
+  }
+  if ((st = read_any(s_t, &sample, err)) != LDM_OK || (st = read_any(ts_t, &ts, err)) != LDM_OK ||
+      (st = read_any(e_t, &ctxt, err)) != LDM_OK)
+    goto done;
+  if (nts == 1) { /* broadcast a scalar timestep, as diffusers */
+    float *t2 = realloc(ts, (size_t)B * sizeof(float));
+    if (!t2) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    ts = t2;
+    for (int b = 1; b < B; b++) ts[b] = ts[0];
+  }
+  ldm_unet_cond cond = {.context = ctxt, .n_tokens = (int)e_t->shape[1]};
+  if ((t = ldm_st_find(in, "text_embeds"))) {
+    if (t->ndim != 2 || t->shape[0] != B) {
+      st = shape_fail(err, ip, t, "[B, n]");
+      goto done;
+    }
+    if ((st = read_any(t, &temb, err)) != LDM_OK) goto done;
+    cond.text_embeds = temb;
+    cond.n_text = (int)t->shape[1];
+  }
+  if ((t = ldm_st_find(in, "time_ids"))) {
+    if (t->ndim != 2 || t->shape[0] != B || t->shape[1] != 6) {
+      st = shape_fail(err, ip, t, "[B, 6]");
+      goto done;
+    }
+    if ((st = read_any(t, &tids, err)) != LDM_OK) goto done;
+    cond.time_ids = tids;
+  }
+  if ((t = ldm_st_find(in, "class_labels"))) {
+    if (ldm_tensor_numel(t) != B) {
+      st = shape_fail(err, ip, t, "[B]");
+      goto done;
+    }
+    if ((st = read_any(t, &cls, err)) != LDM_OK) goto done;
+    cond.class_labels = cls;
+  }
+  if ((t = ldm_st_find(in, "timestep_cond"))) {
+    if (t->ndim != 2 || t->shape[0] != B || t->shape[1] != c->time_cond_proj_dim) {
+      snprintf(want, sizeof want, "[B, %d]", c->time_cond_proj_dim);
+      st = shape_fail(err, ip, t, want);
+      goto done;
+    }
+    if ((st = read_any(t, &tcond, err)) != LDM_OK) goto done;
+    cond.timestep_cond = tcond;
+  }
+  size_t n_in = (size_t)B * HW * c->in_channels, n_out = (size_t)B * HW * c->out_channels;
+  x = malloc(n_in * sizeof(float));
+  y = malloc(n_out * sizeof(float));
+  o = malloc(n_out * sizeof(float));
+  pool = ldm_pool_new(threads);
+  arena = ldm_arena_new(0);
+  if (!x || !y || !o || !pool || !arena) {
+    st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  ldm_blas_set_threads(threads);
+  ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err};
+  // NCHW -> [B, HW, C]; forward; back to NCHW
+  ldm_nchw_to_nhwc(x, sample, B, c->in_channels, HW);
+  if ((st = ldm_unet_forward(&ctx, u, y, x, B, H, W, ts, &cond)) != LDM_OK) goto done;
+  ldm_nhwc_to_nchw(o, y, B, c->out_channels, HW);
+  ldm_tensor ot = {.dtype = LDM_DTYPE_F32, .ndim = 4, .shape = {B, c->out_channels, H, W}, .data = o, .name = "out"};
+  char ign[32], layout[32];
+  snprintf(ign, sizeof ign, "%lld", (long long)c->n_ignored);
+  snprintf(layout, sizeof layout, "%s",
+           c->layout == LDM_UNET_LAYOUT_DIFFUSERS ? "diffusers"
+           : c->layout == LDM_UNET_LAYOUT_LDM     ? "original"
+                                                  : "original-unprefixed");
+  const char *meta[] = {"unet_layout", layout, "unet_ignored_tensors", ign, NULL};
+  st = ldm_st_write(p->out_path, &ot, 1, meta, err);
+done:
+  free(sample);
+  free(ts);
+  free(ctxt);
+  free(temb);
+  free(tids);
+  free(cls);
+  free(tcond);
+  free(x);
+  free(y);
+  free(o);
+  ldm_arena_free(arena);
+  ldm_pool_free(pool);
+  ldm_st_close(in);
+  ldm_unet_free(u);
+  ldm_source_close(src);
+  return st;
 }
