@@ -1,0 +1,145 @@
+/* ldm-models.c: model search path (configurable list of folders), lookup of
+ * the demo models by file name, listing for the dialog, and a quick hash
+ * recorded in every layer's recipe.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <libgimp/gimp.h>
+
+#include "ldm-models.h"
+
+static void
+add_list (GPtrArray   *dirs,
+          const gchar *list)
+{
+  gchar **parts;
+  gint    i;
+
+  if (! list || ! *list)
+    return;
+  parts = g_strsplit (list, G_SEARCHPATH_SEPARATOR_S, -1);
+  for (i = 0; parts[i]; i++)
+    {
+      gchar *d = g_strstrip (parts[i]);
+
+      if (*d)
+        g_ptr_array_add (dirs, g_strdup (d));
+    }
+  g_strfreev (parts);
+}
+
+gchar **
+ldm_models_search_path (const gchar *configured)
+{
+  GPtrArray *dirs = g_ptr_array_new ();
+
+  add_list (dirs, configured);
+  add_list (dirs, g_getenv ("LDM_MODEL_PATH"));
+  g_ptr_array_add (dirs, g_build_filename (gimp_directory (), "gimp-ldm",
+                                           "models", NULL));
+  g_ptr_array_add (dirs, g_strdup (LDM_MODELDIR));
+  g_ptr_array_add (dirs, NULL);
+  return (gchar **) g_ptr_array_free (dirs, FALSE);
+}
+
+gchar *
+ldm_models_find (const gchar *configured,
+                 const gchar *name)
+{
+  gchar **dirs = ldm_models_search_path (configured);
+  gchar  *found = NULL;
+  gint    i;
+
+  for (i = 0; dirs[i] && ! found; i++)
+    {
+      gchar *p = g_build_filename (dirs[i], name, NULL);
+
+      if (g_file_test (p, G_FILE_TEST_EXISTS))
+        found = p;
+      else
+        g_free (p);
+    }
+  g_strfreev (dirs);
+  return found;
+}
+
+static gboolean
+is_model (const gchar *dir,
+          const gchar *name)
+{
+  gchar   *p;
+  gboolean ok = FALSE;
+
+  if (g_str_has_suffix (name, ".safetensors"))
+    return TRUE;
+  /* a diffusers folder: has model_index.json */
+  p = g_build_filename (dir, name, "model_index.json", NULL);
+  ok = g_file_test (p, G_FILE_TEST_IS_REGULAR);
+  g_free (p);
+  return ok;
+}
+
+GList *
+ldm_models_list (const gchar *configured)
+{
+  gchar **dirs = ldm_models_search_path (configured);
+  GList  *list = NULL;
+  gint    i;
+
+  for (i = 0; dirs[i]; i++)
+    {
+      GDir        *dir = g_dir_open (dirs[i], 0, NULL);
+      const gchar *name;
+
+      if (! dir)
+        continue;
+      while ((name = g_dir_read_name (dir)))
+        if (is_model (dirs[i], name))
+          {
+            gchar *p = g_build_filename (dirs[i], name, NULL);
+
+            if (g_list_find_custom (list, p, (GCompareFunc) strcmp))
+              g_free (p);
+            else
+              list = g_list_prepend (list, p);
+          }
+      g_dir_close (dir);
+    }
+  g_strfreev (dirs);
+  return g_list_sort (list, (GCompareFunc) g_strcmp0);
+}
+
+gchar *
+ldm_models_quick_hash (const gchar *path)
+{
+  GChecksum *sum;
+  FILE      *f;
+  guchar    *buf;
+  size_t     n;
+  GStatBuf   st;
+  gchar     *hex;
+  gchar      size_str[32];
+
+  if (g_stat (path, &st) != 0)
+    return NULL;
+  if (S_ISDIR (st.st_mode))
+    return g_strdup ("folder");
+  f = g_fopen (path, "rb");
+  if (! f)
+    return NULL;
+  buf = g_malloc (1 << 20);
+  n = fread (buf, 1, 1 << 20, f);
+  fclose (f);
+  sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_checksum_update (sum, buf, n);
+  g_snprintf (size_str, sizeof (size_str), "%" G_GINT64_FORMAT, (gint64) st.st_size);
+  g_checksum_update (sum, (const guchar *) size_str, strlen (size_str));
+  hex = g_strdup_printf ("sha256-1m:%s", g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  g_free (buf);
+  return hex;
+}

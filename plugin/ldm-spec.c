@@ -1,0 +1,335 @@
+/* ldm-spec.c: procedure names, reading a procedure config into an LdmSpec,
+ * and the recipe text stored on every generated layer (so a layer can be
+ * inspected and regenerated with plug-in-ldm-regenerate).
+ */
+#include "config.h"
+
+#include <string.h>
+#include <stdlib.h>
+
+#include "ldm-intl.h"
+#include "ldm-spec.h"
+
+static const gchar *proc_names[LDM_PROC_COUNT] =
+{
+  "plug-in-ldm-inpaint",
+  "plug-in-ldm-generate",
+  "plug-in-ldm-refine",
+  "plug-in-ldm-upscale",
+  "plug-in-ldm-outpaint",
+  "plug-in-ldm-regenerate"
+};
+
+const gchar *
+ldm_proc_name (LdmProc proc)
+{
+  return proc < LDM_PROC_COUNT ? proc_names[proc] : "";
+}
+
+LdmProc
+ldm_proc_from_name (const gchar *name)
+{
+  gint i;
+
+  for (i = 0; i < LDM_PROC_COUNT; i++)
+    if (name && strcmp (name, proc_names[i]) == 0)
+      return (LdmProc) i;
+  return LDM_PROC_COUNT;
+}
+
+const gchar *
+ldm_proc_default_model (LdmProc proc)
+{
+  switch (proc)
+    {
+    case LDM_PROC_INPAINT:
+    case LDM_PROC_OUTPAINT:
+      return "ldm-demo-inpaint.safetensors";
+    case LDM_PROC_UPSCALE:
+      return "ldm-demo-x4.safetensors";
+    default:
+      return "ldm-demo.safetensors";
+    }
+}
+
+void
+ldm_spec_init (LdmSpec *spec,
+               LdmProc  proc)
+{
+  memset (spec, 0, sizeof (*spec));
+  spec->proc        = proc;
+  spec->prompt      = g_strdup ("");
+  spec->negative_prompt = g_strdup ("");
+  spec->steps       = 20;
+  spec->cfg_scale   = 7.0;
+  spec->strength    = proc == LDM_PROC_REFINE ? 0.5 : 1.0;
+  spec->sampler     = g_strdup ("euler_a");
+  spec->margin      = 32;
+  spec->noise_level = 20;
+  spec->new_image   = TRUE;
+}
+
+void
+ldm_spec_clear (LdmSpec *spec)
+{
+  g_clear_pointer (&spec->prompt, g_free);
+  g_clear_pointer (&spec->negative_prompt, g_free);
+  g_clear_pointer (&spec->sampler, g_free);
+  g_clear_pointer (&spec->model_path, g_free);
+  g_clear_pointer (&spec->model_hash, g_free);
+}
+
+static gboolean
+has_prop (GObject     *obj,
+          const gchar *name)
+{
+  return g_object_class_find_property (G_OBJECT_GET_CLASS (obj), name) != NULL;
+}
+
+static void
+get_int (GObject *obj, const gchar *name, gint *dst)
+{
+  if (has_prop (obj, name))
+    g_object_get (obj, name, dst, NULL);
+}
+
+static void
+get_double (GObject *obj, const gchar *name, gdouble *dst)
+{
+  if (has_prop (obj, name))
+    g_object_get (obj, name, dst, NULL);
+}
+
+static void
+get_bool (GObject *obj, const gchar *name, gboolean *dst)
+{
+  if (has_prop (obj, name))
+    g_object_get (obj, name, dst, NULL);
+}
+
+static void
+get_string (GObject *obj, const gchar *name, gchar **dst)
+{
+  gchar *s = NULL;
+
+  if (! has_prop (obj, name))
+    return;
+  g_object_get (obj, name, &s, NULL);
+  g_free (*dst);
+  *dst = s ? s : g_strdup ("");
+}
+
+void
+ldm_spec_from_config (LdmSpec             *spec,
+                      GimpProcedureConfig *config)
+{
+  GObject *obj = G_OBJECT (config);
+
+  get_string (obj, "prompt", &spec->prompt);
+  get_string (obj, "negative-prompt", &spec->negative_prompt);
+  get_int (obj, "steps", &spec->steps);
+  get_double (obj, "cfg-scale", &spec->cfg_scale);
+  get_int (obj, "seed", &spec->seed);
+  get_bool (obj, "random-seed", &spec->random_seed);
+  get_double (obj, "strength", &spec->strength);
+  get_string (obj, "sampler", &spec->sampler);
+  get_int (obj, "threads", &spec->threads);
+  get_int (obj, "width", &spec->width);
+  get_int (obj, "height", &spec->height);
+  get_int (obj, "margin", &spec->margin);
+  get_int (obj, "left", &spec->left);
+  get_int (obj, "top", &spec->top);
+  get_int (obj, "right", &spec->right);
+  get_int (obj, "bottom", &spec->bottom);
+  get_int (obj, "noise-level", &spec->noise_level);
+  get_bool (obj, "new-image", &spec->new_image);
+
+  if (has_prop (obj, "model"))
+    {
+      GFile *file = NULL;
+
+      g_object_get (obj, "model", &file, NULL);
+      g_clear_pointer (&spec->model_path, g_free);
+      if (file)
+        {
+          spec->model_path = g_file_get_path (file);
+          g_object_unref (file);
+        }
+    }
+}
+
+/* Values are one line each: backslash, newline and CR are escaped. */
+static void
+append_kv (GString     *out,
+           const gchar *key,
+           const gchar *value)
+{
+  const gchar *p;
+
+  g_string_append_printf (out, "%s=", key);
+  for (p = value ? value : ""; *p; p++)
+    {
+      if (*p == '\\')
+        g_string_append (out, "\\\\");
+      else if (*p == '\n')
+        g_string_append (out, "\\n");
+      else if (*p == '\r')
+        g_string_append (out, "\\r");
+      else
+        g_string_append_c (out, *p);
+    }
+  g_string_append_c (out, '\n');
+}
+
+static gchar *
+unescape (const gchar *s)
+{
+  GString *out = g_string_new (NULL);
+
+  for (; *s; s++)
+    {
+      if (*s == '\\' && s[1])
+        {
+          s++;
+          g_string_append_c (out, *s == 'n' ? '\n' : *s == 'r' ? '\r' : *s);
+        }
+      else
+        {
+          g_string_append_c (out, *s);
+        }
+    }
+  return g_string_free (out, FALSE);
+}
+
+gchar *
+ldm_spec_to_recipe (const LdmSpec *spec)
+{
+  GString *out = g_string_new ("gimp-ldm-recipe=1\n");
+  gchar    buf[G_ASCII_DTOSTR_BUF_SIZE];
+  gchar   *base = spec->model_path ? g_path_get_basename (spec->model_path) : NULL;
+  gchar   *tmp;
+
+#define KV_INT(k, v) do { tmp = g_strdup_printf ("%d", (gint) (v)); \
+                          append_kv (out, k, tmp); g_free (tmp); } while (0)
+#define KV_DBL(k, v) append_kv (out, k, g_ascii_dtostr (buf, sizeof (buf), (v)))
+
+  append_kv (out, "procedure", ldm_proc_name (spec->proc));
+  append_kv (out, "model", base);
+  append_kv (out, "model-path", spec->model_path);
+  append_kv (out, "model-hash", spec->model_hash);
+  append_kv (out, "prompt", spec->prompt);
+  append_kv (out, "negative-prompt", spec->negative_prompt);
+  append_kv (out, "sampler", spec->sampler);
+  KV_INT ("steps", spec->steps);
+  KV_DBL ("cfg-scale", spec->cfg_scale);
+  KV_INT ("seed", spec->seed);
+  append_kv (out, "rng", "cpu");
+  KV_DBL ("strength", spec->strength);
+  KV_INT ("threads", spec->threads);
+  KV_INT ("width", spec->width);
+  KV_INT ("height", spec->height);
+  KV_INT ("margin", spec->margin);
+  KV_INT ("left", spec->left);
+  KV_INT ("top", spec->top);
+  KV_INT ("right", spec->right);
+  KV_INT ("bottom", spec->bottom);
+  KV_INT ("noise-level", spec->noise_level);
+  KV_INT ("new-image", spec->new_image);
+  KV_INT ("source-tattoo", spec->src_tattoo);
+  tmp = g_strdup_printf ("%d,%d,%d,%d", spec->rect_x, spec->rect_y,
+                         spec->rect_w, spec->rect_h);
+  append_kv (out, "rect", tmp);
+  g_free (tmp);
+  tmp = g_strdup_printf ("%dx%d", spec->work_w, spec->work_h);
+  append_kv (out, "size", tmp);
+  g_free (tmp);
+
+#undef KV_INT
+#undef KV_DBL
+  g_free (base);
+  return g_string_free (out, FALSE);
+}
+
+gboolean
+ldm_spec_from_recipe (LdmSpec      *spec,
+                      const gchar  *text,
+                      GError      **error)
+{
+  gchar  **lines;
+  gint     i;
+  gboolean versioned = FALSE;
+
+  lines = g_strsplit (text ? text : "", "\n", -1);
+  for (i = 0; lines[i]; i++)
+    {
+      gchar *eq = strchr (lines[i], '=');
+      gchar *key, *val;
+
+      if (! eq)
+        continue;
+      *eq = '\0';
+      key = lines[i];
+      val = unescape (eq + 1);
+
+      if (! strcmp (key, "gimp-ldm-recipe"))
+        versioned = atoi (val) == 1;
+      else if (! strcmp (key, "procedure"))
+        spec->proc = ldm_proc_from_name (val);
+      else if (! strcmp (key, "model-path"))
+        { g_free (spec->model_path); spec->model_path = *val ? g_strdup (val) : NULL; }
+      else if (! strcmp (key, "model-hash"))
+        { g_free (spec->model_hash); spec->model_hash = g_strdup (val); }
+      else if (! strcmp (key, "prompt"))
+        { g_free (spec->prompt); spec->prompt = g_strdup (val); }
+      else if (! strcmp (key, "negative-prompt"))
+        { g_free (spec->negative_prompt); spec->negative_prompt = g_strdup (val); }
+      else if (! strcmp (key, "sampler"))
+        { g_free (spec->sampler); spec->sampler = g_strdup (val); }
+      else if (! strcmp (key, "steps"))
+        spec->steps = atoi (val);
+      else if (! strcmp (key, "cfg-scale"))
+        spec->cfg_scale = g_ascii_strtod (val, NULL);
+      else if (! strcmp (key, "seed"))
+        spec->seed = atoi (val);
+      else if (! strcmp (key, "strength"))
+        spec->strength = g_ascii_strtod (val, NULL);
+      else if (! strcmp (key, "threads"))
+        spec->threads = atoi (val);
+      else if (! strcmp (key, "width"))
+        spec->width = atoi (val);
+      else if (! strcmp (key, "height"))
+        spec->height = atoi (val);
+      else if (! strcmp (key, "margin"))
+        spec->margin = atoi (val);
+      else if (! strcmp (key, "left"))
+        spec->left = atoi (val);
+      else if (! strcmp (key, "top"))
+        spec->top = atoi (val);
+      else if (! strcmp (key, "right"))
+        spec->right = atoi (val);
+      else if (! strcmp (key, "bottom"))
+        spec->bottom = atoi (val);
+      else if (! strcmp (key, "noise-level"))
+        spec->noise_level = atoi (val);
+      else if (! strcmp (key, "new-image"))
+        spec->new_image = atoi (val) != 0;
+      else if (! strcmp (key, "source-tattoo"))
+        spec->src_tattoo = atoi (val);
+      else if (! strcmp (key, "rect"))
+        sscanf (val, "%d,%d,%d,%d", &spec->rect_x, &spec->rect_y,
+                &spec->rect_w, &spec->rect_h);
+      else if (! strcmp (key, "size"))
+        sscanf (val, "%dx%d", &spec->work_w, &spec->work_h);
+      g_free (val);
+    }
+  g_strfreev (lines);
+
+  if (! versioned || spec->proc >= LDM_PROC_REGENERATE)
+    {
+      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                           _("The layer's generation recipe is not readable."));
+      return FALSE;
+    }
+  spec->random_seed = FALSE;
+  return TRUE;
+}

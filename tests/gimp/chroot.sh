@@ -1,0 +1,112 @@
+#!/bin/bash
+# Debian 13 (trixie) chroot for building and testing the GIMP 3 plug-in.
+#
+#   tests/gimp/chroot.sh ensure          create (when missing) + mount; prints the chroot path
+#   tests/gimp/chroot.sh sync SRC        copy the source tree SRC to <chroot>/src/gimp-ldm
+#   tests/gimp/chroot.sh run CMD...      run CMD inside the chroot with a clean environment
+#   tests/gimp/chroot.sh umount          unmount proc/sys/dev (before deleting the chroot)
+#
+# The chroot lives outside the checkout at ${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
+# and is cached between runs. Creation uses the host's Debian mirror (or
+# $LDM_DEBIAN_MIRROR) and never touches the host's apt sources. Needs root and
+# debootstrap on the host. Concurrent callers are serialised with flock.
+set -euo pipefail
+
+R=${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
+LOCK="$R.lock"
+STAMP="$R/.gimp-ldm-ready"
+PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
+  libjansson-dev libpng-dev nettle-dev gettext xvfb xauth imagemagick xdotool x11-apps x11-utils
+  fonts-dejavu-core"
+PKG_ID=$(echo $PACKAGES | md5sum | cut -c1-12)
+
+die() { echo "chroot.sh: $*" >&2; exit 1; }
+
+host_mirror() {
+  if [ -n "${LDM_DEBIAN_MIRROR:-}" ]; then echo "$LDM_DEBIAN_MIRROR"; return; fi
+  # Active (uncommented) entries only: deb822 "URIs:" lines and one-line "deb" lines.
+  local m
+  m=$(grep -rhE '^[[:space:]]*(URIs:|deb[[:space:]])' /etc/apt/sources.list \
+        /etc/apt/sources.list.d/ 2>/dev/null \
+      | grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ' || true)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+do_mount() {
+  mountpoint -q "$R/proc"     || mount -t proc proc "$R/proc"
+  mountpoint -q "$R/sys"      || mount -t sysfs sys "$R/sys"
+  mountpoint -q "$R/dev"      || mount --bind /dev "$R/dev"
+  mountpoint -q "$R/dev/pts"  || mount --bind /dev/pts "$R/dev/pts"
+  mountpoint -q "$R/dev/shm"  || mount -t tmpfs shm "$R/dev/shm"
+}
+
+do_umount() {
+  local m
+  for m in dev/shm dev/pts dev sys proc; do
+    if mountpoint -q "$R/$m"; then umount "$R/$m" || umount -l "$R/$m"; fi
+  done
+}
+
+in_chroot() {
+  chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
+}
+
+ensure() {
+  [ "$(id -u)" = 0 ] || die "must run as root (chroot, mount, debootstrap)"
+  mkdir -p "$(dirname "$R")"
+  exec 9>"$LOCK"
+  flock 9
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PKG_ID" ]; then
+    do_mount
+    flock -u 9
+    return 0
+  fi
+  local t0=$SECONDS
+  if [ ! -x "$R/usr/bin/apt-get" ]; then
+    command -v debootstrap >/dev/null || die "debootstrap missing on the host (apt-get install debootstrap)"
+    local mirror; mirror=$(host_mirror)
+    echo "chroot.sh: debootstrap trixie into $R from $mirror" >&2
+    rm -rf --one-file-system "$R.partial"
+    debootstrap --variant=minbase trixie "$R.partial" "$mirror" >"$R.debootstrap.log" 2>&1 \
+      || { tail -20 "$R.debootstrap.log" >&2; die "debootstrap failed (log: $R.debootstrap.log)"; }
+    mv "$R.partial" "$R"
+  fi
+  do_mount
+  printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"; chmod +x "$R/usr/sbin/policy-rc.d"
+  cp /etc/resolv.conf "$R/etc/resolv.conf"
+  echo "chroot.sh: installing packages" >&2
+  in_chroot bash -c "apt-get update -qq && apt-get install -y -q --no-install-recommends $(echo $PACKAGES) \
+      && apt-get clean" >"$R.apt.log" 2>&1 \
+    || { tail -20 "$R.apt.log" >&2; die "apt-get failed (log: $R.apt.log)"; }
+  echo "$PKG_ID" >"$STAMP"
+  echo "chroot.sh: ready in $((SECONDS - t0)) s" >&2
+  flock -u 9
+}
+
+sync_src() {
+  local src=$1
+  [ -f "$src/meson.build" ] || die "sync: $src is not the source root"
+  mkdir -p "$R/src/gimp-ldm"
+  # Copy the tree without VCS data or build dirs; delete what vanished.
+  if command -v rsync >/dev/null; then
+    rsync -a --delete --exclude=.git --exclude='/build*' "$src/" "$R/src/gimp-ldm/"
+  else
+    rm -rf --one-file-system "$R/src/gimp-ldm.new"
+    mkdir -p "$R/src/gimp-ldm.new"
+    (cd "$src" && tar --exclude=./.git --exclude='./build*' -cf - .) | tar -C "$R/src/gimp-ldm.new" -xf -
+    rm -rf --one-file-system "$R/src/gimp-ldm"
+    mv "$R/src/gimp-ldm.new" "$R/src/gimp-ldm"
+  fi
+}
+
+cmd=${1:-ensure}; shift || true
+case "$cmd" in
+  ensure) ensure; echo "$R" ;;
+  sync)   sync_src "${1:?source dir}" ;;
+  run)    in_chroot "$@" ;;
+  mount)  do_mount ;;
+  umount) do_umount ;;
+  path)   echo "$R" ;;
+  *) die "unknown command $cmd" ;;
+esac

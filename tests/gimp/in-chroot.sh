@@ -1,0 +1,79 @@
+#!/bin/bash
+# Runs inside the Debian 13 chroot (see run.sh): builds the whole project
+# with the plug-in, installs it into a scratch GIMP profile and runs the
+# python-fu checks in headless GIMP 3.  Usage: in-chroot.sh errors|procedures
+set -uo pipefail
+MODE=${1:-errors}
+SRC=/src/gimp-ldm
+W=/var/tmp/gimp-ldm
+BUILD=$W/build
+PROFILE=$W/profile
+export HOME=$W/home XDG_CACHE_HOME=$W/home/.cache LANG=C.UTF-8
+export GIMP3_DIRECTORY=$PROFILE LDM_TMP=$W/tmp
+export LDM_MODEL_PATH=$SRC/models/demo
+mkdir -p "$HOME" "$PROFILE" "$LDM_TMP"
+
+log() { echo "in-chroot: $*" >&2; }
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+  rm -rf "$BUILD"
+  meson setup "$BUILD" "$SRC" -Dplugin=enabled -Dtests=false \
+    --prefix="$W/prefix" -Dplugindir="$PROFILE/plug-ins" >"$W/setup.log" 2>&1 \
+    || { tail -30 "$W/setup.log"; log "meson setup failed"; exit 1; }
+fi
+if [ "${2:-}" = plugin-only ]; then
+  # development shortcut (LDM_GIMP_PLUGIN_ONLY=1): only the plug-in binary
+  ninja -C "$BUILD" plugin/gimp-ldm >"$W/build.log" 2>&1 || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
+  install -D -m 755 "$BUILD/plugin/gimp-ldm" "$PROFILE/plug-ins/gimp-ldm/gimp-ldm"
+else
+  ninja -C "$BUILD" >"$W/build.log" 2>&1 || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
+  meson install -C "$BUILD" --quiet >"$W/install.log" 2>&1 || { tail -20 "$W/install.log"; log "install failed"; exit 1; }
+fi
+grep -E "warning:" "$W/build.log" | grep -E "plugin/|ui/" && log "plug-in warnings above"
+[ -x "$PROFILE/plug-ins/gimp-ldm/gimp-ldm" ] || { log "plug-in not installed"; exit 1; }
+
+run_batch() {   # $1 = checks mode
+  LDM_CHECKS=$1 timeout 240 gimp-console-3.0 -i -n -d -f \
+    --batch-interpreter=python-fu-eval \
+    -b "exec(open('$SRC/tests/gimp/ldm_checks.py').read())" --quit >"$W/gimp-$1.log" 2>&1
+  local rc=$?
+  grep -E "^(ok|not ok) - |^    message:|^SUMMARY|Traceback|Error|gimp-ldm" "$W/gimp-$1.log" \
+    | grep -v "LibGimpBase-WARNING\|script-fu" >&2
+  grep -q "^SUMMARY $1: .* 0 failed" "$W/gimp-$1.log" && [ $rc = 0 ]
+}
+
+# one undo step removes the plug-in's work: GUI GIMP under Xvfb, ctrl+z
+gui_undo() {
+  local d=:91 out=$W/undo
+  rm -rf "$out"; mkdir -p "$out"
+  Xvfb $d -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 & local xpid=$!
+  export DISPLAY=$d
+  for i in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
+  LDM_UNDO_DIR=$out gimp-3.0 -n -s -d -f --batch-interpreter=python-fu-eval \
+    -b "exec(open('$SRC/tests/gimp/ldm_undo.py').read())" --quit >"$out/gimp.log" 2>&1 & local gpid=$!
+  for i in $(seq 240); do [ -f "$out/ran" ] && break; kill -0 $gpid 2>/dev/null || break; sleep 0.25; done
+  if [ -f "$out/ran" ] && grep -q SUCCESS "$out/ran"; then
+    local iw; iw=$(xdotool search --name 'Untitled' | head -1)
+    xdotool windowraise "$iw"; xdotool windowfocus --sync "$iw"
+    xdotool key --clearmodifiers ctrl+z
+    sleep 1
+  fi
+  touch "$out/undone"
+  for i in $(seq 80); do kill -0 $gpid 2>/dev/null || break; sleep 0.25; done
+  kill $gpid 2>/dev/null; wait $gpid 2>/dev/null
+  kill $xpid 2>/dev/null; wait $xpid 2>/dev/null
+  unset DISPLAY
+  grep -E "^(ok|not ok) - |^UNDO" "$out/gimp.log" >&2
+  grep -q "^ok - one undo step removes the new layer" "$out/gimp.log"
+}
+
+case "$MODE" in
+  errors)
+    run_batch errors ;;
+  procedures)
+    rc=0
+    run_batch procedures || rc=1
+    gui_undo || rc=1
+    exit $rc ;;
+  *) log "unknown mode $MODE"; exit 2 ;;
+esac

@@ -1,0 +1,375 @@
+# Python-fu batch checks of the gimp-ldm plug-in, run inside GIMP 3
+# (gimp-console --batch-interpreter=python-fu-eval) by tests/gimp/in-chroot.sh.
+# LDM_CHECKS=errors      registration + bad inputs (error, image unchanged)
+# LDM_CHECKS=procedures  success paths (need the engine's pipelines and the
+#                        demo models): new layer size/offsets, mask, pixels
+#                        outside the selection unchanged, recipe, regenerate.
+# Prints one "ok - ..." / "not ok - ..." line per check and "SUMMARY ..." last;
+# any failure ends the batch with an exception (gimp exit status 64).
+import hashlib
+import os
+import struct
+import sys
+
+import gi
+gi.require_version('Gimp', '3.0')
+gi.require_version('Gegl', '0.4')
+from gi.repository import Gimp, Gegl, Gio, GLib  # noqa: E402
+
+MODE = os.environ.get('LDM_CHECKS', 'errors')
+TMP = os.environ.get('LDM_TMP', '/tmp')
+pdb = Gimp.get_pdb()
+results = []
+
+PROCS = ['plug-in-ldm-inpaint', 'plug-in-ldm-generate', 'plug-in-ldm-refine',
+         'plug-in-ldm-upscale', 'plug-in-ldm-outpaint', 'plug-in-ldm-regenerate']
+COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
+          ('steps', 'gint'), ('cfg-scale', 'gdouble'), ('seed', 'gint'),
+          ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
+          ('model', 'GFile'), ('threads', 'gint')]
+EXTRA = {
+    'plug-in-ldm-inpaint': [('strength', 'gdouble'), ('margin', 'gint')],
+    'plug-in-ldm-generate': [('width', 'gint'), ('height', 'gint')],
+    'plug-in-ldm-refine': [('strength', 'gdouble'), ('margin', 'gint')],
+    'plug-in-ldm-upscale': [('noise-level', 'gint'), ('new-image', 'gboolean')],
+    'plug-in-ldm-outpaint': [('left', 'gint'), ('top', 'gint'),
+                             ('right', 'gint'), ('bottom', 'gint')],
+    'plug-in-ldm-regenerate': [('new-seed', 'gboolean')],
+}
+SAMPLERS = ['euler', 'euler_a', 'heun', 'lms', 'pndm', 'dpmpp_2m',
+            'dpmpp_2m_karras', 'dpmpp_2m_sde', 'dpmpp_2s_a', 'ddim', 'lcm',
+            'unipc']
+
+
+def check(name, cond, detail=''):
+    results.append(bool(cond))
+    line = ('ok - ' if cond else 'not ok - ') + name
+    if detail and not cond:
+        line += '  # ' + str(detail)
+    print(line, file=sys.stderr, flush=True)
+    return bool(cond)
+
+
+def offsets(item):
+    r = item.get_offsets()
+    return tuple(r[-2:])
+
+
+def pixels(drawable, fmt="R'G'B'A float"):
+    buf = drawable.get_buffer()
+    data = buf.get(buf.get_extent(), 1.0, fmt, Gegl.AbyssPolicy.NONE)
+    return bytes(data)
+
+
+def floats(drawable, fmt):
+    b = pixels(drawable, fmt)
+    return struct.unpack('%df' % (len(b) // 4), b)
+
+
+def all_layers(img):
+    out = []
+
+    def walk(items):
+        for it in items:
+            out.append(it)
+            if isinstance(it, Gimp.GroupLayer):
+                walk(it.get_children())
+    walk(img.get_layers())
+    return out
+
+
+def snapshot(img):
+    layers = all_layers(img)
+    return {
+        'size': (img.get_width(), img.get_height()),
+        'names': [l.get_name() for l in layers],
+        'offsets': [offsets(l) for l in layers],
+        'pixels': [hashlib.sha1(pixels(l)).hexdigest() for l in layers],
+        'selection': hashlib.sha1(pixels(img.get_selection(), 'Y float')).hexdigest(),
+        'dirty': img.is_dirty(),
+    }
+
+
+def diff(a, b):
+    return ', '.join('%s: %r -> %r' % (k, a[k], b[k]) for k in a if a[k] != b[k])
+
+
+def call(name, img, drawables, **args):
+    proc = pdb.lookup_procedure(name)
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('image', img)
+    cfg.set_core_object_array('drawables', drawables)
+    for k, v in args.items():
+        cfg.set_property(k.replace('_', '-'), v)
+    res = proc.run(cfg)
+    status = res.index(0)
+    value = res.index(1) if res.length() > 1 else None
+    return status, value
+
+
+def new_image(w=160, h=120, base=Gimp.ImageBaseType.RGB,
+              precision=Gimp.Precision.U8_NON_LINEAR, color='#3366cc'):
+    img = Gimp.Image.new_with_precision(w, h, base, precision)
+    itype = Gimp.ImageType.GRAY_IMAGE if base == Gimp.ImageBaseType.GRAY else Gimp.ImageType.RGB_IMAGE
+    bg = Gimp.Layer.new(img, 'bg', w, h, itype, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(bg, None, 0)
+    Gimp.context_set_foreground(Gegl.Color.new(color))
+    bg.fill(Gimp.FillType.FOREGROUND)
+    return img, bg
+
+
+def add_layer(img, name, x, y, w, h, color):
+    base = img.get_base_type()
+    itype = Gimp.ImageType.GRAYA_IMAGE if base == Gimp.ImageBaseType.GRAY else Gimp.ImageType.RGBA_IMAGE
+    layer = Gimp.Layer.new(img, name, w, h, itype, 100.0, Gimp.LayerMode.NORMAL)
+    img.insert_layer(layer, None, 0)
+    layer.set_offsets(x, y)
+    Gimp.context_set_foreground(Gegl.Color.new(color))
+    layer.fill(Gimp.FillType.FOREGROUND)
+    # a second colour in one corner so the content is not flat
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w // 3, h // 3)
+    Gimp.context_set_foreground(Gegl.Color.new('#e0c020'))
+    layer.edit_fill(Gimp.FillType.FOREGROUND)
+    Gimp.Selection.none(img)
+    return layer
+
+
+def expect_error(label, name, img, drawables, match=None, **args):
+    img.clean_all()
+    before = snapshot(img)
+    status, value = call(name, img, drawables, **args)
+    after = snapshot(img)
+    ok = status in (Gimp.PDBStatusType.EXECUTION_ERROR, Gimp.PDBStatusType.CALLING_ERROR)
+    check('%s: ends with an error' % label, ok, 'status %s' % status)
+    msg = value if isinstance(value, str) else ''
+    print('    message: %s' % msg, file=sys.stderr)
+    check('%s: has a message' % label,
+          bool(msg) and (match is None or match.lower() in msg.lower()),
+          'message %r, expected to mention %r' % (msg, match))
+    check('%s: image unchanged (layers, pixels, selection, undo)' % label,
+          before == after and not after['dirty'], diff(before, after))
+
+
+# ---------------------------------------------------------------- registration
+def check_registration():
+    for name in PROCS:
+        proc = pdb.lookup_procedure(name)
+        if not check('%s is registered' % name, proc is not None):
+            continue
+        args = {a.name: a.value_type.name for a in proc.get_arguments()}
+        want = (COMMON if name != 'plug-in-ldm-regenerate' else []) + EXTRA[name]
+        for arg, typ in [('run-mode', 'GimpRunMode'), ('image', 'GimpImage'),
+                         ('drawables', 'GimpCoreObjectArray')] + want:
+            check('%s has argument %s (%s)' % (name, arg, typ), args.get(arg) == typ,
+                  'found %r' % args.get(arg))
+        rets = [(a.name, type(a).__name__) for a in proc.get_return_values()]
+        check('%s returns a layer' % name, rets == [('layer', 'ParamLayer')], rets)
+        check('%s is in Filters > Generative' % name,
+              '<Image>/Filters/Generative' in proc.get_menu_paths(),
+              proc.get_menu_paths())
+        check('%s has a menu label' % name, bool(proc.get_menu_label()))
+        if name != 'plug-in-ldm-regenerate':
+            spec = [a for a in proc.get_arguments() if a.name == 'sampler'][0]
+            nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
+            check('%s sampler choices' % name, nicks == SAMPLERS, nicks)
+
+
+# ------------------------------------------------------------------ bad inputs
+def check_errors():
+    garbage = os.path.join(TMP, 'garbage.safetensors')
+    with open(garbage, 'wb') as f:
+        f.write(b'\x10\x00\x00\x00\x00\x00\x00\x00{"not": "valid"}')
+
+    img, bg = new_image()
+    layer = add_layer(img, 'paint', 20, 10, 100, 80, '#cc3333')
+    Gimp.Selection.none(img)
+    expect_error('inpaint without selection', 'plug-in-ldm-inpaint', img, [layer],
+                 match='selection', prompt='a cat', random_seed=False)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 40, 30, 1, 1)
+    expect_error('inpaint with a 1x1 selection', 'plug-in-ldm-inpaint', img, [layer],
+                 match='small', prompt='a cat', random_seed=False)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 2, 2, 12, 6)
+    expect_error('refine with a selection outside the layer', 'plug-in-ldm-refine',
+                 img, [layer], prompt='a cat')
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 40, 30)
+    missing = Gio.File.new_for_path('/nonexistent/missing-model.safetensors')
+    for name in PROCS[:5]:
+        expect_error('%s with a missing model file' % name, name, img, [layer],
+                     match='missing-model.safetensors', prompt='a cat', model=missing)
+    expect_error('inpaint with a malformed model file (engine error)',
+                 'plug-in-ldm-inpaint', img, [layer], match='garbage.safetensors',
+                 prompt='a cat', model=Gio.File.new_for_path(garbage))
+    expect_error('generate with a malformed model file (engine error)',
+                 'plug-in-ldm-generate', img, [layer], match='garbage.safetensors',
+                 prompt='a cat', model=Gio.File.new_for_path(garbage))
+    expect_error('outpaint with nothing to add', 'plug-in-ldm-outpaint', img, [layer],
+                 match='side', left=0, top=0, right=0, bottom=0)
+    expect_error('regenerate on a layer without recipe', 'plug-in-ldm-regenerate',
+                 img, [layer], match='recipe')
+    expect_error('inpaint with two layers', 'plug-in-ldm-inpaint', img, [layer, bg])
+    img.delete()
+
+    img, bg = new_image()
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 40, 30)
+    img.convert_indexed(Gimp.ConvertDitherType.NONE, Gimp.ConvertPaletteType.GENERATE,
+                        16, False, False, '')
+    bg = img.get_layers()[0]
+    for name in PROCS[:5]:
+        expect_error('%s on an indexed image' % name, name, img, [bg], match='indexed',
+                     prompt='a cat')
+    img.delete()
+
+
+# --------------------------------------------------------------- success paths
+def composite(img):
+    dup = img.duplicate()
+    layer = dup.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
+    data = floats(layer, "R'G'B'A float")
+    dup.delete()
+    return data
+
+
+def check_new_layer(label, img, before_layers, active, layer, rect, mask):
+    layers = img.get_layers()
+    if not check('%s: returns a new layer' % label,
+                 isinstance(layer, Gimp.Layer) and layer not in before_layers,
+                 layer):
+        return False
+    check('%s: one layer more' % label, len(layers) == len(before_layers) + 1,
+          [l.get_name() for l in layers])
+    if active is not None:
+        check('%s: new layer right above the active one' % label,
+              img.get_item_position(layer) + 1 == img.get_item_position(active),
+              (img.get_item_position(layer), img.get_item_position(active)))
+    got = offsets(layer) + (layer.get_width(), layer.get_height())
+    check('%s: layer rect %r' % (label, rect), got == tuple(rect), got)
+    check('%s: %s layer mask' % (label, 'has a' if mask else 'no'),
+          (layer.get_mask() is not None) == mask)
+    par = layer.get_parasite('gimp-ldm-recipe')
+    recipe = bytes(par.get_data()).decode('utf-8', 'replace') if par else ''
+    check('%s: recipe parasite' % label, 'prompt=' in recipe and 'seed=' in recipe,
+          recipe[:80])
+    return True
+
+
+def check_procedures():
+    # RGB 8-bit, offset layer, feathered ellipse selection
+    img, bg = new_image(320, 240)
+    paint = add_layer(img, 'paint', 50, 40, 200, 160, '#cc3333')
+    img.select_ellipse(Gimp.ChannelOps.REPLACE, 100, 80, 90, 60)
+    Gimp.Selection.feather(img, 8.0)
+    _, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(img)
+    m = 32
+    rect = (max(x1 - m, 50), max(y1 - m, 40))
+    rect = rect + (min(x2 + m, 250) - rect[0], min(y2 + m, 200) - rect[1])
+    sel = floats(img.get_selection(), 'Y float')
+    before = snapshot(img)
+    comp0 = composite(img)
+    layers0 = img.get_layers()
+    status, layer = call('plug-in-ldm-inpaint', img, [paint], prompt='a red apple',
+                         steps=2, seed=7, random_seed=False)
+    check('inpaint RGB u8: succeeds', status == Gimp.PDBStatusType.SUCCESS,
+          '%s %s' % (status, layer))
+    if status == Gimp.PDBStatusType.SUCCESS:
+        check_new_layer('inpaint RGB u8', img, layers0, paint, layer, rect, True)
+        check('inpaint RGB u8: name has prompt and seed',
+              'a red apple' in layer.get_name() and '7' in layer.get_name(),
+              layer.get_name())
+        after = snapshot(img)
+        check('inpaint RGB u8: existing layers unchanged',
+              after['pixels'][1:] == before['pixels'] and after['selection'] == before['selection'])
+        comp1 = composite(img)
+        bad = sum(1 for i in range(len(sel)) if sel[i] == 0.0 and
+                  max(abs(comp0[4 * i + c] - comp1[4 * i + c]) for c in range(4)) > 1e-6)
+        check('inpaint RGB u8: composite unchanged outside the selection', bad == 0,
+              '%d pixels differ' % bad)
+        # regenerate: same recipe, same seed -> same pixels
+        status2, layer2 = call('plug-in-ldm-regenerate', img, [layer])
+        check('regenerate: succeeds', status2 == Gimp.PDBStatusType.SUCCESS, status2)
+        if status2 == Gimp.PDBStatusType.SUCCESS:
+            check('regenerate: same rect', offsets(layer2) == offsets(layer) and
+                  layer2.get_width() == layer.get_width())
+            check('regenerate: same pixels (same seed)', pixels(layer2) == pixels(layer))
+    img.delete()
+
+    # grey 16-bit, refine without selection on an offset layer
+    img, bg = new_image(200, 150, Gimp.ImageBaseType.GRAY, Gimp.Precision.U16_NON_LINEAR,
+                        '#808080')
+    paint = add_layer(img, 'paint', -20, 30, 180, 100, '#404040')
+    before = snapshot(img)
+    layers0 = img.get_layers()
+    status, layer = call('plug-in-ldm-refine', img, [paint], prompt='charcoal',
+                         steps=2, seed=3, random_seed=False, strength=0.5)
+    check('refine grey u16: succeeds', status == Gimp.PDBStatusType.SUCCESS,
+          '%s %s' % (status, layer))
+    if status == Gimp.PDBStatusType.SUCCESS:
+        check_new_layer('refine grey u16', img, layers0, paint, layer, (-20, 30, 180, 100), False)
+        check('refine grey u16: existing layers unchanged',
+              snapshot(img)['pixels'][1:] == before['pixels'])
+    img.delete()
+
+    # RGB float linear: generate at image size and at a given size
+    img, bg = new_image(256, 192, precision=Gimp.Precision.FLOAT_LINEAR)
+    for w, h in ((0, 0), (200, 100)):
+        layers0 = img.get_layers()
+        status, layer = call('plug-in-ldm-generate', img, [bg], prompt='a lighthouse',
+                             steps=2, seed=11, random_seed=False, width=w, height=h)
+        label = 'generate f32 %dx%d' % (w, h)
+        check('%s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
+              '%s %s' % (status, layer))
+        if status == Gimp.PDBStatusType.SUCCESS:
+            check_new_layer(label, img, layers0, bg, layer, (0, 0, w or 256, h or 192), False)
+    img.delete()
+
+    # upscale x4 into a new image and into a new layer
+    img, bg = new_image(64, 48)
+    for new in (True, False):
+        n_images = len(Gimp.get_images())
+        layers0 = img.get_layers()
+        status, layer = call('plug-in-ldm-upscale', img, [bg], prompt='sharp',
+                             steps=2, seed=5, random_seed=False, new_image=new)
+        label = 'upscale new-image=%s' % new
+        check('%s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
+              '%s %s' % (status, layer))
+        if status == Gimp.PDBStatusType.SUCCESS:
+            check('%s: 4x size' % label, (layer.get_width(), layer.get_height()) == (256, 192))
+            if new:
+                check('%s: in a new image' % label,
+                      len(Gimp.get_images()) == n_images + 1 and layer.get_image() != img)
+            else:
+                check_new_layer(label, img, layers0, bg, layer, (0, 0, 256, 192), False)
+    img.delete()
+
+    # outpaint: canvas grows, layer covers the new area, old layers keep pixels
+    img, bg = new_image(160, 120)
+    before = snapshot(img)
+    layers0 = img.get_layers()
+    status, layer = call('plug-in-ldm-outpaint', img, [bg], prompt='more sky', steps=2,
+                         seed=9, random_seed=False, left=32, top=0, right=64, bottom=16)
+    check('outpaint: succeeds', status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer))
+    if status == Gimp.PDBStatusType.SUCCESS:
+        check('outpaint: canvas grew', (img.get_width(), img.get_height()) == (256, 136))
+        check_new_layer('outpaint', img, layers0, bg, layer, (0, 0, 256, 136), True)
+        after = snapshot(img)
+        check('outpaint: old layer pixels unchanged, moved by (32, 0)',
+              after['pixels'][1:] == before['pixels'] and after['offsets'][1] == (32, 0))
+    img.delete()
+
+
+try:
+    if MODE == 'errors':
+        check_registration()
+        check_errors()
+    else:
+        check_procedures()
+except Exception:
+    import traceback
+    traceback.print_exc()
+    check('checks ran to the end', False)
+
+n_fail = results.count(False)
+print('SUMMARY %s: %d passed, %d failed' % (MODE, results.count(True), n_fail),
+      file=sys.stderr, flush=True)
+if n_fail or not results:
+    raise SystemExit(1)
