@@ -4,14 +4,25 @@
 # python-fu checks in headless GIMP 3.  Usage: in-chroot.sh errors|procedures
 set -uo pipefail
 MODE=${1:-errors}
+PLUGIN_ONLY=
+for flag in "${@:2}"; do
+  case "$flag" in
+    plugin-only) PLUGIN_ONLY=1 ;;                 # build + install only the binary
+    fake) export GIMP_LDM_FAKE_ENGINE=1 ;;        # developer hook, see ldm-engine.c
+  esac
+done
 SRC=/src/gimp-ldm
 W=/var/tmp/gimp-ldm
 BUILD=$W/build
 PROFILE=$W/profile
 export HOME=$W/home XDG_CACHE_HOME=$W/home/.cache LANG=C.UTF-8
 export GIMP3_DIRECTORY=$PROFILE LDM_TMP=$W/tmp
-export LDM_MODEL_PATH=$SRC/models/demo
-mkdir -p "$HOME" "$PROFILE" "$LDM_TMP"
+# the tiny test models of tests/golden/pipeline under the demo models' names
+mkdir -p "$HOME" "$PROFILE" "$LDM_TMP" "$W/models"
+ln -sfn "$SRC/tests/golden/pipeline/sd1.safetensors" "$W/models/ldm-demo.safetensors"
+ln -sfn "$SRC/tests/golden/pipeline/sd1_inpaint.safetensors" "$W/models/ldm-demo-inpaint.safetensors"
+ln -sfn "$SRC/tests/golden/pipeline/x4.safetensors" "$W/models/ldm-demo-x4.safetensors"
+export LDM_MODEL_PATH=$W/models
 
 log() { echo "in-chroot: $*" >&2; }
 
@@ -21,7 +32,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     --prefix="$W/prefix" -Dplugindir="$PROFILE/plug-ins" >"$W/setup.log" 2>&1 \
     || { tail -30 "$W/setup.log"; log "meson setup failed"; exit 1; }
 fi
-if [ "${2:-}" = plugin-only ]; then
+if [ -n "$PLUGIN_ONLY" ]; then
   # development shortcut (LDM_GIMP_PLUGIN_ONLY=1): only the plug-in binary
   ninja -C "$BUILD" plugin/gimp-ldm >"$W/build.log" 2>&1 || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
   install -D -m 755 "$BUILD/plugin/gimp-ldm" "$PROFILE/plug-ins/gimp-ldm/gimp-ldm"
