@@ -1,7 +1,29 @@
-/* `ldm samplers`: placeholder until the samplers land. */
+/* `ldm samplers`: lists every sampler name the engine accepts (--sampler)
+ * with the reference implementation it mirrors. */
+#include <stdio.h>
+#include <string.h>
+
 #include "cli.h"
+
 int ldm_cmd_samplers(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return cli_fail(LDM_EXIT_RUNTIME, "samplers: not available in this build yet");
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      printf("usage: ldm samplers\n"
+             "Lists the sampler names accepted by --sampler and the reference\n"
+             "(diffusers scheduler or k-diffusion function) each one mirrors.\n");
+      return LDM_EXIT_OK;
+    }
+    return cli_fail(LDM_EXIT_USAGE, "samplers: unexpected argument '%s'", argv[i]);
+  }
+  const char *const *names = ldm_sampler_names();
+  if (!names || !names[0])
+    return cli_fail(LDM_EXIT_RUNTIME, "samplers: none in this build");
+  printf("%-20s %s\n", "name", "mirrors");
+  for (int i = 0; names[i]; i++) {
+    const char *ref = ldm_sampler_reference(names[i]);
+    printf("%-20s %s\n", names[i], ref ? ref : "?");
+  }
+  printf("\n[A1111: ...] is the label AUTOMATIC1111 gives the same method; its\n"
+         "noise schedule can differ (it runs k-diffusion's discrete sigmas).\n");
+  return LDM_EXIT_OK;
 }

@@ -83,7 +83,8 @@ typedef struct ldm_sampler_config {
 } ldm_sampler_config;
 
 /* Fills c for a user-facing sampler name (table in samplers.c; see
- * ldm_sampler_names()). Returns LDM_ERR_INVALID_ARG for unknown names. */
+ * ldm_sampler_names(); A1111's display names such as "DPM++ 2M Karras" are
+ * accepted too). Returns LDM_ERR_INVALID_ARG for unknown names. */
 ldm_status ldm_sampler_config_preset(ldm_sampler_config *c, const char *name,
                                      ldm_error *err);
 
@@ -156,7 +157,10 @@ void ldm_cfg_combine(float *out, const float *uncond, const float *cond,
 void ldm_inpaint_blend(const ldm_sampler *s, int i, float *x, const float *x0,
                        const float *noise, const float *mask);
 
-/* Sampler kind of a preset name, or -1. */
+/* Sampler kind of a preset name (ours or A1111's display name), or -1. */
 int ldm_sampler_kind_from_name(const char *name);
+/* A1111's display name for a sampler ("DPM++ 2M Karras"), or NULL; for
+ * the infotext the CLI writes. */
+const char *ldm_sampler_a1111_name(const char *name);
 
 #endif

@@ -14,44 +14,50 @@
 /* ---- the name table --------------------------------------------------------- */
 
 typedef struct sampler_entry {
-  const char *name;
+  const char *name;       /* our name (ComfyUI's spelling) */
+  const char *a1111;      /* the name AUTOMATIC1111 shows (also accepted) */
   ldm_sampler_kind kind;
   ldm_sigma_schedule sigmas;
   const char *reference;
 } sampler_entry;
 
+/* the reference string also names A1111's sampler, for `ldm samplers` */
+#define E(name, a1111, kind, sigmas, ref) \
+  {name, a1111, kind, sigmas, ref " [A1111: " a1111 "]"}
 static const sampler_entry k_samplers[] = {
-  {"euler", LDM_SAMPLER_EULER, LDM_SIGMAS_DEFAULT,
-   "diffusers EulerDiscreteScheduler"},
-  {"euler_a", LDM_SAMPLER_EULER_A, LDM_SIGMAS_DEFAULT,
-   "diffusers EulerAncestralDiscreteScheduler"},
-  {"heun", LDM_SAMPLER_HEUN, LDM_SIGMAS_DEFAULT,
-   "diffusers HeunDiscreteScheduler"},
-  {"lms", LDM_SAMPLER_LMS, LDM_SIGMAS_DEFAULT,
-   "diffusers LMSDiscreteScheduler"},
-  {"lms_karras", LDM_SAMPLER_LMS, LDM_SIGMAS_KARRAS,
-   "diffusers LMSDiscreteScheduler(use_karras_sigmas=True)"},
-  {"pndm", LDM_SAMPLER_PNDM, LDM_SIGMAS_DEFAULT,
-   "diffusers PNDMScheduler(skip_prk_steps=True) (SD1.x default)"},
-  {"dpmpp_2m", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_DEFAULT,
-   "diffusers DPMSolverMultistepScheduler"},
-  {"dpmpp_2m_karras", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_KARRAS,
-   "diffusers DPMSolverMultistepScheduler(use_karras_sigmas=True)"},
-  {"dpmpp_2m_sde", LDM_SAMPLER_DPMPP_2M_SDE, LDM_SIGMAS_DEFAULT,
-   "diffusers DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++')"},
-  {"dpmpp_2m_sde_karras", LDM_SAMPLER_DPMPP_2M_SDE, LDM_SIGMAS_KARRAS,
+  E("euler", "Euler", LDM_SAMPLER_EULER, LDM_SIGMAS_DEFAULT,
+   "diffusers EulerDiscreteScheduler"),
+  E("euler_a", "Euler a", LDM_SAMPLER_EULER_A, LDM_SIGMAS_DEFAULT,
+   "diffusers EulerAncestralDiscreteScheduler"),
+  E("heun", "Heun", LDM_SAMPLER_HEUN, LDM_SIGMAS_DEFAULT,
+   "diffusers HeunDiscreteScheduler"),
+  E("lms", "LMS", LDM_SAMPLER_LMS, LDM_SIGMAS_DEFAULT,
+   "diffusers LMSDiscreteScheduler"),
+  E("lms_karras", "LMS Karras", LDM_SAMPLER_LMS, LDM_SIGMAS_KARRAS,
+   "diffusers LMSDiscreteScheduler(use_karras_sigmas=True)"),
+  E("pndm", "PLMS", LDM_SAMPLER_PNDM, LDM_SIGMAS_DEFAULT,
+   "diffusers PNDMScheduler(skip_prk_steps=True) (SD1.x default)"),
+  E("dpmpp_2m", "DPM++ 2M", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_DEFAULT,
+   "diffusers DPMSolverMultistepScheduler"),
+  E("dpmpp_2m_karras", "DPM++ 2M Karras", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_KARRAS,
+   "diffusers DPMSolverMultistepScheduler(use_karras_sigmas=True)"),
+  E("dpmpp_2m_sde", "DPM++ 2M SDE", LDM_SAMPLER_DPMPP_2M_SDE, LDM_SIGMAS_DEFAULT,
+   "diffusers DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++')"),
+  E("dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras", LDM_SAMPLER_DPMPP_2M_SDE,
+   LDM_SIGMAS_KARRAS,
    "diffusers DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++', "
-   "use_karras_sigmas=True)"},
-  {"dpmpp_2s_a", LDM_SAMPLER_DPMPP_2S_A, LDM_SIGMAS_DEFAULT,
-   "k-diffusion sample_dpmpp_2s_ancestral, DiscreteEpsDDPMDenoiser.get_sigmas"},
-  {"dpmpp_2s_a_karras", LDM_SAMPLER_DPMPP_2S_A, LDM_SIGMAS_KARRAS,
-   "k-diffusion sample_dpmpp_2s_ancestral, get_sigmas_karras"},
-  {"ddim", LDM_SAMPLER_DDIM, LDM_SIGMAS_DEFAULT,
-   "diffusers DDIMScheduler (eta from the job, default 0)"},
-  {"lcm", LDM_SAMPLER_LCM, LDM_SIGMAS_DEFAULT, "diffusers LCMScheduler"},
-  {"unipc", LDM_SAMPLER_UNIPC, LDM_SIGMAS_DEFAULT,
-   "diffusers UniPCMultistepScheduler (bh2, order 2)"},
+   "use_karras_sigmas=True)"),
+  E("dpmpp_2s_a", "DPM++ 2S a", LDM_SAMPLER_DPMPP_2S_A, LDM_SIGMAS_DEFAULT,
+   "k-diffusion sample_dpmpp_2s_ancestral, DiscreteEpsDDPMDenoiser.get_sigmas"),
+  E("dpmpp_2s_a_karras", "DPM++ 2S a Karras", LDM_SAMPLER_DPMPP_2S_A,
+   LDM_SIGMAS_KARRAS, "k-diffusion sample_dpmpp_2s_ancestral, get_sigmas_karras"),
+  E("ddim", "DDIM", LDM_SAMPLER_DDIM, LDM_SIGMAS_DEFAULT,
+   "diffusers DDIMScheduler (eta from the job, default 0)"),
+  E("lcm", "LCM", LDM_SAMPLER_LCM, LDM_SIGMAS_DEFAULT, "diffusers LCMScheduler"),
+  E("unipc", "UniPC", LDM_SAMPLER_UNIPC, LDM_SIGMAS_DEFAULT,
+   "diffusers UniPCMultistepScheduler (bh2, order 2)"),
 };
+#undef E
 enum { N_SAMPLERS = sizeof k_samplers / sizeof k_samplers[0] };
 
 const char *const *ldm_sampler_names(void) {
@@ -61,10 +67,27 @@ const char *const *ldm_sampler_names(void) {
   return names;
 }
 
+static bool same_ci(const char *a, const char *b) {
+  for (; *a && *b; a++, b++) {
+    char ca = *a >= 'A' && *a <= 'Z' ? (char)(*a + 32) : *a;
+    char cb = *b >= 'A' && *b <= 'Z' ? (char)(*b + 32) : *b;
+    if (ca != cb) return false;
+  }
+  return *a == *b;
+}
+
+/* our name, or A1111's display name in any case ("DPM++ 2M Karras") */
 static const sampler_entry *find_entry(const char *name) {
   for (int i = 0; name && i < N_SAMPLERS; i++)
     if (strcmp(k_samplers[i].name, name) == 0) return &k_samplers[i];
+  for (int i = 0; name && i < N_SAMPLERS; i++)
+    if (same_ci(k_samplers[i].a1111, name)) return &k_samplers[i];
   return NULL;
+}
+
+const char *ldm_sampler_a1111_name(const char *name) {
+  const sampler_entry *e = find_entry(name);
+  return e ? e->a1111 : NULL;
 }
 
 const char *ldm_sampler_reference(const char *name) {
