@@ -255,7 +255,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                 "and fills the new area around the active layer with a new "
                 "layer that continues the picture.");
       add_common_arguments (procedure, proc);
-      gimp_procedure_add_int_argument (procedure, "left", _("_Left"),
+      gimp_procedure_add_int_argument (procedure, "left", _("Left"),
                                        _("Pixels to add on the left"),
                                        0, 4096, 0, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "top", _("Top"),
@@ -309,7 +309,31 @@ hook_describe_model (const gchar *path,
                      gpointer     user)
 {
   GError *error = NULL;
-  gchar  *text = ldm_run_describe_model (path, native, &error);
+  gchar  *found = NULL;
+  gchar  *text, *base;
+
+  if (! path)
+    {
+      LdmProc      proc = GPOINTER_TO_INT (user);
+      const gchar *name = ldm_proc_default_model (proc);
+
+      found = ldm_models_find (NULL, name);
+      if (! found)
+        return g_strdup_printf (_("Default model %s: not found in the model "
+                                  "folders"), name);
+      path = found;
+    }
+  text = ldm_run_describe_model (path, native, &error);
+  if (text)
+    {
+      gchar *tmp = text;
+
+      base = g_path_get_basename (path);
+      text = g_strdup_printf ("%s: %s", base, tmp);
+      g_free (base);
+      g_free (tmp);
+    }
+  g_free (found);
 
   if (! text)
     {
@@ -497,6 +521,20 @@ ldm_run (GimpProcedure        *procedure,
 
       gimp_ui_init (PLUG_IN_BINARY);
       dialog = ldm_dialog_new (procedure, config, dialog_title (proc), &hooks);
+      if (proc == LDM_PROC_REGENERATE)
+        {
+          gchar *base = spec.model_path ? g_path_get_basename (spec.model_path)
+                                        : g_strdup ("-");
+          /* TRANSLATORS: summary of the recipe regenerate will run */
+          gchar *info = g_strdup_printf (_("%s\nPrompt: %s\nModel: %s · "
+                                           "%d steps · CFG %.1f · %s · seed %d"),
+                                         ldm_proc_name (spec.proc), spec.prompt,
+                                         base, spec.steps, spec.cfg_scale,
+                                         spec.sampler, spec.seed);
+          ldm_dialog_set_info (dialog, info);
+          g_free (info);
+          g_free (base);
+        }
       if (! ldm_dialog_run (dialog))
         {
           gtk_widget_destroy (dialog);

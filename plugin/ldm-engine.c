@@ -365,9 +365,10 @@ ldm_run_describe_model (const gchar  *path,
   if (native_size)
     *native_size = info.native_size;
   /* TRANSLATORS: model family, native size in pixels, parameters in millions */
-  text = g_strdup_printf (_("%s, %d px, %.0f M parameters"),
+  text = g_strdup_printf (_("%s, %d px, %.*f M parameters"),
                           info.family[0] ? info.family : "?",
                           info.native_size,
+                          info.n_params < 10000000 ? 2 : 0,
                           info.n_params / 1e6);
   return text;
 }

@@ -17,6 +17,8 @@ typedef struct
   GimpProcedureConfig *config;
   LdmDialogHooks       hooks;
   GtkWidget           *model_combo;
+  GtkWidget           *model_button;   /* GtkFileChooserButton */
+  GtkWidget           *info;
   GtkWidget           *model_info;
   GtkWidget           *estimate;
   GtkWidget           *preview;
@@ -81,13 +83,21 @@ update_model_info (DialogState *st)
     }
 
   st->native = 0;
-  if (path && st->hooks.describe_model)
+  if (st->hooks.describe_model)
     text = st->hooks.describe_model (path, &st->native, st->hooks.user);
-  else if (! path)
-    text = g_strdup (_("Default demo model of this procedure"));
   if (st->model_info)
     gtk_label_set_text (GTK_LABEL (st->model_info), text ? text : "");
   g_free (text);
+
+  if (st->model_button)
+    {
+      st->syncing = TRUE;
+      if (path)
+        gtk_file_chooser_set_filename (GTK_FILE_CHOOSER (st->model_button), path);
+      else
+        gtk_file_chooser_unselect_all (GTK_FILE_CHOOSER (st->model_button));
+      st->syncing = FALSE;
+    }
 
   /* reflect the file in the list of found models */
   if (st->model_combo)
@@ -128,6 +138,21 @@ on_model_combo_changed (GtkComboBox *combo,
     return;
   if (i > 0)
     file = g_file_new_for_path (g_list_nth_data (st->models, i - 1));
+  g_object_set (st->config, "model", file, NULL);
+  if (file)
+    g_object_unref (file);
+}
+
+static void
+on_model_file_set (GtkFileChooserButton *button,
+                   gpointer              data)
+{
+  DialogState *st = data;
+  GFile       *file;
+
+  if (st->syncing)
+    return;
+  file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (button));
   g_object_set (st->config, "model", file, NULL);
   if (file)
     g_object_unref (file);
@@ -232,7 +257,6 @@ ldm_dialog_new (GimpProcedure        *procedure,
   add_if (pd, config, &ids, "sampler");
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
     ids = g_list_append (ids, g_strdup ("seed-box"));
-  add_if (pd, config, &ids, "model");
   add_if (pd, config, &ids, "threads");
 
   gimp_procedure_dialog_fill_list (pd, ids);
@@ -249,8 +273,37 @@ ldm_dialog_new (GimpProcedure        *procedure,
   gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
   gtk_box_pack_start (GTK_BOX (hbox), grid, TRUE, TRUE, 0);
 
+  st->info = gtk_label_new ("");
+  gtk_label_set_xalign (GTK_LABEL (st->info), 0.0);
+  gtk_label_set_line_wrap (GTK_LABEL (st->info), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (st->info), 50);
+  gtk_label_set_selectable (GTK_LABEL (st->info), TRUE);
+  gtk_grid_attach (GTK_GRID (grid), st->info, 0, -2, 2, 1);
+
   if (has_prop (config, "model"))
     {
+      GtkFileFilter *filter;
+
+      /* the model argument accepts any path (a missing file is reported by
+       * the plug-in, with its name), so its chooser is made here */
+      label = gtk_label_new_with_mnemonic (_("Mo_del file:"));
+      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+      gtk_grid_attach (GTK_GRID (grid), label, 0, -1, 1, 1);
+      st->model_button = gtk_file_chooser_button_new (_("Choose a model file"),
+                                                      GTK_FILE_CHOOSER_ACTION_OPEN);
+      filter = gtk_file_filter_new ();
+      gtk_file_filter_set_name (filter, _("Safetensors models"));
+      gtk_file_filter_add_pattern (filter, "*.safetensors");
+      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
+      filter = gtk_file_filter_new ();
+      gtk_file_filter_set_name (filter, _("All files"));
+      gtk_file_filter_add_pattern (filter, "*");
+      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
+      gtk_label_set_mnemonic_widget (GTK_LABEL (label), st->model_button);
+      gtk_grid_attach (GTK_GRID (grid), st->model_button, 1, -1, 1, 1);
+      g_signal_connect (st->model_button, "file-set",
+                        G_CALLBACK (on_model_file_set), st);
+
       label = gtk_label_new (_("Models found:"));
       gtk_label_set_xalign (GTK_LABEL (label), 0.0);
       gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
@@ -313,6 +366,7 @@ ldm_dialog_new (GimpProcedure        *procedure,
                     NULL);
 
   update_model_info (st);
+  update_estimate (st);
   return dialog;
 }
 
@@ -368,6 +422,16 @@ ldm_dialog_set_running (GtkWidget *dialog,
   g_signal_connect (dialog, "response", G_CALLBACK (on_running_response), st);
   g_signal_connect (dialog, "delete-event", G_CALLBACK (on_running_delete), st);
   gtk_widget_show (dialog);
+}
+
+void
+ldm_dialog_set_info (GtkWidget   *dialog,
+                     const gchar *text)
+{
+  DialogState *st = get_state (dialog);
+
+  if (st && st->info)
+    gtk_label_set_text (GTK_LABEL (st->info), text ? text : "");
 }
 
 void

@@ -13,7 +13,8 @@
 typedef struct
 {
   /* text describing the model file (family, size) or why it cannot be used;
-   * *native gets its native side in pixels (0 if unknown) */
+   * path NULL: the procedure's default model; *native gets its native side
+   * in pixels (0 if unknown) */
   gchar *(*describe_model) (const gchar *path, gint *native, gpointer user);
   /* text estimating the run time for the current values */
   gchar *(*estimate)       (GimpProcedureConfig *config, gint native,
@@ -34,6 +35,9 @@ gboolean   ldm_dialog_run         (GtkWidget            *dialog);
 void       ldm_dialog_set_running (GtkWidget            *dialog,
                                    void                (*on_cancel) (gpointer),
                                    gpointer              data);
+/* A line of text above the extra widgets (e.g. the recipe to re-run). */
+void       ldm_dialog_set_info    (GtkWidget            *dialog,
+                                   const gchar          *text);
 void       ldm_dialog_set_status  (GtkWidget            *dialog,
                                    const gchar          *text,
                                    gdouble               fraction);
