@@ -449,7 +449,11 @@ void ldm_vae_unscale_latent(const ldm_vae *vae, float *z, int64_t n) {
 
 /* ---- forward --------------------------------------------------------------
  * One image at a time (B = 1 inside); activations [H*W, C] in three
- * ping-pong buffers x (current), a, b of `cap` floats each. */
+ * ping-pong buffers x (current), a, b of `cap` floats each.
+ * The networks are split where the resolution is the latent's: the encoder's
+ * down path and the decoder's up path run per tile; the middle (mid-block
+ * with its global self-attention, and the 1x1/3x3 convs at latent size) always
+ * runs on the whole latent, so tiling never cuts the attention. */
 
 typedef struct vae_bufs {
   float *x, *a, *b;
@@ -461,18 +465,120 @@ static void swap_xa(vae_bufs *s) {
   s->a = t;
 }
 
+/* GroupNorm statistics shared by all tiles. A statistics pass runs every
+ * tile with `collect` and sums each norm layer's input over the tile's core
+ * (the part of the image this tile owns, so each pixel counts once); later
+ * passes `apply` those image-wide means and variances instead of the tile's
+ * own, as the untiled network would. */
+#define GN_MAX_LAYERS (2 * LDM_VAE_MAX_LEVELS * (LDM_VAE_MAX_LAYERS + 1) + 2)
+typedef struct gn_global {
+  bool collect, apply;
+  int layer;                    /* index of the next norm call in this pass */
+  int groups;
+  double sum[GN_MAX_LAYERS][32], sq[GN_MAX_LAYERS][32], cnt[GN_MAX_LAYERS];
+  float mean[GN_MAX_LAYERS][32], rstd[GN_MAX_LAYERS][32];
+  int th;                       /* tile height in latent pixels */
+  int cy0, cy1, cx0, cx1;       /* core region, tile latent pixels */
+} gn_global;
+
+typedef struct gn_task {
+  float *y;
+  const float *x;
+  int W, C, cpg;
+  int y0, y1, x0, x1;
+  double *sum, *sq;
+  const float *mean, *rstd, *gamma, *beta;
+  bool silu;
+} gn_task;
+
+static void gn_collect_task(void *user, int64_t g) {
+  const gn_task *t = user;
+  double s = 0, q = 0;
+  for (int y = t->y0; y < t->y1; y++)
+    for (int x = t->x0; x < t->x1; x++) {
+      const float *p = t->x + ((size_t)y * t->W + x) * t->C + (size_t)g * t->cpg;
+      for (int c = 0; c < t->cpg; c++) {
+        s += p[c];
+        q += (double)p[c] * p[c];
+      }
+    }
+  t->sum[g] += s;
+  t->sq[g] += q;
+}
+
+static void gn_apply_task(void *user, int64_t y) {
+  const gn_task *t = user;
+  for (int x = 0; x < t->W; x++) {
+    const float *p = t->x + ((size_t)y * t->W + x) * t->C;
+    float *o = t->y + ((size_t)y * t->W + x) * t->C;
+    for (int c = 0; c < t->C; c++) {
+      int g = c / t->cpg;
+      float v = (p[c] - t->mean[g]) * t->rstd[g] * t->gamma[c] + t->beta[c];
+      o[c] = t->silu ? v / (1.0f + expf(-v)) : v;
+    }
+  }
+}
+
+/* torch.nn.GroupNorm (+ SiLU) on [H*W, C], through the shared statistics
+ * when g is given. */
+static ldm_status gn(ldm_ctx *ctx, gn_global *g, float *y, const float *x, int H, int W, int C,
+                     int groups, const ldm_tensor *gamma, const ldm_tensor *beta, bool silu) {
+  if (!g) return ldm_group_norm(ctx, y, x, 1, (int64_t)H * W, C, groups, VAE_EPS, gamma, beta, silu);
+  int k = g->layer++;
+  if (k >= GN_MAX_LAYERS || groups > 32)
+    return ldm_fail(ctx->err, LDM_ERR_INTERNAL, "vae: norm layer %d / %d groups beyond the tiling table", k, groups);
+  gn_task t = {.y = y, .x = x, .W = W, .C = C, .cpg = C / groups, .silu = silu};
+  if (g->collect) {
+    int res = H / g->th;
+    t.y0 = g->cy0 * res, t.y1 = g->cy1 * res, t.x0 = g->cx0 * res, t.x1 = g->cx1 * res;
+    if (t.y1 > H) t.y1 = H;
+    if (t.x1 > W) t.x1 = W;
+    t.sum = g->sum[k];
+    t.sq = g->sq[k];
+    ldm_pool_for(ctx->pool, groups, gn_collect_task, &t);
+    g->cnt[k] += (double)(t.y1 - t.y0) * (t.x1 - t.x0) * t.cpg;
+  }
+  if (!g->apply) return ldm_group_norm(ctx, y, x, 1, (int64_t)H * W, C, groups, VAE_EPS, gamma, beta, silu);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  float *gb = ldm_arena_floats(ctx->scratch, 2 * (size_t)C);
+  ldm_status st = gb ? LDM_OK : ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae: out of memory");
+  if (st == LDM_OK) st = ldm_tensor_read_f32(gamma, 0, C, gb, ctx->err);
+  if (st == LDM_OK) st = ldm_tensor_read_f32(beta, 0, C, gb + C, ctx->err);
+  if (st == LDM_OK) {
+    t.mean = g->mean[k];
+    t.rstd = g->rstd[k];
+    t.gamma = gb;
+    t.beta = gb + C;
+    ldm_pool_for(ctx->pool, H, gn_apply_task, &t);
+  }
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+/* Turns the sums of a statistics pass into means and 1/std; clears sums. */
+static void gn_finish(gn_global *g) {
+  for (int k = 0; k < g->layer && k < GN_MAX_LAYERS; k++) {
+    for (int i = 0; i < g->groups; i++) {
+      double n = g->cnt[k] > 0 ? g->cnt[k] : 1;
+      double m = g->sum[k][i] / n, var = g->sq[k][i] / n - m * m;
+      g->mean[k][i] = (float)m;
+      g->rstd[k][i] = (float)(1.0 / sqrt((var > 0 ? var : 0) + VAE_EPS));
+      g->sum[k][i] = g->sq[k][i] = 0;
+    }
+    g->cnt[k] = 0;
+  }
+}
+
 /* ResnetBlock2D: x [HW, Cin] -> x [HW, Cout] */
 static ldm_status resnet_forward(ldm_ctx *ctx, const vae_resnet *r, vae_bufs *s, int groups,
-                                 int H, int W) {
+                                 int H, int W, gn_global *g) {
   const int64_t HW = (int64_t)H * W;
   // norm1 + SiLU -> a [HW, Cin]
-  LDM_TRY(ldm_group_norm(ctx, s->a, s->x, 1, HW, r->cin, groups, VAE_EPS, &r->norm1_w,
-                         &r->norm1_b, true));
+  LDM_TRY(gn(ctx, g, s->a, s->x, H, W, r->cin, groups, &r->norm1_w, &r->norm1_b, true));
   // conv1 -> b [HW, Cout]
   LDM_TRY(ldm_conv2d(ctx, s->b, s->a, 1, H, W, r->cin, &r->conv1_w, &r->conv1_b, 1, 1));
   // norm2 + SiLU (dropout is identity at inference) -> b [HW, Cout]
-  LDM_TRY(ldm_group_norm(ctx, s->b, s->b, 1, HW, r->cout, groups, VAE_EPS, &r->norm2_w,
-                         &r->norm2_b, true));
+  LDM_TRY(gn(ctx, g, s->b, s->b, H, W, r->cout, groups, &r->norm2_w, &r->norm2_b, true));
   // conv2 -> a [HW, Cout]
   LDM_TRY(ldm_conv2d(ctx, s->a, s->b, 1, H, W, r->cout, &r->conv2_w, &r->conv2_b, 1, 1));
   // shortcut (1x1 nin_shortcut when channels change) + residual -> a
@@ -521,40 +627,43 @@ done:
 static ldm_status mid_forward(ldm_ctx *ctx, const vae_mid *m, const ldm_vae_config *c,
                               vae_bufs *s, int H, int W) {
   int C = c->ch[c->levels - 1];
-  LDM_TRY(resnet_forward(ctx, &m->block_1, s, c->groups, H, W));
+  LDM_TRY(resnet_forward(ctx, &m->block_1, s, c->groups, H, W, NULL));
   if (c->mid_attention) LDM_TRY(attn_forward(ctx, &m->attn_1, s, c->groups, (int64_t)H * W, C));
-  return resnet_forward(ctx, &m->block_2, s, c->groups, H, W);
+  return resnet_forward(ctx, &m->block_2, s, c->groups, H, W, NULL);
 }
 
-/* Largest activation (floats) of the encoder on an H x W input. */
-static size_t enc_cap(const ldm_vae_config *c, int H, int W) {
-  size_t cap = (size_t)H * W * (size_t)(c->ch[0] > 3 ? c->ch[0] : 3);
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Largest activation (floats) of the encoder's down path on H x W. */
+static size_t enc_down_cap(const ldm_vae_config *c, int H, int W) {
+  size_t cap = (size_t)H * W * (size_t)(c->ch[0] > c->image_channels ? c->ch[0] : c->image_channels);
   for (int i = 0; i < c->levels; i++) {
     size_t Hi = (size_t)(H >> i), Wi = (size_t)(W >> i);
     int cin = i ? c->ch[i - 1] : c->ch[0];
-    size_t m = Hi * Wi * (size_t)(cin > c->ch[i] ? cin : c->ch[i]);
-    if (m > cap) cap = m;
-    if (i < c->levels - 1 && (Hi + 1) * (Wi + 1) * (size_t)c->ch[i] > cap)
-      cap = (Hi + 1) * (Wi + 1) * (size_t)c->ch[i];
+    cap = max_sz(cap, Hi * Wi * (size_t)(cin > c->ch[i] ? cin : c->ch[i]));
+    if (i < c->levels - 1) cap = max_sz(cap, (Hi + 1) * (Wi + 1) * (size_t)c->ch[i]);
   }
-  size_t lo = (size_t)(H >> (c->levels - 1)) * (size_t)(W >> (c->levels - 1)) * 2 *
-              (size_t)c->latent_channels;
-  return lo > cap ? lo : cap;
+  return cap;
 }
 
-/* Largest activation (floats) of the decoder on an h x w latent. */
-static size_t dec_cap(const ldm_vae_config *c, int h, int w) {
-  int L = c->levels, top = c->ch[L - 1];
-  size_t cap = (size_t)h * w * (size_t)(top > c->latent_channels ? top : c->latent_channels);
+/* Largest activation (floats) at latent size h x w (mid-blocks, convs). */
+static size_t mid_cap(const ldm_vae_config *c, int h, int w) {
+  int m = c->ch[c->levels - 1];
+  if (2 * c->latent_channels > m) m = 2 * c->latent_channels;
+  return (size_t)h * w * (size_t)m;
+}
+
+/* Largest activation (floats) of the decoder's up path from h x w. */
+static size_t dec_up_cap(const ldm_vae_config *c, int h, int w) {
+  int L = c->levels;
+  size_t cap = mid_cap(c, h, w);
   for (int i = L - 1; i >= 0; i--) {
     size_t Hi = (size_t)h << (L - 1 - i), Wi = (size_t)w << (L - 1 - i);
-    int cin = i == L - 1 ? top : c->ch[i + 1];
-    size_t m = Hi * Wi * (size_t)(cin > c->ch[i] ? cin : c->ch[i]);
-    if (m > cap) cap = m;
-    if (i > 0 && 4 * Hi * Wi * (size_t)c->ch[i] > cap) cap = 4 * Hi * Wi * (size_t)c->ch[i];
+    int cin = i == L - 1 ? c->ch[L - 1] : c->ch[i + 1];
+    cap = max_sz(cap, Hi * Wi * (size_t)(cin > c->ch[i] ? cin : c->ch[i]));
+    if (i > 0) cap = max_sz(cap, 4 * Hi * Wi * (size_t)c->ch[i]);
   }
-  size_t img = ((size_t)h << (L - 1)) * ((size_t)w << (L - 1)) * (size_t)c->image_channels;
-  return img > cap ? img : cap;
+  return max_sz(cap, ((size_t)h << (L - 1)) * ((size_t)w << (L - 1)) * (size_t)c->image_channels);
 }
 
 static ldm_status alloc_bufs(ldm_ctx *ctx, vae_bufs *s, size_t cap) {
@@ -567,9 +676,10 @@ static ldm_status alloc_bufs(ldm_ctx *ctx, vae_bufs *s, size_t cap) {
   return LDM_OK;
 }
 
-/* Encoder + quant_conv: s->x holds the image [H*W, 3] (H, W multiples of the
- * factor); leaves moments [h*w, 2*Cl] in s->x. */
-static ldm_status encoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int H, int W) {
+/* Encoder conv_in and down path: s->x holds the image [H*W, 3] (H, W
+ * multiples of the factor); leaves [h*w, chL] in s->x. */
+static ldm_status encoder_down(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int H, int W,
+                               gn_global *g) {
   const ldm_vae_config *c = &v->cfg;
   const vae_encoder_weights *e = &v->enc;
   // conv_in -> [H*W, ch0]
@@ -577,7 +687,8 @@ static ldm_status encoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, i
   swap_xa(s);
   for (int i = 0; i < c->levels; i++) {
     // down[i].block[j] -> [H*W, ch_i]
-    for (int j = 0; j < c->layers; j++) LDM_TRY(resnet_forward(ctx, &e->block[i][j], s, c->groups, H, W));
+    for (int j = 0; j < c->layers; j++)
+      LDM_TRY(resnet_forward(ctx, &e->block[i][j], s, c->groups, H, W, g));
     if (i == c->levels - 1) break;
     // downsample: zero pad right/bottom by one, conv 3x3 stride 2 -> [H/2*W/2, ch_i]
     int C = c->ch[i], Wp = W + 1;
@@ -594,6 +705,14 @@ static ldm_status encoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, i
     H = ldm_conv_out(H + 1, 3, 2, 0);
     W = ldm_conv_out(W + 1, 3, 2, 0);
   }
+  return LDM_OK;
+}
+
+/* Encoder mid, norm_out, conv_out and quant_conv at latent size:
+ * s->x [h*w, chL] -> moments [h*w, 2*Cl] in s->x. */
+static ldm_status encoder_mid(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int H, int W) {
+  const ldm_vae_config *c = &v->cfg;
+  const vae_encoder_weights *e = &v->enc;
   // mid: resnet, attention, resnet -> [h*w, chL]
   LDM_TRY(mid_forward(ctx, &e->mid, c, s, H, W));
   int CL = c->ch[c->levels - 1];
@@ -609,26 +728,35 @@ static ldm_status encoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, i
   return LDM_OK;
 }
 
-/* post_quant_conv + decoder: s->x holds the latent [h*w, Cl]; leaves the
- * image [(f*h)*(f*w), 3] in s->x. */
-static ldm_status decoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h, int w) {
+/* post_quant_conv, decoder conv_in and mid at latent size:
+ * s->x [h*w, Cl] -> [h*w, chL] in s->x. */
+static ldm_status decoder_mid(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h, int w) {
   const ldm_vae_config *c = &v->cfg;
   const vae_decoder_weights *d = &v->dec;
-  const int L = c->levels, Cl = c->latent_channels;
-  int H = h, W = w;
+  const int Cl = c->latent_channels;
   // post_quant_conv (1x1) -> [h*w, Cl]
   if (c->post_quant_conv) {
-    LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, H, W, Cl, &d->post_quant_w, &d->post_quant_b, 1, 0));
+    LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, h, w, Cl, &d->post_quant_w, &d->post_quant_b, 1, 0));
     swap_xa(s);
   }
   // conv_in -> [h*w, chL]
-  LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, H, W, Cl, &d->conv_in_w, &d->conv_in_b, 1, 1));
+  LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, h, w, Cl, &d->conv_in_w, &d->conv_in_b, 1, 1));
   swap_xa(s);
   // mid -> [h*w, chL]
-  LDM_TRY(mid_forward(ctx, &d->mid, c, s, H, W));
-  for (int i = L - 1; i >= 0; i--) {
+  return mid_forward(ctx, &d->mid, c, s, h, w);
+}
+
+/* Decoder up path, norm_out and conv_out: s->x [h*w, chL] -> the image
+ * [(f*h)*(f*w), 3] in s->x. */
+static ldm_status decoder_up(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h, int w,
+                             gn_global *g) {
+  const ldm_vae_config *c = &v->cfg;
+  const vae_decoder_weights *d = &v->dec;
+  int H = h, W = w;
+  for (int i = c->levels - 1; i >= 0; i--) {
     // up[i].block[j] -> [H*W, ch_i]
-    for (int j = 0; j <= c->layers; j++) LDM_TRY(resnet_forward(ctx, &d->block[i][j], s, c->groups, H, W));
+    for (int j = 0; j <= c->layers; j++)
+      LDM_TRY(resnet_forward(ctx, &d->block[i][j], s, c->groups, H, W, g));
     if (i == 0) break;
     // upsample: nearest x2, conv 3x3 -> [2H*2W, ch_i]
     ldm_upsample_nearest2x(ctx, s->a, s->x, 1, H, W, c->ch[i]);
@@ -637,8 +765,7 @@ static ldm_status decoder_forward(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, i
     LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H, W, c->ch[i], &d->up_w[i], &d->up_b[i], 1, 1));
   }
   // norm_out + SiLU, conv_out -> [H*W, 3]
-  LDM_TRY(ldm_group_norm(ctx, s->a, s->x, 1, (int64_t)H * W, c->ch[0], c->groups, VAE_EPS,
-                         &d->norm_out_w, &d->norm_out_b, true));
+  LDM_TRY(gn(ctx, g, s->a, s->x, H, W, c->ch[0], c->groups, &d->norm_out_w, &d->norm_out_b, true));
   LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H, W, c->ch[0], &d->conv_out_w, &d->conv_out_b, 1, 1));
   return LDM_OK;
 }
@@ -668,19 +795,19 @@ static void gather_nhwc(float *dst, const float *img, int C, int H, int W, int y
   }
 }
 
+/* Copies rows [y0, y0+th) x cols [x0, x0+tw) of a channels-last [H*W, C]
+ * buffer to or from a tile buffer [th*tw, C]. */
+static void copy_rect(float *dst, int dst_w, int dx, int dy, const float *src, int src_w, int sx,
+                      int sy, int th, int tw, int C) {
+  for (int y = 0; y < th; y++)
+    memcpy(dst + ((size_t)(dy + y) * dst_w + dx) * C, src + ((size_t)(sy + y) * src_w + sx) * C,
+           (size_t)tw * C * sizeof(float));
+}
+
 static ldm_status check_dims(ldm_ctx *ctx, const char *what, int B, int H, int W) {
   if (B < 1 || H < 1 || W < 1 || H > 65536 || W > 65536)
     return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "%s: size %d x %d x %d out of range", what, B, H, W);
   return LDM_OK;
-}
-
-/* Encodes the region of image b starting at (y0, x0) of th x tw latent
- * pixels; moments [th*tw, 2*Cl] left in s->x. */
-static ldm_status encode_region(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, const float *img,
-                                int H, int W, int y0, int x0, int th, int tw) {
-  const int f = ldm_vae_factor(v);
-  gather_nhwc(s->x, img, v->cfg.image_channels, H, W, y0 * f, x0 * f, th * f, tw * f);
-  return encoder_forward(ctx, v, s, th * f, tw * f);
 }
 
 ldm_status ldm_vae_encode(ldm_ctx *ctx, const ldm_vae *vae, float *mean, float *logvar,
@@ -695,15 +822,19 @@ ldm_status ldm_vae_decode(ldm_ctx *ctx, const ldm_vae *vae, float *image, const 
 
 /* ---- tiling -----------------------------------------------------------------
  * Tiles of t latent pixels advance by t - overlap; the last one is moved back
- * to end at the border, so every tile has the full size. Each output pixel
- * is the weighted mean of the tiles covering it; a tile's weight ramps
- * linearly across the parts it shares with its neighbours (separable in y and
- * x, so the normaliser is a product of two 1-D sums). */
+ * to end at the border, so every tile has the full size. Each tile owns a
+ * core: the part of its span closer to its own centre than to a neighbour's
+ * (cores partition the image). Decoded pixels are the weighted mean of the
+ * tiles covering them, a tile's weight ramping linearly across the parts it
+ * shares with its neighbours (separable in y and x, so the normaliser is a
+ * product of two 1-D sums); encoded features are taken from the cores. */
+
+#define TILE_MAX 1024
 
 typedef struct tile_axis {
-  int n;           /* tiles */
-  int start[1024]; /* latent offsets */
-  int size;        /* latent pixels per tile */
+  int n;               /* tiles */
+  int start[TILE_MAX]; /* latent offsets */
+  int size;            /* latent pixels per tile */
 } tile_axis;
 
 static void tile_axis_plan(tile_axis *a, int len, int tile, int overlap) {
@@ -715,11 +846,17 @@ static void tile_axis_plan(tile_axis *a, int len, int tile, int overlap) {
   }
   int stride = tile - overlap;
   a->size = tile;
-  for (int s = 0; a->n < 1023; s += stride) {
+  for (int s = 0; a->n < TILE_MAX - 1; s += stride) {
     if (s + tile >= len) break;
     a->start[a->n++] = s;
   }
   a->start[a->n++] = len - tile;
+}
+
+/* Core of tile k: [c0, c1) in latent pixels of the whole image. */
+static void tile_core(const tile_axis *a, int len, int k, int *c0, int *c1) {
+  *c0 = k == 0 ? 0 : (a->start[k - 1] + a->size + a->start[k]) / 2;
+  *c1 = k == a->n - 1 ? len : (a->start[k] + a->size + a->start[k + 1]) / 2;
 }
 
 /* Weight of tile k of axis a at output position p (output units: latent
@@ -740,14 +877,20 @@ static float tile_weight(const tile_axis *a, int k, int p, int scale) {
 
 static ldm_status tile_plan(ldm_ctx *ctx, tile_axis *ay, tile_axis *ax, int h, int w, int tile,
                             int overlap) {
-  if (tile < 0) tile = h > w ? h : w; /* untiled */
+  if (tile < 0) { /* untiled */
+    tile_axis_plan(ay, h, h, 0);
+    tile_axis_plan(ax, w, w, 0);
+    return LDM_OK;
+  }
   if (tile == 0) tile = 64;
   if (overlap <= 0) overlap = tile / 4;
-  if (tile < 2 || overlap >= tile)
-    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "vae tiling: tile %d with overlap %d (need tile >= 2, overlap < tile)",
-                    tile, overlap);
-  if ((h > tile && (h - tile) / (tile - overlap) > 1000) || (w > tile && (w - tile) / (tile - overlap) > 1000))
-    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "vae tiling: too many tiles for %d x %d at tile %d", h, w, tile);
+  if (tile < 4 || overlap >= tile)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "vae tiling: tile %d with overlap %d (need tile >= 4, overlap < tile)", tile, overlap);
+  if ((h > tile && (h - tile) / (tile - overlap) > TILE_MAX - 4) ||
+      (w > tile && (w - tile) / (tile - overlap) > TILE_MAX - 4))
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "vae tiling: too many tiles for %d x %d at tile %d",
+                    h, w, tile);
   tile_axis_plan(ay, h, tile, overlap);
   tile_axis_plan(ax, w, tile, overlap);
   return LDM_OK;
@@ -763,141 +906,195 @@ static float *axis_norm(const tile_axis *a, int len, int scale) {
   return s;
 }
 
+typedef struct tiling {
+  tile_axis ay, ax;
+  gn_global g;
+  float *ny, *nx;
+} tiling;
+
+static void tiling_free(tiling *t) {
+  if (!t) return;
+  free(t->ny);
+  free(t->nx);
+  free(t);
+}
+
 ldm_status ldm_vae_encode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *mean, float *logvar,
                                 const float *image, int B, int H, int W, int tile, int overlap) {
+  return ldm_vae_encode_tiled_ex(ctx, vae, mean, logvar, image, B, H, W, tile, overlap, -1);
+}
+
+ldm_status ldm_vae_encode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *mean, float *logvar,
+                                   const float *image, int B, int H, int W, int tile, int overlap,
+                                   int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
   if (!c->has_encoder)
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "vae: this VAE file has no encoder");
   LDM_TRY(check_dims(ctx, "vae encode", B, H, W));
+  const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
+  const int CL = c->ch[c->levels - 1];
   int h, w;
   ldm_vae_latent_size(vae, H, W, &h, &w);
-  tile_axis *ay = malloc(sizeof *ay), *ax = malloc(sizeof *ax);
-  float *ny = NULL, *nx = NULL;
+  tiling *T = calloc(1, sizeof *T);
   ldm_status st = LDM_OK;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  if (!ay || !ax) {
-    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae encode: out of memory");
+  if (!T) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae encode: out of memory");
+  st = tile_plan(ctx, &T->ay, &T->ax, h, w, tile, overlap);
+  if (st != LDM_OK) goto done;
+  bool single = T->ay.n == 1 && T->ax.n == 1;
+  if (gn_passes < 0) gn_passes = 1;
+  if (single) gn_passes = 0;
+  T->g.groups = c->groups;
+  T->g.th = T->ay.size;
+  /* down-path features of the whole image [h*w, chL], then tile buffers */
+  size_t n_feat = (size_t)h * w * CL;
+  float *feat = ldm_arena_floats(ctx->scratch, n_feat);
+  if (!feat) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae encode: out of memory for %zu floats", n_feat);
     goto done;
   }
-  st = tile_plan(ctx, ay, ax, h, w, tile, overlap);
-  if (st != LDM_OK) goto done;
-  ny = axis_norm(ay, h, 1);
-  nx = axis_norm(ax, w, 1);
-  vae_bufs s;
-  if (!ny || !nx) st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae encode: out of memory");
-  else st = alloc_bufs(ctx, &s, enc_cap(c, ay->size * ldm_vae_factor(vae), ax->size * ldm_vae_factor(vae)));
-  if (st != LDM_OK) goto done;
-  const int Cl = c->latent_channels, Ci = c->image_channels;
+  ldm_arena_mark tiles_mark = ldm_arena_get_mark(ctx->scratch);
   const size_t plane = (size_t)h * w;
-  bool single = ay->n == 1 && ax->n == 1;
-  if (!single) {
-    memset(mean, 0, (size_t)B * Cl * plane * sizeof(float));
-    if (logvar) memset(logvar, 0, (size_t)B * Cl * plane * sizeof(float));
-  }
   for (int b = 0; b < B && st == LDM_OK; b++) {
     const float *img = image + (size_t)b * Ci * H * W;
-    float *mb = mean + (size_t)b * Cl * plane, *lb = logvar ? logvar + (size_t)b * Cl * plane : NULL;
-    for (int ty = 0; ty < ay->n && st == LDM_OK; ty++)
-      for (int tx = 0; tx < ax->n && st == LDM_OK; tx++) {
-        int y0 = ay->start[ty], x0 = ax->start[tx], th = ay->size, tw = ax->size;
-        st = encode_region(ctx, vae, &s, img, H, W, y0, x0, th, tw);
-        if (st != LDM_OK) break;
-        // moments [th*tw, 2*Cl] -> mean, logvar (clamped to [-30, 20]), NCHW
-        for (int y = 0; y < th; y++) {
-          float wy = single ? 1.0f : tile_weight(ay, ty, y0 + y, 1) / ny[y0 + y];
-          for (int x = 0; x < tw; x++) {
-            float wgt = single ? 1.0f : wy * tile_weight(ax, tx, x0 + x, 1) / nx[x0 + x];
-            const float *m = s.x + ((size_t)y * tw + x) * 2 * Cl;
-            size_t o = (size_t)(y0 + y) * w + (x0 + x);
-            for (int ch = 0; ch < Cl; ch++) {
-              float lv = fminf(fmaxf(m[Cl + ch], -30.0f), 20.0f);
-              if (single) {
-                mb[ch * plane + o] = m[ch];
-                if (lb) lb[ch * plane + o] = lv;
-              } else {
-                mb[ch * plane + o] += wgt * m[ch];
-                if (lb) lb[ch * plane + o] += wgt * lv;
-              }
-            }
-          }
+    vae_bufs s;
+    st = alloc_bufs(ctx, &s, enc_down_cap(c, T->ay.size * f, T->ax.size * f));
+    for (int pass = 0; pass <= gn_passes && st == LDM_OK; pass++) {
+      T->g.collect = pass < gn_passes;
+      T->g.apply = pass > 0;
+      for (int ty = 0; ty < T->ay.n && st == LDM_OK; ty++)
+        for (int tx = 0; tx < T->ax.n && st == LDM_OK; tx++) {
+          int y0 = T->ay.start[ty], x0 = T->ax.start[tx], th = T->ay.size, tw = T->ax.size;
+          int cy0, cy1, cx0, cx1;
+          tile_core(&T->ay, h, ty, &cy0, &cy1);
+          tile_core(&T->ax, w, tx, &cx0, &cx1);
+          T->g.cy0 = cy0 - y0, T->g.cy1 = cy1 - y0, T->g.cx0 = cx0 - x0, T->g.cx1 = cx1 - x0;
+          T->g.layer = 0;
+          // image tile, reflected past the borders -> [th*f * tw*f, 3]
+          gather_nhwc(s.x, img, Ci, H, W, y0 * f, x0 * f, th * f, tw * f);
+          // conv_in + down path -> [th*tw, chL]
+          st = encoder_down(ctx, vae, &s, th * f, tw * f, single ? NULL : &T->g);
+          if (st == LDM_OK && pass == gn_passes)
+            copy_rect(feat, w, cx0, cy0, s.x, tw, cx0 - x0, cy0 - y0, cy1 - cy0, cx1 - cx0, CL);
         }
+      if (T->g.collect) gn_finish(&T->g);
+    }
+    ldm_arena_reset(ctx->scratch, tiles_mark);
+    // mid, norm_out, conv_out, quant_conv on the whole latent -> [h*w, 2*Cl]
+    if (st == LDM_OK) st = alloc_bufs(ctx, &s, mid_cap(c, h, w));
+    if (st == LDM_OK) {
+      memcpy(s.x, feat, n_feat * sizeof(float));
+      st = encoder_mid(ctx, vae, &s, h, w);
+    }
+    // moments -> mean, logvar clamped to [-30, 20] (NCHW)
+    for (size_t p = 0; st == LDM_OK && p < plane; p++)
+      for (int ch = 0; ch < Cl; ch++) {
+        mean[((size_t)b * Cl + ch) * plane + p] = s.x[p * 2 * Cl + ch];
+        if (logvar)
+          logvar[((size_t)b * Cl + ch) * plane + p] = fminf(fmaxf(s.x[p * 2 * Cl + Cl + ch], -30.0f), 20.0f);
       }
+    ldm_arena_reset(ctx->scratch, tiles_mark);
   }
 done:
   ldm_arena_reset(ctx->scratch, mark);
-  free(ay);
-  free(ax);
-  free(ny);
-  free(nx);
+  tiling_free(T);
   return st;
 }
 
 ldm_status ldm_vae_decode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *image, const float *latent,
                                 int B, int h, int w, int H, int W, int tile, int overlap) {
+  return ldm_vae_decode_tiled_ex(ctx, vae, image, latent, B, h, w, H, W, tile, overlap, -1);
+}
+
+ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *image,
+                                   const float *latent, int B, int h, int w, int H, int W,
+                                   int tile, int overlap, int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
   if (!c->has_decoder)
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "vae: this VAE file has no decoder");
   LDM_TRY(check_dims(ctx, "vae decode", B, h, w));
-  const int f = ldm_vae_factor(vae);
+  const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
+  const int CL = c->ch[c->levels - 1];
   if (H == 0 && W == 0) {
     H = h * f;
     W = w * f;
   }
   if (H < 1 || W < 1 || H > h * f || W > w * f)
-    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "vae decode: output %d x %d does not fit the %d x %d decode of a %d x %d latent",
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "vae decode: output %d x %d does not fit the %d x %d decode of a %d x %d latent",
                     H, W, h * f, w * f, h, w);
-  tile_axis *ay = malloc(sizeof *ay), *ax = malloc(sizeof *ax);
-  float *ny = NULL, *nx = NULL;
+  tiling *T = calloc(1, sizeof *T);
   ldm_status st = LDM_OK;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  if (!ay || !ax) {
+  if (!T) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae decode: out of memory");
+  st = tile_plan(ctx, &T->ay, &T->ax, h, w, tile, overlap);
+  if (st != LDM_OK) goto done;
+  bool single = T->ay.n == 1 && T->ax.n == 1;
+  if (gn_passes < 0) gn_passes = 1;
+  if (single) gn_passes = 0;
+  T->g.groups = c->groups;
+  T->g.th = T->ay.size;
+  T->ny = axis_norm(&T->ay, h * f, f);
+  T->nx = axis_norm(&T->ax, w * f, f);
+  size_t n_feat = (size_t)h * w * CL;
+  float *feat = ldm_arena_floats(ctx->scratch, n_feat);
+  if (!T->ny || !T->nx || !feat) {
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae decode: out of memory");
     goto done;
   }
-  st = tile_plan(ctx, ay, ax, h, w, tile, overlap);
-  if (st != LDM_OK) goto done;
-  ny = axis_norm(ay, h * f, f);
-  nx = axis_norm(ax, w * f, f);
-  vae_bufs s;
-  if (!ny || !nx) st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae decode: out of memory");
-  else st = alloc_bufs(ctx, &s, dec_cap(c, ay->size, ax->size));
-  if (st != LDM_OK) goto done;
-  const int Cl = c->latent_channels, Ci = c->image_channels;
+  ldm_arena_mark tiles_mark = ldm_arena_get_mark(ctx->scratch);
   const size_t plane = (size_t)H * W;
-  bool single = ay->n == 1 && ax->n == 1;
   if (!single) memset(image, 0, (size_t)B * Ci * plane * sizeof(float));
   for (int b = 0; b < B && st == LDM_OK; b++) {
-    const float *lat = latent + (size_t)b * Cl * h * w;
+    vae_bufs s;
+    // post_quant_conv, conv_in, mid on the whole latent -> [h*w, chL]
+    st = alloc_bufs(ctx, &s, mid_cap(c, h, w));
+    if (st != LDM_OK) break;
+    ldm_nchw_to_nhwc(s.x, latent + (size_t)b * Cl * h * w, 1, Cl, (int64_t)h * w);
+    st = decoder_mid(ctx, vae, &s, h, w);
+    if (st != LDM_OK) break;
+    memcpy(feat, s.x, n_feat * sizeof(float));
+    ldm_arena_reset(ctx->scratch, tiles_mark);
+    st = alloc_bufs(ctx, &s, dec_up_cap(c, T->ay.size, T->ax.size));
     float *ib = image + (size_t)b * Ci * plane;
-    for (int ty = 0; ty < ay->n && st == LDM_OK; ty++)
-      for (int tx = 0; tx < ax->n && st == LDM_OK; tx++) {
-        int y0 = ay->start[ty], x0 = ax->start[tx], th = ay->size, tw = ax->size;
-        if (y0 * f >= H || x0 * f >= W) continue; /* cropped away entirely */
-        gather_nhwc(s.x, lat, Cl, h, w, y0, x0, th, tw);
-        st = decoder_forward(ctx, vae, &s, th, tw);
-        if (st != LDM_OK) break;
-        // tile [f*th * f*tw, 3] -> image NCHW, weighted, cropped to H x W
-        int Y0 = y0 * f, X0 = x0 * f, TH = th * f, TW = tw * f;
-        for (int y = 0; y < TH && Y0 + y < H; y++) {
-          float wy = single ? 1.0f : tile_weight(ay, ty, Y0 + y, f) / ny[Y0 + y];
-          for (int x = 0; x < TW && X0 + x < W; x++) {
-            const float *p = s.x + ((size_t)y * TW + x) * Ci;
-            size_t o = (size_t)(Y0 + y) * W + (X0 + x);
-            if (single) {
-              for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] = p[ch];
-            } else {
-              float wgt = wy * tile_weight(ax, tx, X0 + x, f) / nx[X0 + x];
-              for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] += wgt * p[ch];
+    for (int pass = 0; pass <= gn_passes && st == LDM_OK; pass++) {
+      T->g.collect = pass < gn_passes;
+      T->g.apply = pass > 0;
+      for (int ty = 0; ty < T->ay.n && st == LDM_OK; ty++)
+        for (int tx = 0; tx < T->ax.n && st == LDM_OK; tx++) {
+          int y0 = T->ay.start[ty], x0 = T->ax.start[tx], th = T->ay.size, tw = T->ax.size;
+          int cy0, cy1, cx0, cx1;
+          tile_core(&T->ay, h, ty, &cy0, &cy1);
+          tile_core(&T->ax, w, tx, &cx0, &cx1);
+          T->g.cy0 = cy0 - y0, T->g.cy1 = cy1 - y0, T->g.cx0 = cx0 - x0, T->g.cx1 = cx1 - x0;
+          T->g.layer = 0;
+          int Y0 = y0 * f, X0 = x0 * f, TH = th * f, TW = tw * f;
+          if (pass == gn_passes && (Y0 >= H || X0 >= W)) continue; /* cropped away */
+          // mid features of the tile -> up path -> [TH*TW, 3]
+          copy_rect(s.x, tw, 0, 0, feat, w, x0, y0, th, tw, CL);
+          st = decoder_up(ctx, vae, &s, th, tw, single ? NULL : &T->g);
+          if (st != LDM_OK || pass < gn_passes) continue;
+          // blend into the image (NCHW), cropped to H x W
+          for (int y = 0; y < TH && Y0 + y < H; y++) {
+            float wy = single ? 1.0f : tile_weight(&T->ay, ty, Y0 + y, f) / T->ny[Y0 + y];
+            for (int x = 0; x < TW && X0 + x < W; x++) {
+              const float *p = s.x + ((size_t)y * TW + x) * Ci;
+              size_t o = (size_t)(Y0 + y) * W + (X0 + x);
+              if (single) {
+                for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] = p[ch];
+              } else {
+                float wgt = wy * tile_weight(&T->ax, tx, X0 + x, f) / T->nx[X0 + x];
+                for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] += wgt * p[ch];
+              }
             }
           }
         }
-      }
+      if (T->g.collect) gn_finish(&T->g);
+    }
+    ldm_arena_reset(ctx->scratch, tiles_mark);
   }
 done:
   ldm_arena_reset(ctx->scratch, mark);
-  free(ay);
-  free(ax);
-  free(ny);
-  free(nx);
+  tiling_free(T);
   return st;
 }

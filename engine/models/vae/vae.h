@@ -71,16 +71,32 @@ ldm_status ldm_vae_decode(ldm_ctx *ctx, const ldm_vae *vae, float *image,
 
 /* Tiled variants: the latent (decode) or image (encode) is cut into
  * overlapping tiles of `tile` latent pixels (0 = 64, i.e. 512 image pixels)
- * with `overlap` latent pixels shared by neighbours (0 = tile / 4); each
- * tile runs through the network alone and the overlaps are cross-faded
- * with linear weights. Scratch memory depends on the tile size only.
- * An image that fits in one tile takes the untiled path. */
+ * with `overlap` latent pixels shared by neighbours (0 = tile / 4); tile < 0
+ * means untiled. Only the full-resolution parts run per tile: the mid-block
+ * (with its global self-attention) always sees the whole latent, so tiling
+ * never cuts the attention. GroupNorm layers of the tiled parts use
+ * image-wide statistics gathered by a first pass over all tiles (diffusers'
+ * tiled VAE uses each tile's own, which shifts colours between tiles);
+ * decoded tiles are cross-faded with linear weights over the overlaps.
+ * Scratch memory: the tile's activations plus a few latent-sized buffers
+ * (the mid-block's), never the full-resolution activations of the image.
+ * Cost: (1 + gn_passes) times the per-tile work of the full-resolution parts. */
 ldm_status ldm_vae_decode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *image,
                                 const float *latent, int B, int h, int w,
                                 int H, int W, int tile, int overlap);
 ldm_status ldm_vae_encode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *mean,
                                 float *logvar, const float *image, int B,
                                 int H, int W, int tile, int overlap);
+/* As above with the number of statistics passes: 0 = each tile normalises
+ * with its own statistics (as diffusers), -1 = default (1). */
+ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae,
+                                   float *image, const float *latent, int B,
+                                   int h, int w, int H, int W, int tile,
+                                   int overlap, int gn_passes);
+ldm_status ldm_vae_encode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae,
+                                   float *mean, float *logvar,
+                                   const float *image, int B, int H, int W,
+                                   int tile, int overlap, int gn_passes);
 
 /* Latent space <-> the space the UNet works in:
  * scaled = (z - shift) * scale; unscaled = scaled / scale + shift. */
