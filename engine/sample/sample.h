@@ -97,9 +97,10 @@ typedef ldm_status (*ldm_denoise_fn)(void *user, const float *x_in,
                                      float timestep, float *out,
                                      ldm_error *err);
 /* Called after each scheduler step with the current latent, e.g. for inpaint
- * blending, progress and cancel (return an error to stop). i is the index of
- * the step just taken into ldm_sampler_timesteps() (it starts at
- * ldm_sampler_begin()), total the timestep count. */
+ * blending, progress and cancel (return an error to stop). i counts the
+ * steps run so far from 0 (diffusers' enumerate index over the timesteps it
+ * runs), total is their number; the step's index into
+ * ldm_sampler_timesteps() is ldm_sampler_begin() + i. */
 typedef ldm_status (*ldm_step_hook)(void *user, int i, int total, float *x,
                                     ldm_error *err);
 
@@ -151,7 +152,8 @@ bool ldm_cfg_needs_uncond(float scale);
  * (B images). out may alias uncond or cond. */
 void ldm_cfg_combine(float *out, const float *uncond, const float *cond,
                      int64_t n, int batch, float scale, float rescale);
-/* StableDiffusionInpaintPipeline with a 4-channel UNet, after step i:
+/* StableDiffusionInpaintPipeline with a 4-channel UNet, after the step at
+ * timestep index i (= ldm_sampler_begin() + the hook's i):
  * x = (1 - mask) * add_noise(x0, noise, timesteps[i + 1]) + mask * x
  * (x0 itself after the last step). mask has numel entries (1 = repaint). */
 void ldm_inpaint_blend(const ldm_sampler *s, int i, float *x, const float *x0,

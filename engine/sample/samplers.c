@@ -314,7 +314,7 @@ static ldm_status call_model(run_ctx *r, const float *x, float sigma, float t,
 
 static ldm_status after_step(run_ctx *r, int i, float *x) {
   if (!r->hook) return LDM_OK;
-  return r->hook(r->hook_user, i, r->s->nt, x, r->err);
+  return r->hook(r->hook_user, i - r->s->begin, r->s->nt - r->s->begin, x, r->err);
 }
 
 /* pred_original_sample of the VE (k-diffusion style) schedulers */

@@ -260,6 +260,9 @@ def make_samplers():
         out, _, _, _ = diffusers_run(cls, ov, kw, 20, noise, model, [seed],
                                      x0=x0, strength=None, mask=mask)
         t[f"inpaint/{name}"] = out
+        out, _, _, _ = diffusers_run(cls, ov, kw, 20, noise, model, [seed],
+                                     x0=x0, strength=0.6, mask=mask)
+        t[f"inpaint/{name}/0.6"] = out
     # a batch of two with one generator per image (seed + i)
     model2 = standin(w2)
     for name in ("euler_a", "dpmpp_2m_sde", "ddim_eta05"):

@@ -123,7 +123,7 @@ static ldm_status blend_hook(void *user, int i, int total, float *x, ldm_error *
   (void)total;
   (void)err;
   blend_ctx *b = user;
-  ldm_inpaint_blend(b->s, i, x, b->x0, b->noise, b->mask);
+  ldm_inpaint_blend(b->s, ldm_sampler_begin(b->s) + i, x, b->x0, b->noise, b->mask);
   return LDM_OK;
 }
 
@@ -176,7 +176,7 @@ static void run_img2img(ldm_st_file *f, const char *name, float strength,
   const sampler_case *sc = case_named(name);
   ldm_sampler *s = make(sc, 20, n);
   float x[256];
-  if (mask) {
+  if (strength >= 1.0f) {
     float sig0 = ldm_sampler_init_noise_sigma(s);
     for (int64_t i = 0; i < n; i++) x[i] = noise[i] * sig0;
   } else {
@@ -218,6 +218,8 @@ int main(void) {
     run_img2img(f, i2i[c], 0.35f, label, noise, w, x0, NULL);
     snprintf(label, sizeof label, "inpaint/%s", i2i[c]);
     run_img2img(f, i2i[c], 1.0f, label, noise, w, x0, mask);
+    snprintf(label, sizeof label, "inpaint/%s/0.6", i2i[c]);
+    run_img2img(f, i2i[c], 0.6f, label, noise, w, x0, mask);
   }
 
   /* batch of two, generator per image (seeds 1234, 1235) */
