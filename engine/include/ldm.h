@@ -150,6 +150,11 @@ typedef struct ldm_model_params {
   const char *family;       /* NULL = detect; else "sd1", "sd2", "sdxl", ... */
   const char *prediction;   /* NULL = detect; "epsilon", "v", "sample" */
   int threads;              /* 0 = ldm_default_threads() */
+  /* What an original checkpoint's yaml config would say, as
+   * "unet.heads=8,unet.head_dim=64,unet.groups=32,vae.groups=32,text.heads=12"
+   * (any subset). NULL = the file's "ldm.options" metadata, else the
+   * family's defaults. */
+  const char *options;
 } ldm_model_params;
 
 typedef struct ldm_model_info {

@@ -1,28 +1,119 @@
 /* Models and jobs (public API). Loading opens and maps the files and detects
- * the family; running a job will drive text encoding, sampling and the VAE.
- * The generation pipelines are not in this build yet: ldm_job_run reports
- * LDM_ERR_UNSUPPORTED after validating its parameters. */
+ * the family and reads the scheduler settings; the networks load on the
+ * first job (pl_model_ensure); jobs validate their parameters up front and
+ * run in generate.c. */
 #include "ldm.h"
 #include "core/status.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "pipeline/pipeline.h"
+
+#include <jansson.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <string.h>
 
-struct ldm_model {
-  ldm_source *src;
-  ldm_family_info fam;
-  int threads;
-};
+static ldm_beta_schedule parse_beta_schedule(const char *v) {
+  if (v && !strcmp(v, "linear")) return LDM_BETAS_LINEAR;
+  if (v && !strcmp(v, "squaredcos_cap_v2")) return LDM_BETAS_SQUAREDCOS_CAP_V2;
+  return LDM_BETAS_SCALED_LINEAR;
+}
 
-struct ldm_job {
-  ldm_model *model;
-  ldm_job_params p;
-  atomic_int cancel;
-};
+/* scheduler/scheduler_config.json (and low_res_scheduler/ for x4): the keys
+ * that change what a sampler does for this model. */
+static void read_sched_config(ldm_model *m) {
+  pl_sched_config *s = &m->sched;
+  s->low_beta_start = 0.0001;
+  s->low_beta_end = 0.02;
+  s->low_beta_schedule = LDM_BETAS_SCALED_LINEAR;
+  char path[4096];
+  if (ldm_source_file(m->src, "scheduler/scheduler_config.json", path, sizeof path)) {
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *v;
+    if ((v = json_object_get(root, "beta_start")) && json_is_number(v) &&
+        json_is_number(json_object_get(root, "beta_end"))) {
+      s->has_betas = true;
+      s->beta_start = json_number_value(v);
+      s->beta_end = json_number_value(json_object_get(root, "beta_end"));
+      s->beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
+    }
+    if ((v = json_object_get(root, "timestep_spacing")) && json_is_string(v)) {
+      const char *t = json_string_value(v);
+      s->has_spacing = true;
+      s->spacing = !strcmp(t, "trailing") ? LDM_SPACING_TRAILING : !strcmp(t, "linspace") ? LDM_SPACING_LINSPACE
+                                                                                          : LDM_SPACING_LEADING;
+    }
+    if ((v = json_object_get(root, "steps_offset")) && json_is_integer(v)) {
+      s->has_offset = true;
+      s->steps_offset = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "rescale_betas_zero_snr")) && json_is_boolean(v)) {
+      s->has_zsnr = true;
+      s->zsnr = json_is_true(v);
+    }
+    json_decref(root);
+  }
+  if (ldm_source_file(m->src, "low_res_scheduler/scheduler_config.json", path, sizeof path)) {
+    json_t *root = json_load_file(path, 0, NULL);
+    if (json_is_number(json_object_get(root, "beta_start")) && json_is_number(json_object_get(root, "beta_end"))) {
+      s->low_beta_start = json_number_value(json_object_get(root, "beta_start"));
+      s->low_beta_end = json_number_value(json_object_get(root, "beta_end"));
+      s->low_beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
+    }
+    json_decref(root);
+  }
+}
+
+/* "unet.heads=2,vae.groups=4,...": the settings a checkpoint's yaml holds. */
+static ldm_status parse_model_options(ldm_model *m, const char *opts, ldm_error *err) {
+  if (!opts) return LDM_OK;
+  const char *s = opts;
+  while (*s) {
+    size_t len = strcspn(s, ",");
+    char item[96];
+    if (len >= sizeof item) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: item too long in '%s'", opts);
+    memcpy(item, s, len);
+    item[len] = '\0';
+    char *eq = strchr(item, '=');
+    char *end = NULL;
+    long v = eq ? strtol(eq + 1, &end, 10) : 0;
+    if (!eq || !*(eq + 1) || *end || v < 1 || v > 4096)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: '%s' is not key=positive integer", item);
+    *eq = '\0';
+    if (!strcmp(item, "unet.heads")) m->unet_ov.num_heads = (int)v;
+    else if (!strcmp(item, "unet.head_dim")) m->unet_ov.head_dim = (int)v;
+    else if (!strcmp(item, "unet.groups")) m->unet_ov.groups = (int)v;
+    else if (!strcmp(item, "vae.groups")) m->vae_groups = (int)v;
+    else if (!strcmp(item, "text.heads")) m->text_heads = (int)v;
+    else
+      return ldm_fail(err, LDM_ERR_INVALID_ARG,
+                      "model options: unknown key '%s' (unet.heads, unet.head_dim, unet.groups, vae.groups, text.heads)",
+                      item);
+    s += len;
+    if (*s == ',') s++;
+  }
+  return LDM_OK;
+}
+
+ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {
+  if (!m->unet) LDM_TRY(ldm_unet_load(&m->unet, m->src, &m->unet_ov, err));
+  if (!m->vae) {
+    ldm_vae_load_opts o = {0};
+    o.family = m->fam.family;
+    o.groups = m->vae_groups;
+    LDM_TRY(ldm_vae_load(&m->vae, m->vae_src ? m->vae_src : m->src, &o, err));
+  }
+  if (!m->clip) LDM_TRY(ldm_clip_text_load(&m->clip, m->src, 0, m->text_heads, err));
+  if (!m->tok) {
+    bool sd2 = m->fam.family == LDM_FAMILY_SD2 || m->fam.family == LDM_FAMILY_SD2_INPAINT;
+    LDM_TRY(ldm_tokenizer_from_source(&m->tok, m->src, "tokenizer", sd2 && m->clip->cfg.openclip_names ? 0 : -1,
+                                      err));
+  }
+  return LDM_OK;
+}
 
 void ldm_model_params_init(ldm_model_params *p) {
   memset(p, 0, sizeof *p);
@@ -36,6 +127,11 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
   if (!m) return ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
   ldm_status st = ldm_source_open(&m->src, p->path, err);
   if (st == LDM_OK) st = ldm_family_detect(m->src, &m->fam, err);
+  if (st == LDM_OK && p->vae_path) st = ldm_source_open(&m->vae_src, p->vae_path, err);
+  if (st == LDM_OK && p->taesd_path) st = ldm_source_open(&m->taesd_src, p->taesd_path, err);
+  if (st == LDM_OK) read_sched_config(m);
+  if (st == LDM_OK)
+    st = parse_model_options(m, p->options ? p->options : ldm_source_metadata(m->src, "ldm.options"), err);
   if (st == LDM_OK && p->family) {
     ldm_family f = ldm_family_from_name(p->family);
     if (f == LDM_FAMILY_UNKNOWN)
@@ -60,6 +156,13 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
 
 void ldm_model_free(ldm_model *m) {
   if (!m) return;
+  ldm_unet_free(m->unet);
+  ldm_vae_free(m->vae);
+  ldm_taesd_free(m->taesd);
+  ldm_clip_text_free(m->clip);
+  ldm_tokenizer_free(m->tok);
+  ldm_source_close(m->taesd_src);
+  ldm_source_close(m->vae_src);
   ldm_source_close(m->src);
   free(m);
 }
@@ -107,10 +210,34 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "this task needs an init image");
   if ((p->task == LDM_TASK_INPAINT) && !p->mask)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "inpaint needs a mask");
+  if (p->cfg_scale < 0.0f || p->cfg_scale > 100.0f)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "cfg scale = %g, expected 0..100", (double)p->cfg_scale);
+  if (p->clip_skip < 0 || p->clip_skip > 12)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "clip skip = %d, expected 1..12", p->clip_skip);
+  const char *sampler = p->sampler ? p->sampler : "euler_a";
+  if (ldm_sampler_kind_from_name(sampler) < 0)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "unknown sampler '%s' (see ldm_sampler_names)", sampler);
+  if (p->task == LDM_TASK_OUTPAINT &&
+      (p->outpaint_left < 0 || p->outpaint_top < 0 || p->outpaint_right < 0 || p->outpaint_bottom < 0 ||
+       p->outpaint_left + p->outpaint_top + p->outpaint_right + p->outpaint_bottom == 0))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "outpaint needs a positive margin on at least one side");
+  if (p->init && (p->init->width < 1 || p->init->height < 1 || !p->init->data))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is empty");
   ldm_job *j = calloc(1, sizeof *j);
   if (!j) return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   j->model = m;
   j->p = *p;
+  j->prompt = strdup(p->prompt ? p->prompt : "");
+  j->negative = strdup(p->negative_prompt ? p->negative_prompt : "");
+  j->sampler = strdup(sampler);
+  if (!j->prompt || !j->negative || !j->sampler) {
+    ldm_job_free(j);
+    return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
+  }
+  j->p.prompt = j->prompt;
+  j->p.negative_prompt = j->negative;
+  j->p.sampler = j->sampler;
+  if (j->p.threads <= 0) j->p.threads = m->threads;
   atomic_init(&j->cancel, 0);
   *out = j;
   return LDM_OK;
@@ -121,12 +248,17 @@ ldm_status ldm_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_err
   *n_images = 0;
   ldm_error_clear(err);
   if (atomic_load(&job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
-  return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: generation pipelines are not available in this build yet",
-                  ldm_source_path(job->model->src));
+  return pl_job_run(job, images, n_images, err);
 }
 
 void ldm_job_cancel(ldm_job *job) {
   if (job) atomic_store(&job->cancel, 1);
 }
 
-void ldm_job_free(ldm_job *job) { free(job); }
+void ldm_job_free(ldm_job *job) {
+  if (!job) return;
+  free(job->prompt);
+  free(job->negative);
+  free(job->sampler);
+  free(job);
+}

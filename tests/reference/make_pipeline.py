@@ -103,6 +103,11 @@ def vae(seed, levels=4, scale=0.18215):
     return randomize(m, seed)
 
 
+# What an original checkpoint's yaml would say about these tiny models; stored
+# as the file's only metadata key (safetensors orders several keys randomly).
+OPTIONS = "unet.heads=2,unet.groups=4,vae.groups=4,text.heads=2"
+
+
 def single_file(path, te, un, va, levels):
     sd = {}
     for k, v in te.state_dict().items():
@@ -112,7 +117,7 @@ def single_file(path, te, un, va, levels):
     ucfg = make_unet.full_config(un)
     sd.update(make_unet.to_ldm(un.state_dict(), ucfg, "model.diffusion_model.", torch.float16))
     sd.update(make_vae.to_ldm(va.state_dict(), levels, "first_stage_model.", torch.float16))
-    save_file(sd, path, metadata={"format": "pt"})  # one key: safetensors orders several randomly
+    save_file(sd, path, metadata={"ldm.options": OPTIONS})
     # Read back through diffusers' own converters: same weights as the folder.
     conv = convert_ldm_unet_checkpoint(sd, ucfg)
     for k, ref in un.state_dict().items():
@@ -139,10 +144,17 @@ def save_pipe(pipe, folder, share_from=None, shared=("tokenizer",)):
             os.symlink(os.path.join("..", share_from, part), os.path.join(folder, part))
     for name in os.listdir(folder):  # fixed, sorted JSON for bit-identical regeneration
         cfg = os.path.join(folder, name, "config.json")
+        if not os.path.isfile(cfg):
+            cfg = os.path.join(folder, name, "scheduler_config.json")
         if os.path.isfile(cfg) and not os.path.islink(os.path.join(folder, name)):
             with open(cfg) as f:
                 c = json.load(f)
             c.pop("_name_or_path", None)
+            # As in the real SD1.5 / x4 repositories, the scheduler configs do
+            # not name a timestep_spacing: each scheduler class uses its own
+            # default (what the in-memory pipelines above did too).
+            if name.endswith("scheduler"):
+                c.pop("timestep_spacing", None)
             with open(cfg, "w") as f:
                 json.dump(c, f, indent=2, sort_keys=True)
 
@@ -225,9 +237,12 @@ def main():
                                         unet=unet(7, x4=True), low_res_scheduler=DDPMScheduler(
                                             num_train_timesteps=1000, beta_schedule="scaled_linear",
                                             beta_start=0.0001, beta_end=0.02),
-                                        scheduler=EulerDiscreteScheduler.from_config(
-                                            {**sched.config, "beta_start": 0.0001, "beta_end": 0.02,
-                                             "prediction_type": "v_prediction"}),
+                                        scheduler=EulerDiscreteScheduler(**{
+                                            **{k: v for k, v in SD15_SCHED.items()
+                                               if k not in ("skip_prk_steps", "clip_sample",
+                                                            "set_alpha_to_one")},
+                                            "beta_start": 0.0001, "beta_end": 0.02,
+                                            "prediction_type": "v_prediction"}),
                                         max_noise_level=350)
     save_pipe(up, os.path.join(OUT, "x4"), "sd1", ("tokenizer", "text_encoder"))
     single_file(os.path.join(OUT, "x4.safetensors"), te4, up.unet, up.vae, 3)

@@ -1,0 +1,669 @@
+/* The generation pipelines, step for step as diffusers' StableDiffusion
+ * (txt2img), Img2Img, Inpaint (9-channel UNet, or any UNet with latent
+ * blending) and Upscale (x4) pipelines run them, so the same seed gives the
+ * same image: the same random draws in the same order from a torch-compatible
+ * generator, the same scheduler, CFG as one batch of 2 (uncond, cond).
+ * On top: AUTOMATIC1111's mask blur, "only masked" crop and the overlay that
+ * keeps unmasked pixels bit-identical, and outpainting. */
+#include "pipeline/pipeline.h"
+#include "pipeline/imageproc.h"
+#include "core/arena.h"
+#include "core/status.h"
+#include "core/threads.h"
+#include "sample/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct run {
+  ldm_job *job;
+  ldm_model *m;
+  const ldm_job_params *p;
+  ldm_ctx ctx;
+  ldm_error *err;
+  ldm_sampler *sampler;
+  ldm_rng_state rng;
+  int H, W;                 /* image size the model works at */
+  int h, w, lc;             /* latent size and channels */
+  int64_t n;                /* latent numel of one image */
+  bool cfg;
+  int T, D;                 /* tokens and width of the text conditioning */
+  float *context;           /* [B, T, D]: uncond then cond when cfg */
+  int extra_c;              /* channels concatenated to the latent */
+  float *extra;             /* [extra_c, h, w] NCHW */
+  float class_label;        /* x4 noise level */
+  bool has_class;
+  float *in_nhwc, *out_nhwc, *tmp;
+  /* 4-channel inpainting: latent blending */
+  const float *blend_x0, *blend_noise, *blend_mask;
+  /* progress */
+  struct timespec t0;
+  ldm_image *preview;
+  int step_base, step_total;
+} run;
+
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+static void *xcalloc(size_t n, size_t size) { return n && size ? calloc(n, size) : NULL; }
+
+/* ---- text conditioning ------------------------------------------------------- */
+
+/* prompt -> out [77, D]: [bos] + first 75 tokens + [eos] + padding, through the
+ * text encoder to the layer clip_skip asks for, then the final LayerNorm. */
+static ldm_status encode_prompt(run *r, const char *text, float *out) {
+  ldm_model *m = r->m;
+  int32_t ids[LDM_CLIP_N_CTX];
+  int32_t *toks = NULL;
+  int64_t nt = 0, cap = 0;
+  ldm_status st = ldm_tokenizer_tokenize(m->tok, text, strlen(text), &toks, &nt, &cap, r->err);
+  if (st != LDM_OK) return st;
+  int n = nt > LDM_CLIP_N_CTX - 2 ? LDM_CLIP_N_CTX - 2 : (int)nt;
+  ids[0] = ldm_tokenizer_bos(m->tok);
+  for (int i = 0; i < n; i++) ids[1 + i] = toks[i];
+  ids[1 + n] = ldm_tokenizer_eos(m->tok);
+  for (int i = n + 2; i < LDM_CLIP_N_CTX; i++) ids[i] = ldm_tokenizer_pad(m->tok);
+  free(toks);
+  const ldm_clip_config *c = &m->clip->cfg;
+  /* SD2's OpenCLIP-H conditioning is the penultimate layer; diffusers' SD2
+   * folders already dropped the last layer. */
+  int last = c->openclip_names ? c->n_layers - 1 : c->n_layers;
+  int n_run = last - (r->p->clip_skip > 1 ? r->p->clip_skip - 1 : 0);
+  if (n_run < 1) n_run = 1;
+  LDM_TRY(ldm_clip_text_forward(&r->ctx, m->clip, ids, 1, LDM_CLIP_N_CTX, n_run, out, NULL));
+  return ldm_clip_text_final_norm(&r->ctx, m->clip, out, out, LDM_CLIP_N_CTX);
+}
+
+/* ---- the denoiser the sampler calls ----------------------------------------- */
+
+static ldm_status denoise(void *user, const float *x_in, float t, float *out, ldm_error *err) {
+  run *r = user;
+  int B = r->cfg ? 2 : 1, cin = r->lc + r->extra_c;
+  int64_t hw = (int64_t)r->h * r->w;
+  /* NCHW latent (+ extra channels) -> NHWC batch, the same input twice */
+  for (int b = 0; b < B; b++)
+    for (int64_t i = 0; i < hw; i++) {
+      float *dst = r->in_nhwc + ((int64_t)b * hw + i) * cin;
+      for (int c = 0; c < r->lc; c++) dst[c] = x_in[c * hw + i];
+      for (int c = 0; c < r->extra_c; c++) dst[r->lc + c] = r->extra[c * hw + i];
+    }
+  float ts[2] = {t, t}, labels[2] = {r->class_label, r->class_label};
+  ldm_unet_cond cond = {.context = r->context, .n_tokens = r->T, .class_labels = r->has_class ? labels : NULL};
+  r->ctx.err = err;
+  ldm_status st = ldm_unet_forward(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond);
+  r->ctx.err = r->err;
+  if (st != LDM_OK) return st;
+  float *dst = r->cfg ? r->tmp : out;
+  for (int b = 0; b < B; b++)
+    for (int64_t i = 0; i < hw; i++)
+      for (int c = 0; c < r->lc; c++) dst[(int64_t)b * r->n + c * hw + i] = r->out_nhwc[((int64_t)b * hw + i) * r->lc + c];
+  if (r->cfg) ldm_cfg_combine(out, r->tmp, r->tmp + r->n, r->n, 1, r->p->cfg_scale, r->p->guidance_rescale);
+  return LDM_OK;
+}
+
+static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *err) {
+  run *r = user;
+  if (r->blend_mask) ldm_inpaint_blend(r->sampler, ldm_sampler_begin(r->sampler) + i, x, r->blend_x0,
+                                       r->blend_noise, r->blend_mask);
+  if (atomic_load(&r->job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
+  if (r->p->progress) {
+    const ldm_image *prev = NULL;
+    if (r->preview && ldm_latent_preview(r->m->fam.family, r->preview->data, x, r->h, r->w, NULL) == LDM_OK)
+      prev = r->preview;
+    if (r->p->progress(r->p->progress_user, r->step_base + i + 1, r->step_total, seconds_since(&r->t0), prev)) {
+      atomic_store(&r->job->cancel, 1);
+      return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
+    }
+  }
+  (void)total;
+  return LDM_OK;
+}
+
+/* ---- VAE helpers ------------------------------------------------------------- */
+
+/* image [3, H, W] in [-1, 1] -> scaled latent sample [lc, h, w]: diffusers'
+ * retrieve_latents(vae.encode(x), generator): mean + std * randn, then the
+ * scaling factor. */
+static ldm_status encode_sample(run *r, const float *image, float *z) {
+  float *logvar = malloc((size_t)r->n * sizeof(float)), *eps = malloc((size_t)r->n * sizeof(float));
+  ldm_status st = LDM_OK;
+  if (!logvar || !eps) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory encoding the image");
+  if (st == LDM_OK) {
+    int big = (int64_t)r->H * r->W > 1024 * 1024 || r->p->tile_size > 0;
+    int tile = r->p->tile_size > 0 ? r->p->tile_size / ldm_vae_factor(r->m->vae) : 0;
+    st = big ? ldm_vae_encode_tiled(&r->ctx, r->m->vae, z, logvar, image, 1, r->H, r->W, tile, 0)
+             : ldm_vae_encode(&r->ctx, r->m->vae, z, logvar, image, 1, r->H, r->W);
+  }
+  if (st == LDM_OK) {
+    ldm_rng_randn(&r->rng, eps, r->n);
+    for (int64_t i = 0; i < r->n; i++) z[i] += expf(0.5f * logvar[i]) * eps[i];
+    ldm_vae_scale_latent(r->m->vae, z, r->n);
+  }
+  free(logvar);
+  free(eps);
+  return st;
+}
+
+/* scaled latent [lc, h, w] -> image [3, H, W] */
+static ldm_status decode(run *r, float *z, float *image) {
+  ldm_vae_unscale_latent(r->m->vae, z, r->n);
+  int big = (int64_t)r->H * r->W > 1024 * 1024 || r->p->tile_size > 0;
+  int tile = r->p->tile_size > 0 ? r->p->tile_size / ldm_vae_factor(r->m->vae) : 0;
+  if (big) return ldm_vae_decode_tiled(&r->ctx, r->m->vae, image, z, 1, r->h, r->w, r->H, r->W, tile, 0);
+  return ldm_vae_decode(&r->ctx, r->m->vae, image, z, 1, r->h, r->w, r->H, r->W);
+}
+
+/* ---- one image ----------------------------------------------------------------- */
+
+typedef struct image_inputs {
+  const float *init;        /* [3, H, W] in [-1, 1] or NULL */
+  const float *mask;        /* [H, W] 0..1 (binarized inside) or NULL */
+} image_inputs;
+
+static ldm_sampler_config sampler_config(run *r) {
+  ldm_sampler_config c;
+  ldm_sampler_config_preset(&c, r->p->sampler, NULL);
+  const pl_sched_config *s = &r->m->sched;
+  c.steps = r->p->steps;
+  c.prediction = r->m->fam.prediction == LDM_PRED_V ? LDM_PRED_VPRED
+                 : r->m->fam.prediction == LDM_PRED_SAMPLE ? LDM_PRED_X0 : LDM_PRED_EPS;
+  if (r->m->fam.family == LDM_FAMILY_X4_UPSCALER) {
+    c.beta_start = 0.0001;
+    c.beta_end = 0.02;
+    c.beta_schedule = LDM_BETAS_SCALED_LINEAR;
+  }
+  if (s->has_betas) {
+    c.beta_start = s->beta_start;
+    c.beta_end = s->beta_end;
+    c.beta_schedule = s->beta_schedule;
+  }
+  if (s->has_spacing) c.spacing = s->spacing;
+  if (s->has_offset) c.steps_offset = s->steps_offset;
+  if (s->has_zsnr) c.rescale_zero_terminal_snr = s->zsnr;
+  return c;
+}
+
+/* Generates one image at r->W x r->H into out (planar [3, H, W]). */
+static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *out) {
+  ldm_status st = LDM_OK;
+  ldm_task task = r->p->task;
+  bool inpaint = in->mask != NULL;
+  bool unet9 = r->m->fam.unet_in_channels == 9;
+  int64_t n = r->n, hw = (int64_t)r->h * r->w;
+  float *x = xcalloc((size_t)n, sizeof(float)), *noise = xcalloc((size_t)n, sizeof(float));
+  float *x0 = NULL, *masked = NULL, *mask_lat = NULL, *mlat = NULL, *img3 = NULL;
+  if (!x || !noise) {
+    st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d latent", r->w, r->h);
+    goto done;
+  }
+  ldm_rng_seed(&r->rng, r->p->rng, seed);
+  ldm_sampler_set_strength(r->sampler, task == LDM_TASK_TXT2IMG || task == LDM_TASK_UPSCALE ? 1.0f : r->p->strength);
+  int begin = ldm_sampler_begin(r->sampler);
+  bool full_strength = begin == 0;
+  r->blend_mask = NULL;
+
+  if (task == LDM_TASK_UPSCALE) {
+    /* StableDiffusionUpscalePipeline: noise the low-res image at noise_level
+     * (low_res_scheduler.add_noise), then draw the latent. */
+    int64_t n3 = 3 * hw;
+    img3 = malloc((size_t)n3 * sizeof(float));
+    float *e = malloc((size_t)n3 * sizeof(float));
+    if (!img3 || !e) {
+      free(e);
+      st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    ldm_rng_randn(&r->rng, e, n3);
+    ldm_sampler_config lc;
+    ldm_sampler_config_preset(&lc, "ddim", NULL);
+    lc.steps = 1;
+    lc.beta_start = r->m->sched.low_beta_start;
+    lc.beta_end = r->m->sched.low_beta_end;
+    lc.beta_schedule = r->m->sched.low_beta_schedule;
+    ldm_sampler *low = NULL;
+    st = ldm_sampler_new(&low, &lc, 1, r->err);
+    if (st != LDM_OK) {
+      free(e);
+      goto done;
+    }
+    double acp = ldm_sampler_alphas_cumprod(low)[r->p->noise_level];
+    float a = (float)sqrt(acp), b = (float)sqrt(1.0 - acp);
+    for (int64_t i = 0; i < n3; i++) img3[i] = a * in->init[i] + b * e[i];
+    ldm_sampler_free(low);
+    free(e);
+    r->extra = img3;
+    r->extra_c = 3;
+    r->class_label = (float)r->p->noise_level;
+    r->has_class = true;
+    ldm_rng_randn(&r->rng, noise, n);
+    float s0 = ldm_sampler_init_noise_sigma(r->sampler);
+    for (int64_t i = 0; i < n; i++) x[i] = noise[i] * s0;
+  } else if (!inpaint) {
+    if (task == LDM_TASK_TXT2IMG || !in->init) {
+      ldm_rng_randn(&r->rng, noise, n);
+      float s0 = ldm_sampler_init_noise_sigma(r->sampler);
+      for (int64_t i = 0; i < n; i++) x[i] = noise[i] * s0;
+    } else { /* img2img */
+      x0 = malloc((size_t)n * sizeof(float));
+      if (!x0) {
+        st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+        goto done;
+      }
+      if ((st = encode_sample(r, in->init, x0)) != LDM_OK) goto done;
+      ldm_rng_randn(&r->rng, noise, n);
+      ldm_sampler_add_noise(r->sampler, begin, x0, noise, x);
+    }
+  } else {
+    /* StableDiffusionInpaintPipeline: binarized mask, masked image. */
+    int64_t HW = (int64_t)r->H * r->W;
+    masked = malloc((size_t)(3 * HW) * sizeof(float));
+    mask_lat = malloc((size_t)hw * sizeof(float));
+    mlat = malloc((size_t)n * sizeof(float));
+    x0 = malloc((size_t)n * sizeof(float));
+    if (!masked || !mask_lat || !mlat || !x0) {
+      st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    for (int c = 0; c < 3; c++)
+      for (int64_t i = 0; i < HW; i++) masked[c * HW + i] = in->mask[i] >= 0.5f ? 0.0f : in->init[c * HW + i];
+    for (int y = 0; y < r->h; y++) /* F.interpolate(mode='nearest') to the latent size */
+      for (int xx = 0; xx < r->w; xx++) {
+        int sy = (int)floorf((float)y * ((float)r->H / r->h)), sx = (int)floorf((float)xx * ((float)r->W / r->w));
+        if (sy >= r->H) sy = r->H - 1;
+        if (sx >= r->W) sx = r->W - 1;
+        mask_lat[(int64_t)y * r->w + xx] = in->mask[(int64_t)sy * r->W + sx] >= 0.5f ? 1.0f : 0.0f;
+      }
+    bool need_image_latents = !unet9 || !full_strength;
+    if (need_image_latents && (st = encode_sample(r, in->init, x0)) != LDM_OK) goto done;
+    ldm_rng_randn(&r->rng, noise, n);
+    if (full_strength) {
+      float s0 = ldm_sampler_init_noise_sigma(r->sampler);
+      for (int64_t i = 0; i < n; i++) x[i] = noise[i] * s0;
+    } else {
+      ldm_sampler_add_noise(r->sampler, begin, x0, noise, x);
+    }
+    if ((st = encode_sample(r, masked, mlat)) != LDM_OK) goto done;
+    if (unet9) {
+      r->extra = malloc((size_t)(5 * hw) * sizeof(float));
+      if (!r->extra) {
+        st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+        goto done;
+      }
+      memcpy(r->extra, mask_lat, (size_t)hw * sizeof(float));
+      memcpy(r->extra + hw, mlat, (size_t)n * sizeof(float));
+      r->extra_c = 5;
+    } else {
+      /* the mask broadcast over the latent channels */
+      for (int c = r->lc - 1; c >= 0; c--) memcpy(mlat + c * hw, mask_lat, (size_t)hw * sizeof(float));
+      r->blend_x0 = x0;
+      r->blend_noise = noise;
+      r->blend_mask = mlat;
+    }
+  }
+
+  st = ldm_sampler_run(r->sampler, x, denoise, r, &r->rng, 1, after_step, r, r->err);
+  if (st == LDM_OK) st = decode(r, x, out);
+done:
+  if (r->extra != img3) free(r->extra);
+  r->extra = NULL;
+  r->extra_c = 0;
+  r->has_class = false;
+  r->blend_mask = NULL;
+  free(img3);
+  free(x);
+  free(noise);
+  free(x0);
+  free(masked);
+  free(mask_lat);
+  free(mlat);
+  return st;
+}
+
+/* ---- job --------------------------------------------------------------------------- */
+
+static int round8(int v) { return (v + 7) / 8 * 8; }
+
+/* Region of the image the model works on ("only masked": the mask's bounding
+ * box plus padding, grown to the output aspect ratio, clamped). */
+static void crop_region(const float *mask, int W, int H, int pad, int tw, int th, int *x0, int *y0, int *x1,
+                        int *y1) {
+  if (!pl_mask_bbox(mask, W, H, x0, y0, x1, y1)) {
+    *x0 = *y0 = 0;
+    *x1 = W;
+    *y1 = H;
+    return;
+  }
+  *x0 -= pad;
+  *y0 -= pad;
+  *x1 += pad;
+  *y1 += pad;
+  /* grow the shorter side to the target ratio (as A1111's expand_crop_region) */
+  double ratio = (double)tw / th, cw = *x1 - *x0, ch = *y1 - *y0;
+  if (cw / ch < ratio) {
+    double grow = ch * ratio - cw;
+    *x0 -= (int)floor(grow / 2);
+    *x1 += (int)ceil(grow / 2);
+  } else {
+    double grow = cw / ratio - ch;
+    *y0 -= (int)floor(grow / 2);
+    *y1 += (int)ceil(grow / 2);
+  }
+  if (*x0 < 0) { *x1 -= *x0; *x0 = 0; }
+  if (*y0 < 0) { *y1 -= *y0; *y0 = 0; }
+  if (*x1 > W) { *x0 -= *x1 - W; *x1 = W; }
+  if (*y1 > H) { *y0 -= *y1 - H; *y1 = H; }
+  if (*x0 < 0) *x0 = 0;
+  if (*y0 < 0) *y0 = 0;
+}
+
+static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
+  memset(r, 0, sizeof *r);
+  r->job = job;
+  r->m = job->model;
+  r->p = &job->p;
+  r->err = err;
+  int threads = r->p->threads > 0 ? r->p->threads : r->m->threads;
+  r->ctx.pool = ldm_pool_new(threads);
+  r->ctx.threads = threads;
+  r->ctx.scratch = ldm_arena_new(0);
+  r->ctx.err = err;
+  r->ctx.cancel = &job->cancel;
+  if (!r->ctx.pool || !r->ctx.scratch) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory starting the job");
+  ldm_blas_set_threads(threads);
+  clock_gettime(CLOCK_MONOTONIC, &r->t0);
+  return LDM_OK;
+}
+
+static void teardown_run(run *r) {
+  ldm_sampler_free(r->sampler);
+  ldm_pool_free(r->ctx.pool);
+  ldm_arena_free(r->ctx.scratch);
+  free(r->context);
+  free(r->in_nhwc);
+  free(r->out_nhwc);
+  free(r->tmp);
+  ldm_image_free(r->preview);
+}
+
+/* Sizes, conditioning, sampler and buffers for a W x H run. */
+static ldm_status prepare(run *r, int W, int H) {
+  ldm_model *m = r->m;
+  r->W = W;
+  r->H = H;
+  if (r->p->task == LDM_TASK_UPSCALE) { /* the latent has the low-res image's size */
+    r->h = H;
+    r->w = W;
+  } else {
+    ldm_vae_latent_size(m->vae, H, W, &r->h, &r->w);
+  }
+  r->lc = ldm_vae_get_config(m->vae)->latent_channels;
+  r->n = (int64_t)r->lc * r->h * r->w;
+  r->cfg = ldm_cfg_needs_uncond(r->p->cfg_scale);
+  r->T = LDM_CLIP_N_CTX;
+  r->D = m->clip->cfg.d;
+  int B = r->cfg ? 2 : 1;
+  int64_t hw = (int64_t)r->h * r->w, cin_max = r->lc + 5;
+  r->context = malloc((size_t)B * r->T * r->D * sizeof(float));
+  r->in_nhwc = malloc((size_t)(B * hw * cin_max) * sizeof(float));
+  r->out_nhwc = malloc((size_t)(B * hw * r->lc) * sizeof(float));
+  r->tmp = malloc((size_t)(2 * r->n) * sizeof(float));
+  if (r->p->want_preview) r->preview = ldm_image_new(r->w, r->h, 3, LDM_PIXEL_U8);
+  if (!r->context || !r->in_nhwc || !r->out_nhwc || !r->tmp)
+    return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d image", W, H);
+  float *cond = r->context + (r->cfg ? (int64_t)r->T * r->D : 0);
+  LDM_TRY(encode_prompt(r, r->job->prompt, cond));
+  if (r->cfg) LDM_TRY(encode_prompt(r, r->job->negative, r->context));
+  ldm_sampler_config c = sampler_config(r);
+  return ldm_sampler_new(&r->sampler, &c, r->n, r->err);
+}
+
+static ldm_image *planar_to_image(const float *planar, int W, int H) {
+  ldm_image *img = ldm_image_new(W, H, 3, LDM_PIXEL_U8);
+  if (img) pl_planar_to_u8(planar, W, H, img);
+  return img;
+}
+
+ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
+  const ldm_job_params *p = &job->p;
+  ldm_model *m = job->model;
+  LDM_TRY(pl_model_ensure(m, err));
+  bool x4 = m->fam.family == LDM_FAMILY_X4_UPSCALER;
+  if ((p->task == LDM_TASK_UPSCALE) != x4)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: a %s model cannot %s%s", ldm_source_path(m->src),
+                    ldm_family_name(m->fam.family), p->task == LDM_TASK_UPSCALE ? "upscale" : "generate",
+                    x4 ? " (it is an x4 upscaler: use the upscale task)" : " (use an x4 upscaler model)");
+  if (p->task == LDM_TASK_UPSCALE && (p->noise_level < 0 || p->noise_level > 350))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "noise level = %d, expected 0..350", p->noise_level);
+
+  run r;
+  ldm_status st = setup_run(&r, job, err);
+  int count = p->batch_count;
+  ldm_image **out = calloc((size_t)count, sizeof *out);
+  float *init = NULL, *mask = NULL, *work_init = NULL, *work_mask = NULL, *gen = NULL, *blur_tmp = NULL;
+  ldm_image *canvas = NULL;
+  if (!out && st == LDM_OK) st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+  if (st != LDM_OK) goto done;
+
+  /* The full-size inputs: init (planar, [-1, 1]) and mask (0..1). */
+  const ldm_image *src_img = p->init;
+  int FW = src_img ? src_img->width : 0, FH = src_img ? src_img->height : 0;
+  if (p->task == LDM_TASK_OUTPAINT) {
+    /* Extend the canvas: edge pixels stretched into the new area, mask = new area. */
+    int nw = FW + p->outpaint_left + p->outpaint_right, nh = FH + p->outpaint_top + p->outpaint_bottom;
+    canvas = ldm_image_new(nw, nh, 3, LDM_PIXEL_F32);
+    mask = malloc((size_t)nw * nh * sizeof(float));
+    if (!canvas || !mask) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory for a %dx%d canvas", nw, nh);
+      goto done;
+    }
+    for (int y = 0; y < nh; y++)
+      for (int x = 0; x < nw; x++) {
+        int sx = x - p->outpaint_left, sy = y - p->outpaint_top;
+        bool inside = sx >= 0 && sy >= 0 && sx < FW && sy < FH;
+        sx = sx < 0 ? 0 : sx >= FW ? FW - 1 : sx;
+        sy = sy < 0 ? 0 : sy >= FH ? FH - 1 : sy;
+        float *d = (float *)((char *)canvas->data + (size_t)y * canvas->stride) + 3 * x;
+        ldm_image one = *src_img;
+        one.data = (char *)src_img->data + (size_t)sy * src_img->stride;
+        for (int c = 0; c < 3; c++) {
+          int ch = src_img->channels == 1 ? 0 : c;
+          d[c] = src_img->type == LDM_PIXEL_F32 ? ((const float *)one.data)[(size_t)sx * src_img->channels + ch]
+                                                : ((const unsigned char *)one.data)[(size_t)sx * src_img->channels + ch] / 255.0f;
+        }
+        mask[(size_t)y * nw + x] = inside ? 0.0f : 1.0f;
+      }
+    src_img = canvas;
+    FW = nw;
+    FH = nh;
+  }
+  if (src_img) {
+    init = malloc((size_t)3 * FW * FH * sizeof(float));
+    if (!init) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    pl_image_to_planar(src_img, init);
+  }
+  if (p->mask && p->task != LDM_TASK_OUTPAINT) {
+    if (p->mask->width != FW || p->mask->height != FH) {
+      st = ldm_fail(err, LDM_ERR_INVALID_ARG, "mask is %dx%d but the image is %dx%d", p->mask->width,
+                    p->mask->height, FW, FH);
+      goto done;
+    }
+    mask = malloc((size_t)FW * FH * sizeof(float));
+    if (!mask) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    pl_mask_to_float(p->mask, mask);
+  }
+  bool inpaint = mask != NULL;
+  if (inpaint) {
+    int x0, y0, x1, y1;
+    if (!pl_mask_bbox(mask, FW, FH, &x0, &y0, &x1, &y1)) {
+      st = ldm_fail(err, LDM_ERR_INVALID_ARG, "the mask is empty: nothing to repaint");
+      goto done;
+    }
+  }
+  /* The blurred mask used for the final composite (the model sees it too). */
+  float *comp_mask = NULL;
+  if (inpaint) {
+    comp_mask = malloc((size_t)FW * FH * sizeof(float));
+    blur_tmp = malloc((size_t)FW * FH * sizeof(float));
+    if (!comp_mask || !blur_tmp) {
+      free(comp_mask);
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    memcpy(comp_mask, mask, (size_t)FW * FH * sizeof(float));
+    pl_blur(comp_mask, FW, FH, p->mask_blur, blur_tmp);
+    if (p->task == LDM_TASK_OUTPAINT) /* the original area never changes */
+      for (size_t i = 0; i < (size_t)FW * FH; i++)
+        if (mask[i] == 0.0f) comp_mask[i] = 0.0f;
+    free(mask);
+    mask = comp_mask;
+  }
+
+  /* Working region and size. */
+  int rx0 = 0, ry0 = 0, rx1 = FW, ry1 = FH;
+  int WW, WH;
+  if (p->task == LDM_TASK_TXT2IMG) {
+    WW = p->width ? p->width : m->fam.native_size;
+    WH = p->height ? p->height : m->fam.native_size;
+  } else if (inpaint && p->only_masked) {
+    int tw = p->width ? p->width : m->fam.native_size, th = p->height ? p->height : m->fam.native_size;
+    crop_region(mask, FW, FH, p->only_masked_padding, tw, th, &rx0, &ry0, &rx1, &ry1);
+    WW = tw;
+    WH = th;
+  } else {
+    WW = p->width ? p->width : round8(FW);
+    WH = p->height ? p->height : round8(FH);
+  }
+  if (p->task == LDM_TASK_UPSCALE) { /* the model works at the low-res size */
+    WW = FW;
+    WH = FH;
+  }
+  int RW = rx1 - rx0, RH = ry1 - ry0;
+  if (src_img) {
+    work_init = malloc((size_t)3 * WW * WH * sizeof(float));
+    if (!work_init) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    float *crop = malloc((size_t)3 * RW * RH * sizeof(float));
+    if (!crop) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    for (int c = 0; c < 3; c++)
+      for (int y = 0; y < RH; y++)
+        memcpy(crop + ((size_t)c * RH + y) * RW, init + ((size_t)c * FH + ry0 + y) * FW + rx0, (size_t)RW * sizeof(float));
+    if (RW == WW && RH == WH) memcpy(work_init, crop, (size_t)3 * WW * WH * sizeof(float));
+    else pl_resize(crop, 3, RW, RH, work_init, WW, WH);
+    free(crop);
+  }
+  if (inpaint) {
+    work_mask = malloc((size_t)WW * WH * sizeof(float));
+    float *crop = malloc((size_t)RW * RH * sizeof(float));
+    if (!work_mask || !crop) {
+      free(crop);
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    for (int y = 0; y < RH; y++) memcpy(crop + (size_t)y * RW, mask + (size_t)(ry0 + y) * FW + rx0, (size_t)RW * sizeof(float));
+    if (RW == WW && RH == WH) memcpy(work_mask, crop, (size_t)WW * WH * sizeof(float));
+    else pl_resize(crop, 1, RW, RH, work_mask, WW, WH);
+    free(crop);
+  }
+  if ((st = prepare(&r, WW, WH)) != LDM_OK) goto done;
+  int OW = p->task == LDM_TASK_UPSCALE ? WW * ldm_vae_factor(m->vae) : WW;
+  int OH = p->task == LDM_TASK_UPSCALE ? WH * ldm_vae_factor(m->vae) : WH;
+  if (p->task == LDM_TASK_UPSCALE) {
+    r.H = OH; /* decode to the 4x size */
+    r.W = OW;
+  }
+  gen = malloc((size_t)3 * OW * OH * sizeof(float));
+  if (!gen) {
+    st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  r.step_total = count * (ldm_sampler_timestep_count(r.sampler) - ldm_sampler_begin(r.sampler));
+  image_inputs in = {work_init, inpaint ? work_mask : NULL};
+  for (int b = 0; b < count && st == LDM_OK; b++) {
+    r.step_base = b * (ldm_sampler_timestep_count(r.sampler) - ldm_sampler_begin(r.sampler));
+    st = run_one(&r, p->seed + (uint64_t)b, &in, gen);
+    if (st != LDM_OK) break;
+    if (!inpaint) {
+      out[b] = planar_to_image(gen, OW, OH);
+    } else {
+      /* back to the region's size, then overlay on the full image */
+      ldm_image *full = ldm_image_new(FW, FH, 3, LDM_PIXEL_U8);
+      ldm_image *region = ldm_image_new(RW, RH, 3, LDM_PIXEL_U8);
+      float *rs = NULL;
+      if (full && region && !(RW == WW && RH == WH)) {
+        rs = malloc((size_t)3 * RW * RH * sizeof(float));
+        if (rs) pl_resize(gen, 3, WW, WH, rs, RW, RH);
+      }
+      if (!full || !region || (!rs && !(RW == WW && RH == WH))) {
+        ldm_image_free(full);
+        ldm_image_free(region);
+        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+        break;
+      }
+      pl_planar_to_u8(rs ? rs : gen, RW, RH, region);
+      free(rs);
+      ldm_image *big = ldm_image_new(FW, FH, 3, LDM_PIXEL_U8);
+      if (!big) {
+        ldm_image_free(full);
+        ldm_image_free(region);
+        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+        break;
+      }
+      /* generated pixels placed at the region, original elsewhere (mask 0 there) */
+      for (int y = 0; y < RH; y++)
+        memcpy((char *)big->data + (size_t)(ry0 + y) * big->stride + (size_t)rx0 * 3,
+               (char *)region->data + (size_t)y * region->stride, (size_t)RW * 3);
+      float *m2 = malloc((size_t)FW * FH * sizeof(float));
+      if (!m2) {
+        ldm_image_free(full);
+        ldm_image_free(region);
+        ldm_image_free(big);
+        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+        break;
+      }
+      for (int y = 0; y < FH; y++)
+        for (int x = 0; x < FW; x++) {
+          bool in_region = x >= rx0 && x < rx1 && y >= ry0 && y < ry1;
+          m2[(size_t)y * FW + x] = in_region ? mask[(size_t)y * FW + x] : 0.0f;
+        }
+      pl_composite(src_img, big, m2, full);
+      free(m2);
+      ldm_image_free(region);
+      ldm_image_free(big);
+      out[b] = full;
+    }
+    if (!out[b]) st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+  }
+done:
+  teardown_run(&r);
+  free(init);
+  free(mask);
+  free(blur_tmp);
+  free(work_init);
+  free(work_mask);
+  free(gen);
+  ldm_image_free(canvas);
+  if (st != LDM_OK) {
+    for (int i = 0; out && i < count; i++) ldm_image_free(out[i]);
+    free(out);
+    return st;
+  }
+  *images = out;
+  *n_images = count;
+  return LDM_OK;
+}

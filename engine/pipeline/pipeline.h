@@ -1,0 +1,56 @@
+/* Internal view of models and jobs (the public handles of ldm.h). */
+#ifndef LDM_PIPELINE_PIPELINE_H
+#define LDM_PIPELINE_PIPELINE_H
+
+#include <stdatomic.h>
+#include "ldm.h"
+#include "io/source.h"
+#include "models/family.h"
+#include "models/unet/unet.h"
+#include "models/vae/vae.h"
+#include "sample/sample.h"
+#include "text/clip_text.h"
+#include "text/tokenizer.h"
+
+/* Scheduler settings a diffusers folder's scheduler/scheduler_config.json
+ * gives; `has_*` says which keys were present (absent = sampler default). */
+typedef struct pl_sched_config {
+  bool has_betas, has_spacing, has_offset, has_zsnr;
+  double beta_start, beta_end;
+  ldm_beta_schedule beta_schedule;
+  ldm_spacing spacing;
+  int steps_offset;
+  bool zsnr;
+  /* the x4 upscaler's low_res_scheduler */
+  double low_beta_start, low_beta_end;
+  ldm_beta_schedule low_beta_schedule;
+} pl_sched_config;
+
+struct ldm_model {
+  ldm_source *src, *vae_src, *taesd_src;
+  ldm_family_info fam;
+  int threads;
+  pl_sched_config sched;
+  ldm_unet_overrides unet_ov;  /* from ldm_model_params.options */
+  int vae_groups, text_heads;
+  /* loaded on first use */
+  ldm_unet *unet;
+  ldm_vae *vae;
+  ldm_taesd *taesd;
+  ldm_clip_text *clip;
+  ldm_tokenizer *tok;
+};
+
+struct ldm_job {
+  ldm_model *model;
+  ldm_job_params p;
+  char *prompt, *negative, *sampler; /* owned copies of the strings */
+  atomic_int cancel;
+};
+
+/* Loads whatever the model still lacks for running jobs. */
+ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
+/* Runs the job (generate.c). */
+ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
+
+#endif

@@ -1,0 +1,79 @@
+/* PNG comparisons for the e2e tests:
+ *   png_compare psnr A.png B.png MIN_DB [MASK.png]
+ *       PSNR of A against B (over pixels where MASK > 0 when given); fails
+ *       below MIN_DB.
+ *   png_compare same-outside A.png B.png MASK.png
+ *       every pixel where MASK == 0 must be bit-identical in A and B.
+ *   png_compare differs A.png B.png
+ *       fails when A and B are identical (a check that something happened). */
+#include "png_io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ldm_image *load(const char *path) {
+  char msg[1200];
+  ldm_image *img = png_read_rgba(path, NULL, NULL, msg, sizeof msg);
+  if (!img) {
+    fprintf(stderr, "FAIL: %s\n", msg);
+    exit(1);
+  }
+  return img;
+}
+
+static const unsigned char *px(const ldm_image *img, int x, int y) {
+  return (const unsigned char *)img->data + (size_t)y * img->stride + (size_t)x * 4;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: png_compare psnr|same-outside|differs A B [MIN_DB] [MASK]\n");
+    return 2;
+  }
+  const char *mode = argv[1];
+  ldm_image *a = load(argv[2]), *b = load(argv[3]);
+  if (a->width != b->width || a->height != b->height) {
+    fprintf(stderr, "FAIL: %s is %dx%d, %s is %dx%d\n", argv[2], a->width, a->height, argv[3], b->width,
+            b->height);
+    return 1;
+  }
+  const char *mask_path = !strcmp(mode, "psnr") ? (argc > 5 ? argv[5] : NULL) : (argc > 4 ? argv[4] : NULL);
+  ldm_image *m = mask_path ? load(mask_path) : NULL;
+  if (m && (m->width != a->width || m->height != a->height)) {
+    fprintf(stderr, "FAIL: mask %s has the wrong size\n", mask_path);
+    return 1;
+  }
+  double se = 0;
+  long long n = 0, changed = 0, outside = 0, diff_px = 0;
+  for (int y = 0; y < a->height; y++)
+    for (int x = 0; x < a->width; x++) {
+      const unsigned char *p = px(a, x, y), *q = px(b, x, y);
+      int in_mask = !m || px(m, x, y)[0] > 0;
+      int same = !memcmp(p, q, 3);
+      if (!same) diff_px++;
+      if (!m || !in_mask) outside++;
+      if (m && !in_mask && !same) changed++;
+      if (in_mask) {
+        for (int c = 0; c < 3; c++) se += (double)(p[c] - q[c]) * (p[c] - q[c]);
+        n += 3;
+      }
+    }
+  if (!strcmp(mode, "psnr")) {
+    double min_db = argc > 4 ? atof(argv[4]) : 40.0;
+    double mse = n ? se / n : 0, psnr = mse > 0 ? 10 * log10(255.0 * 255.0 / mse) : 99.0;
+    printf("psnr %s vs %s%s: %.2f dB (min %.1f)\n", argv[2], argv[3], m ? " (masked area)" : "", psnr, min_db);
+    return psnr >= min_db ? 0 : 1;
+  }
+  if (!strcmp(mode, "same-outside")) {
+    printf("same-outside %s vs %s: %lld of %lld unmasked pixels differ\n", argv[2], argv[3], changed, outside);
+    return m && changed == 0 && outside > 0 ? 0 : 1;
+  }
+  if (!strcmp(mode, "differs")) {
+    printf("differs %s vs %s: %lld pixels differ\n", argv[2], argv[3], diff_px);
+    return diff_px > 0 ? 0 : 1;
+  }
+  fprintf(stderr, "unknown mode %s\n", mode);
+  return 2;
+}
