@@ -1,0 +1,237 @@
+/* Public job API on the tiny golden SD1 pipeline: cancel from another thread
+ * (a 50-step job stopped after step 3 returns before step 5 starts), one
+ * model serving sequential jobs, batch seeds (image i == a job with seed+i),
+ * outpaint keeping the original area, and clear errors for bad jobs.
+ * Run under ASan in the sanitizer build: no leak on any path. */
+#include "ldm_test.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+static char model_path[4096];
+
+static ldm_model *load(const char *name) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/pipeline/%s", getenv("LDM_GOLDEN_DIR"), name);
+  snprintf(model_path, sizeof model_path, "%s", p);
+  ldm_model_params mp;
+  ldm_model_params_init(&mp);
+  mp.path = p;
+  mp.threads = 2;
+  ldm_error err = {0};
+  ldm_model *m = NULL;
+  if (ldm_model_load(&m, &mp, &err) != LDM_OK) {
+    fprintf(stderr, "FAIL: cannot load %s: %s\n", p, err.msg);
+    exit(1);
+  }
+  return m;
+}
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+typedef struct cancel_state {
+  ldm_job *job;
+  atomic_int last_step;
+  atomic_int go;
+  double t_step[64];
+  double t_cancel;
+} cancel_state;
+
+static int on_progress(void *user, int step, int total, double elapsed, const ldm_image *preview) {
+  cancel_state *cs = user;
+  (void)total;
+  (void)elapsed;
+  (void)preview;
+  if (step < 64) cs->t_step[step] = now();
+  atomic_store(&cs->last_step, step);
+  if (step == 3) atomic_store(&cs->go, 1);
+  return 0;
+}
+
+static void *canceller(void *arg) {
+  cancel_state *cs = arg;
+  while (!atomic_load(&cs->go)) {
+    struct timespec ts = {0, 200000};
+    nanosleep(&ts, NULL);
+  }
+  cs->t_cancel = now();
+  ldm_job_cancel(cs->job);
+  return NULL;
+}
+
+static void test_cancel(ldm_model *m) {
+  cancel_state cs = {0};
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.prompt = "a red circle";
+  p.width = 64;
+  p.height = 64;
+  p.steps = 50;
+  p.sampler = "euler";
+  p.progress = on_progress;
+  p.progress_user = &cs;
+  p.want_preview = true;
+  ldm_error err = {0};
+  CHECK(ldm_job_new(&cs.job, m, &p, &err) == LDM_OK, "job: %s", err.msg);
+  pthread_t th;
+  pthread_create(&th, NULL, canceller, &cs);
+  ldm_image **imgs = NULL;
+  int n = 0;
+  ldm_status st = ldm_job_run(cs.job, &imgs, &n, &err);
+  double t_end = now();
+  pthread_join(th, NULL);
+  int last = atomic_load(&cs.last_step);
+  double step_s = cs.t_step[3] - cs.t_step[2];
+  printf("cancel: status %s after step %d of 50; returned %.4f s after cancel (one step %.4f s)\n",
+         ldm_status_str(st), last, t_end - cs.t_cancel, step_s);
+  CHECK(st == LDM_ERR_CANCELLED && imgs == NULL && n == 0, "cancelled job: status %s", ldm_status_str(st));
+  CHECK(last >= 3 && last <= 4, "cancel honoured within one step: last step %d", last);
+  ldm_job_free(cs.job);
+}
+
+static int run_job(ldm_model *m, const ldm_job_params *p, ldm_image ***imgs, int *n, ldm_error *err) {
+  ldm_job *j = NULL;
+  ldm_status st = ldm_job_new(&j, m, p, err);
+  if (st == LDM_OK) st = ldm_job_run(j, imgs, n, err);
+  ldm_job_free(j);
+  return st;
+}
+
+static void free_images(ldm_image **imgs, int n) {
+  for (int i = 0; i < n; i++) ldm_image_free(imgs[i]);
+  free(imgs);
+}
+
+static int same_image(const ldm_image *a, const ldm_image *b) {
+  if (a->width != b->width || a->height != b->height) return 0;
+  for (int y = 0; y < a->height; y++)
+    if (memcmp((char *)a->data + y * a->stride, (char *)b->data + y * b->stride, (size_t)a->width * 3)) return 0;
+  return 1;
+}
+
+static void test_batch_and_reuse(ldm_model *m) {
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.prompt = "a blue square";
+  p.width = 32;
+  p.height = 40;
+  p.steps = 4;
+  p.seed = 77;
+  p.batch_count = 2;
+  ldm_image **a = NULL, **b = NULL;
+  int na = 0, nb = 0;
+  ldm_error err = {0};
+  CHECK(run_job(m, &p, &a, &na, &err) == LDM_OK && na == 2, "batch: %s", err.msg);
+  p.seed = 78;
+  p.batch_count = 1;
+  CHECK(run_job(m, &p, &b, &nb, &err) == LDM_OK && nb == 1, "second job on the same model: %s", err.msg);
+  if (na == 2 && nb == 1) {
+    CHECK(a[0]->width == 32 && a[0]->height == 40, "size %dx%d", a[0]->width, a[0]->height);
+    CHECK(same_image(a[1], b[0]), "batch image 1 equals a job with seed + 1");
+    CHECK(!same_image(a[0], a[1]), "batch images differ");
+  }
+  free_images(a, na);
+  free_images(b, nb);
+}
+
+static void test_outpaint(ldm_model *m) {
+  ldm_image *init = ldm_image_new(40, 24, 4, LDM_PIXEL_U8);
+  for (int y = 0; y < 24; y++)
+    for (int x = 0; x < 40; x++) {
+      unsigned char *px = (unsigned char *)init->data + y * init->stride + 4 * x;
+      px[0] = (unsigned char)(x * 6);
+      px[1] = (unsigned char)(y * 10);
+      px[2] = 200;
+      px[3] = 255;
+    }
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_OUTPAINT);
+  p.prompt = "sky";
+  p.steps = 4;
+  p.init = init;
+  p.outpaint_left = 8;
+  p.outpaint_right = 16;
+  p.outpaint_top = 8;
+  p.outpaint_bottom = 0;
+  ldm_image **o = NULL;
+  int n = 0;
+  ldm_error err = {0};
+  CHECK(run_job(m, &p, &o, &n, &err) == LDM_OK && n == 1, "outpaint: %s", err.msg);
+  if (n == 1) {
+    CHECK(o[0]->width == 64 && o[0]->height == 32, "outpaint size %dx%d", o[0]->width, o[0]->height);
+    int changed = 0, outside_same = 0;
+    for (int y = 0; y < 24; y++)
+      for (int x = 0; x < 40; x++) {
+        const unsigned char *a = (unsigned char *)init->data + y * init->stride + 4 * x;
+        const unsigned char *b = (unsigned char *)o[0]->data + (y + 8) * o[0]->stride + 3 * (x + 8);
+        changed += memcmp(a, b, 3) != 0;
+      }
+    for (int x = 0; x < 64; x++) outside_same += ((unsigned char *)o[0]->data)[3 * x] == ((unsigned char *)init->data)[0];
+    printf("outpaint: %d of %d original pixels changed\n", changed, 40 * 24);
+    CHECK(changed == 0, "outpaint changed %d original pixels", changed);
+  }
+  free_images(o, n);
+  ldm_image_free(init);
+}
+
+static void test_errors(ldm_model *m) {
+  ldm_job_params p;
+  ldm_job *j = NULL;
+  ldm_error err = {0};
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.width = 30;
+  CHECK(ldm_job_new(&j, m, &p, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "multiples of 8"), "size: %s",
+        err.msg);
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.sampler = "nope";
+  CHECK(ldm_job_new(&j, m, &p, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "nope"), "sampler: %s", err.msg);
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.steps = 0;
+  CHECK(ldm_job_new(&j, m, &p, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "steps"), "steps: %s", err.msg);
+  ldm_job_params_init(&p, LDM_TASK_IMG2IMG);
+  CHECK(ldm_job_new(&j, m, &p, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "init"), "no init: %s", err.msg);
+  ldm_image *img = ldm_image_new(16, 16, 3, LDM_PIXEL_U8), *mask = ldm_image_new(8, 8, 1, LDM_PIXEL_F32);
+  ldm_job_params_init(&p, LDM_TASK_INPAINT);
+  p.init = img;
+  p.mask = mask;
+  ldm_image **o = NULL;
+  int n = 0;
+  CHECK(run_job(m, &p, &o, &n, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "mask is 8x8"), "mask size: %s",
+        err.msg);
+  ldm_image_free(mask);
+  mask = ldm_image_new(16, 16, 1, LDM_PIXEL_F32); /* all zero */
+  p.mask = mask;
+  CHECK(run_job(m, &p, &o, &n, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "empty"), "empty mask: %s",
+        err.msg);
+  ldm_job_params_init(&p, LDM_TASK_UPSCALE);
+  p.init = img;
+  CHECK(run_job(m, &p, &o, &n, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "upscale"), "upscale: %s", err.msg);
+  printf("errors: %s\n", err.msg);
+  ldm_image_free(img);
+  ldm_image_free(mask);
+  ldm_model_params mp;
+  ldm_model_params_init(&mp);
+  ldm_model *bad = NULL;
+  mp.path = "/nonexistent/model.safetensors";
+  CHECK(ldm_model_load(&bad, &mp, &err) == LDM_ERR_IO && strstr(err.msg, "/nonexistent/model.safetensors"),
+        "missing model: %s", err.msg);
+  mp.path = model_path;
+  mp.options = "unet.heads=x";
+  CHECK(ldm_model_load(&bad, &mp, &err) == LDM_ERR_INVALID_ARG && strstr(err.msg, "unet.heads"), "options: %s",
+        err.msg);
+}
+
+int main(void) {
+  ldm_model *m = load("sd1.safetensors");
+  test_cancel(m);
+  test_batch_and_reuse(m);
+  test_outpaint(m);
+  test_errors(m);
+  ldm_model_free(m);
+  return ldm_test_finish("pipeline-api");
+}
