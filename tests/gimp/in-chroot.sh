@@ -79,11 +79,31 @@ gui_undo() {
   grep -q "^ok - one undo step removes the new layer" "$out/gimp.log"
 }
 
+# every catalogue complete: no untranslated or fuzzy message against the
+# strings now in the sources
+check_po() {
+  local pot=$W/gimp-ldm.pot ok=0 l stats
+  (cd "$SRC" && xgettext --from-code=UTF-8 --add-comments=TRANSLATORS: --keyword=_ \
+     --keyword=N_ -o "$pot" $(cat po/POTFILES)) || return 1
+  for l in $(cat "$SRC/po/LINGUAS"); do
+    stats=$(msgmerge -q -o - "$SRC/po/$l.po" "$pot" | msgfmt -c --statistics -o /dev/null - 2>&1)
+    if echo "$stats" | grep -qE "fuzzy|untranslated|error"; then
+      echo "not ok - po/$l.po complete  # $stats" >&2; ok=1
+    else
+      echo "ok - po/$l.po complete ($stats)" >&2
+    fi
+  done
+  return $ok
+}
+
 case "$MODE" in
   build)
     exit 0 ;;
   errors)
-    run_batch errors ;;
+    rc=0
+    check_po || rc=1
+    run_batch errors || rc=1
+    exit $rc ;;
   procedures)
     rc=0
     run_batch procedures || rc=1
