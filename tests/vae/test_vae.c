@@ -165,6 +165,59 @@ static void error_check(void) {
   ldm_source_close(src);
 }
 
+/* Preview factors and scaling factors. Exact checks (integer pixels). */
+static void preview_scale_check(void) {
+  ldm_error err = {0};
+  /* planar [4, 1, 2]: pixel 0 = (1, 0, 0, 0); pixel 1 = (0, 0, 0, -5), clamped to white */
+  float lat[4 * 2] = {1, 0, 0, 0, 0, 0, 0, -5};
+  uint8_t rgb[6];
+  CHECK(ldm_latent_preview(LDM_FAMILY_SD1, rgb, lat, 1, 2, &err) == LDM_OK, "%s", err.msg);
+  /* pixel 0 = channel-0 row of the SD1 factors (0.3512, 0.2297, 0.3227) -> (x+1)/2*255 */
+  CHECK(rgb[0] == 172 && rgb[1] == 157 && rgb[2] == 169, "sd1 preview pixel 0 = %d %d %d", rgb[0], rgb[1], rgb[2]);
+  CHECK(rgb[3] == 255 && rgb[4] == 255 && rgb[5] == 255, "sd1 preview pixel 1 = %d %d %d", rgb[3], rgb[4], rgb[5]);
+  CHECK(ldm_latent_preview(LDM_FAMILY_SDXL, rgb, lat, 1, 2, &err) == LDM_OK, "%s", err.msg);
+  CHECK(rgb[0] == 177 && rgb[1] == 179 && rgb[2] == 185, "sdxl preview pixel 0 = %d %d %d", rgb[0], rgb[1], rgb[2]);
+  CHECK(ldm_latent_preview(LDM_FAMILY_X4_UPSCALER, rgb, lat, 1, 2, &err) == LDM_ERR_UNSUPPORTED,
+        "x4 preview should be unsupported");
+  printf("preview: sd1 (%d %d %d) sdxl (%d %d %d)\n", 172, 157, 169, rgb[0], rgb[1], rgb[2]);
+
+  char path[4096];
+  ldm_source *src = NULL;
+  ldm_vae *vae = NULL;
+  CHECK(ldm_source_open(&src, ldm_test_golden("vae/kl4", path, sizeof path), &err) == LDM_OK, "%s", err.msg);
+  CHECK(src && ldm_vae_load(&vae, src, NULL, &err) == LDM_OK, "%s", err.msg);
+  if (vae) {
+    const ldm_vae_config *c = ldm_vae_get_config(vae);
+    CHECK(c->levels == 4 && c->ch[0] == 16 && c->ch[1] == 24 && c->ch[3] == 32 && c->layers == 1 &&
+          c->groups == 8 && c->latent_channels == 4 && c->mid_attention && c->quant_conv &&
+          c->post_quant_conv && ldm_vae_factor(vae) == 8,
+          "kl4 config: levels %d ch %d %d %d %d layers %d groups %d", c->levels, c->ch[0], c->ch[1],
+          c->ch[2], c->ch[3], c->layers, c->groups);
+    CHECK(c->scale == 0.18215f && c->shift == 0.0f, "kl4 scale %g shift %g (config.json)", c->scale, c->shift);
+    float z[2] = {1.0f, -2.0f};
+    ldm_vae_scale_latent(vae, z, 2);
+    ldm_vae_unscale_latent(vae, z, 2);
+    CHECK(fabsf(z[0] - 1.0f) < 1e-6f && fabsf(z[1] + 2.0f) < 1e-6f, "scale/unscale round trip");
+  }
+  ldm_vae_free(vae);
+  vae = NULL;
+  ldm_source_close(src);
+  src = NULL;
+  /* no config in a single file: the family decides the scale */
+  CHECK(ldm_source_open(&src, ldm_test_golden("vae/kl2.safetensors", path, sizeof path), &err) == LDM_OK,
+        "%s", err.msg);
+  ldm_vae_load_opts o = {.groups = 8, .family = LDM_FAMILY_SDXL};
+  CHECK(src && ldm_vae_load(&vae, src, &o, &err) == LDM_OK, "%s", err.msg);
+  if (vae) {
+    const ldm_vae_config *c = ldm_vae_get_config(vae);
+    CHECK(c->scale == 0.13025f, "sdxl scale %g", c->scale);
+    CHECK(c->levels == 2 && c->layers == 2 && c->ch[0] == 16 && c->ch[1] == 32 && ldm_vae_factor(vae) == 2,
+          "kl2 config: levels %d layers %d", c->levels, c->layers);
+  }
+  ldm_vae_free(vae);
+  ldm_source_close(src);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "%s/ldm_test_vae_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
            (int)getpid());
@@ -175,6 +228,7 @@ int main(void) {
   taesd_goldens();
   crop_check();
   error_check();
+  preview_scale_check();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
   return ldm_test_finish("vae-golden");
