@@ -10,10 +10,30 @@ slow one without ftfy and open_clip.tokenize differ on the same prompts.
 Writes tests/golden/text/:
   prompts.txt           >= 1000 prompts, one per line (UTF-8, seeded mix)
   tokens_clip.txt       77 ids per prompt, pad = <|endoftext|> (CLIP-L)
-  tiny_tokenizer/       a CLIPTokenizer with the first 2000 merges only
-                        (vocab.json, merges.txt, special_tokens_map.json ...,
-                        pad "!" as SD2/SDXL's second tokenizer)
-  tokens_tiny.txt       ids of the first 300 prompts with that tokenizer
+  tokens_tiny.txt       ids of the first 300 prompts with a CLIPTokenizer that
+                        has the first 2000 merges only and pad "!" (as SD2 /
+                        SDXL's second tokenizer); its files are the tiny
+                        models' tokenizer folders (sd2/tokenizer/ ...)
+
+Text encoders: tiny random-weight models (vocabulary = the tiny tokenizer's
+2514 ids), each in the original single-file layout and as a diffusers folder
+(model_index.json, text_encoder[_2]/, tokenizer[_2]/). The single files are
+read back with diffusers' own converters (convert_ldm_clip_checkpoint,
+convert_open_clip_checkpoint), which must give the diffusers weights (CLIP-L)
+or a CLIPTextModel whose outputs equal open_clip's (OpenCLIP).
+  sd1.safetensors, sd1/   CLIP-L style: transformers CLIPTextModel, quick_gelu,
+                          keys cond_stage_model.transformer.text_model.*, f16
+  sd2.safetensors, sd2/   OpenCLIP style: open_clip TextTransformer (GELU,
+                          text_projection), keys cond_stage_model.model.*, f16;
+                          the folder holds diffusers' conversion (no projection)
+  sdxl.safetensors, sdxl/ conditioner.embedders.0.transformer.text_model.*
+                          (CLIP-L style, f16) + conditioner.embedders.1.model.*
+                          (OpenCLIP style with projection 24, bf16); folder:
+                          text_encoder/ + text_encoder_2/ (WithProjection)
+  <name>_io.safetensors   input_ids [2,77] i64 -> last_hidden_state,
+                          penultimate_hidden_state (hidden_states[-2], no final
+                          norm) and pooled (where a projection exists), f32;
+                          sdxl_io holds the second encoder's as *_2
 
 Usage: /work/refvenv/bin/python tests/reference/make_text.py [OUTDIR]
 """
@@ -28,6 +48,7 @@ import tempfile
 import ftfy
 import open_clip
 import torch
+from safetensors.torch import save_file
 from transformers import CLIPTokenizer, CLIPTokenizerFast
 from transformers.models.bert.tokenization_bert import BasicTokenizer
 
@@ -226,11 +247,9 @@ def tokenizer_goldens():
         with open(os.path.join(OUT, "tokens_clip.txt"), "w") as f:
             f.write("\n".join(ids_line(r) for r in ref) + "\n")
 
-        tiny_dir = os.path.join(OUT, "tiny_tokenizer")
-        shutil.rmtree(tiny_dir, ignore_errors=True)
-        tiny = write_clip_files(os.path.join(tmp, "tiny"), 2000, "!")
-        tiny.save_pretrained(tiny_dir)
-        tiny = CLIPTokenizer.from_pretrained(tiny_dir)
+        tiny = write_clip_files(TINY_DIR, 2000, "!")
+        tiny.save_pretrained(os.path.join(tmp, "tiny_saved"))
+        tiny = CLIPTokenizer.from_pretrained(os.path.join(tmp, "tiny_saved"))
         assert tiny.pad_token_id == 0
         with open(os.path.join(OUT, "tokens_tiny.txt"), "w") as f:
             f.write("\n".join(ids_line(tiny(p, **kw).input_ids) for p in prompts[:300]) + "\n")
@@ -239,9 +258,216 @@ def tokenizer_goldens():
     return prompts
 
 
+TINY_DIR = tempfile.mkdtemp()
+
+
+# ---- text encoders -------------------------------------------------------------
+VOCAB = 2514          # the tiny tokenizer: 512 bytes + 2000 merges + 2 specials
+BOS, EOS = 2512, 2513
+
+
+def randomize(model, seed, dtype):
+    """Random weights with norms and biases perturbed too, rounded to dtype."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if p.ndim == 1 and ("ln" in name or "norm" in name) and name.endswith("weight"):
+                v = 1.0 + 0.2 * torch.randn(p.shape, generator=g)
+            elif p.ndim == 1:
+                v = 0.1 * torch.randn(p.shape, generator=g)
+            elif "embedding" in name:
+                v = 0.5 * torch.randn(p.shape, generator=g)
+            else:
+                v = torch.randn(p.shape, generator=g) * (1.0 / p.shape[-1] ** 0.5)
+            p.copy_(v.to(dtype).float())
+
+
+def make_ids(pad, seed):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.full((2, 77), pad, dtype=torch.int64)
+    n = [9, 75]
+    for b in range(2):
+        ids[b, 0] = BOS
+        ids[b, 1:1 + n[b]] = torch.randint(0, 2512, (n[b],), generator=g)
+        ids[b, 1 + n[b]] = EOS
+    return ids
+
+
+def clip_config(hidden, heads, layers, ff, act, proj=None):
+    from transformers import CLIPTextConfig
+    kw = dict(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=ff,
+              num_hidden_layers=layers, num_attention_heads=heads,
+              max_position_embeddings=77, hidden_act=act, layer_norm_eps=1e-5,
+              bos_token_id=BOS, eos_token_id=EOS, pad_token_id=1)
+    if proj:
+        kw["projection_dim"] = proj
+    return CLIPTextConfig(**kw)
+
+
+def hf_outputs(model, ids, suffix=""):
+    with torch.no_grad():
+        o = model(ids, output_hidden_states=True)
+    out = {"last_hidden_state" + suffix: o.last_hidden_state,
+           "penultimate_hidden_state" + suffix: o.hidden_states[-2]}
+    if hasattr(o, "text_embeds"):
+        out["pooled" + suffix] = o.text_embeds
+    return out
+
+
+def openclip_outputs(tt, ids, suffix=""):
+    """last / penultimate / pooled straight from open_clip's TextTransformer."""
+    seen = {}
+    hooks = [blk.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o))
+             for k, blk in enumerate(tt.transformer.resblocks)]
+    hooks.append(tt.ln_final.register_forward_hook(lambda m, i, o: seen.__setitem__("ln", o)))
+    with torch.no_grad():
+        pooled = tt(ids)
+    for h in hooks:
+        h.remove()
+    n = len(tt.transformer.resblocks)
+    return {"last_hidden_state" + suffix: seen["ln"],
+            "penultimate_hidden_state" + suffix: seen[n - 2],
+            "pooled" + suffix: pooled}
+
+
+def new_clip_l(seed, dtype):
+    from transformers import CLIPTextModel
+    torch.manual_seed(seed)
+    m = CLIPTextModel(clip_config(32, 2, 3, 37, "quick_gelu")).eval()
+    randomize(m, seed, dtype)
+    return m
+
+
+def new_openclip(seed, dtype, width, heads, layers, ff, proj):
+    from open_clip.transformer import TextTransformer
+    torch.manual_seed(seed)
+    tt = TextTransformer(context_length=77, vocab_size=VOCAB, width=width, heads=heads,
+                         layers=layers, mlp_ratio=ff / width, output_dim=proj,
+                         act_layer=torch.nn.GELU).eval()
+    assert tt.transformer.resblocks[0].mlp.c_fc.out_features == ff
+    randomize(tt, seed, dtype)
+    return tt
+
+
+def openclip_to_diffusers(tt, ckpt, prefix, with_proj):
+    """diffusers' own conversion of the original keys into a CLIPTextModel."""
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    width = tt.width
+    cfg = clip_config(width, tt.heads, len(tt.transformer.resblocks),
+                      tt.transformer.resblocks[0].mlp.c_fc.out_features, "gelu",
+                      proj=tt.output_dim if with_proj else None)
+    model = (CLIPTextModelWithProjection if with_proj else CLIPTextModel)(cfg).eval()
+    sd = convert_open_clip_checkpoint(model, ckpt, prefix=prefix)
+    if not with_proj:
+        sd.pop("text_projection.weight", None)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    assert not missing and not unexpected, (missing, unexpected)
+    return model
+
+
+def save_st(tensors, path, dtype=None):
+    out = {}
+    for k, v in tensors.items():
+        v = v.detach().contiguous()
+        out[k] = v.to(dtype) if dtype is not None and v.is_floating_point() else v
+    save_file(out, path)
+
+
+def save_folder(folder, parts, tokenizers, pipeline):
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    index = {"_class_name": pipeline, "_diffusers_version": "0.31.0"}
+    for name, (model, dtype) in parts.items():
+        model.to(dtype).save_pretrained(os.path.join(folder, name), safe_serialization=True)
+        model.float()
+        index[name] = ["transformers", type(model).__name__]
+    for name, pad in tokenizers.items():
+        tok = CLIPTokenizer(os.path.join(TINY_DIR, "vocab.json"),
+                            os.path.join(TINY_DIR, "merges.txt"), pad_token=pad)
+        tok.save_pretrained(os.path.join(folder, name))
+        index[name] = ["transformers", "CLIPTokenizer"]
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump(index, f, indent=2, sort_keys=True)
+
+
+def close(a, b, what, tol=1e-5):
+    d = (a - b).abs().max().item()
+    assert d <= tol, "%s: max diff %g" % (what, d)
+
+
+def encoder_goldens():
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
+
+    # SD1: CLIP-L style
+    clip_l = new_clip_l(301, torch.float16)
+    ckpt = {"cond_stage_model.transformer." + k: v for k, v in clip_l.state_dict().items()
+            if "position_ids" not in k}
+    back = convert_ldm_clip_checkpoint(ckpt)
+    for k, v in clip_l.state_dict().items():
+        if "position_ids" not in k:
+            assert torch.equal(back[k], v), k
+    ids = make_ids(EOS, 11)
+    io = {"input_ids": ids, **hf_outputs(clip_l, ids)}
+    save_st(ckpt, os.path.join(OUT, "sd1.safetensors"), torch.float16)
+    save_folder(os.path.join(OUT, "sd1"), {"text_encoder": (clip_l, torch.float16)},
+                {"tokenizer": "<|endoftext|>"}, "StableDiffusionPipeline")
+    save_st(io, os.path.join(OUT, "sd1_io.safetensors"))
+
+    # SD2: OpenCLIP style (24 layers in SD2; 3 here, so nothing is dropped)
+    tt = new_openclip(302, torch.float16, 32, 2, 3, 53, 24)
+    ckpt = {"cond_stage_model.model." + k: v for k, v in tt.state_dict().items()}
+    hf = openclip_to_diffusers(tt, ckpt, "cond_stage_model.model.", with_proj=False)
+    ids = make_ids(0, 12)
+    ref = openclip_outputs(tt, ids)
+    conv = hf_outputs(hf, ids)
+    for k in ("last_hidden_state", "penultimate_hidden_state"):
+        close(conv[k], ref[k], "sd2 " + k)
+    io = {"input_ids": ids, **ref}
+    save_st(ckpt, os.path.join(OUT, "sd2.safetensors"), torch.float16)
+    save_folder(os.path.join(OUT, "sd2"), {"text_encoder": (hf, torch.float16)},
+                {"tokenizer": "!"}, "StableDiffusionPipeline")
+    save_st(io, os.path.join(OUT, "sd2_io.safetensors"))
+
+    # SDXL: CLIP-L style + OpenCLIP bigG style with projection (bf16)
+    clip_l = new_clip_l(303, torch.float16)
+    tt = new_openclip(304, torch.bfloat16, 40, 2, 3, 53, 24)
+    ckpt = {"conditioner.embedders.0.transformer." + k: v
+            for k, v in clip_l.state_dict().items() if "position_ids" not in k}
+    ck2 = {"conditioner.embedders.1.model." + k: v for k, v in tt.state_dict().items()}
+    back = convert_ldm_clip_checkpoint(ckpt)
+    for k, v in clip_l.state_dict().items():
+        if "position_ids" not in k:
+            assert torch.equal(back[k], v), k
+    hf2 = openclip_to_diffusers(tt, ck2, "conditioner.embedders.1.model.", with_proj=True)
+    ids = make_ids(EOS, 13)
+    ids2 = ids.clone()
+    ids2[ids2 == EOS] = 0
+    ids2[torch.arange(2), ids.argmax(-1)] = EOS
+    ref2 = openclip_outputs(tt, ids2, "_2")
+    conv2 = hf_outputs(hf2, ids2, "_2")
+    for k in ref2:
+        close(conv2[k], ref2[k], "sdxl " + k)
+    io = {"input_ids": ids, **hf_outputs(clip_l, ids), "input_ids_2": ids2, **ref2}
+    st = {k: v.to(torch.float16) for k, v in ckpt.items()}
+    st.update({k: v.to(torch.bfloat16) for k, v in ck2.items()})
+    save_st(st, os.path.join(OUT, "sdxl.safetensors"))
+    save_folder(os.path.join(OUT, "sdxl"), {"text_encoder": (clip_l, torch.float16),
+                                            "text_encoder_2": (hf2, torch.bfloat16)},
+                {"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
+                "StableDiffusionXLPipeline")
+    save_st(io, os.path.join(OUT, "sdxl_io.safetensors"))
+    print("encoders: sd1, sd2, sdxl written (conversions verified)")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    tokenizer_goldens()
+    try:
+        tokenizer_goldens()
+        encoder_goldens()
+    finally:
+        shutil.rmtree(TINY_DIR)
 
 
 if __name__ == "__main__":

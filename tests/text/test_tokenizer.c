@@ -99,10 +99,10 @@ int main(void) {
   ldm_tokenizer_free(tok);
 
   char v[4096], m[4096], s[4096], c[4096];
-  ldm_test_golden("text/tiny_tokenizer/vocab.json", v, sizeof v);
-  ldm_test_golden("text/tiny_tokenizer/merges.txt", m, sizeof m);
-  ldm_test_golden("text/tiny_tokenizer/special_tokens_map.json", s, sizeof s);
-  ldm_test_golden("text/tiny_tokenizer/tokenizer_config.json", c, sizeof c);
+  ldm_test_golden("text/sd2/tokenizer/vocab.json", v, sizeof v);
+  ldm_test_golden("text/sd2/tokenizer/merges.txt", m, sizeof m);
+  ldm_test_golden("text/sd2/tokenizer/special_tokens_map.json", s, sizeof s);
+  ldm_test_golden("text/sd2/tokenizer/tokenizer_config.json", c, sizeof c);
   tok = NULL;
   CHECK(ldm_tokenizer_new_files(&tok, v, m, s, c, &err) == LDM_OK, "files: %s", err.msg);
   if (tok) {

@@ -1,0 +1,74 @@
+/* CLIP text transformer (transformers' CLIPTextModel / open_clip's
+ * TextTransformer): token + position embeddings, pre-norm causal
+ * self-attention blocks, final LayerNorm, optional text projection.
+ * One loader for both key namings (original single-file and diffusers). */
+#ifndef LDM_TEXT_CLIP_TEXT_H
+#define LDM_TEXT_CLIP_TEXT_H
+
+#include <stdbool.h>
+#include "core/tensor.h"
+#include "core/threads.h"
+#include "io/source.h"
+
+typedef struct ldm_clip_config {
+  int n_vocab;          /* 49408 */
+  int n_pos;            /* 77 */
+  int d;                /* 768 CLIP-L, 1024 OpenCLIP-H, 1280 OpenCLIP-bigG */
+  int n_layers;         /* 12 / 24 (23 in diffusers' SD2 folders) / 32 */
+  int n_heads;          /* 12 / 16 / 20 (d / 64 when no config says) */
+  int d_ff;             /* 3072 / 4096 / 5120 */
+  int d_proj;           /* text projection width, 0 = none (SD1, SD2 folder) */
+  bool quick_gelu;      /* CLIP-L: x*sigmoid(1.702x); OpenCLIP: exact GELU */
+  bool openclip_names;  /* weights came with open_clip's (original) names */
+  bool proj_is_linear;  /* projection stored as Linear [proj, d] (else [d, proj]) */
+  float eps;            /* 1e-5 */
+} ldm_clip_config;
+
+typedef struct ldm_clip_layer {
+  ldm_tensor ln1_w, ln1_b;   /* [d] */
+  ldm_tensor q_w, k_w, v_w;  /* [d, d]: views of in_proj_weight [3d, d] for OpenCLIP */
+  ldm_tensor q_b, k_b, v_b;  /* [d] */
+  ldm_tensor o_w, o_b;       /* [d, d], [d] */
+  ldm_tensor ln2_w, ln2_b;   /* [d] */
+  ldm_tensor fc1_w, fc1_b;   /* [d_ff, d], [d_ff] */
+  ldm_tensor fc2_w, fc2_b;   /* [d, d_ff], [d] */
+} ldm_clip_layer;
+
+typedef struct ldm_clip_weights {
+  ldm_tensor tok_emb;        /* [n_vocab, d] */
+  ldm_tensor pos_emb;        /* [n_pos, d] */
+  ldm_clip_layer *layers;    /* n_layers */
+  ldm_tensor lnf_w, lnf_b;   /* [d] */
+  ldm_tensor proj;           /* [d_proj, d] (Linear) or [d, d_proj]; data NULL if none */
+} ldm_clip_weights;
+
+typedef struct ldm_clip_text {
+  ldm_clip_config cfg;
+  ldm_clip_weights w;
+  char where[160];           /* "file.safetensors: cond_stage_model.model." for messages */
+} ldm_clip_text;
+
+/* Loads text encoder `index` of a model (0: CLIP-L of SD1/SDXL or OpenCLIP-H
+ * of SD2; 1: SDXL's OpenCLIP-bigG) from a single file (original keys
+ * cond_stage_model.transformer[.text_model].*, cond_stage_model.model.*,
+ * conditioner.embedders.N.*, or a bare text_model.* file) or a diffusers
+ * folder (text_encoder/, text_encoder_2/ with config.json). heads > 0
+ * overrides the head count (single files carry no config: d / 64). */
+ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index,
+                              int heads, ldm_error *err);
+void ldm_clip_text_free(ldm_clip_text *m);
+
+/* Runs the embeddings and the first n_run layers on ids [B, T] (T <= n_pos):
+ * out [B, T, d] = output of layer n_run (no final norm); prev (NULL ok)
+ * [B, T, d] = output of layer n_run - 1 (the embeddings when n_run = 1). */
+ldm_status ldm_clip_text_forward(ldm_ctx *ctx, const ldm_clip_text *m, const int32_t *ids,
+                                 int B, int T, int n_run, float *out, float *prev);
+/* final_layer_norm / ln_final over rows x d (in-place allowed). */
+ldm_status ldm_clip_text_final_norm(ldm_ctx *ctx, const ldm_clip_text *m, float *y,
+                                    const float *x, int64_t rows);
+/* pooled [B, d_proj] = normed [B, T, d] at each row's first argmax id (the
+ * end-of-text token), times the text projection. */
+ldm_status ldm_clip_text_pool(ldm_ctx *ctx, const ldm_clip_text *m, float *pooled,
+                              const float *normed, const int32_t *ids, int B, int T);
+
+#endif
