@@ -202,7 +202,6 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
     goto done;
   }
   ldm_rng_seed(&r->rng, r->p->rng, seed);
-  ldm_sampler_set_strength(r->sampler, task == LDM_TASK_TXT2IMG || task == LDM_TASK_UPSCALE ? 1.0f : r->p->strength);
   int begin = ldm_sampler_begin(r->sampler);
   bool full_strength = begin == 0;
   r->blend_mask = NULL;
@@ -419,7 +418,10 @@ static ldm_status prepare(run *r, int W, int H) {
   LDM_TRY(encode_prompt(r, r->job->prompt, cond));
   if (r->cfg) LDM_TRY(encode_prompt(r, r->job->negative, r->context));
   ldm_sampler_config c = sampler_config(r);
-  return ldm_sampler_new(&r->sampler, &c, r->n, r->err);
+  LDM_TRY(ldm_sampler_new(&r->sampler, &c, r->n, r->err));
+  ldm_task task = r->p->task;
+  ldm_sampler_set_strength(r->sampler, task == LDM_TASK_TXT2IMG || task == LDM_TASK_UPSCALE ? 1.0f : r->p->strength);
+  return LDM_OK;
 }
 
 static ldm_image *planar_to_image(const float *planar, int W, int H) {
