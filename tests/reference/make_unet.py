@@ -294,7 +294,8 @@ def main_tiny(out):
 
 
 def main_slow(d):
-    """Full-size random SD1.5 UNet (fp16) in both layouts + one 64x64 batch-2 eval."""
+    """Full-size random SD1.5 UNet (fp16) in both layouts + one 64x64 batch-2 eval.
+    Each file appears atomically (written beside, then renamed)."""
     os.makedirs(d, exist_ok=True)
     single, folder, iop = (os.path.join(d, "sd15.safetensors"), os.path.join(d, "sd15"),
                            os.path.join(d, "sd15_io.safetensors"))
@@ -305,15 +306,20 @@ def main_slow(d):
     m = randomize(UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8), 5)
     cfg = full_config(m)
     sd = m.state_dict()
-    save_folder(folder, m, torch.float16, "epsilon")
+    save_folder(folder + ".tmp", m, torch.float16, "epsilon")
+    if os.path.exists(folder):
+        shutil.rmtree(folder)
+    os.rename(folder + ".tmp", folder)
     ldm = to_ldm(sd, cfg, "model.diffusion_model.", torch.float16)
     check_roundtrip(ldm, sd, cfg)
-    save_file(ldm, single)
+    save_file(ldm, single + ".tmp")
+    os.replace(single + ".tmp", single)
     del ldm
     t0 = time.time()
     io = make_io(m, 77, (2, 4, 64, 64), 77)
-    print(f"diffusers f32 forward (1 thread): {time.time() - t0:.1f} s")
-    save_file(io, iop)
+    print(f"diffusers f32 forward (torch, 1 thread): {time.time() - t0:.1f} s")
+    save_file(io, iop + ".tmp")
+    os.replace(iop + ".tmp", iop)
 
 
 if __name__ == "__main__":
