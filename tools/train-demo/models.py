@@ -49,8 +49,9 @@ def make_vae(x4=False):
 def make_unet(in_channels=4):
     return UNet2DConditionModel(
         sample_size=IMAGE_SIZE // 8, in_channels=in_channels, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        # SDXL's pattern (no attention at the full-resolution level), SD1's conventions
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=(32, 64, 64), layers_per_block=2,
         cross_attention_dim=TEXT_HIDDEN, attention_head_dim=8,
         norm_num_groups=32, norm_eps=1e-5, use_linear_projection=False,

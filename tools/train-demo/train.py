@@ -8,6 +8,8 @@ run follows the same data):
   x4vae    AutoencoderKL, 4x down; latents rescaled to the x4 upscaler's 0.08333
   x4       x4-upscaler UNet (7 channels, class-embedded noise level), v-prediction,
            with its own SD2-style (gelu) text encoder
+  vaedec, x4vaedec   decoder-only fine-tuning of a finished VAE (latent space
+           unchanged, so it runs beside the diffusion stage using it)
 
 Usage: train.py STAGE --steps N [--batch B] [--lr LR]
 Loss curves go to models/demo/training-log.txt.
@@ -64,7 +66,7 @@ def x4_scheduler():
 
 def x4_low_res_scheduler():
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
-                         beta_schedule="linear")
+                         beta_schedule="scaled_linear")
 
 
 def to_tensor(imgs_u8):
@@ -89,8 +91,12 @@ class Ema:
 
 
 def train_loop(stage, modules, trainable, loss_fn, steps, lr, warmup=100, ema_decay=0.999,
-               ckpt_every=200, log_every=25):
-    """Generic resumable AdamW loop with warmup + cosine decay and EMA of `modules`."""
+               ckpt_every=100, log_every=25, minutes=0.0):
+    """Generic resumable AdamW loop with warmup + cosine decay and EMA of `modules`.
+
+    With minutes > 0 the step count is fixed after 20 timed steps so that the
+    stage fits the time budget; the count is logged (rerun with --steps N to
+    reproduce the same run)."""
     os.makedirs(WORK, exist_ok=True)
     ckpt = os.path.join(WORK, stage + ".pt")
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2, betas=(0.9, 0.99))
@@ -103,13 +109,20 @@ def train_loop(stage, modules, trainable, loss_fn, steps, lr, warmup=100, ema_de
         opt.load_state_dict(st["opt"])
         ema.shadow = st["ema"]
         start = st["step"]
-        log("%s: resumed at step %d" % (stage, start))
+        steps = st.get("steps", steps)
+        minutes = 0.0
+        log("%s: resumed at step %d of %d" % (stage, start, steps))
     else:
         log("%s: start, %d steps, lr %g, params %s" % (
             stage, steps, lr, ", ".join(str(M.nparams(m)) for m in modules)))
     t0 = time.time()
     acc, nacc = 0.0, 0
-    for step in range(start, steps):
+    step = start
+    while step < steps:
+        if minutes and step == start + 20:
+            rate = (time.time() - t0) / 20
+            steps = max(step + 1, int(minutes * 60 / rate))
+            log("%s: %.2f s/step, step count fixed at %d for %.0f min" % (stage, rate, steps, minutes))
         f = (step + 1) / warmup if step < warmup else \
             0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for g in opt.param_groups:
@@ -129,8 +142,9 @@ def train_loop(stage, modules, trainable, loss_fn, steps, lr, warmup=100, ema_de
             acc, nacc = 0.0, 0
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             torch.save({"models": [m.state_dict() for m in modules], "opt": opt.state_dict(),
-                        "ema": ema.shadow, "step": step + 1}, ckpt + ".tmp")
+                        "ema": ema.shadow, "step": step + 1, "steps": steps}, ckpt + ".tmp")
             os.replace(ckpt + ".tmp", ckpt)
+        step += 1
     log("%s: done in %.1f min this run" % (stage, (time.time() - t0) / 60))
     for m, sd in zip(modules, ema.shadow):
         m.load_state_dict(sd)
@@ -155,6 +169,29 @@ def rescale_vae(vae, latents_std, target_std):
     return k
 
 
+def warm_start_x4_vae(vae):
+    """Initialise the 4x VAE from the trained 8x one, level by level (one level less).
+
+    Encoder levels 0-2 and the decoder's last three levels have the same shapes;
+    only a starting point, the stage trains everything."""
+    if os.path.exists(os.path.join(WORK, "vae_final")):
+        src = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final")).state_dict()
+    else:       # the 8x VAE is still training: start from its latest EMA weights
+        src = torch.load(os.path.join(WORK, "vae.pt"), weights_only=False)["ema"][0]
+    dst = vae.state_dict()
+    n = 0
+    for k in dst:
+        sk = k
+        if k.startswith("decoder.up_blocks."):
+            i = int(k.split(".")[2])
+            sk = "decoder.up_blocks.%d.%s" % (i + 1, k.split(".", 3)[3])
+        if sk in src and src[sk].shape == dst[k].shape:
+            dst[k] = src[sk].clone()
+            n += 1
+    vae.load_state_dict(dst)
+    log("x4vae: %d of %d tensors initialised from the 8x VAE" % (n, len(dst)))
+
+
 def vae_data(x4):
     if x4:
         rng = np.random.default_rng([SEED, 11])
@@ -169,6 +206,10 @@ def stage_vae(args, x4=False):
     stage = "x4vae" if x4 else "vae"
     torch.manual_seed(SEED)
     vae = M.make_vae(x4)
+    if x4 and not os.path.exists(os.path.join(WORK, stage + ".pt")) and (
+            os.path.exists(os.path.join(WORK, "vae_final")) or
+            os.path.exists(os.path.join(WORK, "vae.pt"))):
+        warm_start_x4_vae(vae)
     big, small = vae_data(x4)
     crop = 32
 
@@ -192,7 +233,7 @@ def stage_vae(args, x4=False):
         kl = post.kl().mean() / z[0].numel()
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
 
-    train_loop(stage, [vae], list(vae.parameters()), loss_fn, args.steps, args.lr,
+    train_loop(stage, [vae], list(vae.parameters()), loss_fn, args.steps, args.lr, minutes=args.minutes,
                ema_decay=0.995)
     # measure latent std on full images and rescale to the family's scaling factor
     eval_imgs = small[:256] if not x4 else [b[:64, :64] for b in big[:128]] + small[:128]
@@ -205,6 +246,49 @@ def stage_vae(args, x4=False):
     k = rescale_vae(vae, z.std().item(), 1.0 / scale)
     log("%s: reconstruction PSNR %.2f dB on %d images; latent std %.4f, rescaled by %.4f to std %.3f "
         "(scaling_factor %g)" % (stage, psnr, len(x), z.std().item(), k, 1 / scale, scale))
+    vae.save_pretrained(os.path.join(WORK, stage + "_final"))
+
+
+def stage_decoder(args, x4=False):
+    """Fine-tune only the decoder (and post_quant_conv) of a finished VAE.
+
+    The encoder and so the latent space stay fixed, so this runs in parallel
+    with the diffusion stage that uses the same latents."""
+    src = "x4vae" if x4 else "vae"
+    stage = src + "dec"
+    vae = AutoencoderKL.from_pretrained(os.path.join(WORK, src + "_final"))
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    big, small = vae_data(x4)
+    crop = 32
+
+    def loss_fn(step):
+        rng = np.random.default_rng([SEED, 150 + x4, step])
+        out = []
+        for b in range(args.batch):
+            s = big[rng.integers(len(big))] if (big and rng.random() < 0.5) else \
+                small[rng.integers(len(small))]
+            y, x = rng.integers(0, s.shape[0] - crop + 1, size=2)
+            out.append(s[y:y + crop, x:x + crop])
+        x = to_tensor(np.stack(out))
+        with torch.no_grad():
+            post = vae.encode(x).latent_dist
+            g = torch.Generator().manual_seed(SEED * 19 + step)
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        rec = vae.decode(z).sample
+        return F.l1_loss(rec, x) + F.mse_loss(rec, x)
+
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    train_loop(stage, [vae], params, loss_fn, args.steps, args.lr, minutes=args.minutes,
+               warmup=20, ema_decay=0.99)
+    eval_imgs = small[:256] if not x4 else [b[:64, :64] for b in big[:128]] + small[:128]
+    with torch.no_grad():
+        x = to_tensor(np.stack(eval_imgs))
+        rec = torch.cat([vae.decode(vae.encode(x[i:i + 32]).latent_dist.mean).sample
+                         for i in range(0, len(x), 32)])
+        psnr = 10 * math.log10(4.0 / F.mse_loss(rec.clamp(-1, 1), x).item())
+    log("%s: reconstruction PSNR %.2f dB on %d images after decoder fine-tuning" % (
+        stage, psnr, len(x)))
     vae.save_pretrained(os.path.join(WORK, stage + "_final"))
 
 
@@ -245,7 +329,7 @@ def t2i_data(vae):
     cache = os.path.join(WORK, "t2i_data.pt")
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    imgs, _, scenes = D.make_dataset(nsz(12000), 64, SEED + 2)
+    imgs, _, scenes = D.make_dataset(nsz(6000), 64, SEED + 2)
     mu, sd = encode_all(vae, imgs, M.SD1_SCALE)
     data = {"mu": mu, "sd": sd, "scenes": scenes}
     torch.save(data, cache)
@@ -278,7 +362,7 @@ def stage_t2i(args):
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
     train_loop("t2i", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
-               args.steps, args.lr, ema_decay=0.998)
+               args.steps, args.lr, minutes=args.minutes, ema_decay=0.99)
     te.save_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
     unet.save_pretrained(os.path.join(WORK, "t2i_final", "unet"))
 
@@ -311,7 +395,7 @@ def inpaint_data(vae):
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
     rng = np.random.default_rng([SEED, 21])
-    N = nsz(6000)
+    N = nsz(4000)
     imgs = np.empty((N, 64, 64, 3), np.uint8)
     masks = np.empty((N, 64, 64), np.float32)
     scenes = []
@@ -377,28 +461,36 @@ def stage_inpaint(args):
         w = snr_weights(sched, t, False)
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    train_loop("inpaint", [unet], list(unet.parameters()), loss_fn, args.steps, args.lr,
-               warmup=50, ema_decay=0.995)
+    train_loop("inpaint", [unet], list(unet.parameters()), loss_fn, args.steps, args.lr, minutes=args.minutes,
+               warmup=50, ema_decay=0.99)
     unet.save_pretrained(os.path.join(WORK, "inpaint_final", "unet"))
 
 
-def x4_pairs(n, seed):
-    """n (HR 64x64, caption) pairs: half whole 64-px scenes, half 64-px crops of 256-px scenes."""
+def x4_pairs(n, seed, crop=32):
+    """n (HR crop x crop, caption) pairs: half from 64-px scenes, half from 256-px scenes.
+
+    Crops start on multiples of 4, so the box-downscaled crop is the crop of the
+    box-downscaled image (the network is convolutional: trained on crops, run
+    on whole images)."""
     rng = np.random.default_rng([seed])
     hr, caps = [], []
-    big = None
+    big = small = None
     for i in range(n):
         if i % 2 == 0:
-            s = D.sample_scene(rng)
-            hr.append(D.render(s, 64))
-            caps.append(D.caption(s, rng))
+            if i % 4 == 0:
+                s = D.sample_scene(rng)
+                small = D.render(s, 64)
+                smallcap = D.caption(s, rng)
+            y, x = rng.integers(0, (64 - crop) // 4 + 1, size=2) * 4
+            hr.append(small[y:y + crop, x:x + crop])
+            caps.append(smallcap)
         else:
             if i % 8 == 1:
                 ms = D.sample_multi_scene(rng)
                 big = D.render(ms, 256)
                 bigcap = D.caption(ms[0], rng)
-            y, x = rng.integers(0, 48, size=2) * 4
-            hr.append(big[y:y + 64, x:x + 64])
+            y, x = rng.integers(0, (256 - crop) // 4 + 1, size=2) * 4
+            hr.append(big[y:y + crop, x:x + crop])
             caps.append(bigcap)
     hr = np.stack(hr)
     lr = np.stack([D.downscale(h, 4) for h in hr])
@@ -409,7 +501,7 @@ def x4_data(vae):
     cache = os.path.join(WORK, "x4_data.pt")
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    hr, lr, caps = x4_pairs(nsz(6000), SEED + 31)
+    hr, lr, caps = x4_pairs(nsz(8000), SEED + 31)
     mu, sd = encode_all(vae, hr, M.X4_SCALE)
     data = {"mu": mu, "sd": sd, "lr": to_tensor(lr), "caps": caps}
     torch.save(data, cache)
@@ -449,25 +541,28 @@ def stage_x4(args):
         return (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
 
     train_loop("x4", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
-               args.steps, args.lr, ema_decay=0.998)
+               args.steps, args.lr, minutes=args.minutes, ema_decay=0.99)
     te.save_pretrained(os.path.join(WORK, "x4_final", "text_encoder"))
     unet.save_pretrained(os.path.join(WORK, "x4_final", "unet"))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["vae", "t2i", "inpaint", "x4vae", "x4"])
-    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("stage", choices=["vae", "t2i", "inpaint", "x4vae", "x4", "vaedec", "x4vaedec"])
+    ap.add_argument("--steps", type=int, default=100000)
+    ap.add_argument("--minutes", type=float, default=0.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     t0 = time.time()
-    log("=== %s: steps %d batch %d lr %g seed %d torch %s threads %d" % (
-        args.stage, args.steps, args.batch, args.lr, SEED, torch.__version__,
+    log("=== %s: steps %d minutes %g batch %d lr %g seed %d torch %s threads %d" % (
+        args.stage, args.steps, args.minutes, args.batch, args.lr, SEED, torch.__version__,
         torch.get_num_threads()))
     {"vae": lambda a: stage_vae(a, False), "x4vae": lambda a: stage_vae(a, True),
-     "t2i": stage_t2i, "inpaint": stage_inpaint, "x4": stage_x4}[args.stage](args)
+     "t2i": stage_t2i, "inpaint": stage_inpaint, "x4": stage_x4,
+     "vaedec": lambda a: stage_decoder(a, False), "x4vaedec": lambda a: stage_decoder(a, True),
+     }[args.stage](args)
     log("=== %s: finished, wall %.1f min" % (args.stage, (time.time() - t0) / 60))
 
 
