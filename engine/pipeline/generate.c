@@ -430,6 +430,86 @@ static ldm_image *planar_to_image(const float *planar, int W, int H) {
   return img;
 }
 
+/* Tile origins covering n pixels with tiles of t overlapping by at least ov. */
+static int tile_origins(int n, int t, int ov, int *org, int max) {
+  if (n <= t) {
+    org[0] = 0;
+    return 1;
+  }
+  /* k tiles with (k - 1) * (t - ov) >= n - t, spread evenly */
+  int k = (n - ov + (t - ov) - 1) / (t - ov);
+  if (k < 2) k = 2;
+  if (k > max) k = max;
+  for (int i = 0; i < k; i++) org[i] = (int)((int64_t)i * (n - t) / (k - 1));
+  return k;
+}
+
+/* Blend weight of pixel x in a tile of size t at origin o of an image of size
+ * n: a linear ramp over `ramp` pixels on sides that touch another tile. */
+static float tile_weight(int x, int t, int o, int n, int ramp) {
+  float w = 1.0f;
+  if (o > 0 && x < ramp) w = fminf(w, (x + 0.5f) / ramp);
+  if (o + t < n && x >= t - ramp) w = fminf(w, (t - x - 0.5f) / ramp);
+  return w;
+}
+
+/* x4 upscale of the whole low-res image [3, FH, FW], in overlapping tiles of
+ * at most `lt` low-res pixels when it is larger (each tile is one diffusion
+ * run; overlaps are cross-faded), so memory depends on the tile size only. */
+static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_image **out, int count) {
+  const ldm_job_params *p = r->p;
+  int f = ldm_vae_factor(r->m->vae);
+  int lt = p->tile_size > 0 ? p->tile_size / f : 128;
+  if (lt < 16) lt = 16;
+  int tw = FW < lt ? FW : lt, th = FH < lt ? FH : lt, ov = lt / 4;
+  int ox[64], oy[64];
+  int nx = tile_origins(FW, tw, ov, ox, 64), ny = tile_origins(FH, th, ov, oy, 64);
+  LDM_TRY(prepare(r, tw, th));
+  r->W = tw * f; /* decode to the 4x size */
+  r->H = th * f;
+  int OW = FW * f, OH = FH * f, TW = tw * f, TH = th * f;
+  size_t tile_px = (size_t)TW * TH, out_px = (size_t)OW * OH;
+  float *tile_in = malloc((size_t)3 * tw * th * sizeof(float)), *tile_out = malloc(3 * tile_px * sizeof(float));
+  float *acc = malloc(3 * out_px * sizeof(float)), *wsum = malloc(out_px * sizeof(float));
+  ldm_status st = LDM_OK;
+  if (!tile_in || !tile_out || !acc || !wsum) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d upscale", OW, OH);
+  int steps = ldm_sampler_timestep_count(r->sampler);
+  r->step_total = count * nx * ny * steps;
+  for (int b = 0; b < count && st == LDM_OK; b++) {
+    memset(acc, 0, 3 * out_px * sizeof(float));
+    memset(wsum, 0, out_px * sizeof(float));
+    for (int ty = 0; ty < ny && st == LDM_OK; ty++)
+      for (int tx = 0; tx < nx && st == LDM_OK; tx++) {
+        r->step_base = ((b * ny + ty) * nx + tx) * steps;
+        for (int c = 0; c < 3; c++)
+          for (int y = 0; y < th; y++)
+            memcpy(tile_in + ((size_t)c * th + y) * tw, init + ((size_t)c * FH + oy[ty] + y) * FW + ox[tx],
+                   (size_t)tw * sizeof(float));
+        image_inputs in = {tile_in, NULL};
+        st = run_one(r, p->seed + (uint64_t)b, &in, tile_out);
+        for (int y = 0; y < TH && st == LDM_OK; y++) {
+          float wy = tile_weight(y, TH, oy[ty] * f, OH, ov * f);
+          for (int x = 0; x < TW; x++) {
+            float w = wy * tile_weight(x, TW, ox[tx] * f, OW, ov * f);
+            size_t o = (size_t)(oy[ty] * f + y) * OW + (size_t)(ox[tx] * f + x);
+            for (int c = 0; c < 3; c++) acc[c * out_px + o] += w * tile_out[c * tile_px + (size_t)y * TW + x];
+            wsum[o] += w;
+          }
+        }
+      }
+    if (st != LDM_OK) break;
+    for (size_t i = 0; i < out_px; i++)
+      for (int c = 0; c < 3; c++) acc[c * out_px + i] /= wsum[i] > 0 ? wsum[i] : 1.0f;
+    out[b] = planar_to_image(acc, OW, OH);
+    if (!out[b]) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+  }
+  free(tile_in);
+  free(tile_out);
+  free(acc);
+  free(wsum);
+  return st;
+}
+
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
   const ldm_job_params *p = &job->p;
   ldm_model *m = job->model;
@@ -504,6 +584,10 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     }
     pl_mask_to_float(p->mask, mask);
   }
+  if (p->task == LDM_TASK_UPSCALE) {
+    st = upscale_all(&r, init, FW, FH, out, count);
+    goto done;
+  }
   bool inpaint = mask != NULL;
   if (inpaint) {
     int x0, y0, x1, y1;
@@ -546,10 +630,6 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     WW = p->width ? p->width : round8(FW);
     WH = p->height ? p->height : round8(FH);
   }
-  if (p->task == LDM_TASK_UPSCALE) { /* the model works at the low-res size */
-    WW = FW;
-    WH = FH;
-  }
   int RW = rx1 - rx0, RH = ry1 - ry0;
   if (src_img) {
     work_init = malloc((size_t)3 * WW * WH * sizeof(float));
@@ -583,12 +663,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     free(crop);
   }
   if ((st = prepare(&r, WW, WH)) != LDM_OK) goto done;
-  int OW = p->task == LDM_TASK_UPSCALE ? WW * ldm_vae_factor(m->vae) : WW;
-  int OH = p->task == LDM_TASK_UPSCALE ? WH * ldm_vae_factor(m->vae) : WH;
-  if (p->task == LDM_TASK_UPSCALE) {
-    r.H = OH; /* decode to the 4x size */
-    r.W = OW;
-  }
+  int OW = WW, OH = WH;
   gen = malloc((size_t)3 * OW * OH * sizeof(float));
   if (!gen) {
     st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
