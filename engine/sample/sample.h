@@ -63,7 +63,11 @@ typedef enum ldm_sampler_kind {
 
 /* Scheduler configuration; fields named as in diffusers' scheduler configs.
  * ldm_sampler_config_preset fills the values a StableDiffusionPipeline gets
- * with `Scheduler.from_config(sd15_scheduler_config)`. */
+ * with `Scheduler.from_config(sd15_scheduler_config)`. Other families differ
+ * only in what their scheduler_config.json states: SDXL sets
+ * timestep_spacing "leading" (spacing = LDM_SPACING_LEADING); SD2.x 768
+ * sets prediction_type "v_prediction"; zero-terminal-SNR models want
+ * rescale_zero_terminal_snr with trailing spacing. */
 typedef struct ldm_sampler_config {
   ldm_sampler_kind kind;
   int steps;                    /* num_inference_steps */

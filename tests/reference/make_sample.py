@@ -146,6 +146,10 @@ def sampler_cases():
         ("euler_exponential", E, dict(use_exponential_sigmas=True), {}),
         ("euler_sgm_uniform", E, {}, dict(sgm_uniform=True)),
         ("heun_leading", H, dict(timestep_spacing="leading"), {}),
+        # SDXL's scheduler_config sets timestep_spacing="leading"
+        ("euler_leading", E, dict(timestep_spacing="leading"), {}),
+        ("euler_a_leading", EA, dict(timestep_spacing="leading"), {}),
+        ("unipc_leading", U, dict(timestep_spacing="leading"), {}),
         ("dpmpp_2m_trailing", DPM, dict(timestep_spacing="trailing"), {}),
         ("dpmpp_2m_leading", DPM, dict(timestep_spacing="leading"), {}),
         ("ddim_linear_betas", DD, dict(beta_schedule="linear",
