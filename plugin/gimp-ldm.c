@@ -571,6 +571,12 @@ ldm_run (GimpProcedure        *procedure,
   if (! layer)
     {
       ldm_spec_clear (&spec);
+      if (g_error_matches (error, GIMP_PLUG_IN_ERROR, LDM_RUN_ERROR_CANCELLED))
+        {
+          g_clear_error (&error);
+          return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
+                                                   NULL);
+        }
       return gimp_procedure_new_return_values (procedure,
                                                GIMP_PDB_EXECUTION_ERROR, error);
     }

@@ -114,7 +114,8 @@ on_engine_progress (void            *user,
 
 /* Developer hook for plug-in work without the pipelines: with
  * GIMP_LDM_FAKE_ENGINE set, a job "succeeds" with a deterministic picture of
- * the size the engine would return (inverted init, or a gradient). Never set
+ * the size the engine would return (inverted init, or a gradient); a value
+ * over 1 is the time per step in milliseconds. Never set
  * by the test suite, whose success checks need the real engine. */
 static ldm_status
 fake_job_run (const ldm_job_params *jp,
@@ -122,6 +123,7 @@ fake_job_run (const ldm_job_params *jp,
 {
   const ldm_image *init = jp->init;
   gint             w, h, x, y, step;
+  gint             ms = atoi (g_getenv ("GIMP_LDM_FAKE_ENGINE"));
   ldm_image       *img;
 
   if (jp->task == LDM_TASK_TXT2IMG)
@@ -170,8 +172,10 @@ fake_job_run (const ldm_job_params *jp,
       }
   for (step = 1; step <= jp->steps; step++)
     {
-      g_usleep (20000);
-      if (on_engine_progress (run, step, jp->steps, step * 0.02, img))
+      /* a value over 1 is the time per step in milliseconds */
+      g_usleep ((ms > 1 ? ms : 20) * 1000);
+      if (on_engine_progress (run, step, jp->steps,
+                              step * (ms > 1 ? ms : 20) / 1000.0, img))
         {
           ldm_image_free (img);
           return LDM_ERR_CANCELLED;
@@ -314,7 +318,8 @@ ldm_run_job (const LdmRunParams  *params,
     }
   else if (run->status == LDM_ERR_CANCELLED)
     {
-      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0, _("Cancelled."));
+      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, LDM_RUN_ERROR_CANCELLED,
+                           _("Cancelled."));
     }
   else if (run->status == LDM_OK)
     {

@@ -12,6 +12,9 @@
 
 typedef struct _LdmRun LdmRun;
 
+/* GError code (domain GIMP_PLUG_IN_ERROR) of a run stopped by Cancel. */
+#define LDM_RUN_ERROR_CANCELLED 1
+
 /* Called on the main thread about 10 times a second while the job runs and
  * whenever a new preview arrived. `preview` is RGB float or NULL. */
 typedef void (*LdmRunProgressFn) (gpointer         user,

@@ -23,7 +23,7 @@ typedef struct
   GtkWidget           *estimate;
   GtkWidget           *preview;
   GtkWidget           *progress;
-  GtkWidget           *settings;      /* frozen while running */
+  GtkWidget           *extra;         /* our box under the generated widgets */
   GList               *models;        /* paths shown in model_combo */
   gint                 native;
   gboolean             running;
@@ -358,7 +358,7 @@ ldm_dialog_new (GimpProcedure        *procedure,
   gtk_widget_set_size_request (st->preview, PREVIEW_SIZE, PREVIEW_SIZE);
   gtk_container_add (GTK_CONTAINER (frame), st->preview);
   gtk_widget_show_all (hbox);
-  st->settings = grid;
+  st->extra = hbox;
 
   /* disconnected when the dialog (which owns `st`) is destroyed */
   g_signal_connect (config, "notify", G_CALLBACK (on_config_notify), st);
@@ -408,6 +408,7 @@ ldm_dialog_set_running (GtkWidget *dialog,
 {
   DialogState *st = get_state (dialog);
   GtkWidget   *ok;
+  GList       *children, *l;
 
   if (! st)
     return;
@@ -417,6 +418,14 @@ ldm_dialog_set_running (GtkWidget *dialog,
   ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (dialog), GTK_RESPONSE_OK);
   if (ok)
     gtk_widget_set_sensitive (ok, FALSE);
+  /* freeze the generated settings (everything but our box) */
+  children = gtk_container_get_children (GTK_CONTAINER (gtk_dialog_get_content_area (GTK_DIALOG (dialog))));
+  for (l = children; l; l = l->next)
+    if (l->data != st->extra)
+      gtk_widget_set_sensitive (GTK_WIDGET (l->data), FALSE);
+  g_list_free (children);
+  if (st->model_button)
+    gtk_widget_set_sensitive (st->model_button, FALSE);
   if (st->model_combo)
     gtk_widget_set_sensitive (st->model_combo, FALSE);
   g_signal_connect (dialog, "response", G_CALLBACK (on_running_response), st);
