@@ -1,7 +1,8 @@
 /* GEMM throughput of ldm_gemm (the engine's one sgemm/sbgemm wrapper) at the
  * SD1.5 UNet's shapes with 1 and 2 threads, and ldm_conv2d's achieved
  * GFLOP/s at a UNet 3x3 conv as a fraction of the GEMM figure at the same
- * M, N, K. Usage: bench_gemm [--quick]  (prints figures; never a test). */
+ * M, N, K; also ldm_attention at the 64x64-latent self/cross shapes.
+ * Usage: bench_gemm [--quick]  (prints figures; never a test). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,31 @@ done:
   return reps ? 2.0 * H * W * Cout * (9.0 * Cin) / best * 1e-9 : 0.0;
 }
 
+/* SD1.5 64x64-latent self-attention: B=1, T=4096, 8 heads of 40. */
+static double bench_attention(ldm_ctx *ctx, int T, int Tk, int heads, int dh,
+                              double min_s, double *ms) {
+  int64_t D = (int64_t)heads * dh;
+  float *q = rand_buf((size_t)(T * D)), *k = rand_buf((size_t)(Tk * D));
+  float *v = rand_buf((size_t)(Tk * D)), *o = malloc((size_t)(T * D) * 4);
+  double best = 1e30, total = 0;
+  int reps = 0;
+  if (!q || !k || !v || !o) goto done;
+  while (reps < 2 || (total < min_s && reps < 20)) {
+    double t0 = now_s();
+    if (ldm_attention(ctx, o, D, q, D, k, D, v, D, 1, T, Tk, heads, dh,
+                      false) != LDM_OK)
+      break;
+    double dt = now_s() - t0;
+    total += dt;
+    if (dt < best) best = dt;
+    reps++;
+  }
+done:
+  free(q), free(k), free(v), free(o);
+  *ms = reps ? best * 1e3 : 0.0;
+  return reps ? 4.0 * T * Tk * (double)D / best * 1e-9 : 0.0;
+}
+
 int main(int argc, char **argv) {
   double min_s = argc > 1 && strcmp(argv[1], "--quick") == 0 ? 0.2 : 1.0;
   static const int shapes[][3] = {
@@ -111,6 +137,13 @@ int main(int argc, char **argv) {
     printf("threads=%d  conv2d 64x64x320->320 3x3: %7.1f GFLOP/s = %.0f%% of "
            "ldm_gemm at M=4096 N=320 K=2880 (%.1f GFLOP/s)\n",
            threads, conv, peak > 0 ? 100.0 * conv / peak : 0.0, peak);
+    double ms;
+    double ag = bench_attention(&ctx, 4096, 4096, 8, 40, min_s, &ms);
+    printf("threads=%d  attention T=4096 Tk=4096 8x40: %7.1f GFLOP/s (%.0f ms, "
+           "GEMM part of the FLOPs only)\n", threads, ag, ms);
+    ag = bench_attention(&ctx, 4096, 77, 8, 40, min_s, &ms);
+    printf("threads=%d  attention T=4096 Tk=77   8x40: %7.1f GFLOP/s (%.0f ms)\n",
+           threads, ag, ms);
     fflush(stdout);
     ldm_pool_free(pool);
   }

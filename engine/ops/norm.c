@@ -54,14 +54,8 @@ static void gn_apply_task(void *user, int64_t t) {
   for (int64_t r = r0; r < r1; r++) {
     const float *xr = j->x + (b * j->HW + r) * j->C;
     float *yr = j->y + (b * j->HW + r) * j->C;
-    if (j->silu) {
-      for (int i = 0; i < j->C; i++) {
-        float v = xr[i] * sc[i] + sh[i];
-        yr[i] = v / (1.0f + expf(-v));
-      }
-    } else {
-      for (int i = 0; i < j->C; i++) yr[i] = xr[i] * sc[i] + sh[i];
-    }
+    for (int i = 0; i < j->C; i++) yr[i] = xr[i] * sc[i] + sh[i];
+    if (j->silu) ops_act_row(OPS_ACT_SILU, yr, yr, j->C);
   }
 }
 

@@ -109,7 +109,8 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
                          size_t max_scratch_bytes);
 
 /* ldm_attention with an explicit bound on the score chunk (bytes): at most
- * max_score_bytes / (4 * Tk) query rows (at least one) of one head at once.
+ * max_score_bytes / (4 * (Tk + 1)) query rows (at least one) of one head at
+ * once; that is all the scratch it takes.
  * ldm_attention uses LDM_ATTN_SCORE_BYTES. */
 #define LDM_ATTN_SCORE_BYTES ((size_t)32 << 20)
 ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,

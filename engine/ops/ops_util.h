@@ -33,8 +33,22 @@ static inline int64_t ops_tasks(int64_t n, int64_t grain) {
 void ops_add_bias_f32(ldm_ctx *ctx, float *y, int64_t rows, int C,
                       const float *bias);
 
-/* Softmax of one row of n values (y may alias x); an all -inf row gives
- * zeros. */
+/* Row kernels (vmath.c): AVX2+FMA when the CPU has it, libm otherwise.
+ * y may alias x. */
+typedef enum ops_act {
+  OPS_ACT_SILU,
+  OPS_ACT_GELU,
+  OPS_ACT_GELU_TANH,
+  OPS_ACT_QUICK_GELU
+} ops_act;
+void ops_act_row(ops_act kind, float *y, const float *x, int64_t n);
+void ops_act_row_naive(ops_act kind, float *y, const float *x, int64_t n);
+/* y = h * gelu(g) (exact gelu) */
+void ops_geglu_row(float *y, const float *h, const float *g, int64_t n);
+float ops_row_max(const float *x, int64_t n);
+/* y = exp(x - m); returns the sum of y */
+float ops_exp_sum(float *y, const float *x, int64_t n, float m);
+/* Softmax of one row (an all -inf row gives zeros). */
 void ops_softmax_row(float *y, const float *x, int64_t n);
 
 #endif

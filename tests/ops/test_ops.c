@@ -15,6 +15,7 @@
 #include "core/half.h"
 #include "core/threads.h"
 #include "ops/ops.h"
+#include "ops/ops_util.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4
@@ -70,7 +71,7 @@ static float *to_nchw(const float *x, int B, int C, int64_t HW) {
 
 static void close_(const char *what, const char *name, const float *got,
                    const float *ref, int64_t n) {
-  char buf[160];
+  char buf[320];
   snprintf(buf, sizeof buf, "%s %s %s", tag, what, name);
   ldm_test_close(buf, got, ref, n, ATOL, RTOL);
 }
@@ -306,6 +307,29 @@ static void test_activations(void) {
   }
 }
 
+/* Vector row kernels (AVX2 where present) against the libm loops over a
+ * dense sweep of [-40, 40], beyond what the torch golden samples. */
+static void test_row_kernels(void) {
+  const int64_t n = 160001;
+  float *x = alloc_f(n), *a = alloc_f(n), *b = alloc_f(n);
+  for (int64_t i = 0; i < n; i++) x[i] = -40.0f + 80.0f * (float)i / (float)(n - 1);
+  const char *names[] = {"silu", "gelu", "gelu_tanh", "quick_gelu"};
+  for (int k = 0; k < 4; k++) {
+    ops_act_row((ops_act)k, a, x, n);
+    ops_act_row_naive((ops_act)k, b, x, n);
+    close_("row-kernel-vs-libm", names[k], a, b, n);
+  }
+  /* exp(x - m) over [-90, 0] and its sum */
+  for (int64_t i = 0; i < n; i++) x[i] = -90.0f * (float)i / (float)(n - 1);
+  float s = ops_exp_sum(a, x, n, 0.0f);
+  double ref_sum = 0;
+  for (int64_t i = 0; i < n; i++) ref_sum += (b[i] = expf(x[i]));
+  close_("row-kernel-vs-libm", "exp", a, b, n);
+  float fs = (float)ref_sum;
+  close_("row-kernel-vs-libm", "exp sum", &s, &fs, 1);
+  free(x), free(a), free(b);
+}
+
 /* ----------------------------------------------------------- attention */
 static void test_attention(void) {
   const char *cases[] = {"attn_self", "attn_cross", "attn_causal", "attn_long",
@@ -330,7 +354,7 @@ static void test_attention(void) {
     close_("attention-naive", cases[c], o, ref, B * Tq * D);
     /* chunks of 7 query rows */
     OP(ldm_attention_ex(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal,
-                        7 * (size_t)Tk * sizeof(float)));
+                        7 * ((size_t)Tk + 1) * sizeof(float)));
     snprintf(n, sizeof n, "%s chunk=7", cases[c]);
     close_("attention", n, o, ref, B * Tq * D);
     /* strided rows: q/k/v/out inside wider buffers (as fused qkv projections) */
@@ -374,6 +398,18 @@ static void test_attention_memory(void) {
          tag, (long long)T, h, peak, (size_t)LDM_ATTN_SCORE_BYTES, full,
          peak <= LDM_ATTN_SCORE_BYTES + 4096 ? "" : " FAIL");
   CHECK(peak <= LDM_ATTN_SCORE_BYTES + 4096, "attention scratch peak %zu", peak);
+  ldm_arena_free(ctx.scratch);
+  /* a tighter bound (1 MiB) is honoured as well, with the same result */
+  ctx.scratch = ldm_arena_new(0);
+  float *o2 = alloc_f(T * D);
+  const size_t small = (size_t)1 << 20;
+  OP(ldm_attention_ex(&ctx, o2, D, q, D, k, D, v, D, B, T, T, h, dh, false, small));
+  peak = ldm_arena_peak(ctx.scratch);
+  printf("%s attention-memory T=%lld bound %zu: scratch peak %zu bytes%s\n", tag,
+         (long long)T, small, peak, peak <= small + 4096 ? "" : " FAIL");
+  CHECK(peak <= small + 4096, "attention scratch peak %zu with bound %zu", peak, small);
+  close_("attention", "T=4096 1 MiB bound vs default", o2, o, T * D);
+  free(o2);
   ldm_arena_free(ctx.scratch);
   ctx.scratch = saved;
   /* first 3 query rows and last row against the naive version */
@@ -538,6 +574,7 @@ int main(void) {
     test_conv();
     test_norms();
     test_activations();
+    test_row_kernels();
     test_attention();
     if (threads == 2) test_attention_memory();
     test_misc();

@@ -1,0 +1,230 @@
+/* Row kernels for the transcendental ops (exp for softmax, SiLU, GELU exact
+ * and tanh, quick GELU, GEGLU) with an AVX2+FMA path chosen at run time and
+ * the plain libm loop otherwise. The vector exp is Cephes' expf (range
+ * reduction by ln 2, degree-6 polynomial, ~1 ulp); erf is Abramowitz &
+ * Stegun 7.1.26 (|error| <= 1.5e-7), ample for the 1e-4 op tolerance. */
+#include "ops/ops_util.h"
+
+#include <math.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OPS_X86 1
+#endif
+
+/* ---- scalar references ----------------------------------------------- */
+
+static inline float gelu_exact_s(float v) {
+  return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+}
+
+static inline float gelu_tanh_s(float v) {
+  const float k = 0.79788456080286536f; /* sqrt(2/pi) */
+  return 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+}
+
+static float exp_sum_scalar(float *y, const float *x, int64_t n, float m) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float e = expf(x[i] - m);
+    y[i] = e;
+    s += e;
+  }
+  return (float)s;
+}
+
+static void act_scalar(ops_act kind, float *y, const float *x, int64_t n) {
+  switch (kind) {
+    case OPS_ACT_SILU:
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+      break;
+    case OPS_ACT_GELU:
+      for (int64_t i = 0; i < n; i++) y[i] = gelu_exact_s(x[i]);
+      break;
+    case OPS_ACT_GELU_TANH:
+      for (int64_t i = 0; i < n; i++) y[i] = gelu_tanh_s(x[i]);
+      break;
+    case OPS_ACT_QUICK_GELU:
+      for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+      break;
+  }
+}
+
+static void geglu_scalar(float *y, const float *h, const float *g, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = h[i] * gelu_exact_s(g[i]);
+}
+
+#ifdef OPS_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline __m256 exp8(__m256 x) {
+  /* clamp: exp(-87.3) is the smallest normal result we build directly */
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  __m256 r2 = _mm256_mul_ps(r, r);
+  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* x * sigmoid(a * x) */
+AVX2 static inline __m256 xsigmoid8(__m256 x, float a) {
+  __m256 e = exp8(_mm256_mul_ps(x, _mm256_set1_ps(-a)));
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+/* erf(x), A&S 7.1.26 on |x| with the sign restored */
+AVX2 static inline __m256 erf8(__m256 x) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 s = _mm256_and_ps(x, sign), a = _mm256_andnot_ps(sign, x);
+  __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                           _mm256_fmadd_ps(a, _mm256_set1_ps(0.3275911f), _mm256_set1_ps(1.0f)));
+  __m256 p = _mm256_set1_ps(1.061405429f);
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+  p = _mm256_mul_ps(p, t);
+  __m256 e = exp8(_mm256_mul_ps(_mm256_mul_ps(a, a), _mm256_set1_ps(-1.0f)));
+  __m256 r = _mm256_fnmadd_ps(p, e, _mm256_set1_ps(1.0f));
+  return _mm256_or_ps(r, s);
+}
+
+AVX2 static inline __m256 gelu8(__m256 x) {
+  __m256 e = erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
+                       _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 static inline __m256 gelu_tanh8(__m256 x) {
+  /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u) */
+  __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  __m256 u = _mm256_fmadd_ps(x3, _mm256_set1_ps(0.044715f), x);
+  u = _mm256_mul_ps(u, _mm256_set1_ps(-2.0f * 0.79788456080286536f));
+  __m256 e = exp8(u);
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 static float exp_sum_avx2(float *y, const float *x, int64_t n, float m) {
+  __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    _mm256_storeu_ps(y + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float lanes[8];
+  _mm256_storeu_ps(lanes, acc);
+  double s = 0;
+  for (int l = 0; l < 8; l++) s += lanes[l];
+  for (; i < n; i++) {
+    float e = expf(x[i] - m);
+    y[i] = e;
+    s += e;
+  }
+  return (float)s;
+}
+
+AVX2 static void act_avx2(ops_act kind, float *y, const float *x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i), r;
+    switch (kind) {
+      case OPS_ACT_SILU: r = xsigmoid8(v, 1.0f); break;
+      case OPS_ACT_GELU: r = gelu8(v); break;
+      case OPS_ACT_GELU_TANH: r = gelu_tanh8(v); break;
+      default: r = xsigmoid8(v, 1.702f); break;
+    }
+    _mm256_storeu_ps(y + i, r);
+  }
+  act_scalar(kind, y + i, x + i, n - i);
+}
+
+AVX2 static void geglu_avx2(float *y, const float *h, const float *g, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(h + i),
+                                          gelu8(_mm256_loadu_ps(g + i))));
+  geglu_scalar(y + i, h + i, g + i, n - i);
+}
+
+AVX2 static float max_avx2(const float *x, int64_t n) {
+  __m256 m = _mm256_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+  float lanes[8], r = -INFINITY;
+  _mm256_storeu_ps(lanes, m);
+  for (int l = 0; l < 8; l++) r = lanes[l] > r ? lanes[l] : r;
+  for (; i < n; i++) r = x[i] > r ? x[i] : r;
+  return r;
+}
+
+static int have_avx2_fma(void) {
+  static int cached = -1; /* benign race: every thread computes the same */
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return cached;
+}
+#endif
+
+float ops_row_max(const float *x, int64_t n) {
+#ifdef OPS_X86
+  if (have_avx2_fma()) return max_avx2(x, n);
+#endif
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+float ops_exp_sum(float *y, const float *x, int64_t n, float m) {
+#ifdef OPS_X86
+  if (have_avx2_fma()) return exp_sum_avx2(y, x, n, m);
+#endif
+  return exp_sum_scalar(y, x, n, m);
+}
+
+void ops_act_row(ops_act kind, float *y, const float *x, int64_t n) {
+#ifdef OPS_X86
+  if (have_avx2_fma()) {
+    act_avx2(kind, y, x, n);
+    return;
+  }
+#endif
+  act_scalar(kind, y, x, n);
+}
+
+void ops_act_row_naive(ops_act kind, float *y, const float *x, int64_t n) {
+  act_scalar(kind, y, x, n);
+}
+
+void ops_geglu_row(float *y, const float *h, const float *g, int64_t n) {
+#ifdef OPS_X86
+  if (have_avx2_fma()) {
+    geglu_avx2(y, h, g, n);
+    return;
+  }
+#endif
+  geglu_scalar(y, h, g, n);
+}
+
+void ops_softmax_row(float *y, const float *x, int64_t n) {
+  float m = ops_row_max(x, n);
+  if (m == -INFINITY) { /* fully masked row: keep zeros (torch gives NaN) */
+    for (int64_t i = 0; i < n; i++) y[i] = 0.0f;
+    return;
+  }
+  float inv = 1.0f / ops_exp_sum(y, x, n, m);
+  for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
