@@ -608,9 +608,10 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     }
     memcpy(comp_mask, mask, (size_t)FW * FH * sizeof(float));
     pl_blur(comp_mask, FW, FH, p->mask_blur, blur_tmp);
-    if (p->task == LDM_TASK_OUTPAINT) /* the original area never changes */
-      for (size_t i = 0; i < (size_t)FW * FH; i++)
-        if (mask[i] == 0.0f) comp_mask[i] = 0.0f;
+    /* The blur feathers the edge inwards only: wherever the caller's mask is
+     * 0 (and the original area of an outpaint) the result keeps the input. */
+    for (size_t i = 0; i < (size_t)FW * FH; i++)
+      if (mask[i] == 0.0f) comp_mask[i] = 0.0f;
     free(mask);
     mask = comp_mask;
   }

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The `ldm` job commands beyond the diffusers comparisons: inputs people have
+# (grey, grey+alpha, palette, 16-bit, RGBA PNGs), "only masked" inpainting
+# keeping every unmasked pixel, outpainting, the A1111 parameters chunk read
+# back by `ldm info` and reused by --from-png (same image), and one-line
+# errors with exit code 2 that leave no output file behind.
+set -u
+ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}
+g=${LDM_GOLDEN_DIR:?}/pipeline; d=${LDM_SOURCE_ROOT:?}/tests/data
+m=$g/sd1.safetensors; mi=$g/sd1_inpaint.safetensors
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass+1)); echo "ok   $*"; }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+run() { "$ldm" "$@" --steps 3 --threads 2 >"$tmp/out.log" 2>&1; }
+
+for f in grey grey16 grey_alpha palette rgba; do
+  if run img2img --model "$m" --init "$d/$f.png" --prompt test --seed 1 --out "$tmp/$f-out.png" &&
+     "$cmp" differs "$tmp/$f-out.png" "$d/rgba.png" >/dev/null; then ok "img2img accepts $f.png"
+  else bad "img2img on $f.png: $(cat "$tmp/out.log")"; fi
+done
+
+for model in "$mi" "$m"; do
+  name=$(basename "$model")
+  if run inpaint --model "$model" --init "$d/rgba.png" --mask "$d/mask40x48.png" --only-masked --padding 4 \
+       --width 32 --height 32 --prompt "green" --seed 3 --out "$tmp/om.png" &&
+     "$cmp" same-outside "$tmp/om.png" "$d/rgba.png" "$d/mask40x48.png" &&
+     "$cmp" differs "$tmp/om.png" "$d/rgba.png" >/dev/null; then ok "only-masked inpaint ($name) keeps unmasked pixels"
+  else bad "only-masked inpaint ($name): $(tail -1 "$tmp/out.log")"; fi
+done
+if run inpaint --model "$mi" --init "$d/rgba.png" --mask "$d/mask40x48.png" --mask-blur 6 --prompt x --seed 4 \
+     --out "$tmp/blur.png" && run inpaint --model "$mi" --init "$d/rgba.png" --mask "$d/mask40x48.png" --mask-blur 0 \
+     --prompt x --seed 4 --out "$tmp/sharp.png" &&
+   "$cmp" same-outside "$tmp/blur.png" "$d/rgba.png" "$d/mask40x48.png" &&
+   "$cmp" differs "$tmp/blur.png" "$tmp/sharp.png" >/dev/null; then
+  ok "mask blur feathers inside the mask and keeps every unmasked pixel"
+else bad "mask blur: $(tail -1 "$tmp/out.log")"; fi
+
+if run outpaint --model "$m" --init "$d/rgba.png" --left 8 --right 8 --top 0 --bottom 8 --prompt sky --seed 5 \
+     --out "$tmp/op.png" && "$ldm" info "$tmp/op.png" | grep -q "Size: 64x48"; then ok "outpaint grows 48x40 to 64x48"
+else bad "outpaint: $(tail -1 "$tmp/out.log")"; fi
+
+if run txt2img --model "$m" --prompt "a (red:1.2) circle" --negative-prompt "blur" --width 32 --height 24 \
+     --seed 9 --sampler dpmpp_2m_karras --cfg-scale 5 --out "$tmp/a.png" &&
+   "$ldm" info "$tmp/a.png" > "$tmp/info.txt" && grep -q "Sampler: DPM++ 2M Karras, CFG scale: 5, Seed: 9, Size: 32x24" "$tmp/info.txt" &&
+   grep -q "Negative prompt: blur" "$tmp/info.txt"; then ok "parameters chunk: $(tail -1 "$tmp/info.txt" | cut -c1-80)..."
+else bad "parameters chunk: $(cat "$tmp/out.log" "$tmp/info.txt" 2>/dev/null)"; fi
+if "$ldm" txt2img --model "$m" --from-png "$tmp/a.png" --out "$tmp/b.png" >"$tmp/out.log" 2>&1 &&
+   "$cmp" psnr "$tmp/b.png" "$tmp/a.png" 99 >/dev/null; then ok "--from-png reproduces the image exactly"
+else bad "--from-png: $(tail -1 "$tmp/out.log")"; fi
+
+expect_usage() { # desc, expected text, args...
+  local desc=$1 text=$2; shift 2
+  "$ldm" "$@" --out "$tmp/never.png" >"$tmp/out.log" 2>&1; local rc=$?
+  local lines; lines=$(wc -l < "$tmp/out.log")
+  if [ $rc = 2 ] && grep -q "^ldm: .*$text" "$tmp/out.log" && [ ! -e "$tmp/never.png" ] && [ "$lines" -le 40 ]; then
+    ok "$desc -> $(grep '^ldm:' "$tmp/out.log")"
+  else bad "$desc: rc=$rc $(cat "$tmp/out.log")"; fi
+}
+expect_usage "mask of another size" "mask8.png: mask is 8x8" inpaint --model "$m" --init "$d/rgba.png" --mask "$d/mask8.png" --prompt x
+expect_usage "not a PNG" "not-a-png.png: not a PNG" img2img --model "$m" --init "$d/not-a-png.png" --prompt x
+expect_usage "missing init" "nope.png: cannot open" img2img --model "$m" --init "$tmp/nope.png" --prompt x
+expect_usage "upscale with a txt2img model" "cannot upscale" upscale --model "$m" --init "$d/rgba.png" --prompt x
+expect_usage "txt2img with an upscaler" "x4 upscaler" txt2img --model "$g/x4.safetensors" --prompt x --width 32 --height 32
+expect_usage "size not a multiple of 8" "multiples of 8" txt2img --model "$m" --width 30 --height 32
+expect_usage "unknown sampler" "unknown sampler 'bogus'" txt2img --model "$m" --sampler bogus
+expect_usage "strength out of range" "strength" img2img --model "$m" --init "$d/rgba.png" --strength 1.5
+expect_usage "bad rng" "rng" txt2img --model "$m" --rng gpu
+"$ldm" txt2img --model "$tmp/missing.safetensors" --prompt x --out "$tmp/never.png" >"$tmp/out.log" 2>&1
+if [ $? = 1 ] && grep -q "missing.safetensors: cannot open" "$tmp/out.log" && [ ! -e "$tmp/never.png" ]; then
+  ok "missing model -> $(cat "$tmp/out.log")"; else bad "missing model: $(cat "$tmp/out.log")"; fi
+left=$(ls "$tmp" | grep -c tmp || true)
+[ "$left" = 0 ] && ok "no temporary files left" || bad "temporary files left: $(ls "$tmp")"
+echo "cli jobs: $pass passed, $fail failed"
+[ $fail = 0 ]
