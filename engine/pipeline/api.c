@@ -106,12 +106,7 @@ ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {
     o.groups = m->vae_groups;
     LDM_TRY(ldm_vae_load(&m->vae, m->vae_src ? m->vae_src : m->src, &o, err));
   }
-  if (!m->clip) LDM_TRY(ldm_clip_text_load(&m->clip, m->src, 0, m->text_heads, err));
-  if (!m->tok) {
-    bool sd2 = m->fam.family == LDM_FAMILY_SD2 || m->fam.family == LDM_FAMILY_SD2_INPAINT;
-    LDM_TRY(ldm_tokenizer_from_source(&m->tok, m->src, "tokenizer", sd2 && m->clip->cfg.openclip_names ? 0 : -1,
-                                      err));
-  }
+  if (!m->text) LDM_TRY(ldm_text_cond_load(&m->text, m->src, m->text_heads, err));
   return LDM_OK;
 }
 
@@ -159,8 +154,7 @@ void ldm_model_free(ldm_model *m) {
   ldm_unet_free(m->unet);
   ldm_vae_free(m->vae);
   ldm_taesd_free(m->taesd);
-  ldm_clip_text_free(m->clip);
-  ldm_tokenizer_free(m->tok);
+  ldm_text_cond_free(m->text);
   ldm_source_close(m->taesd_src);
   ldm_source_close(m->vae_src);
   ldm_source_close(m->src);

@@ -31,6 +31,8 @@ typedef struct run {
   bool cfg;
   int T, D;                 /* tokens and width of the text conditioning */
   float *context;           /* [B, T, D]: uncond then cond when cfg */
+  float *pooled;            /* SDXL [B, P] and time ids [B, 6], else NULL */
+  float *time_ids;
   int extra_c;              /* channels concatenated to the latent */
   float *extra;             /* [extra_c, h, w] NCHW */
   float class_label;        /* x4 noise level */
@@ -52,33 +54,6 @@ static double seconds_since(const struct timespec *t0) {
 
 static void *xcalloc(size_t n, size_t size) { return n && size ? calloc(n, size) : NULL; }
 
-/* ---- text conditioning ------------------------------------------------------- */
-
-/* prompt -> out [77, D]: [bos] + first 75 tokens + [eos] + padding, through the
- * text encoder to the layer clip_skip asks for, then the final LayerNorm. */
-static ldm_status encode_prompt(run *r, const char *text, float *out) {
-  ldm_model *m = r->m;
-  int32_t ids[LDM_CLIP_N_CTX];
-  int32_t *toks = NULL;
-  int64_t nt = 0, cap = 0;
-  ldm_status st = ldm_tokenizer_tokenize(m->tok, text, strlen(text), &toks, &nt, &cap, r->err);
-  if (st != LDM_OK) return st;
-  int n = nt > LDM_CLIP_N_CTX - 2 ? LDM_CLIP_N_CTX - 2 : (int)nt;
-  ids[0] = ldm_tokenizer_bos(m->tok);
-  for (int i = 0; i < n; i++) ids[1 + i] = toks[i];
-  ids[1 + n] = ldm_tokenizer_eos(m->tok);
-  for (int i = n + 2; i < LDM_CLIP_N_CTX; i++) ids[i] = ldm_tokenizer_pad(m->tok);
-  free(toks);
-  const ldm_clip_config *c = &m->clip->cfg;
-  /* SD2's OpenCLIP-H conditioning is the penultimate layer; diffusers' SD2
-   * folders already dropped the last layer. */
-  int last = c->openclip_names ? c->n_layers - 1 : c->n_layers;
-  int n_run = last - (r->p->clip_skip > 1 ? r->p->clip_skip - 1 : 0);
-  if (n_run < 1) n_run = 1;
-  LDM_TRY(ldm_clip_text_forward(&r->ctx, m->clip, ids, 1, LDM_CLIP_N_CTX, n_run, out, NULL));
-  return ldm_clip_text_final_norm(&r->ctx, m->clip, out, out, LDM_CLIP_N_CTX);
-}
-
 /* ---- the denoiser the sampler calls ----------------------------------------- */
 
 static ldm_status denoise(void *user, const float *x_in, float t, float *out, ldm_error *err) {
@@ -93,7 +68,12 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
       for (int c = 0; c < r->extra_c; c++) dst[r->lc + c] = r->extra[c * hw + i];
     }
   float ts[2] = {t, t}, labels[2] = {r->class_label, r->class_label};
-  ldm_unet_cond cond = {.context = r->context, .n_tokens = r->T, .class_labels = r->has_class ? labels : NULL};
+  ldm_unet_cond cond = {.context = r->context,
+                        .n_tokens = r->T,
+                        .text_embeds = r->pooled,
+                        .n_text = ldm_text_cond_pooled_dim(r->m->text),
+                        .time_ids = r->pooled ? r->time_ids : NULL,
+                        .class_labels = r->has_class ? labels : NULL};
   r->ctx.err = err;
   ldm_status st = ldm_unet_forward(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond);
   r->ctx.err = r->err;
@@ -383,10 +363,66 @@ static void teardown_run(run *r) {
   ldm_pool_free(r->ctx.pool);
   ldm_arena_free(r->ctx.scratch);
   free(r->context);
+  free(r->pooled);
+  free(r->time_ids);
   free(r->in_nhwc);
   free(r->out_nhwc);
   free(r->tmp);
   ldm_image_free(r->preview);
+}
+
+/* Prompt and negative prompt -> r->context [B, T, D] (uncond first), with
+ * A1111 emphasis and 75-token chunks (both padded to the same count), and
+ * SDXL's pooled embeddings and time ids (original = target = the output
+ * size, no crop, as diffusers' defaults). */
+static ldm_status encode_text(run *r) {
+  ldm_text_cond *tc = r->m->text;
+  const char *neg = r->job->negative;
+  int nc = 1, nu = 1;
+  LDM_TRY(ldm_text_cond_count_chunks(tc, r->job->prompt, &nc, r->err));
+  if (r->cfg) LDM_TRY(ldm_text_cond_count_chunks(tc, neg, &nu, r->err));
+  int n = nc > nu ? nc : nu, B = r->cfg ? 2 : 1;
+  float *c = NULL, *u = NULL, *pc = NULL, *pu = NULL;
+  int T = 0, Tu = 0;
+  ldm_status st = ldm_text_cond_encode(tc, &r->ctx, r->job->prompt, r->p->clip_skip, n, &c, &T, &pc);
+  if (st == LDM_OK && r->cfg) st = ldm_text_cond_encode(tc, &r->ctx, neg, r->p->clip_skip, n, &u, &Tu, &pu);
+  int D = ldm_text_cond_dim(tc), P = ldm_text_cond_pooled_dim(tc);
+  if (st == LDM_OK && r->cfg && Tu != T) st = ldm_fail(r->err, LDM_ERR_INTERNAL, "prompt and negative prompt token counts differ");
+  if (st == LDM_OK) {
+    r->T = T;
+    r->D = D;
+    r->context = malloc((size_t)B * T * D * sizeof(float));
+    if (!r->context) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the text conditioning");
+  }
+  /* SDXL pipelines zero the negative conditioning when it is empty
+   * (force_zeros_for_empty_prompt). */
+  bool zero_neg = P > 0 && neg[0] == '\0';
+  if (st == LDM_OK) {
+    if (r->cfg) {
+      if (zero_neg) memset(r->context, 0, (size_t)T * D * sizeof(float));
+      else memcpy(r->context, u, (size_t)T * D * sizeof(float));
+    }
+    memcpy(r->context + (r->cfg ? (int64_t)T * D : 0), c, (size_t)T * D * sizeof(float));
+  }
+  if (st == LDM_OK && P > 0) {
+    r->pooled = calloc((size_t)B * P, sizeof(float));
+    r->time_ids = malloc((size_t)B * 6 * sizeof(float));
+    if (!r->pooled || !r->time_ids) {
+      st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+    } else {
+      if (r->cfg && !zero_neg && pu) memcpy(r->pooled, pu, (size_t)P * sizeof(float));
+      if (pc) memcpy(r->pooled + (r->cfg ? P : 0), pc, (size_t)P * sizeof(float));
+      for (int b = 0; b < B; b++) {
+        float ids[6] = {(float)r->H, (float)r->W, 0.0f, 0.0f, (float)r->H, (float)r->W};
+        memcpy(r->time_ids + 6 * b, ids, sizeof ids);
+      }
+    }
+  }
+  free(c);
+  free(u);
+  free(pc);
+  free(pu);
+  return st;
 }
 
 /* Sizes, conditioning, sampler and buffers for a W x H run. */
@@ -403,21 +439,15 @@ static ldm_status prepare(run *r, int W, int H) {
   r->lc = ldm_vae_get_config(m->vae)->latent_channels;
   r->n = (int64_t)r->lc * r->h * r->w;
   r->cfg = ldm_cfg_needs_uncond(r->p->cfg_scale);
-  r->T = LDM_CLIP_N_CTX;
-  r->D = m->clip->cfg.d;
   int B = r->cfg ? 2 : 1;
   int64_t hw = (int64_t)r->h * r->w, cin_max = r->lc + 5;
-  r->context = malloc((size_t)B * r->T * r->D * sizeof(float));
   r->in_nhwc = malloc((size_t)(B * hw * cin_max) * sizeof(float));
   r->out_nhwc = malloc((size_t)(B * hw * r->lc) * sizeof(float));
   r->tmp = malloc((size_t)(2 * r->n) * sizeof(float));
   if (r->p->want_preview) r->preview = ldm_image_new(r->w, r->h, 3, LDM_PIXEL_U8);
-  if (!r->context || !r->in_nhwc || !r->out_nhwc || !r->tmp)
+  if (!r->in_nhwc || !r->out_nhwc || !r->tmp)
     return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d image", W, H);
-  float *cond = r->context + (r->cfg ? (int64_t)r->T * r->D : 0);
-  LDM_TRY(encode_prompt(r, r->job->prompt, cond));
-  if (r->cfg) LDM_TRY(encode_prompt(r, r->job->negative, r->context));
-  ldm_sampler_config c = sampler_config(r);
+  LDM_TRY(encode_text(r));  ldm_sampler_config c = sampler_config(r);
   LDM_TRY(ldm_sampler_new(&r->sampler, &c, r->n, r->err));
   ldm_task task = r->p->task;
   ldm_sampler_set_strength(r->sampler, task == LDM_TASK_TXT2IMG || task == LDM_TASK_UPSCALE ? 1.0f : r->p->strength);

@@ -9,8 +9,7 @@
 #include "models/unet/unet.h"
 #include "models/vae/vae.h"
 #include "sample/sample.h"
-#include "text/clip_text.h"
-#include "text/tokenizer.h"
+#include "text/text.h"
 
 /* Scheduler settings a diffusers folder's scheduler/scheduler_config.json
  * gives; `has_*` says which keys were present (absent = sampler default). */
@@ -37,8 +36,7 @@ struct ldm_model {
   ldm_unet *unet;
   ldm_vae *vae;
   ldm_taesd *taesd;
-  ldm_clip_text *clip;
-  ldm_tokenizer *tok;
+  ldm_text_cond *text;
 };
 
 struct ldm_job {
