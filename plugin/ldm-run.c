@@ -551,12 +551,23 @@ ldm_execute (LdmSpec        *spec,
           gdouble s;
           gint    l, t, r, b;
 
+          /* margins at the working scale, in whole latent pixels (8 px) so
+           * that the init image is a multiple of 8 too */
           ldm_work_size (ew, eh, native, 64, &ww, &wh);
           s = (gdouble) ww / ew;
-          l = (gint) floor (spec->left * s + 0.5);
-          t = (gint) floor (spec->top * (gdouble) wh / eh + 0.5);
-          r = (gint) floor (spec->right * s + 0.5);
-          b = (gint) floor (spec->bottom * (gdouble) wh / eh + 0.5);
+          l = 8 * (gint) floor (spec->left * s / 8.0 + 0.5);
+          r = 8 * (gint) floor (spec->right * s / 8.0 + 0.5);
+          s = (gdouble) wh / eh;
+          t = 8 * (gint) floor (spec->top * s / 8.0 + 0.5);
+          b = 8 * (gint) floor (spec->bottom * s / 8.0 + 0.5);
+          if (spec->left > 0)
+            l = MAX (l, 8);
+          if (spec->right > 0)
+            r = MAX (r, 8);
+          if (spec->top > 0)
+            t = MAX (t, 8);
+          if (spec->bottom > 0)
+            b = MAX (b, 8);
           if (ww - l - r < LDM_MIN_SELECTION || wh - t - b < LDM_MIN_SELECTION)
             {
               fail (error, _("The layer is too small for that much new "

@@ -27,18 +27,27 @@ export LDM_MODEL_PATH=$W/models
 
 log() { echo "in-chroot: $*" >&2; }
 
-if [ ! -f "$BUILD/build.ninja" ]; then
+setup() {
   rm -rf "$BUILD"
   meson setup "$BUILD" "$SRC" -Dplugin=enabled -Dtests=false \
     --prefix="$W/prefix" -Dplugindir="$PROFILE/plug-ins" >"$W/setup.log" 2>&1 \
     || { tail -30 "$W/setup.log"; log "meson setup failed"; exit 1; }
-fi
+}
+[ -f "$BUILD/build.ninja" ] || setup
+# the copied tree keeps its files' times: when an older tree replaced a newer
+# one, the build dir may be stale -> one fresh setup before giving up
+build() {
+  ninja -C "$BUILD" "$@" >"$W/build.log" 2>&1 && return 0
+  log "build failed, retrying from a fresh build dir"
+  setup
+  ninja -C "$BUILD" "$@" >"$W/build.log" 2>&1
+}
 if [ -n "$PLUGIN_ONLY" ]; then
   # development shortcut (LDM_GIMP_PLUGIN_ONLY=1): only the plug-in binary
-  ninja -C "$BUILD" plugin/gimp-ldm >"$W/build.log" 2>&1 || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
+  build plugin/gimp-ldm || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
   install -D -m 755 "$BUILD/plugin/gimp-ldm" "$PROFILE/plug-ins/gimp-ldm/gimp-ldm"
 else
-  ninja -C "$BUILD" >"$W/build.log" 2>&1 || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
+  build || { grep -B2 -A8 -E "error|FAILED" "$W/build.log" | head -60; log "build failed"; exit 1; }
   meson install -C "$BUILD" --quiet >"$W/install.log" 2>&1 || { tail -20 "$W/install.log"; log "install failed"; exit 1; }
 fi
 grep -E "warning:" "$W/build.log" | grep -E "plugin/|ui/" && log "plug-in warnings above"
