@@ -33,7 +33,8 @@ static ldm_status attn_check(ldm_ctx *ctx, int64_t ldo, int64_t ldq,
 #define ATTN_TILE_BYTES ((size_t)4 << 20)
 
 typedef struct attn_job {
-  ldm_ctx wctx;           /* per-tile GEMM context: 1 BLAS thread, no pool */
+  ldm_ctx wctx;           /* per-tile GEMM context: no pool, BLAS threads
+                             left as set (1) by the caller */
   float *out;
   const float *q, *k, *v;
   int64_t ldo, ldq, ldk, ldv, Tq, Tk, chunk, n_chunks, n_tiles;
@@ -138,7 +139,7 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   }
   j->wctx = *ctx;
   j->wctx.pool = NULL;
-  j->wctx.threads = 1;
+  j->wctx.threads = 0; /* leave OpenBLAS at the 1 thread set below */
   j->wctx.gemm_bf16 = false; /* the bf16 path packs into the shared arena */
   j->out = out, j->q = q, j->k = k, j->v = v;
   j->ldo = ldo, j->ldq = ldq, j->ldk = ldk, j->ldv = ldv;
