@@ -26,6 +26,11 @@ Writes tests/golden/vae/:
   taesd_io.safetensors    enc_image -> enc_latent, dec_latent -> dec_image
 
 Usage: /work/refvenv/bin/python tests/reference/make_vae.py [OUTDIR]
+       make_vae.py --slow-sd15 DIR   full-size SD1.5 VAE for the slow suite
+         (never committed): DIR/sd15-vae/ (diffusers, f16), DIR/sd15-vae.safetensors
+         (first_stage_model.*, f16), DIR/sd15-vae_{enc,dec}_in.safetensors (image
+         [1,3,128,128], latent [1,4,16,16]) and DIR/sd15-vae_io.safetensors
+         (enc_mean, enc_logvar, dec_image); kept when already there.
 """
 import json
 import os
@@ -174,7 +179,28 @@ def taesd_original(sd):
     return enc, dec
 
 
+def slow_sd15(d):
+    io_path = os.path.join(d, "sd15-vae_io.safetensors")
+    if os.path.exists(io_path):
+        print(f"make_vae: {io_path} exists, kept")
+        return
+    os.makedirs(d, exist_ok=True)
+    m = kl_model((128, 256, 512, 512), 2, 32, 1515, torch.float16)
+    save_folder(os.path.join(d, "sd15-vae"), m, torch.float16, "AutoencoderKL")
+    ldm = to_ldm(m.state_dict(), 4, "first_stage_model.", torch.float16)
+    check_roundtrip(ldm, m)
+    save_file(ldm, os.path.join(d, "sd15-vae.safetensors"))
+    io = kl_io(m, 1516, (1, 3, 128, 128), (1, 4, 16, 16))
+    save_file({"image": io["enc_image"]}, os.path.join(d, "sd15-vae_enc_in.safetensors"))
+    save_file({"latent": io["dec_latent"]}, os.path.join(d, "sd15-vae_dec_in.safetensors"))
+    save_file(io, io_path + ".tmp")
+    os.replace(io_path + ".tmp", io_path)
+    print(f"make_vae: wrote {d}/sd15-vae*")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--slow-sd15":
+        return slow_sd15(sys.argv[2])
     os.makedirs(OUT, exist_ok=True)
 
     # Main model: 4 levels (factor 8, as SD), channel changes at two levels,

@@ -126,6 +126,16 @@ static void crop_check(void) {
     for (int y = 0; y < 37; y++)
       for (int x = 0; x < 53; x++) ref[(b * 37 + y) * 53 + x] = full[(b * 40 + y) * 56 + x];
   ldm_test_close("kl4 decode cropped to 37x53 vs full decode", crop, ref, 2 * 3 * 37 * 53, 0, 0);
+  /* tiled batch of 2 (tile 4, overlap 2 latent px) equals each item tiled alone */
+  float *t2 = malloc(2 * 3 * 40 * 56 * sizeof(float)), *t1 = malloc(3 * 40 * 56 * sizeof(float));
+  CHECK(ldm_vae_decode_tiled(&ctx, vae, t2, lat, 2, 5, 7, 0, 0, 4, 2) == LDM_OK, "%s", err.msg);
+  CHECK(ldm_vae_decode_tiled(&ctx, vae, t1, lat + 4 * 5 * 7, 1, 5, 7, 0, 0, 4, 2) == LDM_OK, "%s", err.msg);
+  ldm_test_close("kl4 tiled decode, batch item 1 vs alone", t2 + 3 * 40 * 56, t1, 3 * 40 * 56, 0, 0);
+  /* a tile larger than the latent takes the untiled path */
+  CHECK(ldm_vae_decode_tiled(&ctx, vae, t2, lat, 2, 5, 7, 0, 0, 8, 2) == LDM_OK, "%s", err.msg);
+  ldm_test_close("kl4 decode with one tile vs untiled", t2, full, 2 * 3 * 40 * 56, 0, 0);
+  free(t2);
+  free(t1);
   int h, w;
   ldm_vae_latent_size(vae, 37, 53, &h, &w);
   CHECK(h == 5 && w == 7, "latent size of 37x53: %dx%d", h, w);
@@ -218,7 +228,37 @@ static void preview_scale_check(void) {
   ldm_source_close(src);
 }
 
-int main(void) {
+/* test_vae --compare OUT REF TOL name=refname...: compares tensors of two
+ * files (used by the slow full-size suite). */
+static int compare_main(int argc, char **argv) {
+  ldm_error err = {0};
+  ldm_st_file *o = NULL, *r = NULL;
+  if (ldm_st_open(&o, argv[2], &err) != LDM_OK || ldm_st_open(&r, argv[3], &err) != LDM_OK) {
+    fprintf(stderr, "FAIL: %s\n", err.msg);
+    return 1;
+  }
+  double tol = atof(argv[4]);
+  for (int i = 5; i < argc; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "%s", argv[i]);
+    char *eq = strchr(name, '=');
+    if (!eq) return 2;
+    *eq = '\0';
+    ldm_tensor gs, rs;
+    float *got = ldm_test_tensor_f32(o, name, &gs), *ref = ldm_test_tensor_f32(r, eq + 1, &rs);
+    CHECK(ldm_tensor_numel(&gs) == ldm_tensor_numel(&rs), "%s: element count differs", name);
+    if (ldm_tensor_numel(&gs) == ldm_tensor_numel(&rs))
+      ldm_test_close(name, got, ref, ldm_tensor_numel(&rs), tol, 0);
+    free(got);
+    free(ref);
+  }
+  ldm_st_close(o);
+  ldm_st_close(r);
+  return ldm_test_finish("vae-compare");
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "--compare") == 0) return compare_main(argc, argv);
   snprintf(tmpdir, sizeof tmpdir, "%s/ldm_test_vae_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
            (int)getpid());
   char cmd[1200];
