@@ -130,6 +130,7 @@ def sampler_cases():
         ("dpmpp_2m_sde_karras", DPM, dict(sde, **kar), {}),
         ("dpmpp_2s_a", "kdiff", {}, {}),
         ("dpmpp_2s_a_karras", "kdiff", kar, {}),
+        ("dpmpp_2s_a_sgm_uniform", "kdiff", dict(sgm_uniform=True), {}),
         ("ddim", DD, {}, {}),
         ("ddim_eta05", DD, {}, dict(eta=0.5)),
         ("lcm", LCM, {}, {}),
@@ -161,6 +162,21 @@ def sampler_cases():
     ]
 
 
+def seedflow_run(cls, overrides, steps, shape, model, seeds):
+    """txt2img as StableDiffusionPipeline: the initial latents and then every
+    step's noise come from the same generator(s) (one per image)."""
+    from diffusers.utils.torch_utils import randn_tensor
+    sched = cls.from_config(SD15, **overrides)
+    sched.set_timesteps(steps)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    gen = gens if len(gens) > 1 else gens[0]
+    latents = randn_tensor(shape, generator=gen) * sched.init_noise_sigma
+    for t in sched.timesteps:
+        x_in = sched.scale_model_input(latents, t)
+        latents = sched.step(model(x_in, t), t, latents, generator=gen).prev_sample
+    return latents
+
+
 def kdiff_run(overrides, steps, noise, model, seed, acp):
     from k_diffusion import external, sampling
 
@@ -171,6 +187,9 @@ def kdiff_run(overrides, steps, noise, model, seed, acp):
     if overrides.get("use_karras_sigmas"):
         sigmas = sampling.get_sigmas_karras(steps, den.sigma_min.item(),
                                             den.sigma_max.item())
+    elif overrides.get("sgm_uniform"):  # ComfyUI's sgm_uniform on this schedule
+        t = torch.linspace(len(den.sigmas) - 1, 0, steps + 1)[:-1]
+        sigmas = sampling.append_zero(den.t_to_sigma(t))
     else:
         sigmas = den.get_sigmas(steps)
     x = noise * sigmas[0]
@@ -274,6 +293,14 @@ def make_samplers():
         out, _, _, _ = diffusers_run(cls, ov, kw, 4, noise2, model2,
                                      [seed, seed + 1])
         t[f"batch2/{name}"] = out
+    # seeds end to end: latents and step noise from the same generator(s)
+    for name in ("euler_a", "dpmpp_2m_sde", "lcm", "ddim_eta05"):
+        cls, ov, kw = cases[name]
+        if name == "ddim_eta05":
+            continue  # eta is a pipeline argument; covered above
+        t[f"seedflow/{name}"] = seedflow_run(cls, ov, 8, (1, 4, 8, 8), model, [42])
+        t[f"seedflow2/{name}"] = seedflow_run(cls, ov, 8, (2, 4, 8, 8), model2,
+                                              [42, 43])
     # classifier-free guidance with rescale, diffusers' own helper
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import \
         rescale_noise_cfg

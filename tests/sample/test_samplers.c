@@ -56,6 +56,7 @@ static const sampler_case k_cases[] = {
   {"dpmpp_2m_sde_karras", "dpmpp_2m_sde_karras", K, K, 0, K, -1, K},
   {"dpmpp_2s_a", "dpmpp_2s_a", K, K, 0, K, -1, K},
   {"dpmpp_2s_a_karras", "dpmpp_2s_a_karras", K, K, 0, K, -1, K},
+  {"dpmpp_2s_a_sgm_uniform", "dpmpp_2s_a", K, K, 0, LDM_SIGMAS_SGM_UNIFORM, -1, K},
   {"ddim", "ddim", K, K, 0, K, -1, K},
   {"ddim_eta05", "ddim", K, K, 0, K, 0.5f, K},
   {"lcm", "lcm", K, K, 0, K, -1, K},
@@ -250,6 +251,34 @@ int main(void) {
     ldm_test_close(label, x, ref, 512, TOL_LATENT, 0);
     free(ref);
     ldm_sampler_free(s);
+  }
+
+  /* seeds end to end (txt2img): the initial latents and then every step's
+   * noise come from one generator per image, seeds 42 (+ 1) */
+  static const char *sf[] = {"euler_a", "dpmpp_2m_sde", "lcm"};
+  for (size_t c = 0; c < sizeof sf / sizeof sf[0]; c++) {
+    for (int batch = 1; batch <= 2; batch++) {
+      int64_t n = 256 * batch;
+      ldm_sampler *s = make(case_named(sf[c]), 8, n);
+      float x[512];
+      ldm_rng_state rngs[2];
+      for (int b = 0; b < batch; b++) {
+        ldm_rng_seed(&rngs[b], LDM_RNG_CPU, 42 + (uint64_t)b);
+        ldm_rng_randn(&rngs[b], x + 256 * b, 256);
+      }
+      float sig0 = ldm_sampler_init_noise_sigma(s);
+      for (int64_t i = 0; i < n; i++) x[i] *= sig0;
+      standin m = {batch == 1 ? w : w2, n};
+      ldm_error err = {0};
+      CHECK(ldm_sampler_run(s, x, standin_fn, &m, rngs, batch, NULL, NULL, &err) ==
+                LDM_OK, "seedflow %s: %s", sf[c], err.msg);
+      char label[64];
+      snprintf(label, sizeof label, "%s/%s", batch == 1 ? "seedflow" : "seedflow2", sf[c]);
+      float *ref = ldm_test_tensor_f32(f, label, NULL);
+      ldm_test_close(label, x, ref, n, TOL_LATENT, 0);
+      free(ref);
+      ldm_sampler_free(s);
+    }
   }
 
   /* classifier-free guidance (+ rescale_noise_cfg), tolerance 1e-5 */
