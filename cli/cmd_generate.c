@@ -422,7 +422,15 @@ int ldm_cmd_generate(int argc, char **argv) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
   }
-  if (ldm_job_run(job, &images, &n_images, &err) != LDM_OK) {
+  struct timespec t_start, t_end;
+  clock_gettime(CLOCK_MONOTONIC, &t_start);
+  ldm_status run_st = ldm_job_run(job, &images, &n_images, &err);
+  clock_gettime(CLOCK_MONOTONIC, &t_end);
+  if (ps.show && run_st == LDM_OK)
+    fprintf(stderr, "total %.2f s, peak RSS %zu MiB\n",
+            (double)(t_end.tv_sec - t_start.tv_sec) + 1e-9 * (double)(t_end.tv_nsec - t_start.tv_nsec),
+            ldm_peak_rss_bytes() >> 20);
+  if (run_st != LDM_OK) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
   }
