@@ -555,6 +555,17 @@ static void test_errors(void) {
   s = ldm_group_norm(&ctx, y, x, 1, 4, 6, 4, 1e-5f, NULL, NULL, false);
   CHECK(s == LDM_ERR_INVALID_ARG, "group_norm C %% groups: %s", ldm_status_str(s));
   printf("%s error: %s\n", tag, err.msg);
+  /* a raised cancel flag stops conv2d and attention with LDM_ERR_CANCELLED */
+  atomic_int cancel = 1;
+  ctx.cancel = &cancel;
+  float wd3[2 * 2 * 9] = {0}, big[2 * 16 * 16] = {0}, out[2 * 16 * 16];
+  ldm_tensor w3 = {LDM_DTYPE_F32, 4, {2, 2, 3, 3}, wd3, "w"};
+  s = ldm_conv2d(&ctx, out, big, 1, 16, 16, 2, &w3, NULL, 1, 1);
+  CHECK(s == LDM_ERR_CANCELLED, "conv2d ignored cancel: %s", ldm_status_str(s));
+  s = ldm_attention(&ctx, out, 2, big, 2, big, 2, big, 2, 1, 64, 64, 1, 2, false);
+  CHECK(s == LDM_ERR_CANCELLED, "attention ignored cancel: %s", ldm_status_str(s));
+  printf("%s cancel: %s\n", tag, err.msg);
+  ctx.cancel = NULL;
   CHECK(ldm_arena_in_use(ctx.scratch) == in_use, "scratch not given back on error");
 }
 
