@@ -125,6 +125,14 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
     if (workers < 1) workers = 1;
   }
   if (chunk > Tq) chunk = Tq;
+  /* enough tiles to keep every worker busy (cross-attention with few heads
+   * would otherwise give one tile per head) */
+  int64_t bh = (int64_t)B * heads, want = 4 * (int64_t)workers;
+  if (workers > 1 && bh < want) {
+    int64_t splits = (want + bh - 1) / bh;
+    int64_t c2 = (Tq + splits - 1) / splits;
+    if (c2 < chunk) chunk = c2;
+  }
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status st = LDM_OK;
   attn_job *j = ldm_arena_alloc(ctx->scratch, sizeof *j);
