@@ -135,68 +135,34 @@ static void im2col_task(void *user, int64_t p) {
   }
 }
 
-ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
-                         int W, int Cin, const ldm_tensor *w,
-                         const ldm_tensor *b, int stride, int pad,
-                         size_t max_scratch_bytes) {
-  conv_shape s;
-  LDM_TRY(conv_check(ctx, w, b, B, H, W, Cin, stride, pad, &s));
+/* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin]. */
+static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
+                           const conv_shape *s, const float *wp,
+                           const float *bias, size_t max_scratch_bytes) {
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status st = LDM_OK;
-  const float *bias = NULL;
-  if (b && !(bias = ops_weight_f32(ctx, b, s.Cout))) {
-    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-    goto done;
-  }
-
-  if (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0) {
+  if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
     // 1x1: x [B*H*W, Cin] * W^T [Cin, Cout] -> y [B*H*W, Cout]
-    const float *wf = ops_weight_f32(ctx, w, (int64_t)s.Cout * Cin);
-    if (!wf) {
-      st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-      goto done;
-    }
-    int64_t M = (int64_t)B * H * W;
-    st = ldm_gemm(ctx, false, true, M, s.Cout, Cin, 1.0f, x, Cin, wf, Cin,
-                  0.0f, y, s.Cout);
-    if (st == LDM_OK && bias) ops_add_bias_f32(ctx, y, M, s.Cout, bias);
+    int64_t M = (int64_t)s->B * s->H * s->W;
+    st = ldm_gemm(ctx, false, true, M, s->Cout, s->Cin, 1.0f, x, s->Cin, wp,
+                  s->Cin, 0.0f, y, s->Cout);
+    if (st == LDM_OK && bias) ops_add_bias_f32(ctx, y, M, s->Cout, bias);
     goto done;
   }
-
-  // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
-  size_t wn;
-  float *wp = NULL;
-  if (ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
-    wp = ldm_arena_floats(ctx->scratch, wn);
-  if (!wp) {
-    st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
-                  "conv2d: no scratch for packed weight '%s' (%d x %lld)",
-                  w->name ? w->name : "?", s.Cout, (long long)s.K);
-    goto done;
-  }
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  if (!wa) {
-    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-    goto done;
-  }
-  pack_job pj = {wp, wa, Cin, s.kh * s.kw};
-  ldm_pool_for(ctx->pool, s.Cout, pack_task, &pj);
-
   // bands of output rows: cols [band_rows*Wo, K] <= max_scratch_bytes
-  size_t row_bytes = (size_t)s.Wo * (size_t)s.K * sizeof(float);
-  int64_t total_rows = (int64_t)B * s.Ho;
+  size_t row_bytes = (size_t)s->Wo * (size_t)s->K * sizeof(float);
+  int64_t total_rows = (int64_t)s->B * s->Ho;
   int64_t band = (int64_t)(max_scratch_bytes / (row_bytes ? row_bytes : 1));
   if (band < 1) band = 1;
   if (band > total_rows) band = total_rows;
   size_t cols_n;
   float *cols = NULL;
-  if (ldm_mul_size((size_t)band * (size_t)s.Wo, (size_t)s.K, &cols_n))
+  if (ldm_mul_size((size_t)band * (size_t)s->Wo, (size_t)s->K, &cols_n))
     cols = ldm_arena_floats(ctx->scratch, cols_n);
   if (!cols) {
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
                   "conv2d: no scratch for im2col (%lld rows x %d x %lld)",
-                  (long long)band, s.Wo, (long long)s.K);
+                  (long long)band, s->Wo, (long long)s->K);
     goto done;
   }
   for (int64_t r0 = 0; r0 < total_rows; r0 += band) {
@@ -205,19 +171,112 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
       goto done;
     }
     int64_t nr = total_rows - r0 < band ? total_rows - r0 : band;
-    int64_t M = nr * s.Wo;
+    int64_t M = nr * s->Wo;
     // im2col: x rows of the band -> cols [M, kh*kw*Cin]
-    im2col_job ij = {cols, x, &s, r0};
+    im2col_job ij = {cols, x, s, r0};
     ldm_pool_for(ctx->pool, M, im2col_task, &ij);
     // cols [M, K] * wp^T [K, Cout] -> y rows [M, Cout]
-    float *yb = y + r0 * s.Wo * (int64_t)s.Cout;
-    st = ldm_gemm(ctx, false, true, M, s.Cout, s.K, 1.0f, cols, s.K, wp, s.K,
-                  0.0f, yb, s.Cout);
+    float *yb = y + r0 * s->Wo * (int64_t)s->Cout;
+    st = ldm_gemm(ctx, false, true, M, s->Cout, s->K, 1.0f, cols, s->K, wp,
+                  s->K, 0.0f, yb, s->Cout);
     if (st != LDM_OK) goto done;
     // + bias while the band is warm
-    if (bias) ops_add_bias_f32(ctx, yb, M, s.Cout, bias);
+    if (bias) ops_add_bias_f32(ctx, yb, M, s->Cout, bias);
   }
 done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+/* Packs w (validated, aligned) into wp [Cout, kh*kw*Cin] f32. */
+static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
+  pack_job pj = {wp, w, Cin, (int)(w->shape[2] * w->shape[3])};
+  ldm_pool_for(ctx->pool, w->shape[0], pack_task, &pj);
+}
+
+ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
+                         int W, int Cin, const ldm_tensor *w,
+                         const ldm_tensor *b, int stride, int pad,
+                         size_t max_scratch_bytes) {
+  conv_shape s;
+  LDM_TRY(conv_check(ctx, w, b, B, H, W, Cin, stride, pad, &s));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *bias = NULL, *wp = NULL;
+  if (b && !(bias = ops_weight_f32(ctx, b, s.Cout))) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  if (s.kh == 1 && s.kw == 1) {
+    // 1x1: [Cout, Cin, 1, 1] is already the packed layout
+    if (!(wp = ops_weight_f32(ctx, w, (int64_t)s.Cout * Cin))) {
+      st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+  } else {
+    // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
+    size_t wn;
+    float *packed = NULL;
+    if (ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
+      packed = ldm_arena_floats(ctx->scratch, wn);
+    ldm_tensor w_copy;
+    const ldm_tensor *wa = packed ? ops_aligned(ctx, w, &w_copy) : NULL;
+    if (!packed || !wa) {
+      st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
+                    "conv2d: no scratch for packed weight '%s' (%d x %lld)",
+                    w->name ? w->name : "?", s.Cout, (long long)s.K);
+      goto done;
+    }
+    conv_pack(ctx, packed, wa, Cin);
+    wp = packed;
+  }
+  st = conv_run(ctx, y, x, &s, wp, bias, max_scratch_bytes);
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+int64_t ldm_conv2d_packed_size(const ldm_tensor *w) {
+  if (!w || w->ndim != 4) return 0;
+  return ldm_tensor_numel(w);
+}
+
+ldm_status ldm_conv2d_pack(ldm_ctx *ctx, float *dst, const ldm_tensor *w) {
+  if (!w || w->ndim != 4 || w->shape[1] < 1)
+    return ldm_fail(ctx->err, LDM_ERR_SHAPE,
+                    "conv2d_pack: weight '%s' must be 4-D [Cout, Cin, kh, kw]",
+                    w && w->name ? w->name : "?");
+  conv_shape s;
+  int Cin = (int)w->shape[1];
+  int kh = (int)w->shape[2], kw = (int)w->shape[3];
+  LDM_TRY(conv_check(ctx, w, NULL, 1, kh, kw, Cin, 1, 0, &s));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  if (!wa) {
+    ldm_arena_reset(ctx->scratch, mark);
+    return ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+  }
+  conv_pack(ctx, dst, wa, Cin);
+  ldm_arena_reset(ctx->scratch, mark);
+  return LDM_OK;
+}
+
+ldm_status ldm_conv2d_packed(ldm_ctx *ctx, float *y, const float *x, int B,
+                             int H, int W, int Cin, const float *wp, int Cout,
+                             int kh, int kw, const ldm_tensor *b, int stride,
+                             int pad) {
+  ldm_tensor wt = {LDM_DTYPE_F32, 4, {Cout, Cin, kh, kw}, (void *)wp,
+                   "packed conv weight"};
+  conv_shape s;
+  LDM_TRY(conv_check(ctx, &wt, b, B, H, W, Cin, stride, pad, &s));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *bias = NULL;
+  if (b && !(bias = ops_weight_f32(ctx, b, s.Cout)))
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+  else
+    st = conv_run(ctx, y, x, &s, wp, bias, LDM_CONV2D_SCRATCH_BYTES);
   ldm_arena_reset(ctx->scratch, mark);
   return st;
 }

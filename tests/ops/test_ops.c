@@ -198,6 +198,14 @@ static void test_conv(void) {
       close_("conv2d", n, yc, ref, ny);
       free(yc);
     }
+    /* packed once, then run from the packed weight */
+    float *wp = alloc_f(ldm_conv2d_packed_size(w));
+    OP(ldm_conv2d_pack(&ctx, wp, w));
+    memset(y, 0, sizeof(float) * (size_t)ny);
+    OP(ldm_conv2d_packed(&ctx, y, x, B, H, W, Cin, wp, Cout, k, k, b, st, pad));
+    yc = to_nchw(y, B, Cout, (int64_t)Ho * Wo);
+    close_("conv2d-packed", cases[c], yc, ref, ny);
+    free(yc), free(wp);
     OP(ldm_conv2d_naive(&ctx, y, x, B, H, W, Cin, w, b, st, pad));
     yc = to_nchw(y, B, Cout, (int64_t)Ho * Wo);
     close_("conv2d-naive", cases[c], yc, ref, ny);
