@@ -127,45 +127,63 @@ static ldm_status load_oc_layer(const loader *L, const ldm_clip_config *c, int i
   return LDM_OK;
 }
 
+/* Finds where text encoder `index` lives: a diffusers part or one of the
+ * original single-file prefixes, in the order checkpoints use them. */
+static bool find_layout(const ldm_source *src, int index, loader *L, bool *oc) {
+  const char *part = index == 0 ? "text_encoder" : "text_encoder_2";
+  L->src = src;
+  L->part = NULL;
+  L->prefix = NULL;
+  *oc = false;
+  if (ldm_source_is_folder(src) &&
+      ldm_source_find(src, part, "text_model.embeddings.token_embedding.weight")) {
+    L->part = part;
+    L->prefix = "text_model.";
+    return true;
+  }
+  static const struct { int index; const char *prefix; bool oc; } layouts[] = {
+      {0, "cond_stage_model.transformer.text_model.", false},
+      {0, "cond_stage_model.transformer.", false},
+      {0, "conditioner.embedders.0.transformer.text_model.", false},
+      {0, "cond_stage_model.model.", true},
+      {0, "text_model.", false},
+      {0, "", true},
+      {1, "conditioner.embedders.1.model.", true},
+  };
+  for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++) {
+    if (layouts[i].index != index) continue;
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", layouts[i].prefix,
+             layouts[i].oc ? "token_embedding.weight" : "embeddings.token_embedding.weight");
+    if (ldm_source_find(src, NULL, key)) {
+      L->prefix = layouts[i].prefix;
+      *oc = layouts[i].oc;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ldm_clip_text_present(const ldm_source *src, int index) {
+  loader L;
+  bool oc;
+  return index >= 0 && index <= 1 && find_layout(src, index, &L, &oc);
+}
+
 ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index, int heads,
                               ldm_error *err) {
   *out = NULL;
   if (index < 0 || index > 1)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "text encoder index %d, expected 0 or 1", index);
-  loader L = {src, NULL, NULL, NULL};
-  bool oc = false;
-  const char *part = index == 0 ? "text_encoder" : "text_encoder_2";
-  if (ldm_source_is_folder(src) && ldm_source_find(src, part, "text_model.embeddings.token_embedding.weight")) {
-    L.part = part;
-    L.prefix = "text_model.";
-  } else {
-    /* original single-file layouts, in the order checkpoints use them */
-    static const struct { int index; const char *prefix; bool oc; } layouts[] = {
-        {0, "cond_stage_model.transformer.text_model.", false},
-        {0, "cond_stage_model.transformer.", false},
-        {0, "conditioner.embedders.0.transformer.text_model.", false},
-        {0, "cond_stage_model.model.", true},
-        {0, "text_model.", false},
-        {0, "", true},
-        {1, "conditioner.embedders.1.model.", true},
-    };
-    for (size_t i = 0; i < sizeof layouts / sizeof *layouts && !L.prefix; i++) {
-      if (layouts[i].index != index) continue;
-      char key[256];
-      snprintf(key, sizeof key, "%s%s", layouts[i].prefix,
-               layouts[i].oc ? "token_embedding.weight" : "embeddings.token_embedding.weight");
-      if (ldm_source_find(src, NULL, key)) {
-        L.prefix = layouts[i].prefix;
-        oc = layouts[i].oc;
-      }
-    }
-    if (!L.prefix)
-      return ldm_fail(err, LDM_ERR_MISSING,
-                      "%s: no %s text encoder found (looked for %s, conditioner.embedders.%d.* "
-                      "and diffusers %s/)",
-                      ldm_source_path(src), index == 0 ? "first" : "second",
-                      index == 0 ? "cond_stage_model.*" : "(SDXL)", index, part);
-  }
+  loader L;
+  bool oc;
+  if (!find_layout(src, index, &L, &oc))
+    return ldm_fail(err, LDM_ERR_MISSING,
+                    "%s: no %s text encoder (looked for %s and a diffusers %s/ folder)",
+                    ldm_source_path(src), index == 0 ? "first" : "second (SDXL)",
+                    index == 0 ? "cond_stage_model.*, conditioner.embedders.0.*"
+                               : "conditioner.embedders.1.model.*",
+                    index == 0 ? "text_encoder" : "text_encoder_2");
   ldm_clip_text *m = calloc(1, sizeof *m);
   if (!m) return ldm_fail(err, LDM_ERR_NOMEM, "text encoder: out of memory");
   snprintf(m->where, sizeof m->where, "%s%s%s", ldm_source_path(src), L.part ? "/" : "",
@@ -293,9 +311,16 @@ void ldm_clip_text_free(ldm_clip_text *m) {
 
 ldm_status ldm_clip_text_forward(ldm_ctx *ctx, const ldm_clip_text *m, const int32_t *ids, int B,
                                  int T, int n_run, float *out, float *prev) {
+  return ldm_clip_text_forward_ex(ctx, m, ids, B, T, n_run, out, n_run - 1, prev);
+}
+
+ldm_status ldm_clip_text_forward_ex(ldm_ctx *ctx, const ldm_clip_text *m, const int32_t *ids,
+                                    int B, int T, int n_run, float *out, int capture_at,
+                                    float *capture) {
   const ldm_clip_config *c = &m->cfg;
   const ldm_clip_weights *w = &m->w;
-  if (B <= 0 || T <= 0 || T > c->n_pos || n_run < 1 || n_run > c->n_layers)
+  if (B <= 0 || T <= 0 || T > c->n_pos || n_run < 1 || n_run > c->n_layers ||
+      (capture && (capture_at < 0 || capture_at > n_run)))
     return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
                     "%s: input [%d, %d] with %d layers run (model: %d positions, %d layers)",
                     m->where, B, T, n_run, c->n_pos, c->n_layers);
@@ -333,7 +358,7 @@ ldm_status ldm_clip_text_forward(ldm_ctx *ctx, const ldm_clip_text *m, const int
   }
   for (int li = 0; li < n_run; li++) {
     const ldm_clip_layer *l = &w->layers[li];
-    if (prev && li == n_run - 1) memcpy(prev, x, nd * sizeof *x);
+    if (capture && li == capture_at) memcpy(capture, x, nd * sizeof *x);
     if (ctx->cancel && atomic_load(ctx->cancel)) {
       st = ldm_fail(ctx->err, LDM_ERR_CANCELLED, "cancelled");
       goto done;
@@ -356,6 +381,7 @@ ldm_status ldm_clip_text_forward(ldm_ctx *ctx, const ldm_clip_text *m, const int
     TRY_GOTO(ldm_linear(ctx, h, f, rows, &l->fc2_w, &l->fc2_b));
     ldm_add(ctx, x, x, h, (int64_t)nd);
   }
+  if (capture && capture_at == n_run) memcpy(capture, x, nd * sizeof *x);
 done:
   ldm_arena_reset(ctx->scratch, mark);
   return st;

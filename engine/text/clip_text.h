@@ -57,12 +57,19 @@ typedef struct ldm_clip_text {
 ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index,
                               int heads, ldm_error *err);
 void ldm_clip_text_free(ldm_clip_text *m);
+/* True if the source holds text encoder `index` (in any layout). */
+bool ldm_clip_text_present(const ldm_source *src, int index);
 
 /* Runs the embeddings and the first n_run layers on ids [B, T] (T <= n_pos):
- * out [B, T, d] = output of layer n_run (no final norm); prev (NULL ok)
- * [B, T, d] = output of layer n_run - 1 (the embeddings when n_run = 1). */
+ * out [B, T, d] = output of layer n_run (no final norm), i.e. transformers'
+ * hidden_states[n_run]; prev (NULL ok) [B, T, d] = hidden_states[n_run - 1]
+ * (the embeddings when n_run = 1). */
 ldm_status ldm_clip_text_forward(ldm_ctx *ctx, const ldm_clip_text *m, const int32_t *ids,
                                  int B, int T, int n_run, float *out, float *prev);
+/* The same with capture (NULL ok) = hidden_states[capture_at], 0..n_run. */
+ldm_status ldm_clip_text_forward_ex(ldm_ctx *ctx, const ldm_clip_text *m, const int32_t *ids,
+                                    int B, int T, int n_run, float *out, int capture_at,
+                                    float *capture);
 /* final_layer_norm / ln_final over rows x d (in-place allowed). */
 ldm_status ldm_clip_text_final_norm(ldm_ctx *ctx, const ldm_clip_text *m, float *y,
                                     const float *x, int64_t rows);

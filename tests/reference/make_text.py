@@ -9,7 +9,9 @@ slow one without ftfy and open_clip.tokenize differ on the same prompts.
 
 Writes tests/golden/text/:
   prompts.txt           >= 1000 prompts, one per line (UTF-8, seeded mix)
-  tokens_clip.txt       77 ids per prompt, pad = <|endoftext|> (CLIP-L)
+  tokens_clip.txt       the 77 ids of each prompt, pad = <|endoftext|> (CLIP-L),
+                        written through the first end-of-text (the rest is
+                        padding: the tests fill it in)
   tokens_tiny.txt       ids of the first 300 prompts with a CLIPTokenizer that
                         has the first 2000 merges only and pad "!" (as SD2 /
                         SDXL's second tokenizer); its files are the tiny
@@ -34,6 +36,12 @@ or a CLIPTextModel whose outputs equal open_clip's (OpenCLIP).
                           penultimate_hidden_state (hidden_states[-2], no final
                           norm) and pooled (where a projection exists), f32;
                           sdxl_io holds the second encoder's as *_2
+  cond_io.safetensors     diffusers' own encode_prompt (StableDiffusionPipeline /
+                          StableDiffusionXLPipeline.encode_prompt on the folders'
+                          tokenizers and encoders) for COND_PROMPTS:
+                          <model>.p<i>.cs<clip_skip> [1, 77, D] and, for sdxl,
+                          <model>.p<i>.cs<clip_skip>.pooled [1, P]; clip_skip
+                          in A1111 units (1 = default = diffusers' None)
 
 Usage: /work/refvenv/bin/python tests/reference/make_text.py [OUTDIR]
 """
@@ -212,8 +220,10 @@ def make_prompts():
     return out
 
 
-def ids_line(ids):
-    return " ".join(str(i) for i in ids)
+def ids_line(ids, eos):
+    """ids through the first end-of-text (the rest is padding), as text."""
+    ids = list(ids)
+    return " ".join(str(i) for i in ids[:ids.index(eos, 1) + 1])
 
 
 def tokenizer_goldens():
@@ -245,14 +255,15 @@ def tokenizer_goldens():
         with open(os.path.join(OUT, "prompts.txt"), "wb") as f:
             f.write(("\n".join(prompts) + "\n").encode("utf-8"))
         with open(os.path.join(OUT, "tokens_clip.txt"), "w") as f:
-            f.write("\n".join(ids_line(r) for r in ref) + "\n")
+            f.write("\n".join(ids_line(r, 49407) for r in ref) + "\n")
 
         tiny = write_clip_files(TINY_DIR, 2000, "!")
         tiny.save_pretrained(os.path.join(tmp, "tiny_saved"))
         tiny = CLIPTokenizer.from_pretrained(os.path.join(tmp, "tiny_saved"))
         assert tiny.pad_token_id == 0
         with open(os.path.join(OUT, "tokens_tiny.txt"), "w") as f:
-            f.write("\n".join(ids_line(tiny(p, **kw).input_ids) for p in prompts[:300]) + "\n")
+            f.write("\n".join(ids_line(tiny(p, **kw).input_ids, EOS) for p in prompts[:300])
+                    + "\n")
     finally:
         shutil.rmtree(tmp)
     return prompts
@@ -385,7 +396,8 @@ def save_folder(folder, parts, tokenizers, pipeline):
         index[name] = ["transformers", type(model).__name__]
     for name, pad in tokenizers.items():
         tok = CLIPTokenizer(os.path.join(TINY_DIR, "vocab.json"),
-                            os.path.join(TINY_DIR, "merges.txt"), pad_token=pad)
+                            os.path.join(TINY_DIR, "merges.txt"), pad_token=pad,
+                            model_max_length=77)
         tok.save_pretrained(os.path.join(folder, name))
         index[name] = ["transformers", "CLIPTokenizer"]
     with open(os.path.join(folder, "model_index.json"), "w") as f:
@@ -461,11 +473,53 @@ def encoder_goldens():
     print("encoders: sd1, sd2, sdxl written (conversions verified)")
 
 
+COND_PROMPTS = ["a photo of a cat", "", "sunset over the mountains, highly detailed, 8k",
+                "HELLO World!! caf\u00e9 \u65e5\u672c"]
+
+
+def cond_goldens():
+    import types
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+    cpu = torch.device("cpu")
+    out = {}
+    for name in ("sd1", "sd2"):
+        d = os.path.join(OUT, name)
+        ns = types.SimpleNamespace(
+            tokenizer=CLIPTokenizer.from_pretrained(os.path.join(d, "tokenizer")),
+            text_encoder=CLIPTextModel.from_pretrained(os.path.join(d, "text_encoder")).float())
+        for i, p in enumerate(COND_PROMPTS):
+            for cs in ((1, 2) if i == 3 else (1,)):
+                with torch.no_grad():
+                    pe, _ = StableDiffusionPipeline.encode_prompt(
+                        ns, p, cpu, 1, False, clip_skip=None if cs == 1 else cs - 1)
+                out["%s.p%d.cs%d" % (name, i, cs)] = pe
+    d = os.path.join(OUT, "sdxl")
+    ns = types.SimpleNamespace(
+        tokenizer=CLIPTokenizer.from_pretrained(os.path.join(d, "tokenizer")),
+        tokenizer_2=CLIPTokenizer.from_pretrained(os.path.join(d, "tokenizer_2")),
+        text_encoder=CLIPTextModel.from_pretrained(os.path.join(d, "text_encoder")).float(),
+        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(
+            os.path.join(d, "text_encoder_2")).float(),
+        config=types.SimpleNamespace(force_zeros_for_empty_prompt=True))
+    for i, p in enumerate(COND_PROMPTS):
+        for cs in ((1, 2) if i == 3 else (1,)):
+            with torch.no_grad():
+                pe, _, pooled, _ = StableDiffusionXLPipeline.encode_prompt(
+                    ns, p, device=cpu, num_images_per_prompt=1, do_classifier_free_guidance=False,
+                    clip_skip=None if cs == 1 else cs - 1)
+            out["sdxl.p%d.cs%d" % (i, cs)] = pe
+            out["sdxl.p%d.cs%d.pooled" % (i, cs)] = pooled
+    save_st(out, os.path.join(OUT, "cond_io.safetensors"))
+    print("conditioning: %d tensors from diffusers encode_prompt" % len(out))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     try:
         tokenizer_goldens()
         encoder_goldens()
+        cond_goldens()
     finally:
         shutil.rmtree(TINY_DIR)
 

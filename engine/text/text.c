@@ -1,0 +1,319 @@
+/* Prompt -> UNet conditioning as AUTOMATIC1111 builds it
+ * (modules/sd_hijack_clip.py: tokenize_line, process_tokens, the "Original"
+ * emphasis) on top of the CLIP text encoders; layer choice per family as
+ * A1111 / diffusers (SD1: hidden_states[-clip_skip] + final norm; SD2:
+ * penultimate + final norm; SDXL: hidden_states[-(clip_skip + 1)] of both
+ * encoders, concatenated, and the second encoder's pooled projection). */
+#include "text/text.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/status.h"
+#include "text/prompt.h"
+
+/* ---- chunking ------------------------------------------------------------ */
+typedef struct chunk_builder {
+  int32_t cur[LDM_TEXT_CHUNK];
+  float cur_mult[LDM_TEXT_CHUNK];
+  int len, last_comma;
+  int32_t bos, eos, pad;
+  ldm_text_chunks *out;
+  int cap;
+  bool oom;
+} chunk_builder;
+
+/* next_chunk(): pad to 75 with end-of-text, wrap in start/end, then every id
+ * after the first end-of-text becomes the pad id. */
+static void next_chunk(chunk_builder *b) {
+  if (b->oom) return;
+  ldm_text_chunks *c = b->out;
+  if (c->n == b->cap) {
+    int cap = b->cap ? b->cap * 2 : 4;
+    int32_t *ids = realloc(c->ids, (size_t)cap * LDM_CLIP_N_CTX * sizeof *ids);
+    if (ids) c->ids = ids;
+    float *mult = realloc(c->mult, (size_t)cap * LDM_CLIP_N_CTX * sizeof *mult);
+    if (mult) c->mult = mult;
+    if (!ids || !mult) {
+      b->oom = true;
+      return;
+    }
+    b->cap = cap;
+  }
+  int32_t *ids = c->ids + (size_t)c->n * LDM_CLIP_N_CTX;
+  float *mult = c->mult + (size_t)c->n * LDM_CLIP_N_CTX;
+  ids[0] = b->bos;
+  mult[0] = 1.0f;
+  for (int i = 0; i < LDM_TEXT_CHUNK; i++) {
+    ids[1 + i] = i < b->len ? b->cur[i] : b->eos;
+    mult[1 + i] = i < b->len ? b->cur_mult[i] : 1.0f;
+  }
+  ids[LDM_CLIP_N_CTX - 1] = b->eos;
+  mult[LDM_CLIP_N_CTX - 1] = 1.0f;
+  int first_end = 0;
+  while (ids[first_end] != b->eos) first_end++;
+  for (int i = first_end + 1; i < LDM_CLIP_N_CTX; i++) ids[i] = b->pad;
+  c->n++;
+  b->len = 0;
+  b->last_comma = -1;
+}
+
+ldm_status ldm_text_chunk(const ldm_tokenizer *tok, const char *prompt, int pad_id,
+                          int comma_backtrack, ldm_text_chunks *out, ldm_error *err) {
+  memset(out, 0, sizeof *out);
+  ldm_prompt_piece *pieces = NULL;
+  int n_pieces = 0;
+  LDM_TRY(ldm_prompt_parse(prompt, &pieces, &n_pieces, err));
+  chunk_builder b = {.len = 0, .last_comma = -1, .bos = ldm_tokenizer_bos(tok),
+                     .eos = ldm_tokenizer_eos(tok),
+                     .pad = pad_id < 0 ? ldm_tokenizer_pad(tok) : pad_id, .out = out};
+  int32_t *ids = NULL;
+  int64_t n = 0, cap = 0;
+  ldm_status st = LDM_OK;
+  /* the comma token: "," alone */
+  int32_t comma = -1;
+  if ((st = ldm_tokenizer_tokenize(tok, ",", 1, &ids, &n, &cap, err)) != LDM_OK) goto done;
+  if (n == 1) comma = ids[0];
+  for (int p = 0; p < n_pieces && !b.oom; p++) {
+    if (pieces[p].weight == -1.0 && strcmp(pieces[p].text, "BREAK") == 0) {
+      next_chunk(&b);
+      continue;
+    }
+    n = 0;
+    if ((st = ldm_tokenizer_tokenize(tok, pieces[p].text, strlen(pieces[p].text), &ids, &n, &cap,
+                                     err)) != LDM_OK)
+      goto done;
+    float w = (float)pieces[p].weight;
+    for (int64_t i = 0; i < n && !b.oom; i++) {
+      int32_t t = ids[i];
+      if (t == comma) {
+        b.last_comma = b.len;
+      } else if (comma_backtrack != 0 && b.len == LDM_TEXT_CHUNK && b.last_comma != -1 &&
+                 b.len - b.last_comma <= comma_backtrack) {
+        /* move the words after the last comma to the next chunk */
+        int brk = b.last_comma + 1, nrel = b.len - brk;
+        int32_t rel[LDM_TEXT_CHUNK];
+        float relm[LDM_TEXT_CHUNK];
+        memcpy(rel, b.cur + brk, (size_t)nrel * sizeof *rel);
+        memcpy(relm, b.cur_mult + brk, (size_t)nrel * sizeof *relm);
+        b.len = brk;
+        next_chunk(&b);
+        memcpy(b.cur, rel, (size_t)nrel * sizeof *rel);
+        memcpy(b.cur_mult, relm, (size_t)nrel * sizeof *relm);
+        b.len = nrel;
+      }
+      if (b.len == LDM_TEXT_CHUNK) next_chunk(&b);
+      b.cur[b.len] = t;
+      b.cur_mult[b.len] = w;
+      b.len++;
+    }
+  }
+  if (b.len > 0 || out->n == 0) next_chunk(&b);
+  if (b.oom) st = ldm_fail(err, LDM_ERR_NOMEM, "prompt: out of memory");
+done:
+  free(ids);
+  ldm_prompt_pieces_free(pieces, n_pieces);
+  if (st != LDM_OK) ldm_text_chunks_free(out);
+  return st;
+}
+
+void ldm_text_chunks_free(ldm_text_chunks *c) {
+  if (!c) return;
+  free(c->ids);
+  free(c->mult);
+  memset(c, 0, sizeof *c);
+}
+
+void ldm_text_emphasis(float *z, const float *mult, int T, int D) {
+  size_t n = (size_t)T * D;
+  double before = 0, after = 0;
+  for (size_t i = 0; i < n; i++) before += z[i];
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < D; i++) z[(size_t)t * D + i] *= mult[t];
+  for (size_t i = 0; i < n; i++) after += z[i];
+  if (after == 0) return;
+  float r = (float)(before / after);
+  for (size_t i = 0; i < n; i++) z[i] *= r;
+}
+
+/* ---- conditioning ---------------------------------------------------------- */
+struct ldm_text_cond {
+  ldm_text_kind kind;
+  ldm_clip_text *enc[2];
+  ldm_tokenizer *tok[2];
+  bool drop_last;           /* SD2 single file: the last of OpenCLIP's layers is unused */
+  int D, P;
+};
+
+ldm_status ldm_text_cond_load(ldm_text_cond **out, const ldm_source *src, int heads,
+                              ldm_error *err) {
+  *out = NULL;
+  ldm_text_cond *tc = calloc(1, sizeof *tc);
+  if (!tc) return ldm_fail(err, LDM_ERR_NOMEM, "text: out of memory");
+  ldm_status st;
+  if ((st = ldm_clip_text_load(&tc->enc[0], src, 0, heads, err)) != LDM_OK) goto fail;
+  if (ldm_clip_text_present(src, 1)) {
+    if ((st = ldm_clip_text_load(&tc->enc[1], src, 1, heads, err)) != LDM_OK) goto fail;
+    if (!tc->enc[1]->cfg.d_proj) {
+      st = ldm_fail(err, LDM_ERR_MISSING, "%s: SDXL's second text encoder has no text_projection",
+                    tc->enc[1]->where);
+      goto fail;
+    }
+    tc->kind = LDM_TEXT_SDXL;
+    tc->D = tc->enc[0]->cfg.d + tc->enc[1]->cfg.d;
+    tc->P = tc->enc[1]->cfg.d_proj;
+    if ((st = ldm_tokenizer_from_source(&tc->tok[0], src, "tokenizer", -1, err)) != LDM_OK ||
+        (st = ldm_tokenizer_from_source(&tc->tok[1], src, "tokenizer_2", 0, err)) != LDM_OK)
+      goto fail;
+  } else {
+    tc->kind = tc->enc[0]->cfg.quick_gelu ? LDM_TEXT_SD1 : LDM_TEXT_SD2;
+    tc->drop_last = tc->kind == LDM_TEXT_SD2 && tc->enc[0]->cfg.openclip_names &&
+                    tc->enc[0]->cfg.n_layers > 1;
+    tc->D = tc->enc[0]->cfg.d;
+    if ((st = ldm_tokenizer_from_source(&tc->tok[0], src, "tokenizer",
+                                        tc->kind == LDM_TEXT_SD2 ? 0 : -1, err)) != LDM_OK)
+      goto fail;
+  }
+  for (int i = 0; i < 2; i++)
+    if (tc->enc[i] && tc->enc[i]->cfg.n_pos < LDM_CLIP_N_CTX) {
+      st = ldm_fail(err, LDM_ERR_SHAPE, "%s: %d positions, expected at least %d",
+                    tc->enc[i]->where, tc->enc[i]->cfg.n_pos, LDM_CLIP_N_CTX);
+      goto fail;
+    }
+  *out = tc;
+  return LDM_OK;
+fail:
+  ldm_text_cond_free(tc);
+  return st;
+}
+
+void ldm_text_cond_free(ldm_text_cond *tc) {
+  if (!tc) return;
+  for (int i = 0; i < 2; i++) {
+    ldm_clip_text_free(tc->enc[i]);
+    ldm_tokenizer_free(tc->tok[i]);
+  }
+  free(tc);
+}
+
+ldm_text_kind ldm_text_cond_kind(const ldm_text_cond *tc) { return tc->kind; }
+int ldm_text_cond_dim(const ldm_text_cond *tc) { return tc->D; }
+int ldm_text_cond_pooled_dim(const ldm_text_cond *tc) { return tc->P; }
+const ldm_tokenizer *ldm_text_cond_tokenizer(const ldm_text_cond *tc) { return tc->tok[0]; }
+
+ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *prompt, int *n,
+                                      ldm_error *err) {
+  ldm_text_chunks c;
+  LDM_TRY(ldm_text_chunk(tc->tok[0], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, err));
+  *n = c.n;
+  ldm_text_chunks_free(&c);
+  return LDM_OK;
+}
+
+/* Layers to run for encoder e (hidden_states index), clip_skip >= 1. */
+static int layers_to_run(const ldm_text_cond *tc, int e, int clip_skip) {
+  int L = tc->enc[e]->cfg.n_layers, n;
+  if (tc->kind == LDM_TEXT_SDXL)
+    n = L - clip_skip;                         /* hidden_states[-(clip_skip + 1)] */
+  else
+    n = L - (tc->drop_last ? 1 : 0) - (clip_skip - 1); /* hidden_states[-clip_skip] */
+  return n < 1 ? 1 : n;
+}
+
+/* One chunk: z [77, D] (and pooled [P] when asked). */
+static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, const int32_t *ids0,
+                               const float *mult, int clip_skip, float *z, float *pooled) {
+  const int T = LDM_CLIP_N_CTX;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  int off = 0;
+  for (int e = 0; e < 2 && tc->enc[e]; e++) {
+    const ldm_clip_text *m = tc->enc[e];
+    const int d = m->cfg.d;
+    float *h = ldm_arena_floats(ctx->scratch, (size_t)T * d);
+    float *full = ldm_arena_floats(ctx->scratch, (size_t)T * d);
+    int32_t ids[LDM_CLIP_N_CTX];
+    if (!h || !full) {
+      st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "text: no scratch for [%d, %d]", T, d);
+      goto done;
+    }
+    memcpy(ids, ids0, sizeof ids);
+    if (e == 1) { /* the second tokenizer's padding after the first end token */
+      int32_t eos = ldm_tokenizer_eos(tc->tok[0]), pad = ldm_tokenizer_pad(tc->tok[1]);
+      int k = 0;
+      while (k < T && ids[k] != eos) k++;
+      for (k++; k < T; k++) ids[k] = pad;
+    }
+    int n_run = layers_to_run(tc, e, clip_skip);
+    if (e == 1 && pooled) {
+      // all layers + final norm for the pooled output; hidden_states[n_run] kept
+      st = ldm_clip_text_forward_ex(ctx, m, ids, 1, T, m->cfg.n_layers, full, n_run, h);
+      if (st == LDM_OK) st = ldm_clip_text_final_norm(ctx, m, full, full, T);
+      if (st == LDM_OK) st = ldm_clip_text_pool(ctx, m, pooled, full, ids, 1, T);
+    } else {
+      st = ldm_clip_text_forward(ctx, m, ids, 1, T, n_run, h, NULL);
+    }
+    if (st != LDM_OK) goto done;
+    if (tc->kind != LDM_TEXT_SDXL && (st = ldm_clip_text_final_norm(ctx, m, h, h, T)) != LDM_OK)
+      goto done;
+    // A1111 emphasis per encoder output [77, d], then into z[:, off:off+d]
+    ldm_text_emphasis(h, mult, T, d);
+    for (int t = 0; t < T; t++)
+      memcpy(z + (size_t)t * tc->D + off, h + (size_t)t * d, (size_t)d * sizeof *z);
+    off += d;
+  }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+ldm_status ldm_text_cond_encode(ldm_text_cond *tc, ldm_ctx *ctx, const char *prompt,
+                                int clip_skip, int min_chunks, float **cond, int *n_tokens,
+                                float **pooled) {
+  *cond = NULL;
+  *n_tokens = 0;
+  if (pooled) *pooled = NULL;
+  if (clip_skip < 1) clip_skip = 1;
+  ldm_text_chunks c, empty = {0};
+  LDM_TRY(ldm_text_chunk(tc->tok[0], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, ctx->err));
+  ldm_status st = LDM_OK;
+  int n = c.n > min_chunks ? c.n : min_chunks;
+  const size_t per = (size_t)LDM_CLIP_N_CTX * tc->D;
+  float *z = malloc((size_t)n * per * sizeof *z);
+  float *pool = tc->P ? malloc((size_t)tc->P * sizeof *pool) : NULL;
+  if (!z || (tc->P && !pool)) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "text: out of memory for %d chunks", n);
+    goto done;
+  }
+  for (int i = 0; i < c.n; i++) {
+    // chunk i -> z[:, 77*i : 77*(i+1), :]
+    st = encode_chunk(tc, ctx, c.ids + (size_t)i * LDM_CLIP_N_CTX,
+                      c.mult + (size_t)i * LDM_CLIP_N_CTX, clip_skip, z + (size_t)i * per,
+                      i == 0 ? pool : NULL);
+    if (st != LDM_OK) goto done;
+  }
+  if (n > c.n) { /* padding chunks: the empty prompt's encoding */
+    if ((st = ldm_text_chunk(tc->tok[0], "", -1, LDM_TEXT_COMMA_BACKTRACK, &empty, ctx->err)) !=
+        LDM_OK)
+      goto done;
+    if ((st = encode_chunk(tc, ctx, empty.ids, empty.mult, clip_skip, z + (size_t)c.n * per,
+                           NULL)) != LDM_OK)
+      goto done;
+    for (int i = c.n + 1; i < n; i++)
+      memcpy(z + (size_t)i * per, z + (size_t)c.n * per, per * sizeof *z);
+  }
+done:
+  ldm_text_chunks_free(&c);
+  ldm_text_chunks_free(&empty);
+  if (st != LDM_OK) {
+    free(z);
+    free(pool);
+    return st;
+  }
+  *cond = z;
+  *n_tokens = n * LDM_CLIP_N_CTX;
+  if (pooled) *pooled = pool;
+  else free(pool);
+  return LDM_OK;
+}
