@@ -43,6 +43,26 @@ static void check(const char *label, const char *path, ldm_family fam, int pred,
   ldm_source_close(src);
 }
 
+/* `ldm info FILE` must print the family (skipped only when LDM_EXE is unset,
+ * which meson always sets). */
+static void check_cli(const char *label, const char *path, ldm_family fam) {
+  const char *exe = getenv("LDM_EXE");
+  CHECK(exe != NULL, "LDM_EXE is not set");
+  if (!exe) return;
+  char cmd[8500], line[512], want[64], got[64] = "";
+  snprintf(cmd, sizeof cmd, "'%s' info '%s' 2>&1", exe, path);
+  FILE *f = popen(cmd, "r");
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "family: %63s", got) == 1) break;
+  while (f && fgets(line, sizeof line, f)) {
+  }
+  int rc = f ? pclose(f) : -1;
+  snprintf(want, sizeof want, "%s", ldm_family_name(fam));
+  printf("%-22s ldm info: family %s\n", label, got);
+  CHECK(rc == 0 && strcmp(got, want) == 0, "%s: ldm info printed family '%s' (exit %d), expected '%s'", label, got,
+        rc, want);
+}
+
 /* Header file -> sparse safetensors file of the declared size. */
 static const char *materialize(const char *name, char *out, size_t n) {
   char path[4096];
@@ -118,6 +138,7 @@ int main(void) {
     if (!materialize(full[i].hdr, path, sizeof path)) continue;
     check(full[i].hdr + 5, path, full[i].fam, full[i].fam == LDM_FAMILY_X4_UPSCALER ? V : full[i].fam == LDM_FAMILY_SD2 ? ANY : EPS,
           full[i].in, full[i].ctx, full[i].native, full[i].params);
+    check_cli(full[i].hdr + 5, path, full[i].fam);
     /* the loader binds every tensor of the real layout (family default heads) */
     ldm_error err = {0};
     ldm_source *src = NULL;
