@@ -1,8 +1,10 @@
 /* GEMM throughput of ldm_gemm (the engine's one sgemm/sbgemm wrapper) at the
- * SD1.5 UNet's shapes with 1 and 2 threads, and ldm_conv2d's achieved
- * GFLOP/s at a UNet 3x3 conv as a fraction of the GEMM figure at the same
- * M, N, K; also ldm_attention at the 64x64-latent self/cross shapes.
- * Usage: bench_gemm [--quick]  (prints figures; never a test). */
+ * SD1.5 UNet's shapes with 1 and 2 threads, ldm_conv2d's achieved GFLOP/s
+ * at a UNet 3x3 conv as a fraction of the GEMM figure at the same M, N, K,
+ * and ldm_attention at the 64x64-latent self/cross-attention shapes.
+ * Each figure is the best of several runs, in wall-clock GFLOP/s and in
+ * GFLOP per CPU-second (the latter stays meaningful on a busy machine; with
+ * 2 threads it is the per-core rate). Usage: bench_gemm [--quick]. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,14 +14,14 @@
 #include "core/threads.h"
 #include "ops/ops.h"
 
-static double now_s(void) {
+static double clock_s(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static float *rand_buf(size_t n) {
-  float *p = malloc(n * sizeof(float));
+  float *p = malloc((n ? n : 1) * sizeof(float));
   if (!p) return NULL;
   unsigned s = 12345u;
   for (size_t i = 0; i < n; i++) {
@@ -29,75 +31,74 @@ static float *rand_buf(size_t n) {
   return p;
 }
 
-/* Best-of-reps GFLOP/s of C[M,N] = A[M,K] B[N,K]^T (the linear/conv form). */
-static double bench_gemm(ldm_ctx *ctx, int M, int N, int K, double min_s) {
-  float *A = rand_buf((size_t)M * K), *B = rand_buf((size_t)N * K);
-  float *C = rand_buf((size_t)M * N);
-  double best = 1e30, total = 0;
-  int reps = 0;
-  if (!A || !B || !C) goto done;
-  ldm_gemm(ctx, false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N); /* warm */
-  while (reps < 3 || (total < min_s && reps < 50)) {
-    double t0 = now_s();
-    if (ldm_gemm(ctx, false, true, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N) !=
-        LDM_OK)
-      break;
-    double dt = now_s() - t0;
-    total += dt;
-    if (dt < best) best = dt;
-    reps++;
-  }
-done:
-  free(A), free(B), free(C);
-  return reps ? 2.0 * M * N * K / best * 1e-9 : 0.0;
+typedef struct case_args {
+  ldm_ctx *ctx;
+  int M, N, K;                 /* gemm */
+  int H, W, Cin, Cout;         /* conv */
+  int T, Tk, heads, dh;        /* attention */
+  float *a, *b, *c, *d;
+  ldm_tensor w, bias;
+} case_args;
+
+typedef ldm_status (*case_fn)(case_args *);
+
+static ldm_status run_gemm(case_args *c) {
+  return ldm_gemm(c->ctx, false, true, c->M, c->N, c->K, 1.0f, c->a, c->K,
+                  c->b, c->K, 0.0f, c->c, c->N);
 }
 
-static double bench_conv(ldm_ctx *ctx, int H, int W, int Cin, int Cout,
+static ldm_status run_conv(case_args *c) {
+  return ldm_conv2d(c->ctx, c->c, c->a, 1, c->H, c->W, c->Cin, &c->w,
+                    &c->bias, 1, 1);
+}
+
+static ldm_status run_attention(case_args *c) {
+  int64_t D = (int64_t)c->heads * c->dh;
+  return ldm_attention(c->ctx, c->d, D, c->a, D, c->b, D, c->c, D, 1, c->T,
+                       c->Tk, c->heads, c->dh, false);
+}
+
+typedef struct timing {
+  double wall, cpu; /* best seconds per run */
+} timing;
+
+static timing time_case(case_fn fn, case_args *c, double min_s) {
+  timing best = {1e30, 1e30};
+  double total = 0;
+  if (fn(c) != LDM_OK) return (timing){0, 0}; /* warm-up */
+  for (int reps = 0; reps < 3 || (total < min_s && reps < 50); reps++) {
+    double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+    if (fn(c) != LDM_OK) return (timing){0, 0};
+    double dw = clock_s(CLOCK_MONOTONIC) - w0;
+    double dc = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    total += dw;
+    if (dw < best.wall) best.wall = dw;
+    if (dc < best.cpu) best.cpu = dc;
+  }
+  return best;
+}
+
+static void print_rate(const char *label, double gflop, timing t) {
+  if (t.wall <= 0) {
+    printf("%-52s failed\n", label);
+    return;
+  }
+  printf("%-52s %7.1f GFLOP/s  (%6.1f per CPU-s, %7.1f ms)\n", label,
+         gflop / t.wall, gflop / t.cpu, t.wall * 1e3);
+  fflush(stdout);
+}
+
+static double bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
                          double min_s) {
-  float *x = rand_buf((size_t)H * W * Cin), *y = malloc((size_t)H * W * Cout * 4);
-  float *wd = rand_buf((size_t)Cout * Cin * 9), *bd = rand_buf((size_t)Cout);
-  ldm_tensor w = {LDM_DTYPE_F32, 4, {Cout, Cin, 3, 3}, wd, "w"};
-  ldm_tensor b = {LDM_DTYPE_F32, 1, {Cout}, bd, "b"};
-  double best = 1e30, total = 0;
-  int reps = 0;
-  if (!x || !y || !wd || !bd) goto done;
-  ldm_conv2d(ctx, y, x, 1, H, W, Cin, &w, &b, 1, 1);
-  while (reps < 3 || (total < min_s && reps < 50)) {
-    double t0 = now_s();
-    if (ldm_conv2d(ctx, y, x, 1, H, W, Cin, &w, &b, 1, 1) != LDM_OK) break;
-    double dt = now_s() - t0;
-    total += dt;
-    if (dt < best) best = dt;
-    reps++;
-  }
-done:
-  free(x), free(y), free(wd), free(bd);
-  return reps ? 2.0 * H * W * Cout * (9.0 * Cin) / best * 1e-9 : 0.0;
-}
-
-/* SD1.5 64x64-latent self-attention: B=1, T=4096, 8 heads of 40. */
-static double bench_attention(ldm_ctx *ctx, int T, int Tk, int heads, int dh,
-                              double min_s, double *ms) {
-  int64_t D = (int64_t)heads * dh;
-  float *q = rand_buf((size_t)(T * D)), *k = rand_buf((size_t)(Tk * D));
-  float *v = rand_buf((size_t)(Tk * D)), *o = malloc((size_t)(T * D) * 4);
-  double best = 1e30, total = 0;
-  int reps = 0;
-  if (!q || !k || !v || !o) goto done;
-  while (reps < 2 || (total < min_s && reps < 20)) {
-    double t0 = now_s();
-    if (ldm_attention(ctx, o, D, q, D, k, D, v, D, 1, T, Tk, heads, dh,
-                      false) != LDM_OK)
-      break;
-    double dt = now_s() - t0;
-    total += dt;
-    if (dt < best) best = dt;
-    reps++;
-  }
-done:
-  free(q), free(k), free(v), free(o);
-  *ms = reps ? best * 1e3 : 0.0;
-  return reps ? 4.0 * T * Tk * (double)D / best * 1e-9 : 0.0;
+  case_args c = {.ctx = ctx, .M = M, .N = N, .K = K};
+  c.a = rand_buf((size_t)M * K), c.b = rand_buf((size_t)N * K);
+  c.c = rand_buf((size_t)M * N);
+  timing t = {0, 0};
+  if (c.a && c.b && c.c) t = time_case(run_gemm, &c, min_s);
+  double gflop = 2.0 * M * N * K * 1e-9;
+  print_rate(label, gflop, t);
+  free(c.a), free(c.b), free(c.c);
+  return t.wall > 0 ? gflop / t.wall : 0.0;
 }
 
 int main(int argc, char **argv) {
@@ -107,46 +108,70 @@ int main(int argc, char **argv) {
   const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
   ldm_error err = {0};
   ldm_arena *arena = ldm_arena_new(0);
-  printf("ldm_gemm (row-major C = A * B^T), best of >= 3 runs; cpu: %s\n",
-         ldm_cpu_features());
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 0) load[0] = -1;
+  printf("bench_gemm: ldm_gemm C = A * B^T (row-major), best of >= 3 runs\n"
+         "cpu features: %s; load average %.2f\n",
+         ldm_cpu_features(), load[0]);
   for (int threads = 1; threads <= 2; threads++) {
     ldm_pool *pool = ldm_pool_new(threads);
     ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena,
                    .err = &err};
+    char label[128];
     for (int s = 0; s < n_shapes; s++) {
-      int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-      printf("threads=%d  f32   M=%-5d N=%-5d K=%-5d  %7.1f GFLOP/s\n",
-             threads, M, N, K, bench_gemm(&ctx, M, N, K, min_s));
-      fflush(stdout);
+      snprintf(label, sizeof label, "threads=%d f32  M=%d N=%d K=%d", threads,
+               shapes[s][0], shapes[s][1], shapes[s][2]);
+      bench_gemm(&ctx, label, shapes[s][0], shapes[s][1], shapes[s][2], min_s);
     }
     if (ldm_gemm_bf16_available()) {
       ctx.gemm_bf16 = true;
       for (int s = 0; s < n_shapes; s++) {
-        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
-        printf("threads=%d  bf16  M=%-5d N=%-5d K=%-5d  %7.1f GFLOP/s\n",
-               threads, M, N, K, bench_gemm(&ctx, M, N, K, min_s));
+        snprintf(label, sizeof label, "threads=%d bf16 M=%d N=%d K=%d",
+                 threads, shapes[s][0], shapes[s][1], shapes[s][2]);
+        bench_gemm(&ctx, label, shapes[s][0], shapes[s][1], shapes[s][2], min_s);
       }
       ctx.gemm_bf16 = false;
     } else {
-      printf("threads=%d  bf16: not available in this OpenBLAS "
-             "(no cblas_sbgemm)\n", threads);
+      printf("threads=%d bf16: not available in this OpenBLAS (no "
+             "cblas_sbgemm)\n", threads);
     }
-    /* UNet 64x64 latent, 320 -> 320, 3x3: GEMM M=4096 N=320 K=2880 */
-    double peak = bench_gemm(&ctx, 4096, 320, 2880, min_s);
-    double conv = bench_conv(&ctx, 64, 64, 320, 320, min_s);
-    printf("threads=%d  conv2d 64x64x320->320 3x3: %7.1f GFLOP/s = %.0f%% of "
-           "ldm_gemm at M=4096 N=320 K=2880 (%.1f GFLOP/s)\n",
-           threads, conv, peak > 0 ? 100.0 * conv / peak : 0.0, peak);
-    double ms;
-    double ag = bench_attention(&ctx, 4096, 4096, 8, 40, min_s, &ms);
-    printf("threads=%d  attention T=4096 Tk=4096 8x40: %7.1f GFLOP/s (%.0f ms, "
-           "GEMM part of the FLOPs only)\n", threads, ag, ms);
-    ag = bench_attention(&ctx, 4096, 77, 8, 40, min_s, &ms);
-    printf("threads=%d  attention T=4096 Tk=77   8x40: %7.1f GFLOP/s (%.0f ms)\n",
-           threads, ag, ms);
-    fflush(stdout);
+
+    /* UNet 64x64 latent, 320 -> 320, 3x3 = GEMM M=4096 N=320 K=2880 */
+    snprintf(label, sizeof label, "threads=%d gemm M=4096 N=320 K=2880 (again)",
+             threads);
+    double peak = bench_gemm(&ctx, label, 4096, 320, 2880, min_s);
+    case_args c = {.ctx = &ctx, .H = 64, .W = 64, .Cin = 320, .Cout = 320};
+    c.a = rand_buf((size_t)64 * 64 * 320), c.c = rand_buf((size_t)64 * 64 * 320);
+    float *wd = rand_buf((size_t)320 * 320 * 9), *bd = rand_buf(320);
+    c.w = (ldm_tensor){LDM_DTYPE_F32, 4, {320, 320, 3, 3}, wd, "w"};
+    c.bias = (ldm_tensor){LDM_DTYPE_F32, 1, {320}, bd, "b"};
+    timing t = {0, 0};
+    if (c.a && c.c && wd && bd) t = time_case(run_conv, &c, min_s);
+    double gflop = 2.0 * 64 * 64 * 320 * 2880 * 1e-9;
+    snprintf(label, sizeof label, "threads=%d conv2d 64x64x320->320 3x3", threads);
+    print_rate(label, gflop, t);
+    if (t.wall > 0 && peak > 0)
+      printf("threads=%d conv2d achieves %.0f%% of ldm_gemm at the same "
+             "M, N, K\n", threads, 100.0 * gflop / t.wall / peak);
+    free(c.a), free(c.c), free(wd), free(bd);
+
+    /* attention: 8 heads x 40, T = 4096 (64x64 latent), Tk = 4096 / 77 */
+    for (int cross = 0; cross < 2; cross++) {
+      case_args a = {.ctx = &ctx, .T = 4096, .Tk = cross ? 77 : 4096,
+                     .heads = 8, .dh = 40};
+      size_t nq = (size_t)a.T * 320, nk = (size_t)a.Tk * 320;
+      a.a = rand_buf(nq), a.b = rand_buf(nk), a.c = rand_buf(nk);
+      a.d = rand_buf(nq);
+      t = (timing){0, 0};
+      if (a.a && a.b && a.c && a.d) t = time_case(run_attention, &a, min_s);
+      snprintf(label, sizeof label, "threads=%d attention T=4096 Tk=%d 8x40",
+               threads, a.Tk);
+      print_rate(label, 4.0 * a.T * a.Tk * 320 * 1e-9, t);
+      free(a.a), free(a.b), free(a.c), free(a.d);
+    }
     ldm_pool_free(pool);
   }
+  printf("(attention counts the FLOPs of its two GEMMs only)\n");
   ldm_arena_free(arena);
   return 0;
 }
