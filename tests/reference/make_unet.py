@@ -15,6 +15,7 @@ Writes tests/golden/unet/:
                              (sd2: prefixless, as a UNet-only file; sd1 also
                              carries 3 'model_ema.*' tensors that must be ignored)
   sd1_odd_io.safetensors     the sd1 model on a 9x7 latent (odd sizes at every level)
+  sd1_48x40_io.safetensors   the sd1 model on a 48x40 latent
   <case>_io.safetensors      sample [2,C,h,w], timestep [2], encoder_hidden_states
                              [2,T,D] (+ text_embeds, time_ids / class_labels /
                              timestep_cond) -> out
@@ -289,6 +290,7 @@ def main_tiny(out):
         save_file(io, os.path.join(out, f"{name}_io.safetensors"))
         if name == "sd1":  # odd latent sizes: diffusers forwards the skip sizes
             save_file(make_io(m, 3100, (2, 4, 9, 7), 5), os.path.join(out, "sd1_odd_io.safetensors"))
+            save_file(make_io(m, 3200, (2, 4, 48, 40), 7), os.path.join(out, "sd1_48x40_io.safetensors"))
         print(f"{name}: {sum(v.numel() for v in sd.values())} params, out max {io['out'].abs().max():.3f}")
     make_layouts(out)
 

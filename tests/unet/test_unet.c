@@ -178,6 +178,7 @@ int main(int argc, char **argv) {
   } cases[] = {
       {"sd1", "heads=2,groups=4", "sd1_io", true},
       {"sd1", "heads=2,groups=4", "sd1_odd_io", true},
+      {"sd1", "heads=2,groups=4", "sd1_48x40_io", true},
       {"sd1_inpaint", "heads=2,groups=4", "sd1_inpaint_io", true},
       {"sd2", "head_dim=8,groups=4", "sd2_io", true},
       {"sdxl", "head_dim=8,groups=4", "sdxl_io", true},
