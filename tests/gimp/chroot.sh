@@ -17,8 +17,9 @@ LOCK="$R.lock"
 STAMP="$R/.gimp-ldm-ready"
 PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
   libjansson-dev libpng-dev nettle-dev gettext xvfb xauth imagemagick xdotool x11-apps x11-utils
-  fonts-dejavu-core"
-PKG_ID=$(echo $PACKAGES | md5sum | cut -c1-12)
+  fonts-dejavu-core locales"
+LOCALES="de_DE fr_FR ja_JP"   # generated for the translation checks
+PKG_ID=$(echo $PACKAGES $LOCALES | md5sum | cut -c1-12)
 
 die() { echo "chroot.sh: $*" >&2; exit 1; }
 
@@ -79,6 +80,10 @@ ensure() {
   in_chroot bash -c "apt-get update -qq && apt-get install -y -q --no-install-recommends $(echo $PACKAGES) \
       && apt-get clean" >"$R.apt.log" 2>&1 \
     || { tail -20 "$R.apt.log" >&2; die "apt-get failed (log: $R.apt.log)"; }
+  local l
+  for l in $LOCALES; do
+    in_chroot localedef -i "$l" -f UTF-8 "$l.UTF-8" || die "localedef $l failed"
+  done
   echo "$PKG_ID" >"$STAMP"
   echo "chroot.sh: ready in $((SECONDS - t0)) s" >&2
   flock -u 9

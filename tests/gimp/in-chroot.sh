@@ -53,8 +53,8 @@ fi
 grep -E "warning:" "$W/build.log" | grep -E "plugin/|ui/" && log "plug-in warnings above"
 [ -x "$PROFILE/plug-ins/gimp-ldm/gimp-ldm" ] || { log "plug-in not installed"; exit 1; }
 
-run_batch() {   # $1 = checks mode
-  LDM_CHECKS=$1 timeout 240 gimp-console-3.0 -i -n -d -f \
+run_batch() {   # $1 = checks mode, $2 = LANG (default C.UTF-8)
+  LANG=${2:-C.UTF-8} LDM_CHECKS=$1 timeout 240 gimp-console-3.0 -i -n -d -f \
     --batch-interpreter=python-fu-eval \
     -b "exec(open('$SRC/tests/gimp/ldm_checks.py').read())" --quit >"$W/gimp-$1.log" 2>&1
   local rc=$?
@@ -112,6 +112,7 @@ case "$MODE" in
     rc=0
     check_po || rc=1
     run_batch errors || rc=1
+    run_batch i18n-de de_DE.UTF-8 || rc=1
     exit $rc ;;
   procedures)
     rc=0

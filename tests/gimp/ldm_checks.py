@@ -357,8 +357,24 @@ def check_procedures():
     img.delete()
 
 
+def check_german():
+    # LANG=de_DE.UTF-8: the plug-in's catalogue is found beside it and used
+    # for registration strings and for messages at run time
+    proc = pdb.lookup_procedure('plug-in-ldm-inpaint')
+    check('German menu label', proc.get_menu_label() == 'Auswahl _einmalen …',
+          proc.get_menu_label())
+    img, bg = new_image()
+    Gimp.Selection.none(img)
+    status, msg = call('plug-in-ldm-inpaint', img, [bg], prompt='eine Katze')
+    check('German error message', msg == 'Es gibt keine Auswahl. Wählen Sie zuerst '
+          'den neu zu malenden Bereich aus.', msg)
+    img.delete()
+
+
 try:
-    if MODE == 'errors':
+    if MODE == 'i18n-de':
+        check_german()
+    elif MODE == 'errors':
         check_registration()
         check_errors()
     else:
