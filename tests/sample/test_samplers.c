@@ -10,6 +10,16 @@
 #include "ldm_test.h"
 #include "sample/sample.h"
 
+/* The reference rounds every multiply and add separately (torch's elementwise
+ * kernels); contraction into FMA would move ill-conditioned cases (sigma 4096
+ * with zero-terminal SNR) past the golden tolerance, so it is off here
+ * whatever the build's -std or -march. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #define TOL_LATENT 1e-4
 
 typedef struct standin {
