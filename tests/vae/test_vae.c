@@ -154,6 +154,29 @@ static void crop_check(void) {
   ldm_source_close(src);
 }
 
+/* An original TAESD pair loads as one model; the diffusers folder holds both. */
+static void taesd_pair_check(void) {
+  char p1[4096], p2[4096];
+  ldm_error err = {0};
+  ldm_source *a = NULL, *b = NULL;
+  ldm_taesd *t = NULL;
+  CHECK(ldm_source_open(&a, ldm_test_golden("vae/taesd_encoder.safetensors", p1, sizeof p1), &err) == LDM_OK &&
+            ldm_source_open(&b, ldm_test_golden("vae/taesd_decoder.safetensors", p2, sizeof p2), &err) == LDM_OK,
+        "%s", err.msg);
+  CHECK(a && b && ldm_taesd_load(&t, b, a, &err) == LDM_OK, "taesd pair: %s", err.msg);
+  CHECK(t && ldm_taesd_has_encoder(t) && ldm_taesd_has_decoder(t) && ldm_taesd_factor(t) == 8 &&
+            ldm_taesd_latent_channels(t) == 4,
+        "taesd pair: halves, factor or channels wrong");
+  ldm_taesd_free(t);
+  t = NULL;
+  /* the AutoencoderKL loader refuses TAESD files with a message naming them */
+  ldm_vae *v = NULL;
+  CHECK(ldm_vae_load(&v, a, NULL, &err) == LDM_ERR_MISSING && strstr(err.msg, "taesd_encoder"),
+        "vae load of a TAESD file: %s", err.msg);
+  ldm_source_close(a);
+  ldm_source_close(b);
+}
+
 /* Layout errors name the file and the tensor. */
 static void error_check(void) {
   char path[4096];
@@ -269,6 +292,7 @@ int main(int argc, char **argv) {
   crop_check();
   error_check();
   preview_scale_check();
+  taesd_pair_check();
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
   return ldm_test_finish("vae-golden");
