@@ -15,34 +15,50 @@ typedef struct gn_job {
   float *y;
   int64_t HW, chunks; /* pixel chunks per image */
   int C, G, cpg;
-  double *part;       /* [B, chunks, G] partial sums */
-  const double *mean; /* [B, G] (second pass) */
+  double *part;       /* [B, chunks, C] per-channel partial sums */
+  const double *mean; /* [B, C] group mean of each channel (second pass) */
   const float *scale, *shift; /* [B, C] (apply pass) */
   bool silu;
 } gn_job;
 
+/* Per-channel sums over a chunk of rows (contiguous, vectorizable); the
+ * group reduction happens once afterwards on [chunks, C]. */
 static void gn_sum_task(void *user, int64_t t) {
   gn_job *j = user;
   int64_t b = t / j->chunks, c = t % j->chunks;
   int64_t r0 = c * GN_ROWS_PER_TASK;
   int64_t r1 = r0 + GN_ROWS_PER_TASK < j->HW ? r0 + GN_ROWS_PER_TASK : j->HW;
-  double *acc = j->part + t * j->G;
-  for (int g = 0; g < j->G; g++) acc[g] = 0;
-  const double *mean = j->mean ? j->mean + b * j->G : NULL;
-  for (int64_t r = r0; r < r1; r++) {
-    const float *row = j->x + (b * j->HW + r) * j->C;
-    for (int g = 0; g < j->G; g++) {
-      const float *v = row + g * j->cpg;
-      double s = 0;
-      if (mean) {
-        double m = mean[g];
-        for (int i = 0; i < j->cpg; i++) s += (v[i] - m) * (v[i] - m);
-      } else {
-        for (int i = 0; i < j->cpg; i++) s += v[i];
+  double *restrict acc = j->part + t * j->C;
+  const int C = j->C;
+  for (int i = 0; i < C; i++) acc[i] = 0;
+  if (j->mean) {
+    const double *restrict m = j->mean + b * C;
+    for (int64_t r = r0; r < r1; r++) {
+      const float *restrict row = j->x + (b * j->HW + r) * C;
+      for (int i = 0; i < C; i++) {
+        double d = row[i] - m[i];
+        acc[i] += d * d;
       }
-      acc[g] += s;
+    }
+  } else {
+    for (int64_t r = r0; r < r1; r++) {
+      const float *restrict row = j->x + (b * j->HW + r) * C;
+      for (int i = 0; i < C; i++) acc[i] += row[i];
     }
   }
+}
+
+/* Sums part [B, chunks, C] into per-(b, g) totals [B, G]. */
+static void gn_reduce(const gn_job *j, int B, double *out) {
+  for (int b = 0; b < B; b++)
+    for (int g = 0; g < j->G; g++) {
+      double s = 0;
+      for (int64_t c = 0; c < j->chunks; c++) {
+        const double *p = j->part + ((int64_t)b * j->chunks + c) * j->C + g * j->cpg;
+        for (int i = 0; i < j->cpg; i++) s += p[i];
+      }
+      out[b * j->G + g] = s;
+    }
 }
 
 static void gn_apply_task(void *user, int64_t t) {
@@ -74,45 +90,44 @@ ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
   ldm_status st = LDM_OK;
   int G = groups, cpg = C / groups;
   int64_t chunks = (HW + GN_ROWS_PER_TASK - 1) / GN_ROWS_PER_TASK;
-  double *part = ldm_arena_alloc(ctx->scratch,
-                                 (size_t)(B * chunks * G) * sizeof(double));
-  double *mean = ldm_arena_alloc(ctx->scratch, (size_t)(B * G) * sizeof(double));
+  size_t n_part;
+  double *part = NULL;
+  if (ldm_mul_size((size_t)(B * chunks), (size_t)C * sizeof(double), &n_part))
+    part = ldm_arena_alloc(ctx->scratch, n_part);
+  double *sums = ldm_arena_alloc(ctx->scratch, (size_t)(B * G) * sizeof(double));
+  double *cmean = ldm_arena_alloc(ctx->scratch, (size_t)B * (size_t)C * sizeof(double));
   float *scale = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
   float *shift = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
   const float *gf = NULL, *bf = NULL;
-  if (part && mean && scale && shift) {
+  bool ok = part && sums && cmean && scale && shift;
+  if (ok) {
     gf = gamma ? ops_weight_f32(ctx, gamma, C) : NULL;
     bf = beta ? ops_weight_f32(ctx, beta, C) : NULL;
   }
-  if (!part || !mean || !scale || !shift || (gamma && !gf) || (beta && !bf)) {
+  if (!ok || (gamma && !gf) || (beta && !bf)) {
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "group_norm: no scratch");
     goto done;
   }
   gn_job j = {x, y, HW, chunks, C, G, cpg, part, NULL, scale, shift, silu};
   double count = (double)HW * cpg;
-  // mean per (b, g)
+  // mean per (b, g), spread to its channels
   ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  gn_reduce(&j, B, sums);
   for (int b = 0; b < B; b++)
-    for (int g = 0; g < G; g++) {
-      double s = 0;
-      for (int64_t c = 0; c < chunks; c++) s += part[(b * chunks + c) * G + g];
-      mean[b * G + g] = s / count;
-    }
+    for (int ch = 0; ch < C; ch++)
+      cmean[(int64_t)b * C + ch] = sums[b * G + ch / cpg] / count;
   // biased variance per (b, g) -> per-channel scale and shift
-  j.mean = mean;
+  j.mean = cmean;
   ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  gn_reduce(&j, B, sums);
   for (int b = 0; b < B; b++)
-    for (int g = 0; g < G; g++) {
-      double s = 0;
-      for (int64_t c = 0; c < chunks; c++) s += part[(b * chunks + c) * G + g];
-      double rstd = 1.0 / sqrt(s / count + (double)eps);
-      double m = mean[b * G + g];
-      for (int i = 0; i < cpg; i++) {
-        int ch = g * cpg + i;
-        double a = rstd * (gf ? gf[ch] : 1.0);
-        scale[(int64_t)b * C + ch] = (float)a;
-        shift[(int64_t)b * C + ch] = (float)((bf ? bf[ch] : 0.0) - m * a);
-      }
+    for (int ch = 0; ch < C; ch++) {
+      int g = ch / cpg;
+      double rstd = 1.0 / sqrt(sums[b * G + g] / count + (double)eps);
+      double m = cmean[(int64_t)b * C + ch];
+      double a = rstd * (gf ? gf[ch] : 1.0);
+      scale[(int64_t)b * C + ch] = (float)a;
+      shift[(int64_t)b * C + ch] = (float)((bf ? bf[ch] : 0.0) - m * a);
     }
   // y = x * scale + shift (then SiLU) -> [B, HW, C]
   ldm_pool_for(ctx->pool, B * chunks, gn_apply_task, &j);
