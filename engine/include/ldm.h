@@ -68,7 +68,7 @@ LDM_API const char *ldm_cpu_features(void);
  *   vae-decode  latent [B,4,h,w] unscaled -> image
  *   taesd-encode / taesd-decode   as vae-*, for TAESD files
  *   unet        sample, timestep, encoder_hidden_states (+ text_embeds,
- *               time_ids, class_labels) -> out
+ *               time_ids, class_labels, timestep_cond) -> out
  * `options` is a comma-separated key=value list or NULL. */
 typedef struct ldm_eval_params {
   const char *component;
