@@ -204,10 +204,13 @@ const ldm_tokenizer *ldm_text_cond_tokenizer(const ldm_text_cond *tc) { return t
 
 ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *prompt, int *n,
                                       ldm_error *err) {
-  ldm_text_chunks c;
-  LDM_TRY(ldm_text_chunk(tc->tok[0], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, err));
-  *n = c.n;
-  ldm_text_chunks_free(&c);
+  *n = 1;
+  for (int e = 0; e < 2 && tc->tok[e]; e++) {
+    ldm_text_chunks c;
+    LDM_TRY(ldm_text_chunk(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, err));
+    if (c.n > *n) *n = c.n;
+    ldm_text_chunks_free(&c);
+  }
   return LDM_OK;
 }
 
@@ -221,51 +224,33 @@ static int layers_to_run(const ldm_text_cond *tc, int e, int clip_skip) {
   return n < 1 ? 1 : n;
 }
 
-/* One chunk: z [77, D] (and pooled [P] when asked). */
-static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, const int32_t *ids0,
-                               const float *mult, int clip_skip, float *z, float *pooled) {
+/* One chunk through encoder e: h [77, d] (the family's layer, emphasis
+ * applied) and, when asked, pooled [P] from the full stack. */
+static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, int e, const int32_t *ids,
+                               const float *mult, int clip_skip, float *h, float *pooled) {
   const int T = LDM_CLIP_N_CTX;
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_status st = LDM_OK;
-  int off = 0;
-  for (int e = 0; e < 2 && tc->enc[e]; e++) {
-    const ldm_clip_text *m = tc->enc[e];
-    const int d = m->cfg.d;
-    float *h = ldm_arena_floats(ctx->scratch, (size_t)T * d);
+  const ldm_clip_text *m = tc->enc[e];
+  const int d = m->cfg.d;
+  const int n_run = layers_to_run(tc, e, clip_skip);
+  ldm_status st;
+  if (pooled) {
+    // all layers + final norm for the pooled output; hidden_states[n_run] kept
+    ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
     float *full = ldm_arena_floats(ctx->scratch, (size_t)T * d);
-    int32_t ids[LDM_CLIP_N_CTX];
-    if (!h || !full) {
-      st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "text: no scratch for [%d, %d]", T, d);
-      goto done;
-    }
-    memcpy(ids, ids0, sizeof ids);
-    if (e == 1) { /* the second tokenizer's padding after the first end token */
-      int32_t eos = ldm_tokenizer_eos(tc->tok[0]), pad = ldm_tokenizer_pad(tc->tok[1]);
-      int k = 0;
-      while (k < T && ids[k] != eos) k++;
-      for (k++; k < T; k++) ids[k] = pad;
-    }
-    int n_run = layers_to_run(tc, e, clip_skip);
-    if (e == 1 && pooled) {
-      // all layers + final norm for the pooled output; hidden_states[n_run] kept
-      st = ldm_clip_text_forward_ex(ctx, m, ids, 1, T, m->cfg.n_layers, full, n_run, h);
-      if (st == LDM_OK) st = ldm_clip_text_final_norm(ctx, m, full, full, T);
-      if (st == LDM_OK) st = ldm_clip_text_pool(ctx, m, pooled, full, ids, 1, T);
-    } else {
-      st = ldm_clip_text_forward(ctx, m, ids, 1, T, n_run, h, NULL);
-    }
-    if (st != LDM_OK) goto done;
-    if (tc->kind != LDM_TEXT_SDXL && (st = ldm_clip_text_final_norm(ctx, m, h, h, T)) != LDM_OK)
-      goto done;
-    // A1111 emphasis per encoder output [77, d], then into z[:, off:off+d]
-    ldm_text_emphasis(h, mult, T, d);
-    for (int t = 0; t < T; t++)
-      memcpy(z + (size_t)t * tc->D + off, h + (size_t)t * d, (size_t)d * sizeof *z);
-    off += d;
+    if (!full) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "text: no scratch for [%d, %d]", T, d);
+    st = ldm_clip_text_forward_ex(ctx, m, ids, 1, T, m->cfg.n_layers, full, n_run, h);
+    if (st == LDM_OK) st = ldm_clip_text_final_norm(ctx, m, full, full, T);
+    if (st == LDM_OK) st = ldm_clip_text_pool(ctx, m, pooled, full, ids, 1, T);
+    ldm_arena_reset(ctx->scratch, mark);
+  } else {
+    st = ldm_clip_text_forward(ctx, m, ids, 1, T, n_run, h, NULL);
   }
-done:
-  ldm_arena_reset(ctx->scratch, mark);
-  return st;
+  if (st != LDM_OK) return st;
+  // SD1 / SD2: final_layer_norm on the chosen layer -> [77, d]
+  if (tc->kind != LDM_TEXT_SDXL) LDM_TRY(ldm_clip_text_final_norm(ctx, m, h, h, T));
+  // A1111 emphasis on this encoder's [77, d]
+  ldm_text_emphasis(h, mult, T, d);
+  return LDM_OK;
 }
 
 ldm_status ldm_text_cond_encode(ldm_text_cond *tc, ldm_ctx *ctx, const char *prompt,
@@ -275,44 +260,69 @@ ldm_status ldm_text_cond_encode(ldm_text_cond *tc, ldm_ctx *ctx, const char *pro
   *n_tokens = 0;
   if (pooled) *pooled = NULL;
   if (clip_skip < 1) clip_skip = 1;
-  ldm_text_chunks c, empty = {0};
-  LDM_TRY(ldm_text_chunk(tc->tok[0], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, ctx->err));
+  const int T = LDM_CLIP_N_CTX;
+  const int n_enc = tc->enc[1] ? 2 : 1;
+  /* each encoder tokenizes with its own tokenizer, as A1111's embedders and
+   * diffusers' two tokenizers do (they differ only where a folder's
+   * tokenizer_2 splits on its pad token "!") */
+  ldm_text_chunks c[2] = {{0}}, empty[2] = {{0}};
   ldm_status st = LDM_OK;
-  int n = c.n > min_chunks ? c.n : min_chunks;
-  const size_t per = (size_t)LDM_CLIP_N_CTX * tc->D;
-  float *z = malloc((size_t)n * per * sizeof *z);
-  float *pool = tc->P ? malloc((size_t)tc->P * sizeof *pool) : NULL;
-  if (!z || (tc->P && !pool)) {
+  float *z = NULL, *pool = NULL, *h = NULL;
+  int n = min_chunks > 1 ? min_chunks : 1;
+  for (int e = 0; e < n_enc; e++) {
+    if ((st = ldm_text_chunk(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c[e], ctx->err)) !=
+            LDM_OK ||
+        (st = ldm_text_chunk(tc->tok[e], "", -1, LDM_TEXT_COMMA_BACKTRACK, &empty[e], ctx->err)) !=
+            LDM_OK)
+      goto done;
+    if (c[e].n > n) n = c[e].n;
+  }
+  const size_t per = (size_t)T * tc->D;
+  int dmax = tc->enc[0]->cfg.d;
+  if (n_enc == 2 && tc->enc[1]->cfg.d > dmax) dmax = tc->enc[1]->cfg.d;
+  z = malloc((size_t)n * per * sizeof *z);
+  h = malloc((size_t)T * dmax * sizeof *h);
+  pool = tc->P ? malloc((size_t)tc->P * sizeof *pool) : NULL;
+  if (!z || !h || (tc->P && !pool)) {
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "text: out of memory for %d chunks", n);
     goto done;
   }
-  for (int i = 0; i < c.n; i++) {
-    // chunk i -> z[:, 77*i : 77*(i+1), :]
-    st = encode_chunk(tc, ctx, c.ids + (size_t)i * LDM_CLIP_N_CTX,
-                      c.mult + (size_t)i * LDM_CLIP_N_CTX, clip_skip, z + (size_t)i * per,
-                      i == 0 ? pool : NULL);
-    if (st != LDM_OK) goto done;
-  }
-  if (n > c.n) { /* padding chunks: the empty prompt's encoding */
-    if ((st = ldm_text_chunk(tc->tok[0], "", -1, LDM_TEXT_COMMA_BACKTRACK, &empty, ctx->err)) !=
-        LDM_OK)
-      goto done;
-    if ((st = encode_chunk(tc, ctx, empty.ids, empty.mult, clip_skip, z + (size_t)c.n * per,
-                           NULL)) != LDM_OK)
-      goto done;
-    for (int i = c.n + 1; i < n; i++)
-      memcpy(z + (size_t)i * per, z + (size_t)c.n * per, per * sizeof *z);
+  int off = 0;
+  for (int e = 0; e < n_enc; e++) {
+    const int d = tc->enc[e]->cfg.d;
+    for (int i = 0; i < n; i++) {
+      /* chunks past this prompt's own are the empty prompt's (A1111 pad_cond) */
+      const ldm_text_chunks *src = i < c[e].n ? &c[e] : &empty[e];
+      const int k = i < c[e].n ? i : 0;
+      if (i > c[e].n) { /* same as the previous padding chunk */
+        for (int t = 0; t < T; t++)
+          memcpy(z + (size_t)i * per + (size_t)t * tc->D + off,
+                 z + (size_t)(i - 1) * per + (size_t)t * tc->D + off, (size_t)d * sizeof *z);
+        continue;
+      }
+      // chunk i of encoder e -> z[0, 77*i : 77*(i+1), off : off+d]
+      st = encode_chunk(tc, ctx, e, src->ids + (size_t)k * T, src->mult + (size_t)k * T, clip_skip,
+                        h, (e == 1 && i == 0) ? pool : NULL);
+      if (st != LDM_OK) goto done;
+      for (int t = 0; t < T; t++)
+        memcpy(z + (size_t)i * per + (size_t)t * tc->D + off, h + (size_t)t * d,
+               (size_t)d * sizeof *z);
+    }
+    off += d;
   }
 done:
-  ldm_text_chunks_free(&c);
-  ldm_text_chunks_free(&empty);
+  for (int e = 0; e < 2; e++) {
+    ldm_text_chunks_free(&c[e]);
+    ldm_text_chunks_free(&empty[e]);
+  }
+  free(h);
   if (st != LDM_OK) {
     free(z);
     free(pool);
     return st;
   }
   *cond = z;
-  *n_tokens = n * LDM_CLIP_N_CTX;
+  *n_tokens = n * T;
   if (pooled) *pooled = pool;
   else free(pool);
   return LDM_OK;
