@@ -62,7 +62,7 @@ static void usage(FILE *f, const char *cmd) {
           "  --sampler NAME        see `ldm samplers` (default euler_a)\n"
           "  --seed N              -1 = random (default -1); image i uses seed + i\n"
           "  --rng cpu|cuda        noise as torch on CPU (diffusers, ComfyUI) or CUDA (A1111) (default cpu)\n"
-          "  --strength X          img2img/inpaint denoising strength 0..1 (default 0.75)\n"
+          "  --strength X          denoising strength 0..1 (default 0.75; outpaint 1)\n"
           "  --init IMAGE          input image (img2img, inpaint, outpaint, upscale)\n"
           "  --mask IMAGE          inpaint mask, white = repaint, same size as --init\n"
           "  --mask-blur PX        (default 4)   --only-masked   --padding PX (default 32)\n"

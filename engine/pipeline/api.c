@@ -179,7 +179,8 @@ void ldm_job_params_init(ldm_job_params *p, ldm_task task) {
   p->cfg_scale = 7.0f;
   p->sampler = "euler_a";
   p->rng = LDM_RNG_CPU;
-  p->strength = task == LDM_TASK_TXT2IMG ? 1.0f : 0.75f;
+  /* outpainting fills new canvas: it needs the full denoise */
+  p->strength = task == LDM_TASK_TXT2IMG || task == LDM_TASK_OUTPAINT ? 1.0f : 0.75f;
   p->batch_count = 1;
   p->clip_skip = 1;
   p->mask_blur = 4.0f;

@@ -263,8 +263,28 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
     if (full_strength) {
       float s0 = ldm_sampler_init_noise_sigma(r->sampler);
       for (int64_t i = 0; i < n; i++) x[i] = noise[i] * s0;
-    } else {
+    } else if (r->p->masked_content == LDM_FILL_ORIGINAL) {
       ldm_sampler_add_noise(r->sampler, begin, x0, noise, x);
+    } else {
+      /* A1111's masked content "latent noise" / "latent nothing": the start
+       * latent under the mask is fresh noise or zero; the blend keeps x0. */
+      float *start = malloc((size_t)n * sizeof(float)), *fill = malloc((size_t)n * sizeof(float));
+      if (!start || !fill) {
+        free(start);
+        free(fill);
+        st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
+        goto done;
+      }
+      if (r->p->masked_content == LDM_FILL_LATENT_NOISE) ldm_rng_randn(&r->rng, fill, n);
+      else memset(fill, 0, (size_t)n * sizeof(float));
+      for (int c = 0; c < r->lc; c++)
+        for (int64_t i = 0; i < hw; i++) {
+          int64_t k = c * hw + i;
+          start[k] = mask_lat[i] > 0.0f ? fill[k] : x0[k];
+        }
+      ldm_sampler_add_noise(r->sampler, begin, start, noise, x);
+      free(start);
+      free(fill);
     }
     if ((st = encode_sample(r, masked, mlat)) != LDM_OK) goto done;
     if (unet9) {
