@@ -1,6 +1,9 @@
 /* Bulk f16/bf16 conversion with run-time dispatch: an F16C/AVX2 path when
  * the CPU reports both, the portable scalar path otherwise. */
 #include "core/half.h"
+#include "core/cpu.h"
+
+#include <stdatomic.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -40,12 +43,13 @@ static void bf16_to_f32_avx2(float *dst, const uint16_t *src, size_t n) {
 }
 
 static int have_f16c(void) {
-  static int cached = -1;
-  if (cached < 0) {
-    __builtin_cpu_init();
-    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") ? 1 : 0;
+  static atomic_int cached = -1;
+  int v = atomic_load(&cached);
+  if (v < 0) {
+    v = ldm_cpu_has_avx2() && ldm_cpu_has_f16c() ? 1 : 0;
+    atomic_store(&cached, v);
   }
-  return cached;
+  return v;
 }
 #endif
 

@@ -1,6 +1,7 @@
 /* Machine facts: physical core count (the default thread budget), peak RSS
  * and the CPU features the kernels dispatch on. */
 #include "ldm.h"
+#include "core/cpu.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -62,7 +63,7 @@ const char *ldm_cpu_features(void) {
   buf[0] = '\0';
   if (__builtin_cpu_supports("avx2")) strcat(buf, "avx2 ");
   if (__builtin_cpu_supports("fma")) strcat(buf, "fma ");
-  if (__builtin_cpu_supports("f16c")) strcat(buf, "f16c ");
+  if (ldm_cpu_has_f16c()) strcat(buf, "f16c ");
   if (__builtin_cpu_supports("avx512f")) strcat(buf, "avx512f ");
   if (__builtin_cpu_supports("avx512bf16")) strcat(buf, "avx512bf16 ");
   size_t n = strlen(buf);

@@ -1,0 +1,33 @@
+/* CPUID-based feature checks (see cpu.h). */
+#include "core/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static bool os_avx(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  if (!(c & (1u << 27)) || !(c & (1u << 28))) return false; /* OSXSAVE, AVX */
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 6u) == 6u; /* XMM and YMM state enabled */
+}
+
+static bool leaf1_ecx(unsigned bit) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << bit));
+}
+
+bool ldm_cpu_has_avx2(void) {
+  unsigned a, b, c, d;
+  if (!os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return (b & (1u << 5)) != 0;
+}
+
+bool ldm_cpu_has_f16c(void) { return os_avx() && leaf1_ecx(29); }
+bool ldm_cpu_has_fma(void) { return os_avx() && leaf1_ecx(12); }
+#else
+bool ldm_cpu_has_avx2(void) { return false; }
+bool ldm_cpu_has_f16c(void) { return false; }
+bool ldm_cpu_has_fma(void) { return false; }
+#endif

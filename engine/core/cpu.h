@@ -1,0 +1,13 @@
+/* CPU feature checks through CPUID (portable across gcc and clang, which do
+ * not agree on the feature names __builtin_cpu_supports accepts), including
+ * the OS's consent to save AVX state. */
+#ifndef LDM_CORE_CPU_H
+#define LDM_CORE_CPU_H
+
+#include <stdbool.h>
+
+bool ldm_cpu_has_avx2(void);      /* AVX2 with OS support */
+bool ldm_cpu_has_f16c(void);      /* F16C with OS AVX support */
+bool ldm_cpu_has_fma(void);
+
+#endif
