@@ -107,6 +107,12 @@ ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {
     LDM_TRY(ldm_vae_load(&m->vae, m->vae_src ? m->vae_src : m->src, &o, err));
   }
   if (!m->text) LDM_TRY(ldm_text_cond_load(&m->text, m->src, m->text_heads, err));
+  if (!m->taesd && m->taesd_src) {
+    LDM_TRY(ldm_taesd_load(&m->taesd, m->taesd_src, NULL, err));
+    if (!ldm_taesd_has_decoder(m->taesd))
+      return ldm_fail(err, LDM_ERR_MISSING, "%s: this TAESD file has no decoder (previews need taesd_decoder)",
+                      ldm_source_path(m->taesd_src));
+  }
   return LDM_OK;
 }
 

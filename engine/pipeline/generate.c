@@ -43,6 +43,7 @@ typedef struct run {
   /* progress */
   struct timespec t0;
   ldm_image *preview;
+  float *preview_planar;    /* TAESD decode of the preview, [3, h*f, w*f] */
   int step_base, step_total;
 } run;
 
@@ -93,8 +94,15 @@ static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *
   if (atomic_load(&r->job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
   if (r->p->progress) {
     const ldm_image *prev = NULL;
-    if (r->preview && ldm_latent_preview(r->m->fam.family, r->preview->data, x, r->h, r->w, NULL) == LDM_OK)
+    if (r->preview && r->preview_planar) { /* TAESD: a real small decode */
+      if (ldm_taesd_decode(&r->ctx, r->m->taesd, r->preview_planar, x, 1, r->h, r->w) == LDM_OK) {
+        pl_planar_to_u8(r->preview_planar, r->preview->width, r->preview->height, r->preview);
+        prev = r->preview;
+      }
+    } else if (r->preview &&
+               ldm_latent_preview(r->m->fam.family, r->preview->data, x, r->h, r->w, NULL) == LDM_OK) {
       prev = r->preview;
+    }
     if (r->p->progress(r->p->progress_user, r->step_base + i + 1, r->step_total, seconds_since(&r->t0), prev)) {
       atomic_store(&r->job->cancel, 1);
       return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
@@ -389,6 +397,7 @@ static void teardown_run(run *r) {
   free(r->out_nhwc);
   free(r->tmp);
   ldm_image_free(r->preview);
+  free(r->preview_planar);
 }
 
 /* Prompt and negative prompt -> r->context [B, T, D] (uncond first), with
@@ -464,7 +473,13 @@ static ldm_status prepare(run *r, int W, int H) {
   r->in_nhwc = malloc((size_t)(B * hw * cin_max) * sizeof(float));
   r->out_nhwc = malloc((size_t)(B * hw * r->lc) * sizeof(float));
   r->tmp = malloc((size_t)(2 * r->n) * sizeof(float));
-  if (r->p->want_preview) r->preview = ldm_image_new(r->w, r->h, 3, LDM_PIXEL_U8);
+  if (r->p->want_preview && r->m->taesd) {
+    int f = ldm_taesd_factor(r->m->taesd);
+    r->preview = ldm_image_new(r->w * f, r->h * f, 3, LDM_PIXEL_U8);
+    r->preview_planar = malloc((size_t)3 * r->w * f * r->h * f * sizeof(float));
+  } else if (r->p->want_preview) {
+    r->preview = ldm_image_new(r->w, r->h, 3, LDM_PIXEL_U8);
+  }
   if (!r->in_nhwc || !r->out_nhwc || !r->tmp)
     return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d image", W, H);
   LDM_TRY(encode_text(r));  ldm_sampler_config c = sampler_config(r);

@@ -225,6 +225,52 @@ static void test_errors(ldm_model *m) {
         err.msg);
 }
 
+static int preview_w, preview_h, previews;
+static int on_preview(void *user, int step, int total, double elapsed, const ldm_image *preview) {
+  (void)user; (void)step; (void)total; (void)elapsed;
+  if (preview) {
+    preview_w = preview->width;
+    preview_h = preview->height;
+    previews++;
+  }
+  return 0;
+}
+
+/* A TAESD given with the model decodes the per-step previews at full size;
+ * without one, the preview is the latent-sized linear approximation. */
+static void test_previews(void) {
+  char model[4096], taesd[4096];
+  snprintf(model, sizeof model, "%s/pipeline/sd1.safetensors", getenv("LDM_GOLDEN_DIR"));
+  snprintf(taesd, sizeof taesd, "%s/vae/taesd_decoder.safetensors", getenv("LDM_GOLDEN_DIR"));
+  for (int with_taesd = 0; with_taesd < 2; with_taesd++) {
+    ldm_model_params mp;
+    ldm_model_params_init(&mp);
+    mp.path = model;
+    mp.taesd_path = with_taesd ? taesd : NULL;
+    ldm_model *m = NULL;
+    ldm_error err = {0};
+    CHECK(ldm_model_load(&m, &mp, &err) == LDM_OK, "load with taesd: %s", err.msg);
+    if (!m) return;
+    ldm_job_params p;
+    ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+    p.width = 48;
+    p.height = 32;
+    p.steps = 3;
+    p.want_preview = true;
+    p.progress = on_preview;
+    ldm_image **o = NULL;
+    int n = 0;
+    previews = preview_w = preview_h = 0;
+    CHECK(run_job(m, &p, &o, &n, &err) == LDM_OK, "preview job: %s", err.msg);
+    int want_w = with_taesd ? 48 : 6, want_h = with_taesd ? 32 : 4;
+    printf("preview %s: %d previews of %dx%d\n", with_taesd ? "taesd" : "linear", previews, preview_w, preview_h);
+    CHECK(previews == 3 && preview_w == want_w && preview_h == want_h, "preview %dx%d, expected %dx%d",
+          preview_w, preview_h, want_w, want_h);
+    free_images(o, n);
+    ldm_model_free(m);
+  }
+}
+
 int main(void) {
   ldm_model *m = load("sd1.safetensors");
   test_cancel(m);
@@ -232,5 +278,6 @@ int main(void) {
   test_outpaint(m);
   test_errors(m);
   ldm_model_free(m);
+  test_previews();
   return ldm_test_finish("pipeline-api");
 }
