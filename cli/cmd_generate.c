@@ -91,11 +91,22 @@ static int parse_float(const char *opt, const char *s, float lo, float hi, float
   return 0;
 }
 
+/* A default model by file name: $LDM_MODEL_PATH (':'-separated folders, as
+ * the plug-in), the installed data folder, then this source tree. */
 static const char *find_model(const char *name, char *buf, size_t n) {
-  const char *env = getenv("LDM_MODEL_DIR");
-  const char *dirs[] = {env, LDM_DATADIR "/models", LDM_SOURCE_DIR "/models/demo"};
+  const char *env = getenv("LDM_MODEL_PATH");
+  if (env) {
+    const char *s = env;
+    while (*s) {
+      size_t len = strcspn(s, ":");
+      snprintf(buf, n, "%.*s/%s", (int)len, s, name);
+      if (len && access(buf, R_OK) == 0) return buf;
+      s += len;
+      if (*s == ':') s++;
+    }
+  }
+  const char *dirs[] = {LDM_DATADIR "/models", LDM_SOURCE_DIR "/models/demo"};
   for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
-    if (!dirs[i]) continue;
     snprintf(buf, n, "%s/%s", dirs[i], name);
     if (access(buf, R_OK) == 0) return buf;
   }
