@@ -7,6 +7,26 @@
 #ifndef LDM_OPS_OPS_H
 #define LDM_OPS_OPS_H
 
+/* Rules for callers (all ops):
+ *  - Scratch: an op takes its temporaries from ctx->scratch and resets the
+ *    arena to the mark it found, so the caller's earlier allocations stay
+ *    valid and ldm_arena_in_use() is the same after the call (errors too).
+ *    Worst cases: conv2d's im2col band (<= LDM_CONV2D_SCRATCH_BYTES, at
+ *    least one output row) plus its packed f32 weight; attention's score
+ *    tiles (<= LDM_ATTN_SCORE_BYTES); f32 copies of f16/bf16 weights.
+ *  - Aliasing: y == x is allowed for group_norm, layer_norm, silu, gelu,
+ *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
+ *    Outputs must not overlap inputs for linear, conv2d, attention, geglu,
+ *    upsample, concat and the layout conversions.
+ *  - Threads: loops run on ctx->pool (NULL = serial); ldm_gemm sets
+ *    OpenBLAS to ctx->threads on every call (0 = leave it as it is).
+ *    Attention runs single-threaded GEMMs inside its pool tasks and sets
+ *    OpenBLAS back to ctx->threads afterwards. Not re-entrant across jobs
+ *    that share OpenBLAS with different thread counts at the same time.
+ *  - Weights: f32/f16/bf16, PyTorch layout, possibly unaligned file data.
+ *  - Cancel: conv2d (per band) and attention (per tile) poll ctx->cancel
+ *    and return LDM_ERR_CANCELLED. void ops cannot fail. */
+
 #include <stdbool.h>
 #include <stdint.h>
 #include "core/tensor.h"
