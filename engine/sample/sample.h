@@ -84,6 +84,13 @@ typedef struct ldm_sampler_config {
   float eta;                    /* DDIM eta; 2S a eta (1) */
   int original_inference_steps; /* LCM: 50 */
   float timestep_scaling;       /* LCM: 10 */
+  /* Euler, Euler a, Heun, LMS, DPM++ 2M: run k-diffusion's sample_* function
+   * on a DiscreteEpsDDPMDenoiser (continuous timesteps, get_sigmas /
+   * get_sigmas_karras), as AUTOMATIC1111 and ComfyUI do, instead of the
+   * diffusers scheduler. img2img then starts as A1111's
+   * setup_img2img_steps: t_enc = int(min(strength, 0.999) * steps),
+   * first sigma index steps - t_enc - 1. Always on for dpmpp_2s_a. */
+  bool kdiffusion;
 } ldm_sampler_config;
 
 /* Fills c for a user-facing sampler name (table in samplers.c; see

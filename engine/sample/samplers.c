@@ -29,11 +29,15 @@ typedef struct sampler_entry {
   ldm_sampler_kind kind;
   ldm_sigma_schedule sigmas;
   const char *reference;
+  bool kdiffusion;        /* k-diffusion sampling function, as A1111 runs it */
 } sampler_entry;
 
 /* the reference string also names A1111's sampler, for `ldm samplers` */
 #define E(name, a1111, kind, sigmas, ref) \
-  {name, a1111, kind, sigmas, ref " [A1111: " a1111 "]"}
+  {name, a1111, kind, sigmas, ref " [A1111: " a1111 "]", false}
+/* k-diffusion variants: A1111's own samplers (its labels resolve to these) */
+#define KD(name, a1111, kind, sigmas, ref) \
+  {name, a1111, kind, sigmas, ref " [A1111: " a1111 ", exact]", true}
 static const sampler_entry k_samplers[] = {
   E("euler", "Euler", LDM_SAMPLER_EULER, LDM_SIGMAS_DEFAULT,
    "diffusers EulerDiscreteScheduler"),
@@ -66,8 +70,23 @@ static const sampler_entry k_samplers[] = {
   E("lcm", "LCM", LDM_SAMPLER_LCM, LDM_SIGMAS_DEFAULT, "diffusers LCMScheduler"),
   E("unipc", "UniPC", LDM_SAMPLER_UNIPC, LDM_SIGMAS_DEFAULT,
    "diffusers UniPCMultistepScheduler (bh2, order 2)"),
+  KD("k_euler", "Euler", LDM_SAMPLER_EULER, LDM_SIGMAS_DEFAULT,
+     "k-diffusion sample_euler, get_sigmas"),
+  KD("k_euler_a", "Euler a", LDM_SAMPLER_EULER_A, LDM_SIGMAS_DEFAULT,
+     "k-diffusion sample_euler_ancestral, get_sigmas"),
+  KD("k_heun", "Heun", LDM_SAMPLER_HEUN, LDM_SIGMAS_DEFAULT,
+     "k-diffusion sample_heun, get_sigmas"),
+  KD("k_lms", "LMS", LDM_SAMPLER_LMS, LDM_SIGMAS_DEFAULT,
+     "k-diffusion sample_lms, get_sigmas"),
+  KD("k_lms_karras", "LMS Karras", LDM_SAMPLER_LMS, LDM_SIGMAS_KARRAS,
+     "k-diffusion sample_lms, get_sigmas_karras"),
+  KD("k_dpmpp_2m", "DPM++ 2M", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_DEFAULT,
+     "k-diffusion sample_dpmpp_2m, get_sigmas"),
+  KD("k_dpmpp_2m_karras", "DPM++ 2M Karras", LDM_SAMPLER_DPMPP_2M, LDM_SIGMAS_KARRAS,
+     "k-diffusion sample_dpmpp_2m, get_sigmas_karras"),
 };
 #undef E
+#undef KD
 enum { N_SAMPLERS = sizeof k_samplers / sizeof k_samplers[0] };
 
 const char *const *ldm_sampler_names(void) {
@@ -86,13 +105,16 @@ static bool same_ci(const char *a, const char *b) {
   return *a == *b;
 }
 
-/* our name, or A1111's display name in any case ("DPM++ 2M Karras") */
+/* our name, or A1111's display name in any case ("DPM++ 2M Karras"); a
+ * label resolves to the k-diffusion row when there is one (what A1111 runs) */
 static const sampler_entry *find_entry(const char *name) {
   for (int i = 0; name && i < N_SAMPLERS; i++)
     if (strcmp(k_samplers[i].name, name) == 0) return &k_samplers[i];
+  const sampler_entry *hit = NULL;
   for (int i = 0; name && i < N_SAMPLERS; i++)
-    if (same_ci(k_samplers[i].a1111, name)) return &k_samplers[i];
-  return NULL;
+    if (same_ci(k_samplers[i].a1111, name) && (!hit || k_samplers[i].kdiffusion))
+      hit = &k_samplers[i];
+  return hit;
 }
 
 const char *ldm_sampler_a1111_name(const char *name) {
@@ -119,6 +141,7 @@ ldm_status ldm_sampler_config_preset(ldm_sampler_config *c, const char *name,
   memset(c, 0, sizeof *c);
   c->kind = e->kind;
   c->sigmas = e->sigmas;
+  c->kdiffusion = e->kdiffusion || e->kind == LDM_SAMPLER_DPMPP_2S_A;
   c->steps = 20;
   /* the SD1.x scheduler_config.json (runwayml/stable-diffusion-v1-5) */
   c->num_train_timesteps = 1000;
@@ -143,7 +166,11 @@ ldm_status ldm_sampler_config_preset(ldm_sampler_config *c, const char *name,
 
 /* ---- construction ------------------------------------------------------------ */
 
-static sched_family family_of(ldm_sampler_kind k) {
+static sched_family family_of(ldm_sampler_kind k, bool kdiffusion) {
+  if (kdiffusion && (k == LDM_SAMPLER_EULER || k == LDM_SAMPLER_EULER_A ||
+                     k == LDM_SAMPLER_HEUN || k == LDM_SAMPLER_LMS ||
+                     k == LDM_SAMPLER_DPMPP_2M))
+    return FAM_KSAMPLING;
   switch (k) {
     case LDM_SAMPLER_EULER:
     case LDM_SAMPLER_EULER_A:
@@ -186,18 +213,21 @@ ldm_status ldm_sampler_new(ldm_sampler **out, const ldm_sampler_config *c,
   if (!(c->beta_start > 0 && c->beta_end > 0 && c->beta_end < 1))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "sampler: betas (%g, %g) invalid",
                     c->beta_start, c->beta_end);
-  sched_family fam = family_of(c->kind);
+  sched_family fam = family_of(c->kind, c->kdiffusion);
+  if (c->kdiffusion && fam != FAM_KSAMPLING)
+    return ldm_fail(err, LDM_ERR_UNSUPPORTED,
+                    "sampler: no k-diffusion variant of this sampler");
   if (c->rescale_zero_terminal_snr &&
       (c->kind == LDM_SAMPLER_HEUN || c->kind == LDM_SAMPLER_LMS ||
-       c->kind == LDM_SAMPLER_PNDM || c->kind == LDM_SAMPLER_DPMPP_2S_A))
+       c->kind == LDM_SAMPLER_PNDM || fam == FAM_KSAMPLING))
     return ldm_fail(err, LDM_ERR_UNSUPPORTED,
                     "sampler: zero-terminal-SNR rescale is not offered by this "
                     "sampler's reference; use euler, euler_a, dpmpp_2m, unipc, ddim or lcm");
   if (c->sigmas != LDM_SIGMAS_DEFAULT && fam == FAM_DDPM)
     return ldm_fail(err, LDM_ERR_UNSUPPORTED,
                     "sampler: DDIM/PNDM/LCM use default sigmas only");
-  if (c->kind == LDM_SAMPLER_EULER_A && c->sigmas != LDM_SIGMAS_DEFAULT &&
-      c->sigmas != LDM_SIGMAS_SGM_UNIFORM)
+  if (c->kind == LDM_SAMPLER_EULER_A && fam == FAM_KDIFF &&
+      c->sigmas != LDM_SIGMAS_DEFAULT && c->sigmas != LDM_SIGMAS_SGM_UNIFORM)
     return ldm_fail(err, LDM_ERR_UNSUPPORTED, "sampler: euler_a takes default sigmas only");
 
   ldm_sampler *s = calloc(1, sizeof *s);
@@ -250,6 +280,17 @@ void ldm_sampler_set_strength(ldm_sampler *s, float strength) {
   /* the user's decimal value, as Python's float would hold it */
   double st = nearbyint((double)strength * 1e6) / 1e6;
   if (st < 0) st = 0;
+  if (s->fam == FAM_KSAMPLING) {
+    /* A1111 setup_img2img_steps (img2img_fix_steps off) */
+    if (st >= 1.0) {
+      s->begin = 0;
+      return;
+    }
+    int t_enc = (int)((st < 0.999 ? st : 0.999) * steps);
+    int b = steps - t_enc - 1;
+    s->begin = b < 0 ? 0 : b > s->nt ? s->nt : b;
+    return;
+  }
   int init = (int)(steps * st);
   if (init > steps) init = steps;
   int t_start = steps - init > 0 ? steps - init : 0;
@@ -805,6 +846,92 @@ static ldm_status run_dpmpp_2s_a(run_ctx *r, float *x) {
   return LDM_OK;
 }
 
+/* ---- k-diffusion sample_euler / _euler_ancestral / _heun / _lms / _dpmpp_2m ---------- */
+
+/* sample_euler(_ancestral) and sample_heun also draw randn_like(x) for
+ * s_churn every step; with s_churn = 0 that draw never reaches x, and it
+ * comes from torch's global generator, not A1111's, so it is not made. */
+static ldm_status run_k(run_ctx *r, float *x) {
+  ldm_sampler *s = r->s;
+  int64_t n = s->n;
+  float *m = s->buf[0], *xin = s->buf[1], *den = s->buf[2], *x2 = s->buf[3],
+        *aux = s->buf[4], *noise = s->buf[5];
+  ldm_sampler_kind kind = s->c.kind;
+  float *ring[4] = {s->buf[2], s->buf[3], s->buf[4], s->buf[5]};
+  int nd = 0, head = 0;
+  bool have_old = false;
+  for (int i = s->begin; i < s->nt; i++) {
+    float si = s->sig[i], sn = s->sig[i + 1];
+    if (kind == LDM_SAMPLER_LMS) {
+      int rel = i - s->begin; /* k-diffusion sees the sliced sigmas */
+      float *d = ring[head];
+      LDM_TRY(k_denoise(r, x, si, xin, m, d));
+      for (int64_t k = 0; k < n; k++) d[k] = (x[k] - d[k]) / si;
+      head = (head + 1) % 4;
+      if (nd < 4) nd++;
+      int order = rel + 1 < 4 ? rel + 1 : 4;
+      for (int j = 0; j < order; j++) {
+        float cf = (float)lms_coeff(s->sig + s->begin, order, rel, j);
+        const float *dj = ring[(head - 1 - j + 8) % 4];
+        for (int64_t k = 0; k < n; k++) x[k] += cf * dj[k];
+      }
+      LDM_TRY(after_step(r, i, x));
+      continue;
+    }
+    LDM_TRY(k_denoise(r, x, si, xin, m, den));
+    if (kind == LDM_SAMPLER_EULER) {
+      float dt = sn - si;
+      for (int64_t k = 0; k < n; k++) x[k] = x[k] + (x[k] - den[k]) / si * dt;
+    } else if (kind == LDM_SAMPLER_EULER_A) {
+      double sf = si, st = sn;
+      double up = sqrt(st * st * (sf * sf - st * st) / (sf * sf));
+      if (up > st) up = st;
+      double down = sqrt(st * st - up * up);
+      float dt = (float)(down - sf), fu = (float)up;
+      for (int64_t k = 0; k < n; k++) x[k] = x[k] + (x[k] - den[k]) / si * dt;
+      if (sn > 0) {
+        draw_noise(r, noise);
+        for (int64_t k = 0; k < n; k++) x[k] = x[k] + noise[k] * fu;
+      }
+    } else if (kind == LDM_SAMPLER_HEUN) {
+      float dt = sn - si;
+      if (sn == 0) {
+        for (int64_t k = 0; k < n; k++) x[k] = x[k] + (x[k] - den[k]) / si * dt;
+      } else {
+        float *d = aux;
+        for (int64_t k = 0; k < n; k++) {
+          d[k] = (x[k] - den[k]) / si;
+          x2[k] = x[k] + d[k] * dt;
+        }
+        LDM_TRY(k_denoise(r, x2, sn, xin, m, den));
+        for (int64_t k = 0; k < n; k++) {
+          float d2 = (x2[k] - den[k]) / sn;
+          x[k] = x[k] + (d[k] + d2) / 2 * dt;
+        }
+      }
+    } else { /* DPM++ 2M */
+      float *old = aux;
+      double t = -log((double)si), tn = -log((double)sn), h = tn - t;
+      float cx = (float)(exp(-tn) / exp(-t)), cd = (float)expm1(-h);
+      if (!have_old || sn == 0) {
+        for (int64_t k = 0; k < n; k++) x[k] = cx * x[k] - cd * den[k];
+      } else {
+        double h_last = t - -log((double)s->sig[i - 1]);
+        double rr = h_last / h;
+        float a = (float)(1 + 1 / (2 * rr)), b = (float)(1 / (2 * rr));
+        for (int64_t k = 0; k < n; k++) {
+          float dd = a * den[k] - b * old[k];
+          x[k] = cx * x[k] - cd * dd;
+        }
+      }
+      memcpy(old, den, (size_t)n * sizeof(float));
+      have_old = true;
+    }
+    LDM_TRY(after_step(r, i, x));
+  }
+  return LDM_OK;
+}
+
 ldm_status ldm_sampler_run(ldm_sampler *s, float *x, ldm_denoise_fn model,
                            void *model_user, ldm_rng_state *rngs, int n_rngs,
                            ldm_step_hook hook, void *hook_user, ldm_error *err) {
@@ -814,6 +941,7 @@ ldm_status ldm_sampler_run(ldm_sampler *s, float *x, ldm_denoise_fn model,
                     "sampler: %d generators do not split %lld latent values", n_rngs,
                     (long long)s->n);
   run_ctx r = {s, model, model_user, rngs, n_rngs, hook, hook_user, err};
+  if (s->fam == FAM_KSAMPLING && s->c.kind != LDM_SAMPLER_DPMPP_2S_A) return run_k(&r, x);
   switch (s->c.kind) {
     case LDM_SAMPLER_EULER: return run_euler(&r, x, false);
     case LDM_SAMPLER_EULER_A: return run_euler(&r, x, true);

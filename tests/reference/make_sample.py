@@ -131,6 +131,13 @@ def sampler_cases():
         ("dpmpp_2s_a", "kdiff", {}, {}),
         ("dpmpp_2s_a_karras", "kdiff", kar, {}),
         ("dpmpp_2s_a_sgm_uniform", "kdiff", dict(sgm_uniform=True), {}),
+        ("k_euler", "kdiff", dict(fn="sample_euler"), {}),
+        ("k_euler_a", "kdiff", dict(fn="sample_euler_ancestral"), {}),
+        ("k_heun", "kdiff", dict(fn="sample_heun"), {}),
+        ("k_lms", "kdiff", dict(fn="sample_lms"), {}),
+        ("k_lms_karras", "kdiff", dict(fn="sample_lms", **kar), {}),
+        ("k_dpmpp_2m", "kdiff", dict(fn="sample_dpmpp_2m"), {}),
+        ("k_dpmpp_2m_karras", "kdiff", dict(fn="sample_dpmpp_2m", **kar), {}),
         ("ddim", DD, {}, {}),
         ("ddim_eta05", DD, {}, dict(eta=0.5)),
         ("lcm", LCM, {}, {}),
@@ -177,7 +184,8 @@ def seedflow_run(cls, overrides, steps, shape, model, seeds):
     return latents
 
 
-def kdiff_run(overrides, steps, noise, model, seed, acp):
+def kdiff_run(overrides, steps, noise, model, seed, acp, x0=None,
+              strength=None):
     from k_diffusion import external, sampling
 
     class Inner(torch.nn.Module):
@@ -192,10 +200,19 @@ def kdiff_run(overrides, steps, noise, model, seed, acp):
         sigmas = sampling.append_zero(den.t_to_sigma(t))
     else:
         sigmas = den.get_sigmas(steps)
-    x = noise * sigmas[0]
+    full = sigmas
+    if strength is None:
+        x = noise * sigmas[0]
+    else:
+        # AUTOMATIC1111 sd_samplers_common.setup_img2img_steps
+        # (img2img_fix_steps off) and KDiffusionSampler.sample_img2img
+        t_enc = int(min(strength, 0.999) * steps)
+        sigmas = sigmas[steps - t_enc - 1:]
+        x = x0 + noise * sigmas[0]
     torch.manual_seed(seed)  # step noise: randn_like on the default generator
-    out = sampling.sample_dpmpp_2s_ancestral(den, x, sigmas, disable=True)
-    return out, den.sigma_to_t(sigmas[:-1]), sigmas
+    fn = getattr(sampling, overrides.get("fn", "sample_dpmpp_2s_ancestral"))
+    out = fn(den, x, sigmas, disable=True)
+    return out, den.sigma_to_t(full[:-1]), full
 
 
 def diffusers_run(cls, overrides, kw, steps, noise, model, seeds, x0=None,
@@ -286,6 +303,14 @@ def make_samplers():
         out, _, _, _ = diffusers_run(cls, ov, kw, 20, noise, model, [seed],
                                      x0=x0, strength=0.6, mask=mask)
         t[f"inpaint/{name}/0.6"] = out
+    acp = diffusers.DDPMScheduler.from_config(SD15).alphas_cumprod
+    for name in ("k_euler", "k_euler_a", "k_heun", "k_lms", "k_dpmpp_2m",
+                 "k_dpmpp_2m_karras", "dpmpp_2s_a"):
+        cls, ov, kw = cases[name]
+        for strength in (0.6, 0.35):
+            out, _, _ = kdiff_run(ov, 20, noise, model, seed, acp, x0=x0,
+                                  strength=strength)
+            t[f"img2img/{name}/{strength}"] = out
     # a batch of two with one generator per image (seed + i)
     model2 = standin(w2)
     for name in ("euler_a", "dpmpp_2m_sde", "ddim_eta05"):

@@ -38,8 +38,11 @@ int main(void) {
   ldm_sampler_config c;
   ldm_error err = {0};
   CHECK(ldm_sampler_config_preset(&c, "DPM++ 2M Karras", &err) == LDM_OK &&
-            c.kind == LDM_SAMPLER_DPMPP_2M && c.sigmas == LDM_SIGMAS_KARRAS,
-        "A1111 name not accepted");
+            c.kind == LDM_SAMPLER_DPMPP_2M && c.sigmas == LDM_SIGMAS_KARRAS &&
+            c.kdiffusion,
+        "A1111 label should resolve to the k-diffusion variant A1111 runs");
+  CHECK(ldm_sampler_config_preset(&c, "dpmpp_2m_karras", &err) == LDM_OK && !c.kdiffusion,
+        "our name keeps the diffusers scheduler");
   CHECK(ldm_sampler_config_preset(&c, "euler A", &err) == LDM_OK &&
             c.kind == LDM_SAMPLER_EULER_A, "A1111 name case-insensitive");
   CHECK(strcmp(ldm_sampler_a1111_name("dpmpp_2s_a"), "DPM++ 2S a") == 0, "a1111 label");
@@ -58,12 +61,17 @@ int main(void) {
   ldm_sampler_config_preset(&c, "ddim", NULL);
   c.sigmas = LDM_SIGMAS_KARRAS;
   CHECK(ldm_sampler_new(&s, &c, 16, &err) == LDM_ERR_UNSUPPORTED, "ddim karras");
+  ldm_sampler_config_preset(&c, "ddim", NULL);
+  c.kdiffusion = true;
+  CHECK(ldm_sampler_new(&s, &c, 16, &err) == LDM_ERR_UNSUPPORTED, "k-diffusion ddim");
 
   /* get_timesteps: t_start = steps - int(steps * strength), times order */
   struct { const char *name; int steps; float strength; int begin; } st[] = {
     {"euler", 10, 0.7f, 3}, {"euler", 20, 0.6f, 8}, {"euler", 10, 1.0f, 0},
     {"heun", 10, 0.7f, 6}, {"ddim", 50, 0.75f, 13}, {"euler", 10, 0.0f, 10},
     {"dpmpp_2m", 7, 0.3f, 5},
+    /* k-diffusion rows: A1111's t_enc = int(min(s, 0.999) * steps) */
+    {"k_euler", 20, 0.6f, 7}, {"k_euler", 20, 1.0f, 0}, {"dpmpp_2s_a", 10, 0.5f, 4},
   };
   for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
     ldm_sampler_config_preset(&c, st[i].name, NULL);

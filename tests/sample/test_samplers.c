@@ -71,6 +71,13 @@ static const sampler_case k_cases[] = {
   {"ddim_eta05", "ddim", K, K, 0, K, 0.5f, K},
   {"lcm", "lcm", K, K, 0, K, -1, K},
   {"unipc", "unipc", K, K, 0, K, -1, K},
+  {"k_euler", "k_euler", K, K, 0, K, -1, K},
+  {"k_euler_a", "k_euler_a", K, K, 0, K, -1, K},
+  {"k_heun", "k_heun", K, K, 0, K, -1, K},
+  {"k_lms", "k_lms", K, K, 0, K, -1, K},
+  {"k_lms_karras", "k_lms_karras", K, K, 0, K, -1, K},
+  {"k_dpmpp_2m", "k_dpmpp_2m", K, K, 0, K, -1, K},
+  {"k_dpmpp_2m_karras", "k_dpmpp_2m_karras", K, K, 0, K, -1, K},
   {"euler_v_zsnr", "euler", LDM_PRED_VPRED, LDM_SPACING_TRAILING, 1, K, -1, K},
   {"euler_a_v_zsnr", "euler_a", LDM_PRED_VPRED, LDM_SPACING_TRAILING, 1, K, -1, K},
   {"dpmpp_2m_v", "dpmpp_2m", LDM_PRED_VPRED, K, 0, K, -1, K},
@@ -224,6 +231,15 @@ int main(void) {
 
   static const char *i2i[] = {"euler", "ddim", "dpmpp_2m", "heun", "unipc",
                               "lms", "pndm", "euler_a", "lcm"};
+  static const char *i2i_k[] = {"k_euler", "k_euler_a", "k_heun", "k_lms",
+                                "k_dpmpp_2m", "k_dpmpp_2m_karras", "dpmpp_2s_a"};
+  for (size_t c = 0; c < sizeof i2i_k / sizeof i2i_k[0]; c++) {
+    char label[96];
+    snprintf(label, sizeof label, "img2img/%s/0.6", i2i_k[c]);
+    run_img2img(f, i2i_k[c], 0.6f, label, noise, w, x0, NULL);
+    snprintf(label, sizeof label, "img2img/%s/0.35", i2i_k[c]);
+    run_img2img(f, i2i_k[c], 0.35f, label, noise, w, x0, NULL);
+  }
   for (size_t c = 0; c < sizeof i2i / sizeof i2i[0]; c++) {
     char label[96];
     snprintf(label, sizeof label, "img2img/%s/0.6", i2i[c]);
