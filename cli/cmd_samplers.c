@@ -23,7 +23,8 @@ int ldm_cmd_samplers(int argc, char **argv) {
     const char *ref = ldm_sampler_reference(names[i]);
     printf("%-20s %s\n", names[i], ref ? ref : "?");
   }
-  printf("\n[A1111: ...] is the label AUTOMATIC1111 gives the same method; its\n"
-         "noise schedule can differ (it runs k-diffusion's discrete sigmas).\n");
+  printf("\nRows marked \"as A1111's\" run k-diffusion on the discrete schedule as\n"
+         "AUTOMATIC1111 does (its labels, e.g. \"DPM++ 2M Karras\", select them);\n"
+         "\"A1111 label\" rows follow the diffusers scheduler, whose sigmas differ.\n");
   return LDM_EXIT_OK;
 }

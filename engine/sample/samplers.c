@@ -34,10 +34,10 @@ typedef struct sampler_entry {
 
 /* the reference string also names A1111's sampler, for `ldm samplers` */
 #define E(name, a1111, kind, sigmas, ref) \
-  {name, a1111, kind, sigmas, ref " [A1111: " a1111 "]", false}
+  {name, a1111, kind, sigmas, ref " [A1111 label: " a1111 "]", false}
 /* k-diffusion variants: A1111's own samplers (its labels resolve to these) */
 #define KD(name, a1111, kind, sigmas, ref) \
-  {name, a1111, kind, sigmas, ref " [A1111: " a1111 ", exact]", true}
+  {name, a1111, kind, sigmas, ref " [as A1111's " a1111 "]", true}
 static const sampler_entry k_samplers[] = {
   E("euler", "Euler", LDM_SAMPLER_EULER, LDM_SIGMAS_DEFAULT,
    "diffusers EulerDiscreteScheduler"),
