@@ -61,9 +61,9 @@ static const sampler_entry k_samplers[] = {
    LDM_SIGMAS_KARRAS,
    "diffusers DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++', "
    "use_karras_sigmas=True)"),
-  E("dpmpp_2s_a", "DPM++ 2S a", LDM_SAMPLER_DPMPP_2S_A, LDM_SIGMAS_DEFAULT,
+  KD("dpmpp_2s_a", "DPM++ 2S a", LDM_SAMPLER_DPMPP_2S_A, LDM_SIGMAS_DEFAULT,
    "k-diffusion sample_dpmpp_2s_ancestral, DiscreteEpsDDPMDenoiser.get_sigmas"),
-  E("dpmpp_2s_a_karras", "DPM++ 2S a Karras", LDM_SAMPLER_DPMPP_2S_A,
+  KD("dpmpp_2s_a_karras", "DPM++ 2S a Karras", LDM_SAMPLER_DPMPP_2S_A,
    LDM_SIGMAS_KARRAS, "k-diffusion sample_dpmpp_2s_ancestral, get_sigmas_karras"),
   E("ddim", "DDIM", LDM_SAMPLER_DDIM, LDM_SIGMAS_DEFAULT,
    "diffusers DDIMScheduler (eta from the job, default 0)"),
