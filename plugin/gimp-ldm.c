@@ -141,6 +141,12 @@ add_common_arguments (GimpProcedure *procedure,
   gimp_procedure_add_int_argument (procedure, "threads", _("Threads"),
                                    _("CPU threads (0: one per core)"),
                                    0, 256, 0, G_PARAM_READWRITE);
+  if (proc != LDM_PROC_UPSCALE)
+    gimp_procedure_add_int_argument (procedure, "work-size", _("Wor_k size"),
+                                     _("Side in pixels of the square area the "
+                                       "model works at (rounded to 64; 0: the "
+                                       "model's native size)"),
+                                     0, 2048, 0, G_PARAM_READWRITE);
   gimp_procedure_add_string_aux_argument (procedure, "model-folders",
                                           _("Model folders"),
                                           _("Folders searched for models, "

@@ -500,6 +500,8 @@ ldm_execute (LdmSpec        *spec,
       return NULL;
     }
   g_free (model_desc);
+  if (spec->work_size > 0 && task != LDM_TASK_UPSCALE)
+    native = spec->work_size;
   if (native <= 0)
     native = 512;
   g_free (spec->model_hash);

@@ -134,6 +134,7 @@ ldm_spec_from_config (LdmSpec             *spec,
   get_double (obj, "strength", &spec->strength);
   get_string (obj, "sampler", &spec->sampler);
   get_int (obj, "threads", &spec->threads);
+  get_int (obj, "work-size", &spec->work_size);
   get_int (obj, "width", &spec->width);
   get_int (obj, "height", &spec->height);
   get_int (obj, "margin", &spec->margin);
@@ -226,6 +227,7 @@ ldm_spec_to_recipe (const LdmSpec *spec)
   append_kv (out, "rng", "cpu");
   KV_DBL ("strength", spec->strength);
   KV_INT ("threads", spec->threads);
+  KV_INT ("work-size", spec->work_size);
   KV_INT ("width", spec->width);
   KV_INT ("height", spec->height);
   KV_INT ("margin", spec->margin);
@@ -295,6 +297,8 @@ ldm_spec_from_recipe (LdmSpec      *spec,
         spec->strength = g_ascii_strtod (val, NULL);
       else if (! strcmp (key, "threads"))
         spec->threads = atoi (val);
+      else if (! strcmp (key, "work-size"))
+        spec->work_size = atoi (val);
       else if (! strcmp (key, "width"))
         spec->width = atoi (val);
       else if (! strcmp (key, "height"))

@@ -257,6 +257,7 @@ ldm_dialog_new (GimpProcedure        *procedure,
   add_if (pd, config, &ids, "sampler");
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
     ids = g_list_append (ids, g_strdup ("seed-box"));
+  add_if (pd, config, &ids, "work-size");
   add_if (pd, config, &ids, "threads");
 
   gimp_procedure_dialog_fill_list (pd, ids);

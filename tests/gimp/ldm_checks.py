@@ -17,6 +17,7 @@ gi.require_version('Gegl', '0.4')
 from gi.repository import Gimp, Gegl, Gio, GLib  # noqa: E402
 
 MODE = os.environ.get('LDM_CHECKS', 'errors')
+WS = 128   # work-size of the success checks: the tiny models at 128 px, fast
 TMP = os.environ.get('LDM_TMP', '/tmp')
 pdb = Gimp.get_pdb()
 results = []
@@ -28,11 +29,11 @@ COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
           ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
           ('model', 'GFile'), ('threads', 'gint')]
 EXTRA = {
-    'plug-in-ldm-inpaint': [('strength', 'gdouble'), ('margin', 'gint')],
-    'plug-in-ldm-generate': [('width', 'gint'), ('height', 'gint')],
-    'plug-in-ldm-refine': [('strength', 'gdouble'), ('margin', 'gint')],
+    'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
+    'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')],
+    'plug-in-ldm-refine': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
     'plug-in-ldm-upscale': [('noise-level', 'gint'), ('new-image', 'gboolean')],
-    'plug-in-ldm-outpaint': [('left', 'gint'), ('top', 'gint'),
+    'plug-in-ldm-outpaint': [('work-size', 'gint'), ('left', 'gint'), ('top', 'gint'),
                              ('right', 'gint'), ('bottom', 'gint')],
     'plug-in-ldm-regenerate': [('new-seed', 'gboolean')],
 }
@@ -268,7 +269,7 @@ def check_procedures():
     comp0 = composite(img)
     layers0 = img.get_layers()
     status, layer = call('plug-in-ldm-inpaint', img, [paint], prompt='a red apple',
-                         steps=2, seed=7, random_seed=False)
+                         steps=2, seed=7, random_seed=False, work_size=WS)
     check('inpaint RGB u8: succeeds', status == Gimp.PDBStatusType.SUCCESS,
           '%s %s' % (status, layer))
     if status == Gimp.PDBStatusType.SUCCESS:
@@ -300,7 +301,7 @@ def check_procedures():
     before = snapshot(img)
     layers0 = img.get_layers()
     status, layer = call('plug-in-ldm-refine', img, [paint], prompt='charcoal',
-                         steps=2, seed=3, random_seed=False, strength=0.5)
+                         steps=2, seed=3, random_seed=False, strength=0.5, work_size=WS)
     check('refine grey u16: succeeds', status == Gimp.PDBStatusType.SUCCESS,
           '%s %s' % (status, layer))
     if status == Gimp.PDBStatusType.SUCCESS:
@@ -314,7 +315,8 @@ def check_procedures():
     for w, h in ((0, 0), (200, 100)):
         layers0 = img.get_layers()
         status, layer = call('plug-in-ldm-generate', img, [bg], prompt='a lighthouse',
-                             steps=2, seed=11, random_seed=False, width=w, height=h)
+                             steps=2, seed=11, random_seed=False, width=w, height=h,
+                             work_size=WS)
         label = 'generate f32 %dx%d' % (w, h)
         check('%s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
               '%s %s' % (status, layer))
@@ -346,7 +348,8 @@ def check_procedures():
     before = snapshot(img)
     layers0 = img.get_layers()
     status, layer = call('plug-in-ldm-outpaint', img, [bg], prompt='more sky', steps=2,
-                         seed=9, random_seed=False, left=32, top=0, right=64, bottom=16)
+                         seed=9, random_seed=False, left=32, top=0, right=64, bottom=16,
+                         work_size=WS)
     check('outpaint: succeeds', status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer))
     if status == Gimp.PDBStatusType.SUCCESS:
         check('outpaint: canvas grew', (img.get_width(), img.get_height()) == (256, 136))
