@@ -44,9 +44,9 @@ for name, prompt in prompts.items():
     run(name, Gimp.RunMode.INTERACTIVE, bg, prompt=prompt,
         **{'negative-prompt': 'blurry, low quality'})
 
-# regenerate needs a layer with a recipe: make one (developer fake engine)
+# regenerate needs a layer with a recipe: make one (small and quick)
 res = run('plug-in-ldm-inpaint', Gimp.RunMode.NONINTERACTIVE, bg,
-          prompt='a red hot-air balloon', steps=2)
+          prompt='a red hot-air balloon', steps=4, **{'work-size': 128})
 if res.index(0) == Gimp.PDBStatusType.SUCCESS:
     run('plug-in-ldm-regenerate', Gimp.RunMode.INTERACTIVE, res.index(1))
 print('SHOT done', file=sys.stderr, flush=True)

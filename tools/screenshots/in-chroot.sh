@@ -7,8 +7,9 @@ W=/var/tmp/gimp-ldm
 SHOTS=$W/shots
 bash "$SRC/tests/gimp/in-chroot.sh" build "$@" || exit 1
 export HOME=$W/home XDG_CACHE_HOME=$W/home/.cache LANG=C.UTF-8
-export GIMP3_DIRECTORY=$W/profile LDM_MODEL_PATH=$W/models
-export GIMP_LDM_FAKE_ENGINE=1    # only for the regenerate dialog's layer
+# the trained demo models when present, else the tiny test models under
+# their names (set up by tests/gimp/in-chroot.sh)
+export GIMP3_DIRECTORY=$W/profile LDM_MODEL_PATH=$SRC/models/demo:$W/models
 rm -rf "$SHOTS"; mkdir -p "$SHOTS"
 rm -f "$GIMP3_DIRECTORY/parasiterc"   # no remembered speed from earlier runs
 D=:93
