@@ -44,6 +44,12 @@ or a CLIPTextModel whose outputs equal open_clip's (OpenCLIP).
                           in A1111 units (1 = default = diffusers' None)
 
 Usage: /work/refvenv/bin/python tests/reference/make_text.py [OUTDIR]
+       /work/refvenv/bin/python tests/reference/make_text.py --slow DIR
+         (full-size random CLIP-L as an SD1 single file, clipl.safetensors,
+         and OpenCLIP-H as an SD2 single file, openclip_h.safetensors (24
+         layers) plus diffusers' conversion openclip_h/ (23 layers: diffusers
+         drops resblocks.23 as SD2 uses the penultimate layer), f16, with
+         *_io.safetensors; for the slow suite, never committed)
 """
 import gzip
 import json
@@ -524,5 +530,66 @@ def main():
         shutil.rmtree(TINY_DIR)
 
 
+def main_slow(d):
+    """Full-size text encoders for the slow suite (cached: rebuilt only when
+    missing)."""
+    os.makedirs(d, exist_ok=True)
+    global VOCAB
+    VOCAB = 49408
+    prompt_ids = torch.tensor([[49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496,
+                                49407] + [49407] * 65,
+                               [49406] + list(range(1000, 1075)) + [49407]])
+    if not os.path.exists(os.path.join(d, "clipl_io.safetensors")):
+        from transformers import CLIPTextConfig, CLIPTextModel
+        torch.manual_seed(401)
+        cfg = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                             num_hidden_layers=12, num_attention_heads=12,
+                             max_position_embeddings=77, hidden_act="quick_gelu")
+        m = CLIPTextModel(cfg).eval()
+        randomize(m, 401, torch.float16)
+        ckpt = {"cond_stage_model.transformer." + k: v for k, v in m.state_dict().items()
+                if "position_ids" not in k}
+        save_st(ckpt, os.path.join(d, "clipl.safetensors"), torch.float16)
+        save_st({"input_ids": prompt_ids, **hf_outputs(m, prompt_ids)},
+                os.path.join(d, "clipl_io.safetensors"))
+        del m, ckpt
+    if not os.path.exists(os.path.join(d, "openclip_h_io.safetensors")):
+        tt = new_openclip(402, torch.float16, 1024, 16, 24, 4096, 1024)
+        ckpt = {"cond_stage_model.model." + k: v for k, v in tt.state_dict().items()}
+        hf = openclip_to_diffusers_n(tt, ckpt, 23)
+        ids = prompt_ids.clone()
+        ids[0, 12:] = 0
+        ref = openclip_outputs(tt, ids)
+        conv = hf_outputs(hf, ids, "_folder")
+        # SD2's conditioning: ln_final(hidden_states[23]) is the folder's last state
+        close(conv["last_hidden_state_folder"],
+              tt.ln_final(ref["penultimate_hidden_state"]), "sd2 penultimate", 1e-4)
+        save_st(ckpt, os.path.join(d, "openclip_h.safetensors"), torch.float16)
+        save_folder(os.path.join(d, "openclip_h"), {"text_encoder": (hf, torch.float16)}, {},
+                    "StableDiffusionPipeline")
+        save_st({"input_ids": ids, **ref, **conv}, os.path.join(d, "openclip_h_io.safetensors"))
+    print("slow text models in", d)
+
+
+def openclip_to_diffusers_n(tt, ckpt, n_layers):
+    """As openclip_to_diffusers, but a CLIPTextModel of n_layers (SD2's 23)."""
+    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
+    from transformers import CLIPTextModel
+    cfg = clip_config(tt.width, tt.heads, n_layers,
+                      tt.transformer.resblocks[0].mlp.c_fc.out_features, "gelu")
+    cfg.vocab_size = VOCAB
+    cfg.bos_token_id, cfg.eos_token_id = 49406, 49407
+    model = CLIPTextModel(cfg).eval()
+    sd = convert_open_clip_checkpoint(model, ckpt, prefix="cond_stage_model.model.")
+    sd.pop("text_projection.weight", None)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if "position_ids" not in k]
+    assert not missing and not unexpected, (missing, unexpected)
+    return model
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--slow":
+        main_slow(sys.argv[2])
+    else:
+        main()

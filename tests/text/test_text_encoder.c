@@ -110,7 +110,37 @@ static void bad_model(const char *what, const char *victim, int mode, ldm_status
   ldm_st_close(f);
 }
 
-int main(void) {
+/* --compare OUT REF TOL [SUFFIX]: the slow suite's check of an eval output
+ * against a reference file (REF's tensors named <output>SUFFIX). */
+static int compare_files(int argc, char **argv) {
+  ldm_error err = {0};
+  ldm_st_file *o = NULL, *r = NULL;
+  if (ldm_st_open(&o, argv[2], &err) != LDM_OK || ldm_st_open(&r, argv[3], &err) != LDM_OK) {
+    fprintf(stderr, "FAIL: %s\n", err.msg);
+    return 1;
+  }
+  double tol = atof(argv[4]);
+  const char *suffix = argc > 5 ? argv[5] : "";
+  for (int64_t i = 0; i < ldm_st_count(o); i++) {
+    const ldm_tensor *t = ldm_st_at(o, i);
+    char rname[128];
+    snprintf(rname, sizeof rname, "%s%s", t->name, suffix);
+    ldm_tensor rs;
+    float *ref = ldm_test_tensor_f32(r, rname, &rs);
+    float *got = ldm_test_tensor_f32(o, t->name, NULL);
+    CHECK(ldm_tensor_numel(t) == ldm_tensor_numel(&rs), "%s: size", t->name);
+    if (ldm_tensor_numel(t) == ldm_tensor_numel(&rs))
+      ldm_test_close(t->name, got, ref, ldm_tensor_numel(t), tol, 0);
+    free(ref);
+    free(got);
+  }
+  ldm_st_close(o);
+  ldm_st_close(r);
+  return ldm_test_finish("text-compare");
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "--compare") == 0) return compare_files(argc, argv);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/ldm_text_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");
