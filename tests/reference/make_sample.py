@@ -138,6 +138,8 @@ def sampler_cases():
         ("k_lms_karras", "kdiff", dict(fn="sample_lms", **kar), {}),
         ("k_dpmpp_2m", "kdiff", dict(fn="sample_dpmpp_2m"), {}),
         ("k_dpmpp_2m_karras", "kdiff", dict(fn="sample_dpmpp_2m", **kar), {}),
+        ("k_euler_a_v", "kdiff", dict(fn="sample_euler_ancestral", v=True), {}),
+        ("dpmpp_2s_a_v", "kdiff", dict(v=True), {}),
         ("ddim", DD, {}, {}),
         ("ddim_eta05", DD, {}, dict(eta=0.5)),
         ("lcm", LCM, {}, {}),
@@ -191,7 +193,10 @@ def kdiff_run(overrides, steps, noise, model, seed, acp, x0=None,
     class Inner(torch.nn.Module):
         def forward(self, x, t):
             return model(x, t)
-    den = external.DiscreteEpsDDPMDenoiser(Inner(), acp, quantize=False)
+    if overrides.get("v"):
+        den = external.DiscreteVDDPMDenoiser(Inner(), acp, quantize=False)
+    else:
+        den = external.DiscreteEpsDDPMDenoiser(Inner(), acp, quantize=False)
     if overrides.get("use_karras_sigmas"):
         sigmas = sampling.get_sigmas_karras(steps, den.sigma_min.item(),
                                             den.sigma_max.item())

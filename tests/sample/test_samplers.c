@@ -78,6 +78,8 @@ static const sampler_case k_cases[] = {
   {"k_lms_karras", "k_lms_karras", K, K, 0, K, -1, K},
   {"k_dpmpp_2m", "k_dpmpp_2m", K, K, 0, K, -1, K},
   {"k_dpmpp_2m_karras", "k_dpmpp_2m_karras", K, K, 0, K, -1, K},
+  {"k_euler_a_v", "k_euler_a", LDM_PRED_VPRED, K, 0, K, -1, K},
+  {"dpmpp_2s_a_v", "dpmpp_2s_a", LDM_PRED_VPRED, K, 0, K, -1, K},
   {"euler_v_zsnr", "euler", LDM_PRED_VPRED, LDM_SPACING_TRAILING, 1, K, -1, K},
   {"euler_a_v_zsnr", "euler_a", LDM_PRED_VPRED, LDM_SPACING_TRAILING, 1, K, -1, K},
   {"dpmpp_2m_v", "dpmpp_2m", LDM_PRED_VPRED, K, 0, K, -1, K},
