@@ -128,13 +128,31 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
                          const ldm_tensor *b, int stride, int pad,
                          size_t max_scratch_bytes);
 
+/* Convolution algorithm: AUTO picks Winograd F(2x2,3x3) for 3x3 stride-1
+ * pad-1 convs with Cin and Cout >= LDM_CONV_WINOGRAD_MIN_CH and B*H*W >=
+ * LDM_CONV_WINOGRAD_MIN_PIXELS, else im2col (1x1 stride 1: a plain GEMM).
+ * WINOGRAD on another shape is LDM_ERR_UNSUPPORTED. ldm_conv2d and
+ * ldm_conv2d_ex use AUTO; the bound applies to the transformed tiles. */
+typedef enum ldm_conv_algo {
+  LDM_CONV_AUTO = 0,
+  LDM_CONV_IM2COL,
+  LDM_CONV_WINOGRAD
+} ldm_conv_algo;
+#define LDM_CONV_WINOGRAD_MIN_CH 32
+#define LDM_CONV_WINOGRAD_MIN_PIXELS 256
+ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
+                           int H, int W, int Cin, const ldm_tensor *w,
+                           const ldm_tensor *b, int stride, int pad,
+                           ldm_conv_algo algo, size_t max_scratch_bytes);
+
 /* Conv weights packed once (e.g. at model load) instead of on every call:
  * ldm_conv2d repacks [Cout, Cin, kh, kw] (any float dtype) into f32
  * [Cout, kh, kw, Cin] for its GEMM each time: ~10 % of a 1280-channel 3x3
  * conv at 8x8 with batch 2, ~30 % at batch 1 (measured here, 1 thread),
  * negligible at 32x32 and above. ldm_conv2d_pack writes that layout into dst
  * (ldm_conv2d_packed_size(w) floats, caller-owned); ldm_conv2d_packed then
- * runs the same convolution from it. */
+ * runs the im2col convolution from it. Worth it where AUTO would not pick
+ * Winograd (small images, strided or non-3x3 convs). */
 int64_t ldm_conv2d_packed_size(const ldm_tensor *w);
 ldm_status ldm_conv2d_pack(ldm_ctx *ctx, float *dst, const ldm_tensor *w);
 ldm_status ldm_conv2d_packed(ldm_ctx *ctx, float *y, const float *x, int B,

@@ -51,4 +51,11 @@ float ops_exp_sum(float *y, const float *x, int64_t n, float m);
 /* Softmax of one row (an all -inf row gives zeros). */
 void ops_softmax_row(float *y, const float *x, int64_t n);
 
+/* 3x3, stride 1, padding 1 by Winograd F(2x2, 3x3) (winograd.c); w is f32
+ * [Cout, Cin, 3, 3], bias f32 [Cout] or NULL. */
+ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
+                                int H, int W, int Cin, int Cout,
+                                const float *w, const float *bias,
+                                size_t max_scratch_bytes);
+
 #endif

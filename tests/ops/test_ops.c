@@ -165,7 +165,7 @@ static void test_linear(void) {
 static void test_conv(void) {
   const char *cases[] = {"conv_3x3_s1",    "conv_3x3_s2_f16",  "conv_1x1_bf16",
                          "conv_in_nobias", "conv_3x3_s2_even", "conv_1x1_b2",
-                         "conv_3x3_wide"};
+                         "conv_3x3_wide",  "conv_3x3_c40"};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     char n[128];
     int64_t p[8];
@@ -197,6 +197,28 @@ static void test_conv(void) {
       snprintf(n, sizeof n, "%s bands=%d", cases[c], rows);
       close_("conv2d", n, yc, ref, ny);
       free(yc);
+    }
+    /* each algorithm explicitly; Winograd also in bands of one tile row */
+    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_WINOGRAD; algo++) {
+      bool fits = k == 3 && st == 1 && pad == 1;
+      size_t bounds[2] = {LDM_CONV2D_SCRATCH_BYTES, 1};
+      for (int bi = 0; bi < 2; bi++) {
+        if (algo == LDM_CONV_WINOGRAD && !fits) {
+          ldm_status s_ = ldm_conv2d_algo(&ctx, y, x, B, H, W, Cin, w, b, st, pad,
+                                          LDM_CONV_WINOGRAD, bounds[bi]);
+          CHECK(s_ == LDM_ERR_UNSUPPORTED, "%s: Winograd accepted %s", tag, cases[c]);
+          continue;
+        }
+        memset(y, 0, sizeof(float) * (size_t)ny);
+        OP(ldm_conv2d_algo(&ctx, y, x, B, H, W, Cin, w, b, st, pad,
+                           (ldm_conv_algo)algo, bounds[bi]));
+        yc = to_nchw(y, B, Cout, (int64_t)Ho * Wo);
+        snprintf(n, sizeof n, "%s %s%s", cases[c],
+                 algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col",
+                 bi ? " min-bands" : "");
+        close_("conv2d", n, yc, ref, ny);
+        free(yc);
+      }
     }
     /* packed once, then run from the packed weight */
     float *wp = alloc_f(ldm_conv2d_packed_size(w));

@@ -69,6 +69,7 @@ def make_conv():
         ("conv_3x3_s2_even", 1, 20, 12, 10, 20, 3, 2, 1, "bf16", True),
         ("conv_1x1_b2", 2, 36, 13, 7, 20, 1, 1, 0, "f16", False),
         ("conv_3x3_wide", 1, 8, 5, 37, 12, 3, 1, 1, "f32", True),
+        ("conv_3x3_c40", 2, 40, 11, 9, 48, 3, 1, 1, "f16", True),
     ]
     for i, (name, B, Cin, H, W, Cout, k, s, p, wd, bias) in enumerate(cases):
         conv = torch.nn.Conv2d(Cin, Cout, k, stride=s, padding=p, bias=bias)
