@@ -5,7 +5,11 @@
  *   png_compare same-outside A.png B.png MASK.png
  *       every pixel where MASK == 0 must be bit-identical in A and B.
  *   png_compare differs A.png B.png
- *       fails when A and B are identical (a check that something happened). */
+ *       fails when A and B are identical (a check that something happened).
+ *   png_compare colour A.png FX FY FR
+ *       prints the named colour (of the demo data set's nine) nearest to the
+ *       mean colour of the square of half-side FR around (FX, FY), all as
+ *       fractions of the image size. */
 #include "png_io.h"
 
 #include <math.h>
@@ -27,7 +31,49 @@ static const unsigned char *px(const ldm_image *img, int x, int y) {
   return (const unsigned char *)img->data + (size_t)y * img->stride + (size_t)x * 4;
 }
 
+static const struct {
+  const char *name;
+  int rgb[3];
+} colours[] = {
+    {"red", {220, 30, 30}},     {"green", {30, 170, 50}},    {"blue", {30, 60, 220}},
+    {"yellow", {245, 215, 30}}, {"white", {245, 245, 245}},  {"black", {15, 15, 15}},
+    {"orange", {245, 140, 20}}, {"purple", {140, 40, 180}},  {"gray", {128, 128, 128}},
+};
+
+static int region_colour(const char *path, double fx, double fy, double fr) {
+  ldm_image *a = load(path);
+  int x0 = (int)((fx - fr) * a->width), x1 = (int)((fx + fr) * a->width);
+  int y0 = (int)((fy - fr) * a->height), y1 = (int)((fy + fr) * a->height);
+  x0 = x0 < 0 ? 0 : x0;
+  y0 = y0 < 0 ? 0 : y0;
+  x1 = x1 > a->width ? a->width : x1;
+  y1 = y1 > a->height ? a->height : y1;
+  double sum[3] = {0, 0, 0};
+  long n = 0;
+  for (int y = y0; y < y1; y++)
+    for (int x = x0; x < x1; x++, n++)
+      for (int c = 0; c < 3; c++) sum[c] += px(a, x, y)[c];
+  int best = 0;
+  double best_d = 1e30;
+  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++) {
+    double d = 0;
+    for (int c = 0; c < 3; c++) {
+      double m = n ? sum[c] / n : 0;
+      d += (m - colours[i].rgb[c]) * (m - colours[i].rgb[c]);
+    }
+    if (d < best_d) {
+      best_d = d;
+      best = (int)i;
+    }
+  }
+  printf("%s\n", colours[best].name);
+  ldm_image_free(a);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 6 && !strcmp(argv[1], "colour"))
+    return region_colour(argv[2], atof(argv[3]), atof(argv[4]), atof(argv[5]));
   if (argc < 4) {
     fprintf(stderr, "usage: png_compare psnr|same-outside|differs A B [MIN_DB] [MASK]\n");
     return 2;
