@@ -1,9 +1,10 @@
 /* The sampling loops, each the loop StableDiffusionPipeline runs with one
  * diffusers scheduler (scale_model_input, UNet, scheduler.step) or one
  * k-diffusion sampling function, step for step: Euler, Euler ancestral, Heun,
- * LMS, PNDM/PLMS, DPM-Solver++ 2M (+SDE), DDIM, LCM, UniPC-bh2 and
- * DPM-Solver++ 2S ancestral. Per-step coefficients are computed in double;
- * latents stay float32. Buffers come from ldm_sampler_new only. */
+ * LMS, PNDM/PLMS, DPM-Solver++ 2M (+SDE), DDIM, LCM, UniPC-bh2; and the
+ * k-diffusion functions A1111 runs (sample_euler, _euler_ancestral, _heun,
+ * _lms, _dpmpp_2m, _dpmpp_2s_ancestral). Per-step coefficients are computed
+ * in double; latents stay float32. Buffers come from ldm_sampler_new only. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,12 +90,17 @@ static const sampler_entry k_samplers[] = {
 #undef KD
 enum { N_SAMPLERS = sizeof k_samplers / sizeof k_samplers[0] };
 
-const char *const *ldm_sampler_names(void) {
-  static const char *names[N_SAMPLERS + 1];
-  if (!names[0])
-    for (int i = 0; i < N_SAMPLERS; i++) names[i] = k_samplers[i].name;
-  return names;
-}
+/* Kept in the table's order; test_sample_unit checks that every listed
+ * name resolves and that the counts agree. */
+static const char *const k_sampler_names[] = {
+  "euler", "euler_a", "heun", "lms", "lms_karras", "pndm", "dpmpp_2m",
+  "dpmpp_2m_karras", "dpmpp_2m_sde", "dpmpp_2m_sde_karras", "dpmpp_2s_a",
+  "dpmpp_2s_a_karras", "ddim", "lcm", "unipc", "k_euler", "k_euler_a", "k_heun",
+  "k_lms", "k_lms_karras", "k_dpmpp_2m", "k_dpmpp_2m_karras", NULL};
+_Static_assert(sizeof k_sampler_names / sizeof k_sampler_names[0] == N_SAMPLERS + 1,
+               "k_sampler_names must list every k_samplers row");
+
+const char *const *ldm_sampler_names(void) { return k_sampler_names; }
 
 static bool same_ci(const char *a, const char *b) {
   for (; *a && *b; a++, b++) {

@@ -27,6 +27,13 @@ int main(void) {
   int count = 0;
   while (names[count]) count++;
   CHECK(count >= 12, "only %d samplers listed", count);
+  for (int i = 0; i < count; i++) {
+    CHECK(ldm_sampler_reference(names[i]) != NULL, "listed '%s' has no row", names[i]);
+    CHECK(ldm_sampler_config_preset(&(ldm_sampler_config){0}, names[i], NULL) == LDM_OK,
+          "listed '%s' has no preset", names[i]);
+    for (int j = 0; j < i; j++)
+      CHECK(strcmp(names[i], names[j]) != 0, "'%s' listed twice", names[i]);
+  }
   for (size_t i = 0; i < sizeof issue_names / sizeof issue_names[0]; i++) {
     const char *ref = ldm_sampler_reference(issue_names[i]);
     CHECK(ref && (strstr(ref, "diffusers") || strstr(ref, "k-diffusion")),
