@@ -4,14 +4,24 @@
  * ldm_sampler_names()/ldm_sampler_reference() in ldm.h list them.
  *
  * Use:
- *   ldm_sampler_config c; ldm_sampler_config_preset(&c, "dpmpp_2m_karras");
+ *   ldm_sampler_config c; ldm_sampler_config_preset(&c, "dpmpp_2m_karras", err);
  *   c.prediction = ...; c.steps = 20;
  *   ldm_sampler_new(&s, &c, numel, err);      // all buffers allocated here
  *   ldm_sampler_set_strength(s, 0.75f);       // img2img / inpaint only
  *   txt2img:  x = noise * ldm_sampler_init_noise_sigma(s)
  *   img2img:  ldm_sampler_add_noise(s, ldm_sampler_begin(s), x0, noise, x)
  *   ldm_sampler_run(s, x, model, user, rngs, n_rngs, hook, hook_user, err);
- * The sampler never allocates after ldm_sampler_new. */
+ * The sampler never allocates after ldm_sampler_new.
+ *
+ * Seeds (rng.h): the initial noise is drawn from the same generators that
+ * then feed the step noise, in this order, as the tools do:
+ *   diffusers / ComfyUI on the CPU: one LDM_RNG_CPU generator seeded with
+ *     `seed` for the whole batch (n_rngs = 1), or with a list of generators
+ *     one per image (seed + i, n_rngs = B);
+ *   AUTOMATIC1111: one generator per image seeded seed + i (LDM_RNG_CPU for
+ *     its "CPU" source, LDM_RNG_CUDA for the default "GPU"/"NV"), draws of
+ *     [C, H, W] per image; with eta_noise_seed_delta set, A1111 reseeds each
+ *     image's generator with seed + i + delta after the initial noise. */
 #ifndef LDM_SAMPLE_SAMPLE_H
 #define LDM_SAMPLE_SAMPLE_H
 
