@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Peer side of bench/run on diffusers + torch CPU (f32 compute, weights read
+from the same f16 files as ours and upcast at load). One job per process;
+prints `PEER {json}` with the timed seconds `s` (model loading excluded),
+extra figures and the process's peak RSS in MiB.
+
+  inputs DIR SIDE...                    seeded eval inputs, also read by ours
+  unet FOLDER IN.safetensors THREADS    UNet2DConditionModel forward (warm: 2nd of 2)
+  vae FOLDER IN.safetensors THREADS     AutoencoderKL.decode (one, cold)
+  txt2img FOLDER SIZE STEPS CFG THREADS StableDiffusionPipeline, Euler, seed 1
+  upscale FOLDER LOW.png STEPS CFG THREADS  StableDiffusionUpscalePipeline, Euler, noise 20
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+
+def done(**kw):
+    kw["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print("PEER " + json.dumps(kw), flush=True)
+
+
+def write_inputs(out, sides):
+    from safetensors.torch import save_file
+    os.makedirs(out, exist_ok=True)
+    for side in sides:
+        g = torch.Generator().manual_seed(side)
+        u = {"sample": torch.randn((2, 4, side, side), generator=g),
+             "timestep": torch.tensor([500.0]),
+             "encoder_hidden_states": torch.randn((2, 77, 768), generator=g)}
+        save_file(u, os.path.join(out, f"unet_{side}.safetensors"))
+        save_file({"latent": torch.randn((1, 4, side, side), generator=g) * 5.0},
+                  os.path.join(out, f"vae_{side}.safetensors"))
+        from PIL import Image
+        px = (torch.rand((side * 2, side * 2, 3), generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(px).save(os.path.join(out, f"low_{side * 2}.png"))
+
+
+def main():
+    job = sys.argv[1]
+    if job == "inputs":
+        write_inputs(sys.argv[2], [int(s) for s in sys.argv[3:]])
+        return
+    folder = sys.argv[2]
+    torch.set_num_threads(int(sys.argv[-1]))
+    from safetensors.torch import load_file
+    if job == "unet":
+        from diffusers import UNet2DConditionModel
+        t0 = time.perf_counter()
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32).eval()
+        load = time.perf_counter() - t0
+        x = load_file(sys.argv[3])
+        ts = []
+        with torch.inference_mode():
+            for _ in range(2):
+                t0 = time.perf_counter()
+                unet(x["sample"], x["timestep"], encoder_hidden_states=x["encoder_hidden_states"])
+                ts.append(time.perf_counter() - t0)
+        done(s=ts[-1], cold_s=ts[0], load_s=load)
+    elif job == "vae":
+        from diffusers import AutoencoderKL
+        t0 = time.perf_counter()
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32).eval()
+        load = time.perf_counter() - t0
+        x = load_file(sys.argv[3])
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            vae.decode(x["latent"])
+            dt = time.perf_counter() - t0
+        done(s=dt, load_s=load)
+    elif job in ("txt2img", "upscale"):
+        from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionUpscalePipeline
+        steps, cfg = int(sys.argv[4]), float(sys.argv[5])
+        t0 = time.perf_counter()
+        cls = StableDiffusionPipeline if job == "txt2img" else StableDiffusionUpscalePipeline
+        pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, **(
+            {"safety_checker": None} if job == "txt2img" else {}))
+        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        load = time.perf_counter() - t0
+        marks = []
+
+        def on_step(p, i, t, kw):
+            marks.append(time.perf_counter())
+            return kw
+
+        args = dict(num_inference_steps=steps, guidance_scale=cfg, callback_on_step_end=on_step,
+                    generator=torch.Generator("cpu").manual_seed(1))
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            if job == "txt2img":
+                size = int(sys.argv[3])
+                pipe("a photo of a cat", negative_prompt="" if cfg > 1 else None, width=size, height=size, **args)
+            else:
+                from PIL import Image
+                pipe("a photo of a cat", image=Image.open(sys.argv[3]).convert("RGB"), noise_level=20, **args)
+            total = time.perf_counter() - t0
+        steps_s = [b - a for a, b in zip([t0] + marks[:-1], marks)]
+        done(s=total, load_s=load, step_s=sorted(steps_s)[len(steps_s) // 2], first_step_s=steps_s[0],
+             rest_s=total - (marks[-1] - t0))
+    else:
+        sys.exit(f"unknown job {job}")
+
+
+if __name__ == "__main__":
+    main()
