@@ -250,8 +250,55 @@ static void test_emphasis(void) {
   CHECK(memcmp(z, z0, sizeof z) == 0, "unit multipliers changed z");
 }
 
+/* Random mixes of brackets, weights, escapes, BREAK, entities, invalid and
+ * multi-byte UTF-8: chunking never fails and every id is in the vocabulary. */
+static void test_robust(void) {
+  static const char *bits[] = {"(", ")", "[", "]", ":", "\\", "BREAK", " BREAK ", "1.2", ":0.5)",
+                               "&amp;", "&#x41;", "&#", "\xff", "\xe6\x97", "\xe6\x97\xa5",
+                               "\xf0\x9f\x90\xb1", " ", ",", "a", "cat", "\x1b[3", "\xc3",
+                               "\r\n", "\t", "<|endoftext|>", "'s", "9999999999999999999"};
+  const int nb = (int)(sizeof bits / sizeof *bits);
+  ldm_error err = {0};
+  ldm_tokenizer *tok = NULL;
+  if (ldm_tokenizer_new_embedded(&tok, -1, &err) != LDM_OK) {
+    CHECK(0, "tokenizer: %s", err.msg);
+    return;
+  }
+  unsigned s = 12345;
+  int bad = 0;
+  char buf[4096];
+  for (int it = 0; it < 3000; it++) {
+    size_t len = 0;
+    s = s * 1103515245u + 12345u;
+    int n = (int)((s >> 16) % 60);
+    for (int k = 0; k < n; k++) {
+      s = s * 1103515245u + 12345u;
+      const char *b = bits[(s >> 16) % (unsigned)nb];
+      size_t l = strlen(b);
+      if (len + l >= sizeof buf) break;
+      memcpy(buf + len, b, l);
+      len += l;
+    }
+    buf[len] = 0;
+    ldm_text_chunks ch;
+    if (ldm_text_chunk(tok, buf, -1, 20, &ch, &err) != LDM_OK) {
+      if (bad++ < 3) fprintf(stderr, "FAIL robust: '%s': %s\n", buf, err.msg);
+      continue;
+    }
+    int ok = ch.n >= 1;
+    for (int i = 0; ok && i < ch.n * 77; i++) ok = ch.ids[i] >= 0 && ch.ids[i] < 49408;
+    if (!ok && bad++ < 3) fprintf(stderr, "FAIL robust: '%s': bad chunks\n", buf);
+    ldm_text_chunks_free(&ch);
+  }
+  ldm_test_checks++;
+  if (bad) ldm_test_failures++;
+  printf("prompt-robust: 3000 random prompts, %d failed\n", bad);
+  ldm_tokenizer_free(tok);
+}
+
 int main(void) {
   test_parse();
+  test_robust();
   test_chunks();
   test_emphasis();
   return ldm_test_finish("prompt");
