@@ -1,7 +1,8 @@
 /* GEMM throughput of ldm_gemm (the engine's one sgemm/sbgemm wrapper) at the
- * SD1.5 UNet's shapes with 1 and 2 threads, ldm_conv2d's achieved GFLOP/s
- * at a UNet 3x3 conv as a fraction of the GEMM figure at the same M, N, K,
- * and ldm_attention at the 64x64-latent self/cross-attention shapes.
+ * SD1.5 UNet's shapes with 1 and 2 threads; ldm_conv2d at a UNet 3x3 conv
+ * with im2col and with Winograd, as a fraction of the GEMM figure at the
+ * same M, N, K (FLOPs counted as a direct convolution, so Winograd can pass
+ * 100 %); ldm_attention at the 64x64-latent self/cross-attention shapes.
  * Each figure is the best of several runs, in wall-clock GFLOP/s and in
  * GFLOP per CPU-second (the latter stays meaningful on a busy machine; with
  * 2 threads it is the per-core rate). Usage: bench_gemm [--quick]. */
@@ -35,6 +36,7 @@ typedef struct case_args {
   ldm_ctx *ctx;
   int M, N, K;                 /* gemm */
   int H, W, Cin, Cout;         /* conv */
+  ldm_conv_algo algo;
   int T, Tk, heads, dh;        /* attention */
   float *a, *b, *c, *d;
   ldm_tensor w, bias;
@@ -48,8 +50,8 @@ static ldm_status run_gemm(case_args *c) {
 }
 
 static ldm_status run_conv(case_args *c) {
-  return ldm_conv2d(c->ctx, c->c, c->a, 1, c->H, c->W, c->Cin, &c->w,
-                    &c->bias, 1, 1);
+  return ldm_conv2d_algo(c->ctx, c->c, c->a, 1, c->H, c->W, c->Cin, &c->w,
+                         &c->bias, 1, 1, c->algo, LDM_CONV2D_SCRATCH_BYTES);
 }
 
 static ldm_status run_attention(case_args *c) {
@@ -146,13 +148,21 @@ int main(int argc, char **argv) {
     c.w = (ldm_tensor){LDM_DTYPE_F32, 4, {320, 320, 3, 3}, wd, "w"};
     c.bias = (ldm_tensor){LDM_DTYPE_F32, 1, {320}, bd, "b"};
     timing t = {0, 0};
-    if (c.a && c.c && wd && bd) t = time_case(run_conv, &c, min_s);
     double gflop = 2.0 * 64 * 64 * 320 * 2880 * 1e-9;
-    snprintf(label, sizeof label, "threads=%d conv2d 64x64x320->320 3x3", threads);
-    print_rate(label, gflop, t);
-    if (t.wall > 0 && peak > 0)
-      printf("threads=%d conv2d achieves %.0f%% of ldm_gemm at the same "
-             "M, N, K\n", threads, 100.0 * gflop / t.wall / peak);
+    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_WINOGRAD; algo++) {
+      c.algo = (ldm_conv_algo)algo;
+      t = (timing){0, 0};
+      if (c.a && c.c && wd && bd) t = time_case(run_conv, &c, min_s);
+      snprintf(label, sizeof label, "threads=%d conv2d 64x64x320->320 3x3 %s",
+               threads, algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col");
+      print_rate(label, gflop, t);
+      if (t.wall > 0 && peak > 0)
+        printf("threads=%d conv2d %s achieves %.0f%% of ldm_gemm at the same "
+               "M, N, K%s\n",
+               threads, algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col",
+               100.0 * gflop / t.wall / peak,
+               algo == LDM_CONV_WINOGRAD ? " (direct-conv FLOPs)" : "");
+    }
     free(c.a), free(c.c), free(wd), free(bd);
 
     /* attention: 8 heads x 40, T = 4096 (64x64 latent), Tk = 4096 / 77 */
