@@ -191,7 +191,9 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
   }
   ldm_rng_seed(&r->rng, r->p->rng, seed);
   int begin = ldm_sampler_begin(r->sampler);
-  bool full_strength = begin == 0;
+  /* diffusers' is_strength_max; with A1111's k_ samplers begin is 0 for
+   * strengths just under 1 too, and they still start from x0 + noise */
+  bool full_strength = r->p->strength >= 1.0f || task == LDM_TASK_TXT2IMG;
   r->blend_mask = NULL;
 
   if (task == LDM_TASK_UPSCALE) {
