@@ -169,9 +169,9 @@ static void out_task(void *user, int64_t t) {
   float *yb = j->y + (int64_t)b * s->H * s->W * C;
   int oy = 2 * ty, ox = 2 * tx;
   bool has_r1 = oy + 1 < s->H, has_c1 = ox + 1 < s->W;
-  float *yrow[2] = {yb + ((int64_t)oy * s->W + ox) * C,
-                    yb + ((int64_t)(oy + 1) * s->W + ox) * C};
-  float a[8][WINO_CB], out[2][WINO_CB];
+  float *yrow[2] = {yb + ((int64_t)oy * s->W + ox) * C, NULL};
+  if (has_r1) yrow[1] = yrow[0] + (int64_t)s->W * C;
+  float a[8][WINO_CB], discard[WINO_CB]; /* right column past an odd W */
   for (int c0 = 0; c0 < C; c0 += WINO_CB) {
     int n = C - c0 < WINO_CB ? C - c0 : WINO_CB;
     for (int k = 0; k < 4; k++) { /* a = A^T M, column k */
@@ -186,11 +186,10 @@ static void out_task(void *user, int64_t t) {
         j->kern.at(y0, y0 + C, a[4 * rr], a[4 * rr + 1], a[4 * rr + 2],
                    a[4 * rr + 3], bias, n);
       } else {
-        j->kern.at(y0, out[1], a[4 * rr], a[4 * rr + 1], a[4 * rr + 2],
+        j->kern.at(y0, discard, a[4 * rr], a[4 * rr + 1], a[4 * rr + 2],
                    a[4 * rr + 3], bias, n);
       }
     }
-    (void)out;
   }
 }
 
