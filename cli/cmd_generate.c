@@ -22,15 +22,6 @@
 #define LDM_SOURCE_DIR "."
 #endif
 
-/* User-facing sampler names and how AUTOMATIC1111 writes them. */
-static const char *const a1111_names[][2] = {
-    {"euler", "Euler"}, {"euler_a", "Euler a"}, {"heun", "Heun"}, {"lms", "LMS"},
-    {"pndm", "PLMS"}, {"dpmpp_2m", "DPM++ 2M"}, {"dpmpp_2m_karras", "DPM++ 2M Karras"},
-    {"dpmpp_2m_sde", "DPM++ 2M SDE"}, {"dpmpp_2s_a", "DPM++ 2S a"}, {"ddim", "DDIM"},
-    {"lcm", "LCM"}, {"unipc", "UniPC"},
-};
-#define N_A1111 (sizeof a1111_names / sizeof *a1111_names)
-
 typedef struct gen_opts {
   ldm_task task;
   const char *cmd;
@@ -149,7 +140,6 @@ static int apply_parameters(gen_opts *o, const char *text) {
     free(o->negative);
     o->negative = strndup(neg + 18, (size_t)(last - (neg + 18)));
   }
-  char sampler[64] = "";
   const char *p;
   if ((p = strstr(settings, "Steps: "))) o->steps = atoi(p + 7);
   if ((p = strstr(settings, "CFG scale: "))) o->cfg_scale = strtof(p + 11, NULL);
@@ -158,21 +148,19 @@ static int apply_parameters(gen_opts *o, const char *text) {
   if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
   if ((p = strstr(settings, "Clip skip: "))) o->clip_skip = atoi(p + 11);
   if ((p = strstr(settings, "RNG: "))) o->rng = !strncmp(p + 5, "NV", 2) || !strncmp(p + 5, "GPU", 3) ? LDM_RNG_CUDA : LDM_RNG_CPU;
-  if ((p = strstr(settings, "Sampler: "))) {
-    size_t k = strcspn(p + 9, ",");
-    snprintf(sampler, sizeof sampler, "%.*s", (int)k, p + 9);
-    for (size_t i = 0; i < N_A1111; i++)
-      if (!strcmp(sampler, a1111_names[i][1])) snprintf(o->sampler, sizeof o->sampler, "%s", a1111_names[i][0]);
-    if ((p = strstr(settings, "Schedule type: Karras")) && !strcmp(o->sampler, "dpmpp_2m"))
-      snprintf(o->sampler, sizeof o->sampler, "dpmpp_2m_karras");
+  /* Our own sampler name when we wrote the PNG, else A1111's label (the
+   * engine resolves labels to the samplers A1111 runs). */
+  if ((p = strstr(settings, "ldm sampler: ")) || (p = strstr(settings, "Sampler: "))) {
+    const char *v = strchr(p, ':') + 2;
+    size_t k = strcspn(v, ",");
+    snprintf(o->sampler, sizeof o->sampler, "%.*s", (int)k, v);
   }
   return 0;
 }
 
 static char *format_parameters(const gen_opts *o, long long seed, int w, int h, const char *hash) {
-  const char *sampler = o->sampler;
-  for (size_t i = 0; i < N_A1111; i++)
-    if (!strcmp(o->sampler, a1111_names[i][0])) sampler = a1111_names[i][1];
+  const char *sampler = ldm_sampler_a1111_name(o->sampler);
+  if (!sampler) sampler = o->sampler;
   char stem[256];
   snprintf(stem, sizeof stem, "%s", base_name(o->model));
   char *dot = strrchr(stem, '.');
@@ -187,7 +175,8 @@ static char *format_parameters(const gen_opts *o, long long seed, int w, int h, 
   if (o->task != LDM_TASK_TXT2IMG && o->task != LDM_TASK_UPSCALE)
     k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
   if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
-  snprintf(s + k, n - (size_t)k, ", RNG: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU", ldm_version());
+  snprintf(s + k, n - (size_t)k, ", RNG: %s, ldm sampler: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU",
+           o->sampler, ldm_version());
   return s;
 }
 

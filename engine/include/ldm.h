@@ -240,6 +240,9 @@ LDM_API ldm_status ldm_tokenizer_encode(const ldm_tokenizer *tok,
 /* NULL-terminated sampler names and the reference each mirrors. */
 LDM_API const char *const *ldm_sampler_names(void);
 LDM_API const char *ldm_sampler_reference(const char *name);
+/* The label AUTOMATIC1111 shows for a sampler ("DPM++ 2M Karras"), or NULL.
+ * Sampler names passed to jobs may also be such labels. */
+LDM_API const char *ldm_sampler_a1111_name(const char *name);
 
 #ifdef __cplusplus
 }
