@@ -327,9 +327,7 @@ int ldm_cmd_generate(int argc, char **argv) {
     if (bad) { rc = LDM_EXIT_USAGE; goto done; }
   }
 
-  bool known_sampler = false;
-  for (const char *const *s = ldm_sampler_names(); *s; s++) known_sampler |= !strcmp(*s, o.sampler);
-  if (!known_sampler && ldm_sampler_names()[0]) {
+  if (!ldm_sampler_reference(o.sampler)) { /* our names and A1111's labels */
     rc = cli_fail(LDM_EXIT_USAGE, "--sampler: unknown sampler '%s' (see `ldm samplers`)", o.sampler);
     goto done;
   }
