@@ -2,7 +2,8 @@
 # Slow suite: full-size random-weight text encoders built with transformers /
 # open_clip (fp16, kept in $LDM_CACHE_DIR/text, default /work/cache/text,
 # never committed): CLIP-L as an SD1 single file, OpenCLIP-H as an SD2
-# single file (24 layers) and as diffusers' conversion (23 layers). Prints max
+# single file (24 layers) and as diffusers' conversion (23 layers), and the SD2
+# conditioning from both (text.h). Prints max
 # abs error vs the reference (tol 1e-4) and each time.
 # Needs the reference venv ($LDM_REF_VENV, default <repo>/../refvenv).
 set -eu
@@ -28,5 +29,7 @@ run() { # model io suffix
 run clipl.safetensors clipl_io.safetensors ""
 run openclip_h.safetensors openclip_h_io.safetensors ""
 run openclip_h openclip_h_io.safetensors "_folder"
+# SD2 conditioning from both layouts = diffusers' SD2 text encoder output
+"${TEST_TEXT_COND_EXE:?}" --slow-sd2 "$dir" || fail=1
 rmdir "$out"
 exit $fail

@@ -100,11 +100,56 @@ static void consistency(ldm_text_cond *tc, const char *model) {
   free(ab); free(a); free(b); free(pad); free(e); free(w); free(p);
 }
 
-int main(void) {
+/* --slow-sd2 DIR: full-size OpenCLIP-H from the slow suite. The single file
+ * (24 layers) and diffusers' 23-layer folder both condition "a photo of an
+ * astronaut riding a horse on mars" like diffusers' SD2 text encoder: its
+ * last_hidden_state for those ids (row 0 of last_hidden_state_folder). */
+static int slow_sd2(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/openclip_h_io.safetensors", dir);
+  ldm_st_file *io = NULL;
+  if (ldm_st_open(&io, path, &err) != LDM_OK) {
+    fprintf(stderr, "FAIL: %s\n", err.msg);
+    return 1;
+  }
+  ldm_tensor rs;
+  const ldm_tensor *t = ldm_st_find(io, "last_hidden_state_folder");
+  CHECK(t != NULL, "no last_hidden_state_folder");
+  if (!t) return ldm_test_finish("text-cond-slow");
+  rs = *t;
+  float *ref = malloc((size_t)ldm_tensor_numel(&rs) * sizeof *ref);
+  ldm_tensor_read_f32(&rs, 0, ldm_tensor_numel(&rs), ref, &err);
+  const char *names[] = {"openclip_h.safetensors", "openclip_h"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    ldm_source *src = NULL;
+    ldm_text_cond *tc = NULL;
+    float *cond = NULL;
+    int T = 0;
+    CHECK(ldm_source_open(&src, path, &err) == LDM_OK && ldm_text_cond_load(&tc, src, 0, &err) == LDM_OK &&
+              ldm_text_cond_encode(tc, &ctx, "a photo of an astronaut riding a horse on mars", 1, 0,
+                                   &cond, &T, NULL) == LDM_OK && T == 77,
+          "%s: %s", names[i], err.msg);
+    if (cond) {
+      char label[96];
+      snprintf(label, sizeof label, "sd2 cond %s", names[i]);
+      ldm_test_close(label, cond, ref, 77L * 1024, TOL, 0);
+    }
+    free(cond);
+    ldm_text_cond_free(tc);
+    ldm_source_close(src);
+  }
+  free(ref);
+  ldm_st_close(io);
+  return ldm_test_finish("text-cond-slow");
+}
+
+int main(int argc, char **argv) {
   ctx.threads = 2;
   ctx.err = &err;
   ctx.pool = ldm_pool_new(2);
   ctx.scratch = ldm_arena_new(0);
+  if (argc == 3 && strcmp(argv[1], "--slow-sd2") == 0) return slow_sd2(argv[2]);
   ldm_st_file *g = ldm_test_open_golden("text/cond_io.safetensors");
   static const struct { const char *dir, *name; ldm_text_kind kind; int D, P; } models[] = {
       {"text/sd1", "sd1", LDM_TEXT_SD1, 32, 0},

@@ -110,6 +110,34 @@ static void bad_model(const char *what, const char *victim, int mode, ldm_status
   ldm_st_close(f);
 }
 
+/* Malformed inputs: an error naming the input, no output file. */
+static void bad_input(const char *what, ldm_dtype dt, int64_t B, int64_t T, int64_t bad_id,
+                      const char *name, const char *needle) {
+  char in[4200], out[4200], model[4096];
+  snprintf(in, sizeof in, "%s/bad_in.safetensors", tmpdir);
+  snprintf(out, sizeof out, "%s/bad_out.safetensors", tmpdir);
+  int64_t n = B * T;
+  int64_t *buf = calloc((size_t)n, 8);
+  int32_t *b32 = (int32_t *)buf;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t v = i == n - 1 ? bad_id : 5;
+    if (dt == LDM_DTYPE_I32) b32[i] = (int32_t)v;
+    else buf[i] = v;
+  }
+  ldm_tensor t = {.dtype = dt, .ndim = 2, .shape = {B, T}, .data = buf, .name = name};
+  ldm_error err = {0};
+  CHECK(ldm_st_write(in, &t, 1, NULL, &err) == LDM_OK, "%s: %s", what, err.msg);
+  ldm_eval_params p = {.component = "text",
+                       .model_path = ldm_test_golden("text/sd1", model, sizeof model),
+                       .in_path = in, .out_path = out, .threads = 1};
+  ldm_status st = ldm_eval_run(&p, &err);
+  printf("%s: %s: %s\n", what, ldm_status_str(st), err.msg);
+  CHECK(st != LDM_OK && strstr(err.msg, needle), "%s: status %d '%s'", what, st, err.msg);
+  CHECK(access(out, F_OK) != 0, "%s: output written despite the error", what);
+  unlink(in);
+  free(buf);
+}
+
 /* --compare OUT REF TOL [SUFFIX]: the slow suite's check of an eval output
  * against a reference file (REF's tensors named <output>SUFFIX). */
 static int compare_files(int argc, char **argv) {
@@ -161,6 +189,11 @@ int main(int argc, char **argv) {
   bad_model("missing tensor", v, 0, LDM_ERR_MISSING);
   bad_model("wrong shape", v, 1, LDM_ERR_SHAPE);
   bad_model("wrong dtype", v, 2, LDM_ERR_SHAPE);
+  bad_input("id out of range", LDM_DTYPE_I64, 1, 77, 2514, "input_ids", "2514");
+  bad_input("negative id", LDM_DTYPE_I32, 2, 10, -1, "input_ids", "input_ids[1, 9]");
+  bad_input("float ids", LDM_DTYPE_F32, 1, 77, 0, "input_ids", "expected I32/I64");
+  bad_input("too long", LDM_DTYPE_I64, 1, 78, 0, "input_ids", "T<=77");
+  bad_input("no input_ids", LDM_DTYPE_I64, 1, 77, 0, "tokens", "input_ids");
   rmdir(tmpdir);
   return ldm_test_finish("text-encoder");
 }
