@@ -90,7 +90,7 @@ static void print_rate(const char *label, double gflop, timing t) {
   fflush(stdout);
 }
 
-static double bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
+static timing bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
                          double min_s) {
   case_args c = {.ctx = ctx, .M = M, .N = N, .K = K};
   c.a = rand_buf((size_t)M * K), c.b = rand_buf((size_t)N * K);
@@ -100,7 +100,7 @@ static double bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
   double gflop = 2.0 * M * N * K * 1e-9;
   print_rate(label, gflop, t);
   free(c.a), free(c.b), free(c.c);
-  return t.wall > 0 ? gflop / t.wall : 0.0;
+  return t;
 }
 
 int main(int argc, char **argv) {
@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     /* UNet 64x64 latent, 320 -> 320, 3x3 = GEMM M=4096 N=320 K=2880 */
     snprintf(label, sizeof label, "threads=%d gemm M=4096 N=320 K=2880 (again)",
              threads);
-    double peak = bench_gemm(&ctx, label, 4096, 320, 2880, min_s);
+    timing peak = bench_gemm(&ctx, label, 4096, 320, 2880, min_s);
     case_args c = {.ctx = &ctx, .H = 64, .W = 64, .Cin = 320, .Cout = 320};
     c.a = rand_buf((size_t)64 * 64 * 320), c.c = rand_buf((size_t)64 * 64 * 320);
     float *wd = rand_buf((size_t)320 * 320 * 9), *bd = rand_buf(320);
@@ -156,12 +156,12 @@ int main(int argc, char **argv) {
       snprintf(label, sizeof label, "threads=%d conv2d 64x64x320->320 3x3 %s",
                threads, algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col");
       print_rate(label, gflop, t);
-      if (t.wall > 0 && peak > 0)
-        printf("threads=%d conv2d %s achieves %.0f%% of ldm_gemm at the same "
-               "M, N, K%s\n",
+      if (t.wall > 0 && peak.wall > 0)
+        printf("threads=%d conv2d %s = %.0f%% of ldm_gemm at the same M, N, K "
+               "(wall), %.0f%% (per CPU-s)%s\n",
                threads, algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col",
-               100.0 * gflop / t.wall / peak,
-               algo == LDM_CONV_WINOGRAD ? " (direct-conv FLOPs)" : "");
+               100.0 * peak.wall / t.wall, 100.0 * peak.cpu / t.cpu,
+               algo == LDM_CONV_WINOGRAD ? ", direct-conv FLOPs" : "");
     }
     free(c.a), free(c.c), free(wd), free(bd);
 
