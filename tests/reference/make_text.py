@@ -12,6 +12,8 @@ Writes tests/golden/text/:
   tokens_clip.txt       the 77 ids of each prompt, pad = <|endoftext|> (CLIP-L),
                         written through the first end-of-text (the rest is
                         padding: the tests fill it in)
+  tokens_joined.txt     ids of prompts 3k, 3k+1, 3k+2 joined by "\n" (k even) or
+                        "\r\n" (k odd), for k < 134: multi-line text
   tokens_tiny.txt       ids of the first 300 prompts with a CLIPTokenizer that
                         has the first 2000 merges only and pad "!" (as SD2 /
                         SDXL's second tokenizer); its files are the tiny
@@ -226,6 +228,9 @@ def make_prompts():
     return out
 
 
+JOINERS = ["\n", "\r\n"]
+
+
 def ids_line(ids, eos):
     """ids through the first end-of-text (the rest is padding), as text."""
     ids = list(ids)
@@ -262,6 +267,13 @@ def tokenizer_goldens():
             f.write(("\n".join(prompts) + "\n").encode("utf-8"))
         with open(os.path.join(OUT, "tokens_clip.txt"), "w") as f:
             f.write("\n".join(ids_line(r, 49407) for r in ref) + "\n")
+        # multi-line prompts: ftfy works line by line and a "<" turns HTML
+        # unescaping off for the rest of the text
+        slow.fix_text = ftfy.fix_text
+        slow.cache = {}
+        joined = [JOINERS[(i // 3) % 2].join(prompts[i:i + 3]) for i in range(0, 402, 3)]
+        with open(os.path.join(OUT, "tokens_joined.txt"), "w") as f:
+            f.write("\n".join(ids_line(slow(p, **kw).input_ids, 49407) for p in joined) + "\n")
 
         tiny = write_clip_files(TINY_DIR, 2000, "!")
         tiny.save_pretrained(os.path.join(tmp, "tiny_saved"))

@@ -89,6 +89,25 @@ int main(void) {
           "embedded tokenizer mismatches");
     CHECK(compare("tokenizer-embedded-pad0", tok, prompts, ref, 200, 0, 0) == 0,
           "pad 0 mismatches");
+    /* multi-line text: prompts 3k..3k+2 joined by "\n" or "\r\n" */
+    int nj;
+    char **jref = read_lines("text/tokens_joined.txt", &nj);
+    char **joined = calloc((size_t)nj, sizeof *joined);
+    for (int k = 0; k < nj && 3 * k + 2 < np; k++) {
+      const char *sep = k % 2 ? "\r\n" : "\n";
+      size_t len = strlen(prompts[3 * k]) + strlen(prompts[3 * k + 1]) + strlen(prompts[3 * k + 2]) + 5;
+      joined[k] = malloc(len);
+      snprintf(joined[k], len, "%s%s%s%s%s", prompts[3 * k], sep, prompts[3 * k + 1], sep,
+               prompts[3 * k + 2]);
+    }
+    CHECK(nj >= 100 && compare("tokenizer-multiline", tok, joined, jref, nj, -1, LDM_CLIP_EOT) == 0,
+          "multi-line mismatches");
+    for (int k = 0; k < nj; k++) {
+      free(joined[k]);
+      free(jref[k]);
+    }
+    free(joined);
+    free(jref);
     /* the public API: NULL model = embedded, pad end-of-text */
     ldm_tokenizer *pub = NULL;
     CHECK(ldm_tokenizer_load(&pub, NULL, &err) == LDM_OK, "load(NULL): %s", err.msg);
