@@ -886,8 +886,15 @@ ldm_status ldm_tokenizer_load(ldm_tokenizer **out, const char *model_path, ldm_e
   if (!model_path) return ldm_tokenizer_new_embedded(out, -1, err);
   ldm_source *src = NULL;
   LDM_TRY(ldm_source_open(&src, model_path, err));
-  /* single-file SD2 (OpenCLIP) checkpoints pad with id 0, as open_clip */
-  int pad = ldm_source_find(src, NULL, "cond_stage_model.model.token_embedding.weight") ? 0 : -1;
+  /* OpenCLIP (SD2) pads with id 0, as open_clip: a single file with its
+   * keys, or a folder whose text encoder uses exact GELU */
+  int pad = -1;
+  if (ldm_source_find(src, NULL, "cond_stage_model.model.token_embedding.weight")) pad = 0;
+  const char *cfg = ldm_source_is_folder(src) ? ldm_source_config(src, "text_encoder") : NULL;
+  json_t *j = cfg ? json_loads(cfg, 0, NULL) : NULL;
+  json_t *act = j ? json_object_get(j, "hidden_act") : NULL;
+  if (json_is_string(act) && strcmp(json_string_value(act), "gelu") == 0) pad = 0;
+  json_decref(j);
   ldm_status st = ldm_tokenizer_from_source(out, src, "tokenizer", pad, err);
   ldm_source_close(src);
   return st;

@@ -34,6 +34,10 @@ if [ "$(cat "$tmp/s2.txt")" = "$want2" ]; then ok "single-file sd2 pads 0"; else
 printf 'a photo of a cat\n' | "$ldm" tokenize --pad 0 > "$tmp/p0.txt"
 want="49406 320 1125 539 320 2368 49407$(printf ' 0%.0s' $(seq 70))"
 if [ "$(cat "$tmp/p0.txt")" = "$want" ]; then ok "--pad 0"; else bad "--pad 0: $(cat "$tmp/p0.txt")"; fi
+# an SD2 folder without tokenizer/: embedded vocabulary, OpenCLIP's pad 0
+cp -r "$g/sd2" "$tmp/sd2" && rm -rf "$tmp/sd2/tokenizer"
+printf 'a photo of a cat\n' | "$ldm" tokenize --model "$tmp/sd2" > "$tmp/s3.txt"
+if [ "$(cat "$tmp/s3.txt")" = "$want2" ]; then ok "sd2 folder without tokenizer pads 0"; else bad "sd2 folder without tokenizer: $(cat "$tmp/s3.txt")"; fi
 "$ldm" tokenize --bogus < /dev/null > /dev/null 2>&1; rc=$?
 if [ $rc = 2 ]; then ok "unknown option rc=2"; else bad "unknown option rc=$rc"; fi
 "$ldm" tokenize --model "$tmp/none.safetensors" < /dev/null > /dev/null 2> "$tmp/err"; rc=$?
