@@ -154,17 +154,21 @@ static void ln_task(void *user, int64_t t) {
   for (int64_t r = r0; r < r1; r++) {
     const float *xr = j->x + r * j->C;
     float *yr = j->y + r * j->C;
-    double s = 0;
-    for (int i = 0; i < j->C; i++) s += xr[i];
+    double s, v, unused;
+    ops_row_moments(xr, j->C, 0.0, &s, &unused);
     double m = s / j->C;
-    double v = 0;
-    for (int i = 0; i < j->C; i++) v += (xr[i] - m) * (xr[i] - m);
-    double rstd = 1.0 / sqrt(v / j->C + (double)j->eps);
-    for (int i = 0; i < j->C; i++) {
-      double o = (xr[i] - m) * rstd;
-      if (j->g) o *= j->g[i];
-      if (j->b) o += j->b[i];
-      yr[i] = (float)o;
+    ops_row_moments(xr, j->C, m, &unused, &v);
+    float mf = (float)m, rstd = (float)(1.0 / sqrt(v / j->C + (double)j->eps));
+    const float *g = j->g, *b = j->b;
+    if (g && b) {
+      for (int i = 0; i < j->C; i++) yr[i] = (xr[i] - mf) * rstd * g[i] + b[i];
+    } else {
+      for (int i = 0; i < j->C; i++) {
+        float o = (xr[i] - mf) * rstd;
+        if (g) o *= g[i];
+        if (b) o += b[i];
+        yr[i] = o;
+      }
     }
   }
 }

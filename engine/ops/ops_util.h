@@ -46,6 +46,9 @@ void ops_act_row_naive(ops_act kind, float *y, const float *x, int64_t n);
 /* y = h * gelu(g) (exact gelu) */
 void ops_geglu_row(float *y, const float *h, const float *g, int64_t n);
 float ops_row_max(const float *x, int64_t n);
+/* *sum = sum of x, *ssd = sum of (x - m)^2, in double */
+void ops_row_moments(const float *x, int64_t n, double m, double *sum,
+                     double *ssd);
 /* y = exp(x - m); returns the sum of y */
 float ops_exp_sum(float *y, const float *x, int64_t n, float m);
 /* Softmax of one row (an all -inf row gives zeros). */

@@ -169,6 +169,36 @@ AVX2 static float max_avx2(const float *x, int64_t n) {
   return r;
 }
 
+/* sum and sum of squared deviations from m, in double lanes */
+AVX2 static void moments_avx2(const float *x, int64_t n, double m,
+                              double *sum, double *ssd) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  __m256d q0 = _mm256_setzero_pd(), q1 = _mm256_setzero_pd();
+  __m256d vm = _mm256_set1_pd(m);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    s0 = _mm256_add_pd(s0, lo);
+    s1 = _mm256_add_pd(s1, hi);
+    lo = _mm256_sub_pd(lo, vm);
+    hi = _mm256_sub_pd(hi, vm);
+    q0 = _mm256_fmadd_pd(lo, lo, q0);
+    q1 = _mm256_fmadd_pd(hi, hi, q1);
+  }
+  double a[4], b[4];
+  _mm256_storeu_pd(a, _mm256_add_pd(s0, s1));
+  _mm256_storeu_pd(b, _mm256_add_pd(q0, q1));
+  double s = a[0] + a[1] + a[2] + a[3], q = b[0] + b[1] + b[2] + b[3];
+  for (; i < n; i++) {
+    s += x[i];
+    q += (x[i] - m) * (x[i] - m);
+  }
+  *sum = s;
+  *ssd = q;
+}
+
 static int have_avx2_fma(void) {
   static int cached = -1; /* benign race: every thread computes the same */
   if (cached < 0) {
@@ -178,6 +208,23 @@ static int have_avx2_fma(void) {
   return cached;
 }
 #endif
+
+void ops_row_moments(const float *x, int64_t n, double m, double *sum,
+                     double *ssd) {
+#ifdef OPS_X86
+  if (have_avx2_fma()) {
+    moments_avx2(x, n, m, sum, ssd);
+    return;
+  }
+#endif
+  double s = 0, q = 0;
+  for (int64_t i = 0; i < n; i++) {
+    s += x[i];
+    q += (x[i] - m) * (x[i] - m);
+  }
+  *sum = s;
+  *ssd = q;
+}
 
 float ops_row_max(const float *x, int64_t n) {
 #ifdef OPS_X86
