@@ -19,6 +19,7 @@ typedef struct gn_job {
   const double *mean; /* [B, C] group mean of each channel (second pass) */
   const float *scale, *shift; /* [B, C] (apply pass) */
   bool silu;
+  bool squares;       /* first pass sums x^2 instead of x */
 } gn_job;
 
 /* Per-channel sums over a chunk of rows (contiguous, vectorizable); the
@@ -39,6 +40,11 @@ static void gn_sum_task(void *user, int64_t t) {
         double d = row[i] - m[i];
         acc[i] += d * d;
       }
+    }
+  } else if (j->squares) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float *restrict row = j->x + (b * j->HW + r) * C;
+      for (int i = 0; i < C; i++) acc[i] += (double)row[i] * row[i];
     }
   } else {
     for (int64_t r = r0; r < r1; r++) {
@@ -108,7 +114,7 @@ ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "group_norm: no scratch");
     goto done;
   }
-  gn_job j = {x, y, HW, chunks, C, G, cpg, part, NULL, scale, shift, silu};
+  gn_job j = {x, y, HW, chunks, C, G, cpg, part, NULL, scale, shift, silu, false};
   double count = (double)HW * cpg;
   // mean per (b, g), spread to its channels
   ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
@@ -130,6 +136,88 @@ ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
       shift[(int64_t)b * C + ch] = (float)((bf ? bf[ch] : 0.0) - m * a);
     }
   // y = x * scale + shift (then SiLU) -> [B, HW, C]
+  ldm_pool_for(ctx->pool, B * chunks, gn_apply_task, &j);
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+static ldm_status gn_check(ldm_ctx *ctx, const char *op, int B, int64_t HW,
+                           int C, int groups, const ldm_tensor *gamma,
+                           const ldm_tensor *beta) {
+  if (B < 1 || HW < 1 || C < 1 || groups < 1 || C % groups != 0)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "%s: invalid sizes B=%d HW=%lld C=%d groups=%d "
+                    "(C must be a multiple of groups)",
+                    op, B, (long long)HW, C, groups);
+  if (gamma) LDM_TRY(ops_check_float(ctx, gamma, C, op, "weight"));
+  if (beta) LDM_TRY(ops_check_float(ctx, beta, C, op, "bias"));
+  return LDM_OK;
+}
+
+ldm_status ldm_group_norm_sums(ldm_ctx *ctx, double *sum, double *sumsq,
+                               const float *x, int B, int64_t HW, int C,
+                               int groups) {
+  LDM_TRY(gn_check(ctx, "group_norm_sums", B, HW, C, groups, NULL, NULL));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  int G = groups;
+  int64_t chunks = (HW + GN_ROWS_PER_TASK - 1) / GN_ROWS_PER_TASK;
+  size_t n_part;
+  double *part = NULL, *tot = NULL;
+  if (ldm_mul_size((size_t)(B * chunks), (size_t)C * sizeof(double), &n_part))
+    part = ldm_arena_alloc(ctx->scratch, n_part);
+  if (part) tot = ldm_arena_alloc(ctx->scratch, (size_t)(B * G) * sizeof(double));
+  if (!part || !tot) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "group_norm_sums: no scratch");
+    goto done;
+  }
+  gn_job j = {x, NULL, HW, chunks, C, G, C / G, part, NULL, NULL, NULL, false, false};
+  // sum of x per (b, g), added to sum
+  ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  gn_reduce(&j, B, tot);
+  for (int i = 0; i < B * G; i++) sum[i] += tot[i];
+  // sum of x^2 per (b, g), added to sumsq
+  j.squares = true;
+  ldm_pool_for(ctx->pool, B * chunks, gn_sum_task, &j);
+  gn_reduce(&j, B, tot);
+  for (int i = 0; i < B * G; i++) sumsq[i] += tot[i];
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
+ldm_status ldm_group_norm_apply(ldm_ctx *ctx, float *y, const float *x, int B,
+                                int64_t HW, int C, int groups,
+                                const float *mean, const float *rstd,
+                                const ldm_tensor *gamma,
+                                const ldm_tensor *beta, bool silu) {
+  LDM_TRY(gn_check(ctx, "group_norm_apply", B, HW, C, groups, gamma, beta));
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  int G = groups, cpg = C / groups;
+  int64_t chunks = (HW + GN_ROWS_PER_TASK - 1) / GN_ROWS_PER_TASK;
+  float *scale = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
+  float *shift = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)C);
+  const float *gf = NULL, *bf = NULL;
+  bool ok = scale && shift;
+  if (ok) {
+    gf = gamma ? ops_weight_f32(ctx, gamma, C) : NULL;
+    bf = beta ? ops_weight_f32(ctx, beta, C) : NULL;
+  }
+  if (!ok || (gamma && !gf) || (beta && !bf)) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "group_norm_apply: no scratch");
+    goto done;
+  }
+  // (x - mean) * rstd * gamma + beta = x * scale + shift per channel
+  for (int b = 0; b < B; b++)
+    for (int ch = 0; ch < C; ch++) {
+      int g = b * G + ch / cpg;
+      float a = rstd[g] * (gf ? gf[ch] : 1.0f);
+      scale[(int64_t)b * C + ch] = a;
+      shift[(int64_t)b * C + ch] = (bf ? bf[ch] : 0.0f) - mean[g] * a;
+    }
+  gn_job j = {x, y, HW, chunks, C, G, cpg, NULL, NULL, scale, shift, silu, false};
   ldm_pool_for(ctx->pool, B * chunks, gn_apply_task, &j);
 done:
   ldm_arena_reset(ctx->scratch, mark);

@@ -64,6 +64,22 @@ ldm_status ldm_group_norm(ldm_ctx *ctx, float *y, const float *x, int B,
                           const ldm_tensor *gamma, const ldm_tensor *beta,
                           bool silu);
 
+/* GroupNorm in two halves, for callers that pool statistics over several
+ * pieces of one image (tiled VAE decoding). ldm_group_norm_sums adds, per
+ * (b, g), the sum and the sum of squares of x [B, HW, C] to sum / sumsq
+ * [B, groups] (caller-zeroed, double). From them, with n = HW * C / groups
+ * over all pieces: mean = sum / n, rstd = 1 / sqrt(sumsq / n - mean^2 +
+ * eps). ldm_group_norm_apply then normalizes with those [B, groups] values
+ * as ldm_group_norm does (affine, optional SiLU; in-place allowed). */
+ldm_status ldm_group_norm_sums(ldm_ctx *ctx, double *sum, double *sumsq,
+                               const float *x, int B, int64_t HW, int C,
+                               int groups);
+ldm_status ldm_group_norm_apply(ldm_ctx *ctx, float *y, const float *x, int B,
+                                int64_t HW, int C, int groups,
+                                const float *mean, const float *rstd,
+                                const ldm_tensor *gamma,
+                                const ldm_tensor *beta, bool silu);
+
 /* torch.nn.LayerNorm over the last dim of [rows, C]. In-place allowed. */
 ldm_status ldm_layer_norm(ldm_ctx *ctx, float *y, const float *x, int64_t rows,
                           int C, float eps, const ldm_tensor *gamma,

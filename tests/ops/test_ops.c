@@ -261,6 +261,31 @@ static void test_norms(void) {
     yc = to_nchw(y, B, C, HW);
     close_("group_norm", gn[c], yc, ref, nel);
     free(yc);
+    /* the same from statistics pooled over two pieces of the image */
+    {
+      double *sum = calloc((size_t)(B * G_), sizeof(double));
+      double *sq = calloc((size_t)(B * G_), sizeof(double));
+      float *mean = alloc_f(B * G_), *rstd = alloc_f(B * G_);
+      int64_t h1 = HW / 3;
+      for (int bb = 0; bb < B; bb++) {
+        const float *xb = x + (int64_t)bb * HW * C;
+        OP(ldm_group_norm_sums(&ctx, sum + bb * G_, sq + bb * G_, xb, 1, h1, C, G_));
+        OP(ldm_group_norm_sums(&ctx, sum + bb * G_, sq + bb * G_, xb + h1 * C, 1,
+                               HW - h1, C, G_));
+      }
+      double cnt = (double)HW * (C / G_);
+      for (int i = 0; i < B * G_; i++) {
+        double m = sum[i] / cnt;
+        mean[i] = (float)m;
+        rstd[i] = (float)(1.0 / sqrt(sq[i] / cnt - m * m + eps[0]));
+      }
+      memset(y, 0, sizeof(float) * (size_t)nel);
+      OP(ldm_group_norm_apply(&ctx, y, x, B, HW, C, G_, mean, rstd, g, b, p[5] != 0));
+      yc = to_nchw(y, B, C, HW);
+      snprintf(n, sizeof n, "%s sums+apply", gn[c]);
+      close_("group_norm", n, yc, ref, nel);
+      free(yc), free(sum), free(sq), free(mean), free(rstd);
+    }
     OP(ldm_group_norm(&ctx, x, x, B, HW, C, G_, eps[0], g, b, p[5] != 0));
     yc = to_nchw(x, B, C, HW);
     snprintf(n, sizeof n, "%s in-place", gn[c]);
