@@ -11,9 +11,10 @@
  *  - Scratch: an op takes its temporaries from ctx->scratch and resets the
  *    arena to the mark it found, so the caller's earlier allocations stay
  *    valid and ldm_arena_in_use() is the same after the call (errors too).
- *    Worst cases: conv2d's im2col band (<= LDM_CONV2D_SCRATCH_BYTES, at
- *    least one output row) plus its packed f32 weight; attention's score
- *    tiles (<= LDM_ATTN_SCORE_BYTES); f32 copies of f16/bf16 weights.
+ *    Worst cases: conv2d's im2col band or Winograd tiles (<=
+ *    LDM_CONV2D_SCRATCH_BYTES, at least one row) plus its f32 weight (x16/9
+ *    for Winograd); attention's score tiles (<= LDM_ATTN_SCORE_BYTES); f32
+ *    copies of f16/bf16 weights; bf16 copies of A and B with gemm_bf16.
  *  - Aliasing: y == x is allowed for group_norm, layer_norm, silu, gelu,
  *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
  *    Outputs must not overlap inputs for linear, conv2d, attention, geglu,
@@ -176,10 +177,11 @@ ldm_status ldm_conv2d_packed(ldm_ctx *ctx, float *y, const float *x, int B,
                              int kh, int kw, const ldm_tensor *b, int stride,
                              int pad);
 
-/* ldm_attention with an explicit bound on the score chunk (bytes): at most
- * max_score_bytes / (4 * (Tk + 1)) query rows (at least one) of one head at
- * once; that is all the scratch it takes.
- * ldm_attention uses LDM_ATTN_SCORE_BYTES. */
+/* ldm_attention with an explicit bound on its scratch (bytes): each pool
+ * thread holds one tile of query rows x Tk scores (+ 1/rowsum per row),
+ * min(4 MiB, bound / threads) each, at least one row; all tiles together
+ * stay within the bound (fewer threads are used if one row per thread
+ * would not fit). ldm_attention uses LDM_ATTN_SCORE_BYTES. */
 #define LDM_ATTN_SCORE_BYTES ((size_t)32 << 20)
 ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
                             const float *q, int64_t ldq, const float *k,
