@@ -113,7 +113,9 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
                             int64_t Tq, int64_t Tk, int heads, int dh,
                             bool causal, size_t max_score_bytes) {
   LDM_TRY(attn_check(ctx, ldo, ldq, ldk, ldv, B, Tq, Tk, heads, dh));
-  int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  /* tiles run in parallel only when this call owns the BLAS thread count
+   * (ctx->threads > 0); otherwise serially with OpenBLAS left as it is */
+  int workers = ctx->pool && ctx->threads > 0 ? ldm_pool_size(ctx->pool) : 1;
   /* per query row and worker: Tk scores + its 1/rowsum */
   size_t row_bytes = ((size_t)Tk + 1) * sizeof(float);
   size_t per_worker = max_score_bytes / (size_t)workers;
@@ -121,8 +123,8 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   int64_t chunk = (int64_t)(per_worker / row_bytes);
   if (chunk < 1) { /* a single row per worker still exceeds the bound */
     chunk = 1;
-    workers = (int)(max_score_bytes / row_bytes);
-    if (workers < 1) workers = 1;
+    size_t fit = max_score_bytes / row_bytes;
+    if ((size_t)workers > fit) workers = fit > 1 ? (int)fit : 1;
   }
   if (chunk > Tq) chunk = Tq;
   /* enough tiles to keep every worker busy (cross-attention with few heads
@@ -145,25 +147,27 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
                   (long long)chunk, (long long)Tk);
     goto done;
   }
+  j->n_chunks = (Tq + chunk - 1) / chunk;
+  j->n_tiles = (int64_t)B * heads * j->n_chunks;
+  if (workers > j->n_tiles) workers = (int)j->n_tiles;
   j->wctx = *ctx;
   j->wctx.pool = NULL;
-  j->wctx.threads = 0; /* leave OpenBLAS at the 1 thread set below */
+  /* parallel tiles: OpenBLAS stays at the 1 thread set below; serial tiles:
+   * the caller's count (0 = as it is) */
+  j->wctx.threads = workers > 1 ? 0 : ctx->threads;
   j->wctx.gemm_bf16 = false; /* the bf16 path packs into the shared arena */
   j->out = out, j->q = q, j->k = k, j->v = v;
   j->ldo = ldo, j->ldq = ldq, j->ldk = ldk, j->ldv = ldv;
   j->Tq = Tq, j->Tk = Tk, j->chunk = chunk;
-  j->n_chunks = (Tq + chunk - 1) / chunk;
-  j->n_tiles = (int64_t)B * heads * j->n_chunks;
   j->heads = heads, j->dh = dh, j->causal = causal;
   j->scale = 1.0f / sqrtf((float)dh);
   j->S = S, j->rinv = rinv;
   atomic_init(&j->next, 0);
   atomic_init(&j->status, LDM_OK);
-  if (workers > j->n_tiles) workers = (int)j->n_tiles;
   /* tiles in parallel, each GEMM on one BLAS thread */
-  ldm_blas_set_threads(1);
+  if (workers > 1) ldm_blas_set_threads(1);
   ldm_pool_for(workers > 1 ? ctx->pool : NULL, workers, attn_worker, j);
-  if (ctx->threads > 0) ldm_blas_set_threads(ctx->threads);
+  if (workers > 1) ldm_blas_set_threads(ctx->threads);
   st = (ldm_status)atomic_load(&j->status);
   if (st == LDM_ERR_CANCELLED)
     ldm_fail(ctx->err, st, "attention: cancelled");

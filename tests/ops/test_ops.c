@@ -407,6 +407,14 @@ static void test_attention(void) {
     close_("attention", cases[c], o, ref, B * Tq * D);
     OP(ldm_attention_naive(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal));
     close_("attention-naive", cases[c], o, ref, B * Tq * D);
+    /* ctx->threads = 0 (BLAS thread count left alone): serial tiles */
+    int saved_threads = ctx.threads;
+    ctx.threads = 0;
+    memset(o, 0, sizeof(float) * (size_t)(B * Tq * D));
+    OP(ldm_attention(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal));
+    ctx.threads = saved_threads;
+    snprintf(n, sizeof n, "%s threads=0", cases[c]);
+    close_("attention", n, o, ref, B * Tq * D);
     /* chunks of 7 query rows */
     OP(ldm_attention_ex(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal,
                         7 * ((size_t)Tk + 1) * sizeof(float)));
