@@ -21,8 +21,8 @@
  *    upsample, concat and the layout conversions.
  *  - Threads: loops run on ctx->pool (NULL = serial); ldm_gemm sets
  *    OpenBLAS to ctx->threads on every call (0 = leave it as it is).
- *    Attention runs single-threaded GEMMs inside its pool tasks and sets
- *    OpenBLAS back to ctx->threads afterwards. Not re-entrant across jobs
+ *    Attention (with ctx->threads > 0) runs single-threaded GEMMs inside
+ *    its pool tasks and sets OpenBLAS back to ctx->threads afterwards. Not re-entrant across jobs
  *    that share OpenBLAS with different thread counts at the same time.
  *  - Weights: f32/f16/bf16, PyTorch layout, possibly unaligned file data.
  *  - Cancel: conv2d (per band) and attention (per tile) poll ctx->cancel
