@@ -1,8 +1,8 @@
 # Python-fu batch checks of the gimp-ldm plug-in, run inside GIMP 3
 # (gimp-console --batch-interpreter=python-fu-eval) by tests/gimp/in-chroot.sh.
 # LDM_CHECKS=errors      registration + bad inputs (error, image unchanged)
-# LDM_CHECKS=procedures  success paths (need the engine's pipelines and the
-#                        demo models): new layer size/offsets, mask, pixels
+# LDM_CHECKS=procedures  success paths (need the engine's pipelines; run the
+#                        tiny test models): new layer size/offsets, mask, pixels
 #                        outside the selection unchanged, recipe, regenerate.
 # Prints one "ok - ..." / "not ok - ..." line per check and "SUMMARY ..." last;
 # any failure ends the batch with an exception (gimp exit status 64).
