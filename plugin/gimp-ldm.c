@@ -309,6 +309,8 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
 
 /* ---- dialog hooks (the only place the dialog meets the engine) ---------- */
 
+static gchar *dialog_model_folders = NULL;   /* the configured search path */
+
 static gchar *
 hook_describe_model (const gchar *path,
                      gint        *native,
@@ -323,7 +325,7 @@ hook_describe_model (const gchar *path,
       LdmProc      proc = GPOINTER_TO_INT (user);
       const gchar *name = ldm_proc_default_model (proc);
 
-      found = ldm_models_find (NULL, name);
+      found = ldm_models_find (dialog_model_folders, name);
       if (! found)
         return g_strdup_printf (_("Default model %s: not found in the model "
                                   "folders"), name);
@@ -526,6 +528,7 @@ ldm_run (GimpProcedure        *procedure,
                                hook_list_models, GINT_TO_POINTER (proc) };
 
       gimp_ui_init (PLUG_IN_BINARY);
+      g_object_get (config, "model-folders", &dialog_model_folders, NULL);
       dialog = ldm_dialog_new (procedure, config, dialog_title (proc), &hooks);
       if (proc == LDM_PROC_REGENERATE)
         {
