@@ -112,81 +112,6 @@ on_engine_progress (void            *user,
   return g_atomic_int_get (&run->cancel);
 }
 
-/* Developer hook for plug-in work without the pipelines: with
- * GIMP_LDM_FAKE_ENGINE set, a job "succeeds" with a deterministic picture of
- * the size the engine would return (inverted init, or a gradient); a value
- * over 1 is the time per step in milliseconds. Never set
- * by the test suite, whose success checks need the real engine. */
-static ldm_status
-fake_job_run (const ldm_job_params *jp,
-              LdmRun               *run)
-{
-  const ldm_image *init = jp->init;
-  gint             w, h, x, y, step;
-  gint             ms = atoi (g_getenv ("GIMP_LDM_FAKE_ENGINE"));
-  ldm_image       *img;
-
-  if (jp->task == LDM_TASK_TXT2IMG)
-    {
-      w = jp->width;
-      h = jp->height;
-    }
-  else
-    {
-      w = init->width * (jp->task == LDM_TASK_UPSCALE ? 4 : 1)
-          + jp->outpaint_left + jp->outpaint_right;
-      h = init->height * (jp->task == LDM_TASK_UPSCALE ? 4 : 1)
-          + jp->outpaint_top + jp->outpaint_bottom;
-    }
-  img = ldm_image_new (w, h, 3, LDM_PIXEL_U8);
-  if (! img)
-    return LDM_ERR_NOMEM;
-  for (y = 0; y < h; y++)
-    for (x = 0; x < w; x++)
-      {
-        guint8 *d = (guint8 *) img->data + (gsize) y * img->stride + x * 3;
-        gint    sx = x - jp->outpaint_left, sy = y - jp->outpaint_top;
-
-        if (jp->task == LDM_TASK_UPSCALE)
-          {
-            sx = x / 4;
-            sy = y / 4;
-          }
-        if (init && jp->task != LDM_TASK_TXT2IMG &&
-            sx >= 0 && sy >= 0 && sx < init->width && sy < init->height)
-          {
-            const gfloat *s = (const gfloat *) ((const guint8 *) init->data
-                                                + (gsize) sy * init->stride)
-                              + (gsize) sx * init->channels;
-            gint ch;
-
-            for (ch = 0; ch < 3; ch++)
-              d[ch] = (guint8) (255.0f * (1.0f - CLAMP (s[ch], 0.0f, 1.0f)));
-          }
-        else
-          {
-            d[0] = (guint8) (255 * x / MAX (w - 1, 1));
-            d[1] = (guint8) (255 * y / MAX (h - 1, 1));
-            d[2] = (guint8) ((jp->seed * 37) & 255);
-          }
-      }
-  for (step = 1; step <= jp->steps; step++)
-    {
-      /* a value over 1 is the time per step in milliseconds */
-      g_usleep ((ms > 1 ? ms : 20) * 1000);
-      if (on_engine_progress (run, step, jp->steps,
-                              step * (ms > 1 ? ms : 20) / 1000.0, img))
-        {
-          ldm_image_free (img);
-          return LDM_ERR_CANCELLED;
-        }
-    }
-  run->images = malloc (sizeof (ldm_image *));
-  run->images[0] = img;
-  run->n_images = 1;
-  return LDM_OK;
-}
-
 static gpointer
 worker (gpointer data)
 {
@@ -218,10 +143,7 @@ worker (gpointer data)
         ldm_job_cancel (job);
       g_mutex_unlock (&run->lock);
 
-      if (g_getenv ("GIMP_LDM_FAKE_ENGINE"))
-        st = fake_job_run (&jp, run);
-      else
-        st = ldm_job_run (job, &run->images, &run->n_images, &run->err);
+      st = ldm_job_run (job, &run->images, &run->n_images, &run->err);
 
       g_mutex_lock (&run->lock);
       run->job = NULL;

@@ -2,14 +2,13 @@
 # Runs inside the Debian 13 chroot (see run.sh): builds the whole project
 # with the plug-in, installs it into a scratch GIMP profile and runs the
 # python-fu checks in headless GIMP 3.
-# Usage: in-chroot.sh errors|procedures|build [plugin-only] [fake]
+# Usage: in-chroot.sh errors|procedures|build [plugin-only]
 set -uo pipefail
 MODE=${1:-errors}
 PLUGIN_ONLY=
 for flag in "${@:2}"; do
   case "$flag" in
     plugin-only) PLUGIN_ONLY=1 ;;                 # build + install only the binary
-    fake) export GIMP_LDM_FAKE_ENGINE=1 ;;        # developer hook, see ldm-engine.c
   esac
 done
 SRC=/src/gimp-ldm

@@ -18,7 +18,7 @@ flock 8
 t0=$SECONDS
 set +e
 "$CH" run bash /src/gimp-ldm/tests/gimp/in-chroot.sh "$MODE" \
-  ${LDM_GIMP_PLUGIN_ONLY:+plugin-only} ${GIMP_LDM_FAKE_ENGINE:+fake}
+  ${LDM_GIMP_PLUGIN_ONLY:+plugin-only}
 rc=$?
 echo "run.sh $MODE: rc=$rc in $((SECONDS - t0)) s" >&2
 exit $rc
