@@ -60,12 +60,18 @@ ldm_status ldm_tensor_expect(const ldm_tensor *t, int n, const int64_t *shape,
                   ldm_shape_str(&want, b, sizeof b));
 }
 
-ldm_status ldm_tensor_read_f32(const ldm_tensor *t, int64_t offset, int64_t n,
-                               float *dst, ldm_error *err) {
+static ldm_status check_range(const ldm_tensor *t, int64_t offset, int64_t n,
+                              ldm_error *err) {
   if (offset < 0 || n < 0 || offset + n > ldm_tensor_numel(t))
     return ldm_fail(err, LDM_ERR_INVALID_ARG,
                     "tensor '%s': read of %lld elements at %lld out of range",
                     t->name ? t->name : "?", (long long)n, (long long)offset);
+  return LDM_OK;
+}
+
+ldm_status ldm_tensor_read_f32(const ldm_tensor *t, int64_t offset, int64_t n,
+                               float *dst, ldm_error *err) {
+  LDM_TRY(check_range(t, offset, n, err));
   switch (t->dtype) {
     case LDM_DTYPE_F32:
       memcpy(dst, (const float *)t->data + offset, (size_t)n * sizeof(float));
@@ -92,10 +98,7 @@ ldm_status ldm_tensor_read_f32(const ldm_tensor *t, int64_t offset, int64_t n,
 
 ldm_status ldm_tensor_read_i64(const ldm_tensor *t, int64_t offset, int64_t n,
                                int64_t *dst, ldm_error *err) {
-  if (offset < 0 || n < 0 || offset + n > ldm_tensor_numel(t))
-    return ldm_fail(err, LDM_ERR_INVALID_ARG,
-                    "tensor '%s': read of %lld elements at %lld out of range",
-                    t->name ? t->name : "?", (long long)n, (long long)offset);
+  LDM_TRY(check_range(t, offset, n, err));
   const unsigned char *p = t->data;
   size_t es = ldm_dtype_size(t->dtype);
   for (int64_t i = 0; i < n; i++) {
