@@ -481,44 +481,6 @@ typedef struct gn_global {
   int cy0, cy1, cx0, cx1;       /* core region, tile latent pixels */
 } gn_global;
 
-typedef struct gn_task {
-  float *y;
-  const float *x;
-  int W, C, cpg;
-  int y0, y1, x0, x1;
-  double *sum, *sq;
-  const float *mean, *rstd, *gamma, *beta;
-  bool silu;
-} gn_task;
-
-static void gn_collect_task(void *user, int64_t g) {
-  const gn_task *t = user;
-  double s = 0, q = 0;
-  for (int y = t->y0; y < t->y1; y++)
-    for (int x = t->x0; x < t->x1; x++) {
-      const float *p = t->x + ((size_t)y * t->W + x) * t->C + (size_t)g * t->cpg;
-      for (int c = 0; c < t->cpg; c++) {
-        s += p[c];
-        q += (double)p[c] * p[c];
-      }
-    }
-  t->sum[g] += s;
-  t->sq[g] += q;
-}
-
-static void gn_apply_task(void *user, int64_t y) {
-  const gn_task *t = user;
-  for (int x = 0; x < t->W; x++) {
-    const float *p = t->x + ((size_t)y * t->W + x) * t->C;
-    float *o = t->y + ((size_t)y * t->W + x) * t->C;
-    for (int c = 0; c < t->C; c++) {
-      int g = c / t->cpg;
-      float v = (p[c] - t->mean[g]) * t->rstd[g] * t->gamma[c] + t->beta[c];
-      o[c] = t->silu ? v / (1.0f + expf(-v)) : v;
-    }
-  }
-}
-
 /* torch.nn.GroupNorm (+ SiLU) on [H*W, C], through the shared statistics
  * when g is given. */
 static ldm_status gn(ldm_ctx *ctx, gn_global *g, float *y, const float *x, int H, int W, int C,
@@ -527,32 +489,17 @@ static ldm_status gn(ldm_ctx *ctx, gn_global *g, float *y, const float *x, int H
   int k = g->layer++;
   if (k >= GN_MAX_LAYERS || groups > 32)
     return ldm_fail(ctx->err, LDM_ERR_INTERNAL, "vae: norm layer %d / %d groups beyond the tiling table", k, groups);
-  gn_task t = {.y = y, .x = x, .W = W, .C = C, .cpg = C / groups, .silu = silu};
-  if (g->collect) {
+  if (g->collect) { /* the rows of the core region, one contiguous span each */
     int res = H / g->th;
-    t.y0 = g->cy0 * res, t.y1 = g->cy1 * res, t.x0 = g->cx0 * res, t.x1 = g->cx1 * res;
-    if (t.y1 > H) t.y1 = H;
-    if (t.x1 > W) t.x1 = W;
-    t.sum = g->sum[k];
-    t.sq = g->sq[k];
-    ldm_pool_for(ctx->pool, groups, gn_collect_task, &t);
-    g->cnt[k] += (double)(t.y1 - t.y0) * (t.x1 - t.x0) * t.cpg;
+    int y0 = g->cy0 * res, y1 = g->cy1 * res, x0 = g->cx0 * res, x1 = g->cx1 * res;
+    if (y1 > H) y1 = H;
+    if (x1 > W) x1 = W;
+    for (int yy = y0; yy < y1; yy++)
+      LDM_TRY(ldm_group_norm_sums(ctx, g->sum[k], g->sq[k], x + ((size_t)yy * W + x0) * C, 1, x1 - x0, C, groups));
+    g->cnt[k] += (double)(y1 - y0) * (x1 - x0) * (C / groups);
   }
   if (!g->apply) return ldm_group_norm(ctx, y, x, 1, (int64_t)H * W, C, groups, VAE_EPS, gamma, beta, silu);
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  float *gb = ldm_arena_floats(ctx->scratch, 2 * (size_t)C);
-  ldm_status st = gb ? LDM_OK : ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae: out of memory");
-  if (st == LDM_OK) st = ldm_tensor_read_f32(gamma, 0, C, gb, ctx->err);
-  if (st == LDM_OK) st = ldm_tensor_read_f32(beta, 0, C, gb + C, ctx->err);
-  if (st == LDM_OK) {
-    t.mean = g->mean[k];
-    t.rstd = g->rstd[k];
-    t.gamma = gb;
-    t.beta = gb + C;
-    ldm_pool_for(ctx->pool, H, gn_apply_task, &t);
-  }
-  ldm_arena_reset(ctx->scratch, mark);
-  return st;
+  return ldm_group_norm_apply(ctx, y, x, 1, (int64_t)H * W, C, groups, g->mean[k], g->rstd[k], gamma, beta, silu);
 }
 
 /* Turns the sums of a statistics pass into means and 1/std; clears sums. */
