@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # e2e: every case of tests/golden/pipeline/cases.txt through the `ldm` CLI,
-# on the model in both layouts (single file and diffusers folder), compared
+# on the model in both layouts (single file and diffusers folder; SDXL: the
+# folder), compared
 # with the image diffusers made from the same seed: PSNR >= 40 dB (over the
 # mask for inpainting, whose unmasked pixels must equal the input exactly).
 # Usage: run_cases.sh [NAME-FILTER]
@@ -16,7 +17,9 @@ while IFS= read -r line; do
   [ -n "$filter" ] && [[ $name != *$filter* ]] && continue
   args=("${f[@]:3}")
   for i in "${!args[@]}"; do case ${args[$i]} in *.png) args[$i]=$g/${args[$i]};; esac; done
-  for layout in safetensors folder; do
+  layouts="safetensors folder"  # SDXL's case exists as a diffusers folder only
+  [ -f "$g/$model.safetensors" ] || layouts=folder
+  for layout in $layouts; do
     m=$g/$model; [ $layout = safetensors ] && m=$g/$model.safetensors
     out=$tmp/$name-$layout.png
     if ! "$ldm" "$cmd" --model "$m" "${args[@]}" --threads 2 --out "$out" > "$tmp/log" 2>&1; then

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
                        EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
                        StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline,
-                       StableDiffusionPipeline, StableDiffusionUpscalePipeline,
+                       StableDiffusionPipeline, StableDiffusionUpscalePipeline, StableDiffusionXLPipeline,
                        UNet2DConditionModel)
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
@@ -77,6 +77,27 @@ def text_encoder(seed):
                          num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu",
                          projection_dim=8)
     return randomize(CLIPTextModel(cfg), seed)
+
+
+def sdxl_parts(seed):
+    """SDXL's layout: CLIP-L-like + OpenCLIP-bigG-like (with projection)
+    encoders concatenated to the UNet's context, pooled + 6 time ids into
+    the add-embedding (diffusers folder only: the single-file text layout of
+    SDXL is open_clip's and is covered by the text tests)."""
+    c1 = CLIPTextConfig(vocab_size=49408, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu")
+    c2 = CLIPTextConfig(vocab_size=49408, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, max_position_embeddings=77, hidden_act="gelu",
+                        projection_dim=8)
+    te1 = randomize(CLIPTextModel(c1), seed)
+    te2 = randomize(CLIPTextModelWithProjection(c2), seed + 1)
+    un = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                              block_out_channels=(8, 16), down_block_types=(DN, CA), up_block_types=(CU, UP),
+                              transformer_layers_per_block=(1, 2), attention_head_dim=(1, 2),
+                              cross_attention_dim=16, use_linear_projection=True,
+                              addition_embed_type="text_time", addition_time_embed_dim=8,
+                              projection_class_embeddings_input_dim=8 + 6 * 8, norm_num_groups=4)
+    return te1, te2, randomize(un, seed + 2)
 
 
 def unet(seed, in_channels=4, x4=False):
@@ -252,6 +273,30 @@ def main():
     img.save(os.path.join(OUT, "upscale_euler.png"))
     cases.append(f"upscale_euler|upscale|x4|{cli_common}|--init|lowres.png|--noise-level|20"
                  f"|--sampler|euler|--seed|{seed}")
+
+    # SDXL (diffusers folder): two encoders, pooled + time ids, a second
+    # tokenizer padding with "!"; without a negative prompt its conditioning
+    # is zeros (force_zeros_for_empty_prompt).
+    te1, te2, unx = sdxl_parts(8)
+    tok2 = make_text.write_clip_files(os.path.join(OUT, "_tok2"), make_text.N_MERGES, "!")
+    tok2.model_max_length = 77
+    xl = StableDiffusionXLPipeline(vae=base.vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok,
+                                   tokenizer_2=tok2, unet=unx, scheduler=sched)
+    save_pipe(xl, os.path.join(OUT, "sdxl"), "sd1", ("tokenizer", "vae"))
+    for f in ("vocab.json", "merges.txt"):  # same files as the first tokenizer
+        os.remove(os.path.join(OUT, "sdxl", "tokenizer_2", f))
+        os.symlink(os.path.join("..", "tokenizer", f), os.path.join(OUT, "sdxl", "tokenizer_2", f))
+    for neg in (NEG, None):  # None: no negative prompt (the CLI's default)
+        seed = 1000 + len(cases)
+        p = StableDiffusionXLPipeline(**{**xl.components, "scheduler": EulerDiscreteScheduler.from_config(sched.config)})
+        img = p(prompt=PROMPT, negative_prompt=neg, num_inference_steps=8, guidance_scale=7.5, width=W, height=H,
+                generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        name = "sdxl_txt2img_euler" + ("" if neg else "_noneg")
+        img.save(os.path.join(OUT, name + ".png"))
+        negarg = f"|--negative-prompt|{neg}" if neg else ""
+        cases.append(f"{name}|txt2img|sdxl|--prompt|{PROMPT}{negarg}|--steps|8|--cfg-scale|7.5"
+                     f"|--width|{W}|--height|{H}|--sampler|euler|--seed|{seed}")
+    shutil.rmtree(os.path.join(OUT, "_tok2"))
 
     shutil.rmtree(tok_dir)
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
