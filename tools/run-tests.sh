@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every default test suite (all but `slow`) in ./build, then the unit
-# and fuzz suites again under AddressSanitizer + UBSan in ./build-asan, and
+# fuzz and e2e suites again under AddressSanitizer + UBSan (leaks included)
+# in ./build-asan, and
 # prints one summary line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ if [ ! -d build-asan ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 fi
 ninja -C build-asan >/dev/null
-meson test -C build-asan --suite unit --suite fuzz --num-processes "$jobs" --print-errorlogs
+meson test -C build-asan --suite unit --suite fuzz --suite e2e --num-processes "$jobs" --print-errorlogs
 read p2 f2 < <(summary build-asan)
 echo "default suites: $p1 passed, $f1 failed; sanitizer suites: $p2 passed, $f2 failed"
 echo "$((p1 + p2)) passed, $((f1 + f2)) failed"

@@ -106,20 +106,23 @@ int main(int argc, char **argv) {
         n += 3;
       }
     }
+  int rc = 2;
   if (!strcmp(mode, "psnr")) {
     double min_db = argc > 4 ? atof(argv[4]) : 40.0;
     double mse = n ? se / n : 0, psnr = mse > 0 ? 10 * log10(255.0 * 255.0 / mse) : 99.0;
     printf("psnr %s vs %s%s: %.2f dB (min %.1f)\n", argv[2], argv[3], m ? " (masked area)" : "", psnr, min_db);
-    return psnr >= min_db ? 0 : 1;
-  }
-  if (!strcmp(mode, "same-outside")) {
+    rc = psnr >= min_db ? 0 : 1;
+  } else if (!strcmp(mode, "same-outside")) {
     printf("same-outside %s vs %s: %lld of %lld unmasked pixels differ\n", argv[2], argv[3], changed, outside);
-    return m && changed == 0 && outside > 0 ? 0 : 1;
-  }
-  if (!strcmp(mode, "differs")) {
+    rc = m && changed == 0 && outside > 0 ? 0 : 1;
+  } else if (!strcmp(mode, "differs")) {
     printf("differs %s vs %s: %lld pixels differ\n", argv[2], argv[3], diff_px);
-    return diff_px > 0 ? 0 : 1;
+    rc = diff_px > 0 ? 0 : 1;
+  } else {
+    fprintf(stderr, "unknown mode %s\n", mode);
   }
-  fprintf(stderr, "unknown mode %s\n", mode);
-  return 2;
+  ldm_image_free(a);
+  ldm_image_free(b);
+  ldm_image_free(m);
+  return rc;
 }
