@@ -387,7 +387,16 @@ int ldm_cmd_generate(int argc, char **argv) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
   }
-  if (o.seed < 0) o.seed = (long long)(((unsigned long long)time(NULL) * 2654435761ull) % 4294967296ull);
+  if (o.seed < 0) { /* a random 32-bit seed, as the other tools draw them */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long x = ((unsigned long long)ts.tv_sec * 1000000007ull) ^ (unsigned long long)ts.tv_nsec ^
+                           ((unsigned long long)getpid() << 20);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    o.seed = (long long)(x % 4294967296ull);
+  }
   progress_state ps = {.show = o.progress || isatty(2)};
   jp.prompt = o.prompt;
   jp.negative_prompt = o.negative;

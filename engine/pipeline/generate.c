@@ -335,8 +335,6 @@ done:
 
 /* ---- job --------------------------------------------------------------------------- */
 
-static int round8(int v) { return (v + 7) / 8 * 8; }
-
 /* Region of the image the model works on ("only masked": the mask's bounding
  * box plus padding, grown to the output aspect ratio, clamped). */
 static void crop_region(const float *mask, int W, int H, int pad, int tw, int th, int *x0, int *y0, int *x1,
@@ -695,8 +693,9 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     WW = tw;
     WH = th;
   } else {
-    WW = p->width ? p->width : round8(FW);
-    WH = p->height ? p->height : round8(FH);
+    /* the image's own size: the VAE pads odd sides by reflection and crops */
+    WW = p->width ? p->width : FW;
+    WH = p->height ? p->height : FH;
   }
   int RW = rx1 - rx0, RH = ry1 - ry0;
   if (src_img) {
