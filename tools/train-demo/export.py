@@ -8,7 +8,8 @@
 The original-layout files are proven by loading them back with diffusers' own
 single-file converters (diffusers.loaders.single_file_utils) and comparing every
 weight with the diffusers folder (bit-equal in fp16). The inpainting folder
-shares vae/, text_encoder/ and tokenizer/ with ldm-demo through symbolic links.
+shares vae/ and tokenizer/ (and text_encoder/ when it was not trained on) with
+ldm-demo through symbolic links; the x4 folder shares the BPE files.
 """
 import json
 import math
@@ -235,8 +236,14 @@ def base_meta(title, family, arch, pred, scale, res, extra):
     return m
 
 
+def final_vae(name):
+    """The VAE with the fine-tuned decoder when that stage ran (same encoder, same latents)."""
+    d = os.path.join(WORK, name + "dec_final")
+    return AutoencoderKL.from_pretrained(d if os.path.exists(d) else os.path.join(WORK, name + "_final"))
+
+
 def load_components():
-    vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
+    vae = final_vae("vae")
     te = CLIPTextModel.from_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
     unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "t2i_final", "unet"))
     return vae, te, unet
@@ -250,8 +257,13 @@ def sd1_scheduler():
 
 def export_t2i(which):
     vae, te, unet = load_components()
+    own_te = False
     if which == "inpaint":
         unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "inpaint_final", "unet"))
+        d = os.path.join(WORK, "inpaint_final", "text_encoder")
+        if os.path.exists(d):       # trained on with the inpainting UNet
+            te = CLIPTextModel.from_pretrained(d)
+            own_te = True
     name = "ldm-demo" if which == "t2i" else "ldm-demo-inpaint"
     tok = M.make_tokenizer(WORK)
     folder = os.path.join(OUT, "diffusers", name)
@@ -262,7 +274,7 @@ def export_t2i(which):
     pipe.to(torch.float16)
     pipe.save_pretrained(folder, safe_serialization=True)
     if which == "inpaint":        # share the unchanged components with ldm-demo
-        for sub in ("vae", "text_encoder", "tokenizer"):
+        for sub in ("vae", "tokenizer") if own_te else ("vae", "text_encoder", "tokenizer"):
             shutil.rmtree(os.path.join(folder, sub))
             os.symlink(os.path.join("..", "ldm-demo", sub), os.path.join(folder, sub))
     t = {}
@@ -284,7 +296,7 @@ def export_t2i(which):
 
 
 def export_x4():
-    vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "x4vae_final"))
+    vae = final_vae("x4vae")
     te = CLIPTextModel.from_pretrained(os.path.join(WORK, "x4_final", "text_encoder"))
     unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "x4_final", "unet"))
     tok = M.make_tokenizer(WORK, sd2_style=True)

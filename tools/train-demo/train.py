@@ -202,27 +202,49 @@ def vae_data(x4):
     return [], list(imgs)
 
 
-def stage_vae(args, x4=False):
-    stage = "x4vae" if x4 else "vae"
+def vae_batch(big, small, x4, full, step, batch, salt):
+    """Training images for a VAE step: 32x32 crops, or whole-image sizes when full."""
+    rng = np.random.default_rng([SEED, salt, step])
+    crop, bs, use_big = 32, batch, None
+    if full:
+        use_big = x4 and step % 2 == 0
+        crop = 128 if use_big else 64
+        bs = max(1, batch // 4) if use_big else batch
+    out = []
+    for b in range(bs):
+        pick_big = (big and rng.random() < 0.5) if use_big is None else use_big
+        src = big[rng.integers(len(big))] if pick_big else small[rng.integers(len(small))]
+        n = src.shape[0] - crop
+        y, x = rng.integers(0, n + 1, size=2)
+        out.append(src[y:y + crop, x:x + crop])
+    return to_tensor(np.stack(out))
+
+
+def stage_vae(args, x4=False, full=False):
+    """Train a VAE on 32x32 crops, or (full=True) refine a trained one on whole images.
+
+    GroupNorm with one channel per group normalises over the whole image, so a
+    VAE trained on crops of flat scenes decodes whole images badly: the 'full'
+    stages continue from <stage>_final on 64x64 images (8x VAE) or on 128x128
+    crops of 256x256 scenes alternating with 64x64 images (4x VAE)."""
+    base = "x4vae" if x4 else "vae"
+    stage = base + ("full" if full else "")
     torch.manual_seed(SEED)
     vae = M.make_vae(x4)
-    if x4 and not os.path.exists(os.path.join(WORK, stage + ".pt")) and (
+    if full:
+        src_dir = os.path.join(WORK, base + "_final")
+        vae = AutoencoderKL.from_pretrained(src_dir)
+        if not os.path.exists(os.path.join(WORK, base + "_crop_final")):
+            import shutil
+            shutil.copytree(src_dir, os.path.join(WORK, base + "_crop_final"))
+    elif x4 and not os.path.exists(os.path.join(WORK, stage + ".pt")) and (
             os.path.exists(os.path.join(WORK, "vae_final")) or
             os.path.exists(os.path.join(WORK, "vae.pt"))):
         warm_start_x4_vae(vae)
     big, small = vae_data(x4)
-    crop = 32
 
     def batch(step):
-        rng = np.random.default_rng([SEED, 100 + x4, step])
-        out = []
-        for b in range(args.batch):
-            src = big[rng.integers(len(big))] if (big and rng.random() < 0.5) else \
-                small[rng.integers(len(small))]
-            n = src.shape[0] - crop
-            y, x = rng.integers(0, n + 1, size=2)
-            out.append(src[y:y + crop, x:x + crop])
-        return to_tensor(np.stack(out))
+        return vae_batch(big, small, x4, full, step, args.batch, 100 + x4 + 10 * full)
 
     def loss_fn(step):
         x = batch(step)
@@ -234,7 +256,7 @@ def stage_vae(args, x4=False):
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
 
     train_loop(stage, [vae], list(vae.parameters()), loss_fn, args.steps, args.lr, minutes=args.minutes,
-               ema_decay=0.995)
+               warmup=20 if full else 100, ema_decay=0.99 if full else 0.995)
     # measure latent std on full images and rescale to the family's scaling factor
     eval_imgs = small[:256] if not x4 else [b[:64, :64] for b in big[:128]] + small[:128]
     with torch.no_grad():
@@ -246,7 +268,7 @@ def stage_vae(args, x4=False):
     k = rescale_vae(vae, z.std().item(), 1.0 / scale)
     log("%s: reconstruction PSNR %.2f dB on %d images; latent std %.4f, rescaled by %.4f to std %.3f "
         "(scaling_factor %g)" % (stage, psnr, len(x), z.std().item(), k, 1 / scale, scale))
-    vae.save_pretrained(os.path.join(WORK, stage + "_final"))
+    vae.save_pretrained(os.path.join(WORK, base + "_final"))
 
 
 def stage_decoder(args, x4=False):
@@ -260,17 +282,9 @@ def stage_decoder(args, x4=False):
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     big, small = vae_data(x4)
-    crop = 32
 
     def loss_fn(step):
-        rng = np.random.default_rng([SEED, 150 + x4, step])
-        out = []
-        for b in range(args.batch):
-            s = big[rng.integers(len(big))] if (big and rng.random() < 0.5) else \
-                small[rng.integers(len(small))]
-            y, x = rng.integers(0, s.shape[0] - crop + 1, size=2)
-            out.append(s[y:y + crop, x:x + crop])
-        x = to_tensor(np.stack(out))
+        x = vae_batch(big, small, x4, True, step, args.batch, 150 + x4)
         with torch.no_grad():
             post = vae.encode(x).latent_dist
             g = torch.Generator().manual_seed(SEED * 19 + step)
@@ -318,6 +332,28 @@ def encode_all(vae, imgs, scale, bs=32):
     return torch.cat(mu), torch.cat(sd)
 
 
+def pyramid_noise(shape, g, discount):
+    """Gaussian noise plus coarser noise at 1/2, 1/4, ... resolution, renormalised.
+
+    On 8x8 latents the plain noise hides almost none of a picture's low
+    frequencies (its mean colour, where the shape is) even at t = 999, so a
+    model trained on plain noise takes them from the noise instead of the
+    prompt. Coarse noise in training makes it take them from the prompt; the
+    sampler is unchanged (plain Gaussian noise, SD's schedule)."""
+    B, C, H, W = shape
+    n = torch.randn(shape, generator=g)
+    if not discount:
+        return n
+    s, var, h = 1.0, 1.0, H
+    while h > 1:
+        h //= 2
+        s *= discount
+        low = torch.randn((B, C, h, h), generator=g)
+        n = n + s * F.interpolate(low, size=(H, W), mode="nearest")
+        var += s * s
+    return n / math.sqrt(var)
+
+
 def snr_weights(sched, t, v_pred):
     ac = sched.alphas_cumprod[t]
     snr = ac / (1 - ac)
@@ -329,7 +365,7 @@ def t2i_data(vae):
     cache = os.path.join(WORK, "t2i_data.pt")
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    imgs, _, scenes = D.make_dataset(nsz(6000), 64, SEED + 2)
+    imgs, _, scenes = D.make_dataset(nsz(1000), 64, SEED + 2)
     mu, sd = encode_all(vae, imgs, M.SD1_SCALE)
     data = {"mu": mu, "sd": sd, "scenes": scenes}
     torch.save(data, cache)
@@ -337,32 +373,50 @@ def t2i_data(vae):
     return data
 
 
-def stage_t2i(args):
+def stage_t2i(args, cont=False):
+    """Joint text encoder + UNet training; cont=True (stage t2i2) continues both
+    from t2i_final (the inpainting stage then starts from the continued models)."""
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
     data = t2i_data(vae)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
     torch.manual_seed(SEED + 3)
     te, unet = M.make_text_encoder(), M.make_unet()
+    if cont:
+        import shutil
+        if not os.path.exists(os.path.join(WORK, "t2i_first_final")):
+            shutil.copytree(os.path.join(WORK, "t2i_final"), os.path.join(WORK, "t2i_first_final"))
+        te = CLIPTextModel.from_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "t2i_final", "unet"))
     sched = t2i_scheduler()
     N = len(data["scenes"])
 
     def loss_fn(step):
-        rng = np.random.default_rng([SEED, 200, step])
+        rng = np.random.default_rng([SEED, 200 + 7 * cont + 13 * args.round, step])
         idx = rng.integers(0, N, size=args.batch)
         caps = [D.caption(data["scenes"][i], rng) if rng.random() > 0.1 else "" for i in idx]
-        g = torch.Generator().manual_seed(SEED * 11 + step)
+        g = torch.Generator().manual_seed(SEED * 11 + step + 100000 * cont + 1000000 * args.round)
         it = torch.from_numpy(idx)
         z = data["mu"][it] + data["sd"][it] * torch.randn(data["mu"][it].shape, generator=g)
-        noise = torch.randn(z.shape, generator=g)
+        noise = pyramid_noise(z.shape, g, args.pyramid)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
         noisy = sched.add_noise(z, noise, t)
         pred = unet(noisy, t, te(tok(caps))[0]).sample
         w = snr_weights(sched, t, False)
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    train_loop("t2i", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
-               args.steps, args.lr, minutes=args.minutes, ema_decay=0.99)
+    if cont:
+        name = "t2i2" + ("" if args.round == 0 else "r%d" % args.round)
+        if args.freeze_te:
+            te.requires_grad_(False)
+            train_loop(name, [unet], list(unet.parameters()), loss_fn, args.steps, args.lr,
+                       minutes=args.minutes, warmup=10, ema_decay=0.99)
+        else:
+            train_loop(name, [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
+                       args.steps, args.lr, minutes=args.minutes, warmup=10, ema_decay=0.99)
+    else:
+        train_loop("t2i", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
+                   args.steps, args.lr, minutes=args.minutes, ema_decay=0.99)
     te.save_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
     unet.save_pretrained(os.path.join(WORK, "t2i_final", "unet"))
 
@@ -391,39 +445,29 @@ def box_mask(rng, scene, size=64, cell=8):
 
 
 def inpaint_data(vae):
+    """The t2i images (same seed) with one random mask each; only the masked images
+    are encoded here, the clean latents come from the t2i cache."""
     cache = os.path.join(WORK, "inpaint_data.pt")
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
+    while not os.path.exists(os.path.join(WORK, "t2i_data.pt")):
+        time.sleep(10)
+    t2i = torch.load(os.path.join(WORK, "t2i_data.pt"), weights_only=False)
+    N = len(t2i["scenes"])
+    imgs, _, scenes = D.make_dataset(N, 64, SEED + 2)
     rng = np.random.default_rng([SEED, 21])
-    N = nsz(4000)
-    imgs = np.empty((N, 64, 64, 3), np.uint8)
-    masks = np.empty((N, 64, 64), np.float32)
-    scenes = []
-    for i in range(N):
-        s = D.sample_scene(rng)
-        m = box_mask(rng, s)
-        extra = []
-        if rng.random() < 0.35:        # a distractor outside the mask, not in the caption
-            e = D.sample_scene(rng)
-            fx, fy = D.POSITIONS[e["position"]]
-            if m[int(fy * 64), int(fx * 64)] < 0.5 and e["colour"] != s["background"]:
-                e["background"] = s["background"]
-                extra = [e]
-        imgs[i] = D.render([s] + extra, 64)
-        masks[i] = m
-        scenes.append(s)
+    masks = np.stack([box_mask(rng, sc) for sc in scenes])
     x = to_tensor(imgs)
     mk = torch.from_numpy(masks)[:, None]
     with torch.no_grad():
-        mu, sd = encode_all(vae, imgs, M.SD1_SCALE)
         mmu = []
         for i in range(0, N, 32):
             mmu.append(vae.encode(x[i:i + 32] * (mk[i:i + 32] < 0.5)).latent_dist.mode() * M.SD1_SCALE)
         mmu = torch.cat(mmu)
     lat_mask = F.interpolate(mk, size=(8, 8))
-    data = {"mu": mu, "sd": sd, "masked": mmu, "mask": lat_mask, "scenes": scenes}
+    data = {"mu": t2i["mu"], "sd": t2i["sd"], "masked": mmu, "mask": lat_mask, "scenes": scenes}
     torch.save(data, cache)
-    log("inpaint: encoded %d images with masks (mean masked fraction %.2f)" % (N, masks.mean()))
+    log("inpaint: encoded %d masked images (mean masked fraction %.2f)" % (N, masks.mean()))
     return data
 
 
@@ -432,8 +476,12 @@ def stage_inpaint(args):
     data = inpaint_data(vae)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
+    while not os.path.exists(os.path.join(WORK, "t2i_final", "unet", "config.json")):
+        time.sleep(15)      # data prepared beside t2i training; the UNet starts from its result
+    time.sleep(5)
     te = CLIPTextModel.from_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
-    te.requires_grad_(False)
+    if args.freeze_te:
+        te.requires_grad_(False)
     base = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "t2i_final", "unet"))
     unet = M.make_unet(9)
     sd = base.state_dict()
@@ -451,22 +499,26 @@ def stage_inpaint(args):
         g = torch.Generator().manual_seed(SEED * 13 + step)
         it = torch.from_numpy(idx)
         z = data["mu"][it] + data["sd"][it] * torch.randn(data["mu"][it].shape, generator=g)
-        noise = torch.randn(z.shape, generator=g)
+        noise = pyramid_noise(z.shape, g, args.pyramid)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
         noisy = sched.add_noise(z, noise, t)
-        with torch.no_grad():
-            ctx = te(tok(caps))[0]
+        ctx = te(tok(caps))[0]
         inp = torch.cat([noisy, data["mask"][it], data["masked"][it]], dim=1)
         pred = unet(inp, t, ctx).sample
         w = snr_weights(sched, t, False)
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
-    train_loop("inpaint", [unet], list(unet.parameters()), loss_fn, args.steps, args.lr, minutes=args.minutes,
-               warmup=50, ema_decay=0.99)
+    if args.freeze_te:
+        train_loop("inpaint", [unet], list(unet.parameters()), loss_fn, args.steps, args.lr,
+                   minutes=args.minutes, warmup=50, ema_decay=0.99)
+    else:   # the inpainting model gets its own text encoder
+        train_loop("inpaint", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
+                   args.steps, args.lr, minutes=args.minutes, warmup=20, ema_decay=0.99)
+        te.save_pretrained(os.path.join(WORK, "inpaint_final", "text_encoder"))
     unet.save_pretrained(os.path.join(WORK, "inpaint_final", "unet"))
 
 
-def x4_pairs(n, seed, crop=32):
+def x4_pairs(n, seed, crop=32, big_only=False):
     """n (HR crop x crop, caption) pairs: half from 64-px scenes, half from 256-px scenes.
 
     Crops start on multiples of 4, so the box-downscaled crop is the crop of the
@@ -476,8 +528,8 @@ def x4_pairs(n, seed, crop=32):
     hr, caps = [], []
     big = small = None
     for i in range(n):
-        if i % 2 == 0:
-            if i % 4 == 0:
+        if i % 2 == 0 and not big_only:
+            if i % 4 == 0 or crop >= 64:
                 s = D.sample_scene(rng)
                 small = D.render(s, 64)
                 smallcap = D.caption(s, rng)
@@ -485,7 +537,7 @@ def x4_pairs(n, seed, crop=32):
             hr.append(small[y:y + crop, x:x + crop])
             caps.append(smallcap)
         else:
-            if i % 8 == 1:
+            if i % 8 == 1 or (big_only and i % 4 == 0):
                 ms = D.sample_multi_scene(rng)
                 big = D.render(ms, 256)
                 bigcap = D.caption(ms[0], rng)
@@ -498,14 +550,18 @@ def x4_pairs(n, seed, crop=32):
 
 
 def x4_data(vae):
+    """HR 64x64 crops (latent 16x16) and HR 128x128 crops of 256-px scenes (latent 32x32),
+    so the UNet sees the image statistics of whole-image upscaling."""
     cache = os.path.join(WORK, "x4_data.pt")
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    hr, lr, caps = x4_pairs(nsz(8000), SEED + 31)
-    mu, sd = encode_all(vae, hr, M.X4_SCALE)
-    data = {"mu": mu, "sd": sd, "lr": to_tensor(lr), "caps": caps}
+    data = {}
+    for key, n, crop, seed in (("s", nsz(400), 64, SEED + 31), ("b", nsz(80), 128, SEED + 32)):
+        hr, lr, caps = x4_pairs(n, seed, crop, big_only=(crop == 128))
+        mu, sd = encode_all(vae, hr, M.X4_SCALE, bs=16)
+        data[key] = {"mu": mu, "sd": sd, "lr": to_tensor(lr), "caps": caps}
+        log("x4: encoded %d HR %dx%d crops, latent std %.3f" % (len(hr), crop, crop, mu.std().item()))
     torch.save(data, cache)
-    log("x4: encoded %d HR crops, latent std %.3f" % (len(hr), mu.std().item()))
     return data
 
 
@@ -517,22 +573,24 @@ def stage_x4(args):
     torch.manual_seed(SEED + 5)
     te, unet = M.make_text_encoder(sd2_style=True), M.make_x4_unet()
     sched, lowres = x4_scheduler(), x4_low_res_scheduler()
-    N = len(data["caps"])
-
     def loss_fn(step):
+        # even steps: a batch of 64x64 crops; odd steps: a quarter batch of 128x128 crops
+        d = data["s"] if step % 2 == 0 else data["b"]
+        bs = args.batch if step % 2 == 0 else max(1, args.batch // 4)
+        N = len(d["caps"])
         rng = np.random.default_rng([SEED, 500, step])
-        idx = rng.integers(0, N, size=args.batch)
-        caps = [data["caps"][i] if rng.random() < 0.5 else "" for i in idx]
+        idx = rng.integers(0, N, size=bs)
+        caps = [d["caps"][i] if rng.random() < 0.5 else "" for i in idx]
         g = torch.Generator().manual_seed(SEED * 17 + step)
         it = torch.from_numpy(idx)
-        z = data["mu"][it] + data["sd"][it] * torch.randn(data["mu"][it].shape, generator=g)
+        z = d["mu"][it] + d["sd"][it] * torch.randn(d["mu"][it].shape, generator=g)
         noise = torch.randn(z.shape, generator=g)
-        t = torch.randint(0, 1000, (args.batch,), generator=g)
+        t = torch.randint(0, 1000, (bs,), generator=g)
         noisy = sched.add_noise(z, noise, t)
-        lvl = torch.where(torch.rand(args.batch, generator=g) < 0.5,
-                          torch.randint(0, 51, (args.batch,), generator=g),
-                          torch.randint(0, 351, (args.batch,), generator=g))
-        lr_img = data["lr"][it]
+        lvl = torch.where(torch.rand(bs, generator=g) < 0.5,
+                          torch.randint(0, 51, (bs,), generator=g),
+                          torch.randint(0, 351, (bs,), generator=g))
+        lr_img = d["lr"][it]
         lr_noisy = lowres.add_noise(lr_img, torch.randn(lr_img.shape, generator=g), lvl)
         pred = unet(torch.cat([noisy, lr_noisy], dim=1), t, te(tok(caps))[0],
                     class_labels=lvl).sample
@@ -548,9 +606,14 @@ def stage_x4(args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["vae", "t2i", "inpaint", "x4vae", "x4", "vaedec", "x4vaedec"])
+    ap.add_argument("stage", choices=["vae", "t2i", "inpaint", "x4vae", "x4", "vaedec", "x4vaedec",
+                                      "vaefull", "x4vaefull", "t2i2"])
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--minutes", type=float, default=0.0)
+    ap.add_argument("--round", type=int, default=0, help="t2i2: continuation round (new data order)")
+    ap.add_argument("--freeze-te", action="store_true", help="t2i2/inpaint: keep the text encoder fixed")
+    ap.add_argument("--pyramid", type=float, default=0.0,
+                    help="t2i/inpaint: coarse-noise discount (0 = plain Gaussian noise)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
@@ -560,7 +623,9 @@ def main():
         args.stage, args.steps, args.minutes, args.batch, args.lr, SEED, torch.__version__,
         torch.get_num_threads()))
     {"vae": lambda a: stage_vae(a, False), "x4vae": lambda a: stage_vae(a, True),
-     "t2i": stage_t2i, "inpaint": stage_inpaint, "x4": stage_x4,
+     "vaefull": lambda a: stage_vae(a, False, True), "x4vaefull": lambda a: stage_vae(a, True, True),
+     "t2i": stage_t2i, "t2i2": lambda a: stage_t2i(a, True), "inpaint": stage_inpaint,
+     "x4": stage_x4,
      "vaedec": lambda a: stage_decoder(a, False), "x4vaedec": lambda a: stage_decoder(a, True),
      }[args.stage](args)
     log("=== %s: finished, wall %.1f min" % (args.stage, (time.time() - t0) / 60))
