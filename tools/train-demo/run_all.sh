@@ -22,5 +22,7 @@ run vaedec    --steps 120 --batch 8  --lr 3e-4       # decoder only: latents unc
 run x4        --steps 177 --batch 16 --lr 1.5e-3
 run t2i2      --steps 566 --batch 32 --lr 1.5e-3     # continued
 run x4vaedec  --steps 294 --batch 8  --lr 5e-4
-run inpaint        --pyramid 0.7 --steps INP    --batch 32 --lr 1e-3      # from t2i2 (round 0)
-run t2i2 --round 2 --pyramid 0.7 --steps T2I_R2 --batch 32 --lr 1e-3      # coarse noise
+run inpaint        --pyramid 0.7 --steps 592   --batch 32 --lr 1e-3      # from t2i2 (round 0)
+run t2i2 --round 2 --pyramid 0.7 --steps 609 --batch 32 --lr 1e-3      # coarse noise
+run inpaint --round 1 --pyramid 0.8 --high-t 0.5 --te-lr-mult 5 --steps 1474 --batch 32 --lr 1e-3
+run t2i2 --round 3 --pyramid 0.8 --high-t 0.5 --te-lr-mult 5 --steps 1330 --batch 32 --lr 1e-3

@@ -99,7 +99,12 @@ def train_loop(stage, modules, trainable, loss_fn, steps, lr, warmup=100, ema_de
     reproduce the same run)."""
     os.makedirs(WORK, exist_ok=True)
     ckpt = os.path.join(WORK, stage + ".pt")
-    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=1e-2, betas=(0.9, 0.99))
+    if trainable and isinstance(trainable[0], dict):     # param groups with an "lr_mult"
+        groups = trainable
+        trainable = [p for gr in groups for p in gr["params"]]
+    else:
+        groups = [{"params": trainable, "lr_mult": 1.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-2, betas=(0.9, 0.99))
     ema = Ema(modules, ema_decay)
     start = 0
     if os.path.exists(ckpt):
@@ -126,7 +131,7 @@ def train_loop(stage, modules, trainable, loss_fn, steps, lr, warmup=100, ema_de
         f = (step + 1) / warmup if step < warmup else \
             0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for g in opt.param_groups:
-            g["lr"] = lr * max(f, 0.02)
+            g["lr"] = lr * g.get("lr_mult", 1.0) * max(f, 0.02)
         loss = loss_fn(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -400,6 +405,9 @@ def stage_t2i(args, cont=False):
         z = data["mu"][it] + data["sd"][it] * torch.randn(data["mu"][it].shape, generator=g)
         noise = pyramid_noise(z.shape, g, args.pyramid)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
+        if args.high_t:     # more samples where colour and layout are decided
+            t = torch.where(torch.rand(args.batch, generator=g) < args.high_t,
+                            torch.randint(500, 1000, (args.batch,), generator=g), t)
         noisy = sched.add_noise(z, noise, t)
         pred = unet(noisy, t, te(tok(caps))[0]).sample
         w = snr_weights(sched, t, False)
@@ -412,7 +420,9 @@ def stage_t2i(args, cont=False):
             train_loop(name, [unet], list(unet.parameters()), loss_fn, args.steps, args.lr,
                        minutes=args.minutes, warmup=10, ema_decay=0.99)
         else:
-            train_loop(name, [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
+            groups = [{"params": list(te.parameters()), "lr_mult": args.te_lr_mult},
+                      {"params": list(unet.parameters()), "lr_mult": 1.0}]
+            train_loop(name, [te, unet], groups, loss_fn,
                        args.steps, args.lr, minutes=args.minutes, warmup=10, ema_decay=0.99)
     else:
         train_loop("t2i", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
@@ -489,18 +499,29 @@ def stage_inpaint(args):
     w[:, :4] = sd["conv_in.weight"]
     sd["conv_in.weight"] = w
     unet.load_state_dict(sd)
+    if args.round:      # continue a finished inpainting run (its own text encoder)
+        import shutil
+        prev = os.path.join(WORK, "inpaint_final")
+        keep = os.path.join(WORK, "inpaint_r%d_start" % args.round)
+        if not os.path.exists(keep):
+            shutil.copytree(prev, keep)
+        te = CLIPTextModel.from_pretrained(os.path.join(keep, "text_encoder"))
+        unet = UNet2DConditionModel.from_pretrained(os.path.join(keep, "unet"))
     sched = t2i_scheduler()
     N = len(data["scenes"])
 
     def loss_fn(step):
-        rng = np.random.default_rng([SEED, 300, step])
+        rng = np.random.default_rng([SEED, 300 + 13 * args.round, step])
         idx = rng.integers(0, N, size=args.batch)
         caps = [D.caption(data["scenes"][i], rng) if rng.random() > 0.1 else "" for i in idx]
-        g = torch.Generator().manual_seed(SEED * 13 + step)
+        g = torch.Generator().manual_seed(SEED * 13 + step + 1000000 * args.round)
         it = torch.from_numpy(idx)
         z = data["mu"][it] + data["sd"][it] * torch.randn(data["mu"][it].shape, generator=g)
         noise = pyramid_noise(z.shape, g, args.pyramid)
         t = torch.randint(0, 1000, (args.batch,), generator=g)
+        if args.high_t:
+            t = torch.where(torch.rand(args.batch, generator=g) < args.high_t,
+                            torch.randint(500, 1000, (args.batch,), generator=g), t)
         noisy = sched.add_noise(z, noise, t)
         ctx = te(tok(caps))[0]
         inp = torch.cat([noisy, data["mask"][it], data["masked"][it]], dim=1)
@@ -512,8 +533,10 @@ def stage_inpaint(args):
         train_loop("inpaint", [unet], list(unet.parameters()), loss_fn, args.steps, args.lr,
                    minutes=args.minutes, warmup=50, ema_decay=0.99)
     else:   # the inpainting model gets its own text encoder
-        train_loop("inpaint", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
-                   args.steps, args.lr, minutes=args.minutes, warmup=20, ema_decay=0.99)
+        groups = [{"params": list(te.parameters()), "lr_mult": args.te_lr_mult},
+                  {"params": list(unet.parameters()), "lr_mult": 1.0}]
+        train_loop("inpaint" + ("r%d" % args.round if args.round else ""), [te, unet], groups,
+                   loss_fn, args.steps, args.lr, minutes=args.minutes, warmup=20, ema_decay=0.99)
         te.save_pretrained(os.path.join(WORK, "inpaint_final", "text_encoder"))
     unet.save_pretrained(os.path.join(WORK, "inpaint_final", "unet"))
 
@@ -612,6 +635,9 @@ def main():
     ap.add_argument("--minutes", type=float, default=0.0)
     ap.add_argument("--round", type=int, default=0, help="t2i2: continuation round (new data order)")
     ap.add_argument("--freeze-te", action="store_true", help="t2i2/inpaint: keep the text encoder fixed")
+    ap.add_argument("--high-t", type=float, default=0.0,
+                    help="t2i: fraction of samples with t drawn from 500..999")
+    ap.add_argument("--te-lr-mult", type=float, default=1.0, help="t2i2: text encoder lr multiplier")
     ap.add_argument("--pyramid", type=float, default=0.0,
                     help="t2i/inpaint: coarse-noise discount (0 = plain Gaussian noise)")
     ap.add_argument("--batch", type=int, default=32)
