@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every default test suite (all but `slow`) in ./build, then the unit
+# Runs every default test suite (all but `slow` and `quality`) in ./build, then the unit
 # fuzz and e2e suites again under AddressSanitizer + UBSan (leaks included)
 # in ./build-asan, and
 # prints one summary line "N passed, N failed".
@@ -21,7 +21,7 @@ except FileNotFoundError:
 print(p, f)
 PY
 }
-meson test -C build --no-suite slow --num-processes "$jobs" --print-errorlogs
+meson test -C build --no-suite slow --no-suite quality --num-processes "$jobs" --print-errorlogs
 read p1 f1 < <(summary build)
 if [ ! -d build-asan ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
