@@ -54,18 +54,23 @@ static ldm_status linear_check(ldm_ctx *ctx, const ldm_tensor *w,
   return LDM_OK;
 }
 
+/* Checks w/b and converts them to f32 in the scratch (caller resets it). */
+static ldm_status linear_weights(ldm_ctx *ctx, const ldm_tensor *w, const ldm_tensor *b, int64_t *N,
+                                 int64_t *K, const float **wf, const float **bf) {
+  LDM_TRY(linear_check(ctx, w, b, N, K));
+  *wf = ops_weight_f32(ctx, w, *N * *K);
+  *bf = *wf && b ? ops_weight_f32(ctx, b, *N) : NULL;
+  if (!*wf || (b && !*bf)) return ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+  return LDM_OK;
+}
+
 ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
                       const ldm_tensor *w, const ldm_tensor *b) {
   int64_t N = 0, K = 0;
-  LDM_TRY(linear_check(ctx, w, b, &N, &K));
+  const float *wf = NULL, *bf = NULL;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_status s = LDM_OK;
-  const float *wf = ops_weight_f32(ctx, w, N * K);
-  const float *bf = wf && b ? ops_weight_f32(ctx, b, N) : NULL;
-  if (!wf || (b && !bf)) {
-    s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-    goto done;
-  }
+  ldm_status s = linear_weights(ctx, w, b, &N, &K, &wf, &bf);
+  if (s != LDM_OK) goto done;
   // x [M, K] * W^T [K, N] -> y [M, N]
   s = ldm_gemm(ctx, false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
   if (s != LDM_OK) goto done;
@@ -79,15 +84,10 @@ done:
 ldm_status ldm_linear_naive(ldm_ctx *ctx, float *y, const float *x, int64_t M,
                             const ldm_tensor *w, const ldm_tensor *b) {
   int64_t N = 0, K = 0;
-  LDM_TRY(linear_check(ctx, w, b, &N, &K));
+  const float *wf = NULL, *bf = NULL;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_status s = LDM_OK;
-  const float *wf = ops_weight_f32(ctx, w, N * K);
-  const float *bf = wf && b ? ops_weight_f32(ctx, b, N) : NULL;
-  if (!wf || (b && !bf)) {
-    s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-    goto done;
-  }
+  ldm_status s = linear_weights(ctx, w, b, &N, &K, &wf, &bf);
+  if (s != LDM_OK) goto done;
   for (int64_t m = 0; m < M; m++)
     for (int64_t n = 0; n < N; n++) {
       double acc = bf ? bf[n] : 0.0;
