@@ -35,9 +35,11 @@ def write_inputs(out, sides):
         save_file(u, os.path.join(out, f"unet_{side}.safetensors"))
         save_file({"latent": torch.randn((1, 4, side, side), generator=g) * 5.0},
                   os.path.join(out, f"vae_{side}.safetensors"))
-        from PIL import Image
-        px = (torch.rand((side * 2, side * 2, 3), generator=g) * 255).to(torch.uint8).numpy()
-        Image.fromarray(px).save(os.path.join(out, f"low_{side * 2}.png"))
+    from PIL import Image
+    for px_side in (64, 256):  # x4 upscale inputs: 256 (quick) and 1024 outputs
+        g = torch.Generator().manual_seed(px_side)
+        px = (torch.rand((px_side, px_side, 3), generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(px).save(os.path.join(out, f"low_{px_side}.png"))
 
 
 def main():
