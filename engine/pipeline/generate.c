@@ -114,6 +114,13 @@ static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *
 
 /* ---- VAE helpers ------------------------------------------------------------- */
 
+/* Whether the VAE works in tiles (images over 1 megapixel, or when the job
+ * names a tile size) and the tile in latent pixels (0 = the VAE's default). */
+static bool vae_tiling(const run *r, int *tile) {
+  *tile = r->p->tile_size > 0 ? r->p->tile_size / ldm_vae_factor(r->m->vae) : 0;
+  return (int64_t)r->H * r->W > 1024 * 1024 || r->p->tile_size > 0;
+}
+
 /* image [3, H, W] in [-1, 1] -> scaled latent sample [lc, h, w]: diffusers'
  * retrieve_latents(vae.encode(x), generator): mean + std * randn, then the
  * scaling factor. */
@@ -122,8 +129,8 @@ static ldm_status encode_sample(run *r, const float *image, float *z) {
   ldm_status st = LDM_OK;
   if (!logvar || !eps) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory encoding the image");
   if (st == LDM_OK) {
-    int big = (int64_t)r->H * r->W > 1024 * 1024 || r->p->tile_size > 0;
-    int tile = r->p->tile_size > 0 ? r->p->tile_size / ldm_vae_factor(r->m->vae) : 0;
+    int tile;
+    bool big = vae_tiling(r, &tile);
     st = big ? ldm_vae_encode_tiled(&r->ctx, r->m->vae, z, logvar, image, 1, r->H, r->W, tile, 0)
              : ldm_vae_encode(&r->ctx, r->m->vae, z, logvar, image, 1, r->H, r->W);
   }
@@ -140,8 +147,8 @@ static ldm_status encode_sample(run *r, const float *image, float *z) {
 /* scaled latent [lc, h, w] -> image [3, H, W] */
 static ldm_status decode(run *r, float *z, float *image) {
   ldm_vae_unscale_latent(r->m->vae, z, r->n);
-  int big = (int64_t)r->H * r->W > 1024 * 1024 || r->p->tile_size > 0;
-  int tile = r->p->tile_size > 0 ? r->p->tile_size / ldm_vae_factor(r->m->vae) : 0;
+  int tile;
+  bool big = vae_tiling(r, &tile);
   if (big) return ldm_vae_decode_tiled(&r->ctx, r->m->vae, image, z, 1, r->h, r->w, r->H, r->W, tile, 0);
   return ldm_vae_decode(&r->ctx, r->m->vae, image, z, 1, r->h, r->w, r->H, r->W);
 }
