@@ -33,7 +33,7 @@ typedef struct gen_opts {
   long long seed;
   ldm_rng rng;
   const char *init_path, *mask_path, *out_path, *from_png;
-  bool only_masked, progress;
+  bool only_masked, progress, taesd_decode;
   int padding;
   ldm_masked_content fill;
   int left, top, right, bottom;
@@ -44,7 +44,8 @@ static void usage(FILE *f, const char *cmd) {
           "usage: ldm %s [options]\n"
           "  --model PATH          checkpoint (.safetensors) or diffusers folder (default: bundled demo model)\n"
           "  --vae PATH            VAE replacing the checkpoint's\n"
-          "  --taesd PATH          TAESD for previews\n"
+          "  --taesd PATH          TAESD for previews (and --decoder taesd)\n"
+          "  --decoder vae|taesd   final decode: the model's VAE (default) or the faster TAESD\n"
           "  --prompt TEXT         what to draw (A1111 emphasis: (word:1.2), [word], BREAK)\n"
           "  --negative-prompt TEXT\n"
           "  --width N --height N  output size, multiples of 8 (default: model's native size)\n"
@@ -147,6 +148,7 @@ static int apply_parameters(gen_opts *o, const char *text) {
   if ((p = strstr(settings, "Size: "))) sscanf(p + 6, "%dx%d", &o->width, &o->height);
   if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
   if ((p = strstr(settings, "Clip skip: "))) o->clip_skip = atoi(p + 11);
+  o->taesd_decode = strstr(settings, "Decoder: TAESD") != NULL;
   if ((p = strstr(settings, "RNG: "))) o->rng = !strncmp(p + 5, "NV", 2) || !strncmp(p + 5, "GPU", 3) ? LDM_RNG_CUDA : LDM_RNG_CPU;
   /* Our own sampler name when we wrote the PNG, else A1111's label (the
    * engine resolves labels to the samplers A1111 runs). */
@@ -175,6 +177,7 @@ static char *format_parameters(const gen_opts *o, long long seed, int w, int h, 
   if (o->task != LDM_TASK_TXT2IMG && o->task != LDM_TASK_UPSCALE)
     k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
   if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
+  if (o->taesd_decode) k += snprintf(s + k, n - (size_t)k, ", Decoder: TAESD");
   snprintf(s + k, n - (size_t)k, ", RNG: %s, ldm sampler: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU",
            o->sampler, ldm_version());
   return s;
@@ -281,7 +284,11 @@ int ldm_cmd_generate(int argc, char **argv) {
     if (!strcmp(a, "--model")) o.model = v;
     else if (!strcmp(a, "--vae")) o.vae = v;
     else if (!strcmp(a, "--taesd")) o.taesd = v;
-    else if (!strcmp(a, "--family")) o.family = v;
+    else if (!strcmp(a, "--decoder")) {
+      if (!strcmp(v, "vae")) o.taesd_decode = false;
+      else if (!strcmp(v, "taesd")) o.taesd_decode = true;
+      else bad = cli_fail(LDM_EXIT_USAGE, "--decoder: '%s' is not vae or taesd", v);
+    } else if (!strcmp(a, "--family")) o.family = v;
     else if (!strcmp(a, "--prediction")) o.prediction = v;
     else if (!strcmp(a, "--prompt")) { free(o.prompt); o.prompt = strdup(v); }
     else if (!strcmp(a, "--negative-prompt")) { free(o.negative); o.negative = strdup(v); }
@@ -421,6 +428,7 @@ int ldm_cmd_generate(int argc, char **argv) {
   jp.outpaint_right = o.right;
   jp.outpaint_bottom = o.bottom;
   jp.noise_level = o.noise_level;
+  jp.taesd_decode = o.taesd_decode;
   jp.tile_size = o.tile;
   jp.threads = o.threads;
   jp.progress = on_progress;

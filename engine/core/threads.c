@@ -119,5 +119,7 @@ void ldm_pool_for(ldm_pool *p, int64_t n, ldm_task_fn fn, void *user) {
 extern void openblas_set_num_threads(int n) __attribute__((weak));
 
 void ldm_blas_set_threads(int n) {
-  if (openblas_set_num_threads && n > 0) openblas_set_num_threads(n);
+  static _Atomic int current; /* what was last set here (0: never) */
+  if (openblas_set_num_threads && n > 0 && atomic_exchange(&current, n) != n)
+    openblas_set_num_threads(n);
 }

@@ -1,6 +1,6 @@
-/* Thread budget: one pool of worker threads per job for the non-GEMM work,
- * and the same count handed to OpenBLAS for GEMMs. The two never run at the
- * same time (ops run one after another), so they do not fight for cores. */
+/* Thread budget: one pool of worker threads per job does all the work,
+ * GEMMs included (ldm_gemm gives each pool thread a piece and runs OpenBLAS
+ * single-threaded in it), so no other threads compete for the cores. */
 #ifndef LDM_CORE_THREADS_H
 #define LDM_CORE_THREADS_H
 

@@ -208,6 +208,9 @@ typedef struct ldm_job_params {
   bool want_preview;
   ldm_progress_fn progress;
   void *progress_user;
+  /* Final images through the model's TAESD (ldm_model_params.taesd_path)
+   * instead of its VAE: a fraction of the decode time, softer detail. */
+  bool taesd_decode;
 } ldm_job_params;
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);

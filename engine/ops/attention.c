@@ -113,9 +113,8 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
                             int64_t Tq, int64_t Tk, int heads, int dh,
                             bool causal, size_t max_score_bytes) {
   LDM_TRY(attn_check(ctx, ldo, ldq, ldk, ldv, B, Tq, Tk, heads, dh));
-  /* tiles run in parallel only when this call owns the BLAS thread count
-   * (ctx->threads > 0); otherwise serially with OpenBLAS left as it is */
-  int workers = ctx->pool && ctx->threads > 0 ? ldm_pool_size(ctx->pool) : 1;
+  /* tiles run in parallel on the pool, each with single-threaded GEMMs */
+  int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   /* per query row and worker: Tk scores + its 1/rowsum */
   size_t row_bytes = ((size_t)Tk + 1) * sizeof(float);
   size_t per_worker = max_score_bytes / (size_t)workers;
@@ -152,9 +151,7 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   if (workers > j->n_tiles) workers = (int)j->n_tiles;
   j->wctx = *ctx;
   j->wctx.pool = NULL;
-  /* parallel tiles: OpenBLAS stays at the 1 thread set below; serial tiles:
-   * the caller's count (0 = as it is) */
-  j->wctx.threads = workers > 1 ? 0 : ctx->threads;
+  j->wctx.threads = 1;
   j->wctx.gemm_bf16 = false; /* the bf16 path packs into the shared arena */
   j->out = out, j->q = q, j->k = k, j->v = v;
   j->ldo = ldo, j->ldq = ldq, j->ldk = ldk, j->ldv = ldv;
@@ -164,10 +161,8 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   j->S = S, j->rinv = rinv;
   atomic_init(&j->next, 0);
   atomic_init(&j->status, LDM_OK);
-  /* tiles in parallel, each GEMM on one BLAS thread */
-  if (workers > 1) ldm_blas_set_threads(1);
+  /* tiles in parallel, each GEMM on the worker's own thread */
   ldm_pool_for(workers > 1 ? ctx->pool : NULL, workers, attn_worker, j);
-  if (workers > 1) ldm_blas_set_threads(ctx->threads);
   st = (ldm_status)atomic_load(&j->status);
   if (st == LDM_ERR_CANCELLED)
     ldm_fail(ctx->err, st, "attention: cancelled");

@@ -1,6 +1,5 @@
 /* The one GEMM wrapper: row-major C = alpha*op(A)*op(B) + beta*C through
- * OpenBLAS cblas_sgemm, with OpenBLAS's thread count set from the job's
- * budget. A bf16 path (cblas_sbgemm, looked up with dlsym because Debian 12's
+ * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). A bf16 path (cblas_sbgemm, looked up with dlsym because Debian 12's
  * OpenBLAS 0.3.21 does not export it) is taken only when ctx->gemm_bf16 asks
  * for it and the symbol exists. */
 #include "ops/ops.h"
@@ -62,6 +61,65 @@ static ldm_status gemm_bf16(ldm_ctx *ctx, bool trans_a, bool trans_b, int M,
   return LDM_OK;
 }
 
+/* Threading: OpenBLAS runs single-threaded and a large product is cut into
+ * one block of rows (or, for few rows, of columns) of C per pool thread.
+ * OpenBLAS's own worker threads busy-wait (sched_yield) for a while after
+ * every call, which took ~12 % of the CPU away from the element-wise ops
+ * between GEMMs; the pool's threads sleep instead. */
+enum {
+  GEMM_SPLIT_MIN_MACS = 1 << 20, /* below this one thread does it all */
+  GEMM_SPLIT_MIN_ROWS = 32,      /* rows (or columns) per piece, at least */
+  GEMM_SPLIT_ALIGN = 16          /* piece boundaries, in rows or columns */
+};
+
+typedef struct gemm_job {
+  bool trans_a, trans_b;
+  int64_t M, N, K;
+  float alpha;
+  const float *A;
+  int64_t lda;
+  const float *B;
+  int64_t ldb;
+  float beta;
+  float *C;
+  int64_t ldc;
+  int pieces;
+  bool split_n;
+} gemm_job;
+
+/* Start of piece i of n over [0, len), aligned. */
+static int64_t piece_start(int64_t len, int i, int n) {
+  if (i >= n) return len;
+  int64_t s = len * i / n;
+  s -= s % GEMM_SPLIT_ALIGN;
+  return s;
+}
+
+static void sgemm_rows(const gemm_job *j, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1) {
+  /* Rows of C in blocks that fit a 32-bit BLAS. */
+  const int64_t step = (int64_t)INT_MAX / 2;
+  for (int64_t r = m0; r < m1; r += step) {
+    int m = (int)(m1 - r < step ? m1 - r : step);
+    const float *a = j->A + (j->trans_a ? r : r * j->lda);
+    const float *b = j->B + (j->trans_b ? n0 * j->ldb : n0);
+    cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans,
+                j->trans_b ? CblasTrans : CblasNoTrans, m, (int)(n1 - n0),
+                (int)j->K, j->alpha, a, (blasint)j->lda, b, (blasint)j->ldb,
+                j->beta, j->C + r * j->ldc + n0, (blasint)j->ldc);
+  }
+}
+
+static void gemm_task(void *user, int64_t i) {
+  const gemm_job *j = user;
+  int64_t len = j->split_n ? j->N : j->M;
+  int64_t lo = piece_start(len, (int)i, j->pieces);
+  int64_t hi = piece_start(len, (int)i + 1, j->pieces);
+  if (hi <= lo) return;
+  if (j->split_n) sgemm_rows(j, 0, j->M, lo, hi);
+  else sgemm_rows(j, lo, hi, 0, j->N);
+}
+
 ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
                     int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta,
@@ -88,24 +146,30 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
                     "gemm: transposed A with M=%lld beyond 32-bit BLAS",
                     (long long)M);
-  if (ctx->threads > 0) ldm_blas_set_threads(ctx->threads);
   bool bf16 = ctx->gemm_bf16 && ldm_gemm_bf16_available();
-  /* Rows of C in blocks that fit a 32-bit BLAS. */
-  const int64_t step = (int64_t)INT_MAX / 2;
-  for (int64_t m0 = 0; m0 < M; m0 += step) {
-    int m = (int)(M - m0 < step ? M - m0 : step);
-    const float *a = A + (trans_a ? m0 : m0 * lda);
-    float *c = C + m0 * ldc;
-    if (bf16) {
-      LDM_TRY(gemm_bf16(ctx, trans_a, trans_b, m, (int)N, (int)K, alpha, a,
-                        lda, B, ldb, beta, c, (int)ldc));
-    } else {
-      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                  trans_b ? CblasTrans : CblasNoTrans, m, (int)N, (int)K,
-                  alpha, a, (blasint)lda, B, (blasint)ldb, beta, c,
-                  (blasint)ldc);
+  if (bf16) {
+    /* Rows of C in blocks that fit a 32-bit BLAS. */
+    const int64_t step = (int64_t)INT_MAX / 2;
+    for (int64_t m0 = 0; m0 < M; m0 += step) {
+      int m = (int)(M - m0 < step ? M - m0 : step);
+      LDM_TRY(gemm_bf16(ctx, trans_a, trans_b, m, (int)N, (int)K, alpha,
+                        A + (trans_a ? m0 : m0 * lda), lda, B, ldb, beta,
+                        C + m0 * ldc, (int)ldc));
+    }
+    return LDM_OK;
+  }
+  gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                ldc, 1, false};
+  int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  if (threads > 1 && M * N * K >= GEMM_SPLIT_MIN_MACS) {
+    if (M >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) j.pieces = threads;
+    else if (N >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) {
+      j.pieces = threads;
+      j.split_n = true;
     }
   }
+  ldm_blas_set_threads(1);
+  ldm_pool_for(j.pieces > 1 ? ctx->pool : NULL, j.pieces, gemm_task, &j);
   return LDM_OK;
 }
 

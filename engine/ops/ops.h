@@ -19,11 +19,10 @@
  *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
  *    Outputs must not overlap inputs for linear, conv2d, attention, geglu,
  *    upsample, concat and the layout conversions.
- *  - Threads: loops run on ctx->pool (NULL = serial); ldm_gemm sets
- *    OpenBLAS to ctx->threads on every call (0 = leave it as it is).
- *    Attention (with ctx->threads > 0) runs single-threaded GEMMs inside
- *    its pool tasks and sets OpenBLAS back to ctx->threads afterwards. Not re-entrant across jobs
- *    that share OpenBLAS with different thread counts at the same time.
+ *  - Threads: loops run on ctx->pool (NULL = serial). OpenBLAS itself
+ *    runs single-threaded: ldm_gemm cuts a large product into one piece
+ *    per pool thread, and attention runs its tiles' GEMMs inside its pool
+ *    tasks. Jobs may run at the same time, each on its own pool.
  *  - Weights: f32/f16/bf16, PyTorch layout, possibly unaligned file data.
  *  - Cancel: conv2d (per band) and attention (per tile) poll ctx->cancel
  *    and return LDM_ERR_CANCELLED. void ops cannot fail. */

@@ -222,6 +222,12 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
       (p->outpaint_left < 0 || p->outpaint_top < 0 || p->outpaint_right < 0 || p->outpaint_bottom < 0 ||
        p->outpaint_left + p->outpaint_top + p->outpaint_right + p->outpaint_bottom == 0))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "outpaint needs a positive margin on at least one side");
+  if (p->taesd_decode && !m->taesd_src)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode asked for, but the model was loaded without a TAESD "
+                    "(taesd_path)");
+  if (p->taesd_decode && p->task == LDM_TASK_UPSCALE)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode is for txt2img, img2img, inpaint and outpaint, not the "
+                    "x4 upscaler");
   if (p->init && (p->init->width < 1 || p->init->height < 1 || !p->init->data))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is empty");
   ldm_job *j = calloc(1, sizeof *j);

@@ -144,8 +144,29 @@ static ldm_status encode_sample(run *r, const float *image, float *z) {
   return st;
 }
 
+/* scaled latent [lc, h, w] -> image [3, H, W] through the model's TAESD */
+static ldm_status decode_taesd(run *r, const float *z, float *image) {
+  const ldm_taesd *t = r->m->taesd;
+  int f = ldm_taesd_factor(t);
+  if (ldm_taesd_latent_channels(t) != r->lc || r->h * f < r->H || r->w * f < r->W)
+    return ldm_fail(r->err, LDM_ERR_SHAPE, "%s: this TAESD (%d latent channels, factor %d) does not fit the model's "
+                    "latent (%d channels, %dx%d for %dx%d pixels)", ldm_source_path(r->m->taesd_src),
+                    ldm_taesd_latent_channels(t), f, r->lc, r->w, r->h, r->W, r->H);
+  int DH = r->h * f, DW = r->w * f;
+  if (DH == r->H && DW == r->W) return ldm_taesd_decode(&r->ctx, t, image, z, 1, r->h, r->w);
+  float *full = malloc((size_t)3 * DH * DW * sizeof(float));
+  if (!full) return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the TAESD decode (%dx%d)", DW, DH);
+  ldm_status st = ldm_taesd_decode(&r->ctx, t, full, z, 1, r->h, r->w);
+  for (int c = 0; st == LDM_OK && c < 3; c++) /* crop to the requested size */
+    for (int y = 0; y < r->H; y++)
+      memcpy(image + ((int64_t)c * r->H + y) * r->W, full + ((int64_t)c * DH + y) * DW, (size_t)r->W * sizeof(float));
+  free(full);
+  return st;
+}
+
 /* scaled latent [lc, h, w] -> image [3, H, W] */
 static ldm_status decode(run *r, float *z, float *image) {
+  if (r->p->taesd_decode) return decode_taesd(r, z, image);
   ldm_vae_unscale_latent(r->m->vae, z, r->n);
   int tile;
   bool big = vae_tiling(r, &tile);
@@ -388,7 +409,6 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
   r->ctx.err = err;
   r->ctx.cancel = &job->cancel;
   if (!r->ctx.pool || !r->ctx.scratch) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory starting the job");
-  ldm_blas_set_threads(threads);
   clock_gettime(CLOCK_MONOTONIC, &r->t0);
   return LDM_OK;
 }

@@ -57,7 +57,6 @@ ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) 
     st = ldm_fail(err, LDM_ERR_NOMEM, "eval text: out of memory");
     goto done;
   }
-  ldm_blas_set_threads(threads);
   if ((st = ldm_tensor_read_i64(t, 0, n, tmp, err)) != LDM_OK) goto done;
   for (int64_t i = 0; i < n; i++) {
     if (tmp[i] < 0 || tmp[i] >= m->cfg.n_vocab) {

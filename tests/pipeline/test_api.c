@@ -226,14 +226,23 @@ static void test_errors(ldm_model *m) {
 }
 
 static int preview_w, preview_h, previews;
+static unsigned char last_preview[48 * 32 * 3];
 static int on_preview(void *user, int step, int total, double elapsed, const ldm_image *preview) {
   (void)user; (void)step; (void)total; (void)elapsed;
   if (preview) {
     preview_w = preview->width;
     preview_h = preview->height;
     previews++;
+    if (preview->width * preview->height * 3 == (int)sizeof last_preview)
+      memcpy(last_preview, preview->data, sizeof last_preview);
   }
   return 0;
+}
+
+static double mean_abs_diff(const unsigned char *a, const unsigned char *b, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += abs((int)a[i] - (int)b[i]);
+  return s / (double)n;
 }
 
 /* A TAESD given with the model decodes the per-step previews at full size;
@@ -266,6 +275,34 @@ static void test_previews(void) {
     printf("preview %s: %d previews of %dx%d\n", with_taesd ? "taesd" : "linear", previews, preview_w, preview_h);
     CHECK(previews == 3 && preview_w == want_w && preview_h == want_h, "preview %dx%d, expected %dx%d",
           preview_w, preview_h, want_w, want_h);
+    /* the same job with the TAESD as final decoder: its image is the last
+     * preview (the TAESD decode of the final latent), not the VAE's */
+    ldm_image **t = NULL;
+    int nt = 0;
+    p.taesd_decode = true;
+    p.want_preview = false;
+    ldm_status st = run_job(m, &p, &t, &nt, &err);
+    if (!with_taesd) {
+      CHECK(st == LDM_ERR_INVALID_ARG && strstr(err.msg, "TAESD"), "taesd decode without a TAESD: %d %s", st,
+            err.msg);
+    } else if (st == LDM_OK && nt == 1 && n == 1 && t[0]->width == 48 && t[0]->height == 32) {
+      size_t bytes = sizeof last_preview;
+      double d_prev = mean_abs_diff(t[0]->data, last_preview, bytes);
+      double d_vae = mean_abs_diff(t[0]->data, o[0]->data, bytes);
+      printf("taesd final decode: mean |diff| %.3f vs last preview, %.3f vs VAE decode\n", d_prev, d_vae);
+      CHECK(d_prev == 0.0 && d_vae > 1.0, "taesd final decode: %.3f vs preview, %.3f vs VAE", d_prev, d_vae);
+    } else {
+      CHECK(0, "taesd final decode job: %s (%d images)", err.msg, nt);
+    }
+    free_images(t, nt);
+    ldm_job_params up;
+    ldm_job_params_init(&up, LDM_TASK_UPSCALE);
+    up.taesd_decode = true;
+    up.init = o[0];
+    ldm_job *j = NULL;
+    st = ldm_job_new(&j, m, &up, &err);
+    CHECK(st == LDM_ERR_INVALID_ARG && j == NULL, "taesd decode for upscale: %d %s", st, err.msg);
+    ldm_job_free(j);
     free_images(o, n);
     ldm_model_free(m);
   }

@@ -139,7 +139,6 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
     goto done;
   }
-  ldm_blas_set_threads(threads);
   ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err};
   // NCHW -> [B, HW, C]; forward; back to NCHW
   ldm_nchw_to_nhwc(x, sample, B, c->in_channels, HW);

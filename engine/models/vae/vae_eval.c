@@ -30,7 +30,6 @@ static ldm_status env_open(eval_env *e, const ldm_eval_params *p, int threads, l
   e->ctx.pool = ldm_pool_new(threads);
   e->ctx.scratch = ldm_arena_new(0);
   if (!e->ctx.pool || !e->ctx.scratch) return ldm_fail(err, LDM_ERR_NOMEM, "eval: out of memory");
-  ldm_blas_set_threads(threads);
   return LDM_OK;
 }
 
