@@ -2,7 +2,8 @@
 """A full-size SD1.5-shaped pipeline with random weights, for benchmarks only
 (never committed): diffusers folder DIR/sd15/ and original single file
 DIR/sd15.safetensors (f16), written with the key mappings of
-tests/reference/make_unet.py and make_vae.py.
+tests/reference/make_unet.py and make_vae.py; and a random SD1-shaped TAESD
+(diffusers AutoencoderTiny) in DIR/taesd/.
 Usage: make_sd15.py DIR"""
 import os
 import sys
@@ -22,6 +23,10 @@ torch.manual_seed(0)
 out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 folder, single = os.path.join(out, "sd15"), os.path.join(out, "sd15.safetensors")
+taesd = os.path.join(out, "taesd")
+if not os.path.isfile(os.path.join(taesd, "diffusion_pytorch_model.safetensors")):
+    from diffusers import AutoencoderTiny   # SD1's TAESD shape, random weights
+    AutoencoderTiny().save_pretrained(taesd, safe_serialization=True)
 if os.path.exists(single) and os.path.isdir(folder):
     sys.exit(0)
 with torch.no_grad():

@@ -81,6 +81,9 @@ def main():
         cls = StableDiffusionPipeline if job == "txt2img" else StableDiffusionUpscalePipeline
         pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, **(
             {"safety_checker": None} if job == "txt2img" else {}))
+        if job == "txt2img" and len(sys.argv) == 8:     # ... cfg TAESD_FOLDER threads
+            from diffusers import AutoencoderTiny
+            pipe.vae = AutoencoderTiny.from_pretrained(sys.argv[6], torch_dtype=torch.float32)
         pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         load = time.perf_counter() - t0

@@ -24,6 +24,7 @@ void ldm_pool_for(ldm_pool *p, int64_t n, ldm_task_fn fn, void *user);
 void ldm_blas_set_threads(int n);
 
 struct ldm_arena;
+struct ldm_wcache;
 
 /* What every op receives: the thread pool, the scratch arena for temporary
  * buffers (ops reset it to where they found it), and the error record. */
@@ -35,6 +36,7 @@ typedef struct ldm_ctx {
   atomic_int *cancel;       /* optional: non-zero asks the work to stop */
   bool gemm_bf16;           /* optional: GEMMs in bf16 where the BLAS has
                                cblas_sbgemm (ldm_gemm_bf16_available) */
+  struct ldm_wcache *wcache; /* optional: prepared weights kept across calls */
 } ldm_ctx;
 
 #endif

@@ -7,6 +7,7 @@
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 #include "core/half.h"
+#include "core/wcache.h"
 
 #include <string.h>
 
@@ -195,6 +196,69 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
   ldm_pool_for(ctx->pool, w->shape[0], pack_task, &pj);
 }
 
+/* Prepared kernels: from ctx->wcache when it has (or can take) them, else
+ * made in scratch. NULL with ctx->err set when out of memory. */
+static const float *winograd_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s) {
+  size_t un;
+  if (!ldm_mul_size((size_t)16 * (size_t)s->Cout, (size_t)s->Cin, &un)) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: Winograd weights of '%s' too large", w->name ? w->name : "?");
+    return NULL;
+  }
+  const float *U = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_WINOGRAD, un);
+  if (U) return U;
+  float *buf = ldm_wcache_reserve(ctx->wcache, un);
+  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, un);
+  if (!dst) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for Winograd weights (16 x %d x %d)", s->Cout, s->Cin);
+    return NULL;
+  }
+  /* the f32 kernel only feeds the transform: scratch, released below when
+   * the transform went into the cache */
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  const float *g = ops_weight_f32_scratch(ctx, w, (int64_t)s->Cout * s->K);
+  if (g) ops_winograd_weights(ctx, dst, g, s->Cin, s->Cout);
+  if (!buf) return g ? dst : NULL; /* scratch: the caller resets */
+  ldm_arena_reset(ctx->scratch, mark);
+  if (!g) {
+    ldm_wcache_drop(ctx->wcache, buf, un);
+    return NULL;
+  }
+  U = ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_WINOGRAD, buf, un);
+  if (U) return U;
+  ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
+  plain.wcache = NULL;
+  return winograd_kernel(&plain, w, s);
+}
+
+static const float *packed_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s) {
+  size_t wn;
+  if (!ldm_mul_size((size_t)s->Cout, (size_t)s->K, &wn)) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: weight '%s' too large", w->name ? w->name : "?");
+    return NULL;
+  }
+  const float *P = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_CONV, wn);
+  if (P) return P;
+  float *buf = ldm_wcache_reserve(ctx->wcache, wn);
+  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, wn);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = dst ? ops_aligned(ctx, w, &w_copy) : NULL;
+  if (!wa) {
+    if (buf) ldm_wcache_drop(ctx->wcache, buf, wn);
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for packed weight '%s' (%d x %lld)",
+             w->name ? w->name : "?", s->Cout, (long long)s->K);
+    return NULL;
+  }
+  conv_pack(ctx, dst, wa, s->Cin);
+  if (!buf) return dst;
+  ldm_arena_reset(ctx->scratch, mark);
+  P = ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_CONV, buf, wn);
+  if (P) return P;
+  ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
+  plain.wcache = NULL;
+  return packed_kernel(&plain, w, s);
+}
+
 static bool winograd_fits(const conv_shape *s) {
   return s->kh == 3 && s->kw == 3 && s->stride == 1 && s->pad == 1;
 }
@@ -226,32 +290,29 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
   }
-  if (algo == LDM_CONV_WINOGRAD || (s.kh == 1 && s.kw == 1)) {
-    // Winograd transforms the PyTorch layout itself; 1x1 needs no packing
+  if (algo == LDM_CONV_WINOGRAD) {
+    const float *U = NULL;
+    if (!(U = winograd_kernel(ctx, w, &s))) {
+      st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+    st = ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, U, bias, max_scratch_bytes);
+    goto done;
+  }
+  if (s.kh == 1 && s.kw == 1) { // 1x1 needs no packing
     if (!(wp = ops_weight_f32(ctx, w, (int64_t)s.Cout * s.K))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
-    st = algo == LDM_CONV_WINOGRAD
-             ? ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, wp, bias,
-                                    max_scratch_bytes)
-             : conv_run(ctx, y, x, &s, wp, bias, max_scratch_bytes);
+    st = conv_run(ctx, y, x, &s, wp, bias, max_scratch_bytes);
     goto done;
   }
   // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
-  size_t wn;
-  float *packed = NULL;
-  if (ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
-    packed = ldm_arena_floats(ctx->scratch, wn);
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = packed ? ops_aligned(ctx, w, &w_copy) : NULL;
-  if (!packed || !wa) {
-    st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
-                  "conv2d: no scratch for packed weight '%s' (%d x %lld)",
-                  w->name ? w->name : "?", s.Cout, (long long)s.K);
+  const float *packed = packed_kernel(ctx, w, &s);
+  if (!packed) {
+    st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
   }
-  conv_pack(ctx, packed, wa, Cin);
   st = conv_run(ctx, y, x, &s, packed, bias, max_scratch_bytes);
 done:
   ldm_arena_reset(ctx->scratch, mark);

@@ -54,11 +54,18 @@ float ops_exp_sum(float *y, const float *x, int64_t n, float m);
 /* Softmax of one row (an all -inf row gives zeros). */
 void ops_softmax_row(float *y, const float *x, int64_t n);
 
-/* 3x3, stride 1, padding 1 by Winograd F(2x2, 3x3) (winograd.c); w is f32
- * [Cout, Cin, 3, 3], bias f32 [Cout] or NULL. */
+/* 3x3, stride 1, padding 1 by Winograd F(2x2, 3x3) (winograd.c); U is the
+ * transformed kernel [16, Cout, Cin] (ops_winograd_weights), bias f32
+ * [Cout] or NULL. */
 ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
-                                const float *w, const float *bias,
+                                const float *U, const float *bias,
                                 size_t max_scratch_bytes);
+/* w f32 [Cout, Cin, 3, 3] -> U [16, Cout, Cin], parallel over Cout. */
+void ops_winograd_weights(ldm_ctx *ctx, float *U, const float *w, int Cin, int Cout);
+
+/* Like ops_weight_f32, but never through ctx->wcache (for weights that are
+ * only an input to another prepared form). */
+const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n);
 
 #endif

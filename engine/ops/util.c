@@ -1,6 +1,8 @@
 /* Weight access helpers for the ops: dtype checks and f32 views. */
 #include "ops/ops_util.h"
+#include "core/wcache.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,7 +23,7 @@ const ldm_tensor *ops_aligned(ldm_ctx *ctx, const ldm_tensor *t,
   return copy;
 }
 
-const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
+const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
   ldm_tensor tmp;
   const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
   if (!a) return NULL;
@@ -34,6 +36,27 @@ const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
   }
   if (ldm_tensor_read_f32(a, 0, n, dst, ctx->err) != LDM_OK) return NULL;
   return dst;
+}
+
+const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
+  size_t es = ldm_dtype_size(t->dtype);
+  bool direct = t->dtype == LDM_DTYPE_F32 && ((uintptr_t)t->data & (es - 1)) == 0;
+  if (!ctx->wcache || direct) return ops_weight_f32_scratch(ctx, t, n);
+  const float *c = ldm_wcache_get(ctx->wcache, t->data, LDM_WCACHE_F32, (size_t)n);
+  if (c) return c;
+  float *buf = ldm_wcache_reserve(ctx->wcache, (size_t)n);
+  if (!buf) return ops_weight_f32_scratch(ctx, t, n);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_tensor tmp;
+  const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
+  ldm_status st = a ? ldm_tensor_read_f32(a, 0, n, buf, ctx->err) : LDM_ERR_NOMEM;
+  ldm_arena_reset(ctx->scratch, mark);
+  if (st != LDM_OK) {
+    ldm_wcache_drop(ctx->wcache, buf, (size_t)n);
+    return NULL;
+  }
+  c = ldm_wcache_add(ctx->wcache, t->data, LDM_WCACHE_F32, buf, (size_t)n);
+  return c ? c : ops_weight_f32_scratch(ctx, t, n);
 }
 
 ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,

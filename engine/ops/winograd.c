@@ -193,27 +193,25 @@ static void out_task(void *user, int64_t t) {
   }
 }
 
+void ops_winograd_weights(ldm_ctx *ctx, float *U, const float *w, int Cin, int Cout) {
+  wt_job wj = {U, w, Cin, Cout};
+  ldm_pool_for(ctx->pool, Cout, wt_task, &wj);
+}
+
 ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
-                                const float *w, const float *bias,
+                                const float *U, const float *bias,
                                 size_t max_scratch_bytes) {
   wino_shape s = {B, H, W, Cin, Cout, (H + 1) / 2, (W + 1) / 2};
   wino_kernels kern = pick_kernels();
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status st = LDM_OK;
-  // weight [Cout, Cin, 3, 3] -> U [16, Cout, Cin]
-  size_t un;
-  float *U = NULL, *zeros = ldm_arena_floats(ctx->scratch, (size_t)Cin);
-  if (ldm_mul_size((size_t)16 * (size_t)Cout, (size_t)Cin, &un))
-    U = ldm_arena_floats(ctx->scratch, un);
-  if (!U || !zeros) {
-    st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
-                  "conv2d: no scratch for Winograd weights (16 x %d x %d)", Cout, Cin);
+  float *zeros = ldm_arena_floats(ctx->scratch, (size_t)Cin);
+  if (!zeros) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for Winograd (%d channels)", Cin);
     goto done;
   }
   memset(zeros, 0, (size_t)Cin * sizeof(float));
-  wt_job wj = {U, w, Cin, Cout};
-  ldm_pool_for(ctx->pool, Cout, wt_task, &wj);
   // bands of tile rows: V [16, T, Cin] + M [16, T, Cout] <= max_scratch_bytes
   size_t per_row = (size_t)16 * (size_t)s.tw * ((size_t)Cin + Cout) * sizeof(float);
   int64_t total_rows = (int64_t)B * s.th;

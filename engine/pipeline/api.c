@@ -4,6 +4,7 @@
  * run in generate.c. */
 #include "ldm.h"
 #include "core/status.h"
+#include "core/wcache.h"
 #include "io/source.h"
 #include "models/family.h"
 #include "pipeline/pipeline.h"
@@ -151,6 +152,16 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
     return st;
   }
   m->threads = p->threads > 0 ? p->threads : ldm_default_threads();
+  if (p->weight_cache_mb < -1)
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "weight cache = %d MiB, expected -1 (no limit), 0 (off) or more",
+                  p->weight_cache_mb);
+  else if (p->weight_cache_mb != 0 &&
+           !(m->wcache = ldm_wcache_new(p->weight_cache_mb < 0 ? SIZE_MAX : (size_t)p->weight_cache_mb << 20)))
+    st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
+  if (st != LDM_OK) {
+    ldm_model_free(m);
+    return st;
+  }
   *out = m;
   return LDM_OK;
 }
@@ -164,6 +175,7 @@ void ldm_model_free(ldm_model *m) {
   ldm_source_close(m->taesd_src);
   ldm_source_close(m->vae_src);
   ldm_source_close(m->src);
+  ldm_wcache_free(m->wcache);
   free(m);
 }
 

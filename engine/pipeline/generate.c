@@ -406,6 +406,7 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
   r->ctx.pool = ldm_pool_new(threads);
   r->ctx.threads = threads;
   r->ctx.scratch = ldm_arena_new(0);
+  r->ctx.wcache = r->m->wcache;
   r->ctx.err = err;
   r->ctx.cancel = &job->cancel;
   if (!r->ctx.pool || !r->ctx.scratch) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory starting the job");

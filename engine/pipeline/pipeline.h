@@ -37,6 +37,7 @@ struct ldm_model {
   ldm_vae *vae;
   ldm_taesd *taesd;
   ldm_text_cond *text;
+  struct ldm_wcache *wcache;   /* ldm_model_params.weight_cache_mb, or NULL */
 };
 
 struct ldm_job {

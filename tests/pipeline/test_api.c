@@ -139,6 +139,43 @@ static void test_batch_and_reuse(ldm_model *m) {
   free_images(b, nb);
 }
 
+/* A model with the prepared-weight cache gives the same image, on the job
+ * that fills the cache and on the next one. */
+static void test_weight_cache(ldm_model *plain) {
+  char p_[4096];
+  snprintf(p_, sizeof p_, "%s", model_path);
+  ldm_model_params mp;
+  ldm_model_params_init(&mp);
+  mp.path = p_;
+  mp.threads = 2;
+  mp.weight_cache_mb = -1;
+  ldm_error err = {0};
+  ldm_model *m = NULL;
+  CHECK(ldm_model_load(&m, &mp, &err) == LDM_OK, "load with weight cache: %s", err.msg);
+  if (!m) return;
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.prompt = "a red circle";
+  p.width = 64;
+  p.height = 48;
+  p.steps = 3;
+  p.seed = 5;
+  ldm_image **a = NULL, **b = NULL, **c = NULL;
+  int na = 0, nb = 0, nc = 0;
+  CHECK(run_job(plain, &p, &a, &na, &err) == LDM_OK, "plain: %s", err.msg);
+  CHECK(run_job(m, &p, &b, &nb, &err) == LDM_OK, "cache filling: %s", err.msg);
+  CHECK(run_job(m, &p, &c, &nc, &err) == LDM_OK, "cache reused: %s", err.msg);
+  if (na == 1 && nb == 1 && nc == 1) {
+    CHECK(same_image(a[0], b[0]) && same_image(a[0], c[0]), "weight cache changes the image");
+    printf("weight cache: images equal without, with (filling) and with (reused) the cache\n");
+  }
+  free_images(a, na), free_images(b, nb), free_images(c, nc);
+  mp.weight_cache_mb = -2;
+  ldm_model *bad = NULL;
+  CHECK(ldm_model_load(&bad, &mp, &err) == LDM_ERR_INVALID_ARG && !bad, "weight cache -2 accepted");
+  ldm_model_free(m);
+}
+
 static void test_outpaint(ldm_model *m) {
   ldm_image *init = ldm_image_new(40, 24, 4, LDM_PIXEL_U8);
   for (int y = 0; y < 24; y++)
@@ -312,6 +349,7 @@ int main(void) {
   ldm_model *m = load("sd1.safetensors");
   test_cancel(m);
   test_batch_and_reuse(m);
+  test_weight_cache(m);
   test_outpaint(m);
   test_errors(m);
   ldm_model_free(m);
