@@ -1,8 +1,9 @@
 #!/bin/sh
 # The training run behind models/demo, stage by stage, with the step counts the
 # committed run used (its time-budgeted stages fixed them; see training-log.txt).
-# Each process is single-threaded and niced; every stage resumes from work/<stage>.pt.
-# Run sequentially this is about 1 h 45 min of one core; the committed run overlapped
+# Each process is niced and single-threaded unless DEMO_THREADS says otherwise; every
+# stage resumes from work/<stage>.pt. The stages up to t2i2 round 3 are about
+# 1 h 45 min of one core, the later ones about 2 h 10 min; the committed run overlapped
 # independent stages on a loaded shared 2-core machine (07:13 pm - 07:56 pm UTC log times).
 # Differences from the committed run: there x4vae was warm-started from the 8x VAE's
 # step-600 EMA checkpoint (here from its final weights), and a few aborted attempts
@@ -26,3 +27,9 @@ run inpaint        --pyramid 0.7 --steps 592   --batch 32 --lr 1e-3      # from 
 run t2i2 --round 2 --pyramid 0.7 --steps 609 --batch 32 --lr 1e-3      # coarse noise
 run inpaint --round 1 --pyramid 0.8 --high-t 0.5 --te-lr-mult 5 --steps 1474 --batch 32 --lr 1e-3
 run t2i2 --round 3 --pyramid 0.8 --high-t 0.5 --te-lr-mult 5 --steps 1330 --batch 32 --lr 1e-3
+# From round 4 on: the loss weighted as v-prediction (see snr_weights), 6 000 scenes;
+# r4 and r5 ran with DEMO_THREADS=2, r6 and inpaint r3 side by side with 1 thread each.
+run t2i2 --round 4 --weighting v --high-t 0.5 --steps 1044 --batch 32 --lr 1e-3
+run t2i2 --round 5 --data 6000 --weighting v --high-t 0.3 --steps 3329 --batch 32 --lr 1e-3
+run t2i2 --round 6 --data 6000 --weighting v --high-t 0.3 --steps 3054 --batch 32 --lr 1e-3
+run inpaint --round 3 --from-t2i --data 6000 --weighting v --high-t 0.3 --steps 3117 --batch 32 --lr 1e-3

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ.get("DEMO_THREADS", "1")))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -359,18 +359,25 @@ def pyramid_noise(shape, g, discount):
     return n / math.sqrt(var)
 
 
-def snr_weights(sched, t, v_pred):
+def snr_weights(sched, t, v_pred, weighting="minsnr"):
+    """Per-sample loss weights. "minsnr": min-SNR-5 (Hang et al.). "v": for an
+    epsilon model, the weight 1/alpha_bar that makes its loss the v-prediction
+    loss: at high t an epsilon error is the x0 error times sqrt(snr), so plain
+    weights barely train what decides colour and layout (the first sampler
+    steps); with 1/alpha_bar the x0 error there counts fully."""
     ac = sched.alphas_cumprod[t]
+    if weighting == "v":
+        return 1.0 / ac
     snr = ac / (1 - ac)
     w = torch.clamp(snr, max=5.0)
     return w / (snr + 1) if v_pred else w / snr
 
 
-def t2i_data(vae):
-    cache = os.path.join(WORK, "t2i_data.pt")
+def t2i_data(vae, n=1000):
+    cache = os.path.join(WORK, "t2i_data.pt" if n == 1000 else "t2i_data_%d.pt" % n)
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    imgs, _, scenes = D.make_dataset(nsz(1000), 64, SEED + 2)
+    imgs, _, scenes = D.make_dataset(nsz(n), 64, SEED + 2)
     mu, sd = encode_all(vae, imgs, M.SD1_SCALE)
     data = {"mu": mu, "sd": sd, "scenes": scenes}
     torch.save(data, cache)
@@ -382,7 +389,7 @@ def stage_t2i(args, cont=False):
     """Joint text encoder + UNet training; cont=True (stage t2i2) continues both
     from t2i_final (the inpainting stage then starts from the continued models)."""
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
-    data = t2i_data(vae)
+    data = t2i_data(vae, args.data)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
     torch.manual_seed(SEED + 3)
@@ -410,7 +417,7 @@ def stage_t2i(args, cont=False):
                             torch.randint(500, 1000, (args.batch,), generator=g), t)
         noisy = sched.add_noise(z, noise, t)
         pred = unet(noisy, t, te(tok(caps))[0]).sample
-        w = snr_weights(sched, t, False)
+        w = snr_weights(sched, t, False, args.weighting)
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
     if cont:
@@ -454,15 +461,16 @@ def box_mask(rng, scene, size=64, cell=8):
     return m
 
 
-def inpaint_data(vae):
+def inpaint_data(vae, n=1000):
     """The t2i images (same seed) with one random mask each; only the masked images
     are encoded here, the clean latents come from the t2i cache."""
-    cache = os.path.join(WORK, "inpaint_data.pt")
+    cache = os.path.join(WORK, "inpaint_data.pt" if n == 1000 else "inpaint_data_%d.pt" % n)
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
-    while not os.path.exists(os.path.join(WORK, "t2i_data.pt")):
+    t2i_cache = os.path.join(WORK, "t2i_data.pt" if n == 1000 else "t2i_data_%d.pt" % n)
+    while not os.path.exists(t2i_cache):
         time.sleep(10)
-    t2i = torch.load(os.path.join(WORK, "t2i_data.pt"), weights_only=False)
+    t2i = torch.load(t2i_cache, weights_only=False)
     N = len(t2i["scenes"])
     imgs, _, scenes = D.make_dataset(N, 64, SEED + 2)
     rng = np.random.default_rng([SEED, 21])
@@ -483,7 +491,7 @@ def inpaint_data(vae):
 
 def stage_inpaint(args):
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
-    data = inpaint_data(vae)
+    data = inpaint_data(vae, args.data)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
     while not os.path.exists(os.path.join(WORK, "t2i_final", "unet", "config.json")):
@@ -499,7 +507,7 @@ def stage_inpaint(args):
     w[:, :4] = sd["conv_in.weight"]
     sd["conv_in.weight"] = w
     unet.load_state_dict(sd)
-    if args.round:      # continue a finished inpainting run (its own text encoder)
+    if args.round and not args.from_t2i:   # continue a finished inpainting run (its own text encoder)
         import shutil
         prev = os.path.join(WORK, "inpaint_final")
         keep = os.path.join(WORK, "inpaint_r%d_start" % args.round)
@@ -526,7 +534,7 @@ def stage_inpaint(args):
         ctx = te(tok(caps))[0]
         inp = torch.cat([noisy, data["mask"][it], data["masked"][it]], dim=1)
         pred = unet(inp, t, ctx).sample
-        w = snr_weights(sched, t, False)
+        w = snr_weights(sched, t, False, args.weighting)
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
     if args.freeze_te:
@@ -640,6 +648,11 @@ def main():
     ap.add_argument("--te-lr-mult", type=float, default=1.0, help="t2i2: text encoder lr multiplier")
     ap.add_argument("--pyramid", type=float, default=0.0,
                     help="t2i/inpaint: coarse-noise discount (0 = plain Gaussian noise)")
+    ap.add_argument("--weighting", choices=["minsnr", "v"], default="minsnr",
+                    help="t2i/inpaint loss weights over t (see snr_weights)")
+    ap.add_argument("--from-t2i", action="store_true",
+                    help="inpaint --round N: start again from the current t2i models")
+    ap.add_argument("--data", type=int, default=1000, help="t2i/inpaint: number of training scenes")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
