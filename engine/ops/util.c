@@ -23,6 +23,31 @@ const ldm_tensor *ops_aligned(ldm_ctx *ctx, const ldm_tensor *t,
   return copy;
 }
 
+/* f16/bf16 -> f32 of a whole weight, in parallel (it runs for every weight
+ * of every evaluation unless the weight cache holds it). */
+enum { CONVERT_GRAIN = 1 << 16 };
+
+typedef struct convert_job {
+  const ldm_tensor *t;
+  float *dst;
+  int64_t n;
+} convert_job;
+
+static void convert_task(void *user, int64_t i) {
+  const convert_job *j = user;
+  int64_t off = i * CONVERT_GRAIN, len = j->n - off < CONVERT_GRAIN ? j->n - off : CONVERT_GRAIN;
+  ldm_tensor_read_f32(j->t, off, len, j->dst + off, NULL); /* range checked by the caller */
+}
+
+static ldm_status read_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n, float *dst) {
+  if (n < 2 * CONVERT_GRAIN || !ctx->pool || n > ldm_tensor_numel(t) ||
+      (t->dtype != LDM_DTYPE_F16 && t->dtype != LDM_DTYPE_BF16))
+    return ldm_tensor_read_f32(t, 0, n, dst, ctx->err);
+  convert_job j = {t, dst, n};
+  ldm_pool_for(ctx->pool, ops_tasks(n, CONVERT_GRAIN), convert_task, &j);
+  return LDM_OK;
+}
+
 const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
   ldm_tensor tmp;
   const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
@@ -34,7 +59,7 @@ const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n
              t->name ? t->name : "?", (long long)n);
     return NULL;
   }
-  if (ldm_tensor_read_f32(a, 0, n, dst, ctx->err) != LDM_OK) return NULL;
+  if (read_f32(ctx, a, n, dst) != LDM_OK) return NULL;
   return dst;
 }
 
@@ -49,7 +74,7 @@ const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_tensor tmp;
   const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
-  ldm_status st = a ? ldm_tensor_read_f32(a, 0, n, buf, ctx->err) : LDM_ERR_NOMEM;
+  ldm_status st = a ? read_f32(ctx, a, n, buf) : LDM_ERR_NOMEM;
   ldm_arena_reset(ctx->scratch, mark);
   if (st != LDM_OK) {
     ldm_wcache_drop(ctx->wcache, buf, (size_t)n);

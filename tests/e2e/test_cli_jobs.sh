@@ -2,7 +2,8 @@
 # The `ldm` job commands beyond the diffusers comparisons: inputs people have
 # (grey, grey+alpha, palette, 16-bit, RGBA PNGs), "only masked" inpainting
 # keeping every unmasked pixel, outpainting, the A1111 parameters chunk read
-# back by `ldm info` and reused by --from-png (same image), and one-line
+# back by `ldm info` and reused by --from-png (same image), the speed options
+# (--decoder taesd, --weight-cache), and one-line
 # errors with exit code 2 that leave no output file behind.
 set -u
 ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}
@@ -49,6 +50,18 @@ if "$ldm" txt2img --model "$m" --from-png "$tmp/a.png" --out "$tmp/b.png" >"$tmp
    "$cmp" psnr "$tmp/b.png" "$tmp/a.png" 99 >/dev/null; then ok "--from-png reproduces the image exactly"
 else bad "--from-png: $(tail -1 "$tmp/out.log")"; fi
 
+# speed options: a TAESD as final decoder (recorded in the parameters chunk),
+# the weight cache (the same image, bit for bit)
+taesd=${LDM_GOLDEN_DIR}/vae/taesd_decoder.safetensors
+if run txt2img --model "$m" --prompt "a red circle" --width 32 --height 24 --seed 4 --out "$tmp/v.png" &&
+   run txt2img --model "$m" --prompt "a red circle" --width 32 --height 24 --seed 4 --taesd "$taesd" \
+     --decoder taesd --out "$tmp/t.png" && "$ldm" info "$tmp/t.png" | grep -q "Decoder: TAESD" &&
+   "$cmp" differs "$tmp/t.png" "$tmp/v.png" >/dev/null; then ok "--decoder taesd: another image, recorded as Decoder: TAESD"
+else bad "--decoder taesd: $(tail -1 "$tmp/out.log")"; fi
+if run txt2img --model "$m" --prompt "a red circle" --width 32 --height 24 --seed 4 --weight-cache -1 \
+     --out "$tmp/c.png" && "$cmp" psnr "$tmp/c.png" "$tmp/v.png" 99 >/dev/null; then ok "--weight-cache -1: the same image"
+else bad "--weight-cache: $(tail -1 "$tmp/out.log")"; fi
+
 expect_usage() { # desc, expected text, args...
   local desc=$1 text=$2; shift 2
   "$ldm" "$@" --out "$tmp/never.png" >"$tmp/out.log" 2>&1; local rc=$?
@@ -66,6 +79,9 @@ expect_usage "size not a multiple of 8" "multiples of 8" txt2img --model "$m" --
 expect_usage "unknown sampler" "unknown sampler 'bogus'" txt2img --model "$m" --sampler bogus
 expect_usage "strength out of range" "strength" img2img --model "$m" --init "$d/rgba.png" --strength 1.5
 expect_usage "bad rng" "rng" txt2img --model "$m" --rng gpu
+expect_usage "bad decoder" "decoder: 'fast'" txt2img --model "$m" --decoder fast
+expect_usage "TAESD decode without a TAESD" "TAESD decode" txt2img --model "$m" --decoder taesd
+expect_usage "bad weight cache" "weight-cache" txt2img --model "$m" --weight-cache -5
 "$ldm" txt2img --model "$tmp/missing.safetensors" --prompt x --out "$tmp/never.png" >"$tmp/out.log" 2>&1
 if [ $? = 1 ] && grep -q "missing.safetensors: cannot open" "$tmp/out.log" && [ ! -e "$tmp/never.png" ]; then
   ok "missing model -> $(cat "$tmp/out.log")"; else bad "missing model: $(cat "$tmp/out.log")"; fi
