@@ -196,67 +196,49 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
   ldm_pool_for(ctx->pool, w->shape[0], pack_task, &pj);
 }
 
-/* Prepared kernels: from ctx->wcache when it has (or can take) them, else
- * made in scratch. NULL with ctx->err set when out of memory. */
-static const float *winograd_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s) {
-  size_t un;
-  if (!ldm_mul_size((size_t)16 * (size_t)s->Cout, (size_t)s->Cin, &un)) {
-    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: Winograd weights of '%s' too large", w->name ? w->name : "?");
-    return NULL;
-  }
-  const float *U = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_WINOGRAD, un);
-  if (U) return U;
-  float *buf = ldm_wcache_reserve(ctx->wcache, un);
-  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, un);
-  if (!dst) {
-    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for Winograd weights (16 x %d x %d)", s->Cout, s->Cin);
-    return NULL;
-  }
-  /* the f32 kernel only feeds the transform: scratch, released below when
-   * the transform went into the cache */
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+/* ---- prepared kernels ---------------------------------------------------
+ * Winograd-transformed [16, Cout, Cin] or packed [Cout, kh*kw*Cin]: from
+ * ctx->wcache when it has (or can take) them, else made in scratch (the
+ * caller resets). NULL with ctx->err set when out of memory. */
+typedef bool (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s);
+
+static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {
   const float *g = ops_weight_f32_scratch(ctx, w, (int64_t)s->Cout * s->K);
   if (g) ops_winograd_weights(ctx, dst, g, s->Cin, s->Cout);
-  if (!buf) return g ? dst : NULL; /* scratch: the caller resets */
-  ldm_arena_reset(ctx->scratch, mark);
-  if (!g) {
-    ldm_wcache_drop(ctx->wcache, buf, un);
-    return NULL;
-  }
-  U = ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_WINOGRAD, buf, un);
-  if (U) return U;
-  ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
-  plain.wcache = NULL;
-  return winograd_kernel(&plain, w, s);
+  return g != NULL;
 }
 
-static const float *packed_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s) {
-  size_t wn;
-  if (!ldm_mul_size((size_t)s->Cout, (size_t)s->K, &wn)) {
-    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: weight '%s' too large", w->name ? w->name : "?");
-    return NULL;
-  }
-  const float *P = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_CONV, wn);
-  if (P) return P;
-  float *buf = ldm_wcache_reserve(ctx->wcache, wn);
-  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, wn);
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {
   ldm_tensor w_copy;
-  const ldm_tensor *wa = dst ? ops_aligned(ctx, w, &w_copy) : NULL;
-  if (!wa) {
-    if (buf) ldm_wcache_drop(ctx->wcache, buf, wn);
-    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for packed weight '%s' (%d x %lld)",
-             w->name ? w->name : "?", s->Cout, (long long)s->K);
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  if (wa) conv_pack(ctx, dst, wa, s->Cin);
+  return wa != NULL;
+}
+
+static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s, ldm_wcache_kind kind,
+                                    size_t n, prep_fn prep) {
+  const float *P = ldm_wcache_get(ctx->wcache, w->data, kind, n);
+  if (P) return P;
+  float *buf = ldm_wcache_reserve(ctx->wcache, n);
+  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, n);
+  if (!dst) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to prepare weight '%s' (%zu floats)",
+             w->name ? w->name : "?", n);
     return NULL;
   }
-  conv_pack(ctx, dst, wa, s->Cin);
-  if (!buf) return dst;
-  ldm_arena_reset(ctx->scratch, mark);
-  P = ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_CONV, buf, wn);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  bool ok = prep(ctx, dst, w, s);
+  if (!buf) return ok ? dst : NULL;
+  ldm_arena_reset(ctx->scratch, mark); /* prep's temporaries */
+  if (!ok) {
+    ldm_wcache_drop(ctx->wcache, buf, n);
+    return NULL;
+  }
+  P = ldm_wcache_add(ctx->wcache, w->data, kind, buf, n);
   if (P) return P;
   ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
   plain.wcache = NULL;
-  return packed_kernel(&plain, w, s);
+  return prepared_kernel(&plain, w, s, kind, n, prep);
 }
 
 static bool winograd_fits(const conv_shape *s) {
@@ -283,6 +265,10 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
                     "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 "
                     "(weight '%s' is %dx%d, stride %d, padding %d)",
                     w->name ? w->name : "?", s.kh, s.kw, stride, pad);
+  size_t un = 0, wn = 0;
+  if (!ldm_mul_size((size_t)16 * (size_t)s.Cout, (size_t)s.Cin, &un) ||
+      !ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: weight '%s' too large", w->name ? w->name : "?");
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status st = LDM_OK;
   const float *bias = NULL, *wp = NULL;
@@ -292,7 +278,7 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
   }
   if (algo == LDM_CONV_WINOGRAD) {
     const float *U = NULL;
-    if (!(U = winograd_kernel(ctx, w, &s))) {
+    if (!(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
@@ -308,7 +294,7 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
     goto done;
   }
   // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
-  const float *packed = packed_kernel(ctx, w, &s);
+  const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed);
   if (!packed) {
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
