@@ -1,7 +1,8 @@
 /* The one GEMM wrapper: row-major C = alpha*op(A)*op(B) + beta*C through
- * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). A bf16 path (cblas_sbgemm, looked up with dlsym because Debian 12's
- * OpenBLAS 0.3.21 does not export it) is taken only when ctx->gemm_bf16 asks
- * for it and the symbol exists. */
+ * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). A bf16 path
+ * (cblas_sbgemm, looked up with dlsym because Debian 12's OpenBLAS 0.3.21
+ * does not export it; threaded by OpenBLAS itself) is taken only when
+ * ctx->gemm_bf16 asks for it and the symbol exists. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 #include "core/half.h"
@@ -148,6 +149,7 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
                     (long long)M);
   bool bf16 = ctx->gemm_bf16 && ldm_gemm_bf16_available();
   if (bf16) {
+    ldm_blas_set_threads(ctx->threads > 0 ? ctx->threads : 1);
     /* Rows of C in blocks that fit a 32-bit BLAS. */
     const int64_t step = (int64_t)INT_MAX / 2;
     for (int64_t m0 = 0; m0 < M; m0 += step) {
@@ -161,7 +163,7 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
   gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
                 ldc, 1, false};
   int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
-  if (threads > 1 && M * N * K >= GEMM_SPLIT_MIN_MACS) {
+  if (threads > 1 && (double)M * (double)N * (double)K >= GEMM_SPLIT_MIN_MACS) {
     if (M >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) j.pieces = threads;
     else if (N >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) {
       j.pieces = threads;
