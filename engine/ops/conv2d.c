@@ -203,9 +203,10 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
 typedef bool (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s);
 
 static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {
-  const float *g = ops_weight_f32_scratch(ctx, w, (int64_t)s->Cout * s->K);
-  if (g) ops_winograd_weights(ctx, dst, g, s->Cin, s->Cout);
-  return g != NULL;
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  if (wa) ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout);
+  return wa != NULL;
 }
 
 static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {

@@ -61,11 +61,9 @@ ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
                                 const float *U, const float *bias,
                                 size_t max_scratch_bytes);
-/* w f32 [Cout, Cin, 3, 3] -> U [16, Cout, Cin], parallel over Cout. */
-void ops_winograd_weights(ldm_ctx *ctx, float *U, const float *w, int Cin, int Cout);
+/* w [Cout, Cin, 3, 3] (f32/f16/bf16, aligned: ops_aligned) -> U [16, Cout,
+ * Cin] f32, parallel over Cout. */
+void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, int Cout);
 
-/* Like ops_weight_f32, but never through ctx->wcache (for weights that are
- * only an input to another prepared form). */
-const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n);
 
 #endif

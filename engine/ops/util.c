@@ -48,7 +48,8 @@ static ldm_status read_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n, float *
   return LDM_OK;
 }
 
-const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
+/* ops_weight_f32 without the cache: into scratch unless usable as stored. */
+static const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
   ldm_tensor tmp;
   const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
   if (!a) return NULL;

@@ -7,6 +7,7 @@
  * processed in bands so the transformed buffers stay bounded. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
+#include "core/half.h"
 
 #include <string.h>
 
@@ -15,18 +16,35 @@ typedef struct wino_shape {
   int th, tw; /* tiles per image: ceil(H/2) x ceil(W/2) */
 } wino_shape;
 
-/* ---- weight transform: g [Cout, Cin, 3, 3] -> U [16, Cout, Cin] --------- */
+/* ---- weight transform: g [Cout, Cin, 3, 3] -> U [16, Cout, Cin] ---------
+ * Straight from the stored dtype: f16/bf16 kernels are widened in blocks of
+ * input channels on the stack, not copied to f32 first. */
+enum { WT_CI_BLOCK = 64 };
+
 typedef struct wt_job {
   float *U;
-  const float *g;
+  const ldm_tensor *w; /* aligned, f32/f16/bf16 */
   int Cin, Cout;
 } wt_job;
 
 static void wt_task(void *user, int64_t co) {
   const wt_job *j = user;
   size_t plane = (size_t)j->Cout * (size_t)j->Cin;
+  float buf[WT_CI_BLOCK * 9];
+  const float *blk = NULL;
   for (int ci = 0; ci < j->Cin; ci++) {
-    const float *g = j->g + ((size_t)co * (size_t)j->Cin + (size_t)ci) * 9;
+    if (ci % WT_CI_BLOCK == 0) {
+      size_t off = ((size_t)co * (size_t)j->Cin + (size_t)ci) * 9;
+      size_t n = (size_t)(j->Cin - ci < WT_CI_BLOCK ? j->Cin - ci : WT_CI_BLOCK) * 9;
+      if (j->w->dtype == LDM_DTYPE_F32) {
+        blk = (const float *)j->w->data + off;
+      } else {
+        if (j->w->dtype == LDM_DTYPE_F16) ldm_convert_f16_to_f32(buf, (const uint16_t *)j->w->data + off, n);
+        else ldm_convert_bf16_to_f32(buf, (const uint16_t *)j->w->data + off, n);
+        blk = buf;
+      }
+    }
+    const float *g = blk + (size_t)(ci % WT_CI_BLOCK) * 9;
     float t[4][3], u[4][4];
     for (int c = 0; c < 3; c++) { /* t = G g */
       t[0][c] = g[c];
@@ -193,7 +211,7 @@ static void out_task(void *user, int64_t t) {
   }
 }
 
-void ops_winograd_weights(ldm_ctx *ctx, float *U, const float *w, int Cin, int Cout) {
+void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, int Cout) {
   wt_job wj = {U, w, Cin, Cout};
   ldm_pool_for(ctx->pool, Cout, wt_task, &wj);
 }
