@@ -199,21 +199,16 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
 /* ---- prepared kernels ---------------------------------------------------
  * Winograd-transformed [16, Cout, Cin] or packed [Cout, kh*kw*Cin]: from
  * ctx->wcache when it has (or can take) them, else made in scratch (the
- * caller resets). NULL with ctx->err set when out of memory. */
-typedef bool (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s);
+ * caller resets). NULL with ctx->err set when out of memory. prep fills dst
+ * from the aligned weight. */
+typedef void (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s);
 
-static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  if (wa) ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout);
-  return wa != NULL;
+static void prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+  ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout);
 }
 
-static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *w, const conv_shape *s) {
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  if (wa) conv_pack(ctx, dst, wa, s->Cin);
-  return wa != NULL;
+static void prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+  conv_pack(ctx, dst, wa, s->Cin);
 }
 
 static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s, ldm_wcache_kind kind,
@@ -228,9 +223,12 @@ static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const con
     return NULL;
   }
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  bool ok = prep(ctx, dst, w, s);
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  if (wa) prep(ctx, dst, wa, s);
+  bool ok = wa != NULL;
   if (!buf) return ok ? dst : NULL;
-  ldm_arena_reset(ctx->scratch, mark); /* prep's temporaries */
+  ldm_arena_reset(ctx->scratch, mark); /* the aligned copy */
   if (!ok) {
     ldm_wcache_drop(ctx->wcache, buf, n);
     return NULL;

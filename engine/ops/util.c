@@ -2,7 +2,6 @@
 #include "ops/ops_util.h"
 #include "core/wcache.h"
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -65,9 +64,7 @@ static const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, in
 }
 
 const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
-  size_t es = ldm_dtype_size(t->dtype);
-  bool direct = t->dtype == LDM_DTYPE_F32 && ((uintptr_t)t->data & (es - 1)) == 0;
-  if (!ctx->wcache || direct) return ops_weight_f32_scratch(ctx, t, n);
+  if (!ctx->wcache || t->dtype == LDM_DTYPE_F32) return ops_weight_f32_scratch(ctx, t, n);
   const float *c = ldm_wcache_get(ctx->wcache, t->data, LDM_WCACHE_F32, (size_t)n);
   if (c) return c;
   float *buf = ldm_wcache_reserve(ctx->wcache, (size_t)n);

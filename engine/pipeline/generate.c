@@ -157,9 +157,7 @@ static ldm_status decode_taesd(run *r, const float *z, float *image) {
   float *full = malloc((size_t)3 * DH * DW * sizeof(float));
   if (!full) return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the TAESD decode (%dx%d)", DW, DH);
   ldm_status st = ldm_taesd_decode(&r->ctx, t, full, z, 1, r->h, r->w);
-  for (int c = 0; st == LDM_OK && c < 3; c++) /* crop to the requested size */
-    for (int y = 0; y < r->H; y++)
-      memcpy(image + ((int64_t)c * r->H + y) * r->W, full + ((int64_t)c * DH + y) * DW, (size_t)r->W * sizeof(float));
+  if (st == LDM_OK) pl_crop(full, 3, DW, DH, 0, 0, image, r->W, r->H); /* to the requested size */
   free(full);
   return st;
 }
@@ -737,9 +735,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
       st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
       goto done;
     }
-    for (int c = 0; c < 3; c++)
-      for (int y = 0; y < RH; y++)
-        memcpy(crop + ((size_t)c * RH + y) * RW, init + ((size_t)c * FH + ry0 + y) * FW + rx0, (size_t)RW * sizeof(float));
+    pl_crop(init, 3, FW, FH, rx0, ry0, crop, RW, RH);
     if (RW == WW && RH == WH) memcpy(work_init, crop, (size_t)3 * WW * WH * sizeof(float));
     else pl_resize(crop, 3, RW, RH, work_init, WW, WH);
     free(crop);
@@ -752,7 +748,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
       st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
       goto done;
     }
-    for (int y = 0; y < RH; y++) memcpy(crop + (size_t)y * RW, mask + (size_t)(ry0 + y) * FW + rx0, (size_t)RW * sizeof(float));
+    pl_crop(mask, 1, FW, FH, rx0, ry0, crop, RW, RH);
     if (RW == WW && RH == WH) memcpy(work_mask, crop, (size_t)WW * WH * sizeof(float));
     else pl_resize(crop, 1, RW, RH, work_mask, WW, WH);
     free(crop);

@@ -87,6 +87,12 @@ static void resample_line(const float *in, int n_in, size_t s_in, float *out, in
   }
 }
 
+void pl_crop(const float *in, int C, int W, int H, int x0, int y0, float *out, int w, int h) {
+  for (int c = 0; c < C; c++)
+    for (int y = 0; y < h; y++)
+      memcpy(out + ((size_t)c * h + y) * w, in + ((size_t)c * H + y0 + y) * W + x0, (size_t)w * sizeof(float));
+}
+
 void pl_resize(const float *in, int C, int W, int H, float *out, int w, int h) {
   float *tmp = malloc((size_t)w * H * sizeof(float));
   if (!tmp) return;

@@ -21,6 +21,9 @@ void pl_mask_to_float(const ldm_image *mask, float *out);
 /* Separable Gaussian blur of a [H, W] plane (sigma in pixels; 0 = copy),
  * edges clamped. tmp holds H*W floats. */
 void pl_blur(float *plane, int W, int H, float sigma, float *tmp);
+/* The w x h window at (x0, y0) of C planes [C, H, W] -> [C, h, w]; the
+ * window lies inside. */
+void pl_crop(const float *in, int C, int W, int H, int x0, int y0, float *out, int w, int h);
 /* Antialiased (triangle filter) resize of C planes [C, H, W] -> [C, h, w]. */
 void pl_resize(const float *in, int C, int W, int H, float *out, int w, int h);
 /* Bounding box of mask > 0; returns 0 when the mask is empty. */
