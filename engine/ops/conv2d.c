@@ -137,6 +137,77 @@ static void im2col_task(void *user, int64_t p) {
   }
 }
 
+/* ---- im2col in the weight's own order, weight streamed ------------------
+ * Columns [pixels, Cin*kh*kw] ordered (ci, ky, kx) like a stored row of the
+ * weight [Cout, Cin, kh, kw], so the weight needs no packing and goes through
+ * ops_gemm_stream as stored (f32/f16/bf16). For convolutions with few output
+ * pixels, where the weight's memory traffic is the cost. */
+typedef struct im2colw_job {
+  float *cols;
+  const float *x;
+  const conv_shape *s;
+  int64_t p0; /* first output pixel (over B*Ho*Wo) of the band */
+} im2colw_job;
+
+static void im2colw_task(void *user, int64_t p) {
+  const im2colw_job *j = user;
+  const conv_shape *s = j->s;
+  int64_t g = j->p0 + p;
+  int ox = (int)(g % s->Wo);
+  int64_t r = g / s->Wo;
+  int b = (int)(r / s->Ho), oy = (int)(r % s->Ho);
+  const float *xb = j->x + (int64_t)b * s->H * s->W * s->Cin;
+  float *dst = j->cols + p * s->K;
+  int taps = s->kh * s->kw;
+  for (int ky = 0; ky < s->kh; ky++)
+    for (int kx = 0; kx < s->kw; kx++) {
+      int iy = oy * s->stride - s->pad + ky, ix = ox * s->stride - s->pad + kx;
+      float *d = dst + ky * s->kw + kx;
+      if (iy < 0 || iy >= s->H || ix < 0 || ix >= s->W) {
+        for (int ci = 0; ci < s->Cin; ci++) d[(int64_t)ci * taps] = 0.0f;
+      } else {
+        const float *src = xb + ((int64_t)iy * s->W + ix) * s->Cin;
+        for (int ci = 0; ci < s->Cin; ci++) d[(int64_t)ci * taps] = src[ci];
+      }
+    }
+}
+
+static ldm_status conv_stream(ldm_ctx *ctx, float *y, const float *x, const conv_shape *s,
+                              const ldm_tensor *wa, const float *bias, size_t max_scratch_bytes) {
+  int64_t total = (int64_t)s->B * s->Ho * s->Wo;
+  if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
+    LDM_TRY(ops_gemm_stream(ctx, total, s->Cout, s->K, x, s->Cin, wa, y, s->Cout));
+    if (bias) ops_add_bias_f32(ctx, y, total, s->Cout, bias);
+    return LDM_OK;
+  }
+  int64_t band = (int64_t)(max_scratch_bytes / ((size_t)s->K * sizeof(float)));
+  if (band < 1) band = 1;
+  if (band > total) band = total;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  float *cols = ldm_arena_floats(ctx->scratch, (size_t)band * (size_t)s->K);
+  ldm_status st = LDM_OK;
+  if (!cols) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for im2col (%lld pixels x %lld)",
+                  (long long)band, (long long)s->K);
+    goto done;
+  }
+  for (int64_t p0 = 0; p0 < total; p0 += band) {
+    if (ctx->cancel && atomic_load(ctx->cancel)) {
+      st = ldm_fail(ctx->err, LDM_ERR_CANCELLED, "conv2d: cancelled");
+      goto done;
+    }
+    int64_t M = total - p0 < band ? total - p0 : band;
+    im2colw_job ij = {cols, x, s, p0};
+    ldm_pool_for(ctx->pool, M, im2colw_task, &ij);
+    float *yb = y + p0 * s->Cout;
+    if ((st = ops_gemm_stream(ctx, M, s->Cout, s->K, cols, s->K, wa, yb, s->Cout)) != LDM_OK) goto done;
+    if (bias) ops_add_bias_f32(ctx, yb, M, s->Cout, bias);
+  }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
 /* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin]. */
 static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
                            const conv_shape *s, const float *wp,
@@ -253,6 +324,11 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
   /* Winograd's weight transform (16/9 of the weight, per call) only pays
    * off from ~250 output pixels on (measured here at 8x8 .. 512x512, 128 ..
    * 1280 channels: 1.3x at 512 pixels, 1.8-2.1x from 4096 on). */
+  int64_t pixels = (int64_t)B * s.Ho * s.Wo;
+  if (algo == LDM_CONV_AUTO && !ctx->wcache &&
+      (pixels <= LDM_CONV_STREAM_MAX_PIXELS ||
+       (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0 && pixels <= LDM_GEMM_STREAM_MAX_ROWS)))
+    algo = LDM_CONV_STREAM;
   if (algo == LDM_CONV_AUTO)
     algo = winograd_fits(&s) && Cin >= LDM_CONV_WINOGRAD_MIN_CH &&
                    s.Cout >= LDM_CONV_WINOGRAD_MIN_CH &&
@@ -273,6 +349,12 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
   const float *bias = NULL, *wp = NULL;
   if (b && !(bias = ops_weight_f32(ctx, b, s.Cout))) {
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  if (algo == LDM_CONV_STREAM) {
+    ldm_tensor w_copy;
+    const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+    st = wa ? conv_stream(ctx, y, x, &s, wa, bias, max_scratch_bytes) : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
     goto done;
   }
   if (algo == LDM_CONV_WINOGRAD) {

@@ -175,6 +175,71 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
   return LDM_OK;
 }
 
+/* ---- weights streamed through the cache ---------------------------------
+ * C [M, N] = A [M, K] W^T for a weight stored as rows [N][K] in f32, f16 or
+ * bf16. Each pool thread takes a block of W's rows (C's columns) and walks K
+ * in chunks: its rows' chunk is widened into a buffer that stays in cache and
+ * accumulated into C by cblas_sgemm. The weight is read once, at its stored
+ * width, and never written out whole in f32: at the few rows of low
+ * resolutions and batch 1 a product is bound by the weight's memory traffic
+ * (widen, write, read back, pack), not by its arithmetic. */
+enum {
+  STREAM_KC = 256,              /* K per chunk */
+  STREAM_CHUNK_FLOATS = 1 << 16 /* widened rows x K chunk: 256 KiB, half an L2 */
+};
+
+typedef struct stream_job {
+  int64_t M, N, K, lda, ldc, kc, nb;
+  const float *A;
+  const ldm_tensor *w;
+  float *C, *buf;
+  int pieces;
+} stream_job;
+
+static void stream_task(void *user, int64_t i) {
+  const stream_job *j = user;
+  int64_t p0 = piece_start(j->N, (int)i, j->pieces);
+  int64_t p1 = piece_start(j->N, (int)i + 1, j->pieces);
+  float *buf = j->buf + i * j->nb * j->kc;
+  for (int64_t n0 = p0; n0 < p1; n0 += j->nb) {
+    int64_t nb = p1 - n0 < j->nb ? p1 - n0 : j->nb;
+    for (int64_t k0 = 0; k0 < j->K; k0 += j->kc) {
+      int64_t kc = j->K - k0 < j->kc ? j->K - k0 : j->kc;
+      for (int64_t n = 0; n < nb; n++)
+        ldm_tensor_read_f32(j->w, (n0 + n) * j->K + k0, kc, buf + n * kc, NULL);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->M, (int)nb, (int)kc, 1.0f,
+                  j->A + k0, (blasint)j->lda, buf, (blasint)kc, k0 ? 1.0f : 0.0f, j->C + n0,
+                  (blasint)j->ldc);
+    }
+  }
+}
+
+ldm_status ops_gemm_stream(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                           const ldm_tensor *w, float *C, int64_t ldc) {
+  if (M < 1 || N < 1 || K < 1 || M > INT_MAX || N > INT_MAX || K > INT_MAX || lda < K || ldc < N ||
+      lda > INT_MAX || ldc > INT_MAX || ldm_tensor_numel(w) < N * K)
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "gemm: bad streamed product M=%lld N=%lld K=%lld lda=%lld ldc=%lld for weight '%s'",
+                    (long long)M, (long long)N, (long long)K, (long long)lda, (long long)ldc,
+                    w->name ? w->name : "?");
+  int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  int pieces = threads > 1 && N >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS ? threads : 1;
+  int64_t kc = K < STREAM_KC ? K : STREAM_KC;
+  int64_t nb = STREAM_CHUNK_FLOATS / kc;
+  nb -= nb % GEMM_SPLIT_ALIGN;
+  if (nb > N) nb = N;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  float *buf = ldm_arena_floats(ctx->scratch, (size_t)(pieces * nb * kc));
+  if (!buf)
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch to stream weight '%s'",
+                    w->name ? w->name : "?");
+  stream_job j = {M, N, K, lda, ldc, kc, nb, A, w, C, buf, pieces};
+  ldm_blas_set_threads(1);
+  ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces, stream_task, &j);
+  ldm_arena_reset(ctx->scratch, mark);
+  return LDM_OK;
+}
+
 void ldm_gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N,
                     int64_t K, float alpha, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C,

@@ -1,6 +1,7 @@
 /* torch.nn.Linear on channels-last rows: y[M, N] = x[M, K] W[N, K]^T + b.
  * f32 weights are used in place; f16/bf16 weights are widened into scratch
- * for the duration of the call. */
+ * for the duration of the call, or, for at most LDM_GEMM_STREAM_MAX_ROWS
+ * rows (and no weight cache), chunk by chunk inside the product. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 
@@ -69,10 +70,22 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
   int64_t N = 0, K = 0;
   const float *wf = NULL, *bf = NULL;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_status s = linear_weights(ctx, w, b, &N, &K, &wf, &bf);
-  if (s != LDM_OK) goto done;
-  // x [M, K] * W^T [K, N] -> y [M, N]
-  s = ldm_gemm(ctx, false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
+  ldm_status s = LDM_OK;
+  if (!ctx->wcache && w && w->dtype != LDM_DTYPE_F32 && M >= 1 && M <= LDM_GEMM_STREAM_MAX_ROWS) {
+    /* few rows: the weight is widened chunk by chunk inside the product */
+    ldm_tensor w_copy;
+    const ldm_tensor *wa = NULL;
+    if ((s = linear_check(ctx, w, b, &N, &K)) != LDM_OK) goto done;
+    if (!(wa = ops_aligned(ctx, w, &w_copy)) || (b && !(bf = ops_weight_f32(ctx, b, N)))) {
+      s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+    s = ops_gemm_stream(ctx, M, N, K, x, K, wa, y, N);
+  } else {
+    if ((s = linear_weights(ctx, w, b, &N, &K, &wf, &bf)) != LDM_OK) goto done;
+    // x [M, K] * W^T [K, N] -> y [M, N]
+    s = ldm_gemm(ctx, false, true, M, N, K, 1.0f, x, K, wf, K, 0.0f, y, N);
+  }
   if (s != LDM_OK) goto done;
   // + b -> y [M, N]
   if (bf) ops_add_bias_f32(ctx, y, M, (int)N, bf);

@@ -144,18 +144,26 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
                          const ldm_tensor *b, int stride, int pad,
                          size_t max_scratch_bytes);
 
-/* Convolution algorithm: AUTO picks Winograd F(2x2,3x3) for 3x3 stride-1
- * pad-1 convs with Cin and Cout >= LDM_CONV_WINOGRAD_MIN_CH and B*H*W >=
- * LDM_CONV_WINOGRAD_MIN_PIXELS, else im2col (1x1 stride 1: a plain GEMM).
- * WINOGRAD on another shape is LDM_ERR_UNSUPPORTED. ldm_conv2d and
+/* Convolution algorithm. AUTO, without a weight cache (ctx->wcache), picks
+ * STREAM for at most LDM_CONV_STREAM_MAX_PIXELS output pixels (1x1 stride-1
+ * convs: LDM_GEMM_STREAM_MAX_ROWS): im2col in the weight's stored order with
+ * the weight widened chunk by chunk inside the GEMM (ops_gemm_stream), as
+ * there the weight's memory traffic is the cost (8x8 and 16x16 latents at
+ * batch 1: 1.1-1.8x, measured here). Otherwise Winograd F(2x2,3x3) for 3x3
+ * stride-1 pad-1 convs with Cin and Cout >= LDM_CONV_WINOGRAD_MIN_CH and
+ * B*H*W >= LDM_CONV_WINOGRAD_MIN_PIXELS, else im2col (1x1 stride 1: a plain
+ * GEMM). WINOGRAD on another shape is LDM_ERR_UNSUPPORTED. ldm_conv2d and
  * ldm_conv2d_ex use AUTO; the bound applies to the transformed tiles. */
 typedef enum ldm_conv_algo {
   LDM_CONV_AUTO = 0,
   LDM_CONV_IM2COL,
-  LDM_CONV_WINOGRAD
+  LDM_CONV_WINOGRAD,
+  LDM_CONV_STREAM
 } ldm_conv_algo;
 #define LDM_CONV_WINOGRAD_MIN_CH 32
 #define LDM_CONV_WINOGRAD_MIN_PIXELS 256
+#define LDM_CONV_STREAM_MAX_PIXELS 256
+#define LDM_GEMM_STREAM_MAX_ROWS 1024
 ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
                            int H, int W, int Cin, const ldm_tensor *w,
                            const ldm_tensor *b, int stride, int pad,

@@ -23,6 +23,13 @@ const ldm_tensor *ops_aligned(ldm_ctx *ctx, const ldm_tensor *t,
 ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,
                            const char *op, const char *what);
 
+/* C [M, N] = A [M, K] (row stride lda) W^T, W the first N*K elements of w
+ * (f32/f16/bf16, aligned: ops_aligned) as rows [N][K], widened chunk by chunk
+ * inside the product (gemm.c): for products bound by the weight's traffic
+ * (few rows of A). */
+ldm_status ops_gemm_stream(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                           const ldm_tensor *w, float *C, int64_t ldc);
+
 /* Number of pool tasks for n elements of about `grain` each. */
 static inline int64_t ops_tasks(int64_t n, int64_t grain) {
   int64_t t = (n + grain - 1) / grain;

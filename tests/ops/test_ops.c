@@ -140,10 +140,44 @@ static void test_gemm_shape(int M, int N, int K) {
   free(A), free(B), free(C0), free(C1), free(C2);
 }
 
+/* ops_gemm_stream: C = A W^T with W stored f32/f16/bf16, against the naive
+ * GEMM on the widened weight. 37x600x600: K in chunks 256+256+88, each of
+ * two threads' 300 rows of W in blocks 256+44; 5x20x7: one piece, one chunk. */
+static void test_gemm_stream_shape(int M, int N, int K, ldm_dtype dt) {
+  const int pad = 5;
+  int64_t lda = K + pad, ldc = N + pad;
+  float *A = alloc_f((int64_t)M * lda), *Wf = alloc_f((int64_t)N * K);
+  float *C1 = alloc_f((int64_t)M * ldc), *C2 = alloc_f((int64_t)M * ldc);
+  uint16_t *W16 = calloc((size_t)N * (size_t)K, 2);
+  unsigned s = 11;
+  for (int64_t i = 0; i < (int64_t)M * lda; i++)
+    A[i] = (float)((s = s * 1103515245u + 12345u) >> 16 & 0x7fff) / 16384.0f - 1.0f;
+  for (int64_t i = 0; i < (int64_t)N * K; i++) {
+    float v = (float)((s = s * 1103515245u + 12345u) >> 16 & 0x7fff) / 16384.0f - 1.0f;
+    if (dt == LDM_DTYPE_F16) v = ldm_f16_to_f32(W16[i] = ldm_f32_to_f16(v));
+    if (dt == LDM_DTYPE_BF16) v = ldm_bf16_to_f32(W16[i] = ldm_f32_to_bf16(v));
+    Wf[i] = v;
+  }
+  for (int64_t i = 0; i < (int64_t)M * ldc; i++) C1[i] = C2[i] = 9.0f; /* padding must stay */
+  ldm_tensor w = {.dtype = dt, .ndim = 2, .shape = {N, K},
+                  .data = dt == LDM_DTYPE_F32 ? (void *)Wf : (void *)W16, .name = "w"};
+  OP(ops_gemm_stream(&ctx, M, N, K, A, lda, &w, C1, ldc));
+  ldm_gemm_naive(false, true, M, N, K, 1.0f, A, lda, Wf, K, 0.0f, C2, ldc);
+  char name[64];
+  snprintf(name, sizeof name, "%dx%dx%d %s", M, N, K, ldm_dtype_name(dt));
+  close_("gemm-stream-vs-naive", name, C1, C2, (int64_t)M * ldc);
+  free(A), free(Wf), free(C1), free(C2), free(W16);
+}
+
+/* Small (one piece), many rows (split by rows on a pool of 2) and few rows
+ * (split by columns); the streamed-weight product. */
 static void test_gemm(void) {
   test_gemm_shape(37, 29, 53);
   test_gemm_shape(203, 40, 160);
   test_gemm_shape(40, 211, 150);
+  ldm_dtype dts[3] = {LDM_DTYPE_F32, LDM_DTYPE_F16, LDM_DTYPE_BF16};
+  for (int i = 0; i < 3; i++) test_gemm_stream_shape(37, 600, 600, dts[i]);
+  test_gemm_stream_shape(5, 20, 7, LDM_DTYPE_F16);
 }
 
 /* -------------------------------------------------------------- linear */
@@ -210,8 +244,8 @@ static void test_conv(void) {
       close_("conv2d", n, yc, ref, ny);
       free(yc);
     }
-    /* each algorithm explicitly; Winograd also in bands of one tile row */
-    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_WINOGRAD; algo++) {
+    /* each algorithm explicitly, also in bands of one row (Winograd: tile row) */
+    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_STREAM; algo++) {
       bool fits = k == 3 && st == 1 && pad == 1;
       size_t bounds[2] = {LDM_CONV2D_SCRATCH_BYTES, 1};
       for (int bi = 0; bi < 2; bi++) {
@@ -226,7 +260,7 @@ static void test_conv(void) {
                            (ldm_conv_algo)algo, bounds[bi]));
         yc = to_nchw(y, B, Cout, (int64_t)Ho * Wo);
         snprintf(n, sizeof n, "%s %s%s", cases[c],
-                 algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col",
+                 algo == LDM_CONV_WINOGRAD ? "winograd" : algo == LDM_CONV_STREAM ? "stream" : "im2col",
                  bi ? " min-bands" : "");
         close_("conv2d", n, yc, ref, ny);
         free(yc);
