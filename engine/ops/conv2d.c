@@ -1,6 +1,8 @@
 /* torch.nn.Conv2d (groups=1, zero padding) on channels-last activations.
  * 1x1 stride-1 convolutions are one GEMM over all pixels; 3x3 stride-1
- * pad-1 ones with enough channels go to Winograd F(2x2,3x3) (winograd.c);
+ * pad-1 ones with enough channels go to Winograd F(2x2,3x3) or F(4x4,3x3)
+ * (winograd.c); few output pixels stream the weight (ops_gemm_stream); few
+ * output channels take one GEMM per tap and shifted sums;
  * the rest are im2col + GEMM, in bands of output rows so the column buffer
  * stays bounded, with the weight repacked per call to [Cout, kh, kw, Cin]
  * to match the channels-last columns. */
@@ -13,6 +15,7 @@
 
 typedef struct conv_shape {
   int B, H, W, Cin, Cout, kh, kw, stride, pad, Ho, Wo;
+  int wino_m; /* Winograd output tile side (2 or 4) once chosen */
   int64_t K; /* kh * kw * Cin */
 } conv_shape;
 
@@ -208,6 +211,91 @@ done:
   return st;
 }
 
+/* ---- few output channels: one GEMM per tap, then shifted sums -----------
+ * For Cout <= LDM_CONV_FEW_COUT (a decoder's last conv to RGB) im2col's
+ * columns (K = kh*kw*Cin per pixel) cost far more than the GEMM against 3
+ * output channels. Instead Z = x Wt^T with Wt [kh*kw*Cout, Cin] gives every
+ * pixel's contribution to each tap (N = kh*kw*Cout), and each output pixel
+ * sums its taps' entries from the input pixels under them. Bands of output
+ * rows bound Z. */
+typedef struct few_job {
+  float *y;
+  const float *Z, *bias;
+  const conv_shape *s;
+  int b, oy0, iy_lo; /* batch item, first output row, first input row in Z */
+} few_job;
+
+static void few_task(void *user, int64_t r) {
+  const few_job *j = user;
+  const conv_shape *s = j->s;
+  int oy = j->oy0 + (int)r, C = s->Cout, N = s->kh * s->kw * C;
+  float *yrow = j->y + (((int64_t)j->b * s->Ho + oy) * s->Wo) * C;
+  for (int ox = 0; ox < s->Wo; ox++) {
+    float acc[LDM_CONV_FEW_COUT];
+    for (int co = 0; co < C; co++) acc[co] = j->bias ? j->bias[co] : 0.0f;
+    for (int ky = 0; ky < s->kh; ky++) {
+      int iy = oy * s->stride - s->pad + ky;
+      if (iy < 0 || iy >= s->H) continue;
+      for (int kx = 0; kx < s->kw; kx++) {
+        int ix = ox * s->stride - s->pad + kx;
+        if (ix < 0 || ix >= s->W) continue;
+        const float *z = j->Z + ((int64_t)(iy - j->iy_lo) * s->W + ix) * N + (ky * s->kw + kx) * C;
+        for (int co = 0; co < C; co++) acc[co] += z[co];
+      }
+    }
+    for (int co = 0; co < C; co++) yrow[(int64_t)ox * C + co] = acc[co];
+  }
+}
+
+static ldm_status conv_few_cout(ldm_ctx *ctx, float *y, const float *x, const conv_shape *s,
+                                const ldm_tensor *w, const float *bias, size_t max_scratch_bytes) {
+  int taps = s->kh * s->kw, C = s->Cout, N = taps * C;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_status st = LDM_OK;
+  const float *wf = ops_weight_f32(ctx, w, (int64_t)C * s->K);
+  float *Wt = wf ? ldm_arena_floats(ctx->scratch, (size_t)N * (size_t)s->Cin) : NULL;
+  if (!Wt) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for weight '%s'", w->name ? w->name : "?");
+    goto done;
+  }
+  for (int co = 0; co < C; co++) // Wt[tap * C + co][ci] = w[co][ci][tap]
+    for (int ci = 0; ci < s->Cin; ci++)
+      for (int t = 0; t < taps; t++) Wt[((int64_t)t * C + co) * s->Cin + ci] = wf[((int64_t)co * s->Cin + ci) * taps + t];
+  // output rows per band: their input rows' Z within max_scratch_bytes
+  size_t zrow = (size_t)s->W * (size_t)N * sizeof(float);
+  int64_t in_rows = (int64_t)(max_scratch_bytes / zrow);
+  int band = in_rows > s->kh ? (int)((in_rows - s->kh) / s->stride + 1) : 1;
+  if (band > s->Ho) band = s->Ho;
+  int64_t zrows = (int64_t)(band - 1) * s->stride + s->kh;
+  float *Z = ldm_arena_floats(ctx->scratch, (size_t)zrows * (size_t)s->W * (size_t)N);
+  if (!Z) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for %lld rows of tap products", (long long)zrows);
+    goto done;
+  }
+  for (int b = 0; b < s->B && st == LDM_OK; b++)
+    for (int oy0 = 0; oy0 < s->Ho; oy0 += band) {
+      if (ctx->cancel && atomic_load(ctx->cancel)) {
+        st = ldm_fail(ctx->err, LDM_ERR_CANCELLED, "conv2d: cancelled");
+        break;
+      }
+      int nb = s->Ho - oy0 < band ? s->Ho - oy0 : band;
+      int lo = oy0 * s->stride - s->pad, hi = (oy0 + nb - 1) * s->stride - s->pad + s->kh; // [lo, hi)
+      if (lo < 0) lo = 0;
+      if (hi > s->H) hi = s->H;
+      if (hi > lo) {
+        const float *xr = x + (((int64_t)b * s->H + lo) * s->W) * s->Cin;
+        st = ldm_gemm(ctx, false, true, (int64_t)(hi - lo) * s->W, N, s->Cin, 1.0f, xr, s->Cin, Wt, s->Cin,
+                      0.0f, Z, N);
+        if (st != LDM_OK) break;
+      }
+      few_job fj = {y, Z, bias, s, b, oy0, lo};
+      ldm_pool_for(ctx->pool, nb, few_task, &fj);
+    }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
 /* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin]. */
 static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
                            const conv_shape *s, const float *wp,
@@ -275,7 +363,7 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
 typedef void (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s);
 
 static void prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
-  ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout);
+  ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout, s->wino_m);
 }
 
 static void prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
@@ -329,19 +417,25 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
       (pixels <= LDM_CONV_STREAM_MAX_PIXELS ||
        (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0 && pixels <= LDM_GEMM_STREAM_MAX_ROWS)))
     algo = LDM_CONV_STREAM;
+  if (algo == LDM_CONV_AUTO && s.Cout <= LDM_CONV_FEW_COUT && s.kh * s.kw > 1 && pixels >= 4096)
+    algo = LDM_CONV_FEW_COUT_TAPS;
   if (algo == LDM_CONV_AUTO)
     algo = winograd_fits(&s) && Cin >= LDM_CONV_WINOGRAD_MIN_CH &&
                    s.Cout >= LDM_CONV_WINOGRAD_MIN_CH &&
                    (int64_t)B * H * W >= LDM_CONV_WINOGRAD_MIN_PIXELS
                ? LDM_CONV_WINOGRAD
                : LDM_CONV_IM2COL;
-  if (algo == LDM_CONV_WINOGRAD && !winograd_fits(&s))
+  if (algo == LDM_CONV_WINOGRAD) /* F(4x4) once there are enough 4x4 tiles */
+    algo = (int64_t)B * ((H + 3) / 4) * ((W + 3) / 4) >= LDM_CONV_WINOGRAD4_MIN_TILES ? LDM_CONV_WINOGRAD4
+                                                                                    : LDM_CONV_WINOGRAD2;
+  if ((algo == LDM_CONV_WINOGRAD2 || algo == LDM_CONV_WINOGRAD4) && !winograd_fits(&s))
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
                     "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 "
                     "(weight '%s' is %dx%d, stride %d, padding %d)",
                     w->name ? w->name : "?", s.kh, s.kw, stride, pad);
+  s.wino_m = algo == LDM_CONV_WINOGRAD4 ? 4 : 2;
   size_t un = 0, wn = 0;
-  if (!ldm_mul_size((size_t)16 * (size_t)s.Cout, (size_t)s.Cin, &un) ||
+  if (!ldm_mul_size((size_t)(s.wino_m + 2) * (size_t)(s.wino_m + 2) * (size_t)s.Cout, (size_t)s.Cin, &un) ||
       !ldm_mul_size((size_t)s.Cout, (size_t)s.K, &wn))
     return ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: weight '%s' too large", w->name ? w->name : "?");
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
@@ -351,19 +445,27 @@ ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
   }
+  if (algo == LDM_CONV_FEW_COUT_TAPS) {
+    if (s.Cout > LDM_CONV_FEW_COUT)
+      st = ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "conv2d: weight '%s' has %d output channels, tap products "
+                    "take at most %d", w->name ? w->name : "?", s.Cout, LDM_CONV_FEW_COUT);
+    else
+      st = conv_few_cout(ctx, y, x, &s, w, bias, max_scratch_bytes);
+    goto done;
+  }
   if (algo == LDM_CONV_STREAM) {
     ldm_tensor w_copy;
     const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
     st = wa ? conv_stream(ctx, y, x, &s, wa, bias, max_scratch_bytes) : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
     goto done;
   }
-  if (algo == LDM_CONV_WINOGRAD) {
+  if (algo == LDM_CONV_WINOGRAD2 || algo == LDM_CONV_WINOGRAD4) {
     const float *U = NULL;
     if (!(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
-    st = ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, U, bias, max_scratch_bytes);
+    st = ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, U, bias, max_scratch_bytes, s.wino_m);
     goto done;
   }
   if (s.kh == 1 && s.kw == 1) { // 1x1 needs no packing

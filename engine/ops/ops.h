@@ -157,13 +157,18 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
 typedef enum ldm_conv_algo {
   LDM_CONV_AUTO = 0,
   LDM_CONV_IM2COL,
-  LDM_CONV_WINOGRAD,
-  LDM_CONV_STREAM
+  LDM_CONV_WINOGRAD, /* F(4x4) or F(2x2) by LDM_CONV_WINOGRAD4_MIN_TILES */
+  LDM_CONV_STREAM,
+  LDM_CONV_WINOGRAD2, /* F(2x2, 3x3) */
+  LDM_CONV_WINOGRAD4, /* F(4x4, 3x3) */
+  LDM_CONV_FEW_COUT_TAPS /* per-tap GEMM + shifted sums, Cout <= LDM_CONV_FEW_COUT */
 } ldm_conv_algo;
 #define LDM_CONV_WINOGRAD_MIN_CH 32
 #define LDM_CONV_WINOGRAD_MIN_PIXELS 256
 #define LDM_CONV_STREAM_MAX_PIXELS 256
 #define LDM_GEMM_STREAM_MAX_ROWS 1024
+#define LDM_CONV_WINOGRAD4_MIN_TILES 1024
+#define LDM_CONV_FEW_COUT 8
 ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
                            int H, int W, int Cin, const ldm_tensor *w,
                            const ldm_tensor *b, int stride, int pad,

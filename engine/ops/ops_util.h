@@ -61,16 +61,16 @@ float ops_exp_sum(float *y, const float *x, int64_t n, float m);
 /* Softmax of one row (an all -inf row gives zeros). */
 void ops_softmax_row(float *y, const float *x, int64_t n);
 
-/* 3x3, stride 1, padding 1 by Winograd F(2x2, 3x3) (winograd.c); U is the
- * transformed kernel [16, Cout, Cin] (ops_winograd_weights), bias f32
- * [Cout] or NULL. */
+/* 3x3, stride 1, padding 1 by Winograd F(m x m, 3x3), m = 2 or 4
+ * (winograd.c); U is the transformed kernel [(m+2)^2, Cout, Cin]
+ * (ops_winograd_weights with the same m), bias f32 [Cout] or NULL. */
 ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
                                 const float *U, const float *bias,
-                                size_t max_scratch_bytes);
-/* w [Cout, Cin, 3, 3] (f32/f16/bf16, aligned: ops_aligned) -> U [16, Cout,
- * Cin] f32, parallel over Cout. */
-void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, int Cout);
+                                size_t max_scratch_bytes, int m);
+/* w [Cout, Cin, 3, 3] (f32/f16/bf16, aligned: ops_aligned) -> U [(m+2)^2,
+ * Cout, Cin] f32, parallel over Cout. */
+void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, int Cout, int m);
 
 
 #endif

@@ -211,7 +211,8 @@ static void test_linear(void) {
 static void test_conv(void) {
   const char *cases[] = {"conv_3x3_s1",    "conv_3x3_s2_f16",  "conv_1x1_bf16",
                          "conv_in_nobias", "conv_3x3_s2_even", "conv_1x1_b2",
-                         "conv_3x3_wide",  "conv_3x3_c40"};
+                         "conv_3x3_wide",  "conv_3x3_c40",     "conv_out_rgb",
+                         "conv_out_s2"};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     char n[128];
     int64_t p[8];
@@ -245,23 +246,30 @@ static void test_conv(void) {
       free(yc);
     }
     /* each algorithm explicitly, also in bands of one row (Winograd: tile row) */
-    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_STREAM; algo++) {
+    static const char *algo_names[] = {"auto",      "im2col",    "winograd", "stream",
+                                       "winograd2", "winograd4", "few-cout-taps"};
+    for (int algo = LDM_CONV_IM2COL; algo <= LDM_CONV_FEW_COUT_TAPS; algo++) {
+      if (algo == LDM_CONV_FEW_COUT_TAPS && Cout > LDM_CONV_FEW_COUT) {
+        CHECK(ldm_conv2d_algo(&ctx, y, x, B, H, W, Cin, w, b, st, pad, LDM_CONV_FEW_COUT_TAPS,
+                              LDM_CONV2D_SCRATCH_BYTES) == LDM_ERR_UNSUPPORTED,
+              "%s: tap products accepted %d output channels (%s)", tag, Cout, cases[c]);
+        continue;
+      }
       bool fits = k == 3 && st == 1 && pad == 1;
+      bool wino = algo == LDM_CONV_WINOGRAD || algo == LDM_CONV_WINOGRAD2 || algo == LDM_CONV_WINOGRAD4;
       size_t bounds[2] = {LDM_CONV2D_SCRATCH_BYTES, 1};
       for (int bi = 0; bi < 2; bi++) {
-        if (algo == LDM_CONV_WINOGRAD && !fits) {
+        if (wino && !fits) {
           ldm_status s_ = ldm_conv2d_algo(&ctx, y, x, B, H, W, Cin, w, b, st, pad,
-                                          LDM_CONV_WINOGRAD, bounds[bi]);
-          CHECK(s_ == LDM_ERR_UNSUPPORTED, "%s: Winograd accepted %s", tag, cases[c]);
+                                          (ldm_conv_algo)algo, bounds[bi]);
+          CHECK(s_ == LDM_ERR_UNSUPPORTED, "%s: %s accepted %s", tag, algo_names[algo], cases[c]);
           continue;
         }
         memset(y, 0, sizeof(float) * (size_t)ny);
         OP(ldm_conv2d_algo(&ctx, y, x, B, H, W, Cin, w, b, st, pad,
                            (ldm_conv_algo)algo, bounds[bi]));
         yc = to_nchw(y, B, Cout, (int64_t)Ho * Wo);
-        snprintf(n, sizeof n, "%s %s%s", cases[c],
-                 algo == LDM_CONV_WINOGRAD ? "winograd" : algo == LDM_CONV_STREAM ? "stream" : "im2col",
-                 bi ? " min-bands" : "");
+        snprintf(n, sizeof n, "%s %s%s", cases[c], algo_names[algo], bi ? " min-bands" : "");
         close_("conv2d", n, yc, ref, ny);
         free(yc);
       }

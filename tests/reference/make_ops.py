@@ -70,6 +70,8 @@ def make_conv():
         ("conv_1x1_b2", 2, 36, 13, 7, 20, 1, 1, 0, "f16", False),
         ("conv_3x3_wide", 1, 8, 5, 37, 12, 3, 1, 1, "f32", True),
         ("conv_3x3_c40", 2, 40, 11, 9, 48, 3, 1, 1, "f16", True),
+        ("conv_out_rgb", 2, 24, 19, 13, 3, 3, 1, 1, "f16", True),   # few output channels
+        ("conv_out_s2", 1, 16, 11, 9, 4, 3, 2, 1, "f32", False),
     ]
     for i, (name, B, Cin, H, W, Cout, k, s, p, wd, bias) in enumerate(cases):
         conv = torch.nn.Conv2d(Cin, Cout, k, stride=s, padding=p, bias=bias)
