@@ -5,7 +5,9 @@
  * small output rows). Each pool thread works through tiles with its own
  * score buffer, sized to stay in cache (ATTN_TILE_BYTES) and all together
  * within max_score_bytes, with single-threaded GEMMs (the tiles are the
- * parallelism), so memory stays flat however large Tq x Tk grows. */
+ * parallelism), so memory stays flat however large Tq x Tk grows. Where it
+ * applies and fits the bound, the fused kernel of attention_fused.c runs
+ * instead. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 
@@ -113,6 +115,9 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
                             int64_t Tq, int64_t Tk, int heads, int dh,
                             bool causal, size_t max_score_bytes) {
   LDM_TRY(attn_check(ctx, ldo, ldq, ldk, ldv, B, Tq, Tk, heads, dh));
+  size_t fused = ops_attention_fused_bytes(ctx, B, Tk, heads, dh, causal);
+  if (fused && fused <= max_score_bytes)
+    return ops_attention_fused(ctx, out, ldo, q, ldq, k, ldk, v, ldv, B, Tq, Tk, heads, dh);
   /* tiles run in parallel on the pool, each with single-threaded GEMMs */
   int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   /* per query row and worker: Tk scores + its 1/rowsum */

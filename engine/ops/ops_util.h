@@ -30,6 +30,15 @@ ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,
 ldm_status ops_gemm_stream(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                            const ldm_tensor *w, float *C, int64_t ldc);
 
+/* Fused attention (attention_fused.c): the scratch bytes it needs for these
+ * sizes, or 0 where it does not apply (causal, head size not a multiple of 8
+ * or above 256, no AVX2+FMA); then the op itself (ldm_attention_ex's
+ * arguments, already checked). */
+size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int dh, bool causal);
+ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                               int64_t ldk, const float *v, int64_t ldv, int B, int64_t Tq, int64_t Tk, int heads,
+                               int dh);
+
 /* Number of pool tasks for n elements of about `grain` each. */
 static inline int64_t ops_tasks(int64_t n, int64_t grain) {
   int64_t t = (n + grain - 1) / grain;

@@ -492,6 +492,36 @@ static void test_attention(void) {
   }
 }
 
+/* The fused kernel (head sizes that are multiples of 8) at awkward sizes
+ * against the naive version: 50 query rows (a 48-row task and a 2-row one,
+ * padded register tiles), 300 keys (chunks of 256 + 44, a padded panel), 77
+ * keys (cross-attention), head sizes 24 (column blocks 16 + 8), 40, 160;
+ * strided rows; and the GEMM path (scratch bound too small for the fused
+ * kernel) on the same inputs. */
+static void test_attention_fused(void) {
+  const int shapes[][5] = {{2, 3, 24, 50, 300}, {1, 2, 40, 50, 77}, {2, 1, 160, 13, 40}};
+  for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+    int B = shapes[c][0], h = shapes[c][1], dh = shapes[c][2];
+    int64_t Tq = shapes[c][3], Tk = shapes[c][4], D = (int64_t)h * dh, lq = D + 3, lkv = 2 * D + 1;
+    float *q = alloc_f(B * Tq * lq), *kv = alloc_f(B * Tk * lkv);
+    float *o = alloc_f(B * Tq * D), *o2 = alloc_f(B * Tq * D), *ref = alloc_f(B * Tq * D);
+    unsigned s = 5 + (unsigned)c;
+    for (int64_t i = 0; i < B * Tq * lq; i++)
+      q[i] = (float)((s = s * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+    for (int64_t i = 0; i < B * Tk * lkv; i++)
+      kv[i] = (float)((s = s * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+    OP(ldm_attention(&ctx, o, D, q, lq, kv, lkv, kv + D, lkv, B, Tq, Tk, h, dh, false));
+    OP(ldm_attention_naive(&ctx, ref, D, q, lq, kv, lkv, kv + D, lkv, B, Tq, Tk, h, dh, false));
+    char name[96];
+    snprintf(name, sizeof name, "B%d h%d dh%d Tq%lld Tk%lld", B, h, dh, (long long)Tq, (long long)Tk);
+    close_("attention-fused-vs-naive", name, o, ref, B * Tq * D);
+    OP(ldm_attention_ex(&ctx, o2, D, q, lq, kv, lkv, kv + D, lkv, B, Tq, Tk, h, dh, false,
+                        7 * ((size_t)Tk + 1) * sizeof(float)));
+    close_("attention-gemm-vs-naive", name, o2, ref, B * Tq * D);
+    free(q), free(kv), free(o), free(o2), free(ref);
+  }
+}
+
 /* Attention at Tq = Tk = 4096 (a 64x64 latent), 2 heads: the full score
  * matrices would take 128 MiB; the op must stay within its chunk bound. */
 static void test_attention_memory(void) {
@@ -681,6 +711,8 @@ static void test_errors(void) {
   CHECK(s == LDM_ERR_CANCELLED, "conv2d ignored cancel: %s", ldm_status_str(s));
   s = ldm_attention(&ctx, out, 2, big, 2, big, 2, big, 2, 1, 64, 64, 1, 2, false);
   CHECK(s == LDM_ERR_CANCELLED, "attention ignored cancel: %s", ldm_status_str(s));
+  s = ldm_attention(&ctx, out, 8, big, 8, big, 8, big, 8, 1, 32, 32, 1, 8, false); /* fused kernel */
+  CHECK(s == LDM_ERR_CANCELLED, "fused attention ignored cancel: %s", ldm_status_str(s));
   printf("%s cancel: %s\n", tag, err.msg);
   ctx.cancel = NULL;
   CHECK(ldm_arena_in_use(ctx.scratch) == in_use, "scratch not given back on error");
@@ -704,6 +736,7 @@ int main(void) {
     test_activations();
     test_row_kernels();
     test_attention();
+    test_attention_fused();
     if (threads == 2) test_attention_memory();
     test_misc();
     test_timestep();

