@@ -212,7 +212,7 @@ static void test_conv(void) {
   const char *cases[] = {"conv_3x3_s1",    "conv_3x3_s2_f16",  "conv_1x1_bf16",
                          "conv_in_nobias", "conv_3x3_s2_even", "conv_1x1_b2",
                          "conv_3x3_wide",  "conv_3x3_c40",     "conv_out_rgb",
-                         "conv_out_s2"};
+                         "conv_out_s2",    "conv_3x3_tiles"};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     char n[128];
     int64_t p[8];

@@ -72,6 +72,7 @@ def make_conv():
         ("conv_3x3_c40", 2, 40, 11, 9, 48, 3, 1, 1, "f16", True),
         ("conv_out_rgb", 2, 24, 19, 13, 3, 3, 1, 1, "f16", True),   # few output channels
         ("conv_out_s2", 1, 16, 11, 9, 4, 3, 2, 1, "f32", False),
+        ("conv_3x3_tiles", 1, 32, 45, 38, 32, 3, 1, 1, "f16", True),  # several Winograd tile blocks
     ]
     for i, (name, B, Cin, H, W, Cout, k, s, p, wd, bias) in enumerate(cases):
         conv = torch.nn.Conv2d(Cin, Cout, k, stride=s, padding=p, bias=bias)
