@@ -13,8 +13,11 @@
  *    valid and ldm_arena_in_use() is the same after the call (errors too).
  *    Worst cases: conv2d's im2col band or Winograd tiles (<=
  *    LDM_CONV2D_SCRATCH_BYTES, at least one row) plus its f32 weight (x16/9
- *    for Winograd); attention's score tiles (<= LDM_ATTN_SCORE_BYTES); f32
- *    copies of f16/bf16 weights; bf16 copies of A and B with gemm_bf16.
+ *    for Winograd F(2x2), x36/9 for F(4x4), twice when its own kernel
+ *    repacks it); attention's score tiles or the fused kernel's packed keys
+ *    (<= LDM_ATTN_SCORE_BYTES); f32 copies of f16/bf16 weights (not for
+ *    streamed products: one chunk per thread); bf16 copies of A and B with
+ *    gemm_bf16.
  *  - Aliasing: y == x is allowed for group_norm, layer_norm, silu, gelu,
  *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
  *    Outputs must not overlap inputs for linear, conv2d, attention, geglu,
@@ -24,8 +27,8 @@
  *    per pool thread, and attention runs its tiles' GEMMs inside its pool
  *    tasks. Jobs may run at the same time, each on its own pool.
  *  - Weights: f32/f16/bf16, PyTorch layout, possibly unaligned file data.
- *  - Cancel: conv2d (per band) and attention (per tile) poll ctx->cancel
- *    and return LDM_ERR_CANCELLED. void ops cannot fail. */
+ *  - Cancel: conv2d (per band or block of tiles) and attention (per tile)
+ *    poll ctx->cancel and return LDM_ERR_CANCELLED. void ops cannot fail. */
 
 #include <stdbool.h>
 #include <stdint.h>
