@@ -9,6 +9,7 @@
  * GEMM-per-tile path of attention.c (measured here, 2 threads). */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
+#include "core/cpu.h"
 
 #include <math.h>
 #include <string.h>
@@ -191,17 +192,8 @@ static void fa_worker(void *user, int64_t w) {
   }
 }
 
-static bool fa_cpu(void) {
-  static int cached = -1; /* benign race: every thread computes the same */
-  if (cached < 0) {
-    __builtin_cpu_init();
-    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }
-  return cached;
-}
-
 size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int dh, bool causal) {
-  if (causal || dh % 8 != 0 || dh > FA_MAX_DH || !fa_cpu()) return 0;
+  if (causal || dh % 8 != 0 || dh > FA_MAX_DH || !ldm_cpu_has_avx2() || !ldm_cpu_has_fma()) return 0;
   int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int64_t Tkp = (Tk + FA_KP - 1) / FA_KP * FA_KP;
   size_t per_worker = (size_t)(2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC);

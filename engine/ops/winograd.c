@@ -211,29 +211,36 @@ typedef struct in_job {
   int64_t t0;      /* tile t of the buffer is tile t0 + t of the band */
 } in_job;
 
-static void in_task(void *user, int64_t t) {
-  const in_job *j = user;
+/* Pixel pointers of buffer tile t's (m+2) x (m+2) input window, starting
+ * one pixel above and left of its m x m output tile; zeros outside. */
+static void tile_inputs(const in_job *j, int64_t t, int m, const float **d) {
   const wino_shape *s = j->s;
   int64_t g = j->t0 + t, r = j->row0 + g / s->tw;
   int tx = (int)(g % s->tw);
-  int b = (int)(r / s->th), ty = (int)(r % s->th);
+  int b = (int)(r / s->th), ty = (int)(r % s->th), a = m + 2;
   const float *xb = j->x + (int64_t)b * s->H * s->W * s->Cin;
-  const float *d[4][4];
-  for (int i = 0; i < 4; i++)
-    for (int k = 0; k < 4; k++) {
-      int iy = 2 * ty - 1 + i, ix = 2 * tx - 1 + k;
-      d[i][k] = iy < 0 || iy >= s->H || ix < 0 || ix >= s->W
-                    ? j->zeros
-                    : xb + ((int64_t)iy * s->W + ix) * s->Cin;
+  for (int i = 0; i < a; i++)
+    for (int k = 0; k < a; k++) {
+      int iy = m * ty - 1 + i, ix = m * tx - 1 + k;
+      d[i * a + k] = iy < 0 || iy >= s->H || ix < 0 || ix >= s->W
+                         ? j->zeros
+                         : xb + ((int64_t)iy * s->W + ix) * s->Cin;
     }
+}
+
+static void in_task(void *user, int64_t t) {
+  const in_job *j = user;
+  const wino_shape *s = j->s;
+  const float *d[16];
+  tile_inputs(j, t, 2, d);
   size_t stride = (size_t)j->T * (size_t)s->Cin;
   float *v = j->V + (size_t)t * (size_t)s->Cin;
   float m[16][WINO_CB];
   for (int c0 = 0; c0 < s->Cin; c0 += WINO_CB) {
     int n = s->Cin - c0 < WINO_CB ? s->Cin - c0 : WINO_CB;
     for (int k = 0; k < 4; k++) /* m = B^T d, column k */
-      j->kern.bt(m[k], m[4 + k], m[8 + k], m[12 + k], d[0][k] + c0,
-                 d[1][k] + c0, d[2][k] + c0, d[3][k] + c0, n);
+      j->kern.bt(m[k], m[4 + k], m[8 + k], m[12 + k], d[k] + c0,
+                 d[4 + k] + c0, d[8 + k] + c0, d[12 + k] + c0, n);
     for (int i = 0; i < 4; i++) { /* V = m B, row i */
       float *o = v + (size_t)(4 * i) * stride + (size_t)c0;
       j->kern.bt(o, o + stride, o + 2 * stride, o + 3 * stride, m[4 * i],
@@ -252,17 +259,23 @@ typedef struct out_job {
   int64_t t0;
 } out_job;
 
+/* Buffer tile t's m x m output tile: its image's first output pixel (yb),
+ * the tile's first row and column (oy, ox). */
+static float *tile_output(const out_job *j, int64_t t, int m, int *oy, int *ox) {
+  const wino_shape *s = j->s;
+  int64_t g = j->t0 + t, r = j->row0 + g / s->tw;
+  *ox = m * (int)(g % s->tw);
+  *oy = m * (int)(r % s->th);
+  return j->y + (r / s->th) * s->H * s->W * s->Cout;
+}
+
 static void out_task(void *user, int64_t t) {
   const out_job *j = user;
   const wino_shape *s = j->s;
-  int64_t g = j->t0 + t, r = j->row0 + g / s->tw;
-  int tx = (int)(g % s->tw);
-  int b = (int)(r / s->th), ty = (int)(r % s->th);
-  int C = s->Cout;
+  int C = s->Cout, oy, ox;
   size_t stride = (size_t)j->T * (size_t)C;
   const float *mt = j->M + (size_t)t * (size_t)C;
-  float *yb = j->y + (int64_t)b * s->H * s->W * C;
-  int oy = 2 * ty, ox = 2 * tx;
+  float *yb = tile_output(j, t, 2, &oy, &ox);
   bool has_r1 = oy + 1 < s->H, has_c1 = ox + 1 < s->W;
   float *yrow[2] = {yb + ((int64_t)oy * s->W + ox) * C, NULL};
   if (has_r1) yrow[1] = yrow[0] + (int64_t)s->W * C;
@@ -292,18 +305,8 @@ static void out_task(void *user, int64_t t) {
 static void in4_task(void *user, int64_t t) {
   const in_job *j = user;
   const wino_shape *s = j->s;
-  int64_t g = j->t0 + t, r = j->row0 + g / s->tw;
-  int tx = (int)(g % s->tw);
-  int b = (int)(r / s->th), ty = (int)(r % s->th);
-  const float *xb = j->x + (int64_t)b * s->H * s->W * s->Cin;
-  const float *d[6][6];
-  for (int i = 0; i < 6; i++)
-    for (int k = 0; k < 6; k++) {
-      int iy = 4 * ty - 1 + i, ix = 4 * tx - 1 + k;
-      d[i][k] = iy < 0 || iy >= s->H || ix < 0 || ix >= s->W
-                    ? j->zeros
-                    : xb + ((int64_t)iy * s->W + ix) * s->Cin;
-    }
+  const float *d[36];
+  tile_inputs(j, t, 4, d);
   size_t stride = (size_t)j->T * (size_t)s->Cin;
   float *v = j->V + (size_t)t * (size_t)s->Cin;
   float m[36][WINO_CB];
@@ -312,7 +315,7 @@ static void in4_task(void *user, int64_t t) {
     for (int k = 0; k < 6; k++) { /* m = B^T d, column k */
       const float *a[6];
       float *o[6];
-      for (int i = 0; i < 6; i++) a[i] = d[i][k] + c0, o[i] = m[6 * i + k];
+      for (int i = 0; i < 6; i++) a[i] = d[6 * i + k] + c0, o[i] = m[6 * i + k];
       j->kern.bt6(o, a, n);
     }
     for (int i = 0; i < 6; i++) { /* V = m B, row i */
@@ -327,14 +330,10 @@ static void in4_task(void *user, int64_t t) {
 static void out4_task(void *user, int64_t t) {
   const out_job *j = user;
   const wino_shape *s = j->s;
-  int64_t g = j->t0 + t, r = j->row0 + g / s->tw;
-  int tx = (int)(g % s->tw);
-  int b = (int)(r / s->th), ty = (int)(r % s->th);
-  int C = s->Cout;
+  int C = s->Cout, oy, ox;
   size_t stride = (size_t)j->T * (size_t)C;
   const float *mt = j->M + (size_t)t * (size_t)C;
-  float *yb = j->y + (int64_t)b * s->H * s->W * C;
-  int oy = 4 * ty, ox = 4 * tx;
+  float *yb = tile_output(j, t, 4, &oy, &ox);
   int rows = s->H - oy < 4 ? s->H - oy : 4, cols = s->W - ox < 4 ? s->W - ox : 4;
   float a[24][WINO_CB], discard[WINO_CB]; /* columns past the right edge */
   for (int c0 = 0; c0 < C; c0 += WINO_CB) {
