@@ -106,10 +106,13 @@ def render(scenes, size, background=None):
     img = Image.new("RGB", (big, big), _clip(bgc))
     draw = ImageDraw.Draw(img)
     for s in scenes:
-        fx, fy = POSITIONS[s["position"]]
-        cx = (fx + s["jitter"][0]) * big
-        cy = (fy + s["jitter"][1]) * big
-        r = SIZES[s["size"]] * s["scale_jitter"] * big
+        if "centre" in s:       # placed explicitly (fractions of the side)
+            cx, cy, r = s["centre"][0] * big, s["centre"][1] * big, s["radius"] * big
+        else:
+            fx, fy = POSITIONS[s["position"]]
+            cx = (fx + s["jitter"][0]) * big
+            cy = (fy + s["jitter"][1]) * big
+            r = SIZES[s["size"]] * s["scale_jitter"] * big
         col = np.array(COLOURS[s["colour"]]) + np.array(s["tint"])
         draw_shape(draw, s["shape"], cx, cy, r, _clip(col))
     img = img.resize((size, size), Image.BOX)
@@ -127,6 +130,36 @@ def make_dataset(n, size, seed):
         caps.append(caption(s, rng))
         scenes.append(s)
     return imgs, caps, scenes
+
+
+# how far each shape reaches from its centre, in units of r (draw_shape)
+REACH = {"circle": 1.0, "square": 0.86, "triangle": 1.1, "star": 1.1}
+
+
+def sample_fitted(rng, size=64, cell=8):
+    """An inpainting example whose masked box holds exactly the named shape.
+
+    A scene (background + one shape), a grid-aligned box of 2-5 cells a side,
+    and a new shape of another colour than the background that fills the box
+    (85-100 % of its smaller side). Returns (scenes to render, the new
+    shape's scene dict for its caption, mask [size, size] float32 1 = box)."""
+    base = sample_scene(rng)
+    n = size // cell
+    w, h = (int(v) for v in rng.integers(2, 6, size=2))
+    x0, y0 = int(rng.integers(0, n - w + 1)), int(rng.integers(0, n - h + 1))
+    shape = str(rng.choice(SHAPES))
+    colour = str(rng.choice([c for c in COLOURS if c != base["background"]]))
+    cx, cy = (x0 + w / 2) / n, (y0 + h / 2) / n
+    radius = min(w, h) / (2 * n) * float(rng.uniform(0.85, 1.0)) / REACH[shape]
+    names = list(POSITIONS)
+    pos = names[int(np.argmin([(POSITIONS[p][0] - cx) ** 2 + (POSITIONS[p][1] - cy) ** 2
+                               for p in names]))]
+    new = {"shape": shape, "colour": colour, "size": "big" if radius > 0.17 else "small",
+           "position": pos, "background": base["background"], "jitter": (0.0, 0.0),
+           "scale_jitter": 1.0, "tint": base["tint"], "centre": (cx, cy), "radius": radius}
+    mask = np.zeros((size, size), np.float32)
+    mask[y0 * cell:(y0 + h) * cell, x0 * cell:(x0 + w) * cell] = 1.0
+    return [base, new], new, mask
 
 
 def sample_multi_scene(rng, max_shapes=3):

@@ -489,9 +489,41 @@ def inpaint_data(vae, n=1000):
     return data
 
 
+def fitted_data(vae, n):
+    """n inpainting examples whose masked box holds exactly the shape their
+    caption names (dataset.sample_fitted): clean and masked latents, latent
+    masks and the new shapes' scene dicts (their captions)."""
+    cache = os.path.join(WORK, "inpaint_fit_data_%d.pt" % n)
+    if os.path.exists(cache):
+        return torch.load(cache, weights_only=False)
+    rng = np.random.default_rng([SEED, 23])
+    imgs, masks, scenes = [], [], []
+    for _ in range(nsz(n)):
+        sc, new, m = D.sample_fitted(rng)
+        imgs.append(D.render(sc, 64))
+        masks.append(m)
+        scenes.append(new)
+    imgs, masks = np.stack(imgs), np.stack(masks)
+    mu, sd = encode_all(vae, imgs, M.SD1_SCALE)
+    x = to_tensor(imgs)
+    mk = torch.from_numpy(masks)[:, None]
+    with torch.no_grad():
+        mmu = torch.cat([vae.encode(x[i:i + 32] * (mk[i:i + 32] < 0.5)).latent_dist.mode() * M.SD1_SCALE
+                         for i in range(0, len(x), 32)])
+    data = {"mu": mu, "sd": sd, "masked": mmu, "mask": F.interpolate(mk, size=(8, 8)), "scenes": scenes}
+    torch.save(data, cache)
+    log("inpaint: encoded %d fitted-shape examples (mean masked fraction %.2f)" % (len(imgs), masks.mean()))
+    return data
+
+
 def stage_inpaint(args):
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
     data = inpaint_data(vae, args.data)
+    n_plain = len(data["scenes"])
+    if args.fit:    # append the fitted-shape examples; drawn with probability args.fit
+        fit = fitted_data(vae, args.data)
+        data = {k: (data[k] + fit[k]) if k == "scenes" else torch.cat([data[k], fit[k]])
+                for k in ("mu", "sd", "masked", "mask", "scenes")}
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
     while not os.path.exists(os.path.join(WORK, "t2i_final", "unet", "config.json")):
@@ -520,7 +552,9 @@ def stage_inpaint(args):
 
     def loss_fn(step):
         rng = np.random.default_rng([SEED, 300 + 13 * args.round, step])
-        idx = rng.integers(0, N, size=args.batch)
+        idx = rng.integers(0, n_plain, size=args.batch)
+        if args.fit:
+            idx = np.where(rng.random(args.batch) < args.fit, rng.integers(n_plain, N, size=args.batch), idx)
         caps = [D.caption(data["scenes"][i], rng) if rng.random() > 0.1 else "" for i in idx]
         g = torch.Generator().manual_seed(SEED * 13 + step + 1000000 * args.round)
         it = torch.from_numpy(idx)
@@ -653,6 +687,8 @@ def main():
     ap.add_argument("--from-t2i", action="store_true",
                     help="inpaint --round N: start again from the current t2i models")
     ap.add_argument("--data", type=int, default=1000, help="t2i/inpaint: number of training scenes")
+    ap.add_argument("--fit", type=float, default=0.0,
+                    help="inpaint: fraction of examples whose mask holds exactly the named shape")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
@@ -667,7 +703,8 @@ def main():
      "x4": stage_x4,
      "vaedec": lambda a: stage_decoder(a, False), "x4vaedec": lambda a: stage_decoder(a, True),
      }[args.stage](args)
-    log("=== %s: finished, wall %.1f min" % (args.stage, (time.time() - t0) / 60))
+    log("=== %s: finished, wall %.1f min, process CPU %.1f min" % (
+        args.stage, (time.time() - t0) / 60, time.process_time() / 60))
 
 
 if __name__ == "__main__":
