@@ -98,6 +98,16 @@ void ldm_arena_reset(ldm_arena *a, ldm_arena_mark m) {
 size_t ldm_arena_in_use(const ldm_arena *a) { return a->used_before + a->offset; }
 size_t ldm_arena_peak(const ldm_arena *a) { return a->peak; }
 
+void ldm_arena_trim(ldm_arena *a) {
+  if (!a) return;
+  while (a->n_blocks > a->cur + 1) {
+    a->n_blocks--;
+    free(a->blocks[a->n_blocks].base);
+    a->blocks[a->n_blocks].base = NULL;
+    a->blocks[a->n_blocks].size = 0;
+  }
+}
+
 size_t ldm_arena_reserved(const ldm_arena *a) {
   size_t s = 0;
   for (int i = 0; i < a->n_blocks; i++) s += a->blocks[i].size;

@@ -28,5 +28,11 @@ void ldm_arena_reset(ldm_arena *a, ldm_arena_mark m);
 size_t ldm_arena_in_use(const ldm_arena *a);
 size_t ldm_arena_peak(const ldm_arena *a);      /* bytes ever in use at once */
 size_t ldm_arena_reserved(const ldm_arena *a);  /* bytes held in blocks */
+/* Gives the blocks past the current one back to the system (they hold
+ * nothing: allocation is a bump). Between phases with different needs (a
+ * UNet's many mid-sized temporaries, then a VAE's few large activations)
+ * the second phase would otherwise skip the first's blocks it cannot use
+ * and add its own on top: peak memory is then the sum of both. */
+void ldm_arena_trim(ldm_arena *a);
 
 #endif

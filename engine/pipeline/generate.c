@@ -342,6 +342,7 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
   }
 
   st = ldm_sampler_run(r->sampler, x, denoise, r, &r->rng, 1, after_step, r, r->err);
+  ldm_arena_trim(r->ctx.scratch); /* the decoder's peak must not add to the UNet's */
   if (st == LDM_OK) st = decode(r, x, out);
 done:
   if (r->extra != img3) free(r->extra);

@@ -72,6 +72,18 @@ static void test_arena(void) {
     ldm_arena_reset(a, m);
   }
   CHECK(ldm_arena_reserved(a) == reserved, "blocks reused: %zu vs %zu", ldm_arena_reserved(a), reserved);
+  /* trim: blocks past the current one go, what is in use stays valid */
+  char *keep = ldm_arena_alloc(a, 100);
+  CHECK(keep != NULL, "alloc before trim");
+  memset(keep, 7, 100);
+  ldm_arena_mark mk = ldm_arena_get_mark(a);
+  ldm_arena_trim(a);
+  CHECK(ldm_arena_reserved(a) == 1024, "trim kept %zu bytes (want the first 1024-byte block)", ldm_arena_reserved(a));
+  CHECK(keep[0] == 7 && keep[99] == 7 && ldm_arena_in_use(a) == 128, "trim kept the data in use");
+  char *p3 = ldm_arena_alloc(a, 5000); /* a new block again */
+  CHECK(p3 != NULL && ldm_arena_reserved(a) > 1024, "alloc after trim");
+  ldm_arena_reset(a, mk);
+  ldm_arena_reset(a, m0);
   CHECK(ldm_arena_alloc(a, SIZE_MAX - 10) == NULL, "overflow returns NULL");
   CHECK(ldm_arena_floats(a, SIZE_MAX / 2) == NULL, "float overflow returns NULL");
   ldm_arena_free(a);
