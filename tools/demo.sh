@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo job: a picture from a prompt with the bundled demo model, then an
-# inpainting of part of it, with the `ldm` CLI built by tools/setup.sh.
+# inpainting of a box over its right side ("a green square"), with the `ldm`
+# CLI built by tools/setup.sh.
 # Writes demo.png and demo-inpaint.png into the current folder (or $1).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,6 @@ fi
 prompt="a red circle on a blue background"
 "$ldm" txt2img --model "$model" --prompt "$prompt" "${size[@]}" --steps 20 --sampler euler_a \
   --seed 42 --progress --out "$out/demo.png"
-"$ldm" inpaint --model "$inpaint_model" --init "$out/demo.png" --mask "$root/tools/demo-assets/mask-right-half-64.png" \
+"$ldm" inpaint --model "$inpaint_model" --init "$out/demo.png" --mask "$root/tools/demo-assets/mask-box-64.png" \
   --prompt "a green square" --steps 20 --seed 7 --progress --out "$out/demo-inpaint.png"
 "$ldm" info "$out/demo-inpaint.png"
