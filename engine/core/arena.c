@@ -2,7 +2,11 @@
 #include "core/arena.h"
 #include "core/status.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdint.h>
 
 #define ARENA_ALIGN 64
@@ -100,12 +104,21 @@ size_t ldm_arena_peak(const ldm_arena *a) { return a->peak; }
 
 void ldm_arena_trim(ldm_arena *a) {
   if (!a) return;
+  bool freed = false;
   while (a->n_blocks > a->cur + 1) {
     a->n_blocks--;
     free(a->blocks[a->n_blocks].base);
     a->blocks[a->n_blocks].base = NULL;
     a->blocks[a->n_blocks].size = 0;
+    freed = true;
   }
+#ifdef __GLIBC__
+  /* glibc raises its mmap threshold after freeing large chunks, so blocks of
+   * up to 32 MiB come from the heap and stay resident once freed */
+  if (freed) malloc_trim(0);
+#else
+  (void)freed;
+#endif
 }
 
 size_t ldm_arena_reserved(const ldm_arena *a) {

@@ -404,7 +404,9 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
   int threads = r->p->threads > 0 ? r->p->threads : r->m->threads;
   r->ctx.pool = ldm_pool_new(threads);
   r->ctx.threads = threads;
-  r->ctx.scratch = ldm_arena_new(0);
+  /* a small first block: it outlives ldm_arena_trim (it holds the job's
+   * latents), the phases' large temporaries get blocks of their own */
+  r->ctx.scratch = ldm_arena_new((size_t)4 << 20);
   r->ctx.wcache = r->m->wcache;
   r->ctx.err = err;
   r->ctx.cancel = &job->cancel;

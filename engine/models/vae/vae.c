@@ -69,6 +69,18 @@ struct ldm_vae {
   vae_decoder_weights dec;
 };
 
+/* The VAE's convolutions with a 32 MiB bound on their temporaries (im2col
+ * bands, Winograd tiles) instead of ldm_conv2d's 64: the decoder's
+ * activations are large, and at 512x512 its peak memory is those plus the
+ * conv temporaries. With the banded upsample below: txt2img 512x512 peak RSS
+ * file + 748 -> + 552 MiB, the 512x512 decode ~10 % slower (measured here). */
+#define VAE_CONV_SCRATCH ((size_t)32 << 20)
+
+static ldm_status vconv(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, const ldm_tensor *w,
+                        const ldm_tensor *b, int stride, int pad) {
+  return ldm_conv2d_ex(ctx, y, x, B, H, W, Cin, w, b, stride, pad, VAE_CONV_SCRATCH);
+}
+
 static ldm_status check_cancel(ldm_ctx *ctx) {
   if (ctx->cancel && atomic_load(ctx->cancel))
     return ldm_fail(ctx->err, LDM_ERR_CANCELLED, "vae: cancelled");
@@ -457,6 +469,7 @@ void ldm_vae_unscale_latent(const ldm_vae *vae, float *z, int64_t n) {
 
 typedef struct vae_bufs {
   float *x, *a, *b;
+  size_t cap; /* floats in each */
 } vae_bufs;
 
 static void swap_xa(vae_bufs *s) {
@@ -520,21 +533,31 @@ static void gn_finish(gn_global *g) {
 static ldm_status resnet_forward(ldm_ctx *ctx, const vae_resnet *r, vae_bufs *s, int groups,
                                  int H, int W, gn_global *g) {
   const int64_t HW = (int64_t)H * W;
+  if (r->nin_w.data) {
+    /* channels change: the 1x1 shortcut first, then x is free to be
+     * normalised in place and a, b only ever hold Cout channels (with the
+     * banded upsample below this keeps the 512x512 decode's buffers at
+     * 256 + 128 + 128 channels instead of 256 + 256 + 128) */
+    // nin_shortcut -> b [HW, Cout]; norm1 + SiLU in place -> x [HW, Cin]
+    LDM_TRY(vconv(ctx, s->b, s->x, 1, H, W, r->cin, &r->nin_w, &r->nin_b, 1, 0));
+    LDM_TRY(gn(ctx, g, s->x, s->x, H, W, r->cin, groups, &r->norm1_w, &r->norm1_b, true));
+    // conv1 -> a, norm2 + SiLU in place, conv2 -> x [HW, Cout]; + shortcut
+    LDM_TRY(vconv(ctx, s->a, s->x, 1, H, W, r->cin, &r->conv1_w, &r->conv1_b, 1, 1));
+    LDM_TRY(gn(ctx, g, s->a, s->a, H, W, r->cout, groups, &r->norm2_w, &r->norm2_b, true));
+    LDM_TRY(vconv(ctx, s->x, s->a, 1, H, W, r->cout, &r->conv2_w, &r->conv2_b, 1, 1));
+    ldm_add(ctx, s->x, s->x, s->b, HW * r->cout);
+    return check_cancel(ctx);
+  }
   // norm1 + SiLU -> a [HW, Cin]
   LDM_TRY(gn(ctx, g, s->a, s->x, H, W, r->cin, groups, &r->norm1_w, &r->norm1_b, true));
   // conv1 -> b [HW, Cout]
-  LDM_TRY(ldm_conv2d(ctx, s->b, s->a, 1, H, W, r->cin, &r->conv1_w, &r->conv1_b, 1, 1));
+  LDM_TRY(vconv(ctx, s->b, s->a, 1, H, W, r->cin, &r->conv1_w, &r->conv1_b, 1, 1));
   // norm2 + SiLU (dropout is identity at inference) -> b [HW, Cout]
   LDM_TRY(gn(ctx, g, s->b, s->b, H, W, r->cout, groups, &r->norm2_w, &r->norm2_b, true));
   // conv2 -> a [HW, Cout]
-  LDM_TRY(ldm_conv2d(ctx, s->a, s->b, 1, H, W, r->cout, &r->conv2_w, &r->conv2_b, 1, 1));
-  // shortcut (1x1 nin_shortcut when channels change) + residual -> a
-  if (r->nin_w.data) {
-    LDM_TRY(ldm_conv2d(ctx, s->b, s->x, 1, H, W, r->cin, &r->nin_w, &r->nin_b, 1, 0));
-    ldm_add(ctx, s->a, s->a, s->b, HW * r->cout);
-  } else {
-    ldm_add(ctx, s->a, s->a, s->x, HW * r->cout);
-  }
+  LDM_TRY(vconv(ctx, s->a, s->b, 1, H, W, r->cout, &r->conv2_w, &r->conv2_b, 1, 1));
+  // + residual -> a
+  ldm_add(ctx, s->a, s->a, s->x, HW * r->cout);
   swap_xa(s);
   return check_cancel(ctx);
 }
@@ -614,6 +637,7 @@ static size_t dec_up_cap(const ldm_vae_config *c, int h, int w) {
 }
 
 static ldm_status alloc_bufs(ldm_ctx *ctx, vae_bufs *s, size_t cap) {
+  s->cap = cap;
   s->x = ldm_arena_floats(ctx->scratch, cap);
   s->a = ldm_arena_floats(ctx->scratch, cap);
   s->b = ldm_arena_floats(ctx->scratch, cap);
@@ -630,7 +654,7 @@ static ldm_status encoder_down(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int 
   const ldm_vae_config *c = &v->cfg;
   const vae_encoder_weights *e = &v->enc;
   // conv_in -> [H*W, ch0]
-  LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, H, W, c->image_channels, &e->conv_in_w, &e->conv_in_b, 1, 1));
+  LDM_TRY(vconv(ctx, s->a, s->x, 1, H, W, c->image_channels, &e->conv_in_w, &e->conv_in_b, 1, 1));
   swap_xa(s);
   for (int i = 0; i < c->levels; i++) {
     // down[i].block[j] -> [H*W, ch_i]
@@ -648,7 +672,7 @@ static ldm_status encoder_down(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int 
         memset(dst, 0, (size_t)Wp * C * sizeof(float));
       }
     }
-    LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H + 1, W + 1, C, &e->down_w[i], &e->down_b[i], 2, 0));
+    LDM_TRY(vconv(ctx, s->x, s->a, 1, H + 1, W + 1, C, &e->down_w[i], &e->down_b[i], 2, 0));
     H = ldm_conv_out(H + 1, 3, 2, 0);
     W = ldm_conv_out(W + 1, 3, 2, 0);
   }
@@ -666,10 +690,10 @@ static ldm_status encoder_mid(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int H
   // norm_out + SiLU, conv_out -> [h*w, 2*Cl]
   LDM_TRY(ldm_group_norm(ctx, s->a, s->x, 1, (int64_t)H * W, CL, c->groups, VAE_EPS,
                          &e->norm_out_w, &e->norm_out_b, true));
-  LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H, W, CL, &e->conv_out_w, &e->conv_out_b, 1, 1));
+  LDM_TRY(vconv(ctx, s->x, s->a, 1, H, W, CL, &e->conv_out_w, &e->conv_out_b, 1, 1));
   // quant_conv (1x1) -> [h*w, 2*Cl]
   if (c->quant_conv) {
-    LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, H, W, 2 * c->latent_channels, &e->quant_w, &e->quant_b, 1, 0));
+    LDM_TRY(vconv(ctx, s->a, s->x, 1, H, W, 2 * c->latent_channels, &e->quant_w, &e->quant_b, 1, 0));
     swap_xa(s);
   }
   return LDM_OK;
@@ -683,14 +707,51 @@ static ldm_status decoder_mid(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h
   const int Cl = c->latent_channels;
   // post_quant_conv (1x1) -> [h*w, Cl]
   if (c->post_quant_conv) {
-    LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, h, w, Cl, &d->post_quant_w, &d->post_quant_b, 1, 0));
+    LDM_TRY(vconv(ctx, s->a, s->x, 1, h, w, Cl, &d->post_quant_w, &d->post_quant_b, 1, 0));
     swap_xa(s);
   }
   // conv_in -> [h*w, chL]
-  LDM_TRY(ldm_conv2d(ctx, s->a, s->x, 1, h, w, Cl, &d->conv_in_w, &d->conv_in_b, 1, 1));
+  LDM_TRY(vconv(ctx, s->a, s->x, 1, h, w, Cl, &d->conv_in_w, &d->conv_in_b, 1, 1));
   swap_xa(s);
   // mid -> [h*w, chL]
   return mid_forward(ctx, &d->mid, c, s, h, w);
+}
+
+/* Nearest 2x upsample and 3x3 conv of x [H*W, C] -> x [2H*2W, C], in place,
+ * in bands of output rows from the bottom up, so the upsampled picture is
+ * never held whole (at 512x512 with 256 channels it is 268 MB): a band
+ * writes rows [r0, r1) at 2*r0*W*C floats and later bands read low-res rows
+ * below r0 / 2 + 1 only. Each band's conv sees its rows plus one halo row on
+ * each side (zero at the picture's edges) and keeps the inner rows. */
+enum { UPCONV_BAND_BYTES = 16 << 20 };
+
+static ldm_status upsample_conv_banded(ldm_ctx *ctx, vae_bufs *s, int H, int W, int C, const ldm_tensor *w,
+                                       const ldm_tensor *b) {
+  float *x = s->x, *in = s->a, *out = s->b; /* a and b are free here: the bands live in them */
+  int H2 = 2 * H, W2 = 2 * W;
+  size_t row = (size_t)W2 * (size_t)C;
+  int band = (int)(UPCONV_BAND_BYTES / (row * sizeof(float)));
+  if (band < 1) band = 1;
+  if (band > H2) band = H2;
+  if ((size_t)(band + 2) * row > s->cap) /* cap holds the whole upsampled picture: >= 3 rows */
+    band = (int)(s->cap / row) - 2;
+  ldm_status st = LDM_OK;
+  for (int r1 = H2; r1 > 0 && st == LDM_OK; r1 -= band) {
+    int r0 = r1 - band > 0 ? r1 - band : 0, n = r1 - r0;
+    for (int i = 0; i < n + 2; i++) { /* upsampled rows r0 - 1 .. r1 */
+      int ur = r0 - 1 + i;
+      float *dst = in + (size_t)i * row;
+      if (ur < 0 || ur >= H2) {
+        memset(dst, 0, row * sizeof(float));
+        continue;
+      }
+      const float *src = x + (size_t)(ur / 2) * (size_t)W * (size_t)C;
+      for (int xx = 0; xx < W2; xx++) memcpy(dst + (size_t)xx * C, src + (size_t)(xx / 2) * C, (size_t)C * sizeof(float));
+    }
+    st = vconv(ctx, out, in, 1, n + 2, W2, C, w, b, 1, 1);
+    if (st == LDM_OK) memcpy(x + (size_t)r0 * row, out + row, (size_t)n * row * sizeof(float));
+  }
+  return st;
 }
 
 /* Decoder up path, norm_out and conv_out: s->x [h*w, chL] -> the image
@@ -705,15 +766,21 @@ static ldm_status decoder_up(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h,
     for (int j = 0; j <= c->layers; j++)
       LDM_TRY(resnet_forward(ctx, &d->block[i][j], s, c->groups, H, W, g));
     if (i == 0) break;
-    // upsample: nearest x2, conv 3x3 -> [2H*2W, ch_i]
+    // upsample: nearest x2, conv 3x3 -> [2H*2W, ch_i] (in bands where the picture is large)
+    if ((size_t)4 * H * W * (size_t)c->ch[i] * sizeof(float) > (size_t)2 * UPCONV_BAND_BYTES) {
+      LDM_TRY(upsample_conv_banded(ctx, s, H, W, c->ch[i], &d->up_w[i], &d->up_b[i]));
+      H *= 2;
+      W *= 2;
+      continue;
+    }
     ldm_upsample_nearest2x(ctx, s->a, s->x, 1, H, W, c->ch[i]);
     H *= 2;
     W *= 2;
-    LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H, W, c->ch[i], &d->up_w[i], &d->up_b[i], 1, 1));
+    LDM_TRY(vconv(ctx, s->x, s->a, 1, H, W, c->ch[i], &d->up_w[i], &d->up_b[i], 1, 1));
   }
   // norm_out + SiLU, conv_out -> [H*W, 3]
   LDM_TRY(gn(ctx, g, s->a, s->x, H, W, c->ch[0], c->groups, &d->norm_out_w, &d->norm_out_b, true));
-  LDM_TRY(ldm_conv2d(ctx, s->x, s->a, 1, H, W, c->ch[0], &d->conv_out_w, &d->conv_out_b, 1, 1));
+  LDM_TRY(vconv(ctx, s->x, s->a, 1, H, W, c->ch[0], &d->conv_out_w, &d->conv_out_b, 1, 1));
   return LDM_OK;
 }
 
