@@ -733,7 +733,7 @@ static ldm_status upsample_conv_banded(ldm_ctx *ctx, vae_bufs *s, int H, int W, 
   int band = (int)(UPCONV_BAND_BYTES / (row * sizeof(float)));
   if (band < 1) band = 1;
   if (band > H2) band = H2;
-  if ((size_t)(band + 2) * row > s->cap) /* cap holds the whole upsampled picture: >= 3 rows */
+  if ((size_t)(band + 2) * row > s->cap) /* the caller checked cap >= 3 rows */
     band = (int)(s->cap / row) - 2;
   ldm_status st = LDM_OK;
   for (int r1 = H2; r1 > 0 && st == LDM_OK; r1 -= band) {
@@ -767,7 +767,8 @@ static ldm_status decoder_up(ldm_ctx *ctx, const ldm_vae *v, vae_bufs *s, int h,
       LDM_TRY(resnet_forward(ctx, &d->block[i][j], s, c->groups, H, W, g));
     if (i == 0) break;
     // upsample: nearest x2, conv 3x3 -> [2H*2W, ch_i] (in bands where the picture is large)
-    if ((size_t)4 * H * W * (size_t)c->ch[i] * sizeof(float) > (size_t)2 * UPCONV_BAND_BYTES) {
+    if ((size_t)4 * H * W * (size_t)c->ch[i] * sizeof(float) > (size_t)2 * UPCONV_BAND_BYTES &&
+        s->cap / ((size_t)2 * W * (size_t)c->ch[i]) >= 3) { /* a band and its halo rows fit a, b */
       LDM_TRY(upsample_conv_banded(ctx, s, H, W, c->ch[i], &d->up_w[i], &d->up_b[i]));
       H *= 2;
       W *= 2;
