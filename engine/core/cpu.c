@@ -3,6 +3,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <stdatomic.h>
 
 static bool os_avx(void) {
   unsigned a, b, c, d;
@@ -18,14 +19,31 @@ static bool leaf1_ecx(unsigned bit) {
   return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << bit));
 }
 
-bool ldm_cpu_has_avx2(void) {
+static bool probe_avx2(void) {
   unsigned a, b, c, d;
   if (!os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   return (b & (1u << 5)) != 0;
 }
 
-bool ldm_cpu_has_f16c(void) { return os_avx() && leaf1_ecx(29); }
-bool ldm_cpu_has_fma(void) { return os_avx() && leaf1_ecx(12); }
+static bool probe_f16c(void) { return os_avx() && leaf1_ecx(29); }
+static bool probe_fma(void) { return os_avx() && leaf1_ecx(12); }
+
+/* CPUID traps to the hypervisor in a VM and ops ask per call: each answer
+ * is probed once (racing threads compute and store the same value). */
+static bool cached(atomic_int *slot, bool (*probe)(void)) {
+  int v = atomic_load_explicit(slot, memory_order_relaxed);
+  if (v < 0) {
+    v = probe() ? 1 : 0;
+    atomic_store_explicit(slot, v, memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+static atomic_int has_avx2 = -1, has_f16c = -1, has_fma = -1;
+
+bool ldm_cpu_has_avx2(void) { return cached(&has_avx2, probe_avx2); }
+bool ldm_cpu_has_f16c(void) { return cached(&has_f16c, probe_f16c); }
+bool ldm_cpu_has_fma(void) { return cached(&has_fma, probe_fma); }
 #else
 bool ldm_cpu_has_avx2(void) { return false; }
 bool ldm_cpu_has_f16c(void) { return false; }
