@@ -282,14 +282,21 @@ def stage_decoder(args, x4=False):
     The encoder and so the latent space stay fixed, so this runs in parallel
     with the diffusion stage that uses the same latents."""
     src = "x4vae" if x4 else "vae"
-    stage = src + "dec"
-    vae = AutoencoderKL.from_pretrained(os.path.join(WORK, src + "_final"))
+    stage = src + "dec" + ("r%d" % args.round if args.round else "")
+    start = os.path.join(WORK, src + ("dec_final" if args.round else "_final"))
+    if args.round:      # continue the decoder stage; keep what it started from
+        import shutil
+        keep = os.path.join(WORK, "%sdec_r%d_start" % (src, args.round))
+        if not os.path.exists(keep):
+            shutil.copytree(start, keep)
+        start = keep
+    vae = AutoencoderKL.from_pretrained(start)
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     big, small = vae_data(x4)
 
     def loss_fn(step):
-        x = vae_batch(big, small, x4, True, step, args.batch, 150 + x4)
+        x = vae_batch(big, small, x4, True, step, args.batch, 150 + x4 + 1000 * args.round)
         with torch.no_grad():
             post = vae.encode(x).latent_dist
             g = torch.Generator().manual_seed(SEED * 19 + step)
@@ -308,7 +315,7 @@ def stage_decoder(args, x4=False):
         psnr = 10 * math.log10(4.0 / F.mse_loss(rec.clamp(-1, 1), x).item())
     log("%s: reconstruction PSNR %.2f dB on %d images after decoder fine-tuning" % (
         stage, psnr, len(x)))
-    vae.save_pretrained(os.path.join(WORK, stage + "_final"))
+    vae.save_pretrained(os.path.join(WORK, src + "dec_final"))
 
 
 # ---------------------------------------------------------- diffusion stages
