@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -43,6 +44,15 @@ SMOKE = int(os.environ.get("DEMO_SMOKE", "0"))  # >0: tiny data sets for a quick
 
 def nsz(n):
     return min(n, SMOKE) if SMOKE else n
+
+
+def keep_copy(src, name):
+    """work/<name>: a copy of the finished stage folder src, made once before a stage
+    continues from it (the record of where a continuation started); its path."""
+    keep = os.path.join(WORK, name)
+    if not os.path.exists(keep):
+        shutil.copytree(src, keep)
+    return keep
 
 
 def log(msg):
@@ -239,9 +249,7 @@ def stage_vae(args, x4=False, full=False):
     if full:
         src_dir = os.path.join(WORK, base + "_final")
         vae = AutoencoderKL.from_pretrained(src_dir)
-        if not os.path.exists(os.path.join(WORK, base + "_crop_final")):
-            import shutil
-            shutil.copytree(src_dir, os.path.join(WORK, base + "_crop_final"))
+        keep_copy(src_dir, base + "_crop_final")
     elif x4 and not os.path.exists(os.path.join(WORK, stage + ".pt")) and (
             os.path.exists(os.path.join(WORK, "vae_final")) or
             os.path.exists(os.path.join(WORK, "vae.pt"))):
@@ -283,13 +291,9 @@ def stage_decoder(args, x4=False):
     with the diffusion stage that uses the same latents."""
     src = "x4vae" if x4 else "vae"
     stage = src + "dec" + ("r%d" % args.round if args.round else "")
-    start = os.path.join(WORK, src + ("dec_final" if args.round else "_final"))
-    if args.round:      # continue the decoder stage; keep what it started from
-        import shutil
-        keep = os.path.join(WORK, "%sdec_r%d_start" % (src, args.round))
-        if not os.path.exists(keep):
-            shutil.copytree(start, keep)
-        start = keep
+    start = os.path.join(WORK, src + "_final")
+    if args.round:      # continue the decoder stage from (a copy of) its result
+        start = keep_copy(os.path.join(WORK, src + "dec_final"), "%sdec_r%d_start" % (src, args.round))
     vae = AutoencoderKL.from_pretrained(start)
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
@@ -366,7 +370,7 @@ def pyramid_noise(shape, g, discount):
     return n / math.sqrt(var)
 
 
-def pure_top(sched, z, noisy, noise, t, frac, g, t_min=900):
+def pure_top(sched, z, noise, t, frac, g, t_min=900):
     """Replace a fraction of the batch by examples at t >= t_min whose input is pure
     noise, unrelated to the picture, with the epsilon target that makes the
     sampler's x0 estimate, (x_t - sqrt(1 - ab) eps) / sqrt(ab), the true latent.
@@ -375,7 +379,7 @@ def pure_top(sched, z, noisy, noise, t, frac, g, t_min=900):
     step); on 8x8 latents that is enough of the shape's blob for a model to learn
     to find the shape where the noise happens to bump, and to ignore where the
     caption puts it. With these examples the first steps must take the layout from
-    the caption; the sampler and schedule stay SD's."""
+    the caption; the sampler and schedule stay SD's. Returns (input, target, t)."""
     top = torch.rand(len(t), generator=g) < frac
     t = torch.where(top, torch.randint(t_min, 1000, (len(t),), generator=g), t)
     pure = torch.randn(z.shape, generator=g)
@@ -420,6 +424,7 @@ class AttributeHeads(torch.nn.Module):
     the text encoder (a linear probe of the position from the end-of-text state
     scored 19 % against 11 % chance, the shape's colour 79 %), so the UNet had
     nothing to place the shape by."""
+    EOS = M.text_config().eos_token_id
     KINDS = (("colour", list(D.COLOURS)), ("shape", D.SHAPES), ("background", list(D.BACKGROUNDS)),
              ("position", list(D.POSITIONS)), ("size", list(D.SIZES)))
 
@@ -436,7 +441,7 @@ class AttributeHeads(torch.nn.Module):
         return [vals.index(scene[k]) if named[k] else len(vals) for k, vals in cls.KINDS]
 
     def loss(self, states, ids, labels):
-        eos = (ids == M.text_config().eos_token_id).int().argmax(1)
+        eos = (ids == self.EOS).int().argmax(1)
         picks = (states[torch.arange(len(ids)), eos], states[:, -1])
         return sum(F.cross_entropy(h(x), labels[:, k]) for x in picks
                    for k, h in enumerate(self.heads)) / (2 * len(self.heads))
@@ -472,9 +477,7 @@ def stage_t2i(args, cont=False):
     torch.manual_seed(SEED + 3)
     te, unet = M.make_text_encoder(), M.make_unet()
     if cont:
-        import shutil
-        if not os.path.exists(os.path.join(WORK, "t2i_first_final")):
-            shutil.copytree(os.path.join(WORK, "t2i_final"), os.path.join(WORK, "t2i_first_final"))
+        keep_copy(os.path.join(WORK, "t2i_final"), "t2i_first_final")
         te = CLIPTextModel.from_pretrained(os.path.join(WORK, "t2i_final", "text_encoder"))
         unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "t2i_final", "unet"))
     sched = t2i_scheduler()
@@ -499,10 +502,10 @@ def stage_t2i(args, cont=False):
         if args.high_t:     # more samples where colour and layout are decided
             t = torch.where(torch.rand(args.batch, generator=g) < args.high_t,
                             torch.randint(500, 1000, (args.batch,), generator=g), t)
-        noisy = sched.add_noise(z, noise, t)
-        target = noise
         if args.pure_top:
-            noisy, target, t = pure_top(sched, z, noisy, noise, t, args.pure_top, g, args.pure_top_min)
+            noisy, target, t = pure_top(sched, z, noise, t, args.pure_top, g, args.pure_top_min)
+        else:
+            noisy, target = sched.add_noise(z, noise, t), noise
         ids = tok(caps)
         states = te(ids)[0]
         pred = unet(noisy, t, states).sample
@@ -637,11 +640,7 @@ def stage_inpaint(args):
     sd["conv_in.weight"] = w
     unet.load_state_dict(sd)
     if args.round and not args.from_t2i:   # continue a finished inpainting run (its own text encoder)
-        import shutil
-        prev = os.path.join(WORK, "inpaint_final")
-        keep = os.path.join(WORK, "inpaint_r%d_start" % args.round)
-        if not os.path.exists(keep):
-            shutil.copytree(prev, keep)
+        keep = keep_copy(os.path.join(WORK, "inpaint_final"), "inpaint_r%d_start" % args.round)
         te = CLIPTextModel.from_pretrained(os.path.join(keep, "text_encoder"))
         unet = UNet2DConditionModel.from_pretrained(os.path.join(keep, "unet"))
     sched = t2i_scheduler()
