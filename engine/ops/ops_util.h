@@ -70,12 +70,21 @@ float ops_exp_sum(float *y, const float *x, int64_t n, float m);
 /* Softmax of one row (an all -inf row gives zeros). */
 void ops_softmax_row(float *y, const float *x, int64_t n);
 
+/* What a convolution does to its result before it is stored:
+ * y = relu?(conv + res), res [B, Ho*Wo, Cout] like y (NULL: none), not
+ * overlapping y or the convolution's input. */
+typedef struct ops_epilogue {
+  const float *res;
+  bool relu;
+} ops_epilogue;
+
 /* 3x3, stride 1, padding 1 by Winograd F(m x m, 3x3), m = 2 or 4
  * (winograd.c); U is the transformed kernel [(m+2)^2, Cout, Cin]
- * (ops_winograd_weights with the same m), bias f32 [Cout] or NULL. */
+ * (ops_winograd_weights with the same m), bias f32 [Cout] or NULL; ep NULL
+ * or applied in the output transform. */
 ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
-                                const float *U, const float *bias,
+                                const float *U, const float *bias, const ops_epilogue *ep,
                                 size_t max_scratch_bytes, int m);
 /* w [Cout, Cin, 3, 3] (f32/f16/bf16, aligned: ops_aligned) -> U [(m+2)^2,
  * Cout, Cin] f32, parallel over Cout. */

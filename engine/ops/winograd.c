@@ -91,6 +91,12 @@ static void wt_task(void *user, int64_t co) {
   }
 }
 
+/* The epilogue on one value: + residual, then ReLU. */
+static inline float ep_apply(const ops_epilogue *ep, float v, float r) {
+  v += r;
+  return ep->relu && !(v > 0.0f) ? 0.0f : v;
+}
+
 /* ---- 1-D transforms over a run of channels -----------------------------
  * bt: (o0, o1, o2, o3) = B^T (a0, a1, a2, a3) = (a0-a2, a1+a2, a2-a1, a1-a3)
  * at: (o0, o1) = A^T (a0, a1, a2, a3) = (a0+a1+a2, a1-a2-a3) (+ bias)
@@ -150,17 +156,20 @@ static void wt_task(void *user, int64_t co) {
     }                                                                         \
   }                                                                           \
   ATTR static void at6_##SFX(float *const *restrict o, const float *const *restrict a, \
-                             const float *restrict bias, int n) {             \
+                             const float *restrict bias, const ops_epilogue *ep, \
+                             const float *const *r, int n) {                  \
     float *restrict o0 = o[0], *restrict o1 = o[1], *restrict o2 = o[2], *restrict o3 = o[3]; \
     const float *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2]; \
     const float *restrict a3 = a[3], *restrict a4 = a[4], *restrict a5 = a[5]; \
     for (int i = 0; i < n; i++) {                                             \
       float b = bias ? bias[i] : 0.0f;                                        \
       float s = a1[i] + a2[i], d = a2[i] - a1[i];                             \
-      o0[i] = a0[i] + s + a3[i] + a4[i] + b;                                  \
-      o1[i] = d + 0.5f * a3[i] - 2.0f * a4[i] + b;                            \
-      o2[i] = s + 0.25f * a3[i] + 4.0f * a4[i] + b;                           \
-      o3[i] = d + 0.125f * a3[i] - 8.0f * a4[i] + a5[i] + b;                  \
+      float v[4] = {a0[i] + s + a3[i] + a4[i] + b, d + 0.5f * a3[i] - 2.0f * a4[i] + b, \
+                    s + 0.25f * a3[i] + 4.0f * a4[i] + b,                     \
+                    d + 0.125f * a3[i] - 8.0f * a4[i] + a5[i] + b};           \
+      if (ep)                                                                 \
+        for (int q = 0; q < 4; q++) v[q] = ep_apply(ep, v[q], r ? r[q][i] : 0.0f); \
+      o0[i] = v[0], o1[i] = v[1], o2[i] = v[2], o3[i] = v[3];                 \
     }                                                                         \
   }
 
@@ -168,8 +177,76 @@ WINO_KERNELS(base, )
 WINO6_KERNELS(base, )
 #if defined(__x86_64__) || defined(__i386__)
 WINO_KERNELS(avx2, __attribute__((target("avx2"))))
-WINO6_KERNELS(avx2, __attribute__((target("avx2,fma"))))
+WINO6_KERNELS(avx2s, __attribute__((target("avx2,fma"))))
 #define WINO_X86 1
+#include <immintrin.h>
+
+/* bt6/at6 in AVX2 by hand: with twelve pointers from arrays the compiler
+ * leaves the plain loops scalar (it will not prove them apart), and these
+ * transforms then cost more than the products (TAESD: 55 % of the decode).
+ * Runs of 8 channels; a remainder goes to the plain loops. */
+__attribute__((target("avx2,fma"))) static void bt6_avx2(float *const *restrict o, const float *const *restrict a,
+                                                        int n) {
+  const __m256 c2 = _mm256_set1_ps(2.0f), c3 = _mm256_set1_ps(3.0f), c4 = _mm256_set1_ps(4.0f),
+               c5 = _mm256_set1_ps(5.0f);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 a0 = _mm256_loadu_ps(a[0] + i), a1 = _mm256_loadu_ps(a[1] + i), a2 = _mm256_loadu_ps(a[2] + i);
+    __m256 a3 = _mm256_loadu_ps(a[3] + i), a4 = _mm256_loadu_ps(a[4] + i), a5 = _mm256_loadu_ps(a[5] + i);
+    __m256 d13 = _mm256_sub_ps(a1, a3), d24 = _mm256_sub_ps(a2, a4);
+    __m256 o0 = _mm256_fnmadd_ps(c4, a2, _mm256_fnmadd_ps(c3, d13, _mm256_mul_ps(c2, _mm256_add_ps(a0, a4))));
+    __m256 o1 = _mm256_sub_ps(_mm256_fnmadd_ps(c2, _mm256_add_ps(a1, a4), _mm256_mul_ps(c5, a2)), a3);
+    __m256 o2 = _mm256_add_ps(_mm256_fnmadd_ps(c2, _mm256_sub_ps(a1, a4), _mm256_mul_ps(c5, a3)), a2);
+    __m256 o3 = _mm256_sub_ps(_mm256_fmadd_ps(c2, d13, a2), a4);
+    __m256 o4 = _mm256_fnmadd_ps(c2, d24, d13);
+    __m256 o5 = _mm256_fnmadd_ps(c4, a3, _mm256_fnmadd_ps(c3, d24, _mm256_mul_ps(c2, _mm256_add_ps(a1, a5))));
+    _mm256_storeu_ps(o[0] + i, o0), _mm256_storeu_ps(o[1] + i, o1), _mm256_storeu_ps(o[2] + i, o2);
+    _mm256_storeu_ps(o[3] + i, o3), _mm256_storeu_ps(o[4] + i, o4), _mm256_storeu_ps(o[5] + i, o5);
+  }
+  if (i < n) {
+    float *ot[6];
+    const float *at[6];
+    for (int k = 0; k < 6; k++) ot[k] = o[k] + i, at[k] = a[k] + i;
+    bt6_avx2s(ot, at, n - i);
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void at6_avx2(float *const *restrict o, const float *const *restrict a,
+                                                        const float *restrict bias, const ops_epilogue *ep,
+                                                        const float *const *r, int n) {
+  const __m256 h = _mm256_set1_ps(0.5f), q = _mm256_set1_ps(0.25f), e = _mm256_set1_ps(0.125f);
+  const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  const bool res = ep && r, relu = ep && ep->relu;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 a0 = _mm256_loadu_ps(a[0] + i), a1 = _mm256_loadu_ps(a[1] + i), a2 = _mm256_loadu_ps(a[2] + i);
+    __m256 a3 = _mm256_loadu_ps(a[3] + i), a4 = _mm256_loadu_ps(a[4] + i), a5 = _mm256_loadu_ps(a[5] + i);
+    __m256 b = bias ? _mm256_loadu_ps(bias + i) : _mm256_setzero_ps();
+    __m256 s = _mm256_add_ps(a1, a2), d = _mm256_sub_ps(a2, a1);
+    __m256 o0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, s), _mm256_add_ps(a3, a4)), b);
+    __m256 o1 = _mm256_add_ps(_mm256_fnmadd_ps(c2, a4, _mm256_fmadd_ps(h, a3, d)), b);
+    __m256 o2 = _mm256_add_ps(_mm256_fmadd_ps(c4, a4, _mm256_fmadd_ps(q, a3, s)), b);
+    __m256 o3 = _mm256_add_ps(_mm256_add_ps(_mm256_fnmadd_ps(c8, a4, _mm256_fmadd_ps(e, a3, d)), a5), b);
+    if (res) {
+      o0 = _mm256_add_ps(o0, _mm256_loadu_ps(r[0] + i)), o1 = _mm256_add_ps(o1, _mm256_loadu_ps(r[1] + i));
+      o2 = _mm256_add_ps(o2, _mm256_loadu_ps(r[2] + i)), o3 = _mm256_add_ps(o3, _mm256_loadu_ps(r[3] + i));
+    }
+    if (relu) /* max(o, 0) with o first: NaN stays 0 as in ep_apply */
+      o0 = _mm256_max_ps(o0, zero), o1 = _mm256_max_ps(o1, zero), o2 = _mm256_max_ps(o2, zero),
+      o3 = _mm256_max_ps(o3, zero);
+    _mm256_storeu_ps(o[0] + i, o0), _mm256_storeu_ps(o[1] + i, o1);
+    _mm256_storeu_ps(o[2] + i, o2), _mm256_storeu_ps(o[3] + i, o3);
+  }
+  if (i < n) {
+    float *ot[4];
+    const float *at[6];
+    const float *rt[4];
+    for (int k = 0; k < 6; k++) at[k] = a[k] + i;
+    for (int k = 0; k < 4; k++) ot[k] = o[k] + i, rt[k] = r ? r[k] + i : NULL;
+    at6_avx2s(ot, at, bias ? bias + i : NULL, ep, r ? rt : NULL, n - i);
+  }
+}
 #endif
 
 typedef void (*bt_fn)(float *restrict, float *restrict, float *restrict,
@@ -181,7 +258,8 @@ typedef void (*at_fn)(float *restrict, float *restrict, const float *restrict,
                       const float *restrict, const float *restrict, int);
 
 typedef void (*bt6_fn)(float *const *restrict, const float *const *restrict, int);
-typedef void (*at6_fn)(float *const *restrict, const float *const *restrict, const float *restrict, int);
+typedef void (*at6_fn)(float *const *restrict, const float *const *restrict, const float *restrict,
+                       const ops_epilogue *, const float *const *, int);
 
 typedef struct wino_kernels {
   bt_fn bt;
@@ -257,7 +335,14 @@ typedef struct out_job {
   int64_t row0, T;
   wino_kernels kern;
   int64_t t0;
+  const ops_epilogue *ep; /* NULL: none */
 } out_job;
+
+/* The epilogue over n channels of one output pixel y (F(2x2)'s plain path). */
+static void ep_pixel(const out_job *j, float *y, int n) {
+  const float *r = j->ep->res ? j->ep->res + (y - j->y) : NULL;
+  for (int i = 0; i < n; i++) y[i] = ep_apply(j->ep, y[i], r ? r[i] : 0.0f);
+}
 
 /* Buffer tile t's m x m output tile: its image's first output pixel (yb),
  * the tile's first row and column (oy, ox). */
@@ -296,6 +381,10 @@ static void out_task(void *user, int64_t t) {
       } else {
         j->kern.at(y0, discard, a[4 * rr], a[4 * rr + 1], a[4 * rr + 2],
                    a[4 * rr + 3], bias, n);
+      }
+      if (j->ep) {
+        ep_pixel(j, y0, n);
+        if (has_c1) ep_pixel(j, y0 + C, n);
       }
     }
   }
@@ -343,16 +432,20 @@ static void out4_task(void *user, int64_t t) {
       float *o[4];
       for (int p = 0; p < 6; p++) in[p] = mt + (size_t)(6 * p + k) * stride + (size_t)c0;
       for (int q = 0; q < 4; q++) o[q] = a[6 * q + k];
-      j->kern.at6(o, in, NULL, n);
+      j->kern.at6(o, in, NULL, NULL, NULL, n);
     }
     const float *bias = j->bias ? j->bias + c0 : NULL;
     for (int rr = 0; rr < rows; rr++) { /* y = a A, row rr */
       float *y0 = yb + ((int64_t)(oy + rr) * s->W + ox) * C + c0;
-      const float *in[6];
+      const float *in[6], *r[4];
       float *o[4];
+      const float *r0 = j->ep && j->ep->res ? j->ep->res + (y0 - j->y) : NULL;
       for (int q = 0; q < 6; q++) in[q] = a[6 * rr + q];
-      for (int q = 0; q < 4; q++) o[q] = q < cols ? y0 + (int64_t)q * C : discard;
-      j->kern.at6(o, in, bias, n);
+      for (int q = 0; q < 4; q++) {
+        o[q] = q < cols ? y0 + (int64_t)q * C : discard;
+        r[q] = r0 + (q < cols ? (int64_t)q * C : 0); /* past the edge: any readable row */
+      }
+      j->kern.at6(o, in, bias, j->ep, r0 ? r : NULL, n);
     }
   }
 }
@@ -367,8 +460,6 @@ static void out4_task(void *user, int64_t t) {
  * buffers that stay in its L2: 2x at 64 and 128 channels, 1.15-1.35x at
  * 256-320 (measured here, 2 threads). */
 #ifdef WINO_X86
-#include <immintrin.h>
-
 enum {
   SG_MAX_U = 5 << 19, /* floats of U (all points) the own kernel takes: 10 MiB */
   SG_R = 6,
@@ -432,6 +523,7 @@ static void sg_rows(float *M, const float *V, const float *P, const float *zeros
 typedef struct sgf_job {
   const wino_shape *s;
   const float *x, *zeros, *P, *bias;
+  const ops_epilogue *ep;
   float *y, *buf;
   int64_t total, tiles, per_worker; /* tiles in all; per block; buffer floats per worker */
   int npts, m;
@@ -458,7 +550,7 @@ static void sgf_worker(void *user, int64_t w) {
     for (int k = 0; k < j->npts; k++)
       sg_rows(M + (size_t)k * (size_t)j->tiles * (size_t)s->Cout, V + (size_t)k * (size_t)j->tiles * (size_t)s->Cin,
               j->P + (size_t)k * (size_t)s->Cout * (size_t)s->Cin, j->zeros, n, s->Cin, s->Cout);
-    out_job oj = {j->y, M, j->bias, s, 0, j->tiles, j->kern, g0};
+    out_job oj = {j->y, M, j->bias, s, 0, j->tiles, j->kern, g0, j->ep};
     for (int64_t t = 0; t < n; t++) (j->m == 4 ? out4_task : out_task)(&oj, t);
   }
 }
@@ -466,7 +558,8 @@ static void sgf_worker(void *user, int64_t w) {
 enum { SGF_BUF_FLOATS = 96 * 1024 }; /* per worker: 384 KiB of V and M */
 
 static ldm_status sg_fused(ldm_ctx *ctx, float *y, const float *x, const wino_shape *s, const float *P,
-                           const float *bias, const float *zeros, int npts, int m, wino_kernels kern) {
+                           const float *bias, const ops_epilogue *ep, const float *zeros, int npts, int m,
+                           wino_kernels kern) {
   int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int64_t tiles = SGF_BUF_FLOATS / ((int64_t)npts * (s->Cin + s->Cout));
   tiles -= tiles % SG_R;
@@ -479,7 +572,7 @@ static ldm_status sg_fused(ldm_ctx *ctx, float *y, const float *x, const wino_sh
     ldm_arena_reset(ctx->scratch, mark);
     return ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for Winograd tile blocks");
   }
-  j->s = s, j->x = x, j->zeros = zeros, j->P = P, j->bias = bias, j->y = y, j->buf = buf;
+  j->s = s, j->x = x, j->zeros = zeros, j->P = P, j->bias = bias, j->ep = ep, j->y = y, j->buf = buf;
   j->total = (int64_t)s->B * s->th * s->tw, j->tiles = tiles, j->per_worker = per;
   j->npts = npts, j->m = m, j->kern = kern, j->cancel = ctx->cancel;
   atomic_init(&j->cancelled, 0);
@@ -498,7 +591,7 @@ void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, 
 
 ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
                                 int H, int W, int Cin, int Cout,
-                                const float *U, const float *bias,
+                                const float *U, const float *bias, const ops_epilogue *ep,
                                 size_t max_scratch_bytes, int m) {
   wino_shape s = {B, H, W, Cin, Cout, (H + m - 1) / m, (W + m - 1) / m};
   int npts = (m + 2) * (m + 2);
@@ -524,7 +617,7 @@ ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
     if (P) { /* U in panels for the own kernel */
       sg_pack_job pj = {P, U, Cin, Cout};
       ldm_pool_for(ctx->pool, npts, sg_pack_task, &pj);
-      st = sg_fused(ctx, y, x, &s, P, bias, zeros, npts, m, kern);
+      st = sg_fused(ctx, y, x, &s, P, bias, ep, zeros, npts, m, kern);
       goto done;
     }
   }
@@ -553,7 +646,7 @@ ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
       if (st != LDM_OK) goto done;
     }
     // output tiles (+ bias) -> y
-    out_job oj = {y, M, bias, &s, r0, T, kern, 0};
+    out_job oj = {y, M, bias, &s, r0, T, kern, 0, ep};
     ldm_pool_for(ctx->pool, T, m == 4 ? out4_task : out_task, &oj);
   }
 done:

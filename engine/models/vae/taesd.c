@@ -6,6 +6,7 @@
 #include "models/vae/vae.h"
 #include "core/arena.h"
 #include "core/status.h"
+#include "ops/conv_fused.h"
 #include "ops/ops.h"
 
 #include <math.h>
@@ -239,26 +240,28 @@ static ldm_status net_forward(ldm_ctx *ctx, const taesd_net *net, float **x, flo
     float *t;
     switch (L->kind) {
       case TL_CONV: {
-        // Conv2d 3x3 (stride 1 or 2) -> [H'*W', Cout]
-        LDM_TRY(ldm_conv2d(ctx, *a, *x, 1, *H, *W, L->cin, &L->w, opt(&L->b), L->stride, 1));
+        // Conv2d 3x3 (stride 1 or 2) -> [H'*W', Cout], with the ReLU after it
+        bool relu_next = k + 1 < net->n && net->l[k + 1].kind == TL_RELU;
+        LDM_TRY(ldm_conv2d_fused(ctx, *a, *x, 1, *H, *W, L->cin, &L->w, opt(&L->b), L->stride, 1, NULL, relu_next));
+        if (relu_next) k++;
         *H = ldm_conv_out(*H, 3, L->stride, 1);
         *W = ldm_conv_out(*W, 3, L->stride, 1);
         break;
       }
       case TL_BLOCK: {
-        // AutoencoderTinyBlock: relu(conv(relu(conv(relu(conv(x))))) + skip(x))
-        LDM_TRY(ldm_conv2d(ctx, *a, *x, 1, *H, *W, L->cin, &L->cw[0], opt(&L->cb[0]), 1, 1));
-        relu(*a, (size_t)HW * L->cout);
-        LDM_TRY(ldm_conv2d(ctx, *b, *a, 1, *H, *W, L->cout, &L->cw[1], opt(&L->cb[1]), 1, 1));
-        relu(*b, (size_t)HW * L->cout);
-        LDM_TRY(ldm_conv2d(ctx, *a, *b, 1, *H, *W, L->cout, &L->cw[2], opt(&L->cb[2]), 1, 1));
-        if (L->skip.data) {
-          LDM_TRY(ldm_conv2d(ctx, *b, *x, 1, *H, *W, L->cin, &L->skip, NULL, 1, 0));
-          ldm_add(ctx, *a, *a, *b, HW * L->cout);
-        } else {
-          ldm_add(ctx, *a, *a, *x, HW * L->cout);
+        // AutoencoderTinyBlock: relu(conv(relu(conv(relu(conv(x))))) + skip(x)),
+        // each ReLU and the skip add in the conv before it
+        LDM_TRY(ldm_conv2d_fused(ctx, *a, *x, 1, *H, *W, L->cin, &L->cw[0], opt(&L->cb[0]), 1, 1, NULL, true));
+        LDM_TRY(ldm_conv2d_fused(ctx, *b, *a, 1, *H, *W, L->cout, &L->cw[1], opt(&L->cb[1]), 1, 1, NULL, true));
+        const float *skip = *x;
+        if (L->skip.data) { // 1x1 skip conv -> [H*W, Cout] in *a, free again
+          LDM_TRY(ldm_conv2d(ctx, *a, *x, 1, *H, *W, L->cin, &L->skip, NULL, 1, 0));
+          skip = *a;
+          t = *x; /* x is no longer needed: it takes the block's output */
+          *x = *a;
+          *a = t;
         }
-        relu(*a, (size_t)HW * L->cout);
+        LDM_TRY(ldm_conv2d_fused(ctx, *a, *b, 1, *H, *W, L->cout, &L->cw[2], opt(&L->cb[2]), 1, 1, skip, true));
         break;
       }
       case TL_RELU:
