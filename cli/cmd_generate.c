@@ -35,6 +35,7 @@ typedef struct gen_opts {
   const char *init_path, *mask_path, *out_path, *from_png;
   bool only_masked, progress, taesd_decode;
   int padding;
+  ldm_precision precision;
   ldm_masked_content fill;
   int left, top, right, bottom;
 } gen_opts;
@@ -48,6 +49,9 @@ static void usage(FILE *f, const char *cmd) {
           "  --decoder vae|taesd   final decode: the model's VAE (default) or the faster TAESD\n"
           "  --weight-cache MB     keep weights prepared for the matrix products after first use\n"
           "                        (faster steps, about 2-3.5x the file's f16 size in memory; -1 = no limit)\n"
+          "  --precision f32|bf16|bf16-emulated\n"
+          "                        matrix products in f32 (default) or with bf16 operands (about 2x faster\n"
+          "                        on CPUs with AVX512-BF16, f32 elsewhere; bf16-emulated: the bf16 result on any CPU)\n"
           "  --prompt TEXT         what to draw (A1111 emphasis: (word:1.2), [word], BREAK)\n"
           "  --negative-prompt TEXT\n"
           "  --width N --height N  output size, multiples of 8 (default: model's native size)\n"
@@ -328,7 +332,10 @@ int ldm_cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--clip-skip")) bad = cli_parse_int(a, v, 1, 12, &o.clip_skip);
     else if (!strcmp(a, "--threads")) bad = cli_parse_int(a, v, 0, 1024, &o.threads);
     else if (!strcmp(a, "--weight-cache")) bad = cli_parse_int(a, v, -1, 1 << 24, &o.weight_cache);
-    else if (!strcmp(a, "--out")) o.out_path = v;
+    else if (!strcmp(a, "--precision")) {
+      if (!ldm_precision_parse(v, &o.precision))
+        bad = cli_fail(LDM_EXIT_USAGE, "--precision: '%s' is not f32, bf16 or bf16-emulated", v);
+    } else if (!strcmp(a, "--out")) o.out_path = v;
     else if (!strcmp(a, "--from-png")) continue;
     else {
       usage(stderr, o.cmd);
@@ -391,6 +398,9 @@ int ldm_cmd_generate(int argc, char **argv) {
   mp.vae_path = o.vae;
   mp.taesd_path = o.taesd;
   mp.weight_cache_mb = o.weight_cache;
+  mp.precision = o.precision;
+  if (o.precision == LDM_PRECISION_BF16 && !ldm_bf16_native())
+    fprintf(stderr, "ldm: --precision bf16: this CPU has no AVX512-BF16 (and the BLAS no sbgemm): using f32\n");
   mp.family = o.family;
   mp.prediction = o.prediction;
   mp.threads = o.threads;

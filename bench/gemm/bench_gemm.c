@@ -125,17 +125,17 @@ int main(int argc, char **argv) {
                shapes[s][0], shapes[s][1], shapes[s][2]);
       bench_gemm(&ctx, label, shapes[s][0], shapes[s][1], shapes[s][2], min_s);
     }
-    if (ldm_gemm_bf16_available()) {
-      ctx.gemm_bf16 = true;
+    if (ldm_bf16_native()) {
+      ctx.precision = LDM_PRECISION_BF16;
       for (int s = 0; s < n_shapes; s++) {
         snprintf(label, sizeof label, "threads=%d bf16 M=%d N=%d K=%d",
                  threads, shapes[s][0], shapes[s][1], shapes[s][2]);
         bench_gemm(&ctx, label, shapes[s][0], shapes[s][1], shapes[s][2], min_s);
       }
-      ctx.gemm_bf16 = false;
+      ctx.precision = LDM_PRECISION_F32;
     } else {
-      printf("threads=%d bf16: not available in this OpenBLAS (no "
-             "cblas_sbgemm)\n", threads);
+      printf("threads=%d bf16: not native here (no cblas_sbgemm in this "
+             "OpenBLAS, no AVX512-BF16 in this CPU)\n", threads);
     }
 
     /* UNet 64x64 latent, 320 -> 320, 3x3 = GEMM M=4096 N=320 K=2880 */

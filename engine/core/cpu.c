@@ -25,6 +25,17 @@ static bool probe_avx2(void) {
   return (b & (1u << 5)) != 0;
 }
 
+/* AVX-512 F and BF16, with the OS saving the opmask and all 512-bit
+ * registers (XCR0 bits 5-7 besides XMM/YMM). */
+static bool probe_avx512bf16(void) {
+  unsigned a, b, c, d;
+  if (!os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return false;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & 0xe6u) != 0xe6u) return false;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+}
+
 static bool probe_f16c(void) { return os_avx() && leaf1_ecx(29); }
 static bool probe_fma(void) { return os_avx() && leaf1_ecx(12); }
 
@@ -39,13 +50,15 @@ static bool cached(atomic_int *slot, bool (*probe)(void)) {
   return v == 1;
 }
 
-static atomic_int has_avx2 = -1, has_f16c = -1, has_fma = -1;
+static atomic_int has_avx2 = -1, has_f16c = -1, has_fma = -1, has_avx512bf16 = -1;
 
 bool ldm_cpu_has_avx2(void) { return cached(&has_avx2, probe_avx2); }
 bool ldm_cpu_has_f16c(void) { return cached(&has_f16c, probe_f16c); }
 bool ldm_cpu_has_fma(void) { return cached(&has_fma, probe_fma); }
+bool ldm_cpu_has_avx512bf16(void) { return cached(&has_avx512bf16, probe_avx512bf16); }
 #else
 bool ldm_cpu_has_avx2(void) { return false; }
 bool ldm_cpu_has_f16c(void) { return false; }
 bool ldm_cpu_has_fma(void) { return false; }
+bool ldm_cpu_has_avx512bf16(void) { return false; }
 #endif

@@ -34,8 +34,7 @@ typedef struct ldm_ctx {
   struct ldm_arena *scratch;
   ldm_error *err;
   atomic_int *cancel;       /* optional: non-zero asks the work to stop */
-  bool gemm_bf16;           /* optional: GEMMs in bf16 where the BLAS has
-                               cblas_sbgemm (ldm_gemm_bf16_available) */
+  ldm_precision precision;  /* ldm_gemm's arithmetic (LDM_PRECISION_F32 = 0) */
   struct ldm_wcache *wcache; /* optional: prepared weights kept across calls */
 } ldm_ctx;
 

@@ -143,6 +143,25 @@ typedef enum ldm_masked_content {
   LDM_FILL_LATENT_NOTHING
 } ldm_masked_content;
 
+/* Arithmetic of the large matrix products (convolutions, linear layers;
+ * attention's own kernel stays f32). */
+typedef enum ldm_precision {
+  LDM_PRECISION_F32 = 0,       /* f32 operands and sums (default) */
+  /* Operands rounded to bf16, sums in f32, where the CPU has AVX512-BF16
+   * (about twice the f32 rate) or the BLAS exports cblas_sbgemm; plain f32
+   * on other CPUs (ldm_bf16_native() tells which). */
+  LDM_PRECISION_BF16 = 1,
+  /* The bf16 rounding on any CPU, summed with f32 instructions: shows what
+   * bf16 does to a result on a machine without it; slower than f32. */
+  LDM_PRECISION_BF16_EMULATED = 2
+} ldm_precision;
+
+/* True when LDM_PRECISION_BF16 runs in bf16 on this machine. */
+LDM_API bool ldm_bf16_native(void);
+/* "f32", "bf16", "bf16-emulated"; parse returns false for other names. */
+LDM_API const char *ldm_precision_name(ldm_precision p);
+LDM_API bool ldm_precision_parse(const char *name, ldm_precision *out);
+
 typedef struct ldm_model_params {
   const char *path;         /* .safetensors file or diffusers folder */
   const char *vae_path;     /* optional VAE replacing the checkpoint's */
@@ -159,6 +178,7 @@ typedef struct ldm_model_params {
    * transformed) after first use, up to this many MiB: faster steps, more
    * memory (about 2-3.5x an f16 file). 0 = off (default), -1 = no limit. */
   int weight_cache_mb;
+  ldm_precision precision;  /* matrix products; default LDM_PRECISION_F32 */
 } ldm_model_params;
 
 typedef struct ldm_model_info {

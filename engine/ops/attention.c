@@ -157,7 +157,7 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   j->wctx = *ctx;
   j->wctx.pool = NULL;
   j->wctx.threads = 1;
-  j->wctx.gemm_bf16 = false; /* the bf16 path packs into the shared arena */
+  j->wctx.precision = LDM_PRECISION_F32; /* bf16 paths pack into the shared arena */
   j->out = out, j->q = q, j->k = k, j->v = v;
   j->ldo = ldo, j->ldq = ldq, j->ldk = ldk, j->ldv = ldv;
   j->Tq = Tq, j->Tk = Tk, j->chunk = chunk;

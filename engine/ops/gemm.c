@@ -1,8 +1,9 @@
 /* The one GEMM wrapper: row-major C = alpha*op(A)*op(B) + beta*C through
- * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). A bf16 path
- * (cblas_sbgemm, looked up with dlsym because Debian 12's OpenBLAS 0.3.21
- * does not export it; threaded by OpenBLAS itself) is taken only when
- * ctx->gemm_bf16 asks for it and the symbol exists. */
+ * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). bf16
+ * (ctx->precision): cblas_sbgemm where the loaded OpenBLAS exports it
+ * (looked up with dlsym because Debian 12's OpenBLAS 0.3.21 does not;
+ * threaded by OpenBLAS itself), else the engine's own kernel (gemm_bf16.c)
+ * on CPUs with AVX512-BF16 or in its emulation when asked for, else f32. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 #include "core/half.h"
@@ -11,6 +12,7 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <string.h>
 
 typedef void (*sbgemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE,
                           enum CBLAS_TRANSPOSE, blasint, blasint, blasint,
@@ -29,6 +31,27 @@ static void sbgemm_lookup(void) {
 bool ldm_gemm_bf16_available(void) {
   pthread_once(&sbgemm_once, sbgemm_lookup);
   return sbgemm_ptr != NULL;
+}
+
+bool ldm_bf16_native(void) { return ldm_gemm_bf16_available() || ops_gemm_bf16_native(); }
+
+const char *ldm_precision_name(ldm_precision p) {
+  switch (p) {
+  case LDM_PRECISION_F32: return "f32";
+  case LDM_PRECISION_BF16: return "bf16";
+  case LDM_PRECISION_BF16_EMULATED: return "bf16-emulated";
+  }
+  return "?";
+}
+
+bool ldm_precision_parse(const char *name, ldm_precision *out) {
+  static const ldm_precision all[] = {LDM_PRECISION_F32, LDM_PRECISION_BF16, LDM_PRECISION_BF16_EMULATED};
+  for (size_t i = 0; name && i < sizeof all / sizeof *all; i++)
+    if (strcmp(name, ldm_precision_name(all[i])) == 0) {
+      *out = all[i];
+      return true;
+    }
+  return false;
 }
 
 /* Rounds a rows x cols block (leading dimension ld) to packed bf16. */
@@ -73,7 +96,12 @@ enum {
   GEMM_SPLIT_ALIGN = 16          /* piece boundaries, in rows or columns */
 };
 
+typedef enum gemm_kind { GEMM_SGEMM, GEMM_OWN_BF16, GEMM_OWN_BF16_EMULATED } gemm_kind;
+
 typedef struct gemm_job {
+  gemm_kind kind;
+  char *ws;       /* own bf16 kernel: one workspace per piece */
+  size_t ws_bytes;
   bool trans_a, trans_b;
   int64_t M, N, K;
   float alpha;
@@ -117,8 +145,12 @@ static void gemm_task(void *user, int64_t i) {
   int64_t lo = piece_start(len, (int)i, j->pieces);
   int64_t hi = piece_start(len, (int)i + 1, j->pieces);
   if (hi <= lo) return;
-  if (j->split_n) sgemm_rows(j, 0, j->M, lo, hi);
-  else sgemm_rows(j, lo, hi, 0, j->N);
+  int64_t m0 = j->split_n ? 0 : lo, m1 = j->split_n ? j->M : hi;
+  int64_t n0 = j->split_n ? lo : 0, n1 = j->split_n ? hi : j->N;
+  if (j->kind == GEMM_SGEMM) sgemm_rows(j, m0, m1, n0, n1);
+  else
+    ops_gemm_bf16_block(j->kind == GEMM_OWN_BF16_EMULATED, j->trans_a, j->trans_b, m0, m1, n0, n1, j->K, j->alpha,
+                        j->A, j->lda, j->B, j->ldb, j->beta, j->C, j->ldc, j->ws + (size_t)i * j->ws_bytes);
 }
 
 ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
@@ -147,8 +179,11 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
                     "gemm: transposed A with M=%lld beyond 32-bit BLAS",
                     (long long)M);
-  bool bf16 = ctx->gemm_bf16 && ldm_gemm_bf16_available();
-  if (bf16) {
+  gemm_kind kind = GEMM_SGEMM;
+  if (ctx->precision == LDM_PRECISION_BF16_EMULATED) kind = GEMM_OWN_BF16_EMULATED;
+  else if (ctx->precision == LDM_PRECISION_BF16 && !ldm_gemm_bf16_available() && ops_gemm_bf16_native())
+    kind = GEMM_OWN_BF16;
+  if (ctx->precision == LDM_PRECISION_BF16 && ldm_gemm_bf16_available()) {
     ldm_blas_set_threads(ctx->threads > 0 ? ctx->threads : 1);
     /* Rows of C in blocks that fit a 32-bit BLAS. */
     const int64_t step = (int64_t)INT_MAX / 2;
@@ -160,8 +195,7 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
     }
     return LDM_OK;
   }
-  gemm_job j = {trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                ldc, 1, false};
+  gemm_job j = {kind, NULL, 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1, false};
   int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   if (threads > 1 && (double)M * (double)N * (double)K >= GEMM_SPLIT_MIN_MACS) {
     if (M >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) j.pieces = threads;
@@ -170,8 +204,16 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
       j.split_n = true;
     }
   }
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  if (kind != GEMM_SGEMM) {
+    j.ws_bytes = ops_gemm_bf16_workspace_bytes();
+    if (!(j.ws = ldm_arena_alloc(ctx->scratch, j.ws_bytes * (size_t)j.pieces)))
+      return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch for the bf16 kernel's packed operands (%d x %zu B)",
+                      j.pieces, j.ws_bytes);
+  }
   ldm_blas_set_threads(1);
   ldm_pool_for(j.pieces > 1 ? ctx->pool : NULL, j.pieces, gemm_task, &j);
+  ldm_arena_reset(ctx->scratch, mark);
   return LDM_OK;
 }
 

@@ -16,8 +16,9 @@
  *    for Winograd F(2x2), x36/9 for F(4x4), twice when its own kernel
  *    repacks it); attention's score tiles or the fused kernel's packed keys
  *    (<= LDM_ATTN_SCORE_BYTES); f32 copies of f16/bf16 weights (not for
- *    streamed products: one chunk per thread); bf16 copies of A and B with
- *    gemm_bf16.
+ *    streamed products: one chunk per thread); bf16 copies of A and B
+ *    (cblas_sbgemm) or the own bf16 kernel's packed blocks (~0.7 MiB per
+ *    thread) in the bf16 precisions.
  *  - Aliasing: y == x is allowed for group_norm, layer_norm, silu, gelu,
  *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
  *    Outputs must not overlap inputs for linear, conv2d, attention, geglu,
@@ -134,9 +135,21 @@ void ldm_nhwc_to_nchw(float *y, const float *x, int B, int C, int64_t HW);
 /* ---- additions: options, internal variants, naive references ----------- */
 
 /* True when the loaded OpenBLAS exports cblas_sbgemm (looked up at run time,
- * never linked); ctx->gemm_bf16 then routes ldm_gemm through it, rounding A
- * and B to bf16 in ctx->scratch. Otherwise ldm_gemm always uses sgemm. */
+ * never linked); ctx->precision LDM_PRECISION_BF16 then routes ldm_gemm
+ * through it, rounding A and B to bf16 in ctx->scratch. Without it, bf16
+ * goes to the own kernel where the CPU has AVX512-BF16, else to sgemm;
+ * LDM_PRECISION_BF16_EMULATED always takes the own kernel. */
 bool ldm_gemm_bf16_available(void);
+
+/* The own bf16 kernel (gemm_bf16.c), behind ldm_gemm: true when the CPU has
+ * AVX512-BF16; the workspace one piece of C needs; one piece, rows [m0, m1)
+ * x columns [n0, n1) of ldm_gemm's product (emulate: f32 FMAs on the
+ * bf16-rounded operands, any CPU). */
+bool ops_gemm_bf16_native(void);
+size_t ops_gemm_bf16_workspace_bytes(void);
+void ops_gemm_bf16_block(bool emulate, bool trans_a, bool trans_b, int64_t m0, int64_t m1, int64_t n0, int64_t n1,
+                         int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                         float beta, float *C, int64_t ldc, void *ws);
 
 /* ldm_conv2d with an explicit bound on the im2col scratch (bytes): output
  * rows are processed in bands of at most that size (at least one row).

@@ -152,7 +152,11 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
     return st;
   }
   m->threads = p->threads > 0 ? p->threads : ldm_default_threads();
-  if (p->weight_cache_mb < -1)
+  m->precision = p->precision;
+  if ((unsigned)p->precision > LDM_PRECISION_BF16_EMULATED)
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "model: precision = %d, expected 0 (f32), 1 (bf16) or 2 (bf16-emulated)",
+                  (int)p->precision);
+  else if (p->weight_cache_mb < -1)
     st = ldm_fail(err, LDM_ERR_INVALID_ARG, "weight cache = %d MiB, expected -1 (no limit), 0 (off) or more",
                   p->weight_cache_mb);
   else if (p->weight_cache_mb != 0 &&

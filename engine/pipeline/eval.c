@@ -66,3 +66,13 @@ const char *ldm_eval_option(const ldm_eval_params *p, const char *key, char *buf
   }
   return NULL;
 }
+
+ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_error *err) {
+  char buf[32];
+  const char *v = ldm_eval_option(p, "precision", buf, sizeof buf);
+  *out = LDM_PRECISION_F32;
+  if (v && !ldm_precision_parse(v, out))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "eval %s: precision=%s, expected f32, bf16 or bf16-emulated",
+                    p->component, v);
+  return LDM_OK;
+}

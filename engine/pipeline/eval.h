@@ -19,5 +19,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err);
 /* Options string helpers: "k=v,k2=v2". */
 const char *ldm_eval_option(const ldm_eval_params *p, const char *key,
                             char *buf, size_t n);
+/* The precision=f32|bf16|bf16-emulated option (default f32). */
+ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_error *err);
 
 #endif

@@ -408,6 +408,7 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
    * latents), the phases' large temporaries get blocks of their own */
   r->ctx.scratch = ldm_arena_new((size_t)4 << 20);
   r->ctx.wcache = r->m->wcache;
+  r->ctx.precision = r->m->precision;
   r->ctx.err = err;
   r->ctx.cancel = &job->cancel;
   if (!r->ctx.pool || !r->ctx.scratch) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory starting the job");

@@ -38,6 +38,7 @@ struct ldm_model {
   ldm_taesd *taesd;
   ldm_text_cond *text;
   struct ldm_wcache *wcache;   /* ldm_model_params.weight_cache_mb, or NULL */
+  ldm_precision precision;     /* ldm_model_params.precision */
 };
 
 struct ldm_job {

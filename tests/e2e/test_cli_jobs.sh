@@ -3,7 +3,7 @@
 # (grey, grey+alpha, palette, 16-bit, RGBA PNGs), "only masked" inpainting
 # keeping every unmasked pixel, outpainting, the A1111 parameters chunk read
 # back by `ldm info` and reused by --from-png (same image), the speed options
-# (--decoder taesd, --weight-cache), and one-line
+# (--decoder taesd, --weight-cache, --precision), and one-line
 # errors with exit code 2 that leave no output file behind.
 set -u
 ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}
@@ -61,6 +61,16 @@ else bad "--decoder taesd: $(tail -1 "$tmp/out.log")"; fi
 if run txt2img --model "$m" --prompt "a red circle" --width 32 --height 24 --seed 4 --weight-cache -1 \
      --out "$tmp/c.png" && "$cmp" psnr "$tmp/c.png" "$tmp/v.png" 99 >/dev/null; then ok "--weight-cache -1: the same image"
 else bad "--weight-cache: $(tail -1 "$tmp/out.log")"; fi
+# --precision bf16-emulated (bf16 operands on any CPU): the demo model's
+# 256x256 DDIM image moves, but little (PSNR >= 35 dB against f32)
+dm=$LDM_SOURCE_ROOT/models/demo/ldm-demo.safetensors
+dp=(txt2img --model "$dm" --prompt "a red circle on a blue background, top left" --width 256 --height 256
+    --steps 20 --sampler ddim --seed 3 --threads 2)
+if "$ldm" "${dp[@]}" --out "$tmp/p32.png" >"$tmp/out.log" 2>&1 &&
+   "$ldm" "${dp[@]}" --precision bf16-emulated --out "$tmp/p16.png" >"$tmp/out.log" 2>&1 &&
+   "$cmp" differs "$tmp/p16.png" "$tmp/p32.png" >/dev/null &&
+   "$cmp" psnr "$tmp/p16.png" "$tmp/p32.png" 35; then ok "--precision bf16-emulated: the demo image within 35 dB of f32"
+else bad "--precision bf16-emulated: $(tail -1 "$tmp/out.log")"; fi
 
 expect_usage() { # desc, expected text, args...
   local desc=$1 text=$2; shift 2
@@ -82,6 +92,7 @@ expect_usage "bad rng" "rng" txt2img --model "$m" --rng gpu
 expect_usage "bad decoder" "decoder: 'fast'" txt2img --model "$m" --decoder fast
 expect_usage "TAESD decode without a TAESD" "TAESD decode" txt2img --model "$m" --decoder taesd
 expect_usage "bad weight cache" "weight-cache" txt2img --model "$m" --weight-cache -5
+expect_usage "bad precision" "precision: 'fp8'" txt2img --model "$m" --precision fp8
 "$ldm" txt2img --model "$tmp/missing.safetensors" --prompt x --out "$tmp/never.png" >"$tmp/out.log" 2>&1
 if [ $? = 1 ] && grep -q "missing.safetensors: cannot open" "$tmp/out.log" && [ ! -e "$tmp/never.png" ]; then
   ok "missing model -> $(cat "$tmp/out.log")"; else bad "missing model: $(cat "$tmp/out.log")"; fi

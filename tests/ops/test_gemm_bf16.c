@@ -67,7 +67,7 @@ int main(void) {
         }
       size_t in_use = ldm_arena_in_use(ctx.scratch);
       int before = sbgemm_calls;
-      ctx.gemm_bf16 = true;
+      ctx.precision = LDM_PRECISION_BF16;
       ldm_status st = ldm_gemm(&ctx, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.25f, C, ldc);
       CHECK(st == LDM_OK, "ldm_gemm bf16: %s", err.msg);
       CHECK(sbgemm_calls == before + 1, "bf16 request did not reach cblas_sbgemm");
@@ -76,7 +76,7 @@ int main(void) {
       snprintf(name, sizeof name, "gemm-bf16 ta=%d tb=%d", ta, tb);
       ldm_test_close(name, C, R, (long long)M * (N + pad), 1e-5, 1e-4);
       /* without the request: sgemm, sbgemm untouched */
-      ctx.gemm_bf16 = false;
+      ctx.precision = LDM_PRECISION_F32;
       before = sbgemm_calls;
       st = ldm_gemm(&ctx, ta, tb, M, N, K, 1.5f, A, lda, B, ldb, 0.25f, C, ldc);
       CHECK(st == LDM_OK && sbgemm_calls == before, "f32 request went to sbgemm");

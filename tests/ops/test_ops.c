@@ -121,18 +121,20 @@ static void test_gemm_shape(int M, int N, int K) {
     free(A), free(B), free(C0), free(C1), free(C2);
     return;
   }
-  /* bf16 request: sbgemm where the BLAS has it (bf16 tolerance), else the
-   * same sgemm result. */
-  bool avail = ldm_gemm_bf16_available();
-  printf("%s gemm: cblas_sbgemm %s\n", tag, avail ? "available" : "not available");
-  ctx.gemm_bf16 = true;
+  /* bf16 request: bf16 where the BLAS or the CPU has it (bf16 tolerance),
+   * else the same sgemm result. */
+  bool avail = ldm_bf16_native();
+  printf("%s gemm: cblas_sbgemm %s, AVX512-BF16 %s\n", tag,
+         ldm_gemm_bf16_available() ? "available" : "not available",
+         ops_gemm_bf16_native() ? "available" : "not available");
+  ctx.precision = LDM_PRECISION_BF16;
   memcpy(C1, C0, sizeof(float) * (size_t)(M * (N + pad)));
   memcpy(C2, C0, sizeof(float) * (size_t)(M * (N + pad)));
   OP(ldm_gemm(&ctx, false, true, M, N, K, 1.0f, A, K + pad, B, K + pad, 0.0f,
               C1, N + pad));
   ldm_gemm_naive(false, true, M, N, K, 1.0f, A, K + pad, B, K + pad, 0.0f, C2,
                  N + pad);
-  ctx.gemm_bf16 = false;
+  ctx.precision = LDM_PRECISION_F32;
   char buf[96];
   snprintf(buf, sizeof buf, "%s gemm-bf16-request", tag);
   ldm_test_close(buf, C1, C2, (int64_t)M * (N + pad), avail ? 0.1 : ATOL,

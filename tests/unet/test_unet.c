@@ -3,7 +3,14 @@
  * original single-file layout through the `ldm eval unet` harness, odd latent
  * sizes, ignored EMA tensors, a missing tensor named in the error, arena reuse
  * (no allocation on the second step) and cancellation.
- * Tolerance: max abs error <= 1e-3 against diffusers' output.
+ * Tolerance: max abs error <= 1e-3 against diffusers' output. With bf16
+ * matrix products (precision=bf16-emulated on every CPU, precision=bf16
+ * where the CPU has AVX512-BF16) <= 0.3 against the same f32 output: these
+ * random tiny models amplify rounding; diffusers itself with its conv/linear
+ * operands rounded to bf16 moves sd1_48x40 by 0.239 and sdxl by 0.40
+ * (tests/reference/bf16_deviation.py). Only products large enough for
+ * ldm_gemm take bf16 (weight-streamed ones stay f32): of these goldens only
+ * the 48x40 latent does (0.22 here), the others stay within 1e-4.
  * `test_unet --compare OUT REF [TOL]` compares the `out` tensors of two files
  * (used by the slow suite). */
 #include "ldm_test.h"
@@ -19,6 +26,7 @@
 #include "pipeline/eval.h"
 
 #define TOL 1e-3
+#define TOL_BF16 0.3
 
 static char tmpdir[1024];
 
@@ -45,19 +53,19 @@ static int compare_files(const char *label, const char *out_path, const char *re
 
 /* `ldm eval unet` on a golden model and io file; compares `out`. Returns
  * the output's unet_ignored_tensors metadata (-1 on failure). */
-static long eval_check(const char *model, const char *options, const char *io) {
+static long eval_check_tol(const char *model, const char *options, const char *io, double tol) {
   char model_path[4096], io_path[4096], out_path[4096], label[512];
   ldm_test_golden(model, model_path, sizeof model_path);
   ldm_test_golden(io, io_path, sizeof io_path);
   snprintf(out_path, sizeof out_path, "%s/out.safetensors", tmpdir);
-  snprintf(label, sizeof label, "unet %s (%s)", model, io);
+  snprintf(label, sizeof label, "unet %s (%s)%s%s", model, io, options ? " " : "", options ? options : "");
   ldm_error err = {0};
   ldm_eval_params p = {.component = "unet", .model_path = model_path, .in_path = io_path,
                        .out_path = out_path, .options = options, .threads = 2};
   ldm_status st = ldm_eval_run(&p, &err);
   CHECK(st == LDM_OK, "%s: eval failed: %s", label, err.msg);
   if (st != LDM_OK) return -1;
-  compare_files(label, out_path, io_path, TOL);
+  compare_files(label, out_path, io_path, tol);
   ldm_st_file *o = NULL;
   long ign = -1;
   if (ldm_st_open(&o, out_path, &err) == LDM_OK) {
@@ -66,6 +74,10 @@ static long eval_check(const char *model, const char *options, const char *io) {
     ldm_st_close(o);
   }
   return ign;
+}
+
+static long eval_check(const char *model, const char *options, const char *io) {
+  return eval_check_tol(model, options, io, TOL);
 }
 
 /* A copy of a golden model without one tensor must fail naming it. */
@@ -191,6 +203,8 @@ int main(int argc, char **argv) {
     snprintf(model, sizeof model, "unet/%s", cases[i].name);
     long ign = eval_check(model, NULL, io);
     CHECK(ign == 0, "%s: %ld tensors ignored, expected 0", model, ign);
+    eval_check_tol(model, "precision=bf16-emulated", io, TOL_BF16);
+    if (ldm_bf16_native()) eval_check_tol(model, "precision=bf16", io, TOL_BF16);
     if (cases[i].single) {
       snprintf(model, sizeof model, "unet/%s.safetensors", cases[i].name);
       ign = eval_check(model, cases[i].options, io);
@@ -198,6 +212,7 @@ int main(int argc, char **argv) {
       CHECK(ign == want, "%s: %ld tensors ignored, expected %ld", model, ign, want);
     }
   }
+  if (!ldm_bf16_native()) printf("precision=bf16 not run: this CPU has no AVX512-BF16 (bf16-emulated was)\n");
   check_missing();
   check_reuse_and_cancel();
   char cmd[1100];

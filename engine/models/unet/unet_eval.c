@@ -2,7 +2,8 @@
  * diffusers' UNet2DConditionModel(sample, timestep, encoder_hidden_states,
  * added_cond_kwargs={text_embeds, time_ids}, class_labels, timestep_cond).
  * Inputs NCHW / [B, T, D]; writes `out` [B, C, H, W] f32. Options:
- * heads=N, head_dim=N, groups=N (what an original checkpoint's yaml says). */
+ * heads=N, head_dim=N, groups=N (what an original checkpoint's yaml says),
+ * precision=f32|bf16|bf16-emulated (the matrix products' arithmetic). */
 #include "models/unet/unet.h"
 #include "pipeline/eval.h"
 #include "core/arena.h"
@@ -55,6 +56,8 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   float *x = NULL, *y = NULL, *o = NULL;
   ldm_status st;
   ldm_unet_overrides ov = {int_option(p, "heads"), int_option(p, "head_dim"), int_option(p, "groups")};
+  ldm_precision prec;
+  if ((st = ldm_eval_precision(p, &prec, err)) != LDM_OK) goto done;
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
   if ((st = ldm_unet_load(&u, src, &ov, err)) != LDM_OK) goto done;
   if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;
@@ -139,7 +142,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
     goto done;
   }
-  ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err};
+  ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err, .precision = prec};
   // NCHW -> [B, HW, C]; forward; back to NCHW
   ldm_nchw_to_nhwc(x, sample, B, c->in_channels, HW);
   if ((st = ldm_unet_forward(&ctx, u, y, x, B, H, W, ts, &cond)) != LDM_OK) goto done;

@@ -2,7 +2,8 @@
  * or TAESD on tensors from a safetensors file (NCHW f32 as in PyTorch) and
  * writes the outputs. Options: groups=N (norm groups when the file has no
  * config), tile=N,overlap=N (tiled, latent pixels), height=H,width=W (crop
- * of the decode), taesd=PATH (the other half of an original TAESD pair). */
+ * of the decode), taesd=PATH (the other half of an original TAESD pair),
+ * precision=f32|bf16|bf16-emulated (the matrix products' arithmetic). */
 #include "pipeline/eval.h"
 #include "core/arena.h"
 #include "core/status.h"
@@ -25,6 +26,7 @@ static ldm_status env_open(eval_env *e, const ldm_eval_params *p, int threads, l
   memset(e, 0, sizeof *e);
   e->ctx.threads = threads;
   e->ctx.err = err;
+  LDM_TRY(ldm_eval_precision(p, &e->ctx.precision, err));
   LDM_TRY(ldm_source_open(&e->src, p->model_path, err));
   LDM_TRY(ldm_st_open(&e->in, p->in_path, err));
   e->ctx.pool = ldm_pool_new(threads);

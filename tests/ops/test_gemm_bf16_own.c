@@ -1,0 +1,152 @@
+/* The engine's own bf16 GEMM (gemm_bf16.c) through ldm_gemm.
+ * 1. LDM_PRECISION_BF16_EMULATED (any CPU) against a double-precision product
+ *    of the bf16-rounded operands (ldm_f32_to_bf16, torch's rounding), all
+ *    four transpose cases, sizes across every blocking edge (M > MC = 144,
+ *    N > NC = 512, K > KC = 512 and odd, partial 12 x 32 tiles), split by
+ *    rows and by columns over two threads, alpha/beta, beta = 0 with NaN in
+ *    C (never read). Tolerance: |c - r| <= 2e-3 + 1e-4 |r| (f32 sums of up to
+ *    1030 products of magnitude <= 4). It must also differ from the f32
+ *    product by more than that somewhere: proof that the operands were
+ *    rounded.
+ * 2. Where the CPU has AVX512-BF16, LDM_PRECISION_BF16 (the VDPBF16PS kernel)
+ *    against the emulation: the same rounded operands, so |n - e| <= 1e-4 +
+ *    1e-5 |e|. Without AVX512-BF16 this part prints that it did not run and
+ *    checks that LDM_PRECISION_BF16 gave the f32 result (sgemm). */
+#include "ldm_test.h"
+
+#include "core/arena.h"
+#include "core/half.h"
+#include "core/threads.h"
+#include "ops/ops.h"
+
+static float *rand_buf(size_t n, unsigned *s) {
+  float *p = malloc(n * sizeof(float));
+  for (size_t i = 0; p && i < n; i++)
+    p[i] = (float)((*s = *s * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+  return p;
+}
+
+static float elem(const float *x, bool trans, int64_t ld, int64_t r, int64_t c) {
+  return trans ? x[c * ld + r] : x[r * ld + c];
+}
+
+/* ref = alpha * op(A) op(B) + beta * C0 in double, operands rounded to bf16
+ * when `round`. */
+static void reference(float *ref, const float *C0, bool ta, bool tb, int M, int N, int K, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta, int64_t ldc,
+                      bool round) {
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s = 0;
+      for (int p = 0; p < K; p++) {
+        float a = elem(A, ta, lda, i, p), b = elem(B, tb, ldb, p, j);
+        if (round) {
+          a = ldm_bf16_to_f32(ldm_f32_to_bf16(a));
+          b = ldm_bf16_to_f32(ldm_f32_to_bf16(b));
+        }
+        s += (double)a * b;
+      }
+      ref[i * ldc + j] = (float)(alpha * s + (beta == 0.0f ? 0.0 : beta * C0[i * ldc + j]));
+    }
+}
+
+static void run_case(ldm_ctx *ctx, int M, int N, int K, bool ta, bool tb, float beta, unsigned *seed) {
+  const int pad = 3;
+  int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+  size_t na = (size_t)(ta ? K : M) * lda + 1, nb = (size_t)(tb ? N : K) * ldb + 1, nc = (size_t)M * ldc;
+  float *A = rand_buf(na, seed), *B = rand_buf(nb, seed), *C0 = rand_buf(nc, seed);
+  float *C = malloc(nc * sizeof(float)), *R = malloc(nc * sizeof(float)), *F = malloc(nc * sizeof(float));
+  CHECK(A && B && C0 && C && R && F, "out of memory");
+  if (!(A && B && C0 && C && R && F)) goto done;
+  const float alpha = 0.7f;
+  char name[128];
+  snprintf(name, sizeof name, "bf16-emulated %dx%dx%d ta=%d tb=%d beta=%g threads=%d", M, N, K, ta, tb, beta,
+           ctx->pool ? ldm_pool_size(ctx->pool) : 1);
+  if (beta == 0.0f)
+    for (size_t i = 0; i < nc; i++) C0[i] = NAN;
+  memcpy(C, C0, nc * sizeof(float));
+  memcpy(R, C0, nc * sizeof(float));
+  memcpy(F, C0, nc * sizeof(float));
+  reference(R, C0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, ldc, true);
+  reference(F, C0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, ldc, false);
+  size_t in_use = ldm_arena_in_use(ctx->scratch);
+  ctx->precision = LDM_PRECISION_BF16_EMULATED;
+  ldm_status st = ldm_gemm(ctx, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  CHECK(st == LDM_OK, "%s: %s", name, ctx->err->msg);
+  CHECK(ldm_arena_in_use(ctx->scratch) == in_use, "%s: scratch not given back", name);
+  /* padding columns untouched */
+  for (int i = 0; i < M; i++)
+    for (int j = N; j < ldc; j++) {
+      float c = C[i * ldc + j], c0 = C0[i * ldc + j];
+      CHECK(memcmp(&c, &c0, sizeof c) == 0, "%s: C[%d][%d] outside the product was written", name, i, j);
+    }
+  /* compare the product region only (padding checked above) */
+  double worst_f32 = 0;
+  for (int i = 0; i < M; i++) {
+    char row[160];
+    snprintf(row, sizeof row, "%s row %d", name, i);
+    if (i == 0 || i == M - 1) ldm_test_close(row, C + i * ldc, R + i * ldc, N, 2e-3, 1e-4);
+    else {
+      for (int j = 0; j < N; j++) {
+        double d = fabs((double)C[i * ldc + j] - R[i * ldc + j]);
+        if (!(d <= 2e-3 + 1e-4 * fabs((double)R[i * ldc + j]))) {
+          ldm_test_close(row, C + i * ldc, R + i * ldc, N, 2e-3, 1e-4);
+          break;
+        }
+      }
+    }
+    for (int j = 0; j < N; j++) {
+      double d = fabs((double)C[i * ldc + j] - F[i * ldc + j]);
+      if (d > worst_f32) worst_f32 = d;
+    }
+  }
+  printf("%s: max |bf16 - f32 product| = %.3g\n", name, worst_f32);
+  if (K >= 16) CHECK(worst_f32 > 2e-2, "%s: result equals the f32 product (%.3g): operands not rounded", name, worst_f32);
+
+  /* native kernel (or sgemm where there is none) */
+  float *G = malloc(nc * sizeof(float));
+  CHECK(G != NULL, "out of memory");
+  if (G) {
+    memcpy(G, C0, nc * sizeof(float));
+    ctx->precision = LDM_PRECISION_BF16;
+    st = ldm_gemm(ctx, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, G, ldc);
+    CHECK(st == LDM_OK, "%s (bf16): %s", name, ctx->err->msg);
+    char n2[160];
+    for (int i = 0; i < M; i += M - 1 > 0 ? M - 1 : 1) {
+      if (ldm_bf16_native()) {
+        snprintf(n2, sizeof n2, "bf16 native vs emulated %dx%dx%d ta=%d tb=%d row %d", M, N, K, ta, tb, i);
+        ldm_test_close(n2, G + i * ldc, C + i * ldc, N, 1e-4, 1e-5);
+      } else {
+        snprintf(n2, sizeof n2, "bf16 request without AVX512-BF16 = f32 %dx%dx%d ta=%d tb=%d row %d", M, N, K, ta,
+                 tb, i);
+        ldm_test_close(n2, G + i * ldc, F + i * ldc, N, 1e-3, 1e-4);
+      }
+      if (M == 1) break;
+    }
+    free(G);
+  }
+  ctx->precision = LDM_PRECISION_F32;
+done:
+  free(A), free(B), free(C0), free(C), free(R), free(F);
+}
+
+int main(void) {
+  ldm_error err = {0};
+  printf("cpu features: %s; AVX512-BF16 kernel %s\n", ldm_cpu_features(),
+         ops_gemm_bf16_native() ? "runs here" : "not run here (this CPU lacks AVX512-BF16)");
+  unsigned seed = 11;
+  ldm_pool *pool = ldm_pool_new(2);
+  ldm_arena *arena = ldm_arena_new(0);
+  CHECK(pool && arena, "out of memory");
+  ldm_ctx serial = {.threads = 1, .scratch = arena, .err = &err};
+  ldm_ctx two = {.pool = pool, .threads = 2, .scratch = arena, .err = &err};
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) run_case(&two, 150, 530, 1030, ta, tb, 0.3f, &seed);
+  run_case(&two, 20, 530, 70, false, true, 0.0f, &seed);  /* split by columns */
+  run_case(&serial, 13, 33, 17, false, true, 0.0f, &seed); /* partial tiles, odd K */
+  run_case(&serial, 1, 1, 1, true, false, 1.0f, &seed);
+  run_case(&serial, 5, 7, 0, false, true, 0.3f, &seed);    /* K = 0: beta * C */
+  ldm_arena_free(arena);
+  ldm_pool_free(pool);
+  return ldm_test_finish("gemm-bf16-own");
+}
