@@ -3,8 +3,8 @@
 (never committed): diffusers folder DIR/sd15/ and original single file
 DIR/sd15.safetensors (f16), written with the key mappings of
 tests/reference/make_unet.py and make_vae.py; and a random SD1-shaped TAESD
-(diffusers AutoencoderTiny) in DIR/taesd/.
-Usage: make_sd15.py DIR"""
+(diffusers AutoencoderTiny) in DIR/taesd/; with --taesd-only just the TAESD.
+Usage: make_sd15.py DIR [--taesd-only]"""
 import os
 import sys
 
@@ -27,6 +27,8 @@ taesd = os.path.join(out, "taesd")
 if not os.path.isfile(os.path.join(taesd, "diffusion_pytorch_model.safetensors")):
     from diffusers import AutoencoderTiny   # SD1's TAESD shape, random weights
     AutoencoderTiny().save_pretrained(taesd, safe_serialization=True)
+if "--taesd-only" in sys.argv[2:]:
+    sys.exit(0)
 if os.path.exists(single) and os.path.isdir(folder):
     sys.exit(0)
 with torch.no_grad():
