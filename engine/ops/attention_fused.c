@@ -8,10 +8,12 @@
  * packing of the probabilities is paid. Scratch: one head's keys per
  * worker. At the SD 1.5 shapes (4096 tokens, 8 heads of 40) it runs ~1.4x
  * the GEMM-per-tile path of attention.c, cross-attention ~2.5x (measured
- * here, 2 threads). */
+ * here, 2 threads). With bf16 precision (fa_task16) the products take
+ * bf16 operands: VDPBF16PS on AVX512-BF16, emulated in C otherwise. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 #include "core/cpu.h"
+#include "core/half.h"
 
 #include <math.h>
 #include <string.h>
@@ -28,6 +30,7 @@ enum {
 };
 
 typedef struct fa_job {
+  int bf16;    /* 0: f32; 1: bf16 on AVX512-BF16; 2: the same arithmetic emulated in C */
   atomic_int *cancel;
   atomic_int cancelled;
   const float *q, *k, *v;
@@ -175,6 +178,214 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
   }
 }
 
+/* ---- bf16 (ctx->precision bf16 with AVX512-BF16, or bf16-emulated) ------
+ * The same order of work with the scaled queries, the keys, the
+ * probabilities and the values rounded to bf16 and the products summed in
+ * f32 (VDPBF16PS: two products per f32 lane); the softmax stays f32. Keys
+ * are packed as pair words along dh [Tkp / 16][dh / 2][16], values as pairs
+ * of consecutive keys [Tkp / 2][dh], queries and probabilities as pair words
+ * along dh and along keys. The emulation adds each pair's odd product, then
+ * its even one, as VDPBF16PS is specified. */
+static inline uint32_t fa_pair(float lo, float hi) {
+  return (uint32_t)ldm_f32_to_bf16(lo) | (uint32_t)ldm_f32_to_bf16(hi) << 16;
+}
+
+static inline float fa_lo(uint32_t w) {
+  uint32_t b = w << 16;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
+static inline float fa_hi(uint32_t w) {
+  uint32_t b = w & 0xffff0000u;
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+
+enum { FA_PW = FA_KC / 2 }; /* pair words per probability row */
+
+static void fa_pack16(const fa_job *j, uint32_t *kt, uint32_t *vt, int b, int h) {
+  int dp = j->dh / 2;
+  for (int64_t t = 0; t < j->Tkp; t++) {
+    uint32_t *panel = kt + (t / FA_KP) * dp * FA_KP + t % FA_KP;
+    const float *src = t < j->Tk ? j->k + ((int64_t)b * j->Tk + t) * j->ldk + (int64_t)h * j->dh : NULL;
+    for (int d = 0; d < dp; d++) panel[d * FA_KP] = src ? fa_pair(src[2 * d], src[2 * d + 1]) : 0;
+  }
+  for (int64_t t = 0; t < j->Tkp; t += 2) {
+    uint32_t *row = vt + (t / 2) * j->dh;
+    const float *v0 = t < j->Tk ? j->v + ((int64_t)b * j->Tk + t) * j->ldv + (int64_t)h * j->dh : NULL;
+    const float *v1 = t + 1 < j->Tk ? v0 + j->ldv : NULL;
+    for (int c = 0; c < j->dh; c++) row[c] = fa_pair(v0 ? v0[c] : 0.0f, v1 ? v1[c] : 0.0f);
+  }
+}
+
+/* S[r][0 .. 16 np) = Q[r] . K panels (np = 1 or 2 panels of 16 keys), r < 6 */
+static void fa_scores16_c(float *S, const uint32_t *Q, const uint32_t *kp, int dp, int np) {
+  for (int r = 0; r < FA_R; r++)
+    for (int c = 0; c < FA_KP * np; c++) {
+      const uint32_t *k = kp + (c / FA_KP) * dp * FA_KP + c % FA_KP;
+      float acc = 0.0f;
+      for (int d = 0; d < dp; d++) {
+        uint32_t q = Q[r * dp + d], kw = k[d * FA_KP];
+        acc = fmaf(fa_hi(q), fa_hi(kw), acc);
+        acc = fmaf(fa_lo(q), fa_lo(kw), acc);
+      }
+      S[r * FA_KC + c] = acc;
+    }
+}
+
+/* O[r][0 .. dh) += P[r] . V over np key pairs, r < 6 */
+static void fa_pv16_c(float *O, int dh, const uint32_t *P, const uint32_t *V, int np) {
+  for (int r = 0; r < FA_R; r++)
+    for (int c = 0; c < dh; c++) {
+      float acc = O[r * dh + c];
+      for (int k = 0; k < np; k++) {
+        uint32_t pw = P[r * FA_PW + k], vw = V[(int64_t)k * dh + c];
+        acc = fmaf(fa_hi(pw), fa_hi(vw), acc);
+        acc = fmaf(fa_lo(pw), fa_lo(vw), acc);
+      }
+      O[r * dh + c] = acc;
+    }
+}
+
+/* P[r][0 .. (n + 1) / 2) = S[r][0 .. n) as pair words, zero past n, r < 6 */
+static void fa_round_c(uint32_t *P, const float *S, int n) {
+  for (int r = 0; r < FA_R; r++)
+    for (int k = 0; k < (n + 1) / 2; k++)
+      P[r * FA_PW + k] = fa_pair(S[r * FA_KC + 2 * k], 2 * k + 1 < n ? S[r * FA_KC + 2 * k + 1] : 0.0f);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void fa_scores16_avx512(float *S, const uint32_t *Q,
+                                                                            const uint32_t *kp, int dp, int np) {
+  const uint32_t *kq = kp + dp * FA_KP;
+  __m512 a[FA_R], c[FA_R];
+  for (int r = 0; r < FA_R; r++) a[r] = c[r] = _mm512_setzero_ps();
+  if (np == 2) {
+    for (int d = 0; d < dp; d++) {
+      __m512bh k0 = (__m512bh)_mm512_loadu_si512((const void *)(kp + d * FA_KP));
+      __m512bh k1 = (__m512bh)_mm512_loadu_si512((const void *)(kq + d * FA_KP));
+      for (int r = 0; r < FA_R; r++) {
+        __m512bh q = (__m512bh)_mm512_set1_epi32((int)Q[r * dp + d]);
+        a[r] = _mm512_dpbf16_ps(a[r], q, k0);
+        c[r] = _mm512_dpbf16_ps(c[r], q, k1);
+      }
+    }
+  } else {
+    for (int d = 0; d < dp; d++) {
+      __m512bh k0 = (__m512bh)_mm512_loadu_si512((const void *)(kp + d * FA_KP));
+      for (int r = 0; r < FA_R; r++) a[r] = _mm512_dpbf16_ps(a[r], (__m512bh)_mm512_set1_epi32((int)Q[r * dp + d]), k0);
+    }
+  }
+  for (int r = 0; r < FA_R; r++) {
+    _mm512_storeu_ps(S + r * FA_KC, a[r]);
+    if (np == 2) _mm512_storeu_ps(S + r * FA_KC + FA_KP, c[r]);
+  }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void fa_pv16_avx512(float *O, int dh, const uint32_t *P,
+                                                                        const uint32_t *V, int np) {
+  int c0 = 0;
+  for (; c0 + 32 <= dh; c0 += 32) {
+    __m512 a[FA_R], b[FA_R];
+    for (int r = 0; r < FA_R; r++) a[r] = _mm512_loadu_ps(O + r * dh + c0), b[r] = _mm512_loadu_ps(O + r * dh + c0 + 16);
+    for (int k = 0; k < np; k++) {
+      __m512bh v0 = (__m512bh)_mm512_loadu_si512((const void *)(V + (int64_t)k * dh + c0));
+      __m512bh v1 = (__m512bh)_mm512_loadu_si512((const void *)(V + (int64_t)k * dh + c0 + 16));
+      for (int r = 0; r < FA_R; r++) {
+        __m512bh p = (__m512bh)_mm512_set1_epi32((int)P[r * FA_PW + k]);
+        a[r] = _mm512_dpbf16_ps(a[r], p, v0);
+        b[r] = _mm512_dpbf16_ps(b[r], p, v1);
+      }
+    }
+    for (int r = 0; r < FA_R; r++) _mm512_storeu_ps(O + r * dh + c0, a[r]), _mm512_storeu_ps(O + r * dh + c0 + 16, b[r]);
+  }
+  for (; c0 < dh; c0 += 16) { /* 8 .. 24 columns left: 16 at a time, masked */
+    __mmask16 m = (__mmask16)(dh - c0 >= 16 ? 0xffffu : (1u << (dh - c0)) - 1);
+    __m512 a[FA_R];
+    for (int r = 0; r < FA_R; r++) a[r] = _mm512_maskz_loadu_ps(m, O + r * dh + c0);
+    for (int k = 0; k < np; k++) {
+      __m512bh v0 = (__m512bh)_mm512_maskz_loadu_epi32(m, V + (int64_t)k * dh + c0);
+      for (int r = 0; r < FA_R; r++) a[r] = _mm512_dpbf16_ps(a[r], (__m512bh)_mm512_set1_epi32((int)P[r * FA_PW + k]), v0);
+    }
+    for (int r = 0; r < FA_R; r++) _mm512_mask_storeu_ps(O + r * dh + c0, m, a[r]);
+  }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void fa_round_avx512(uint32_t *P, const float *S, int n) {
+  for (int r = 0; r < FA_R; r++)
+    for (int k = 0; k < n; k += 32) {
+      int left = n - k;
+      __mmask16 lo = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+      __mmask16 hi = (__mmask16)(left >= 32 ? 0xffffu : left > 16 ? (1u << (left - 16)) - 1 : 0);
+      __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, S + r * FA_KC + k + 16),
+                                               _mm512_maskz_loadu_ps(lo, S + r * FA_KC + k));
+      _mm512_storeu_si512((void *)(P + r * FA_PW + k / 2), w);
+    }
+}
+
+static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packed) {
+  int dh = j->dh, dp = dh / 2;
+  bool native = j->bf16 == 1;
+  int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_QB;
+  int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
+  int nq = (int)(j->Tq - q0 < FA_QB ? j->Tq - q0 : FA_QB);
+  int ntile = (nq + FA_R - 1) / FA_R;
+  uint32_t *kt = (uint32_t *)work, *vt = kt + j->Tkp * dp, *Q = vt + j->Tkp * dp;
+  float *O = (float *)(Q + FA_QB * dp), *mx = O + FA_QB * dh, *sum = mx + FA_QB, *S = sum + FA_QB;
+  uint32_t *P = (uint32_t *)(S + FA_R * FA_KC);
+  if (*packed != bh) {
+    fa_pack16(j, kt, vt, b, h);
+    *packed = bh;
+  }
+  for (int r = 0; r < ntile * FA_R; r++) {
+    const float *src = r < nq ? j->q + ((int64_t)b * j->Tq + q0 + r) * j->ldq + (int64_t)h * dh : NULL;
+    for (int d = 0; d < dp; d++)
+      Q[r * dp + d] = src ? fa_pair(src[2 * d] * j->scale, src[2 * d + 1] * j->scale) : 0;
+    mx[r] = -INFINITY;
+    sum[r] = 0.0f;
+    memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
+  }
+  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_KC) {
+    int n = (int)(j->Tk - k0 < FA_KC ? j->Tk - k0 : FA_KC);
+    for (int t = 0; t < ntile; t++) {
+      int r0 = t * FA_R;
+      for (int p = 0; p < n; p += 2 * FA_KP) {
+        int np = n - p > FA_KP ? 2 : 1;
+        if (native) fa_scores16_avx512(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
+        else fa_scores16_c(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
+      }
+      for (int r = 0; r < FA_R; r++) { /* online softmax over the chunk, in f32 */
+        float *row = S + r * FA_KC;
+        float m = ops_row_max(row, n);
+        float mn = m > mx[r0 + r] ? m : mx[r0 + r];
+        float alpha = expf(mx[r0 + r] - mn);
+        float s = ops_exp_sum(row, row, n, mn);
+        sum[r0 + r] = sum[r0 + r] * alpha + s;
+        mx[r0 + r] = mn;
+        if (alpha != 1.0f) {
+          float *o = O + (r0 + r) * dh;
+          for (int d = 0; d < dh; d++) o[d] *= alpha;
+        }
+      }
+      const uint32_t *vk = vt + (k0 / 2) * dh;
+      if (native) {
+        fa_round_avx512(P, S, n);
+        fa_pv16_avx512(O + r0 * dh, dh, P, vk, (n + 1) / 2);
+      } else {
+        fa_round_c(P, S, n);
+        fa_pv16_c(O + r0 * dh, dh, P, vk, (n + 1) / 2);
+      }
+    }
+  }
+  for (int r = 0; r < nq; r++) {
+    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
+    float inv = 1.0f / sum[r];
+    for (int d = 0; d < dh; d++) dst[d] = O[r * dh + d] * inv;
+  }
+}
+
 static void fa_worker(void *user, int64_t w) {
   fa_job *j = user;
   float *work = j->work + w * j->per_worker;
@@ -186,8 +397,22 @@ static void fa_worker(void *user, int64_t w) {
     }
     int64_t task = atomic_fetch_add(&j->next, 1);
     if (task >= j->n_tasks) return;
-    fa_task(j, task, work, &packed);
+    if (j->bf16) fa_task16(j, task, work, &packed);
+    else fa_task(j, task, work, &packed);
   }
+}
+
+/* 0 f32, 1 native bf16, 2 emulated bf16 (see fa_job.bf16) */
+static int fa_mode(const ldm_ctx *ctx) {
+  if (ctx->precision == LDM_PRECISION_BF16_EMULATED) return 2;
+  return ctx->precision == LDM_PRECISION_BF16 && ldm_cpu_has_avx512bf16() ? 1 : 0;
+}
+
+/* Floats (or pair words) per worker: packed K (and V), query and output
+ * tiles, max and sum, scores (and probabilities). */
+static int64_t fa_per_worker(int mode, int64_t Tkp, int dh) {
+  if (mode == 0) return Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
+  return Tkp * dh + FA_QB * dh / 2 + FA_QB * dh + 2 * FA_QB + FA_R * FA_KC + FA_R * FA_PW;
 }
 
 size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int dh, bool causal) {
@@ -195,7 +420,7 @@ size_t ops_attention_fused_bytes(ldm_ctx *ctx, int B, int64_t Tk, int heads, int
   (void)B, (void)heads;
   int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int64_t Tkp = (Tk + FA_KP - 1) / FA_KP * FA_KP;
-  size_t per_worker = (size_t)(Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC);
+  size_t per_worker = (size_t)fa_per_worker(fa_mode(ctx), Tkp, dh);
   return (size_t)workers * per_worker * sizeof(float) + sizeof(fa_job) + 256;
 }
 
@@ -204,7 +429,8 @@ ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const floa
                                int dh) {
   int workers = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int64_t Tkp = (Tk + FA_KP - 1) / FA_KP * FA_KP;
-  int64_t per_worker = Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
+  int mode = fa_mode(ctx);
+  int64_t per_worker = fa_per_worker(mode, Tkp, dh);
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   fa_job *j = ldm_arena_alloc(ctx->scratch, sizeof *j);
   float *work = ldm_arena_floats(ctx->scratch, (size_t)workers * (size_t)per_worker);
@@ -213,6 +439,7 @@ ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const floa
     return ldm_fail(ctx->err, LDM_ERR_NOMEM, "attention: no scratch for %d workers' packed keys (%lld x %d)",
                     workers, (long long)Tkp, dh);
   }
+  j->bf16 = mode;
   j->q = q, j->k = k, j->v = v, j->out = out, j->work = work;
   j->ldq = ldq, j->ldk = ldk, j->ldv = ldv, j->ldo = ldo, j->Tq = Tq, j->Tk = Tk, j->Tkp = Tkp;
   j->n_qt = (Tq + FA_QB - 1) / FA_QB;

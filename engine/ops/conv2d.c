@@ -527,7 +527,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
   int64_t pixels = (int64_t)B * s.Ho * s.Wo;
   if (algo == LDM_CONV_AUTO && !ctx->wcache &&
       (pixels <= LDM_CONV_STREAM_MAX_PIXELS ||
-       (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0 && pixels <= LDM_GEMM_STREAM_MAX_ROWS)))
+       (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0 && pixels <= ops_gemm_stream_max_rows(ctx))))
     algo = LDM_CONV_STREAM;
   if (algo == LDM_CONV_AUTO && s.Cout <= LDM_CONV_FEW_COUT && s.kh * s.kw > 1 && pixels >= 4096)
     algo = LDM_CONV_FEW_COUT_TAPS;

@@ -33,6 +33,15 @@ bool ldm_gemm_bf16_available(void) {
   return sbgemm_ptr != NULL;
 }
 
+bool ops_gemm_bf16_active(const ldm_ctx *ctx) {
+  return ctx->precision == LDM_PRECISION_BF16_EMULATED ||
+         (ctx->precision == LDM_PRECISION_BF16 && ldm_bf16_native());
+}
+
+int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx) {
+  return ops_gemm_bf16_active(ctx) ? LDM_GEMM_STREAM_MAX_ROWS_BF16 : LDM_GEMM_STREAM_MAX_ROWS;
+}
+
 bool ldm_bf16_native(void) { return ldm_gemm_bf16_available() || ops_gemm_bf16_native(); }
 
 const char *ldm_precision_name(ldm_precision p) {

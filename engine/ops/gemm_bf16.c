@@ -22,12 +22,16 @@
 #define BF16_X86 1
 #endif
 
+#ifndef LDM_BF16_NC
+#define LDM_BF16_NC 1024
+#endif
+
 enum {
   MR = 12,  /* rows of C per micro-kernel: 12 x 2 zmm accumulators */
   NR = 32,  /* columns of C per micro-kernel: two zmm of 16 f32 lanes */
   KC = 512, /* K per packed block (256 pairs): a B micro-panel is 32 KiB */
   MC = 144, /* rows of A packed at once: 144 KiB, stays in L2 */
-  NC = 512  /* columns of B packed at once: 512 KiB */
+  NC = LDM_BF16_NC /* columns of B packed at once (1 MiB): A is packed once per NC columns */
 };
 
 /* Workspace of one piece: packed B block, packed A block, one C tile. */
@@ -64,6 +68,46 @@ static void pack_panels(uint32_t *dst, const float *x, int64_t rs, int64_t ks, i
     }
   }
 }
+
+#ifdef BF16_X86
+/* pack_panels for rows with K contiguous (ks = 1), with VCVTNE2PS2BF16 (the
+ * same round-to-nearest-even) and a scatter of 16 pair words at stride P. */
+__attribute__((target("avx512f,avx512bf16"))) static void pack_panels_avx512(uint32_t *dst, const float *x,
+                                                                            int64_t rs, int64_t rows, int64_t kc,
+                                                                            int P) {
+  int64_t kp = (kc + 1) / 2;
+  const __m512i at = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(P));
+  for (int64_t r0 = 0; r0 < rows; r0 += P) {
+    uint32_t *panel = dst + r0 * kp;
+    for (int i = 0; i < P; i++) {
+      uint32_t *d = panel + i;
+      if (r0 + i >= rows) {
+        for (int64_t p = 0; p < kp; p++) d[p * P] = 0;
+        continue;
+      }
+      const float *row = x + (r0 + i) * rs;
+      int64_t k = 0;
+      for (; k + 32 <= kc; k += 32, d += 16 * P) {
+        __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(row + k));
+        _mm512_i32scatter_epi32(d, at, w, 4);
+      }
+      if (k < kc) {
+        int rem = (int)(kc - k); /* 1..31 floats, (rem + 1) / 2 words */
+        __mmask16 lo = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
+        __mmask16 hi = (__mmask16)(rem > 16 ? (1u << (rem - 16)) - 1 : 0);
+        __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + k + 16),
+                                                 _mm512_maskz_loadu_ps(lo, row + k));
+        _mm512_mask_i32scatter_epi32(d, (__mmask16)((1u << ((rem + 1) / 2)) - 1), at, w, 4);
+      }
+    }
+  }
+}
+#else
+static void pack_panels_avx512(uint32_t *dst, const float *x, int64_t rs, int64_t rows, int64_t kc, int P) {
+  pack_panels(dst, x, rs, 1, rows, kc, P);
+}
+#endif
 
 static inline float word_lo(uint32_t w) {
   uint32_t b = w << 16;
@@ -176,6 +220,11 @@ void ops_gemm_bf16_block(bool emulate, bool trans_a, bool trans_b, int64_t m0, i
                          int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc, void *ws) {
   kernel_fn kern = pick_kernel(emulate);
+#ifdef BF16_X86
+  bool fast_pack = !emulate && ldm_cpu_has_avx512bf16();
+#else
+  bool fast_pack = false;
+#endif
   uint32_t *bp = align64(ws);
   uint32_t *ap = align64(bp + (size_t)NC * KC / 2);
   float *tile = align64(ap + (size_t)MC * KC / 2);
@@ -192,10 +241,12 @@ void ops_gemm_bf16_block(bool emulate, bool trans_a, bool trans_b, int64_t m0, i
     for (int64_t pc = 0; pc < K; pc += KC) {
       int64_t kc = K - pc < KC ? K - pc : KC, kp = (kc + 1) / 2;
       float be = pc == 0 ? beta : 1.0f;
-      pack_panels(bp, B + jc * brs + pc * bks, brs, bks, nc, kc, NR);
+      if (fast_pack && bks == 1) pack_panels_avx512(bp, B + jc * brs + pc, brs, nc, kc, NR);
+      else pack_panels(bp, B + jc * brs + pc * bks, brs, bks, nc, kc, NR);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = m1 - ic < MC ? m1 - ic : MC;
-        pack_panels(ap, A + ic * ars + pc * aks, ars, aks, mc, kc, MR);
+        if (fast_pack && aks == 1) pack_panels_avx512(ap, A + ic * ars + pc, ars, mc, kc, MR);
+        else pack_panels(ap, A + ic * ars + pc * aks, ars, aks, mc, kc, MR);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           int cols = (int)(nc - jr < NR ? nc - jr : NR);
           for (int64_t ir = 0; ir < mc; ir += MR) {

@@ -1,6 +1,6 @@
 /* torch.nn.Linear on channels-last rows: y[M, N] = x[M, K] W[N, K]^T + b.
  * f32 weights are used in place; f16/bf16 weights are widened into scratch
- * for the duration of the call, or, for at most LDM_GEMM_STREAM_MAX_ROWS
+ * for the duration of the call, or, for at most ops_gemm_stream_max_rows
  * rows (and no weight cache), chunk by chunk inside the product. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
@@ -71,7 +71,7 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
   const float *wf = NULL, *bf = NULL;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status s = LDM_OK;
-  if (!ctx->wcache && w && w->dtype != LDM_DTYPE_F32 && M >= 1 && M <= LDM_GEMM_STREAM_MAX_ROWS) {
+  if (!ctx->wcache && w && w->dtype != LDM_DTYPE_F32 && M >= 1 && M <= ops_gemm_stream_max_rows(ctx)) {
     /* few rows: the weight is widened chunk by chunk inside the product */
     ldm_tensor w_copy;
     const ldm_tensor *wa = NULL;

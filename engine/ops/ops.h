@@ -162,7 +162,7 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
 
 /* Convolution algorithm. AUTO, without a weight cache (ctx->wcache), picks
  * STREAM for at most LDM_CONV_STREAM_MAX_PIXELS output pixels (1x1 stride-1
- * convs: LDM_GEMM_STREAM_MAX_ROWS): im2col in the weight's stored order with
+ * convs: ops_gemm_stream_max_rows): im2col in the weight's stored order with
  * the weight widened chunk by chunk inside the GEMM (ops_gemm_stream), as
  * there the weight's memory traffic is the cost (8x8 and 16x16 latents at
  * batch 1: 1.1-1.8x, measured here). Otherwise Winograd F(2x2,3x3) for 3x3
@@ -183,6 +183,15 @@ typedef enum ldm_conv_algo {
 #define LDM_CONV_WINOGRAD_MIN_PIXELS 256
 #define LDM_CONV_STREAM_MAX_PIXELS 256
 #define LDM_GEMM_STREAM_MAX_ROWS 1024
+/* With bf16 products the own kernel's doubled rate beats the weight traffic
+ * from this many rows on: fewer rows stream (in f32). */
+#ifndef LDM_GEMM_STREAM_MAX_ROWS_BF16
+#define LDM_GEMM_STREAM_MAX_ROWS_BF16 255
+#endif
+/* The bound on streamed rows for ctx's precision (ops_gemm_bf16_active). */
+int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx);
+/* True when ctx's ldm_gemm calls run in bf16 (native, sbgemm or emulated). */
+bool ops_gemm_bf16_active(const ldm_ctx *ctx);
 #define LDM_CONV_WINOGRAD4_MIN_TILES 1024
 #define LDM_CONV_FEW_COUT 8
 ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,

@@ -2,7 +2,7 @@
  * 1. LDM_PRECISION_BF16_EMULATED (any CPU) against a double-precision product
  *    of the bf16-rounded operands (ldm_f32_to_bf16, torch's rounding), all
  *    four transpose cases, sizes across every blocking edge (M > MC = 144,
- *    N > NC = 512, K > KC = 512 and odd, partial 12 x 32 tiles), split by
+ *    N > NC = 1024, K > KC = 512 and odd, partial 12 x 32 tiles), split by
  *    rows and by columns over two threads, alpha/beta, beta = 0 with NaN in
  *    C (never read). Tolerance: |c - r| <= 2e-3 + 1e-4 |r| (f32 sums of up to
  *    1030 products of magnitude <= 4). It must also differ from the f32
@@ -11,7 +11,14 @@
  * 2. Where the CPU has AVX512-BF16, LDM_PRECISION_BF16 (the VDPBF16PS kernel)
  *    against the emulation: the same rounded operands, so |n - e| <= 1e-4 +
  *    1e-5 |e|. Without AVX512-BF16 this part prints that it did not run and
- *    checks that LDM_PRECISION_BF16 gave the f32 result (sgemm). */
+ *    checks that LDM_PRECISION_BF16 gave the f32 result (sgemm).
+ * 3. Fused attention in bf16 (attention_fused.c: Q, K, probabilities and V
+ *    rounded, f32 sums and softmax): bf16-emulated against attention in
+ *    double on the unrounded inputs, |o - r| <= 1e-2 max|v| (the
+ *    probabilities' and values' rounding, 2^-9 relative), and different from
+ *    the f32 kernel somewhere (> 1e-5); native against emulated, |n - e| <=
+ *    1e-5. Shapes: cross-attention (77 keys, odd), more keys than one chunk
+ *    (300 > 256), head sizes 40 (32 + 8 columns), 64 and 24. */
 #include "ldm_test.h"
 
 #include "core/arena.h"
@@ -130,6 +137,65 @@ done:
   free(A), free(B), free(C0), free(C), free(R), free(F);
 }
 
+static void attention_ref(float *o, const float *q, const float *k, const float *v, int B, int Tq, int Tk,
+                          int heads, int dh) {
+  int D = heads * dh;
+  double *w = malloc(sizeof(double) * (size_t)Tk);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < heads; h++)
+      for (int i = 0; i < Tq; i++) {
+        const float *qi = q + ((int64_t)b * Tq + i) * D + h * dh;
+        double mx = -1e300, sum = 0;
+        for (int t = 0; t < Tk; t++) {
+          const float *kt = k + ((int64_t)b * Tk + t) * D + h * dh;
+          double s = 0;
+          for (int d = 0; d < dh; d++) s += (double)qi[d] * kt[d];
+          w[t] = s / sqrt((double)dh);
+          if (w[t] > mx) mx = w[t];
+        }
+        for (int t = 0; t < Tk; t++) sum += (w[t] = exp(w[t] - mx));
+        for (int d = 0; d < dh; d++) {
+          double acc = 0;
+          for (int t = 0; t < Tk; t++) acc += w[t] * v[((int64_t)b * Tk + t) * D + h * dh + d];
+          o[((int64_t)b * Tq + i) * D + h * dh + d] = (float)(acc / sum);
+        }
+      }
+  free(w);
+}
+
+static void attention_case(ldm_ctx *ctx, int B, int Tq, int Tk, int heads, int dh, unsigned *seed) {
+  int D = heads * dh;
+  size_t nq = (size_t)B * Tq * D, nk = (size_t)B * Tk * D;
+  float *q = rand_buf(nq, seed), *k = rand_buf(nk, seed), *v = rand_buf(nk, seed);
+  float *r = malloc(nq * 4), *e = malloc(nq * 4), *f = malloc(nq * 4), *n = malloc(nq * 4);
+  CHECK(q && k && v && r && e && f && n, "out of memory");
+  if (!(q && k && v && r && e && f && n)) goto done;
+  attention_ref(r, q, k, v, B, Tq, Tk, heads, dh);
+  char name[128];
+  snprintf(name, sizeof name, "attention bf16-emulated B=%d Tq=%d Tk=%d heads=%d dh=%d", B, Tq, Tk, heads, dh);
+  ctx->precision = LDM_PRECISION_BF16_EMULATED;
+  CHECK(ldm_attention(ctx, e, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "%s: %s", name,
+        ctx->err->msg);
+  ldm_test_close(name, e, r, (long long)nq, 2e-2, 0); /* max|v| = 2 */
+  ctx->precision = LDM_PRECISION_F32;
+  CHECK(ldm_attention(ctx, f, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "%s: %s", name,
+        ctx->err->msg);
+  double diff = 0;
+  for (size_t i = 0; i < nq; i++) diff = fmax(diff, fabs((double)e[i] - f[i]));
+  printf("%s: max |bf16 - f32 kernel| = %.3g\n", name, diff);
+  CHECK(diff > 1e-5, "%s: bf16 attention equals the f32 kernel (%.3g): not rounded", name, diff);
+  if (ops_gemm_bf16_native()) {
+    ctx->precision = LDM_PRECISION_BF16;
+    CHECK(ldm_attention(ctx, n, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "%s: %s", name,
+          ctx->err->msg);
+    snprintf(name, sizeof name, "attention bf16 native vs emulated B=%d Tq=%d Tk=%d dh=%d", B, Tq, Tk, dh);
+    ldm_test_close(name, n, e, (long long)nq, 1e-5, 0);
+  }
+  ctx->precision = LDM_PRECISION_F32;
+done:
+  free(q), free(k), free(v), free(r), free(e), free(f), free(n);
+}
+
 int main(void) {
   ldm_error err = {0};
   printf("cpu features: %s; AVX512-BF16 kernel %s\n", ldm_cpu_features(),
@@ -141,11 +207,14 @@ int main(void) {
   ldm_ctx serial = {.threads = 1, .scratch = arena, .err = &err};
   ldm_ctx two = {.pool = pool, .threads = 2, .scratch = arena, .err = &err};
   for (int ta = 0; ta < 2; ta++)
-    for (int tb = 0; tb < 2; tb++) run_case(&two, 150, 530, 1030, ta, tb, 0.3f, &seed);
+    for (int tb = 0; tb < 2; tb++) run_case(&two, 150, 1100, 1030, ta, tb, 0.3f, &seed);
   run_case(&two, 20, 530, 70, false, true, 0.0f, &seed);  /* split by columns */
   run_case(&serial, 13, 33, 17, false, true, 0.0f, &seed); /* partial tiles, odd K */
   run_case(&serial, 1, 1, 1, true, false, 1.0f, &seed);
   run_case(&serial, 5, 7, 0, false, true, 0.3f, &seed);    /* K = 0: beta * C */
+  attention_case(&two, 2, 100, 77, 3, 40, &seed);
+  attention_case(&two, 1, 30, 300, 2, 64, &seed);
+  attention_case(&serial, 2, 13, 40, 2, 24, &seed);
   ldm_arena_free(arena);
   ldm_pool_free(pool);
   return ldm_test_finish("gemm-bf16-own");
