@@ -70,6 +70,15 @@ static inline uint16_t ldm_f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
+/* bf16 pair words, as VDPBF16PS reads them: lo in bits 0-15, hi in 16-31;
+ * and the two halves back as f32. */
+static inline uint32_t ldm_bf16_pair(float lo, float hi) {
+  return (uint32_t)ldm_f32_to_bf16(lo) | (uint32_t)ldm_f32_to_bf16(hi) << 16;
+}
+
+static inline float ldm_bf16_pair_lo(uint32_t w) { return ldm_bf16_to_f32((uint16_t)(w & 0xffffu)); }
+static inline float ldm_bf16_pair_hi(uint32_t w) { return ldm_bf16_to_f32((uint16_t)(w >> 16)); }
+
 /* Bulk conversions (runtime-dispatched). */
 void ldm_convert_f16_to_f32(float *dst, const uint16_t *src, size_t n);
 void ldm_convert_bf16_to_f32(float *dst, const uint16_t *src, size_t n);

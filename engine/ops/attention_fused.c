@@ -123,6 +123,25 @@ __attribute__((target("avx2,fma"))) static void fa_pv6(float *O, int dh, const f
   }
 }
 
+/* Online softmax over one chunk of n scores for the 6 rows of a register
+ * tile: S rows become exp(s - new max), the running max, sum and output
+ * rows are rescaled to the new max. */
+static void fa_softmax(float *S, int n, float *mx, float *sum, float *O, int dh) {
+  for (int r = 0; r < FA_R; r++) {
+    float *row = S + r * FA_KC;
+    float m = ops_row_max(row, n);
+    float mn = m > mx[r] ? m : mx[r];
+    float alpha = expf(mx[r] - mn); /* 0 on the first chunk */
+    float s = ops_exp_sum(row, row, n, mn);
+    sum[r] = sum[r] * alpha + s;
+    mx[r] = mn;
+    if (alpha != 1.0f) {
+      float *o = O + r * dh;
+      for (int d = 0; d < dh; d++) o[d] *= alpha;
+    }
+  }
+}
+
 static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed) {
   int dh = j->dh;
   int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_QB;
@@ -154,19 +173,7 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
     for (int t = 0; t < ntile; t++) {
       int r0 = t * FA_R;
       for (int p = 0; p < n; p += FA_KP) fa_scores(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh);
-      for (int r = 0; r < FA_R; r++) { /* online softmax over the chunk */
-        float *row = S + r * FA_KC;
-        float m = ops_row_max(row, n);
-        float mn = m > mx[r0 + r] ? m : mx[r0 + r];
-        float alpha = expf(mx[r0 + r] - mn); /* 0 on the first chunk */
-        float s = ops_exp_sum(row, row, n, mn);
-        sum[r0 + r] = sum[r0 + r] * alpha + s;
-        mx[r0 + r] = mn;
-        if (alpha != 1.0f) {
-          float *o = O + (r0 + r) * dh;
-          for (int d = 0; d < dh; d++) o[d] *= alpha;
-        }
-      }
+      fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
       for (int c0 = 0; c0 < dh; c0 += 16)
         fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * j->ldv + c0, j->ldv, n, dh - c0 >= 16 ? 2 : 1);
     }
@@ -186,24 +193,6 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
  * of consecutive keys [Tkp / 2][dh], queries and probabilities as pair words
  * along dh and along keys. The emulation adds each pair's odd product, then
  * its even one, as VDPBF16PS is specified. */
-static inline uint32_t fa_pair(float lo, float hi) {
-  return (uint32_t)ldm_f32_to_bf16(lo) | (uint32_t)ldm_f32_to_bf16(hi) << 16;
-}
-
-static inline float fa_lo(uint32_t w) {
-  uint32_t b = w << 16;
-  float f;
-  memcpy(&f, &b, 4);
-  return f;
-}
-
-static inline float fa_hi(uint32_t w) {
-  uint32_t b = w & 0xffff0000u;
-  float f;
-  memcpy(&f, &b, 4);
-  return f;
-}
-
 enum { FA_PW = FA_KC / 2 }; /* pair words per probability row */
 
 static void fa_pack16(const fa_job *j, uint32_t *kt, uint32_t *vt, int b, int h) {
@@ -211,13 +200,13 @@ static void fa_pack16(const fa_job *j, uint32_t *kt, uint32_t *vt, int b, int h)
   for (int64_t t = 0; t < j->Tkp; t++) {
     uint32_t *panel = kt + (t / FA_KP) * dp * FA_KP + t % FA_KP;
     const float *src = t < j->Tk ? j->k + ((int64_t)b * j->Tk + t) * j->ldk + (int64_t)h * j->dh : NULL;
-    for (int d = 0; d < dp; d++) panel[d * FA_KP] = src ? fa_pair(src[2 * d], src[2 * d + 1]) : 0;
+    for (int d = 0; d < dp; d++) panel[d * FA_KP] = src ? ldm_bf16_pair(src[2 * d], src[2 * d + 1]) : 0;
   }
   for (int64_t t = 0; t < j->Tkp; t += 2) {
     uint32_t *row = vt + (t / 2) * j->dh;
     const float *v0 = t < j->Tk ? j->v + ((int64_t)b * j->Tk + t) * j->ldv + (int64_t)h * j->dh : NULL;
     const float *v1 = t + 1 < j->Tk ? v0 + j->ldv : NULL;
-    for (int c = 0; c < j->dh; c++) row[c] = fa_pair(v0 ? v0[c] : 0.0f, v1 ? v1[c] : 0.0f);
+    for (int c = 0; c < j->dh; c++) row[c] = ldm_bf16_pair(v0 ? v0[c] : 0.0f, v1 ? v1[c] : 0.0f);
   }
 }
 
@@ -229,8 +218,8 @@ static void fa_scores16_c(float *S, const uint32_t *Q, const uint32_t *kp, int d
       float acc = 0.0f;
       for (int d = 0; d < dp; d++) {
         uint32_t q = Q[r * dp + d], kw = k[d * FA_KP];
-        acc = fmaf(fa_hi(q), fa_hi(kw), acc);
-        acc = fmaf(fa_lo(q), fa_lo(kw), acc);
+        acc = fmaf(ldm_bf16_pair_hi(q), ldm_bf16_pair_hi(kw), acc);
+        acc = fmaf(ldm_bf16_pair_lo(q), ldm_bf16_pair_lo(kw), acc);
       }
       S[r * FA_KC + c] = acc;
     }
@@ -243,8 +232,8 @@ static void fa_pv16_c(float *O, int dh, const uint32_t *P, const uint32_t *V, in
       float acc = O[r * dh + c];
       for (int k = 0; k < np; k++) {
         uint32_t pw = P[r * FA_PW + k], vw = V[(int64_t)k * dh + c];
-        acc = fmaf(fa_hi(pw), fa_hi(vw), acc);
-        acc = fmaf(fa_lo(pw), fa_lo(vw), acc);
+        acc = fmaf(ldm_bf16_pair_hi(pw), ldm_bf16_pair_hi(vw), acc);
+        acc = fmaf(ldm_bf16_pair_lo(pw), ldm_bf16_pair_lo(vw), acc);
       }
       O[r * dh + c] = acc;
     }
@@ -254,7 +243,7 @@ static void fa_pv16_c(float *O, int dh, const uint32_t *P, const uint32_t *V, in
 static void fa_round_c(uint32_t *P, const float *S, int n) {
   for (int r = 0; r < FA_R; r++)
     for (int k = 0; k < (n + 1) / 2; k++)
-      P[r * FA_PW + k] = fa_pair(S[r * FA_KC + 2 * k], 2 * k + 1 < n ? S[r * FA_KC + 2 * k + 1] : 0.0f);
+      P[r * FA_PW + k] = ldm_bf16_pair(S[r * FA_KC + 2 * k], 2 * k + 1 < n ? S[r * FA_KC + 2 * k + 1] : 0.0f);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) static void fa_scores16_avx512(float *S, const uint32_t *Q,
@@ -342,7 +331,7 @@ static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packe
   for (int r = 0; r < ntile * FA_R; r++) {
     const float *src = r < nq ? j->q + ((int64_t)b * j->Tq + q0 + r) * j->ldq + (int64_t)h * dh : NULL;
     for (int d = 0; d < dp; d++)
-      Q[r * dp + d] = src ? fa_pair(src[2 * d] * j->scale, src[2 * d + 1] * j->scale) : 0;
+      Q[r * dp + d] = src ? ldm_bf16_pair(src[2 * d] * j->scale, src[2 * d + 1] * j->scale) : 0;
     mx[r] = -INFINITY;
     sum[r] = 0.0f;
     memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
@@ -356,19 +345,7 @@ static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packe
         if (native) fa_scores16_avx512(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
         else fa_scores16_c(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
       }
-      for (int r = 0; r < FA_R; r++) { /* online softmax over the chunk, in f32 */
-        float *row = S + r * FA_KC;
-        float m = ops_row_max(row, n);
-        float mn = m > mx[r0 + r] ? m : mx[r0 + r];
-        float alpha = expf(mx[r0 + r] - mn);
-        float s = ops_exp_sum(row, row, n, mn);
-        sum[r0 + r] = sum[r0 + r] * alpha + s;
-        mx[r0 + r] = mn;
-        if (alpha != 1.0f) {
-          float *o = O + (r0 + r) * dh;
-          for (int d = 0; d < dh; d++) o[d] *= alpha;
-        }
-      }
+      fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
       const uint32_t *vk = vt + (k0 / 2) * dh;
       if (native) {
         fa_round_avx512(P, S, n);

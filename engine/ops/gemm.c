@@ -213,8 +213,9 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
       j.split_n = true;
     }
   }
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_arena_mark mark = {0};
   if (kind != GEMM_SGEMM) {
+    mark = ldm_arena_get_mark(ctx->scratch);
     j.ws_bytes = ops_gemm_bf16_workspace_bytes();
     if (!(j.ws = ldm_arena_alloc(ctx->scratch, j.ws_bytes * (size_t)j.pieces)))
       return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch for the bf16 kernel's packed operands (%d x %zu B)",
@@ -222,7 +223,7 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
   }
   ldm_blas_set_threads(1);
   ldm_pool_for(j.pieces > 1 ? ctx->pool : NULL, j.pieces, gemm_task, &j);
-  ldm_arena_reset(ctx->scratch, mark);
+  if (kind != GEMM_SGEMM) ldm_arena_reset(ctx->scratch, mark);
   return LDM_OK;
 }
 

@@ -39,88 +39,54 @@ size_t ops_gemm_bf16_workspace_bytes(void) {
   return (size_t)NC * KC * 2 + (size_t)MC * KC * 2 + (size_t)MR * NR * 4 + 3 * 64;
 }
 
-static inline uint32_t pair_word(float lo, float hi) {
-  return (uint32_t)ldm_f32_to_bf16(lo) | (uint32_t)ldm_f32_to_bf16(hi) << 16;
-}
+/* One row of K values (x[k * ks], k < kc) as pair words at stride P:
+ * d[p * P] = (x(2p), x(2p + 1)), the odd K's missing partner zero. */
+typedef void (*pack_row_fn)(uint32_t *d, const float *row, int64_t ks, int64_t kc, int P);
 
-/* Element (r, k) of a matrix read through strides (rs, ks). Packs rows
- * [r0, r0 + rows) x K [k0, k0 + kc) into micro-panels of P rows: word
- * [panel][p][i] = (x(r0+i, k0+2p), x(r0+i, k0+2p+1)); rows beyond `rows` and
- * the odd K's missing partner are zero. */
-static void pack_panels(uint32_t *dst, const float *x, int64_t rs, int64_t ks, int64_t rows, int64_t kc,
-                        int P) {
-  int64_t kp = (kc + 1) / 2, pairs = kc / 2;
-  for (int64_t r0 = 0; r0 < rows; r0 += P) {
-    uint32_t *panel = dst + r0 * kp;
-    for (int i = 0; i < P; i++) {
-      uint32_t *d = panel + i;
-      if (r0 + i >= rows) {
-        for (int64_t p = 0; p < kp; p++) d[p * P] = 0;
-        continue;
-      }
-      const float *row = x + (r0 + i) * rs;
-      if (ks == 1) {
-        for (int64_t p = 0; p < pairs; p++) d[p * P] = pair_word(row[2 * p], row[2 * p + 1]);
-      } else {
-        for (int64_t p = 0; p < pairs; p++) d[p * P] = pair_word(row[2 * p * ks], row[(2 * p + 1) * ks]);
-      }
-      if (kc & 1) d[pairs * P] = ldm_f32_to_bf16(row[(kc - 1) * ks]);
-    }
-  }
+static void pack_row_c(uint32_t *d, const float *row, int64_t ks, int64_t kc, int P) {
+  int64_t pairs = kc / 2;
+  for (int64_t p = 0; p < pairs; p++) d[p * P] = ldm_bf16_pair(row[2 * p * ks], row[(2 * p + 1) * ks]);
+  if (kc & 1) d[pairs * P] = ldm_f32_to_bf16(row[(kc - 1) * ks]);
 }
 
 #ifdef BF16_X86
-/* pack_panels for rows with K contiguous (ks = 1), with VCVTNE2PS2BF16 (the
- * same round-to-nearest-even) and a scatter of 16 pair words at stride P. */
-__attribute__((target("avx512f,avx512bf16"))) static void pack_panels_avx512(uint32_t *dst, const float *x,
-                                                                            int64_t rs, int64_t rows, int64_t kc,
-                                                                            int P) {
-  int64_t kp = (kc + 1) / 2;
+/* pack_row_c for ks = 1 with VCVTNE2PS2BF16 (the same round to nearest
+ * even) and a scatter of 16 pair words at stride P. */
+__attribute__((target("avx512f,avx512bf16"))) static void pack_row_avx512(uint32_t *d, const float *row, int64_t ks,
+                                                                         int64_t kc, int P) {
+  (void)ks;
   const __m512i at = _mm512_mullo_epi32(
       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(P));
-  for (int64_t r0 = 0; r0 < rows; r0 += P) {
-    uint32_t *panel = dst + r0 * kp;
-    for (int i = 0; i < P; i++) {
-      uint32_t *d = panel + i;
-      if (r0 + i >= rows) {
-        for (int64_t p = 0; p < kp; p++) d[p * P] = 0;
-        continue;
-      }
-      const float *row = x + (r0 + i) * rs;
-      int64_t k = 0;
-      for (; k + 32 <= kc; k += 32, d += 16 * P) {
-        __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(row + k));
-        _mm512_i32scatter_epi32(d, at, w, 4);
-      }
-      if (k < kc) {
-        int rem = (int)(kc - k); /* 1..31 floats, (rem + 1) / 2 words */
-        __mmask16 lo = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
-        __mmask16 hi = (__mmask16)(rem > 16 ? (1u << (rem - 16)) - 1 : 0);
-        __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + k + 16),
-                                                 _mm512_maskz_loadu_ps(lo, row + k));
-        _mm512_mask_i32scatter_epi32(d, (__mmask16)((1u << ((rem + 1) / 2)) - 1), at, w, 4);
-      }
-    }
+  int64_t k = 0;
+  for (; k + 32 <= kc; k += 32, d += 16 * P) {
+    __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + k + 16), _mm512_loadu_ps(row + k));
+    _mm512_i32scatter_epi32(d, at, w, 4);
   }
-}
-#else
-static void pack_panels_avx512(uint32_t *dst, const float *x, int64_t rs, int64_t rows, int64_t kc, int P) {
-  pack_panels(dst, x, rs, 1, rows, kc, P);
+  if (k < kc) {
+    int rem = (int)(kc - k); /* 1..31 floats, (rem + 1) / 2 words */
+    __mmask16 lo = (__mmask16)(rem >= 16 ? 0xffffu : (1u << rem) - 1);
+    __mmask16 hi = (__mmask16)(rem > 16 ? (1u << (rem - 16)) - 1 : 0);
+    __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + k + 16),
+                                             _mm512_maskz_loadu_ps(lo, row + k));
+    _mm512_mask_i32scatter_epi32(d, (__mmask16)((1u << ((rem + 1) / 2)) - 1), at, w, 4);
+  }
 }
 #endif
 
-static inline float word_lo(uint32_t w) {
-  uint32_t b = w << 16;
-  float f;
-  memcpy(&f, &b, 4);
-  return f;
-}
-
-static inline float word_hi(uint32_t w) {
-  uint32_t b = w & 0xffff0000u;
-  float f;
-  memcpy(&f, &b, 4);
-  return f;
+/* Rows [0, rows) of a matrix read through strides (rs, ks), K [0, kc), into
+ * micro-panels of P rows: word [panel][p][i] = (x(i, 2p), x(i, 2p + 1));
+ * rows past `rows` are zero. */
+static void pack_panels(uint32_t *dst, const float *x, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int P,
+                        pack_row_fn pack_row) {
+  int64_t kp = (kc + 1) / 2;
+  for (int64_t r0 = 0; r0 < rows; r0 += P) {
+    uint32_t *panel = dst + r0 * kp;
+    for (int i = 0; i < P; i++) {
+      if (r0 + i < rows) pack_row(panel + i, x + (r0 + i) * rs, ks, kc, P);
+      else
+        for (int64_t p = 0; p < kp; p++) panel[i + p * P] = 0;
+    }
+  }
 }
 
 /* Micro-kernels: tile[MR][NR] = sum over kp pairs of a-panel x b-panel.
@@ -130,11 +96,11 @@ static void kernel_portable(int64_t kp, const uint32_t *a, const uint32_t *b, fl
   for (int i = 0; i < MR * NR; i++) tile[i] = 0.0f;
   for (int64_t p = 0; p < kp; p++, a += MR, b += NR)
     for (int i = 0; i < MR; i++) {
-      float ae = word_lo(a[i]), ao = word_hi(a[i]);
+      float ae = ldm_bf16_pair_lo(a[i]), ao = ldm_bf16_pair_hi(a[i]);
       for (int j = 0; j < NR; j++) {
         float t = tile[i * NR + j];
-        t = fmaf(ao, word_hi(b[j]), t);
-        tile[i * NR + j] = fmaf(ae, word_lo(b[j]), t);
+        t = fmaf(ao, ldm_bf16_pair_hi(b[j]), t);
+        tile[i * NR + j] = fmaf(ae, ldm_bf16_pair_lo(b[j]), t);
       }
     }
 }
@@ -152,8 +118,8 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int64_t kp, const ui
       __m256 be = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
       __m256 bo = _mm256_castsi256_ps(_mm256_and_si256(w, hi));
       for (int i = 0; i < MR; i++) {
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(word_hi(ap[i])), bo, acc[i]);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(word_lo(ap[i])), be, acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(ldm_bf16_pair_hi(ap[i])), bo, acc[i]);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(ldm_bf16_pair_lo(ap[i])), be, acc[i]);
       }
     }
     for (int i = 0; i < MR; i++) _mm256_storeu_ps(tile + i * NR + c, acc[i]);
@@ -220,10 +186,9 @@ void ops_gemm_bf16_block(bool emulate, bool trans_a, bool trans_b, int64_t m0, i
                          int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                          float beta, float *C, int64_t ldc, void *ws) {
   kernel_fn kern = pick_kernel(emulate);
+  pack_row_fn fast_row = pack_row_c; /* rows with K contiguous */
 #ifdef BF16_X86
-  bool fast_pack = !emulate && ldm_cpu_has_avx512bf16();
-#else
-  bool fast_pack = false;
+  if (!emulate && ldm_cpu_has_avx512bf16()) fast_row = pack_row_avx512;
 #endif
   uint32_t *bp = align64(ws);
   uint32_t *ap = align64(bp + (size_t)NC * KC / 2);
@@ -241,12 +206,10 @@ void ops_gemm_bf16_block(bool emulate, bool trans_a, bool trans_b, int64_t m0, i
     for (int64_t pc = 0; pc < K; pc += KC) {
       int64_t kc = K - pc < KC ? K - pc : KC, kp = (kc + 1) / 2;
       float be = pc == 0 ? beta : 1.0f;
-      if (fast_pack && bks == 1) pack_panels_avx512(bp, B + jc * brs + pc, brs, nc, kc, NR);
-      else pack_panels(bp, B + jc * brs + pc * bks, brs, bks, nc, kc, NR);
+      pack_panels(bp, B + jc * brs + pc * bks, brs, bks, nc, kc, NR, bks == 1 ? fast_row : pack_row_c);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = m1 - ic < MC ? m1 - ic : MC;
-        if (fast_pack && aks == 1) pack_panels_avx512(ap, A + ic * ars + pc, ars, mc, kc, MR);
-        else pack_panels(ap, A + ic * ars + pc * aks, ars, aks, mc, kc, MR);
+        pack_panels(ap, A + ic * ars + pc * aks, ars, aks, mc, kc, MR, aks == 1 ? fast_row : pack_row_c);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           int cols = (int)(nc - jr < NR ? nc - jr : NR);
           for (int64_t ir = 0; ir < mc; ir += MR) {
