@@ -97,6 +97,18 @@ sampler_choice (void)
   return choice;
 }
 
+static GimpChoice *
+precision_choice (void)
+{
+  GimpChoice *choice = gimp_choice_new ();
+
+  gimp_choice_add (choice, "f32", 0, _("f32 (the reference result)"), NULL);
+  gimp_choice_add (choice, "bf16", 1,
+                   _("bf16 (about twice as fast on CPUs with AVX512-BF16)"),
+                   NULL);
+  return choice;
+}
+
 static void
 add_common_arguments (GimpProcedure *procedure,
                       LdmProc        proc)
@@ -141,6 +153,13 @@ add_common_arguments (GimpProcedure *procedure,
   gimp_procedure_add_int_argument (procedure, "threads", _("Threads"),
                                    _("CPU threads (0: one per core)"),
                                    0, 256, 0, G_PARAM_READWRITE);
+  gimp_procedure_add_choice_argument (procedure, "precision", _("Arit_hmetic"),
+                                      _("Matrix products in f32 or with bf16 "
+                                        "operands (faster on CPUs with "
+                                        "AVX512-BF16, f32 on others; pixels "
+                                        "differ slightly)"),
+                                      precision_choice (), "f32",
+                                      G_PARAM_READWRITE);
   if (proc != LDM_PROC_UPSCALE)
     gimp_procedure_add_int_argument (procedure, "work-size", _("Wor_k size"),
                                      _("Side in pixels of the square area the "

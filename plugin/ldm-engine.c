@@ -126,6 +126,7 @@ worker (gpointer data)
   ldm_model_params_init (&mp);
   mp.path = run->p.model_path;
   mp.threads = run->p.threads;
+  mp.precision = run->p.precision;
   st = ldm_model_load (&model, &mp, &run->err);
 
   if (st == LDM_OK)

@@ -27,6 +27,7 @@ typedef struct
 {
   const gchar     *model_path;
   gint             threads;
+  ldm_precision    precision;
   ldm_job_params   job;        /* init/mask point at images owned by the caller */
   LdmRunProgressFn progress;
   gpointer         progress_user;

@@ -490,6 +490,11 @@ ldm_execute (LdmSpec        *spec,
       return NULL;
     }
 
+  if (! ldm_precision_parse (spec->precision, &rp.precision))
+    {
+      fail (error, _("Unknown arithmetic “%s” (f32 or bf16)."), spec->precision);
+      return NULL;
+    }
   if (! resolve_model (spec, model_folders, error))
     return NULL;
   model_desc = ldm_run_describe_model (spec->model_path, &native, error);

@@ -64,6 +64,7 @@ ldm_spec_init (LdmSpec *spec,
   spec->cfg_scale   = 7.0;
   spec->strength    = proc == LDM_PROC_REFINE ? 0.5 : 1.0;
   spec->sampler     = g_strdup ("euler_a");
+  spec->precision   = g_strdup ("f32");
   spec->margin      = 32;
   spec->noise_level = 20;
   spec->new_image   = TRUE;
@@ -75,6 +76,7 @@ ldm_spec_clear (LdmSpec *spec)
   g_clear_pointer (&spec->prompt, g_free);
   g_clear_pointer (&spec->negative_prompt, g_free);
   g_clear_pointer (&spec->sampler, g_free);
+  g_clear_pointer (&spec->precision, g_free);
   g_clear_pointer (&spec->model_path, g_free);
   g_clear_pointer (&spec->model_hash, g_free);
 }
@@ -134,6 +136,7 @@ ldm_spec_from_config (LdmSpec             *spec,
   get_double (obj, "strength", &spec->strength);
   get_string (obj, "sampler", &spec->sampler);
   get_int (obj, "threads", &spec->threads);
+  get_string (obj, "precision", &spec->precision);
   get_int (obj, "work-size", &spec->work_size);
   get_int (obj, "width", &spec->width);
   get_int (obj, "height", &spec->height);
@@ -227,6 +230,7 @@ ldm_spec_to_recipe (const LdmSpec *spec)
   append_kv (out, "rng", "cpu");
   KV_DBL ("strength", spec->strength);
   KV_INT ("threads", spec->threads);
+  append_kv (out, "precision", spec->precision);
   KV_INT ("work-size", spec->work_size);
   KV_INT ("width", spec->width);
   KV_INT ("height", spec->height);
@@ -297,6 +301,8 @@ ldm_spec_from_recipe (LdmSpec      *spec,
         spec->strength = g_ascii_strtod (val, NULL);
       else if (! strcmp (key, "threads"))
         spec->threads = atoi (val);
+      else if (! strcmp (key, "precision"))
+        { g_free (spec->precision); spec->precision = g_strdup (val); }
       else if (! strcmp (key, "work-size"))
         spec->work_size = atoi (val);
       else if (! strcmp (key, "width"))

@@ -259,6 +259,7 @@ ldm_dialog_new (GimpProcedure        *procedure,
     ids = g_list_append (ids, g_strdup ("seed-box"));
   add_if (pd, config, &ids, "work-size");
   add_if (pd, config, &ids, "threads");
+  add_if (pd, config, &ids, "precision");
 
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);

@@ -27,7 +27,7 @@ PROCS = ['plug-in-ldm-inpaint', 'plug-in-ldm-generate', 'plug-in-ldm-refine',
 COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
           ('steps', 'gint'), ('cfg-scale', 'gdouble'), ('seed', 'gint'),
           ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
-          ('model', 'GFile'), ('threads', 'gint')]
+          ('model', 'GFile'), ('threads', 'gint'), ('precision', 'gchararray')]
 EXTRA = {
     'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
     'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')],
@@ -174,6 +174,9 @@ def check_registration():
             spec = [a for a in proc.get_arguments() if a.name == 'sampler'][0]
             nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
             check('%s sampler choices' % name, nicks == SAMPLERS, nicks)
+            spec = [a for a in proc.get_arguments() if a.name == 'precision'][0]
+            nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
+            check('%s precision choices' % name, nicks == ['f32', 'bf16'], nicks)
 
 
 # ------------------------------------------------------------------ bad inputs
@@ -249,8 +252,8 @@ def check_new_layer(label, img, before_layers, active, layer, rect, mask):
           (layer.get_mask() is not None) == mask)
     par = layer.get_parasite('gimp-ldm-recipe')
     recipe = bytes(par.get_data()).decode('utf-8', 'replace') if par else ''
-    check('%s: recipe parasite' % label, 'prompt=' in recipe and 'seed=' in recipe,
-          recipe[:80])
+    check('%s: recipe parasite' % label,
+          'prompt=' in recipe and 'seed=' in recipe and 'precision=' in recipe, recipe[:80])
     return True
 
 
