@@ -22,16 +22,12 @@
 #define BF16_X86 1
 #endif
 
-#ifndef LDM_BF16_NC
-#define LDM_BF16_NC 1024
-#endif
-
 enum {
   MR = 12,  /* rows of C per micro-kernel: 12 x 2 zmm accumulators */
   NR = 32,  /* columns of C per micro-kernel: two zmm of 16 f32 lanes */
   KC = 512, /* K per packed block (256 pairs): a B micro-panel is 32 KiB */
   MC = 144, /* rows of A packed at once: 144 KiB, stays in L2 */
-  NC = LDM_BF16_NC /* columns of B packed at once (1 MiB): A is packed once per NC columns */
+  NC = 1024 /* columns of B packed at once (1 MiB): A is packed once per 1024 columns */
 };
 
 /* Workspace of one piece: packed B block, packed A block, one C tile. */

@@ -17,7 +17,7 @@
  *    repacks it); attention's score tiles or the fused kernel's packed keys
  *    (<= LDM_ATTN_SCORE_BYTES); f32 copies of f16/bf16 weights (not for
  *    streamed products: one chunk per thread); bf16 copies of A and B
- *    (cblas_sbgemm) or the own bf16 kernel's packed blocks (~0.7 MiB per
+ *    (cblas_sbgemm) or the own bf16 kernel's packed blocks (~1.2 MiB per
  *    thread) in the bf16 precisions.
  *  - Aliasing: y == x is allowed for group_norm, layer_norm, silu, gelu,
  *    quick_gelu, softmax and add (y may alias a or b); add_bias is in place.
@@ -185,9 +185,7 @@ typedef enum ldm_conv_algo {
 #define LDM_GEMM_STREAM_MAX_ROWS 1024
 /* With bf16 products the own kernel's doubled rate beats the weight traffic
  * from this many rows on: fewer rows stream (in f32). */
-#ifndef LDM_GEMM_STREAM_MAX_ROWS_BF16
 #define LDM_GEMM_STREAM_MAX_ROWS_BF16 255
-#endif
 /* The bound on streamed rows for ctx's precision (ops_gemm_bf16_active). */
 int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx);
 /* True when ctx's ldm_gemm calls run in bf16 (native, sbgemm or emulated). */
