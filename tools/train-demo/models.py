@@ -35,6 +35,9 @@ def make_text_encoder(sd2_style=False):
 
 
 def make_vae(x4=False):
+    """DEMO_VAE_GROUPS (default 32, the committed models) sets the GroupNorm groups: with 32 the
+    32-channel levels normalise every channel alone over the picture, which erases absolute
+    colour in flat regions; 8 groups of 4 channels keep it (MODEL_CARD.md, x4 upscaler)."""
     levels = 3 if x4 else 4        # 4x down for the upscaler, 8x as SD
     chans = (32, 32, 64) if x4 else (32, 32, 64, 64)
     return AutoencoderKL(
@@ -42,7 +45,7 @@ def make_vae(x4=False):
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
         block_out_channels=chans, layers_per_block=1, act_fn="silu",
-        latent_channels=4, norm_num_groups=32, sample_size=X4_SIZE if x4 else IMAGE_SIZE,
+        latent_channels=4, norm_num_groups=int(os.environ.get("DEMO_VAE_GROUPS", "32")), sample_size=X4_SIZE if x4 else IMAGE_SIZE,
         scaling_factor=X4_SCALE if x4 else SD1_SCALE)
 
 
