@@ -143,8 +143,9 @@ typedef enum ldm_masked_content {
   LDM_FILL_LATENT_NOTHING
 } ldm_masked_content;
 
-/* Arithmetic of the large matrix products (convolutions, linear layers;
- * attention's own kernel stays f32). */
+/* Arithmetic of the matrix products: convolutions, linear layers and the
+ * attention kernel's QK^T and PV (softmax, norms and element-wise ops stay
+ * f32; products with few rows stream their weights in f32). */
 typedef enum ldm_precision {
   LDM_PRECISION_F32 = 0,       /* f32 operands and sums (default) */
   /* Operands rounded to bf16, sums in f32, where the CPU has AVX512-BF16
