@@ -142,6 +142,16 @@ static void fa_softmax(float *S, int n, float *mx, float *sum, float *O, int dh)
   }
 }
 
+/* out rows [q0, q0 + nq) of (b, h) = O / sum: the softmax's normalisation */
+static void fa_write_out(const fa_job *j, int b, int h, int64_t q0, int nq, const float *O, const float *sum) {
+  int dh = j->dh;
+  for (int r = 0; r < nq; r++) {
+    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
+    float inv = 1.0f / sum[r];
+    for (int d = 0; d < dh; d++) dst[d] = O[r * dh + d] * inv;
+  }
+}
+
 static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed) {
   int dh = j->dh;
   int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_QB;
@@ -178,11 +188,7 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
         fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * j->ldv + c0, j->ldv, n, dh - c0 >= 16 ? 2 : 1);
     }
   }
-  for (int r = 0; r < nq; r++) {
-    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
-    float inv = 1.0f / sum[r];
-    for (int d = 0; d < dh; d++) dst[d] = O[r * dh + d] * inv;
-  }
+  fa_write_out(j, b, h, q0, nq, O, sum);
 }
 
 /* ---- bf16 (ctx->precision bf16 with AVX512-BF16, or bf16-emulated) ------
@@ -314,9 +320,19 @@ __attribute__((target("avx512f,avx512bf16"))) static void fa_round_avx512(uint32
     }
 }
 
+/* The three bf16 micro-kernels, native or emulated. */
+typedef struct fa16_kernels {
+  void (*scores)(float *S, const uint32_t *Q, const uint32_t *kp, int dp, int np);
+  void (*round)(uint32_t *P, const float *S, int n);
+  void (*pv)(float *O, int dh, const uint32_t *P, const uint32_t *V, int np);
+} fa16_kernels;
+
+static const fa16_kernels fa16_native = {fa_scores16_avx512, fa_round_avx512, fa_pv16_avx512};
+static const fa16_kernels fa16_emulated = {fa_scores16_c, fa_round_c, fa_pv16_c};
+
 static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packed) {
   int dh = j->dh, dp = dh / 2;
-  bool native = j->bf16 == 1;
+  const fa16_kernels *kn = j->bf16 == 1 ? &fa16_native : &fa16_emulated;
   int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_QB;
   int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
   int nq = (int)(j->Tq - q0 < FA_QB ? j->Tq - q0 : FA_QB);
@@ -341,26 +357,14 @@ static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packe
     for (int t = 0; t < ntile; t++) {
       int r0 = t * FA_R;
       for (int p = 0; p < n; p += 2 * FA_KP) {
-        int np = n - p > FA_KP ? 2 : 1;
-        if (native) fa_scores16_avx512(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
-        else fa_scores16_c(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, np);
+        kn->scores(S + p, Q + r0 * dp, kt + (k0 + p) * dp, dp, n - p > FA_KP ? 2 : 1);
       }
       fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
-      const uint32_t *vk = vt + (k0 / 2) * dh;
-      if (native) {
-        fa_round_avx512(P, S, n);
-        fa_pv16_avx512(O + r0 * dh, dh, P, vk, (n + 1) / 2);
-      } else {
-        fa_round_c(P, S, n);
-        fa_pv16_c(O + r0 * dh, dh, P, vk, (n + 1) / 2);
-      }
+      kn->round(P, S, n);
+      kn->pv(O + r0 * dh, dh, P, vt + (k0 / 2) * dh, (n + 1) / 2);
     }
   }
-  for (int r = 0; r < nq; r++) {
-    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
-    float inv = 1.0f / sum[r];
-    for (int d = 0; d < dh; d++) dst[d] = O[r * dh + d] * inv;
-  }
+  fa_write_out(j, b, h, q0, nq, O, sum);
 }
 
 static void fa_worker(void *user, int64_t w) {
