@@ -78,7 +78,7 @@ def to_u8(pil):
 
 
 def score_t2i(pipe, steps, guidance, label, out_dir=None):
-    ok_shape = ok_bg = 0
+    ok_shape = ok_bg = ok_both = 0
     rows = []
     for i, (c, s, bg, pos) in enumerate(PROMPTS):
         p = prompt_text(c, s, bg, pos)
@@ -92,6 +92,7 @@ def score_t2i(pipe, steps, guidance, label, out_dir=None):
         got, gotbg = D.nearest_colour(m), D.nearest_colour(b)
         ok_shape += got == c
         ok_bg += gotbg == bg
+        ok_both += got == c and gotbg == bg
         rows.append((p, c, got, tuple(int(v) for v in m), bg, gotbg))
     print("\n[%s] txt2img %dx%d, %d DDIM steps, guidance %.1f, seeds %d.." % (
         label, 64, 64, steps, guidance, SEED))
@@ -99,9 +100,9 @@ def score_t2i(pipe, steps, guidance, label, out_dir=None):
     for r in rows:
         print("%-58s %-7s %-7s %-15s %-7s %-7s %s" % (r[0], r[1], r[2], r[3], r[4], r[5],
                                                     "ok" if r[1] == r[2] and r[4] == r[5] else "MISS"))
-    print("[%s] shape colour %d/%d, background %d/%d" % (label, ok_shape, len(PROMPTS), ok_bg,
-                                                         len(PROMPTS)))
-    return ok_shape, ok_bg
+    print("[%s] shape colour %d/%d, background %d/%d, both %d/%d" % (
+        label, ok_shape, len(PROMPTS), ok_bg, len(PROMPTS), ok_both, len(PROMPTS)))
+    return ok_both
 
 
 def check_t2i(args):
@@ -122,13 +123,13 @@ def check_t2i(args):
                          output_type="np").images[0])
     print("from_single_file(%s): image max |diff| vs folder = %g" % (
         os.path.basename(single), float(np.abs(a - b).max())))
-    ok, okbg = score_t2i(pipe, args.steps, args.guidance, "demo", args.out)
+    ok = score_t2i(pipe, args.steps, args.guidance, "demo", args.out)
     rnd = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
     torch.manual_seed(0)
     rnd.unet = UNet2DConditionModel.from_config(pipe.unet.config)
     rnd.set_progress_bar_config(disable=True)
-    rok, rokbg = score_t2i(rnd, args.steps, args.guidance, "random-unet", None)
-    return ok >= 10 and rok < 5
+    rok = score_t2i(rnd, args.steps, args.guidance, "random-unet", None)
+    return ok >= 10 and rok <= 3      # both colours right, as tests/e2e/test_demo.sh counts
 
 
 def check_inpaint(args):

@@ -1,7 +1,8 @@
 """Configurations of the demo models, built with the reference libraries' classes.
 
 Every hyper-parameter the engine cannot read from tensor shapes follows the real
-family: GroupNorm with 32 groups, SD1 UNet with 8 heads and conv proj_in, CLIP
+family: GroupNorm with 32 groups in the UNets (the VAEs: 8, see make_vae, which
+the single files state in their metadata), SD1 UNet with 8 heads and conv proj_in, CLIP
 with head size 64, x4 upscaler with 8 heads, linear proj_in, class-embedded
 noise level and an SD2-style (OpenCLIP, gelu) text encoder.
 """
@@ -35,9 +36,10 @@ def make_text_encoder(sd2_style=False):
 
 
 def make_vae(x4=False):
-    """DEMO_VAE_GROUPS (default 32, the committed models) sets the GroupNorm groups: with 32 the
+    """GroupNorm with 8 groups (DEMO_VAE_GROUPS; the committed models): with SD's 32 the
     32-channel levels normalise every channel alone over the picture, which erases absolute
-    colour in flat regions; 8 groups of 4 channels keep it (MODEL_CARD.md, x4 upscaler)."""
+    colour in flat regions; 8 groups of 4 channels keep it (MODEL_CARD.md). The single
+    files say so in their metadata (ldm.options = vae.groups=8, export.py)."""
     levels = 3 if x4 else 4        # 4x down for the upscaler, 8x as SD
     chans = (32, 32, 64) if x4 else (32, 32, 64, 64)
     return AutoencoderKL(
@@ -45,7 +47,8 @@ def make_vae(x4=False):
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
         block_out_channels=chans, layers_per_block=1, act_fn="silu",
-        latent_channels=4, norm_num_groups=int(os.environ.get("DEMO_VAE_GROUPS", "32")), sample_size=X4_SIZE if x4 else IMAGE_SIZE,
+        latent_channels=4, norm_num_groups=int(os.environ.get("DEMO_VAE_GROUPS", "8")),
+        sample_size=X4_SIZE if x4 else IMAGE_SIZE,
         scaling_factor=X4_SCALE if x4 else SD1_SCALE)
 
 

@@ -241,9 +241,12 @@ def stage_vae(args, x4=False, full=False):
     GroupNorm with one channel per group normalises over the whole image, so a
     VAE trained on crops of flat scenes decodes whole images badly: the 'full'
     stages continue from <stage>_final on 64x64 images (8x VAE) or on 128x128
-    crops of 256x256 scenes alternating with 64x64 images (4x VAE)."""
+    crops of 256x256 scenes alternating with 64x64 images (4x VAE); with --round N
+    a 'full' stage runs again from the previous round's result (same batch order)."""
     base = "x4vae" if x4 else "vae"
     stage = base + ("full" if full else "")
+    if full and args.round:     # a further round from the previous round's <base>_final
+        stage += "r%d" % args.round
     torch.manual_seed(SEED)
     vae = M.make_vae(x4)
     if full:
@@ -471,7 +474,7 @@ def stage_t2i(args, cont=False):
     """Joint text encoder + UNet training; cont=True (stage t2i2) continues both
     from t2i_final (the inpainting stage then starts from the continued models)."""
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
-    data = t2i_data(vae, args.data)
+    data = t2i_data(vae, args.data or 1000)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK))
     torch.manual_seed(SEED + 3)
@@ -618,10 +621,10 @@ def fitted_data(vae, n):
 
 def stage_inpaint(args):
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
-    data = inpaint_data(vae, args.data)
+    data = inpaint_data(vae, args.data or 1000)
     n_plain = len(data["scenes"])
     if args.fit:    # append the fitted-shape examples; drawn with probability args.fit
-        fit = fitted_data(vae, args.data)
+        fit = fitted_data(vae, args.data or 1000)
         data = {k: (data[k] + fit[k]) if k == "scenes" else torch.cat([data[k], fit[k]])
                 for k in ("mu", "sd", "masked", "mask", "scenes")}
     del vae
@@ -710,15 +713,15 @@ def x4_pairs(n, seed, crop=32, big_only=False):
     return hr, lr, caps
 
 
-def x4_data(vae):
-    """HR 64x64 crops (latent 16x16) and HR 128x128 crops of 256-px scenes (latent 32x32),
-    so the UNet sees the image statistics of whole-image upscaling."""
-    cache = os.path.join(WORK, "x4_data.pt")
+def x4_data(vae, n=400):
+    """n HR 64x64 crops (latent 16x16) and n/5 HR 128x128 crops of 256-px scenes (latent
+    32x32), so the UNet sees the image statistics of whole-image upscaling."""
+    cache = os.path.join(WORK, "x4_data.pt" if n == 400 else "x4_data_%d.pt" % n)
     if os.path.exists(cache):
         return torch.load(cache, weights_only=False)
     data = {}
-    for key, n, crop, seed in (("s", nsz(400), 64, SEED + 31), ("b", nsz(80), 128, SEED + 32)):
-        hr, lr, caps = x4_pairs(n, seed, crop, big_only=(crop == 128))
+    for key, count, crop, seed in (("s", nsz(n), 64, SEED + 31), ("b", nsz(n // 5), 128, SEED + 32)):
+        hr, lr, caps = x4_pairs(count, seed, crop, big_only=(crop == 128))
         mu, sd = encode_all(vae, hr, M.X4_SCALE, bs=16)
         data[key] = {"mu": mu, "sd": sd, "lr": to_tensor(lr), "caps": caps}
         log("x4: encoded %d HR %dx%d crops, latent std %.3f" % (len(hr), crop, crop, mu.std().item()))
@@ -728,7 +731,7 @@ def x4_data(vae):
 
 def stage_x4(args):
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "x4vae_final"))
-    data = x4_data(vae)
+    data = x4_data(vae, args.data or 400)
     del vae
     tok = TokenCache(M.make_tokenizer(WORK, sd2_style=True))
     torch.manual_seed(SEED + 5)
@@ -771,7 +774,9 @@ def main():
                                       "vaefull", "x4vaefull", "t2i2"])
     ap.add_argument("--steps", type=int, default=100000)
     ap.add_argument("--minutes", type=float, default=0.0)
-    ap.add_argument("--round", type=int, default=0, help="t2i2: continuation round (new data order)")
+    ap.add_argument("--round", type=int, default=0,
+                    help="t2i2/inpaint/vaedec: continuation round (new data order); "
+                         "vaefull/x4vaefull: continue from the last round's result")
     ap.add_argument("--freeze-te", action="store_true", help="t2i2/inpaint: keep the text encoder fixed")
     ap.add_argument("--high-t", type=float, default=0.0,
                     help="t2i: fraction of samples with t drawn from 500..999")
@@ -782,7 +787,9 @@ def main():
                     help="t2i/inpaint loss weights over t (see snr_weights)")
     ap.add_argument("--from-t2i", action="store_true",
                     help="inpaint --round N: start again from the current t2i models")
-    ap.add_argument("--data", type=int, default=1000, help="t2i/inpaint: number of training scenes")
+    ap.add_argument("--data", type=int, default=0,
+                    help="t2i/inpaint: number of training scenes (default 1000); x4: number of 64-px crops "
+                         "(default 400; a fifth as many 128-px crops)")
     ap.add_argument("--fit", type=float, default=0.0,
                     help="inpaint: fraction of examples whose mask holds exactly the named shape")
     ap.add_argument("--aux", type=float, default=0.0,
