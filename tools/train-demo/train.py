@@ -621,10 +621,11 @@ def fitted_data(vae, n):
 
 def stage_inpaint(args):
     vae = AutoencoderKL.from_pretrained(os.path.join(WORK, "vae_final"))
-    data = inpaint_data(vae, args.data or 1000)
+    n_scenes = args.data or 1000
+    data = inpaint_data(vae, n_scenes)
     n_plain = len(data["scenes"])
     if args.fit:    # append the fitted-shape examples; drawn with probability args.fit
-        fit = fitted_data(vae, args.data or 1000)
+        fit = fitted_data(vae, n_scenes)
         data = {k: (data[k] + fit[k]) if k == "scenes" else torch.cat([data[k], fit[k]])
                 for k in ("mu", "sd", "masked", "mask", "scenes")}
     del vae
