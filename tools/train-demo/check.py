@@ -151,7 +151,7 @@ def check_inpaint(args):
           "background": "black"}, (40, 40, 64, 64)),
     ]
     print("\n[inpaint] prompt 'a green square', 64x64, %d DDIM steps, guidance %.1f" % (
-        args.steps, args.guidance))
+        args.steps, args.inpaint_guidance))
     print("%-44s %-16s %-10s %-12s %s" % ("scene", "box x0,y0,x1,y1", "green in", "|diff| out", ""))
     allok = True
     for i, (sc, box) in enumerate(cases):
@@ -163,7 +163,7 @@ def check_inpaint(args):
         res = []
         for pp in (pipe, pipe1):
             out = pp("a green square", image=Image.fromarray(img), mask_image=Image.fromarray(mask),
-                     height=64, width=64, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                     height=64, width=64, num_inference_steps=args.steps, guidance_scale=args.inpaint_guidance,
                      generator=torch.Generator().manual_seed(SEED + i)).images[0]
             res.append(to_u8(out))
         out = res[0]
@@ -228,8 +228,9 @@ def check_x4(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="*", default=["t2i", "inpaint", "x4"])
-    ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=2.5)
+    ap.add_argument("--inpaint-guidance", type=float, default=5.0)
     ap.add_argument("--x4-steps", type=int, default=20)
     ap.add_argument("--x4-guidance", type=float, default=1.0)
     ap.add_argument("--noise-level", type=int, default=20)

@@ -29,11 +29,13 @@ run vaefull   --steps 65  --batch 8  --lr 5e-4       # whole 64x64 images (Group
 ) &
 x4line=$!
 # Text encoder first taught the captions' attributes (AttributeHeads, kept up by --aux),
-# loss weighted as v-prediction, 30 % of the samples at t >= 500, and half of all samples
-# moved to t >= 900 with pure-noise input (pure_top): see the docstrings in train.py.
+# loss weighted as v-prediction, 30 % of the samples at t >= 500, half of all samples
+# moved to t >= 900 with pure-noise input (pure_top), and the latent cells the shape
+# covers weighted 1 + 4 (region_loss): see the docstrings in train.py.
 run t2i     --te-pretrain 300 --aux 0.1 --pure-top 0.5 --weighting v --high-t 0.3 --data 6000 \
-            --steps 9000 --batch 32 --lr 1.5e-3
+            --region-weight 4 --steps 6000 --batch 64 --lr 1.5e-3
 # The inpainting UNet from the text-to-image one, with its own text encoder; half of the
-# examples have a mask box that holds exactly the shape their caption names.
-run inpaint --fit 0.5 --data 6000 --weighting v --high-t 0.3 --steps 2500 --batch 32 --lr 1e-3
+# examples have a mask box that holds exactly the shape their caption names; the masked
+# cells weighted 1 + 4.
+run inpaint --fit 0.5 --data 6000 --weighting v --high-t 0.3 --region-weight 4 --steps 2500 --batch 32 --lr 1e-3
 wait $x4line     # fails the script if the upscaler line failed

@@ -407,6 +407,29 @@ def snr_weights(sched, t, v_pred, weighting="minsnr"):
     return w / (snr + 1) if v_pred else w / snr
 
 
+def shape_cover(scenes, size=64, cell=8):
+    """The fraction of each latent cell that the scene's shape covers: float [N, 1, 8, 8]
+    (the shape alone, rendered white on black at the training size)."""
+    out = np.empty((len(scenes), 1, size // cell, size // cell), np.float32)
+    for i, sc in enumerate(scenes):
+        solo = dict(sc, background="black", colour="white", tint=(0, 0, 0))
+        a = D.render(solo, size)[..., 0].astype(np.float32)
+        lo, hi = D.BACKGROUNDS["black"][0], D.COLOURS["white"][0]
+        a = np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+        out[i, 0] = a.reshape(size // cell, cell, size // cell, cell).mean(axis=(1, 3))
+    return torch.from_numpy(out)
+
+
+def region_loss(pred, target, region, k):
+    """Per-sample mean squared error with the cells of `region` ([B, 1, h, w], 0..1)
+    weighted 1 + k: the shape a caption names covers 4-15 % of a 64-px picture, so
+    with plain weights its colour counts for little against the background's
+    (the captions' backgrounds were right in 119 of 120 validation pictures, the
+    shapes' colours in 95)."""
+    w = 1.0 + k * region
+    return (w * (pred - target) ** 2).mean(dim=1, keepdim=True).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
+
+
 def t2i_data(vae, n=1000):
     cache = os.path.join(WORK, "t2i_data.pt" if n == 1000 else "t2i_data_%d.pt" % n)
     if os.path.exists(cache):
@@ -485,6 +508,7 @@ def stage_t2i(args, cont=False):
         unet = UNet2DConditionModel.from_pretrained(os.path.join(WORK, "t2i_final", "unet"))
     sched = t2i_scheduler()
     N = len(data["scenes"])
+    cover = shape_cover(data["scenes"]) if args.region_weight else None
     torch.manual_seed(SEED + 4)
     heads = AttributeHeads(M.TEXT_HIDDEN)
     name = "t2i" if not cont else "t2i2" + ("" if args.round == 0 else "r%d" % args.round)
@@ -513,7 +537,10 @@ def stage_t2i(args, cont=False):
         states = te(ids)[0]
         pred = unet(noisy, t, states).sample
         w = snr_weights(sched, t, False, args.weighting)
-        loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+        if args.region_weight:
+            loss = (w * region_loss(pred, target, cover[it], args.region_weight)).mean()
+        else:
+            loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
         if args.aux:
             named = [k for k, c in enumerate(caps) if c]
             lab = torch.tensor([heads.labels(data["scenes"][idx[k]], caps[k]) for k in named])
@@ -669,6 +696,8 @@ def stage_inpaint(args):
         inp = torch.cat([noisy, data["mask"][it], data["masked"][it]], dim=1)
         pred = unet(inp, t, ctx).sample
         w = snr_weights(sched, t, False, args.weighting)
+        if args.region_weight:      # the masked box is what the model must invent
+            return (w * region_loss(pred, noise, data["mask"][it], args.region_weight)).mean()
         return (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
 
     if args.freeze_te:
@@ -801,6 +830,9 @@ def main():
     ap.add_argument("--pure-top", type=float, default=0.0,
                     help="t2i: fraction of examples at high t with pure-noise input (see pure_top)")
     ap.add_argument("--pure-top-min", type=int, default=900, help="t2i: lowest t of those examples")
+    ap.add_argument("--region-weight", type=float, default=0.0,
+                    help="t2i: extra loss weight on the cells the shape covers; inpaint: on the "
+                         "masked cells (see region_loss)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args()
