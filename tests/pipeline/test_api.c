@@ -6,6 +6,7 @@
 #include "ldm_test.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -114,6 +115,21 @@ static int same_image(const ldm_image *a, const ldm_image *b) {
   return 1;
 }
 
+/* Largest difference of one channel of one pixel, in 8-bit levels (-1: sizes differ). */
+static int max_level_diff(const ldm_image *a, const ldm_image *b) {
+  if (a->width != b->width || a->height != b->height) return -1;
+  int worst = 0;
+  for (int y = 0; y < a->height; y++) {
+    const unsigned char *ra = (const unsigned char *)a->data + y * a->stride;
+    const unsigned char *rb = (const unsigned char *)b->data + y * b->stride;
+    for (int i = 0; i < a->width * 3; i++) {
+      int d = abs((int)ra[i] - (int)rb[i]);
+      if (d > worst) worst = d;
+    }
+  }
+  return worst;
+}
+
 static void test_batch_and_reuse(ldm_model *m) {
   ldm_job_params p;
   ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
@@ -139,8 +155,14 @@ static void test_batch_and_reuse(ldm_model *m) {
   free_images(b, nb);
 }
 
-/* A model with the prepared-weight cache gives the same image, on the job
- * that fills the cache and on the next one. */
+/* A model with the prepared-weight cache gives the same image on the job that
+ * fills the cache and on the next one (bit for bit), and the image of a model
+ * without it to within one 8-bit level: without the cache small products stream
+ * the stored weight (ops_gemm_stream, LDM_CONV_STREAM) where the cache's
+ * prepared weights go to im2col/Winograd, another summation order, so a pixel
+ * whose float value lies at a rounding boundary may round the other way (seen on
+ * an Intel Xeon with OpenBLAS 0.3.21; bit-equal on an AMD EPYC). A wrong or stale
+ * cache entry moves whole regions by far more. */
 static void test_weight_cache(ldm_model *plain) {
   char p_[4096];
   snprintf(p_, sizeof p_, "%s", model_path);
@@ -166,8 +188,10 @@ static void test_weight_cache(ldm_model *plain) {
   CHECK(run_job(m, &p, &b, &nb, &err) == LDM_OK, "cache filling: %s", err.msg);
   CHECK(run_job(m, &p, &c, &nc, &err) == LDM_OK, "cache reused: %s", err.msg);
   if (na == 1 && nb == 1 && nc == 1) {
-    CHECK(same_image(a[0], b[0]) && same_image(a[0], c[0]), "weight cache changes the image");
-    printf("weight cache: images equal without, with (filling) and with (reused) the cache\n");
+    int d = max_level_diff(a[0], b[0]);
+    printf("weight cache: max difference without vs with the cache: %d level(s) (at most 1)\n", d);
+    CHECK(d >= 0 && d <= 1, "weight cache changes the image by %d levels", d);
+    CHECK(same_image(b[0], c[0]), "the reused weight cache changes the image");
   }
   free_images(a, na), free_images(b, nb), free_images(c, nc);
   mp.weight_cache_mb = -2;
