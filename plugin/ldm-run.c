@@ -108,6 +108,42 @@ on_progress (gpointer         user,
     ctx->ui->preview (ctx->ui->user, preview);
 }
 
+/* babl converts between formats along paths it picks by timing them at run
+ * time, and those round differently in the last bit, so the same pixels could
+ * reach the engine (or the layer) a little different from one run to the
+ * next: regenerate with the same seed came out one level apart in 1 of 95200
+ * values. 8-bit buffers whose encoding is the one asked for (any colour
+ * space) are therefore read and written in their own format and converted
+ * here; everything else goes through babl. */
+static gboolean
+is_u8_encoding (GeglBuffer *buf, const gchar *encoding)
+{
+  return ! strcmp (babl_format_get_encoding (gegl_buffer_get_format (buf)), encoding);
+}
+
+/* rect of buf as floats 0..1 in `encoding` ("R'G'B'A float", "Y float"),
+ * n components per pixel, into dst. */
+static void
+read_floats (GeglBuffer *buf, const GeglRectangle *rect, const gchar *encoding,
+             const gchar *u8_encoding, gint n, gfloat *dst)
+{
+  gsize count = (gsize) rect->width * rect->height * n, i;
+
+  if (is_u8_encoding (buf, u8_encoding))
+    {
+      guint8 *raw = g_new (guint8, count);
+
+      gegl_buffer_get (buf, rect, 1.0, gegl_buffer_get_format (buf), raw,
+                       GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+      for (i = 0; i < count; i++)
+        dst[i] = raw[i] / 255.0f;
+      g_free (raw);
+      return;
+    }
+  gegl_buffer_get (buf, rect, 1.0, babl_format (encoding), dst,
+                   GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+}
+
 /* Pixels of `drawable` inside the image-space rect, as "R'G'B'A float". */
 static LdmPixels *
 read_rgba (GimpDrawable *drawable,
@@ -121,9 +157,7 @@ read_rgba (GimpDrawable *drawable,
     return NULL;
   gimp_drawable_get_offsets (drawable, &ox, &oy);
   buf = gimp_drawable_get_buffer (drawable);
-  gegl_buffer_get (buf, GEGL_RECTANGLE (x - ox, y - oy, w, h), 1.0,
-                   babl_format ("R'G'B'A float"), p->data,
-                   GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+  read_floats (buf, GEGL_RECTANGLE (x - ox, y - oy, w, h), "R'G'B'A float", "R'G'B'A u8", 4, p->data);
   g_object_unref (buf);
   return p;
 }
@@ -139,9 +173,7 @@ read_selection (GimpImage *image,
   if (! p)
     return NULL;
   buf = gimp_drawable_get_buffer (GIMP_DRAWABLE (gimp_image_get_selection (image)));
-  gegl_buffer_get (buf, GEGL_RECTANGLE (x, y, w, h), 1.0,
-                   babl_format ("Y float"), p->data,
-                   GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+  read_floats (buf, GEGL_RECTANGLE (x, y, w, h), "Y float", "Y u8", 1, p->data);
   g_object_unref (buf);
   return p;
 }
@@ -163,17 +195,22 @@ rgba_to_rgb (const LdmPixels *src)
   return dst;
 }
 
+/* Writes rgb (values 0..1) into the drawable; an "R'G'B'A u8" layer gets them
+ * rounded here, in its own format (see is_u8_encoding). */
 static void
 write_rgb (GimpDrawable    *drawable,
            const LdmPixels *rgb)
 {
   GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
+  gboolean    own_u8 = is_u8_encoding (buf, "R'G'B'A u8");
   gfloat     *row = g_new (gfloat, (gsize) rgb->w * 4);
+  guint8     *row8 = g_new (guint8, (gsize) rgb->w * 4);
   gint        x, y;
 
   for (y = 0; y < rgb->h; y++)
     {
       const gfloat *s = rgb->data + (gsize) y * rgb->w * rgb->c;
+      gint          i;
 
       for (x = 0; x < rgb->w; x++)
         {
@@ -184,9 +221,18 @@ write_rgb (GimpDrawable    *drawable,
                                      0.0f, 1.0f);
           row[x * 4 + 3] = 1.0f;
         }
-      gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->w, 1), 0,
-                       babl_format ("R'G'B'A float"), row, GEGL_AUTO_ROWSTRIDE);
+      if (own_u8)
+        {
+          for (i = 0; i < rgb->w * 4; i++)
+            row8[i] = (guint8) (row[i] * 255.0f + 0.5f);
+          gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->w, 1), 0,
+                           gegl_buffer_get_format (buf), row8, GEGL_AUTO_ROWSTRIDE);
+        }
+      else
+        gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->w, 1), 0,
+                         babl_format ("R'G'B'A float"), row, GEGL_AUTO_ROWSTRIDE);
     }
+  g_free (row8);
   g_free (row);
   gegl_buffer_flush (buf);
   g_object_unref (buf);

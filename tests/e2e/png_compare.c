@@ -9,7 +9,10 @@
  *   png_compare colour A.png FX FY FR
  *       prints the named colour (of the demo data set's nine) nearest to the
  *       mean colour of the square of half-side FR around (FX, FY), all as
- *       fractions of the image size. */
+ *       fractions of the image size.
+ *   png_compare share A.png MASK.png COLOUR
+ *       prints the fraction of the pixels where MASK > 0 whose nearest named
+ *       colour is COLOUR. */
 #include "png_io.h"
 
 #include <math.h>
@@ -40,6 +43,21 @@ static const struct {
     {"orange", {245, 140, 20}}, {"purple", {140, 40, 180}},  {"gray", {128, 128, 128}},
 };
 
+/* Index in colours[] of the named colour nearest (Euclidean in sRGB) to rgb. */
+static int nearest_colour(const double rgb[3]) {
+  int best = 0;
+  double best_d = 1e30;
+  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++) {
+    double d = 0;
+    for (int c = 0; c < 3; c++) d += (rgb[c] - colours[i].rgb[c]) * (rgb[c] - colours[i].rgb[c]);
+    if (d < best_d) {
+      best_d = d;
+      best = (int)i;
+    }
+  }
+  return best;
+}
+
 static int region_colour(const char *path, double fx, double fy, double fr) {
   ldm_image *a = load(path);
   int x0 = (int)((fx - fr) * a->width), x1 = (int)((fx + fr) * a->width);
@@ -53,27 +71,45 @@ static int region_colour(const char *path, double fx, double fy, double fr) {
   for (int y = y0; y < y1; y++)
     for (int x = x0; x < x1; x++, n++)
       for (int c = 0; c < 3; c++) sum[c] += px(a, x, y)[c];
-  int best = 0;
-  double best_d = 1e30;
-  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++) {
-    double d = 0;
-    for (int c = 0; c < 3; c++) {
-      double m = n ? sum[c] / n : 0;
-      d += (m - colours[i].rgb[c]) * (m - colours[i].rgb[c]);
-    }
-    if (d < best_d) {
-      best_d = d;
-      best = (int)i;
-    }
-  }
-  printf("%s\n", colours[best].name);
+  double mean[3];
+  for (int c = 0; c < 3; c++) mean[c] = n ? sum[c] / n : 0;
+  printf("%s\n", colours[nearest_colour(mean)].name);
   ldm_image_free(a);
+  return 0;
+}
+
+static int colour_share(const char *path, const char *mask_path, const char *name) {
+  int want = -1;
+  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++)
+    if (!strcmp(colours[i].name, name)) want = (int)i;
+  if (want < 0) {
+    fprintf(stderr, "FAIL: '%s' is not one of the named colours\n", name);
+    return 2;
+  }
+  ldm_image *a = load(path), *m = load(mask_path);
+  if (m->width != a->width || m->height != a->height) {
+    fprintf(stderr, "FAIL: mask %s is %dx%d, %s is %dx%d\n", mask_path, m->width, m->height, path, a->width,
+            a->height);
+    return 1;
+  }
+  long n = 0, hit = 0;
+  for (int y = 0; y < a->height; y++)
+    for (int x = 0; x < a->width; x++) {
+      if (!px(m, x, y)[0]) continue;
+      double rgb[3] = {px(a, x, y)[0], px(a, x, y)[1], px(a, x, y)[2]};
+      n++;
+      hit += nearest_colour(rgb) == want;
+    }
+  printf("%.3f\n", n ? (double)hit / (double)n : 0.0);
+  ldm_image_free(a);
+  ldm_image_free(m);
   return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc == 6 && !strcmp(argv[1], "colour"))
     return region_colour(argv[2], atof(argv[3]), atof(argv[4]), atof(argv[5]));
+  if (argc == 5 && !strcmp(argv[1], "share")) return colour_share(argv[2], argv[3], argv[4]);
   if (argc < 4) {
     fprintf(stderr, "usage: png_compare psnr|same-outside|differs A B [MIN_DB] [MASK]\n");
     return 2;

@@ -10,8 +10,9 @@
 #     and the same check on a random-weight model must fail (<= 3 of 12);
 #     guidance 2.5, the demo model's recommended scale (MODEL_CARD.md), chosen on
 #     other prompts and seeds (tools/train-demo/validate.py), not on these;
-#  2. "a green square" inpainted into a box: the box becomes green, every
-#     pixel outside stays bit-identical;
+#  2. "a green square" inpainted into a box: the box becomes mostly green (at
+#     least half of its pixels nearest green), every pixel outside stays
+#     bit-identical;
 #  x4: the upscaler on 10 held-out scenes (256 -> 64 -> 256): mean PSNR
 #     against the 256x256 original at least 1 dB above bicubic.
 set -u
@@ -86,8 +87,9 @@ r=$(score "$src/tests/golden/pipeline/sd1.safetensors" random)
 if "$ldm" inpaint --model "$demo/ldm-demo-inpaint.safetensors" --init "$g/inpaint_init.png" --mask "$g/inpaint_mask.png" \
      --prompt "a green square" --strength 1 --mask-blur 0 --steps 20 --cfg-scale 5 --sampler ddim --seed 77 --threads 2 \
      --out "$tmp/inpaint.png" >/dev/null 2>&1; then
-  box=$("$cmp" colour "$tmp/inpaint.png" 0.6875 0.6875 0.12)
-  [ "$box" = green ] && ok "inpainted box is $box" || bad "inpainted box is $box, not green"
+  share=$("$cmp" share "$tmp/inpaint.png" "$g/inpaint_mask.png" green)
+  awk -v s="$share" 'BEGIN{exit !(s >= 0.5)}' && ok "inpainted box is mostly green ($share of its pixels)" ||
+    bad "inpainted box is not mostly green (${share:-?} of its pixels, 0.5 needed)"
   "$cmp" same-outside "$tmp/inpaint.png" "$g/inpaint_init.png" "$g/inpaint_mask.png" >/dev/null &&
     ok "inpainting kept every unmasked pixel" || bad "inpainting changed unmasked pixels"
 else bad "inpaint failed"; fi
