@@ -112,13 +112,16 @@ on_progress (gpointer         user,
  * time, and those round differently in the last bit, so the same pixels could
  * reach the engine (or the layer) a little different from one run to the
  * next: regenerate with the same seed came out one level apart in 1 of 95200
- * values. 8-bit buffers whose encoding is the one asked for (any colour
- * space) are therefore read and written in their own format and converted
- * here; everything else goes through babl. */
+ * values. 8-bit sRGB buffers whose encoding is the one asked for are therefore
+ * read and written in their own format and converted here; everything else
+ * (other precisions, other colour spaces) goes through babl. */
 static gboolean
 is_u8_encoding (GeglBuffer *buf, const gchar *encoding)
 {
-  return ! strcmp (babl_format_get_encoding (gegl_buffer_get_format (buf)), encoding);
+  const Babl *fmt = gegl_buffer_get_format (buf);
+
+  return babl_format_get_space (fmt) == babl_space ("sRGB") &&
+         ! strcmp (babl_format_get_encoding (fmt), encoding);
 }
 
 /* rect of buf as floats 0..1 in `encoding` ("R'G'B'A float", "Y float"),
