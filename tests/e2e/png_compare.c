@@ -90,6 +90,8 @@ static int colour_share(const char *path, const char *mask_path, const char *nam
   if (m->width != a->width || m->height != a->height) {
     fprintf(stderr, "FAIL: mask %s is %dx%d, %s is %dx%d\n", mask_path, m->width, m->height, path, a->width,
             a->height);
+    ldm_image_free(a);
+    ldm_image_free(m);
     return 1;
   }
   long n = 0, hit = 0;
