@@ -208,11 +208,16 @@ def half_sd(m):
             if not k.endswith("position_ids")}
 
 
-def vae_options(vae):
-    """`ldm.options` for a VAE whose GroupNorm groups differ from SD's 32 (DEMO_VAE_GROUPS):
-    an original single file cannot say it, a yaml would; the engine reads it from here."""
-    g = vae.config.norm_num_groups
-    return {} if g == 32 else {"ldm.options": "vae.groups=%d" % g}
+def model_options(vae, unet=None):
+    """`ldm.options` for GroupNorm groups that differ from SD's 32 (the VAEs' DEMO_VAE_GROUPS,
+    the x4 UNet's X4_UNET_GROUPS): an original single file cannot say them, a yaml would;
+    the engine reads them from here."""
+    opts = []
+    if unet is not None and unet.config.norm_num_groups != 32:
+        opts.append("unet.groups=%d" % unet.config.norm_num_groups)
+    if vae.config.norm_num_groups != 32:
+        opts.append("vae.groups=%d" % vae.config.norm_num_groups)
+    return {"ldm.options": ",".join(opts)} if opts else {}
 
 
 def write_single(path, tensors, meta):
@@ -295,7 +300,7 @@ def export_t2i(which):
                      "epsilon", M.SD1_SCALE, M.IMAGE_SIZE,
                      {"ldm.unet_in_channels": str(unet.config.in_channels),
                       "ldm.text_encoder": "clip (1 head of 64, 2 layers, quick_gelu), CLIP BPE vocabulary",
-                      "ldm.schedule": "scaled_linear 0.00085..0.012, 1000 steps", **vae_options(vae)})
+                      "ldm.schedule": "scaled_linear 0.00085..0.012, 1000 steps", **model_options(vae)})
     path = os.path.join(OUT, name + ".safetensors")
     size = write_single(path, t, meta)
     print("%s: %d tensors, %.2f MB" % (path, len(t), size / 1e6))
@@ -335,7 +340,7 @@ def export_x4():
                       "ldm.max_noise_level": "350",
                       "ldm.text_encoder": "openclip (1 head of 64, 2 layers used + 1 zero block, gelu)",
                       "ldm.schedule": "scaled_linear 0.0001..0.02, 1000 steps (low-res noise: same)",
-                      **vae_options(vae)})
+                      **model_options(vae, unet)})
     path = os.path.join(OUT, "ldm-demo-x4.safetensors")
     size = write_single(path, t, meta)
     print("%s: %d tensors, %.2f MB" % (path, len(t), size / 1e6))

@@ -398,8 +398,13 @@ def snr_weights(sched, t, v_pred, weighting="minsnr"):
     epsilon model, the weight 1/alpha_bar that makes its loss the v-prediction
     loss: at high t an epsilon error is the x0 error times sqrt(snr), so plain
     weights barely train what decides colour and layout (the first sampler
-    steps); with 1/alpha_bar the x0 error there counts fully."""
+    steps); with 1/alpha_bar the x0 error there counts fully. "plain": weight 1,
+    for a v-prediction model the v-loss itself (min-SNR's weight for v,
+    min(snr, 5) / (snr + 1), is about snr at high t: near zero where the upscaler
+    must take the whole picture from the low-resolution image)."""
     ac = sched.alphas_cumprod[t]
+    if weighting == "plain":
+        return torch.ones_like(ac)
     if weighting == "v":
         return 1.0 / ac
     snr = ac / (1 - ac)
@@ -789,7 +794,7 @@ def stage_x4(args):
         pred = unet(torch.cat([noisy, lr_noisy], dim=1), t, te(tok(caps))[0],
                     class_labels=lvl).sample
         target = sched.get_velocity(z, noise, t)
-        w = snr_weights(sched, t, True)
+        w = snr_weights(sched, t, True, args.weighting)
         return (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
 
     train_loop("x4", [te, unet], list(te.parameters()) + list(unet.parameters()), loss_fn,
@@ -813,8 +818,8 @@ def main():
     ap.add_argument("--te-lr-mult", type=float, default=1.0, help="t2i2: text encoder lr multiplier")
     ap.add_argument("--pyramid", type=float, default=0.0,
                     help="t2i/inpaint: coarse-noise discount (0 = plain Gaussian noise)")
-    ap.add_argument("--weighting", choices=["minsnr", "v"], default="minsnr",
-                    help="t2i/inpaint loss weights over t (see snr_weights)")
+    ap.add_argument("--weighting", choices=["minsnr", "v", "plain"], default="minsnr",
+                    help="t2i/inpaint/x4 loss weights over t (see snr_weights)")
     ap.add_argument("--from-t2i", action="store_true",
                     help="inpaint --round N: start again from the current t2i models")
     ap.add_argument("--data", type=int, default=0,
