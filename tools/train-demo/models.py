@@ -1,10 +1,11 @@
 """Configurations of the demo models, built with the reference libraries' classes.
 
 Every hyper-parameter the engine cannot read from tensor shapes follows the real
-family: GroupNorm with 32 groups in the text-to-image UNets (the VAEs and the x4 UNet:
-8, see make_vae and make_x4_unet, which the single files state in their metadata), SD1 UNet with 8 heads and conv proj_in, CLIP
-with head size 64, x4 upscaler with 8 heads, linear proj_in, class-embedded
-noise level and an SD2-style (OpenCLIP, gelu) text encoder.
+family: GroupNorm with 32 groups in the text-to-image UNets (the VAEs and the
+x4 UNet: 8, see make_vae and make_x4_unet, which the single files state in their
+metadata), SD1 UNet with 8 heads and conv proj_in, CLIP with head size 64, x4
+upscaler with 8 heads, linear proj_in, class-embedded noise level and an
+SD2-style (OpenCLIP, gelu) text encoder.
 """
 import gzip
 import json
@@ -74,7 +75,7 @@ def make_x4_unet():
     normalises each channel alone over the picture, so the network loses the absolute
     colour of flat regions and paints them from the noise (a green haze on black
     backgrounds, orange drawn yellow): 800 training steps gave 14.7 dB with 32 groups
-    and 27.2 dB with 8 on the check scenes (training-log.txt)."""
+    and 27.2 dB with 8 on check.py's scenes (MODEL_CARD.md, "How they were trained")."""
     return UNet2DConditionModel(
         sample_size=X4_SIZE // 4, in_channels=7, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
