@@ -207,7 +207,7 @@ write_rgb (GimpDrawable    *drawable,
   GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
   gboolean    own_u8 = is_u8_encoding (buf, "R'G'B'A u8");
   gfloat     *row = g_new (gfloat, (gsize) rgb->w * 4);
-  guint8     *row8 = g_new (guint8, (gsize) rgb->w * 4);
+  guint8     *row8 = own_u8 ? g_new (guint8, (gsize) rgb->w * 4) : NULL;
   gint        x, y;
 
   for (y = 0; y < rgb->h; y++)
