@@ -20,7 +20,8 @@ run vaefull   --steps 65  --batch 8  --lr 5e-4       # whole 64x64 images (Group
   # the upscaler line (the x4 VAE starts from the 8x VAE); the committed run's x4vae*
   # and x4 stages ran with DEMO_THREADS=2. The x4 UNet: GroupNorm with 8 groups
   # (models.py, X4_UNET_GROUPS) and the plain v loss (--weighting plain; min-SNR's
-  # weights are near zero at the high t where the UNet must read the low-resolution image)
+  # weights are near zero at the high t where the UNet must read the low-resolution image);
+  # its full- and half-resolution levels 64 channels wide (X4_UNET_CHANNELS)
   run x4vae     --steps 187 --batch 16 --lr 1.5e-3   # 32x32 crops
   run x4vaefull --steps 59  --batch 8  --lr 5e-4     # 128x128 crops of 256-px scenes / 64x64 images
   run x4vaefull --round 1 --steps 600  --batch 8 --lr 5e-4
@@ -28,6 +29,7 @@ run vaefull   --steps 65  --batch 8  --lr 5e-4       # whole 64x64 images (Group
   run x4vaefull --round 3 --steps 3000 --batch 8 --lr 3e-4
   run x4        --data 4000 --steps 6000 --batch 16 --lr 1.5e-3 --weighting plain
   run x4vaedec  --steps 1000 --batch 8 --lr 1e-4     # 4x decoder only: latents unchanged
+  run x4vaedec  --round 1 --steps 2300 --batch 8 --lr 3e-4
   run vaedec    --steps 1000 --batch 8 --lr 3e-4     # 8x decoder only: latents unchanged
 ) &
 x4line=$!
