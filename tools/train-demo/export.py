@@ -284,7 +284,7 @@ def export_t2i(which):
     pipe = cls(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sd1_scheduler(),
                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.to(torch.float16)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    save_folder(pipe, folder)
     if which == "inpaint":        # share the unchanged components with ldm-demo
         for sub in ("vae", "tokenizer") if own_te else ("vae", "text_encoder", "tokenizer"):
             shutil.rmtree(os.path.join(folder, sub))
@@ -307,6 +307,20 @@ def export_t2i(which):
     return path, folder
 
 
+def save_folder(pipe, folder):
+    """pipe.save_pretrained, without the '_name_or_path' (the local directory the
+    component was read from) that diffusers and transformers write into each config."""
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for sub in os.listdir(folder):
+        cfg = os.path.join(folder, sub, "config.json")
+        if os.path.isfile(cfg):
+            with open(cfg) as f:
+                c = json.load(f)
+            if c.pop("_name_or_path", None) is not None:
+                with open(cfg, "w") as f:
+                    f.write(json.dumps(c, indent=2, sort_keys=True) + "\n")
+
+
 def export_x4():
     vae = final_vae("x4vae")
     te = CLIPTextModel.from_pretrained(os.path.join(WORK, "x4_final", "text_encoder"))
@@ -323,7 +337,7 @@ def export_x4():
                                           low_res_scheduler=low, scheduler=sched,
                                           max_noise_level=350)
     pipe.to(torch.float16)
-    pipe.save_pretrained(folder, safe_serialization=True)
+    save_folder(pipe, folder)
     for f in ("vocab.json", "merges.txt"):    # same BPE files as ldm-demo
         os.remove(os.path.join(folder, "tokenizer", f))
         os.symlink(os.path.join("..", "..", "ldm-demo", "tokenizer", f),
