@@ -52,11 +52,12 @@ static void usage(FILE *f) {
   fprintf(f, "usage: ldm <command> [options]   (ldm <command> --help for details)\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-  fprintf(f, "\nlibldm %s, cpu: %s, default threads: %d\n", ldm_version(), ldm_cpu_features(),
-          ldm_default_threads());
+  fprintf(f, "\nlibldm %s, cpu: %s, default threads: %d\nblas: %s\n", ldm_version(), ldm_cpu_features(),
+          ldm_default_threads(), ldm_blas_info());
 }
 
 int main(int argc, char **argv) {
+  ldm_blas_tune(argv);
   if (argc < 2) {
     usage(stderr);
     return LDM_EXIT_USAGE;

@@ -41,7 +41,16 @@ static GimpValueArray *ldm_run              (GimpProcedure        *procedure,
                                              gpointer              run_data);
 
 G_DEFINE_TYPE (GimpLdm, gimp_ldm, GIMP_TYPE_PLUG_IN)
-GIMP_MAIN (GIMP_LDM_TYPE)
+
+/* GIMP_MAIN, with OpenBLAS set to this CPU's kernels first (ldm_blas_tune
+ * may start the plug-in again, with the same arguments and pipes). */
+int
+main (int   argc,
+      char *argv[])
+{
+  ldm_blas_tune (argv);
+  return gimp_main (GIMP_LDM_TYPE, argc, argv);
+}
 
 static const gchar *sampler_names[] =
 {

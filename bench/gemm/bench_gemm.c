@@ -104,6 +104,7 @@ static timing bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
 }
 
 int main(int argc, char **argv) {
+  ldm_blas_tune(argv);
   double min_s = argc > 1 && strcmp(argv[1], "--quick") == 0 ? 0.2 : 1.0;
   static const int shapes[][3] = {
       {4096, 320, 2880}, {1024, 640, 5760}, {4096, 4096, 40}, {4096, 40, 4096}};
@@ -113,8 +114,8 @@ int main(int argc, char **argv) {
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 0) load[0] = -1;
   printf("bench_gemm: ldm_gemm C = A * B^T (row-major), best of >= 3 runs\n"
-         "cpu features: %s; load average %.2f\n",
-         ldm_cpu_features(), load[0]);
+         "cpu features: %s; load average %.2f\nblas: %s\n",
+         ldm_cpu_features(), load[0], ldm_blas_info());
   for (int threads = 1; threads <= 2; threads++) {
     ldm_pool *pool = ldm_pool_new(threads);
     ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena,

@@ -36,6 +36,22 @@ static bool probe_avx512bf16(void) {
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 
+/* AVX-512 F, CD, BW, DQ and VL (the Skylake-SP set), OS saving ZMM state. */
+static bool probe_avx512(void) {
+  unsigned a, b, c, d;
+  if (!os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const unsigned need = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31); /* F DQ CD BW VL */
+  if ((b & need) != need) return false;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0xe6u) == 0xe6u;
+}
+
+static bool probe_amd(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u; /* "Auth"enticAMD */
+}
+
 static bool probe_f16c(void) { return os_avx() && leaf1_ecx(29); }
 static bool probe_fma(void) { return os_avx() && leaf1_ecx(12); }
 
@@ -50,15 +66,19 @@ static bool cached(atomic_int *slot, bool (*probe)(void)) {
   return v == 1;
 }
 
-static atomic_int has_avx2 = -1, has_f16c = -1, has_fma = -1, has_avx512bf16 = -1;
+static atomic_int has_avx2 = -1, has_f16c = -1, has_fma = -1, has_avx512bf16 = -1, has_avx512 = -1, is_amd = -1;
 
 bool ldm_cpu_has_avx2(void) { return cached(&has_avx2, probe_avx2); }
 bool ldm_cpu_has_f16c(void) { return cached(&has_f16c, probe_f16c); }
 bool ldm_cpu_has_fma(void) { return cached(&has_fma, probe_fma); }
 bool ldm_cpu_has_avx512bf16(void) { return cached(&has_avx512bf16, probe_avx512bf16); }
+bool ldm_cpu_has_avx512(void) { return cached(&has_avx512, probe_avx512); }
+bool ldm_cpu_is_amd(void) { return cached(&is_amd, probe_amd); }
 #else
 bool ldm_cpu_has_avx2(void) { return false; }
 bool ldm_cpu_has_f16c(void) { return false; }
 bool ldm_cpu_has_fma(void) { return false; }
 bool ldm_cpu_has_avx512bf16(void) { return false; }
+bool ldm_cpu_has_avx512(void) { return false; }
+bool ldm_cpu_is_amd(void) { return false; }
 #endif

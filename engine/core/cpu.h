@@ -10,5 +10,7 @@ bool ldm_cpu_has_avx2(void);      /* AVX2 with OS support */
 bool ldm_cpu_has_f16c(void);      /* F16C with OS AVX support */
 bool ldm_cpu_has_fma(void);
 bool ldm_cpu_has_avx512bf16(void); /* AVX512F + AVX512_BF16, OS saves ZMM state */
+bool ldm_cpu_has_avx512(void);     /* AVX512 F CD BW DQ VL, OS saves ZMM state */
+bool ldm_cpu_is_amd(void);
 
 #endif

@@ -58,6 +58,18 @@ LDM_API int ldm_default_threads(void);
 LDM_API size_t ldm_peak_rss_bytes(void);
 /* Human-readable list of CPU features libldm uses ("avx2 f16c fma ..."). */
 LDM_API const char *ldm_cpu_features(void);
+/* The BLAS and the kernels it runs here, e.g. "OpenBLAS 0.3.21, SkylakeX
+ * kernels". */
+LDM_API const char *ldm_blas_info(void);
+/* Call first in main(), before any thread starts: OpenBLAS (DYNAMIC_ARCH
+ * builds) picks its kernels when it is loaded, from a table of CPU models,
+ * and gives a CPU newer than its table its generic SSE3 kernels (5x slower
+ * than the AVX-512 ones on an AVX-512 CPU). When it did so, and the user
+ * has not set OPENBLAS_CORETYPE, this sets OPENBLAS_CORETYPE to the kernel
+ * set for this CPU's instructions (Cooperlake, SkylakeX, Haswell or Zen) and
+ * executes the program again (/proc/self/exe, the same argv, open file
+ * descriptors kept). Returns when nothing needed doing or that failed. */
+LDM_API void ldm_blas_tune(char **argv);
 
 /* ---- component harness -------------------------------------------------
  * Runs one model component on tensors read from a safetensors file and writes

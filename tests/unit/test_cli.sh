@@ -27,5 +27,27 @@ msg=$("$ldm" info "$tmp/bad.safetensors" 2>&1)
 n=$((n+1)); case "$msg" in *"$tmp/bad.safetensors"*) echo "ok   message names the file";; *) echo "FAIL message: $msg"; fail=$((fail+1));; esac
 check "ls malformed file" 1 "$ldm" ls "$tmp/bad.safetensors"
 n=$((n+1)); if [ -n "$(ls "$tmp" | grep -v bad.safetensors)" ]; then echo "FAIL files left behind"; fail=$((fail+1)); else echo "ok   no files left behind"; fi
+# BLAS kernels: OpenBLAS must not run kernels below this CPU's instruction set
+# (ldm_blas_tune restarts ldm with OPENBLAS_CORETYPE when the library took a
+# newer CPU for an old one), and a user's OPENBLAS_CORETYPE is kept.
+help=$(env -u OPENBLAS_CORETYPE -u LDM_BLAS_REEXEC "$ldm" --help)
+blas=$(printf '%s\n' "$help" | sed -n 's/^blas: //p'); cpu=$(printf '%s\n' "$help" | sed -n 's/.*cpu: \([^,]*\),.*/\1/p')
+n=$((n+1))
+case "$blas" in
+  OpenBLAS*) kern=$(printf '%s' "$blas" | sed -n 's/.*, \([A-Za-z0-9_]*\) kernels.*/\1/p')
+    case " $cpu " in
+      *" avx2 "*) case "$kern" in
+          Haswell|Zen|SkylakeX|Cooperlake|SapphireRapids) echo "ok   blas kernels for this CPU ($cpu): $blas";;
+          *) echo "FAIL blas kernels '$kern' below this CPU ($cpu): $blas"; fail=$((fail+1));; esac;;
+      *) echo "ok   blas: $blas (CPU without AVX2: nothing to choose)";; esac;;
+  "") echo "FAIL no blas line in ldm --help"; fail=$((fail+1));;
+  *) echo "ok   blas: $blas";;
+esac
+n=$((n+1))
+forced=$(OPENBLAS_CORETYPE=Prescott "$ldm" --help | sed -n 's/^blas: //p')
+case "$forced" in
+  OpenBLAS*", Prescott kernels (OPENBLAS_CORETYPE=Prescott)"|"not OpenBLAS"*) echo "ok   user's OPENBLAS_CORETYPE kept: $forced";;
+  *) echo "FAIL user's OPENBLAS_CORETYPE=Prescott not kept: $forced"; fail=$((fail+1));;
+esac
 echo "cli: $n checks, $fail failed"
 [ $fail = 0 ]
