@@ -31,6 +31,7 @@ enum {
 
 typedef struct fa_job {
   int bf16;    /* 0: f32; 1: bf16 on AVX512-BF16; 2: the same arithmetic emulated in C */
+  bool avx512; /* f32 products in zmm registers (the same sums in the same order) */
   atomic_int *cancel;
   atomic_int cancelled;
   const float *q, *k, *v;
@@ -123,6 +124,96 @@ __attribute__((target("avx2,fma"))) static void fa_pv6(float *O, int dh, const f
   }
 }
 
+/* AVX-512 (f32): the same products, one 16-key panel per zmm. S[r][0 ..
+ * 16 np) for np = 1 or 2 panels, r < 6: twelve accumulators for two. */
+__attribute__((target("avx512f"))) static void fa_scores512(float *S, const float *Q, const float *kp, int dh,
+                                                           int np) {
+  if (np == 2) {
+    const float *kq = kp + dh * FA_KP;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m512 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int d = 0; d < dh; d++) {
+      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(kq + d * FA_KP), q;
+      q = _mm512_set1_ps(Q[d]), a00 = _mm512_fmadd_ps(q, k0, a00), a01 = _mm512_fmadd_ps(q, k1, a01);
+      q = _mm512_set1_ps(Q[dh + d]), a10 = _mm512_fmadd_ps(q, k0, a10), a11 = _mm512_fmadd_ps(q, k1, a11);
+      q = _mm512_set1_ps(Q[2 * dh + d]), a20 = _mm512_fmadd_ps(q, k0, a20), a21 = _mm512_fmadd_ps(q, k1, a21);
+      q = _mm512_set1_ps(Q[3 * dh + d]), a30 = _mm512_fmadd_ps(q, k0, a30), a31 = _mm512_fmadd_ps(q, k1, a31);
+      q = _mm512_set1_ps(Q[4 * dh + d]), a40 = _mm512_fmadd_ps(q, k0, a40), a41 = _mm512_fmadd_ps(q, k1, a41);
+      q = _mm512_set1_ps(Q[5 * dh + d]), a50 = _mm512_fmadd_ps(q, k0, a50), a51 = _mm512_fmadd_ps(q, k1, a51);
+    }
+    _mm512_storeu_ps(S, a00), _mm512_storeu_ps(S + 16, a01);
+    _mm512_storeu_ps(S + FA_KC, a10), _mm512_storeu_ps(S + FA_KC + 16, a11);
+    _mm512_storeu_ps(S + 2 * FA_KC, a20), _mm512_storeu_ps(S + 2 * FA_KC + 16, a21);
+    _mm512_storeu_ps(S + 3 * FA_KC, a30), _mm512_storeu_ps(S + 3 * FA_KC + 16, a31);
+    _mm512_storeu_ps(S + 4 * FA_KC, a40), _mm512_storeu_ps(S + 4 * FA_KC + 16, a41);
+    _mm512_storeu_ps(S + 5 * FA_KC, a50), _mm512_storeu_ps(S + 5 * FA_KC + 16, a51);
+    return;
+  }
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+  for (int d = 0; d < dh; d++) {
+    __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP);
+    a0 = _mm512_fmadd_ps(_mm512_set1_ps(Q[d]), k0, a0);
+    a1 = _mm512_fmadd_ps(_mm512_set1_ps(Q[dh + d]), k0, a1);
+    a2 = _mm512_fmadd_ps(_mm512_set1_ps(Q[2 * dh + d]), k0, a2);
+    a3 = _mm512_fmadd_ps(_mm512_set1_ps(Q[3 * dh + d]), k0, a3);
+    a4 = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * dh + d]), k0, a4);
+    a5 = _mm512_fmadd_ps(_mm512_set1_ps(Q[5 * dh + d]), k0, a5);
+  }
+  _mm512_storeu_ps(S, a0), _mm512_storeu_ps(S + FA_KC, a1), _mm512_storeu_ps(S + 2 * FA_KC, a2);
+  _mm512_storeu_ps(S + 3 * FA_KC, a3), _mm512_storeu_ps(S + 4 * FA_KC, a4), _mm512_storeu_ps(S + 5 * FA_KC, a5);
+}
+
+/* O[r][0 .. dh) += P[r] V over n keys, r < 6: columns in blocks of 32 (two
+ * zmm, twelve accumulators), then 16, then the last 8 under a mask. */
+__attribute__((target("avx512f"))) static void fa_pv512(float *O, int dh, const float *P, const float *V,
+                                                       int64_t ldv, int n) {
+  int c0 = 0;
+  for (; c0 + 32 <= dh; c0 += 32) {
+    float *o = O + c0;
+    __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16);
+    __m512 b0 = _mm512_loadu_ps(o + dh), b1 = _mm512_loadu_ps(o + dh + 16);
+    __m512 c0v = _mm512_loadu_ps(o + 2 * dh), c1 = _mm512_loadu_ps(o + 2 * dh + 16);
+    __m512 d0 = _mm512_loadu_ps(o + 3 * dh), d1 = _mm512_loadu_ps(o + 3 * dh + 16);
+    __m512 e0 = _mm512_loadu_ps(o + 4 * dh), e1 = _mm512_loadu_ps(o + 4 * dh + 16);
+    __m512 f0 = _mm512_loadu_ps(o + 5 * dh), f1 = _mm512_loadu_ps(o + 5 * dh + 16);
+    for (int k = 0; k < n; k++) {
+      const float *vr = V + k * ldv + c0;
+      __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_loadu_ps(vr + 16), p;
+      p = _mm512_set1_ps(P[k]), a0 = _mm512_fmadd_ps(p, x0, a0), a1 = _mm512_fmadd_ps(p, x1, a1);
+      p = _mm512_set1_ps(P[FA_KC + k]), b0 = _mm512_fmadd_ps(p, x0, b0), b1 = _mm512_fmadd_ps(p, x1, b1);
+      p = _mm512_set1_ps(P[2 * FA_KC + k]), c0v = _mm512_fmadd_ps(p, x0, c0v), c1 = _mm512_fmadd_ps(p, x1, c1);
+      p = _mm512_set1_ps(P[3 * FA_KC + k]), d0 = _mm512_fmadd_ps(p, x0, d0), d1 = _mm512_fmadd_ps(p, x1, d1);
+      p = _mm512_set1_ps(P[4 * FA_KC + k]), e0 = _mm512_fmadd_ps(p, x0, e0), e1 = _mm512_fmadd_ps(p, x1, e1);
+      p = _mm512_set1_ps(P[5 * FA_KC + k]), f0 = _mm512_fmadd_ps(p, x0, f0), f1 = _mm512_fmadd_ps(p, x1, f1);
+    }
+    _mm512_storeu_ps(o, a0), _mm512_storeu_ps(o + 16, a1);
+    _mm512_storeu_ps(o + dh, b0), _mm512_storeu_ps(o + dh + 16, b1);
+    _mm512_storeu_ps(o + 2 * dh, c0v), _mm512_storeu_ps(o + 2 * dh + 16, c1);
+    _mm512_storeu_ps(o + 3 * dh, d0), _mm512_storeu_ps(o + 3 * dh + 16, d1);
+    _mm512_storeu_ps(o + 4 * dh, e0), _mm512_storeu_ps(o + 4 * dh + 16, e1);
+    _mm512_storeu_ps(o + 5 * dh, f0), _mm512_storeu_ps(o + 5 * dh + 16, f1);
+  }
+  for (; c0 < dh; c0 += 16) {
+    const __mmask16 m = dh - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - c0)) - 1u);
+    float *o = O + c0;
+    __m512 a0 = _mm512_maskz_loadu_ps(m, o), b0 = _mm512_maskz_loadu_ps(m, o + dh);
+    __m512 c0v = _mm512_maskz_loadu_ps(m, o + 2 * dh), d0 = _mm512_maskz_loadu_ps(m, o + 3 * dh);
+    __m512 e0 = _mm512_maskz_loadu_ps(m, o + 4 * dh), f0 = _mm512_maskz_loadu_ps(m, o + 5 * dh);
+    for (int k = 0; k < n; k++) {
+      __m512 x0 = _mm512_maskz_loadu_ps(m, V + k * ldv + c0);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(P[k]), x0, a0);
+      b0 = _mm512_fmadd_ps(_mm512_set1_ps(P[FA_KC + k]), x0, b0);
+      c0v = _mm512_fmadd_ps(_mm512_set1_ps(P[2 * FA_KC + k]), x0, c0v);
+      d0 = _mm512_fmadd_ps(_mm512_set1_ps(P[3 * FA_KC + k]), x0, d0);
+      e0 = _mm512_fmadd_ps(_mm512_set1_ps(P[4 * FA_KC + k]), x0, e0);
+      f0 = _mm512_fmadd_ps(_mm512_set1_ps(P[5 * FA_KC + k]), x0, f0);
+    }
+    _mm512_mask_storeu_ps(o, m, a0), _mm512_mask_storeu_ps(o + dh, m, b0);
+    _mm512_mask_storeu_ps(o + 2 * dh, m, c0v), _mm512_mask_storeu_ps(o + 3 * dh, m, d0);
+    _mm512_mask_storeu_ps(o + 4 * dh, m, e0), _mm512_mask_storeu_ps(o + 5 * dh, m, f0);
+  }
+}
+
 /* Online softmax over one chunk of n scores for the 6 rows of a register
  * tile: S rows become exp(s - new max), the running max, sum and output
  * rows are rescaled to the new max. */
@@ -182,6 +273,13 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
     int n = (int)(j->Tk - k0 < FA_KC ? j->Tk - k0 : FA_KC);
     for (int t = 0; t < ntile; t++) {
       int r0 = t * FA_R;
+      if (j->avx512) {
+        for (int p = 0; p < n; p += 2 * FA_KP)
+          fa_scores512(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh, n - p > FA_KP ? 2 : 1);
+        fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
+        fa_pv512(O + r0 * dh, dh, S, vh + k0 * j->ldv, j->ldv, n);
+        continue;
+      }
       for (int p = 0; p < n; p += FA_KP) fa_scores(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh);
       fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
       for (int c0 = 0; c0 < dh; c0 += 16)
@@ -421,6 +519,7 @@ ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const floa
                     workers, (long long)Tkp, dh);
   }
   j->bf16 = mode;
+  j->avx512 = ldm_cpu_has_avx512();
   j->q = q, j->k = k, j->v = v, j->out = out, j->work = work;
   j->ldq = ldq, j->ldk = ldk, j->ldv = ldv, j->ldo = ldo, j->Tq = Tq, j->Tk = Tk, j->Tkp = Tkp;
   j->n_qt = (Tq + FA_QB - 1) / FA_QB;

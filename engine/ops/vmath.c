@@ -4,6 +4,7 @@
  * reduction by ln 2, degree-6 polynomial, ~1 ulp); erf is Abramowitz &
  * Stegun 7.1.26 (|error| <= 1.5e-7), ample for the 1e-4 op tolerance. */
 #include "ops/ops_util.h"
+#include "core/cpu.h"
 
 #include <math.h>
 
@@ -199,6 +200,63 @@ AVX2 static void moments_avx2(const float *x, int64_t n, double m,
   *ssd = q;
 }
 
+/* AVX-512 exp and the two softmax row kernels: the same steps as exp8,
+ * lane for lane. */
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 r2 = _mm512_mul_ps(r, r);
+  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+AVX512 static float exp_sum_avx512(float *y, const float *x, int64_t n, float m) {
+  __m512 vm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+    _mm512_storeu_ps(y + i, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  if (i < n) { /* the last 1..15 under a mask */
+    __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+    __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+    _mm512_mask_storeu_ps(y + i, k, e);
+    acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, e));
+  }
+  float lanes[16];
+  _mm512_storeu_ps(lanes, acc);
+  double s = 0;
+  for (int l = 0; l < 16; l++) s += lanes[l];
+  return (float)s;
+}
+
+AVX512 static float max_avx512(const float *x, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+  if (i < n) m = _mm512_mask_max_ps(m, (__mmask16)((1u << (n - i)) - 1u), m, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1u), x + i));
+  return _mm512_reduce_max_ps(m);
+}
+
+static int have_avx512(void) {
+  static int cached = -1; /* benign race: every thread computes the same */
+  if (cached < 0) cached = ldm_cpu_has_avx512();
+  return cached;
+}
+
 static int have_avx2_fma(void) {
   static int cached = -1; /* benign race: every thread computes the same */
   if (cached < 0) {
@@ -228,6 +286,7 @@ void ops_row_moments(const float *x, int64_t n, double m, double *sum,
 
 float ops_row_max(const float *x, int64_t n) {
 #ifdef OPS_X86
+  if (have_avx512()) return max_avx512(x, n);
   if (have_avx2_fma()) return max_avx2(x, n);
 #endif
   float m = -INFINITY;
@@ -237,6 +296,7 @@ float ops_row_max(const float *x, int64_t n) {
 
 float ops_exp_sum(float *y, const float *x, int64_t n, float m) {
 #ifdef OPS_X86
+  if (have_avx512()) return exp_sum_avx512(y, x, n, m);
   if (have_avx2_fma()) return exp_sum_avx2(y, x, n, m);
 #endif
   return exp_sum_scalar(y, x, n, m);
