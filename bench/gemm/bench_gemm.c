@@ -103,6 +103,57 @@ static timing bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
   return t;
 }
 
+/* ---- instruction peaks of one core ------------------------------------
+ * Twelve independent accumulator chains of one multiply-add instruction:
+ * what the core can do at best (f32 FMA on the widest vectors, and
+ * AVX512-BF16's VDPBF16PS, whose two products per f32 lane are worth a
+ * bf16 GEMM only where it issues as often as the FMA). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include "core/cpu.h"
+
+#define PEAK_ITERS 100000000L
+#define CHAINS(OP) a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4), a5 = OP(a5), \
+                   a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9), a10 = OP(a10), a11 = OP(a11)
+
+#define PEAK_FN(name, tgt, vec, zero, op, sum, flop_per_instr)                                \
+  __attribute__((target(tgt))) static double name(void) {                                  \
+    vec a0 = zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;     \
+    vec a9 = a0, a10 = a0, a11 = a0;                                                          \
+    double t0 = clock_s(CLOCK_MONOTONIC);                                                     \
+    for (long i = 0; i < PEAK_ITERS; i++) {                                                   \
+      CHAINS(op);                                                                             \
+      __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));       \
+      __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));     \
+    }                                                                                         \
+    double t = clock_s(CLOCK_MONOTONIC) - t0;                                                 \
+    volatile float sink = sum;                                                                \
+    (void)sink;                                                                               \
+    return 12.0 * PEAK_ITERS * (flop_per_instr) / t * 1e-9;                                   \
+  }
+
+#define FMA8(a) _mm256_fmadd_ps(x8, y8, a)
+#define FMA16(a) _mm512_fmadd_ps(x16, y16, a)
+#define DPBF16(a) _mm512_dpbf16_ps(a, xb, yb)
+static __m256 x8, y8;
+static __m512 x16, y16;
+static __m512bh xb, yb;
+PEAK_FN(peak_fma_avx2, "avx2,fma", __m256, _mm256_setzero_ps(), FMA8, _mm256_cvtss_f32(_mm256_add_ps(a0, a11)), 16)
+PEAK_FN(peak_fma_avx512, "avx512f", __m512, _mm512_setzero_ps(), FMA16, _mm512_cvtss_f32(_mm512_add_ps(a0, a11)),
+        32)
+PEAK_FN(peak_dpbf16, "avx512f,avx512bf16", __m512, _mm512_setzero_ps(), DPBF16,
+        _mm512_cvtss_f32(_mm512_add_ps(a0, a11)), 64)
+
+static void print_peaks(void) {
+  if (ldm_cpu_has_avx512()) (void)peak_fma_avx512(); /* warm-up: the core's clock settles */
+  if (ldm_cpu_has_avx512()) printf("peak 1 core: f32 FMA (zmm)        %7.1f GFLOP/s\n", peak_fma_avx512());
+  else if (ldm_cpu_has_avx2() && ldm_cpu_has_fma()) printf("peak 1 core: f32 FMA (ymm)        %7.1f GFLOP/s\n", peak_fma_avx2());
+  if (ldm_cpu_has_avx512bf16()) printf("peak 1 core: bf16 VDPBF16PS (zmm) %7.1f GFLOP/s\n", peak_dpbf16());
+}
+#else
+static void print_peaks(void) {}
+#endif
+
 int main(int argc, char **argv) {
   ldm_blas_tune(argv);
   double min_s = argc > 1 && strcmp(argv[1], "--quick") == 0 ? 0.2 : 1.0;
@@ -116,6 +167,7 @@ int main(int argc, char **argv) {
   printf("bench_gemm: ldm_gemm C = A * B^T (row-major), best of >= 3 runs\n"
          "cpu features: %s; load average %.2f\nblas: %s\n",
          ldm_cpu_features(), load[0], ldm_blas_info());
+  print_peaks();
   for (int threads = 1; threads <= 2; threads++) {
     ldm_pool *pool = ldm_pool_new(threads);
     ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena,

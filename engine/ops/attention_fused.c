@@ -24,7 +24,9 @@
 enum {
   FA_R = 6,     /* query rows per register tile */
   FA_KP = 16,   /* keys per panel */
-  FA_KC = 256,  /* keys per chunk (scores of one register tile: 6 KiB) */
+  FA_KC = 1024, /* keys per chunk at most: the score rows' stride (24 KiB for a tile) */
+  FA_KC_AVX2 = 256, /* keys per chunk of the AVX2 and bf16 kernels; AVX-512 takes FA_KC
+                       (fewer passes of online softmax: 1.1x at 4096 keys, measured here) */
   FA_QB = 48,   /* query rows per task */
   FA_MAX_DH = 256
 };
@@ -124,95 +126,99 @@ __attribute__((target("avx2,fma"))) static void fa_pv6(float *O, int dh, const f
   }
 }
 
-/* AVX-512 (f32): the same products, one 16-key panel per zmm. S[r][0 ..
- * 16 np) for np = 1 or 2 panels, r < 6: twelve accumulators for two. */
+/* AVX-512 (f32): the same products, one 16-key panel per zmm, up to three
+ * panels (48 keys) per pass: S[r][0 .. 16 np) for np = 1..3, r < 6, with
+ * 6 np accumulators. */
+#define FA_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 __attribute__((target("avx512f"))) static void fa_scores512(float *S, const float *Q, const float *kp, int dh,
                                                            int np) {
-  if (np == 2) {
-    const float *kq = kp + dh * FA_KP;
-    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
-    __m512 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+  const float *k1p = kp + dh * FA_KP, *k2p = kp + 2 * dh * FA_KP;
+  __m512 z = _mm512_setzero_ps();
+#define FA_DECL(r) __m512 a##r##0 = z, a##r##1 = z, a##r##2 = z;
+  FA_ROWS6(FA_DECL)
+  if (np == 3) {
     for (int d = 0; d < dh; d++) {
-      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(kq + d * FA_KP), q;
-      q = _mm512_set1_ps(Q[d]), a00 = _mm512_fmadd_ps(q, k0, a00), a01 = _mm512_fmadd_ps(q, k1, a01);
-      q = _mm512_set1_ps(Q[dh + d]), a10 = _mm512_fmadd_ps(q, k0, a10), a11 = _mm512_fmadd_ps(q, k1, a11);
-      q = _mm512_set1_ps(Q[2 * dh + d]), a20 = _mm512_fmadd_ps(q, k0, a20), a21 = _mm512_fmadd_ps(q, k1, a21);
-      q = _mm512_set1_ps(Q[3 * dh + d]), a30 = _mm512_fmadd_ps(q, k0, a30), a31 = _mm512_fmadd_ps(q, k1, a31);
-      q = _mm512_set1_ps(Q[4 * dh + d]), a40 = _mm512_fmadd_ps(q, k0, a40), a41 = _mm512_fmadd_ps(q, k1, a41);
-      q = _mm512_set1_ps(Q[5 * dh + d]), a50 = _mm512_fmadd_ps(q, k0, a50), a51 = _mm512_fmadd_ps(q, k1, a51);
+      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(k1p + d * FA_KP);
+      __m512 k2 = _mm512_loadu_ps(k2p + d * FA_KP), q;
+#define FA_S3(r) q = _mm512_set1_ps(Q[r * dh + d]), a##r##0 = _mm512_fmadd_ps(q, k0, a##r##0), \
+                 a##r##1 = _mm512_fmadd_ps(q, k1, a##r##1), a##r##2 = _mm512_fmadd_ps(q, k2, a##r##2);
+      FA_ROWS6(FA_S3)
     }
-    _mm512_storeu_ps(S, a00), _mm512_storeu_ps(S + 16, a01);
-    _mm512_storeu_ps(S + FA_KC, a10), _mm512_storeu_ps(S + FA_KC + 16, a11);
-    _mm512_storeu_ps(S + 2 * FA_KC, a20), _mm512_storeu_ps(S + 2 * FA_KC + 16, a21);
-    _mm512_storeu_ps(S + 3 * FA_KC, a30), _mm512_storeu_ps(S + 3 * FA_KC + 16, a31);
-    _mm512_storeu_ps(S + 4 * FA_KC, a40), _mm512_storeu_ps(S + 4 * FA_KC + 16, a41);
-    _mm512_storeu_ps(S + 5 * FA_KC, a50), _mm512_storeu_ps(S + 5 * FA_KC + 16, a51);
-    return;
+  } else if (np == 2) {
+    for (int d = 0; d < dh; d++) {
+      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(k1p + d * FA_KP), q;
+#define FA_S2(r) q = _mm512_set1_ps(Q[r * dh + d]), a##r##0 = _mm512_fmadd_ps(q, k0, a##r##0), \
+                 a##r##1 = _mm512_fmadd_ps(q, k1, a##r##1);
+      FA_ROWS6(FA_S2)
+    }
+  } else {
+    for (int d = 0; d < dh; d++) {
+      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP);
+#define FA_S1(r) a##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(Q[r * dh + d]), k0, a##r##0);
+      FA_ROWS6(FA_S1)
+    }
   }
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  for (int d = 0; d < dh; d++) {
-    __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP);
-    a0 = _mm512_fmadd_ps(_mm512_set1_ps(Q[d]), k0, a0);
-    a1 = _mm512_fmadd_ps(_mm512_set1_ps(Q[dh + d]), k0, a1);
-    a2 = _mm512_fmadd_ps(_mm512_set1_ps(Q[2 * dh + d]), k0, a2);
-    a3 = _mm512_fmadd_ps(_mm512_set1_ps(Q[3 * dh + d]), k0, a3);
-    a4 = _mm512_fmadd_ps(_mm512_set1_ps(Q[4 * dh + d]), k0, a4);
-    a5 = _mm512_fmadd_ps(_mm512_set1_ps(Q[5 * dh + d]), k0, a5);
-  }
-  _mm512_storeu_ps(S, a0), _mm512_storeu_ps(S + FA_KC, a1), _mm512_storeu_ps(S + 2 * FA_KC, a2);
-  _mm512_storeu_ps(S + 3 * FA_KC, a3), _mm512_storeu_ps(S + 4 * FA_KC, a4), _mm512_storeu_ps(S + 5 * FA_KC, a5);
+#define FA_ST(r) _mm512_storeu_ps(S + r * FA_KC, a##r##0); \
+                 if (np > 1) _mm512_storeu_ps(S + r * FA_KC + 16, a##r##1); \
+                 if (np > 2) _mm512_storeu_ps(S + r * FA_KC + 32, a##r##2);
+  FA_ROWS6(FA_ST)
 }
 
-/* O[r][0 .. dh) += P[r] V over n keys, r < 6: columns in blocks of 32 (two
- * zmm, twelve accumulators), then 16, then the last 8 under a mask. */
+/* O[r][0 .. dh) += P[r] V over n keys, r < 6: columns in passes of up to
+ * three zmm (48 columns, 18 accumulators, the last vector under a mask), so
+ * that each key's probabilities are broadcast once per pass. */
 __attribute__((target("avx512f"))) static void fa_pv512(float *O, int dh, const float *P, const float *V,
                                                        int64_t ldv, int n) {
-  int c0 = 0;
-  for (; c0 + 32 <= dh; c0 += 32) {
+  for (int c0 = 0; c0 < dh; c0 += 48) {
+    int w = dh - c0 < 48 ? dh - c0 : 48, nv = (w + 15) / 16;
+    const __mmask16 m = w % 16 ? (__mmask16)((1u << (w % 16)) - 1u) : (__mmask16)0xffff;
+    const __mmask16 m0 = nv == 1 ? m : 0xffff, m1 = nv == 2 ? m : 0xffff, m2 = m;
     float *o = O + c0;
-    __m512 a0 = _mm512_loadu_ps(o), a1 = _mm512_loadu_ps(o + 16);
-    __m512 b0 = _mm512_loadu_ps(o + dh), b1 = _mm512_loadu_ps(o + dh + 16);
-    __m512 c0v = _mm512_loadu_ps(o + 2 * dh), c1 = _mm512_loadu_ps(o + 2 * dh + 16);
-    __m512 d0 = _mm512_loadu_ps(o + 3 * dh), d1 = _mm512_loadu_ps(o + 3 * dh + 16);
-    __m512 e0 = _mm512_loadu_ps(o + 4 * dh), e1 = _mm512_loadu_ps(o + 4 * dh + 16);
-    __m512 f0 = _mm512_loadu_ps(o + 5 * dh), f1 = _mm512_loadu_ps(o + 5 * dh + 16);
-    for (int k = 0; k < n; k++) {
-      const float *vr = V + k * ldv + c0;
-      __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_loadu_ps(vr + 16), p;
-      p = _mm512_set1_ps(P[k]), a0 = _mm512_fmadd_ps(p, x0, a0), a1 = _mm512_fmadd_ps(p, x1, a1);
-      p = _mm512_set1_ps(P[FA_KC + k]), b0 = _mm512_fmadd_ps(p, x0, b0), b1 = _mm512_fmadd_ps(p, x1, b1);
-      p = _mm512_set1_ps(P[2 * FA_KC + k]), c0v = _mm512_fmadd_ps(p, x0, c0v), c1 = _mm512_fmadd_ps(p, x1, c1);
-      p = _mm512_set1_ps(P[3 * FA_KC + k]), d0 = _mm512_fmadd_ps(p, x0, d0), d1 = _mm512_fmadd_ps(p, x1, d1);
-      p = _mm512_set1_ps(P[4 * FA_KC + k]), e0 = _mm512_fmadd_ps(p, x0, e0), e1 = _mm512_fmadd_ps(p, x1, e1);
-      p = _mm512_set1_ps(P[5 * FA_KC + k]), f0 = _mm512_fmadd_ps(p, x0, f0), f1 = _mm512_fmadd_ps(p, x1, f1);
+    const float *v = V + c0;
+#define FA_LD(r) __m512 o##r##0 = _mm512_maskz_loadu_ps(m0, o + r * dh);                              \
+                 __m512 o##r##1 = nv > 1 ? _mm512_maskz_loadu_ps(m1, o + r * dh + 16) : _mm512_setzero_ps(); \
+                 __m512 o##r##2 = nv > 2 ? _mm512_maskz_loadu_ps(m2, o + r * dh + 32) : _mm512_setzero_ps();
+    FA_ROWS6(FA_LD)
+    if (nv == 3) {
+      for (int k = 0; k < n; k++) {
+        const float *vr = v + k * ldv;
+        __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_loadu_ps(vr + 16), x2 = _mm512_maskz_loadu_ps(m2, vr + 32), p;
+#define FA_P3(r) p = _mm512_set1_ps(P[r * FA_KC + k]), o##r##0 = _mm512_fmadd_ps(p, x0, o##r##0), \
+                 o##r##1 = _mm512_fmadd_ps(p, x1, o##r##1), o##r##2 = _mm512_fmadd_ps(p, x2, o##r##2);
+        FA_ROWS6(FA_P3)
+      }
+    } else if (nv == 2) {
+      for (int k = 0; k < n; k++) {
+        const float *vr = v + k * ldv;
+        __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_maskz_loadu_ps(m1, vr + 16), p;
+#define FA_P2(r) p = _mm512_set1_ps(P[r * FA_KC + k]), o##r##0 = _mm512_fmadd_ps(p, x0, o##r##0), \
+                 o##r##1 = _mm512_fmadd_ps(p, x1, o##r##1);
+        FA_ROWS6(FA_P2)
+      }
+    } else {
+      for (int k = 0; k < n; k++) {
+        __m512 x0 = _mm512_maskz_loadu_ps(m0, v + k * ldv);
+#define FA_P1(r) o##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(P[r * FA_KC + k]), x0, o##r##0);
+        FA_ROWS6(FA_P1)
+      }
     }
-    _mm512_storeu_ps(o, a0), _mm512_storeu_ps(o + 16, a1);
-    _mm512_storeu_ps(o + dh, b0), _mm512_storeu_ps(o + dh + 16, b1);
-    _mm512_storeu_ps(o + 2 * dh, c0v), _mm512_storeu_ps(o + 2 * dh + 16, c1);
-    _mm512_storeu_ps(o + 3 * dh, d0), _mm512_storeu_ps(o + 3 * dh + 16, d1);
-    _mm512_storeu_ps(o + 4 * dh, e0), _mm512_storeu_ps(o + 4 * dh + 16, e1);
-    _mm512_storeu_ps(o + 5 * dh, f0), _mm512_storeu_ps(o + 5 * dh + 16, f1);
-  }
-  for (; c0 < dh; c0 += 16) {
-    const __mmask16 m = dh - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dh - c0)) - 1u);
-    float *o = O + c0;
-    __m512 a0 = _mm512_maskz_loadu_ps(m, o), b0 = _mm512_maskz_loadu_ps(m, o + dh);
-    __m512 c0v = _mm512_maskz_loadu_ps(m, o + 2 * dh), d0 = _mm512_maskz_loadu_ps(m, o + 3 * dh);
-    __m512 e0 = _mm512_maskz_loadu_ps(m, o + 4 * dh), f0 = _mm512_maskz_loadu_ps(m, o + 5 * dh);
-    for (int k = 0; k < n; k++) {
-      __m512 x0 = _mm512_maskz_loadu_ps(m, V + k * ldv + c0);
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(P[k]), x0, a0);
-      b0 = _mm512_fmadd_ps(_mm512_set1_ps(P[FA_KC + k]), x0, b0);
-      c0v = _mm512_fmadd_ps(_mm512_set1_ps(P[2 * FA_KC + k]), x0, c0v);
-      d0 = _mm512_fmadd_ps(_mm512_set1_ps(P[3 * FA_KC + k]), x0, d0);
-      e0 = _mm512_fmadd_ps(_mm512_set1_ps(P[4 * FA_KC + k]), x0, e0);
-      f0 = _mm512_fmadd_ps(_mm512_set1_ps(P[5 * FA_KC + k]), x0, f0);
-    }
-    _mm512_mask_storeu_ps(o, m, a0), _mm512_mask_storeu_ps(o + dh, m, b0);
-    _mm512_mask_storeu_ps(o + 2 * dh, m, c0v), _mm512_mask_storeu_ps(o + 3 * dh, m, d0);
-    _mm512_mask_storeu_ps(o + 4 * dh, m, e0), _mm512_mask_storeu_ps(o + 5 * dh, m, f0);
+#define FA_SV(r) _mm512_mask_storeu_ps(o + r * dh, m0, o##r##0);                \
+                 if (nv > 1) _mm512_mask_storeu_ps(o + r * dh + 16, m1, o##r##1); \
+                 if (nv > 2) _mm512_mask_storeu_ps(o + r * dh + 32, m2, o##r##2);
+    FA_ROWS6(FA_SV)
   }
 }
+#undef FA_DECL
+#undef FA_S3
+#undef FA_S2
+#undef FA_S1
+#undef FA_ST
+#undef FA_LD
+#undef FA_P3
+#undef FA_P2
+#undef FA_P1
+#undef FA_SV
+#undef FA_ROWS6
 
 /* Online softmax over one chunk of n scores for the 6 rows of a register
  * tile: S rows become exp(s - new max), the running max, sum and output
@@ -249,10 +255,12 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
   int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
   int nq = (int)(j->Tq - q0 < FA_QB ? j->Tq - q0 : FA_QB);
   int ntile = (nq + FA_R - 1) / FA_R;
-  float *kt = work, *Q = kt + j->Tkp * dh, *O = Q + FA_QB * dh, *mx = O + FA_QB * dh, *sum = mx + FA_QB;
-  float *S = sum + FA_QB;
+  float *kt = work, *vt = kt + j->Tkp * dh, *Q = vt + j->Tkp * dh, *O = Q + FA_QB * dh, *mx = O + FA_QB * dh;
+  float *sum = mx + FA_QB, *S = sum + FA_QB;
   if (*packed != bh) { /* consecutive tasks mostly share the head */
     fa_pack(j, kt, b, h);
+    for (int64_t t = 0; t < j->Tk; t++) /* V rows side by side: the chunk's keys in one run */
+      memcpy(vt + t * dh, j->v + ((int64_t)b * j->Tk + t) * j->ldv + (int64_t)h * dh, sizeof(float) * (size_t)dh);
     *packed = bh;
   }
   /* scaled queries, zero rows past Tq; running max, sum and output */
@@ -268,22 +276,27 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
     sum[r] = 0.0f;
     memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
   }
-  const float *vh = j->v + (int64_t)b * j->Tk * j->ldv + (int64_t)h * dh;
-  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_KC) {
-    int n = (int)(j->Tk - k0 < FA_KC ? j->Tk - k0 : FA_KC);
+  const float *vh = vt;
+  const int64_t kc = j->avx512 ? FA_KC : FA_KC_AVX2;
+  for (int64_t k0 = 0; k0 < j->Tk; k0 += kc) {
+    int n = (int)(j->Tk - k0 < kc ? j->Tk - k0 : kc);
     for (int t = 0; t < ntile; t++) {
       int r0 = t * FA_R;
       if (j->avx512) {
-        for (int p = 0; p < n; p += 2 * FA_KP)
-          fa_scores512(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh, n - p > FA_KP ? 2 : 1);
+        for (int p = 0; p < n;) {
+          int np = (n - p + FA_KP - 1) / FA_KP;
+          np = np > 3 ? 3 : np;
+          fa_scores512(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh, np);
+          p += np * FA_KP;
+        }
         fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
-        fa_pv512(O + r0 * dh, dh, S, vh + k0 * j->ldv, j->ldv, n);
+        fa_pv512(O + r0 * dh, dh, S, vh + k0 * dh, dh, n);
         continue;
       }
       for (int p = 0; p < n; p += FA_KP) fa_scores(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh);
       fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
       for (int c0 = 0; c0 < dh; c0 += 16)
-        fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * j->ldv + c0, j->ldv, n, dh - c0 >= 16 ? 2 : 1);
+        fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * dh + c0, dh, n, dh - c0 >= 16 ? 2 : 1);
     }
   }
   fa_write_out(j, b, h, q0, nq, O, sum);
@@ -297,7 +310,7 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
  * of consecutive keys [Tkp / 2][dh], queries and probabilities as pair words
  * along dh and along keys. The emulation adds each pair's odd product, then
  * its even one, as VDPBF16PS is specified. */
-enum { FA_PW = FA_KC / 2 }; /* pair words per probability row */
+enum { FA_PW = FA_KC_AVX2 / 2 }; /* pair words per probability row */
 
 static void fa_pack16(const fa_job *j, uint32_t *kt, uint32_t *vt, int b, int h) {
   int dp = j->dh / 2;
@@ -450,8 +463,8 @@ static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packe
     sum[r] = 0.0f;
     memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
   }
-  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_KC) {
-    int n = (int)(j->Tk - k0 < FA_KC ? j->Tk - k0 : FA_KC);
+  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_KC_AVX2) {
+    int n = (int)(j->Tk - k0 < FA_KC_AVX2 ? j->Tk - k0 : FA_KC_AVX2);
     for (int t = 0; t < ntile; t++) {
       int r0 = t * FA_R;
       for (int p = 0; p < n; p += 2 * FA_KP) {
@@ -490,7 +503,7 @@ static int fa_mode(const ldm_ctx *ctx) {
 /* Floats (or pair words) per worker: packed K (and V), query and output
  * tiles, max and sum, scores (and probabilities). */
 static int64_t fa_per_worker(int mode, int64_t Tkp, int dh) {
-  if (mode == 0) return Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
+  if (mode == 0) return 2 * Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
   return Tkp * dh + FA_QB * dh / 2 + FA_QB * dh + 2 * FA_QB + FA_R * FA_KC + FA_R * FA_PW;
 }
 

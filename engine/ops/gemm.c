@@ -207,7 +207,11 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
   gemm_job j = {kind, NULL, 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1, false};
   int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   if (threads > 1 && (double)M * (double)N * (double)K >= GEMM_SPLIT_MIN_MACS) {
-    if (M >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) j.pieces = threads;
+    /* Each piece packs its share of one operand and all of the other: cut
+     * the longer side (B packed whole per thread at M = 128, N = K = 1280
+     * cost about as much as the products). */
+    if (M >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS && (M >= N || N < (int64_t)threads * GEMM_SPLIT_MIN_ROWS))
+      j.pieces = threads;
     else if (N >= (int64_t)threads * GEMM_SPLIT_MIN_ROWS) {
       j.pieces = threads;
       j.split_n = true;
