@@ -113,7 +113,7 @@ precision_choice (void)
 
   gimp_choice_add (choice, "f32", 0, _("f32 (the reference result)"), NULL);
   gimp_choice_add (choice, "bf16", 1,
-                   _("bf16 (about twice as fast on CPUs with AVX512-BF16)"),
+                   _("bf16 (AVX512-BF16 CPUs; faster only on some)"),
                    NULL);
   return choice;
 }
