@@ -27,6 +27,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+  ldm_blas_tune(argv); /* OpenBLAS's kernels for this CPU (may start the program again) */
   bool taesd_mode = false;
   int repeat = 0, a = 1;
   for (; a < argc && !strncmp(argv[a], "--", 2); a++) {
