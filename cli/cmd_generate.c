@@ -114,9 +114,56 @@ static const char *find_model(const char *name, char *buf, size_t n) {
   return buf;
 }
 
+/* Hashing a checkpoint reads all of it (1 s for 2 GiB here): the result is
+ * kept in $XDG_CACHE_HOME/gimp-ldm/model-hashes (~/.cache without it), one
+ * line "<hash> <size> <mtime s> <mtime ns> <absolute path>" per file, as
+ * AUTOMATIC1111 keeps its cache.json; a line counts only while size and
+ * modification time still match. */
+static int hash_cache_path(char *buf, size_t n, bool make_dir) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int len;
+  if (xdg && *xdg == '/') len = snprintf(buf, n, "%s/gimp-ldm", xdg);
+  else if (home && *home) len = snprintf(buf, n, "%s/.cache/gimp-ldm", home);
+  else return -1;
+  if (len < 0 || (size_t)len + 16 >= n) return -1;
+  if (make_dir) {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", (int)(strrchr(buf, '/') - buf), buf);
+    mkdir(parent, 0755); /* ~/.cache may not exist yet */
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+  }
+  strcat(buf, "/model-hashes");
+  return 0;
+}
+
+static bool hash_cached(const char *abs, const struct stat *st, char out[11]) {
+  char cpath[4096], line[4352], h[16];
+  if (hash_cache_path(cpath, sizeof cpath, false) != 0) return false;
+  FILE *f = fopen(cpath, "r");
+  if (!f) return false;
+  bool found = false;
+  while (fgets(line, sizeof line, f)) {
+    long long size, sec, nsec;
+    int off = 0;
+    if (sscanf(line, "%15s %lld %lld %lld %n", h, &size, &sec, &nsec, &off) != 4 || off <= 0) continue;
+    line[strcspn(line, "\n")] = '\0';
+    if (strlen(h) == 10 && !strcmp(line + off, abs) && size == (long long)st->st_size &&
+        sec == (long long)st->st_mtim.tv_sec && nsec == (long long)st->st_mtim.tv_nsec) {
+      memcpy(out, h, 11); /* the last matching line wins */
+      found = true;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
 /* First 10 hex digits of the file's SHA-256 (AUTOMATIC1111's model hash). */
 static void model_hash(const char *path, char out[11]) {
   strcpy(out, "unknown");
+  struct stat st;
+  char abs[4096];
+  bool cacheable = stat(path, &st) == 0 && S_ISREG(st.st_mode) && realpath(path, abs) && !strchr(abs, '\n');
+  if (cacheable && hash_cached(abs, &st, out)) return;
   FILE *f = fopen(path, "rb");
   if (!f) return;
   struct sha256_ctx ctx;
@@ -128,6 +175,12 @@ static void model_hash(const char *path, char out[11]) {
   unsigned char d[SHA256_DIGEST_SIZE];
   sha256_digest(&ctx, sizeof d, d);
   for (int i = 0; i < 5; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+  char cpath[4096];
+  if (cacheable && hash_cache_path(cpath, sizeof cpath, true) == 0 && (f = fopen(cpath, "a"))) {
+    fprintf(f, "%s %lld %lld %lld %s\n", out, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+            (long long)st.st_mtim.tv_nsec, abs);
+    fclose(f);
+  }
 }
 
 static const char *base_name(const char *p) {

@@ -3,7 +3,7 @@
 # (grey, grey+alpha, palette, 16-bit, RGBA PNGs), "only masked" inpainting
 # keeping every unmasked pixel, outpainting, the A1111 parameters chunk read
 # back by `ldm info` and reused by --from-png (same image), the speed options
-# (--decoder taesd, --weight-cache, --precision), and one-line
+# (--decoder taesd, --weight-cache, --precision), the model-hash cache, and one-line
 # errors with exit code 2 that leave no output file behind.
 set -u
 ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}
@@ -96,6 +96,22 @@ expect_usage "bad precision" "precision: 'fp8'" txt2img --model "$m" --precision
 "$ldm" txt2img --model "$tmp/missing.safetensors" --prompt x --out "$tmp/never.png" >"$tmp/out.log" 2>&1
 if [ $? = 1 ] && grep -q "missing.safetensors: cannot open" "$tmp/out.log" && [ ! -e "$tmp/never.png" ]; then
   ok "missing model -> $(cat "$tmp/out.log")"; else bad "missing model: $(cat "$tmp/out.log")"; fi
+# Model hash (AUTOMATIC1111's: SHA-256 of the file, 10 hex digits) cached by
+# path, size and mtime: a second run reads it from the cache, a changed file
+# is hashed again.
+mc=$tmp/model-copy.safetensors; cp "$m" "$mc"
+want=$(sha256sum "$mc" | cut -c1-10)
+hrun() { XDG_CACHE_HOME=$tmp/cache run txt2img --model "$mc" --width 32 --height 32 --prompt x --seed 1 --out "$tmp/h.png" &&
+         "$ldm" info "$tmp/h.png" | sed -n 's/.*Model hash: \([0-9a-z]*\).*/\1/p'; }
+got=$(hrun); line=$(grep -c " $(realpath "$mc")\$" "$tmp/cache/gimp-ldm/model-hashes" 2>/dev/null)
+if [ "$got" = "$want" ] && [ "$line" = 1 ]; then ok "model hash $got = sha256sum's, cached"
+else bad "model hash '$got' (sha256sum: $want), cache lines: $line"; fi
+sed -i "s/^$want /0123456789 /" "$tmp/cache/gimp-ldm/model-hashes"   # a cached value is used as it stands
+got=$(hrun)
+[ "$got" = 0123456789 ] && ok "model hash read from the cache" || bad "model hash not from the cache: '$got'"
+touch -d '2001-01-01' "$mc"                                           # changed mtime: hashed again
+got=$(hrun)
+[ "$got" = "$want" ] && ok "model hash recomputed for a changed file" || bad "stale model hash after touch: '$got'"
 left=$(ls "$tmp" | grep -c tmp || true)
 [ "$left" = 0 ] && ok "no temporary files left" || bad "temporary files left: $(ls "$tmp")"
 echo "cli jobs: $pass passed, $fail failed"
