@@ -58,25 +58,28 @@ static void geglu_scalar(float *y, const float *h, const float *g, int64_t n) {
 #ifdef OPS_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 
-AVX2 static inline __m256 exp8(__m256 x) {
-  /* clamp: exp(-87.3) is the smallest normal result we build directly */
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+/* exp on one vector (P: the intrinsics' prefix _mm256_ / _mm512_): clamp
+ * (exp(-87.3) is the smallest normal result built directly), n = round(x /
+ * ln 2), r = x - n ln 2 in two parts, the degree-6 polynomial, times 2^n. */
+#define DEF_EXP(name, attr, V, VI, P, ROUND, CAST)                                                    \
+  attr static inline V name(V x) {                                                                  \
+    x = P##min_ps(P##max_ps(x, P##set1_ps(-87.3f)), P##set1_ps(88.3f));                              \
+    V n = ROUND(P##mul_ps(x, P##set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); \
+    V r = P##fmadd_ps(n, P##set1_ps(-0.693359375f), x);                                             \
+    r = P##fmadd_ps(n, P##set1_ps(2.12194440e-4f), r);                                              \
+    V p = P##set1_ps(1.9875691500e-4f);                                                             \
+    p = P##fmadd_ps(p, r, P##set1_ps(1.3981999507e-3f));                                            \
+    p = P##fmadd_ps(p, r, P##set1_ps(8.3334519073e-3f));                                            \
+    p = P##fmadd_ps(p, r, P##set1_ps(4.1665795894e-2f));                                            \
+    p = P##fmadd_ps(p, r, P##set1_ps(1.6666665459e-1f));                                            \
+    p = P##fmadd_ps(p, r, P##set1_ps(5.0000001201e-1f));                                            \
+    V r2 = P##mul_ps(r, r);                                                                         \
+    p = P##fmadd_ps(p, r2, P##add_ps(r, P##set1_ps(1.0f)));                                         \
+    VI e = P##slli_epi32(P##add_epi32(P##cvtps_epi32(n), P##set1_epi32(127)), 23);                  \
+    return P##mul_ps(p, CAST(e));                                                                   \
+  }
+
+DEF_EXP(exp8, AVX2, __m256, __m256i, _mm256_, _mm256_round_ps, _mm256_castsi256_ps)
 
 /* x * sigmoid(a * x) */
 AVX2 static inline __m256 xsigmoid8(__m256 x, float a) {
@@ -200,27 +203,11 @@ AVX2 static void moments_avx2(const float *x, int64_t n, double m,
   *ssd = q;
 }
 
-/* AVX-512 exp and the two softmax row kernels: the same steps as exp8,
- * lane for lane. */
+/* AVX-512 exp (DEF_EXP: the same steps as exp8, lane for lane) and the two
+ * softmax row kernels. */
 #define AVX512 __attribute__((target("avx512f")))
 
-AVX512 static inline __m512 exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  __m512 r2 = _mm512_mul_ps(r, r);
-  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
+DEF_EXP(exp16, AVX512, __m512, __m512i, _mm512_, _mm512_roundscale_ps, _mm512_castsi512_ps)
 
 AVX512 static float exp_sum_avx512(float *y, const float *x, int64_t n, float m) {
   __m512 vm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
