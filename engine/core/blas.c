@@ -58,6 +58,14 @@ void ldm_blas_tune(char **argv) {
   if (!better) return;
   if (setenv("OPENBLAS_CORETYPE", better, 1) != 0 || setenv(REEXEC_ENV, core, 1) != 0) return;
   fflush(NULL);
+  /* The program's own file by name (under valgrind the link is the
+   * client's, where /proc/self/exe itself would start the tool). */
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len > 0) {
+    self[len] = '\0';
+    execv(self, argv);
+  }
   execv("/proc/self/exe", argv);
   /* No /proc (or no permission): go on with the kernels there are. */
   unsetenv("OPENBLAS_CORETYPE");
