@@ -64,7 +64,7 @@ const char *ldm_cpu_features(void) {
   if (__builtin_cpu_supports("avx2")) strcat(buf, "avx2 ");
   if (__builtin_cpu_supports("fma")) strcat(buf, "fma ");
   if (ldm_cpu_has_f16c()) strcat(buf, "f16c ");
-  if (__builtin_cpu_supports("avx512f")) strcat(buf, "avx512f ");
+  if (ldm_cpu_has_avx512()) strcat(buf, "avx512f ");
   if (ldm_cpu_has_avx512bf16()) strcat(buf, "avx512bf16 ");
   size_t n = strlen(buf);
   if (n) buf[n - 1] = '\0';

@@ -722,6 +722,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
+  printf("cpu features the kernels dispatch on: %s\n", ldm_cpu_features());
   gf = ldm_test_open_golden("ops/ops.safetensors");
   ctx.scratch = ldm_arena_new(0);
   ctx.err = &err;
