@@ -81,7 +81,9 @@ LDM_API void ldm_blas_tune(char **argv);
  *   taesd-encode / taesd-decode   as vae-*, for TAESD files
  *   unet        sample, timestep, encoder_hidden_states (+ text_embeds,
  *               time_ids, class_labels, timestep_cond) -> out
- * `options` is a comma-separated key=value list or NULL. */
+ * `options` is a comma-separated key=value list or NULL; unet: repeat=N runs
+ * N more forward passes on the same inputs and writes the seconds of each
+ * into the output's metadata as forward_seconds ("1.23,0.98,..."). */
 typedef struct ldm_eval_params {
   const char *component;
   const char *model_path;   /* checkpoint file or diffusers folder */

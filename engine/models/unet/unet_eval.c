@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Any float or integer tensor -> malloc'd f32 (n elements). */
 static ldm_status read_any(const ldm_tensor *t, float **out, ldm_error *err) {
@@ -143,9 +144,26 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     goto done;
   }
   ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err, .precision = prec};
+  /* repeat=N: N more forward passes on the same inputs (warm: scratch grown,
+   * weights paged in), for timing; the seconds of each go to the output's
+   * metadata as forward_seconds. */
+  int repeat = int_option(p, "repeat");
+  if (repeat < 0 || repeat > 100) {
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "eval unet: repeat=%d, expected 0..100", repeat);
+    goto done;
+  }
   // NCHW -> [B, HW, C]; forward; back to NCHW
   ldm_nchw_to_nhwc(x, sample, B, c->in_channels, HW);
-  if ((st = ldm_unet_forward(&ctx, u, y, x, B, H, W, ts, &cond)) != LDM_OK) goto done;
+  char secs[1024] = "";
+  for (int r = 0; r <= repeat; r++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if ((st = ldm_unet_forward(&ctx, u, y, x, B, H, W, ts, &cond)) != LDM_OK) goto done;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    size_t len = strlen(secs);
+    snprintf(secs + len, sizeof secs - len, "%s%.4f", r ? "," : "",
+             (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+  }
   ldm_nhwc_to_nchw(o, y, B, c->out_channels, HW);
   ldm_tensor ot = {.dtype = LDM_DTYPE_F32, .ndim = 4, .shape = {B, c->out_channels, H, W}, .data = o, .name = "out"};
   char ign[32], layout[32];
@@ -154,7 +172,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
            c->layout == LDM_UNET_LAYOUT_DIFFUSERS ? "diffusers"
            : c->layout == LDM_UNET_LAYOUT_LDM     ? "original"
                                                   : "original-unprefixed");
-  const char *meta[] = {"unet_layout", layout, "unet_ignored_tensors", ign, NULL};
+  const char *meta[] = {"unet_layout", layout, "unet_ignored_tensors", ign, "forward_seconds", secs, NULL};
   st = ldm_st_write(p->out_path, &ot, 1, meta, err);
 done:
   free(sample);
