@@ -9,8 +9,8 @@
  * call overhead nor packing of the probabilities is paid. Scratch: one
  * head's keys and values per worker. At the SD 1.5 shapes (4096 tokens, 8
  * heads of 40) the AVX2 kernel ran ~1.4x the GEMM-per-tile path of
- * attention.c, cross-attention ~2.5x (2 threads); AVX-512 194 GFLOP/s
- * against 142 for the AVX2 kernel on the same Xeon. With bf16 precision
+ * attention.c, cross-attention ~2.5x (2 threads); on the AVX-512 Xeon the
+ * AVX-512 kernel runs 190-194 GFLOP/s, the AVX2 one 94. With bf16 precision
  * (fa_task16) the products take bf16 operands: VDPBF16PS on AVX512-BF16,
  * emulated in C otherwise. */
 #include "ops/ops.h"
