@@ -24,6 +24,15 @@ static bool os_avx(void) {
   return (lo & 6u) == 6u; /* XMM and YMM state enabled */
 }
 
+/* AVX with the OS saving the opmask and all 512-bit registers (XCR0 bits
+ * 5-7 besides XMM/YMM); false while LDM_CPU_NO_AVX512 hides AVX-512. */
+static bool os_zmm(void) {
+  if (avx512_hidden() || !os_avx()) return false;
+  unsigned lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 0xe6u) == 0xe6u;
+}
+
 static bool leaf1_ecx(unsigned bit) {
   unsigned a, b, c, d;
   return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << bit));
@@ -39,22 +48,15 @@ static bool probe_avx2(void) {
  * registers (XCR0 bits 5-7 besides XMM/YMM). */
 static bool probe_avx512bf16(void) {
   unsigned a, b, c, d;
-  if (avx512_hidden() || !os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return false;
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 0xe6u) != 0xe6u) return false;
+  if (!os_zmm() || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return false;
   return __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
 }
 
 /* AVX-512 F, CD, BW, DQ and VL (the Skylake-SP set), OS saving ZMM state. */
 static bool probe_avx512(void) {
   unsigned a, b, c, d;
-  if (avx512_hidden() || !os_avx() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const unsigned need = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31); /* F DQ CD BW VL */
-  if ((b & need) != need) return false;
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (lo & 0xe6u) == 0xe6u;
+  return os_zmm() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & need) == need;
 }
 
 static bool probe_amd(void) {

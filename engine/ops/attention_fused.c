@@ -279,7 +279,6 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
     sum[r] = 0.0f;
     memset(O + r * dh, 0, sizeof(float) * (size_t)dh);
   }
-  const float *vh = vt;
   const int64_t kc = j->avx512 ? FA_KC : FA_KC_AVX2;
   for (int64_t k0 = 0; k0 < j->Tk; k0 += kc) {
     int n = (int)(j->Tk - k0 < kc ? j->Tk - k0 : kc);
@@ -293,13 +292,13 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
           p += np * FA_KP;
         }
         fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
-        fa_pv512(O + r0 * dh, dh, S, vh + k0 * dh, dh, n);
+        fa_pv512(O + r0 * dh, dh, S, vt + k0 * dh, dh, n);
         continue;
       }
       for (int p = 0; p < n; p += FA_KP) fa_scores(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh);
       fa_softmax(S, n, mx + r0, sum + r0, O + r0 * dh, dh);
       for (int c0 = 0; c0 < dh; c0 += 16)
-        fa_pv6(O + r0 * dh + c0, dh, S, vh + k0 * dh + c0, dh, n, dh - c0 >= 16 ? 2 : 1);
+        fa_pv6(O + r0 * dh + c0, dh, S, vt + k0 * dh + c0, dh, n, dh - c0 >= 16 ? 2 : 1);
     }
   }
   fa_write_out(j, b, h, q0, nq, O, sum);

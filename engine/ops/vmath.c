@@ -234,14 +234,11 @@ AVX512 static float max_avx512(const float *x, int64_t n) {
   __m512 m = _mm512_set1_ps(-INFINITY);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
-  if (i < n) m = _mm512_mask_max_ps(m, (__mmask16)((1u << (n - i)) - 1u), m, _mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1u), x + i));
+  if (i < n) { /* the last 1..15 under a mask */
+    __mmask16 k = (__mmask16)((1u << (n - i)) - 1u);
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+  }
   return _mm512_reduce_max_ps(m);
-}
-
-static int have_avx512(void) {
-  static int cached = -1; /* benign race: every thread computes the same */
-  if (cached < 0) cached = ldm_cpu_has_avx512();
-  return cached;
 }
 
 static int have_avx2_fma(void) {
@@ -273,7 +270,7 @@ void ops_row_moments(const float *x, int64_t n, double m, double *sum,
 
 float ops_row_max(const float *x, int64_t n) {
 #ifdef OPS_X86
-  if (have_avx512()) return max_avx512(x, n);
+  if (ldm_cpu_has_avx512()) return max_avx512(x, n);
   if (have_avx2_fma()) return max_avx2(x, n);
 #endif
   float m = -INFINITY;
@@ -283,7 +280,7 @@ float ops_row_max(const float *x, int64_t n) {
 
 float ops_exp_sum(float *y, const float *x, int64_t n, float m) {
 #ifdef OPS_X86
-  if (have_avx512()) return exp_sum_avx512(y, x, n, m);
+  if (ldm_cpu_has_avx512()) return exp_sum_avx512(y, x, n, m);
   if (have_avx2_fma()) return exp_sum_avx2(y, x, n, m);
 #endif
   return exp_sum_scalar(y, x, n, m);
