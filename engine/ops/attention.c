@@ -5,9 +5,15 @@
  * small output rows). Each pool thread works through tiles with its own
  * score buffer, sized to stay in cache (ATTN_TILE_BYTES) and all together
  * within max_score_bytes, with single-threaded GEMMs (the tiles are the
- * parallelism), so memory stays flat however large Tq x Tk grows. Where it
- * applies and fits the bound, the fused kernel of attention_fused.c runs
- * instead. */
+ * parallelism), so memory stays flat however large Tq x Tk grows. Long
+ * non-causal key sequences (where a tile of whole score rows would hold
+ * fewer than ATTN_MIN_ROWS query rows) are walked in blocks of keys with an
+ * online softmax instead (running max and sum per row, the output rescaled
+ * when the max grows), so the GEMMs keep ATTN_BLOCK_ROWS rows: the 4x VAE's
+ * mid-block attention at a 256x256 latent (65536 tokens, one head of 512)
+ * had tiles of 15 rows, each reading all of K and V (128 MiB each) again.
+ * Where it applies and fits the bound, the fused kernel of attention_fused.c
+ * runs instead. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 
@@ -33,6 +39,10 @@ static ldm_status attn_check(ldm_ctx *ctx, int64_t ldo, int64_t ldq,
  * time at T = 4096, 8 x 40 heads: 1-32 MB tiles within ~20 %, 4 MB among
  * the best; 256 KB ~1.8x slower). */
 #define ATTN_TILE_BYTES ((size_t)4 << 20)
+/* Key blocks: taken when whole score rows would leave a tile fewer than
+ * ATTN_MIN_ROWS query rows; then tiles of up to ATTN_BLOCK_ROWS rows walk
+ * the keys ATTN_KEY_BLOCK at a time (a 1 MiB score block at 256 rows). */
+enum { ATTN_MIN_ROWS = 128, ATTN_BLOCK_ROWS = 256, ATTN_KEY_BLOCK = 1024 };
 
 typedef struct attn_job {
   ldm_ctx wctx;           /* per-tile GEMM context: no pool, BLAS threads
@@ -40,16 +50,53 @@ typedef struct attn_job {
   float *out;
   const float *q, *k, *v;
   int64_t ldo, ldq, ldk, ldv, Tq, Tk, chunk, n_chunks, n_tiles;
+  int64_t kb;             /* keys per block: Tk, or fewer (key blocks) */
   int heads, dh;
   bool causal;
   float scale;
-  float *S;               /* [workers, chunk, Tk] */
-  float *rinv;            /* [workers, chunk] */
+  float *S;               /* [workers, chunk, kb] */
+  float *rinv;            /* [workers, chunk]: 1/rowsum, or the running sum */
+  float *rmax;            /* [workers, chunk]: key blocks' running max */
   atomic_llong next;      /* next tile to take */
   atomic_int status;      /* first failure, LDM_OK if none */
 } attn_job;
 
-static void attn_tile(attn_job *j, int64_t tile, float *S, float *rinv) {
+/* Output rows [nq, dh] of one tile over key blocks (non-causal): per block
+ * S = scale Q K_blk^T, P = exp(S - m) with m the running row max (earlier
+ * output and sum scaled by exp(m_old - m) when it grows), O += P V_blk. */
+static ldm_status attn_tile_blocked(attn_job *j, const float *qh, const float *kh, const float *vh, float *oh,
+                                    int64_t nq, float *S, float *lsum, float *m) {
+  int64_t Tk = j->Tk, dh = j->dh, kb = j->kb;
+  for (int64_t k0 = 0; k0 < Tk; k0 += kb) {
+    int64_t nk = Tk - k0 < kb ? Tk - k0 : kb;
+    LDM_TRY(ldm_gemm(&j->wctx, false, true, nq, nk, dh, j->scale, qh, j->ldq, kh + k0 * j->ldk, j->ldk, 0.0f, S,
+                     kb));
+    for (int64_t r = 0; r < nq; r++) {
+      float *row = S + r * kb, bm = ops_row_max(row, nk);
+      if (k0 == 0) {
+        m[r] = bm;
+        lsum[r] = ops_exp_sum(row, row, nk, bm);
+        continue;
+      }
+      float mn = bm > m[r] ? bm : m[r], a = expf(m[r] - mn);
+      lsum[r] = lsum[r] * a + ops_exp_sum(row, row, nk, mn);
+      m[r] = mn;
+      if (a != 1.0f) {
+        float *o = oh + r * j->ldo;
+        for (int64_t c = 0; c < dh; c++) o[c] *= a;
+      }
+    }
+    LDM_TRY(ldm_gemm(&j->wctx, false, false, nq, dh, nk, 1.0f, S, kb, vh + k0 * j->ldv, j->ldv, k0 ? 1.0f : 0.0f,
+                     oh, j->ldo));
+  }
+  for (int64_t r = 0; r < nq; r++) {
+    float *o = oh + r * j->ldo, inv = 1.0f / lsum[r];
+    for (int64_t c = 0; c < dh; c++) o[c] *= inv;
+  }
+  return LDM_OK;
+}
+
+static void attn_tile(attn_job *j, int64_t tile, float *S, float *rinv, float *rmax) {
   int64_t per_b = (int64_t)j->heads * j->n_chunks;
   int b = (int)(tile / per_b);
   int h = (int)(tile % per_b / j->n_chunks);
@@ -64,6 +111,11 @@ static void attn_tile(attn_job *j, int64_t tile, float *S, float *rinv) {
    * needed by any row of the tile past kmax */
   int64_t kmax = j->causal && q0 + nq < Tk ? q0 + nq : Tk;
   ldm_status st;
+  if (j->kb < Tk) {
+    st = attn_tile_blocked(j, qh, kh, vh, oh, nq, S, rinv, rmax);
+    if (st != LDM_OK) goto fail;
+    return;
+  }
   // S = scale * Q_chunk [nq, dh] * K_h^T [dh, kmax] -> [nq, kmax] (ld Tk)
   st = ldm_gemm(&j->wctx, false, true, nq, kmax, dh, j->scale, qh, j->ldq, kh,
                 j->ldk, 0.0f, S, Tk);
@@ -94,8 +146,8 @@ fail:;
 
 static void attn_worker(void *user, int64_t w) {
   attn_job *j = user;
-  float *S = j->S + w * j->chunk * j->Tk;
-  float *rinv = j->rinv + w * j->chunk;
+  float *S = j->S + w * j->chunk * j->kb;
+  float *rinv = j->rinv + w * j->chunk, *rmax = j->rmax + w * j->chunk;
   for (;;) {
     if (atomic_load(&j->status) != LDM_OK) return;
     if (j->wctx.cancel && atomic_load(j->wctx.cancel)) {
@@ -105,7 +157,7 @@ static void attn_worker(void *user, int64_t w) {
     }
     int64_t tile = atomic_fetch_add(&j->next, 1);
     if (tile >= j->n_tiles) return;
-    attn_tile(j, tile, S, rinv);
+    attn_tile(j, tile, S, rinv, rmax);
   }
 }
 
@@ -124,7 +176,20 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   size_t row_bytes = ((size_t)Tk + 1) * sizeof(float);
   size_t per_worker = max_score_bytes / (size_t)workers;
   if (per_worker > ATTN_TILE_BYTES) per_worker = ATTN_TILE_BYTES;
-  int64_t chunk = (int64_t)(per_worker / row_bytes);
+  int64_t chunk = (int64_t)(per_worker / row_bytes), kb = Tk;
+  if (!causal && chunk < ATTN_MIN_ROWS && Tk > ATTN_KEY_BLOCK) {
+    /* key blocks: score block, running sum and max per row */
+    kb = ATTN_KEY_BLOCK;
+    chunk = (int64_t)(per_worker / (((size_t)kb + 2) * sizeof(float)));
+    if (chunk > ATTN_BLOCK_ROWS) chunk = ATTN_BLOCK_ROWS;
+    if (chunk < ATTN_MIN_ROWS / 4) { /* a tight bound: smaller blocks, still a few rows */
+      chunk = ATTN_MIN_ROWS / 4;
+      kb = (int64_t)(per_worker / ((size_t)chunk * sizeof(float))) - 2;
+      if (kb < 16) kb = 16;
+    }
+    row_bytes = ((size_t)kb + 2) * sizeof(float);
+    if ((size_t)chunk * row_bytes > per_worker) chunk = (int64_t)(per_worker / row_bytes);
+  }
   if (chunk < 1) { /* a single row per worker still exceeds the bound */
     chunk = 1;
     size_t fit = max_score_bytes / row_bytes;
@@ -143,9 +208,10 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   ldm_status st = LDM_OK;
   attn_job *j = ldm_arena_alloc(ctx->scratch, sizeof *j);
   float *S = ldm_arena_floats(ctx->scratch,
-                              (size_t)workers * (size_t)chunk * (size_t)Tk);
+                              (size_t)workers * (size_t)chunk * (size_t)kb);
   float *rinv = ldm_arena_floats(ctx->scratch, (size_t)workers * (size_t)chunk);
-  if (!j || !S || !rinv) {
+  float *rmax = kb < Tk ? ldm_arena_floats(ctx->scratch, (size_t)workers * (size_t)chunk) : rinv;
+  if (!j || !S || !rinv || !rmax) {
     st = ldm_fail(ctx->err, LDM_ERR_NOMEM,
                   "attention: no scratch for %d x %lld x %lld scores", workers,
                   (long long)chunk, (long long)Tk);
@@ -163,7 +229,7 @@ ldm_status ldm_attention_ex(ldm_ctx *ctx, float *out, int64_t ldo,
   j->Tq = Tq, j->Tk = Tk, j->chunk = chunk;
   j->heads = heads, j->dh = dh, j->causal = causal;
   j->scale = 1.0f / sqrtf((float)dh);
-  j->S = S, j->rinv = rinv;
+  j->S = S, j->rinv = rinv, j->rmax = rmax, j->kb = kb;
   atomic_init(&j->next, 0);
   atomic_init(&j->status, LDM_OK);
   /* tiles in parallel, each GEMM on the worker's own thread */

@@ -444,7 +444,7 @@ static void test_row_kernels(void) {
 /* ----------------------------------------------------------- attention */
 static void test_attention(void) {
   const char *cases[] = {"attn_self", "attn_cross", "attn_causal", "attn_long",
-                         "attn_dh40"};
+                         "attn_dh40", "attn_keyblocks"};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     char n[128];
     int64_t p[6];
@@ -475,6 +475,11 @@ static void test_attention(void) {
     OP(ldm_attention_ex(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal,
                         7 * ((size_t)Tk + 1) * sizeof(float)));
     snprintf(n, sizeof n, "%s chunk=7", cases[c]);
+    close_("attention", n, o, ref, B * Tq * D);
+    /* a 64 KiB bound: attn_keyblocks (2100 keys) walks them in key blocks
+       of a few hundred (online softmax) */
+    OP(ldm_attention_ex(&ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, h, dh, causal, (size_t)64 << 10));
+    snprintf(n, sizeof n, "%s bound=64K", cases[c]);
     close_("attention", n, o, ref, B * Tq * D);
     /* strided rows: q/k/v/out inside wider buffers (as fused qkv projections) */
     int64_t lq = D + 5, lk = D + 3, lv = 2 * D, lo = D + 1;

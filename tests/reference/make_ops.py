@@ -166,6 +166,7 @@ def make_attention():
         ("attn_causal", 2, 3, 8, 11, 11, True),
         ("attn_long", 1, 1, 16, 300, 77, False),
         ("attn_dh40", 1, 2, 40, 37, 37, False),
+        ("attn_keyblocks", 1, 1, 16, 40, 2100, False),  # key blocks (bounded scratch)
     ]
     for i, (name, B, h, dh, Tq, Tk, causal) in enumerate(cases):
         q = rnd(1400 + i, B, Tq, h * dh)
