@@ -550,11 +550,21 @@ static float tile_weight(int x, int t, int o, int n, int ramp) {
 
 /* x4 upscale of the whole low-res image [3, FH, FW], in overlapping tiles of
  * at most `lt` low-res pixels when it is larger (each tile is one diffusion
- * run; overlaps are cross-faded), so memory depends on the tile size only. */
+ * run; overlaps are cross-faded), so memory depends on the tile size only.
+ * Auto (tile_size 0): an image of at most UPSCALE_WHOLE_PX low-res pixels
+ * in one piece, larger ones in tiles of UPSCALE_TILE. One piece saves the
+ * overlaps' work (256x256 -> 1024x1024 with the SD x4 upscaler, 2 steps,
+ * 2 threads: 116.6 s and 4.4 GiB peak in one piece, 214.6 s and 2.3 GiB in
+ * nine 128-pixel tiles); past it the decoder's attention, quadratic in the
+ * tile's pixels, makes smaller tiles the faster choice. */
+enum { UPSCALE_WHOLE_PX = 256 * 256, UPSCALE_TILE = 128 };
+
 static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_image **out, int count) {
   const ldm_job_params *p = r->p;
   int f = ldm_vae_factor(r->m->vae);
-  int lt = p->tile_size > 0 ? p->tile_size / f : 128;
+  int lt = p->tile_size > 0                        ? p->tile_size / f
+           : (int64_t)FW * FH <= UPSCALE_WHOLE_PX ? (FW > FH ? FW : FH)
+                                                  : UPSCALE_TILE;
   if (lt < 16) lt = 16;
   int tw = FW < lt ? FW : lt, th = FH < lt ? FH : lt, ov = lt / 4;
   int ox[64], oy[64];
