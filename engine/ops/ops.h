@@ -213,8 +213,9 @@ ldm_status ldm_conv2d_packed(ldm_ctx *ctx, float *y, const float *x, int B,
                              int pad);
 
 /* ldm_attention with an explicit bound on its scratch (bytes): each pool
- * thread holds one tile of query rows x Tk scores (+ 1/rowsum per row),
- * min(4 MiB, bound / threads) each, at least one row; all tiles together
+ * thread holds one tile of query rows x Tk scores (+ 1/rowsum per row), or
+ * for long non-causal key sequences query rows x a block of keys (+ running
+ * max and sum), min(4 MiB, bound / threads) each, at least one row; all tiles together
  * stay within the bound (fewer threads are used if one row per thread
  * would not fit). ldm_attention uses LDM_ATTN_SCORE_BYTES. */
 #define LDM_ATTN_SCORE_BYTES ((size_t)32 << 20)
