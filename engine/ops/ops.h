@@ -190,7 +190,7 @@ typedef enum ldm_conv_algo {
 int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx);
 /* True when ctx's ldm_gemm calls run in bf16 (native, sbgemm or emulated). */
 bool ops_gemm_bf16_active(const ldm_ctx *ctx);
-#define LDM_CONV_WINOGRAD4_MIN_TILES 1024
+#define LDM_CONV_WINOGRAD4_MIN_TILES 256
 #define LDM_CONV_FEW_COUT 8
 ldm_status ldm_conv2d_algo(ldm_ctx *ctx, float *y, const float *x, int B,
                            int H, int W, int Cin, const ldm_tensor *w,

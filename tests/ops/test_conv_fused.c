@@ -51,7 +51,7 @@ static void test_case(ldm_ctx *ctx, const fused_case *c) {
 int main(void) {
   ldm_error err = {0};
   ldm_ctx ctx = {.pool = ldm_pool_new(2), .threads = 2, .scratch = ldm_arena_new(0), .err = &err};
-  /* F(4x4) from 1024 tiles of 4x4 on (LDM_CONV_WINOGRAD4_MIN_TILES): 33 x 32 */
+  /* F(4x4) from 256 tiles of 4x4 on (LDM_CONV_WINOGRAD4_MIN_TILES): 33 x 32; F(2x2) at 6 x 5 */
   const fused_case cases[] = {
       {"conv_fused winograd4 own kernel, +res relu", 130, 126, 32, 48, 1, true, true},
       {"conv_fused winograd4 own kernel, relu", 130, 126, 32, 48, 1, false, true},
