@@ -243,7 +243,7 @@ typedef struct ldm_job_params {
   int outpaint_left, outpaint_top, outpaint_right, outpaint_bottom;
   int noise_level;          /* x4 upscaler */
   int tile_size;            /* tiles of this many output pixels, 0 = auto: upscale in one
-                               piece up to a 256x256 input, else 512; the VAE in tiles
+                               piece up to a 256x256 input, else tiles of 512; the VAE in tiles
                                past 1 megapixel */
   int threads;              /* 0 = model's */
   bool want_preview;

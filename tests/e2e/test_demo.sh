@@ -14,8 +14,8 @@
 #     least half of its pixels nearest green), every pixel outside stays
 #     bit-identical;
 #  3. the upscaler in tiles (--tile 128: 3x3 tiles of 32 low-res pixels,
-#     cross-faded) gives the one-piece picture within 28 dB PSNR (35.6 seen; a
-#     misplaced tile is far off) and stays within 2 dB of it against the original;
+#     cross-faded) is at least 28 dB PSNR from the one-piece picture (35.6 seen;
+#     a misplaced tile is far off) and within 2 dB of its PSNR against the original;
 #  x4: the upscaler on 10 held-out scenes (256 -> 64 -> 256): mean PSNR
 #     against the 256x256 original at least 1 dB above bicubic.
 set -u
