@@ -61,6 +61,10 @@ typedef struct attn_job {
   atomic_int status;      /* first failure, LDM_OK if none */
 } attn_job;
 
+static void scale_row(float *o, int64_t n, float a) {
+  for (int64_t c = 0; c < n; c++) o[c] *= a;
+}
+
 /* Output rows [nq, dh] of one tile over key blocks (non-causal): per block
  * S = scale Q K_blk^T, P = exp(S - m) with m the running row max (earlier
  * output and sum scaled by exp(m_old - m) when it grows), O += P V_blk. */
@@ -81,18 +85,12 @@ static ldm_status attn_tile_blocked(attn_job *j, const float *qh, const float *k
       float mn = bm > m[r] ? bm : m[r], a = expf(m[r] - mn);
       lsum[r] = lsum[r] * a + ops_exp_sum(row, row, nk, mn);
       m[r] = mn;
-      if (a != 1.0f) {
-        float *o = oh + r * j->ldo;
-        for (int64_t c = 0; c < dh; c++) o[c] *= a;
-      }
+      if (a != 1.0f) scale_row(oh + r * j->ldo, dh, a);
     }
     LDM_TRY(ldm_gemm(&j->wctx, false, false, nq, dh, nk, 1.0f, S, kb, vh + k0 * j->ldv, j->ldv, k0 ? 1.0f : 0.0f,
                      oh, j->ldo));
   }
-  for (int64_t r = 0; r < nq; r++) {
-    float *o = oh + r * j->ldo, inv = 1.0f / lsum[r];
-    for (int64_t c = 0; c < dh; c++) o[c] *= inv;
-  }
+  for (int64_t r = 0; r < nq; r++) scale_row(oh + r * j->ldo, dh, 1.0f / lsum[r]);
   return LDM_OK;
 }
 
@@ -134,10 +132,7 @@ static void attn_tile(attn_job *j, int64_t tile, float *S, float *rinv, float *r
   st = ldm_gemm(&j->wctx, false, false, nq, dh, kmax, 1.0f, S, Tk, vh,
                 j->ldv, 0.0f, oh, j->ldo);
   if (st != LDM_OK) goto fail;
-  for (int64_t r = 0; r < nq; r++) {
-    float *o = oh + r * j->ldo;
-    for (int64_t c = 0; c < dh; c++) o[c] *= rinv[r];
-  }
+  for (int64_t r = 0; r < nq; r++) scale_row(oh + r * j->ldo, dh, rinv[r]);
   return;
 fail:;
   int expected = LDM_OK;

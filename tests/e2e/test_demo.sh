@@ -26,6 +26,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pass=0; fail=0
 ok() { pass=$((pass+1)); echo "ok   $*"; }
 bad() { fail=$((fail+1)); echo "FAIL $*"; }
+db() { "$cmp" psnr "$1" "$2" 0 | sed -E 's/.*: ([0-9.]+) dB.*/\1/'; } # PSNR of $1 against $2
 
 if [ "$mode" = equal ]; then
 while IFS='|' read -r name prompt seed steps cfg; do
@@ -99,7 +100,6 @@ else bad "inpaint failed"; fi
 
 up() { "$ldm" upscale --model "$demo/ldm-demo-x4.safetensors" --init "$g/x4/0_lr.png" --prompt "$(head -1 "$g/x4/captions.txt")" \
          --steps 20 --cfg-scale 1 --noise-level 20 --sampler ddim --seed 1234 --threads 2 "$@" >/dev/null 2>&1; }
-db() { "$cmp" psnr "$1" "$2" 0 | sed -E 's/.*: ([0-9.]+) dB.*/\1/'; }
 if up --out "$tmp/x4-whole.png" && up --tile 128 --out "$tmp/x4-tiles.png"; then
   "$cmp" psnr "$tmp/x4-tiles.png" "$tmp/x4-whole.png" 28 && ok "x4 upscale in 3x3 tiles matches the one-piece picture" ||
     bad "x4 upscale in tiles differs from the one-piece picture"
@@ -114,8 +114,8 @@ sum_b=0; sum_x=0; i=0
 while IFS= read -r cap; do
   "$ldm" upscale --model "$demo/ldm-demo-x4.safetensors" --init "$g/x4/${i}_lr.png" --prompt "$cap" --steps 20 \
     --cfg-scale 1 --noise-level 20 --sampler ddim --seed $((1234 + i)) --threads 2 --out "$tmp/x4-$i.png" >/dev/null 2>&1 || { bad "upscale $i failed"; i=$((i+1)); continue; }
-  pb=$("$cmp" psnr "$g/x4/${i}_bicubic.png" "$g/x4/${i}_hr.png" 0 | sed -E 's/.*: ([0-9.]+) dB.*/\1/')
-  px=$("$cmp" psnr "$tmp/x4-$i.png" "$g/x4/${i}_hr.png" 0 | sed -E 's/.*: ([0-9.]+) dB.*/\1/')
+  pb=$(db "$g/x4/${i}_bicubic.png" "$g/x4/${i}_hr.png")
+  px=$(db "$tmp/x4-$i.png" "$g/x4/${i}_hr.png")
   printf '  x4 %-2d %-50s bicubic %6.2f dB  demo x4 %6.2f dB\n' "$i" "$cap" "$pb" "$px"
   sum_b=$(awk -v a="$sum_b" -v b="$pb" 'BEGIN{print a+b}'); sum_x=$(awk -v a="$sum_x" -v b="$px" 'BEGIN{print a+b}')
   i=$((i+1))
