@@ -38,6 +38,9 @@ typedef struct gen_opts {
   ldm_precision precision;
   ldm_masked_content fill;
   int left, top, right, bottom;
+  /* given on the command line or by --from-png: the model's stated
+   * recommendations do not replace these */
+  bool set_steps, set_cfg, set_sampler;
 } gen_opts;
 
 static void usage(FILE *f, const char *cmd) {
@@ -57,9 +60,9 @@ static void usage(FILE *f, const char *cmd) {
           "  --prompt TEXT         what to draw (A1111 emphasis: (word:1.2), [word], BREAK)\n"
           "  --negative-prompt TEXT\n"
           "  --width N --height N  output size, multiples of 8 (default: model's native size)\n"
-          "  --steps N             sampling steps (default 20)\n"
-          "  --cfg-scale X         classifier-free guidance scale (default 7)\n"
-          "  --sampler NAME        see `ldm samplers` (default euler_a)\n"
+          "  --steps N             sampling steps (default: the model's recommended, else 20)\n"
+          "  --cfg-scale X         classifier-free guidance scale (default: the model's recommended, else 7)\n"
+          "  --sampler NAME        see `ldm samplers` (default: the model's recommended, else euler_a)\n"
           "  --seed N              -1 = random (default -1); image i uses seed + i\n"
           "  --rng cpu|cuda        noise as torch on CPU (diffusers, ComfyUI) or CUDA (A1111) (default cpu)\n"
           "  --strength X          denoising strength 0..1 (default 0.75; outpaint 1)\n"
@@ -205,8 +208,8 @@ static int apply_parameters(gen_opts *o, const char *text) {
     o->negative = strndup(neg + 18, (size_t)(last - (neg + 18)));
   }
   const char *p;
-  if ((p = strstr(settings, "Steps: "))) o->steps = atoi(p + 7);
-  if ((p = strstr(settings, "CFG scale: "))) o->cfg_scale = strtof(p + 11, NULL);
+  if ((p = strstr(settings, "Steps: "))) o->steps = atoi(p + 7), o->set_steps = true;
+  if ((p = strstr(settings, "CFG scale: "))) o->cfg_scale = strtof(p + 11, NULL), o->set_cfg = true;
   if ((p = strstr(settings, "Seed: "))) o->seed = atoll(p + 6);
   if ((p = strstr(settings, "Size: "))) sscanf(p + 6, "%dx%d", &o->width, &o->height);
   if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
@@ -219,6 +222,7 @@ static int apply_parameters(gen_opts *o, const char *text) {
     const char *v = strchr(p, ':') + 2;
     size_t k = strcspn(v, ",");
     snprintf(o->sampler, sizeof o->sampler, "%.*s", (int)k, v);
+    o->set_sampler = true;
   }
   return 0;
 }
@@ -357,9 +361,9 @@ int ldm_cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--negative-prompt")) { free(o.negative); o.negative = strdup(v); }
     else if (!strcmp(a, "--width")) bad = cli_parse_int(a, v, 8, 16384, &o.width);
     else if (!strcmp(a, "--height")) bad = cli_parse_int(a, v, 8, 16384, &o.height);
-    else if (!strcmp(a, "--steps")) bad = cli_parse_int(a, v, 1, 1000, &o.steps);
-    else if (!strcmp(a, "--cfg-scale")) bad = parse_float(a, v, 0.0f, 100.0f, &o.cfg_scale);
-    else if (!strcmp(a, "--sampler")) snprintf(o.sampler, sizeof o.sampler, "%s", v);
+    else if (!strcmp(a, "--steps")) bad = cli_parse_int(a, v, 1, 1000, &o.steps), o.set_steps = true;
+    else if (!strcmp(a, "--cfg-scale")) bad = parse_float(a, v, 0.0f, 100.0f, &o.cfg_scale), o.set_cfg = true;
+    else if (!strcmp(a, "--sampler")) snprintf(o.sampler, sizeof o.sampler, "%s", v), o.set_sampler = true;
     else if (!strcmp(a, "--seed")) {
       char *end;
       errno = 0;
@@ -465,6 +469,13 @@ int ldm_cmd_generate(int argc, char **argv) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
   }
+  /* what the user left unset: the model's recommendations, if it states
+   * any (the size: the engine takes the model's native size for 0) */
+  ldm_model_info info;
+  ldm_model_get_info(model, &info);
+  if (!o.set_steps && info.rec_steps > 0) o.steps = info.rec_steps;
+  if (!o.set_cfg && info.rec_cfg > 0.0f) o.cfg_scale = info.rec_cfg;
+  if (!o.set_sampler && info.rec_sampler[0]) snprintf(o.sampler, sizeof o.sampler, "%s", info.rec_sampler);
   if (o.seed < 0) { /* a random 32-bit seed, as the other tools draw them */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -133,6 +133,17 @@ typedef struct ldm_image {
 LDM_API ldm_image *ldm_image_new(int width, int height, int channels,
                                  ldm_pixel_type type);
 LDM_API void ldm_image_free(ldm_image *img);
+/* Resamples src to width x height into a new image *out (same channels and
+ * pixel type; the caller frees it) with the filter the pipelines use for
+ * their crops and paste-backs: a separable triangle (tent) filter, widened
+ * by the scale factor when shrinking (antialiased), taps outside the image
+ * dropped and the rest renormalised -- PIL's Image.resize(BILINEAR) and
+ * torch's interpolate(mode="bilinear", antialias=True, align_corners=False).
+ * Horizontal pass first, in float; F32 results are not rounded, U8 results
+ * rounded to nearest once at the end. 1, 3 or 4 channels, each channel
+ * (alpha included) filtered alone (not premultiplied). */
+LDM_API ldm_status ldm_image_resize(const ldm_image *src, int width, int height,
+                                    ldm_image **out, ldm_error *err);
 
 /* ---- models and jobs ------------------------------------------------------ */
 typedef struct ldm_model ldm_model;
@@ -204,7 +215,33 @@ typedef struct ldm_model_info {
   int64_t n_params;
   char dtype[16];
   int64_t file_bytes;
+  /* What the model states about itself (see "Model settings" below): the
+   * native size above is the stated one when native_size_stated, else the
+   * family's default. The recommended settings are 0 / 0.0 / "" when the
+   * model states none. */
+  bool native_size_stated;
+  int rec_steps;            /* recommended sampling steps, 1..1000, or 0 */
+  float rec_cfg;            /* recommended guidance scale, 0..100, or 0 */
+  char rec_sampler[32];     /* a name ldm_sampler_reference() knows, or "" */
 } ldm_model_info;
+
+/* Model settings. A model may state its native size and recommended
+ * settings; ldm_model_load reads and validates them (a bad value fails the
+ * load with LDM_ERR_FORMAT naming the file, key and value):
+ *  - single file, `__metadata__` strings: "ldm.native_size" (pixels per
+ *    side, a multiple of 8, 8..16384), else Stability's ModelSpec
+ *    "modelspec.resolution" ("512x512"; non-square: the side of the same
+ *    area, rounded to a multiple of 8); "ldm.steps" (1..1000),
+ *    "ldm.cfg_scale" (0..100), "ldm.sampler" (a sampler name or A1111
+ *    label);
+ *  - diffusers folder, model_index.json: an object "_ldm" with the members
+ *    "native_size", "steps" (integers), "cfg_scale" (number), "sampler"
+ *    (string); diffusers ignores keys that start with '_'. Without
+ *    "native_size", the UNet's config.json sample_size times the VAE's
+ *    downscaling (2^(levels - 1) from vae/config.json) when both are there.
+ * A job's width/height 0 means this native size. The engine does not apply
+ * the recommended steps, guidance or sampler by itself: callers (the CLI,
+ * the plug-in) use them as defaults for what the user left unset. */
 
 LDM_API void ldm_model_params_init(ldm_model_params *p);
 /* Loads (mmaps) a model. Thread-safety: a model may serve many sequential
@@ -214,9 +251,18 @@ LDM_API ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p,
 LDM_API void ldm_model_free(ldm_model *m);
 LDM_API ldm_status ldm_model_get_info(const ldm_model *m, ldm_model_info *out);
 
-/* Called on the thread that runs ldm_job_run after each step; `preview` is a
- * cheap RGB rendering of the current latent (NULL unless want_preview) valid
- * only during the call. Return non-zero to cancel. */
+/* Called on the thread that runs ldm_job_run after each step; `preview`
+ * (NULL unless want_preview) is valid only during the call. It shows the
+ * sampler's current prediction of the final image -- the denoised estimate
+ * x0 of the step's model output (with CFG), as AUTOMATIC1111's live
+ * previews do, not the noisy latent -- so the picture forms from the first
+ * steps instead of out of noise. It is rendered through the model's TAESD
+ * when one was loaded (ldm_model_params.taesd_path; RGB U8 at the TAESD's
+ * full size), else by the fast latent->RGB approximation (RGB U8, one pixel
+ * per latent pixel: 1/8 of the work size, 1/4 of the output for the x4
+ * upscaler). With a 4-channel UNet inpainting, the unmasked latent shows
+ * the original. Every task gives previews, upscale included (per tile when
+ * tiled). Return non-zero to cancel. */
 typedef int (*ldm_progress_fn)(void *user, int step, int total,
                                double elapsed_s, const ldm_image *preview);
 
@@ -252,13 +298,26 @@ typedef struct ldm_job_params {
   /* Final images through the model's TAESD (ldm_model_params.taesd_path)
    * instead of its VAE: a fraction of the decode time, softer detail. */
   bool taesd_decode;
+  /* Pixel type of the images ldm_job_run returns: LDM_PIXEL_U8 (default,
+   * 0..255, rounded to nearest) or LDM_PIXEL_F32 (0..1, the decoder's values
+   * clamped, never rounded to the 1/255 grid; the composite of inpaint and
+   * outpaint in float too, so unmasked pixels equal the input's exactly,
+   * U8 input as value/255). */
+  ldm_pixel_type output_type;
+  /* Inpaint / outpaint: skip the engine's paste-back composite. The result
+   * (at the input's size; the grown canvas for outpaint) holds the decoded
+   * generated image over the whole work region (the image, or the "only
+   * masked" crop region, resampled back to its size with ldm_image_resize's
+   * filter) and the input's pixels outside that region; the caller
+   * composites, e.g. with a layer mask. Ignored by the other tasks. */
+  bool no_composite;
 } ldm_job_params;
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);
 LDM_API ldm_status ldm_job_new(ldm_job **out, ldm_model *m,
                                const ldm_job_params *p, ldm_error *err);
 /* Runs the job to completion on the calling thread. On success *images holds
- * *n_images images (RGB, U8) that the caller frees with ldm_image_free and
+ * *n_images images (RGB, of the job's output_type) that the caller frees with ldm_image_free and
  * the array with free(). */
 LDM_API ldm_status ldm_job_run(ldm_job *job, ldm_image ***images,
                                int *n_images, ldm_error *err);

@@ -132,6 +132,7 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
   if (st == LDM_OK && p->vae_path) st = ldm_source_open(&m->vae_src, p->vae_path, err);
   if (st == LDM_OK && p->taesd_path) st = ldm_source_open(&m->taesd_src, p->taesd_path, err);
   if (st == LDM_OK) read_sched_config(m);
+  if (st == LDM_OK) st = pl_model_read_settings(m, err);
   if (st == LDM_OK)
     st = parse_model_options(m, p->options ? p->options : ldm_source_metadata(m->src, "ldm.options"), err);
   if (st == LDM_OK && p->family) {
@@ -191,6 +192,10 @@ ldm_status ldm_model_get_info(const ldm_model *m, ldm_model_info *out) {
   out->native_size = m->fam.native_size;
   out->n_params = m->fam.unet_params;
   out->file_bytes = ldm_source_bytes(m->src);
+  out->native_size_stated = m->settings.native_size > 0;
+  out->rec_steps = m->settings.steps;
+  out->rec_cfg = m->settings.cfg;
+  snprintf(out->rec_sampler, sizeof out->rec_sampler, "%s", m->settings.sampler);
   return LDM_OK;
 }
 
@@ -208,6 +213,7 @@ void ldm_job_params_init(ldm_job_params *p, ldm_task task) {
   p->mask_blur = 4.0f;
   p->only_masked_padding = 32;
   p->noise_level = 20;
+  p->output_type = LDM_PIXEL_U8;
 }
 
 ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm_error *err) {
@@ -244,6 +250,8 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
   if (p->taesd_decode && p->task == LDM_TASK_UPSCALE)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode is for txt2img, img2img, inpaint and outpaint, not the "
                     "x4 upscaler");
+  if ((unsigned)p->output_type > LDM_PIXEL_F32)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "output type = %d, expected 0 (U8) or 1 (F32)", (int)p->output_type);
   if (p->init && (p->init->width < 1 || p->init->height < 1 || !p->init->data))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is empty");
   ldm_job *j = calloc(1, sizeof *j);

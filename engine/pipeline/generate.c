@@ -44,6 +44,9 @@ typedef struct run {
   struct timespec t0;
   ldm_image *preview;
   float *preview_planar;    /* TAESD decode of the preview, [3, h*f, w*f] */
+  float *x0_est;            /* [lc, h, w]: the last model call's denoised estimate */
+  bool x0_valid;
+  int n_train;              /* num_train_timesteps of the sampler's schedule */
   int step_base, step_total;
 } run;
 
@@ -56,6 +59,38 @@ static double seconds_since(const struct timespec *t0) {
 static void *xcalloc(size_t n, size_t size) { return n && size ? calloc(n, size) : NULL; }
 
 /* ---- the denoiser the sampler calls ----------------------------------------- */
+
+/* alpha_bar at a (possibly fractional, k-diffusion) UNet timestep: the
+ * schedule's value, interpolated in log sigma between whole timesteps as
+ * k-diffusion's t_to_sigma does. */
+static double alpha_bar_at(const run *r, float t) {
+  const float *acp = ldm_sampler_alphas_cumprod(r->sampler);
+  int T = r->n_train;
+  if (!(t > 0.0f)) return acp[0];
+  if (t >= (float)(T - 1)) return acp[T - 1];
+  int lo = (int)floorf(t);
+  double w = (double)t - lo, a0 = acp[lo], a1 = acp[lo + 1];
+  if (w == 0.0 || a1 <= 0.0) return w < 0.5 ? a0 : a1;
+  double ls = (1.0 - w) * 0.5 * log((1.0 - a0) / a0) + w * 0.5 * log((1.0 - a1) / a1);
+  return 1.0 / (1.0 + exp(2.0 * ls));
+}
+
+/* The denoised estimate of the final latent from one model call, for the
+ * preview: every sampler here calls the UNet on the variance-preserving
+ * sample x_t = sqrt(ab) x0 + sqrt(1 - ab) eps at timestep t (k-diffusion's
+ * c_in = 1/sqrt(sigma^2 + 1) scaling gives the same), so x0 follows from
+ * the (guided) output as in diffusers' schedulers' pred_original_sample. */
+static void estimate_x0(run *r, const float *x_in, float t, const float *out) {
+  double ab = alpha_bar_at(r, t);
+  if (ab < 1e-6) ab = 1e-6; /* zero terminal SNR: x0 from epsilon is undefined there */
+  float a = (float)sqrt(ab), b = (float)sqrt(1.0 - ab);
+  ldm_prediction pred = r->m->fam.prediction;
+  for (int64_t i = 0; i < r->n; i++)
+    r->x0_est[i] = pred == LDM_PRED_V ? a * x_in[i] - b * out[i]
+                   : pred == LDM_PRED_SAMPLE ? out[i]
+                                             : (x_in[i] - b * out[i]) / a;
+  r->x0_valid = true;
+}
 
 static ldm_status denoise(void *user, const float *x_in, float t, float *out, ldm_error *err) {
   run *r = user;
@@ -84,6 +119,7 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
     for (int64_t i = 0; i < hw; i++)
       for (int c = 0; c < r->lc; c++) dst[(int64_t)b * r->n + c * hw + i] = r->out_nhwc[((int64_t)b * hw + i) * r->lc + c];
   if (r->cfg) ldm_cfg_combine(out, r->tmp, r->tmp + r->n, r->n, 1, r->p->cfg_scale, r->p->guidance_rescale);
+  if (r->x0_est) estimate_x0(r, x_in, t, out);
   return LDM_OK;
 }
 
@@ -94,13 +130,18 @@ static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *
   if (atomic_load(&r->job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
   if (r->p->progress) {
     const ldm_image *prev = NULL;
+    /* the prediction of the final image; the latent itself if no model call
+     * gave one (cannot happen with the samplers here) */
+    float *z = r->x0_valid ? r->x0_est : x;
+    if (r->x0_valid && r->blend_mask) /* 4-channel inpaint: the original outside the mask */
+      for (int64_t k = 0; k < r->n; k++) z[k] = r->blend_mask[k] * z[k] + (1.0f - r->blend_mask[k]) * r->blend_x0[k];
     if (r->preview && r->preview_planar) { /* TAESD: a real small decode */
-      if (ldm_taesd_decode(&r->ctx, r->m->taesd, r->preview_planar, x, 1, r->h, r->w) == LDM_OK) {
+      if (ldm_taesd_decode(&r->ctx, r->m->taesd, r->preview_planar, z, 1, r->h, r->w) == LDM_OK) {
         pl_planar_to_u8(r->preview_planar, r->preview->width, r->preview->height, r->preview);
         prev = r->preview;
       }
     } else if (r->preview &&
-               ldm_latent_preview(r->m->fam.family, r->preview->data, x, r->h, r->w, NULL) == LDM_OK) {
+               ldm_latent_preview(r->m->fam.family, r->preview->data, z, r->h, r->w, NULL) == LDM_OK) {
       prev = r->preview;
     }
     if (r->p->progress(r->p->progress_user, r->step_base + i + 1, r->step_total, seconds_since(&r->t0), prev)) {
@@ -216,6 +257,7 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
     goto done;
   }
   ldm_rng_seed(&r->rng, r->p->rng, seed);
+  r->x0_valid = false;
   int begin = ldm_sampler_begin(r->sampler);
   /* diffusers' is_strength_max; with A1111's k_ samplers begin is 0 for
    * strengths just under 1 too, and they still start from x0 + noise */
@@ -428,6 +470,7 @@ static void teardown_run(run *r) {
   free(r->tmp);
   ldm_image_free(r->preview);
   free(r->preview_planar);
+  free(r->x0_est);
 }
 
 /* Prompt and negative prompt -> r->context [B, T, D] (uncond first), with
@@ -510,19 +553,75 @@ static ldm_status prepare(run *r, int W, int H) {
   } else if (r->p->want_preview) {
     r->preview = ldm_image_new(r->w, r->h, 3, LDM_PIXEL_U8);
   }
+  if (r->p->want_preview && r->p->progress && !(r->x0_est = malloc((size_t)r->n * sizeof(float))))
+    return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the preview");
   if (!r->in_nhwc || !r->out_nhwc || !r->tmp)
     return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d image", W, H);
-  LDM_TRY(encode_text(r));  ldm_sampler_config c = sampler_config(r);
+  LDM_TRY(encode_text(r));
+  ldm_sampler_config c = sampler_config(r);
+  r->n_train = c.num_train_timesteps;
   LDM_TRY(ldm_sampler_new(&r->sampler, &c, r->n, r->err));
   ldm_task task = r->p->task;
   ldm_sampler_set_strength(r->sampler, task == LDM_TASK_TXT2IMG || task == LDM_TASK_UPSCALE ? 1.0f : r->p->strength);
   return LDM_OK;
 }
 
-static ldm_image *planar_to_image(const float *planar, int W, int H) {
-  ldm_image *img = ldm_image_new(W, H, 3, LDM_PIXEL_U8);
-  if (img) pl_planar_to_u8(planar, W, H, img);
+static ldm_image *planar_to_image(const float *planar, int W, int H, ldm_pixel_type type) {
+  ldm_image *img = ldm_image_new(W, H, 3, type);
+  if (img) pl_planar_to_image(planar, W, H, img);
   return img;
+}
+
+/* Inpaint / outpaint result at the full image's size: the generated work
+ * image gen [3, WH, WW] resampled back to the region (rx0, ry0, RW, RH),
+ * the input elsewhere, then (unless no_composite) overlaid on the input
+ * through the blurred mask, so that unmasked pixels keep the input's
+ * values. NULL when out of memory. */
+static ldm_image *paste_back(const ldm_image *src, const float *gen, int WW, int WH, int rx0, int ry0, int RW, int RH,
+                             const float *mask, const ldm_job_params *p) {
+  int FW = src->width, FH = src->height;
+  ldm_pixel_type type = p->output_type;
+  const float *rs = gen;
+  float *resized = NULL;
+  if (!(RW == WW && RH == WH)) {
+    resized = malloc((size_t)3 * RW * RH * sizeof(float));
+    if (!resized || pl_resize(gen, 3, WW, WH, resized, RW, RH) != 0) {
+      free(resized);
+      return NULL;
+    }
+    rs = resized;
+  }
+  ldm_image *region = ldm_image_new(RW, RH, 3, type), *big = ldm_image_new(FW, FH, 3, type);
+  ldm_image *full = p->no_composite ? big : ldm_image_new(FW, FH, 3, type);
+  float *m2 = p->no_composite ? NULL : malloc((size_t)FW * FH * sizeof(float));
+  bool ok = region && big && full && (p->no_composite || m2);
+  if (ok) {
+    pl_planar_to_image(rs, RW, RH, region);
+    /* generated pixels placed at the region, the input elsewhere */
+    pl_copy_rgb(src, big);
+    size_t px = type == LDM_PIXEL_F32 ? sizeof(float) : 1;
+    for (int y = 0; y < RH; y++)
+      memcpy((char *)big->data + (size_t)(ry0 + y) * big->stride + (size_t)rx0 * 3 * px,
+             (char *)region->data + (size_t)y * region->stride, (size_t)RW * 3 * px);
+  }
+  if (ok && !p->no_composite) {
+    for (int y = 0; y < FH; y++)
+      for (int x = 0; x < FW; x++) {
+        bool in_region = x >= rx0 && x < rx0 + RW && y >= ry0 && y < ry0 + RH;
+        m2[(size_t)y * FW + x] = in_region ? mask[(size_t)y * FW + x] : 0.0f;
+      }
+    if (type == LDM_PIXEL_F32) pl_composite_f32(src, big, m2, full);
+    else pl_composite(src, big, m2, full);
+  }
+  free(resized);
+  free(m2);
+  ldm_image_free(region);
+  if (full != big) ldm_image_free(big);
+  if (!ok) {
+    ldm_image_free(full);
+    return NULL;
+  }
+  return full;
 }
 
 /* Tile origins covering n pixels with tiles of t overlapping by at least ov. */
@@ -605,7 +704,7 @@ static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_ima
     if (st != LDM_OK) break;
     for (size_t i = 0; i < out_px; i++)
       for (int c = 0; c < 3; c++) acc[c * out_px + i] /= wsum[i] > 0 ? wsum[i] : 1.0f;
-    out[b] = planar_to_image(acc, OW, OH);
+    out[b] = planar_to_image(acc, OW, OH, p->output_type);
     if (!out[b]) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory");
   }
   free(tile_in);
@@ -750,9 +849,14 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
       goto done;
     }
     pl_crop(init, 3, FW, FH, rx0, ry0, crop, RW, RH);
+    bool ok = true;
     if (RW == WW && RH == WH) memcpy(work_init, crop, (size_t)3 * WW * WH * sizeof(float));
-    else pl_resize(crop, 3, RW, RH, work_init, WW, WH);
+    else ok = pl_resize(crop, 3, RW, RH, work_init, WW, WH) == 0;
     free(crop);
+    if (!ok) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
   }
   if (inpaint) {
     work_mask = malloc((size_t)WW * WH * sizeof(float));
@@ -763,9 +867,14 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
       goto done;
     }
     pl_crop(mask, 1, FW, FH, rx0, ry0, crop, RW, RH);
+    bool ok = true;
     if (RW == WW && RH == WH) memcpy(work_mask, crop, (size_t)WW * WH * sizeof(float));
-    else pl_resize(crop, 1, RW, RH, work_mask, WW, WH);
+    else ok = pl_resize(crop, 1, RW, RH, work_mask, WW, WH) == 0;
     free(crop);
+    if (!ok) {
+      st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+      goto done;
+    }
   }
   if ((st = prepare(&r, WW, WH)) != LDM_OK) goto done;
   int OW = WW, OH = WH;
@@ -781,53 +890,9 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     st = run_one(&r, p->seed + (uint64_t)b, &in, gen);
     if (st != LDM_OK) break;
     if (!inpaint) {
-      out[b] = planar_to_image(gen, OW, OH);
+      out[b] = planar_to_image(gen, OW, OH, p->output_type);
     } else {
-      /* back to the region's size, then overlay on the full image */
-      ldm_image *full = ldm_image_new(FW, FH, 3, LDM_PIXEL_U8);
-      ldm_image *region = ldm_image_new(RW, RH, 3, LDM_PIXEL_U8);
-      float *rs = NULL;
-      if (full && region && !(RW == WW && RH == WH)) {
-        rs = malloc((size_t)3 * RW * RH * sizeof(float));
-        if (rs) pl_resize(gen, 3, WW, WH, rs, RW, RH);
-      }
-      if (!full || !region || (!rs && !(RW == WW && RH == WH))) {
-        ldm_image_free(full);
-        ldm_image_free(region);
-        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
-        break;
-      }
-      pl_planar_to_u8(rs ? rs : gen, RW, RH, region);
-      free(rs);
-      ldm_image *big = ldm_image_new(FW, FH, 3, LDM_PIXEL_U8);
-      if (!big) {
-        ldm_image_free(full);
-        ldm_image_free(region);
-        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
-        break;
-      }
-      /* generated pixels placed at the region, original elsewhere (mask 0 there) */
-      for (int y = 0; y < RH; y++)
-        memcpy((char *)big->data + (size_t)(ry0 + y) * big->stride + (size_t)rx0 * 3,
-               (char *)region->data + (size_t)y * region->stride, (size_t)RW * 3);
-      float *m2 = malloc((size_t)FW * FH * sizeof(float));
-      if (!m2) {
-        ldm_image_free(full);
-        ldm_image_free(region);
-        ldm_image_free(big);
-        st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
-        break;
-      }
-      for (int y = 0; y < FH; y++)
-        for (int x = 0; x < FW; x++) {
-          bool in_region = x >= rx0 && x < rx1 && y >= ry0 && y < ry1;
-          m2[(size_t)y * FW + x] = in_region ? mask[(size_t)y * FW + x] : 0.0f;
-        }
-      pl_composite(src_img, big, m2, full);
-      free(m2);
-      ldm_image_free(region);
-      ldm_image_free(big);
-      out[b] = full;
+      out[b] = paste_back(src_img, gen, WW, WH, rx0, ry0, RW, RH, mask, p);
     }
     if (!out[b]) st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
   }

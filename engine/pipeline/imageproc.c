@@ -32,6 +32,23 @@ void pl_planar_to_u8(const float *in, int W, int H, ldm_image *out) {
   }
 }
 
+void pl_planar_to_f32(const float *in, int W, int H, ldm_image *out) {
+  size_t HW = (size_t)W * H;
+  for (int y = 0; y < H; y++) {
+    float *row = (float *)((char *)out->data + (size_t)y * out->stride);
+    for (int x = 0; x < W; x++)
+      for (int c = 0; c < 3; c++) {
+        float v = in[c * HW + (size_t)y * W + x] / 2.0f + 0.5f;
+        row[(size_t)x * out->channels + c] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+      }
+  }
+}
+
+void pl_planar_to_image(const float *in, int W, int H, ldm_image *out) {
+  if (out->type == LDM_PIXEL_F32) pl_planar_to_f32(in, W, H, out);
+  else pl_planar_to_u8(in, W, H, out);
+}
+
 void pl_mask_to_float(const ldm_image *mask, float *out) {
   for (int y = 0; y < mask->height; y++)
     for (int x = 0; x < mask->width; x++) {
@@ -67,20 +84,24 @@ void pl_blur(float *plane, int W, int H, float sigma, float *tmp) {
     }
 }
 
-/* 1-D triangle-filter resample of n_in samples (stride s_in) to n_out. */
+/* 1-D triangle-filter resample of n_in samples (stride s_in) to n_out, as
+ * PIL's BILINEAR resize and torch's antialiased bilinear interpolate: the
+ * tent is widened by the scale when shrinking, taps outside the line are
+ * dropped and the others' weights renormalised. */
 static void resample_line(const float *in, int n_in, size_t s_in, float *out, int n_out, size_t s_out) {
   double scale = (double)n_in / n_out;
   double support = scale > 1.0 ? scale : 1.0;
   for (int o = 0; o < n_out; o++) {
     double center = (o + 0.5) * scale;
     int lo = (int)floor(center - support), hi = (int)ceil(center + support);
+    if (lo < 0) lo = 0;
+    if (hi > n_in - 1) hi = n_in - 1;
     double acc = 0.0, wsum = 0.0;
     for (int i = lo; i <= hi; i++) {
       double d = fabs((i + 0.5 - center) / support);
       if (d >= 1.0) continue;
       double w = 1.0 - d;
-      int ii = i < 0 ? 0 : i >= n_in ? n_in - 1 : i;
-      acc += w * in[(size_t)ii * s_in];
+      acc += w * in[(size_t)i * s_in];
       wsum += w;
     }
     out[(size_t)o * s_out] = (float)(wsum > 0 ? acc / wsum : in[(size_t)(center < n_in ? (int)center : n_in - 1) * s_in]);
@@ -93,9 +114,9 @@ void pl_crop(const float *in, int C, int W, int H, int x0, int y0, float *out, i
       memcpy(out + ((size_t)c * h + y) * w, in + ((size_t)c * H + y0 + y) * W + x0, (size_t)w * sizeof(float));
 }
 
-void pl_resize(const float *in, int C, int W, int H, float *out, int w, int h) {
+int pl_resize(const float *in, int C, int W, int H, float *out, int w, int h) {
   float *tmp = malloc((size_t)w * H * sizeof(float));
-  if (!tmp) return;
+  if (!tmp) return -1;
   for (int c = 0; c < C; c++) {
     const float *src = in + (size_t)c * W * H;
     float *dst = out + (size_t)c * w * h;
@@ -103,6 +124,7 @@ void pl_resize(const float *in, int C, int W, int H, float *out, int w, int h) {
     for (int x = 0; x < w; x++) resample_line(tmp + x, H, (size_t)w, dst + x, h, (size_t)w);
   }
   free(tmp);
+  return 0;
 }
 
 int pl_mask_bbox(const float *mask, int W, int H, int *x0, int *y0, int *x1, int *y1) {
@@ -146,6 +168,32 @@ void pl_composite(const ldm_image *orig, const ldm_image *gen, const float *mask
           float v = m * g[(size_t)x * gen->channels + c] + (1.0f - m) * a;
           o[(size_t)x * out->channels + c] = (unsigned char)nearbyintf(v);
         }
+      }
+    }
+  }
+}
+
+void pl_copy_rgb(const ldm_image *orig, ldm_image *out) {
+  for (int y = 0; y < orig->height; y++) {
+    char *o = (char *)out->data + (size_t)y * out->stride;
+    for (int x = 0; x < orig->width; x++)
+      for (int c = 0; c < 3; c++) {
+        size_t k = (size_t)x * out->channels + c;
+        if (out->type == LDM_PIXEL_F32) ((float *)o)[k] = px(orig, x, y, c);
+        else ((unsigned char *)o)[k] = px_u8(orig, x, y, c);
+      }
+  }
+}
+
+void pl_composite_f32(const ldm_image *orig, const ldm_image *gen, const float *mask, ldm_image *out) {
+  for (int y = 0; y < orig->height; y++) {
+    const float *g = (const float *)((const char *)gen->data + (size_t)y * gen->stride);
+    float *o = (float *)((char *)out->data + (size_t)y * out->stride);
+    for (int x = 0; x < orig->width; x++) {
+      float m = mask[(size_t)y * orig->width + x];
+      for (int c = 0; c < 3; c++) {
+        float a = px(orig, x, y, c);
+        o[(size_t)x * out->channels + c] = m <= 0.0f ? a : m * g[(size_t)x * gen->channels + c] + (1.0f - m) * a;
       }
     }
   }

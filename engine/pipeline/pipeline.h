@@ -25,6 +25,14 @@ typedef struct pl_sched_config {
   ldm_beta_schedule low_beta_schedule;
 } pl_sched_config;
 
+/* What the model states about itself (settings.c); 0 / "" = not stated. */
+typedef struct pl_model_settings {
+  int native_size;
+  int steps;
+  float cfg;
+  char sampler[32];
+} pl_model_settings;
+
 struct ldm_model {
   ldm_source *src, *vae_src, *taesd_src;
   ldm_family_info fam;
@@ -39,6 +47,7 @@ struct ldm_model {
   ldm_text_cond *text;
   struct ldm_wcache *wcache;   /* ldm_model_params.weight_cache_mb, or NULL */
   ldm_precision precision;     /* ldm_model_params.precision */
+  pl_model_settings settings;  /* stated size (also in fam.native_size) and recommendations */
 };
 
 struct ldm_job {
@@ -48,6 +57,9 @@ struct ldm_job {
   atomic_int cancel;
 };
 
+/* Reads and validates the model's stated settings into m->settings and, when
+ * the size is stated, m->fam.native_size (settings.c). */
+ldm_status pl_model_read_settings(ldm_model *m, ldm_error *err);
 /* Loads whatever the model still lacks for running jobs. */
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
 /* Runs the job (generate.c). */

@@ -337,7 +337,9 @@ static void test_previews(void) {
     CHECK(previews == 3 && preview_w == want_w && preview_h == want_h, "preview %dx%d, expected %dx%d",
           preview_w, preview_h, want_w, want_h);
     /* the same job with the TAESD as final decoder: its image is the last
-     * preview (the TAESD decode of the final latent), not the VAE's */
+     * preview (the TAESD decode of the last step's denoised estimate, which
+     * euler_a's last step returns: equal up to float rounding, so at most a
+     * few pixels one level apart), not the VAE's */
     ldm_image **t = NULL;
     int nt = 0;
     p.taesd_decode = true;
@@ -350,8 +352,8 @@ static void test_previews(void) {
       size_t bytes = sizeof last_preview;
       double d_prev = mean_abs_diff(t[0]->data, last_preview, bytes);
       double d_vae = mean_abs_diff(t[0]->data, o[0]->data, bytes);
-      printf("taesd final decode: mean |diff| %.3f vs last preview, %.3f vs VAE decode\n", d_prev, d_vae);
-      CHECK(d_prev == 0.0 && d_vae > 1.0, "taesd final decode: %.3f vs preview, %.3f vs VAE", d_prev, d_vae);
+      printf("taesd final decode: mean |diff| %.4f vs last preview (tol 0.01), %.3f vs VAE decode\n", d_prev, d_vae);
+      CHECK(d_prev <= 0.01 && d_vae > 1.0, "taesd final decode: %.4f vs preview, %.3f vs VAE", d_prev, d_vae);
     } else {
       CHECK(0, "taesd final decode job: %s (%d images)", err.msg, nt);
     }

@@ -210,9 +210,14 @@ static void preview_scale_check(void) {
   CHECK(rgb[3] == 255 && rgb[4] == 255 && rgb[5] == 255, "sd1 preview pixel 1 = %d %d %d", rgb[3], rgb[4], rgb[5]);
   CHECK(ldm_latent_preview(LDM_FAMILY_SDXL, rgb, lat, 1, 2, &err) == LDM_OK, "%s", err.msg);
   CHECK(rgb[0] == 177 && rgb[1] == 179 && rgb[2] == 185, "sdxl preview pixel 0 = %d %d %d", rgb[0], rgb[1], rgb[2]);
-  CHECK(ldm_latent_preview(LDM_FAMILY_X4_UPSCALER, rgb, lat, 1, 2, &err) == LDM_ERR_UNSUPPORTED,
-        "x4 preview should be unsupported");
-  printf("preview: sd1 (%d %d %d) sdxl (%d %d %d)\n", 172, 157, 169, rgb[0], rgb[1], rgb[2]);
+  uint8_t x4[6];
+  /* x4 upscaler: channel-0 row of its factors (-0.2340, -0.3863, -0.3257) */
+  CHECK(ldm_latent_preview(LDM_FAMILY_X4_UPSCALER, x4, lat, 1, 2, &err) == LDM_OK, "%s", err.msg);
+  CHECK(x4[0] == 98 && x4[1] == 78 && x4[2] == 86, "x4 preview pixel 0 = %d %d %d", x4[0], x4[1], x4[2]);
+  CHECK(ldm_latent_preview(LDM_FAMILY_UNKNOWN, x4, lat, 1, 2, &err) == LDM_ERR_UNSUPPORTED,
+        "a family without factors should be unsupported");
+  printf("preview: sd1 (%d %d %d) sdxl (%d %d %d) x4 (%d %d %d)\n", 172, 157, 169, rgb[0], rgb[1], rgb[2], x4[0],
+         x4[1], x4[2]);
 
   char path[4096];
   ldm_source *src = NULL;

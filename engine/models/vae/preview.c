@@ -1,8 +1,9 @@
 /* Zero-weight latent preview: each latent pixel's 4 channels times a fixed
  * 4x3 matrix give an RGB value in about [-1, 1], mapped to [0, 255]. The
  * factors are the least-squares fits of the SD1.x and SDXL VAEs that
- * ComfyUI's latent previewer (comfy/latent_formats.py) ships; SD2.x shares
- * the SD1 VAE. Input is the scaled latent the sampler works on. */
+ * ComfyUI's latent previewer (comfy/latent_formats.py) ships, and its
+ * factors for the x4 upscaler's VAE; SD2.x shares the SD1 VAE. Input is
+ * the scaled latent the sampler works on. */
 #include "models/vae/vae.h"
 #include "core/status.h"
 
@@ -21,6 +22,13 @@ static const float sdxl_factors[4][3] = {
     {-0.3112f, -0.2359f, -0.2076f},
 };
 
+static const float x4_factors[4][3] = {
+    {-0.2340f, -0.3863f, -0.3257f},
+    {0.0994f, 0.0885f, -0.0908f},
+    {-0.2833f, -0.2349f, -0.3741f},
+    {0.2523f, -0.0055f, -0.1651f},
+};
+
 ldm_status ldm_latent_preview(ldm_family f, uint8_t *rgb, const float *latent, int h, int w,
                               ldm_error *err) {
   const float(*m)[3];
@@ -31,6 +39,7 @@ ldm_status ldm_latent_preview(ldm_family f, uint8_t *rgb, const float *latent, i
     case LDM_FAMILY_SD2_INPAINT: m = sd1_factors; break;
     case LDM_FAMILY_SDXL:
     case LDM_FAMILY_SDXL_INPAINT: m = sdxl_factors; break;
+    case LDM_FAMILY_X4_UPSCALER: m = x4_factors; break;
     default:
       return ldm_fail(err, LDM_ERR_UNSUPPORTED, "preview: no latent->RGB factors for family '%s'",
                       ldm_family_name(f));
