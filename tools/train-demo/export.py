@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import models as M  # noqa: E402
+import settings as S  # noqa: E402
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionInpaintPipeline,  # noqa: E402
                        StableDiffusionPipeline, StableDiffusionUpscalePipeline, UNet2DConditionModel)
 from diffusers.loaders import single_file_utils as SFU  # noqa: E402
@@ -300,7 +301,9 @@ def export_t2i(which):
                      "epsilon", M.SD1_SCALE, M.IMAGE_SIZE,
                      {"ldm.unet_in_channels": str(unet.config.in_channels),
                       "ldm.text_encoder": "clip (1 head of 64, 2 layers, quick_gelu), CLIP BPE vocabulary",
-                      "ldm.schedule": "scaled_linear 0.00085..0.012, 1000 steps", **model_options(vae)})
+                      "ldm.schedule": "scaled_linear 0.00085..0.012, 1000 steps", **model_options(vae),
+                      **S.metadata(name)})
+    S.write_folder_settings(folder, name)
     path = os.path.join(OUT, name + ".safetensors")
     size = write_single(path, t, meta)
     print("%s: %d tensors, %.2f MB" % (path, len(t), size / 1e6))
@@ -354,7 +357,8 @@ def export_x4():
                       "ldm.max_noise_level": "350",
                       "ldm.text_encoder": "openclip (1 head of 64, 2 layers used + 1 zero block, gelu)",
                       "ldm.schedule": "scaled_linear 0.0001..0.02, 1000 steps (low-res noise: same)",
-                      **model_options(vae, unet)})
+                      **model_options(vae, unet), **S.metadata("ldm-demo-x4")})
+    S.write_folder_settings(folder, "ldm-demo-x4")
     path = os.path.join(OUT, "ldm-demo-x4.safetensors")
     size = write_single(path, t, meta)
     print("%s: %d tensors, %.2f MB" % (path, len(t), size / 1e6))
