@@ -172,6 +172,29 @@ static void test_malformed(void) {
               make_file("trunc.st", "{\"a\": {\"dtype\": \"F32\", \"shape\": [16], \"data_offsets\": [0, 64]}}", 0,
                         data, 32),
               LDM_ERR_FORMAT);
+  /* The data section's last byte is the limit: a tensor ending one byte past
+   * it is refused (the other truncations here are >= 32 bytes short), one
+   * ending exactly on it opens. */
+  expect_fail("data end 1 byte past the data section",
+              make_file("past1.st",
+                        "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+                        " \"b\": {\"dtype\": \"U8\", \"shape\": [5], \"data_offsets\": [4, 9]}}",
+                        0, data, 8),
+              LDM_ERR_FORMAT);
+  {
+    const char *p = make_file("end0.st",
+                              "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},"
+                              " \"b\": {\"dtype\": \"U8\", \"shape\": [4], \"data_offsets\": [4, 8]}}",
+                              0, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    ldm_error e = {0};
+    ldm_st_file *sf = NULL;
+    ldm_status st = ldm_st_open(&sf, p, &e);
+    CHECK(st == LDM_OK, "data end exactly at the data section's end: %s (%s)", ldm_status_str(st), e.msg);
+    const ldm_tensor *tb = sf ? ldm_st_find(sf, "b") : NULL;
+    CHECK(tb && ((const unsigned char *)tb->data)[3] == 8, "data end exactly at the end: last byte not read back");
+    printf("accepted  %-28s -> b ends on the file's last byte\n", "data end at the data section");
+    ldm_st_close(sf);
+  }
   expect_fail("shape x dtype != bytes",
               make_file("size.st", "{\"a\": {\"dtype\": \"F16\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 0,
                         data, 8),
