@@ -57,29 +57,34 @@ void pl_mask_to_float(const ldm_image *mask, float *out) {
     }
 }
 
+/* Index i reflected into [0, n) without repeating the edge sample
+ * (OpenCV's BORDER_REFLECT_101: -1 -> 1, n -> n - 2), as often as it takes. */
+static int reflect101(int i, int n) {
+  if (n == 1) return 0;
+  while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+  return i;
+}
+
 void pl_blur(float *plane, int W, int H, float sigma, float *tmp) {
-  if (sigma <= 0.0f) return;
-  int r = (int)ceilf(3.0f * sigma);
-  if (r > 256) r = 256;
-  float k[513], sum = 0.0f;
-  for (int i = -r; i <= r; i++) sum += k[i + r] = expf(-(float)(i * i) / (2.0f * sigma * sigma));
-  for (int i = 0; i <= 2 * r; i++) k[i] /= sum;
+  if (!(sigma > 0.0f)) return;
+  /* AUTOMATIC1111's kernel size for mask blur PX: 2 * int(2.5 PX + 0.5) + 1
+   * taps of a Gaussian with sigma PX (cv2.GaussianBlur per axis). */
+  int r = (int)(2.5 * sigma + 0.5);
+  if (r > PL_BLUR_MAX_RADIUS) r = PL_BLUR_MAX_RADIUS;
+  float k[2 * PL_BLUR_MAX_RADIUS + 1];
+  double w[2 * PL_BLUR_MAX_RADIUS + 1], sum = 0.0, s2 = -0.5 / ((double)sigma * sigma);
+  for (int i = -r; i <= r; i++) sum += w[i + r] = exp(s2 * i * i);
+  for (int i = 0; i <= 2 * r; i++) k[i] = (float)(w[i] / sum);
   for (int y = 0; y < H; y++) /* horizontal: plane -> tmp */
     for (int x = 0; x < W; x++) {
       float acc = 0.0f;
-      for (int i = -r; i <= r; i++) {
-        int xx = x + i < 0 ? 0 : x + i >= W ? W - 1 : x + i;
-        acc += k[i + r] * plane[(size_t)y * W + xx];
-      }
+      for (int i = -r; i <= r; i++) acc += k[i + r] * plane[(size_t)y * W + reflect101(x + i, W)];
       tmp[(size_t)y * W + x] = acc;
     }
   for (int y = 0; y < H; y++) /* vertical: tmp -> plane */
     for (int x = 0; x < W; x++) {
       float acc = 0.0f;
-      for (int i = -r; i <= r; i++) {
-        int yy = y + i < 0 ? 0 : y + i >= H ? H - 1 : y + i;
-        acc += k[i + r] * tmp[(size_t)yy * W + x];
-      }
+      for (int i = -r; i <= r; i++) acc += k[i + r] * tmp[(size_t)reflect101(y + i, H) * W + x];
       plane[(size_t)y * W + x] = acc;
     }
 }

@@ -22,8 +22,11 @@ void pl_planar_to_image(const float *in, int W, int H, ldm_image *out);
  * floats in 0..1. */
 void pl_mask_to_float(const ldm_image *mask, float *out);
 
-/* Separable Gaussian blur of a [H, W] plane (sigma in pixels; 0 = copy),
- * edges clamped. tmp holds H*W floats. */
+/* Separable Gaussian blur of a [H, W] plane, AUTOMATIC1111's mask blur:
+ * sigma in pixels (0 = copy) over 2 * int(2.5 sigma + 0.5) + 1 taps (at most
+ * 2 * PL_BLUR_MAX_RADIUS + 1, the radius of the CLI's largest blur, 256),
+ * edges reflected as OpenCV's BORDER_REFLECT_101. tmp holds H*W floats. */
+enum { PL_BLUR_MAX_RADIUS = 640 };
 void pl_blur(float *plane, int W, int H, float sigma, float *tmp);
 /* The w x h window at (x0, y0) of C planes [C, H, W] -> [C, h, w]; the
  * window lies inside. */
