@@ -113,7 +113,19 @@ def sync_tree(src, dst):
     copied = 0
     for rel in files:
         s, d = os.path.join(src, rel), os.path.join(dst, rel)
-        if not os.path.isfile(s) or os.path.islink(s):
+        if os.path.islink(s):  # the same (relative) link
+            target = os.readlink(s)
+            if not os.path.islink(d) or os.readlink(d) != target:
+                os.makedirs(os.path.dirname(d), exist_ok=True)
+                if os.path.lexists(d):
+                    if os.path.isdir(d) and not os.path.islink(d):
+                        shutil.rmtree(d)
+                    else:
+                        os.unlink(d)
+                os.symlink(target, d)
+                copied += 1
+            continue
+        if not os.path.isfile(s):
             continue
         st = os.stat(s)
         try:

@@ -19,6 +19,13 @@ check "eval help" 0 "$ldm" eval --help
 check "eval missing args" 2 "$ldm" eval unet --model x
 check "eval unknown option" 2 "$ldm" eval unet --bogus 1
 check "eval bad threads" 2 "$ldm" eval unet --model m --in i --out o --threads -3
+# integer options take both ends of their range (a missing model is then the
+# error, exit 1) and refuse one past them (usage, exit 2)
+check "threads 1024 (largest) accepted" 1 "$ldm" eval unet --model "$tmp/none.safetensors" --in i --out o --threads 1024
+check "threads 1025 refused" 2 "$ldm" eval unet --model "$tmp/none.safetensors" --in i --out o --threads 1025
+check "threads 0 (smallest) accepted" 1 "$ldm" eval unet --model "$tmp/none.safetensors" --in i --out o --threads 0
+check "clip-skip 12 (largest) accepted" 1 "$ldm" txt2img --model "$tmp/none.safetensors" --prompt x --clip-skip 12 --out "$tmp/x.png"
+check "clip-skip 13 refused" 2 "$ldm" txt2img --model "$tmp/none.safetensors" --prompt x --clip-skip 13 --out "$tmp/x.png"
 check "eval unknown component" 2 "$ldm" eval nope --model m --in i --out o
 check "info missing file" 1 "$ldm" info "$tmp/none.safetensors"
 printf 'garbage' > "$tmp/bad.safetensors"
