@@ -1,7 +1,8 @@
 /* What the pipelines hand back, through the public API: float output
- * (LDM_PIXEL_F32) against the U8 output of the same job, the float
- * composite keeping unmasked input pixels exactly, no_composite against the
- * composited result, ldm_image_resize against torch's antialiased bilinear
+ * (LDM_PIXEL_F32) against the U8 output of the same job (txt2img, inpaint,
+ * upscale), the float composite keeping unmasked input pixels exactly,
+ * no_composite against the composited result (inpaint, only masked,
+ * outpaint), float init pixels reaching the model unrounded, ldm_image_resize against torch's antialiased bilinear
  * interpolate (golden from tests/reference/make_resize_golden.py), and the
  * live preview showing the picture forming (the denoised estimate) with the
  * demo model. Tolerances are stated at each check. */
@@ -185,8 +186,106 @@ static void test_f32_output(ldm_model *m, ldm_model *mi) {
     ldm_image_free(c);
     ldm_image_free(nc);
   }
+
+  /* outpaint in float: the composite keeps the input's area exactly, the
+   * uncomposited canvas is the model's picture there */
+  ldm_job_params_init(&p, LDM_TASK_OUTPAINT);
+  p.prompt = "sky";
+  p.steps = 3;
+  p.seed = 6;
+  p.init = init;
+  p.outpaint_left = 8;
+  p.outpaint_bottom = 16;
+  p.mask_blur = 0; /* mask exactly 1 on the new area */
+  p.output_type = LDM_PIXEL_F32;
+  ldm_image *oc = NULL, *on = NULL;
+  CHECK(run(mi, &p, &oc, &err) == LDM_OK, "outpaint: %s", err.msg);
+  p.no_composite = true;
+  CHECK(run(mi, &p, &on, &err) == LDM_OK, "outpaint no_composite: %s", err.msg);
+  if (oc && on) {
+    double d_keep = 0, d_model = 0, d_new = 0;
+    for (int y = 0; y < H + 16; y++)
+      for (int x = 0; x < W + 8; x++)
+        for (int c = 0; c < 3; c++) {
+          double a = getf(oc, x, y, c), b = getf(on, x, y, c);
+          if (x >= 8 && y < H) {
+            d_keep = fmax(d_keep, fabs(a - getf(init, x - 8, y, c)));
+            d_model = fmax(d_model, fabs(b - getf(init, x - 8, y, c)));
+          } else {
+            d_new = fmax(d_new, fabs(a - b));
+          }
+        }
+    printf("outpaint f32 %dx%d: composite vs the input in its area max_abs=%g (tol 0); no_composite there "
+           "max_abs=%.3g (> 0); the two in the new area max_abs=%g (tol 0: mask 1 there)\n", on->width, on->height,
+           d_keep, d_model, d_new);
+    CHECK(on->width == W + 8 && on->height == H + 16 && d_keep == 0.0 && d_model > 0.0 && d_new == 0.0,
+          "outpaint: %dx%d keep %g model %g new %g", on->width, on->height, d_keep, d_model, d_new);
+  }
+  ldm_image_free(oc);
+  ldm_image_free(on);
+
+  /* F32 init pixels reach the model unrounded: an init that differs from
+   * its U8 rounding by under half a level gives another img2img result */
+  ldm_image *q = ldm_image_new(W, H, 4, LDM_PIXEL_F32);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < 4 * W; x++) {
+      float v = ((float *)((char *)init->data + (size_t)y * init->stride))[x];
+      ((float *)((char *)q->data + (size_t)y * q->stride))[x] = nearbyintf(v * 255.0f) / 255.0f;
+    }
+  ldm_job_params_init(&p, LDM_TASK_IMG2IMG);
+  p.prompt = "x";
+  p.steps = 3;
+  p.seed = 4;
+  p.sampler = "ddim"; /* deterministic: a difference comes from the input */
+  p.output_type = LDM_PIXEL_F32;
+  p.init = init;
+  ldm_image *a = NULL, *b = NULL;
+  CHECK(run(m, &p, &a, &err) == LDM_OK, "img2img f32 init: %s", err.msg);
+  p.init = q;
+  CHECK(run(m, &p, &b, &err) == LDM_OK, "img2img rounded init: %s", err.msg);
+  if (a && b) {
+    double d = 0;
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++)
+        for (int c = 0; c < 3; c++) d = fmax(d, fabs(getf(a, x, y, c) - getf(b, x, y, c)));
+    printf("img2img: float init vs the same rounded to 1/255: outputs differ by max_abs=%.3g (must be > 0)\n", d);
+    CHECK(d > 0.0, "img2img ignores sub-level differences of a float init: quantised to 8 bits inside");
+  }
+  ldm_image_free(a);
+  ldm_image_free(b);
+  ldm_image_free(q);
   ldm_image_free(init);
   ldm_image_free(mask);
+}
+
+/* The x4 upscaler's F32 output equals its U8 output to the rounding. */
+static void test_f32_upscale(ldm_model *m) {
+  ldm_image *lr = ldm_image_new(12, 8, 3, LDM_PIXEL_U8);
+  for (int y = 0; y < 8; y++)
+    for (int x = 0; x < 36; x++) ((unsigned char *)lr->data)[(size_t)y * lr->stride + x] = (unsigned char)(7 * x + 31 * y);
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_UPSCALE);
+  p.prompt = "x";
+  p.steps = 2;
+  p.seed = 1;
+  p.init = lr;
+  ldm_image *u = NULL, *f = NULL;
+  ldm_error err = {0};
+  CHECK(run(m, &p, &u, &err) == LDM_OK, "upscale u8: %s", err.msg);
+  p.output_type = LDM_PIXEL_F32;
+  CHECK(run(m, &p, &f, &err) == LDM_OK, "upscale f32: %s", err.msg);
+  if (u && f) {
+    double d;
+    long off;
+    compare_types(f, u, &d, &off);
+    printf("upscale %dx%d f32 vs u8: max_abs=%.3g (tol %.3g), %ld of %d values off the 1/255 grid\n", f->width,
+           f->height, d, 0.5 / 255 + 1e-6, off, 3 * f->width * f->height);
+    CHECK(f->width == 48 && f->height == 32 && d <= 0.5 / 255 + 1e-6 && off > 0, "upscale f32: %dx%d, %g, %ld",
+          f->width, f->height, d, off);
+  }
+  ldm_image_free(u);
+  ldm_image_free(f);
+  ldm_image_free(lr);
 }
 
 /* 2: ldm_image_resize against torch.nn.functional.interpolate(bilinear,
@@ -384,6 +483,11 @@ int main(void) {
   if (m && mi) test_f32_output(m, mi);
   ldm_model_free(m);
   ldm_model_free(mi);
+  char x4[4096];
+  ldm_model *mx = load(ldm_test_golden("pipeline/x4.safetensors", x4, sizeof x4), &err);
+  CHECK(mx != NULL, "x4: %s", err.msg);
+  if (mx) test_f32_upscale(mx);
+  ldm_model_free(mx);
   test_resize();
   test_preview_forms(demo, LDM_TASK_TXT2IMG, "demo txt2img");
   test_preview_forms(demo_x4, LDM_TASK_UPSCALE, "demo x4 upscale");
