@@ -41,16 +41,24 @@ static bool parse_float(const char *s, float *out) {
 
 static bool sampler_ok(const char *s) { return s && strlen(s) < 32 && ldm_sampler_reference(s) != NULL; }
 
-/* "WxH" -> one side: W when square, else the side of a square of the same
- * area, to the nearest multiple of 8. */
+/* Copies s[0..n) without surrounding spaces into buf (size 16); false if
+ * it does not fit. */
+static bool trimmed(const char *s, size_t n, char *buf) {
+  while (n && *s == ' ') s++, n--;
+  while (n && s[n - 1] == ' ') n--;
+  if (n >= 16) return false;
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  return true;
+}
+
+/* "WxH" (also "W x H", "WXH") -> one side: W when square, else the side of
+ * a square of the same area, to the nearest multiple of 8. */
 static bool parse_resolution(const char *s, int *out) {
   long w, h;
   char a[16], b[16];
-  const char *x = s ? strchr(s, 'x') : NULL;
-  if (!x || x - s >= (long)sizeof a || strlen(x + 1) >= sizeof b) return false;
-  memcpy(a, s, (size_t)(x - s));
-  a[x - s] = '\0';
-  snprintf(b, sizeof b, "%s", x + 1);
+  const char *x = s ? strpbrk(s, "xX") : NULL;
+  if (!x || !trimmed(s, (size_t)(x - s), a) || !trimmed(x + 1, strlen(x + 1), b)) return false;
   if (!parse_long(a, &w) || !parse_long(b, &h) || !size_ok(w) || !size_ok(h)) return false;
   long side = w == h ? w : 8 * lround(sqrt((double)w * (double)h) / 8.0);
   *out = (int)side;

@@ -84,6 +84,10 @@ static void single_file(void) {
   rewrite(src, dst, spec);
   CHECK(load_info(dst, &info, &err, NULL) == LDM_OK && info.native_size == 768 && info.native_size_stated,
         "modelspec.resolution 768x768: %d (%s)", info.native_size, err.msg);
+  const char *spaced[] = {"modelspec.resolution", "640 x 640", NULL};
+  rewrite(src, dst, spaced);
+  CHECK(load_info(dst, &info, &err, NULL) == LDM_OK && info.native_size == 640,
+        "modelspec.resolution '640 x 640': %d (%s)", info.native_size, err.msg);
   const char *wide[] = {"modelspec.resolution", "1024x576", NULL}; /* same area: sqrt(589824) = 768 */
   rewrite(src, dst, wide);
   CHECK(load_info(dst, &info, &err, NULL) == LDM_OK && info.native_size == 768,
@@ -127,6 +131,7 @@ static void single_file(void) {
                           {"ldm.native_size", "-64"},     {"ldm.native_size", "64px"},
                           {"ldm.native_size", "32768"},   {"modelspec.resolution", "512"},
                           {"modelspec.resolution", "512x"}, {"modelspec.resolution", "500x500"},
+                          {"modelspec.resolution", "x512"}, {"modelspec.resolution", "512x512x3"},
                           {"ldm.steps", "0"},             {"ldm.steps", "20.5"},
                           {"ldm.steps", "1001"},          {"ldm.cfg_scale", "nan"},
                           {"ldm.cfg_scale", "200"},       {"ldm.cfg_scale", ""},
