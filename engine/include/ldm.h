@@ -270,7 +270,7 @@ typedef struct ldm_job_params {
   ldm_task task;
   const char *prompt;
   const char *negative_prompt;
-  int width, height;        /* output size (txt2img); 0 = model native */
+  int width, height;        /* output size (txt2img); 0 = model native (stated, else family) */
   int steps;
   float cfg_scale;
   float guidance_rescale;
