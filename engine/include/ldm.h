@@ -81,6 +81,8 @@ LDM_API void ldm_blas_tune(char **argv);
  *   taesd-encode / taesd-decode   as vae-*, for TAESD files
  *   unet        sample, timestep, encoder_hidden_states (+ text_embeds,
  *               time_ids, class_labels, timestep_cond) -> out
+ *   esrgan      image [B,3,H,W] RGB in 0..1 -> image [B,3,H*s,W*s] (RRDBNet or
+ *               SRVGGNetCompact file; options tile=N,overlap=N, repeat=N)
  * `options` is a comma-separated key=value list or NULL; unet: repeat=N runs
  * N more forward passes on the same inputs and writes the seconds of each
  * into the output's metadata as forward_seconds ("1.23,0.98,..."). */

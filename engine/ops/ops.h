@@ -99,6 +99,14 @@ void ldm_geglu(ldm_ctx *ctx, float *y, const float *x, int64_t rows, int C);
 /* Row-wise softmax over [rows, n], in-place allowed. */
 void ldm_softmax(ldm_ctx *ctx, float *y, const float *x, int64_t rows, int64_t n);
 
+/* torch.nn.LeakyReLU(slope) over n elements; torch.nn.PReLU with one
+ * slope per channel over rows x C; y = s * a + b over n elements (the
+ * residual-in-residual adds of ESRGAN). In-place allowed (y == x, y == a
+ * or y == b). */
+void ldm_leaky_relu(ldm_ctx *ctx, float *y, const float *x, int64_t n, float slope);
+void ldm_prelu(ldm_ctx *ctx, float *y, const float *x, int64_t rows, int C, const float *slope);
+void ldm_scale_add(ldm_ctx *ctx, float *y, const float *a, float s, const float *b, int64_t n);
+
 /* Multi-head scaled-dot-product attention (torch SDPA, scale 1/sqrt(dh)):
  * q [B, Tq, heads*dh] (row stride ldq floats), k/v [B, Tk, heads*dh]
  * (strides ldk, ldv), out [B, Tq, heads*dh] (stride ldo). causal masks key j
@@ -112,6 +120,12 @@ ldm_status ldm_attention(ldm_ctx *ctx, float *out, int64_t ldo, const float *q,
 /* Nearest-neighbour x2 upsample: x [B, H*W, C] -> y [B, 2H*2W, C]. */
 void ldm_upsample_nearest2x(ldm_ctx *ctx, float *y, const float *x, int B,
                             int H, int W, int C);
+
+/* torch.nn.PixelShuffle(r) and F.pixel_unshuffle(r), one image,
+ * channels-last: unshuffle x [H*W, C] (H, W multiples of r) -> y
+ * [(H/r)*(W/r), C*r*r]; shuffle x [h*w, C*r*r] -> y [(h*r)*(w*r), C]. */
+void ldm_pixel_unshuffle(ldm_ctx *ctx, float *y, const float *x, int H, int W, int C, int r);
+void ldm_pixel_shuffle(ldm_ctx *ctx, float *y, const float *x, int h, int w, int C, int r);
 
 /* Channel concat: y [B, HW, C1+C2] = cat(a [B, HW, C1], b [B, HW, C2]). */
 void ldm_concat_channels(ldm_ctx *ctx, float *y, const float *a, int C1,

@@ -1,5 +1,6 @@
 /* Data movement ops: nearest x2 upsample (F.interpolate(scale_factor=2,
- * mode='nearest')), channel concat (torch.cat(dim=1) in NCHW terms),
+ * mode='nearest')), pixel (un)shuffle (torch.nn.PixelShuffle /
+ * pixel_unshuffle), channel concat (torch.cat(dim=1) in NCHW terms),
  * element-wise add, and NCHW <-> channels-last layout conversion. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
@@ -97,4 +98,40 @@ void ldm_nchw_to_nhwc(float *y, const float *x, int B, int C, int64_t HW) {
 void ldm_nhwc_to_nchw(float *y, const float *x, int B, int C, int64_t HW) {
   for (int b = 0; b < B; b++)
     transpose(y + (int64_t)b * C * HW, x + (int64_t)b * C * HW, HW, C);
+}
+
+/* torch's channel order: unshuffled channel c * r * r + i * r + j holds
+ * input channel c at (h * r + i, w * r + j). */
+typedef struct shuf_job {
+  float *y;
+  const float *x;
+  int H, W, C, r; /* the large image's size and the small one's channels / (r*r) */
+  bool unshuffle;
+} shuf_job;
+
+static void shuf_task(void *user, int64_t hy) { /* one row of the small image */
+  const shuf_job *j = user;
+  int r = j->r, w = j->W / r, C = j->C, rr = r * r;
+  for (int wx = 0; wx < w; wx++) {
+    int64_t small = ((int64_t)hy * w + wx) * C * rr;
+    for (int i = 0; i < r; i++)
+      for (int k = 0; k < r; k++) {
+        int64_t big = (((int64_t)hy * r + i) * j->W + (int64_t)wx * r + k) * C;
+        for (int c = 0; c < C; c++) {
+          int64_t s = small + (int64_t)c * rr + i * r + k;
+          if (j->unshuffle) j->y[s] = j->x[big + c];
+          else j->y[big + c] = j->x[s];
+        }
+      }
+  }
+}
+
+void ldm_pixel_unshuffle(ldm_ctx *ctx, float *y, const float *x, int H, int W, int C, int r) {
+  shuf_job j = {y, x, H, W, C, r, true};
+  ldm_pool_for(ctx ? ctx->pool : NULL, H / r, shuf_task, &j);
+}
+
+void ldm_pixel_shuffle(ldm_ctx *ctx, float *y, const float *x, int h, int w, int C, int r) {
+  shuf_job j = {y, x, h * r, w * r, C, r, false};
+  ldm_pool_for(ctx ? ctx->pool : NULL, h, shuf_task, &j);
 }

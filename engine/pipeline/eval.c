@@ -16,6 +16,7 @@ static const struct {
     {"taesd-encode", ldm_eval_taesd_encode},
     {"taesd-decode", ldm_eval_taesd_decode},
     {"unet", ldm_eval_unet},
+    {"esrgan", ldm_eval_esrgan},
 };
 #define N_COMPONENTS (sizeof components / sizeof *components)
 

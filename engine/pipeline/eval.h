@@ -15,6 +15,7 @@ ldm_status ldm_eval_vae_decode(const ldm_eval_params *p, int threads, ldm_error 
 ldm_status ldm_eval_taesd_encode(const ldm_eval_params *p, int threads, ldm_error *err);
 ldm_status ldm_eval_taesd_decode(const ldm_eval_params *p, int threads, ldm_error *err);
 ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err);      /* engine/models/esrgan */
 
 /* Options string helpers: "k=v,k2=v2". */
 const char *ldm_eval_option(const ldm_eval_params *p, const char *key,
