@@ -41,6 +41,11 @@ typedef struct gen_opts {
   /* given on the command line or by --from-png: the model's stated
    * recommendations do not replace these */
   bool set_steps, set_cfg, set_sampler;
+  /* feed-forward (ESRGAN-class) upscale and its refine stage */
+  int scale, refine_tile, refine_overlap;
+  float refine_strength;
+  const char *refine_model;
+  bool feed_forward;
 } gen_opts;
 
 static void usage(FILE *f, const char *cmd) {
@@ -73,7 +78,16 @@ static void usage(FILE *f, const char *cmd) {
           "  --left/--top/--right/--bottom PX   outpaint margins (default 64 on each side)\n"
           "  --noise-level N       x4 upscaler noise level (default 20)\n"
           "  --tile PX             work in tiles of PX output pixels: upscale (default: one piece up to\n"
-          "                        256x256 in, else 512), VAE (default: tiles past 1 megapixel)\n"
+          "                        256x256 in, else 512; ESRGAN-class: else 192 input pixels), VAE\n"
+          "                        (default: tiles past 1 megapixel)\n"
+          "  upscale with an ESRGAN-class model (RRDBNet / SRVGGNetCompact .safetensors; picked by\n"
+          "  the file's tensors, the diffusion options above then do not apply):\n"
+          "  --scale N             output scale, 1 .. the model's (default: the model's; smaller:\n"
+          "                        the model's result resized, e.g. x2 from a x4 model)\n"
+          "  --refine-model PATH   then redraw the result with this checkpoint's img2img in tiles\n"
+          "                        (A1111 \"SD upscale\"), with --prompt, --steps, --cfg-scale, --sampler,\n"
+          "                        --seed ...; --refine-strength X (default 0.3), --refine-tile PX\n"
+          "                        (default: the checkpoint's native size), --refine-overlap PX (64)\n"
           "  --batch-count N       images to make (default 1)\n"
           "  --clip-skip N         1 = last CLIP layer (default 1)\n"
           "  --threads N           (default: physical cores)\n"
@@ -237,6 +251,11 @@ static char *format_parameters(const gen_opts *o, long long seed, int w, int h, 
   size_t n = strlen(o->prompt) + strlen(o->negative) + 1024;
   char *s = malloc(n);
   if (!s) return NULL;
+  if (o->feed_forward && !o->refine_model) { /* as A1111's "Extras" tab writes it */
+    snprintf(s, n, "Postprocess upscale to: %dx%d, Postprocess upscaler: %s, Version: ldm %s", w, h, stem,
+             ldm_version());
+    return s;
+  }
   int k = snprintf(s, n, "%s\n", o->prompt);
   if (o->negative[0]) k += snprintf(s + k, n - (size_t)k, "Negative prompt: %s\n", o->negative);
   k += snprintf(s + k, n - (size_t)k, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, Model hash: %s, Model: %s",
@@ -389,6 +408,11 @@ int ldm_cmd_generate(int argc, char **argv) {
     else if (!strcmp(a, "--bottom")) bad = cli_parse_int(a, v, 0, 4096, &o.bottom);
     else if (!strcmp(a, "--noise-level")) bad = cli_parse_int(a, v, 0, 350, &o.noise_level);
     else if (!strcmp(a, "--tile")) bad = cli_parse_int(a, v, 0, 4096, &o.tile);
+    else if (!strcmp(a, "--scale")) bad = cli_parse_int(a, v, 1, 16, &o.scale);
+    else if (!strcmp(a, "--refine-model")) o.refine_model = v;
+    else if (!strcmp(a, "--refine-strength")) bad = parse_float(a, v, 0.0f, 1.0f, &o.refine_strength);
+    else if (!strcmp(a, "--refine-tile")) bad = cli_parse_int(a, v, 64, 4096, &o.refine_tile);
+    else if (!strcmp(a, "--refine-overlap")) bad = cli_parse_int(a, v, 1, 1024, &o.refine_overlap);
     else if (!strcmp(a, "--batch-count")) bad = cli_parse_int(a, v, 1, 64, &o.batch_count);
     else if (!strcmp(a, "--clip-skip")) bad = cli_parse_int(a, v, 1, 12, &o.clip_skip);
     else if (!strcmp(a, "--threads")) bad = cli_parse_int(a, v, 0, 1024, &o.threads);
@@ -429,7 +453,7 @@ int ldm_cmd_generate(int argc, char **argv) {
                          model_buf, sizeof model_buf);
 
   ldm_image *init = NULL, *mask_rgba = NULL, *mask = NULL;
-  ldm_model *model = NULL;
+  ldm_model *model = NULL, *refine = NULL;
   ldm_job *job = NULL;
   ldm_image **images = NULL;
   int n_images = 0;
@@ -476,6 +500,48 @@ int ldm_cmd_generate(int argc, char **argv) {
   if (!o.set_steps && info.rec_steps > 0) o.steps = info.rec_steps;
   if (!o.set_cfg && info.rec_cfg > 0.0f) o.cfg_scale = info.rec_cfg;
   if (!o.set_sampler && info.rec_sampler[0]) snprintf(o.sampler, sizeof o.sampler, "%s", info.rec_sampler);
+  ldm_model_info minfo;
+  ldm_model_get_info(model, &minfo);
+  o.feed_forward = minfo.feed_forward;
+  if (!o.feed_forward && (o.scale || o.refine_model)) {
+    rc = cli_fail(LDM_EXIT_USAGE, "%s: --scale and --refine-model are for ESRGAN-class upscalers; this is a %s model",
+                  o.model, minfo.family);
+    goto cleanup;
+  }
+  if (o.feed_forward && o.task != LDM_TASK_UPSCALE) {
+    rc = cli_fail(LDM_EXIT_USAGE, "%s: an ESRGAN-class upscaler (%s): use `ldm upscale`", o.model, minfo.arch);
+    goto cleanup;
+  }
+  if (o.feed_forward && init) { /* an opaque image stays RGB */
+    bool opaque = true;
+    for (int y = 0; y < init->height && opaque; y++)
+      for (int x = 0; x < init->width; x++)
+        if (((unsigned char *)init->data)[(size_t)y * init->stride + 4 * (size_t)x + 3] != 255) {
+          opaque = false;
+          break;
+        }
+    ldm_image *rgb = opaque ? ldm_image_new(init->width, init->height, 3, LDM_PIXEL_U8) : NULL;
+    if (rgb) {
+      for (int y = 0; y < init->height; y++)
+        for (int x = 0; x < init->width; x++)
+          memcpy((unsigned char *)rgb->data + (size_t)y * rgb->stride + 3 * (size_t)x,
+                 (unsigned char *)init->data + (size_t)y * init->stride + 4 * (size_t)x, 3);
+      ldm_image_free(init);
+      init = rgb;
+    }
+  }
+  if (o.refine_model) {
+    ldm_model_params rp;
+    ldm_model_params_init(&rp);
+    rp.path = o.refine_model;
+    rp.threads = o.threads;
+    rp.weight_cache_mb = o.weight_cache;
+    rp.precision = o.precision;
+    if (ldm_model_load(&refine, &rp, &err) != LDM_OK) {
+      rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
+      goto cleanup;
+    }
+  }
   if (o.seed < 0) { /* a random 32-bit seed, as the other tools draw them */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -512,6 +578,11 @@ int ldm_cmd_generate(int argc, char **argv) {
   jp.noise_level = o.noise_level;
   jp.taesd_decode = o.taesd_decode;
   jp.tile_size = o.tile;
+  jp.upscale_factor = o.scale;
+  jp.refine_model = refine;
+  jp.refine_strength = o.refine_strength;
+  jp.refine_tile = o.refine_tile;
+  jp.refine_overlap = o.refine_overlap;
   jp.threads = o.threads;
   jp.progress = on_progress;
   jp.progress_user = &ps;
@@ -550,6 +621,7 @@ cleanup:
   free(images);
   ldm_job_free(job);
   ldm_model_free(model);
+  ldm_model_free(refine);
   ldm_image_free(init);
   ldm_image_free(mask_rgba);
   ldm_image_free(mask);

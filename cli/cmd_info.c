@@ -47,18 +47,26 @@ int ldm_cmd_info(int argc, char **argv) {
   if (st == LDM_OK) {
     ldm_model_info info;
     ldm_model_get_info(m, &info);
+    if (info.feed_forward)
+      printf("model:       %s\nfamily:      %s\narch:        %s\nscale:       x%d\nparameters:  %lld\n"
+             "file size:   %lld bytes\n",
+             path, info.family, info.arch, info.scale, (long long)info.n_params, (long long)info.file_bytes);
+    else
     printf("model:       %s\nfamily:      %s\nprediction:  %s\nunet input:  %d channels\n"
            "native size: %d px (%s)\nunet params: %lld\nfile size:   %lld bytes\n",
            path, info.family, info.prediction, info.unet_in_channels, info.native_size,
            info.native_size_stated ? "stated by the model" : "the family's default; not stated by the model",
            (long long)info.n_params, (long long)info.file_bytes);
     /* the recommended settings the model states (the CLI's defaults) */
-    if (info.rec_steps > 0) printf("steps:       %d (recommended)\n", info.rec_steps);
-    else printf("steps:       not stated\n");
-    if (info.rec_cfg > 0.0f) printf("cfg scale:   %g (recommended)\n", (double)info.rec_cfg);
-    else printf("cfg scale:   not stated\n");
-    if (info.rec_sampler[0]) printf("sampler:     %s (recommended)\n", info.rec_sampler);
-    else printf("sampler:     not stated\n");
+    if (!info.feed_forward) {
+      if (info.rec_steps > 0) printf("steps:       %d (recommended)\n", info.rec_steps);
+      else printf("steps:       not stated\n");
+      if (info.rec_cfg > 0.0f) printf("cfg scale:   %g (recommended)\n", (double)info.rec_cfg);
+      else printf("cfg scale:   not stated\n");
+      if (info.rec_sampler[0]) printf("sampler:     %s (recommended)\n", info.rec_sampler);
+      else printf("sampler:     not stated\n");
+    }
+    if (!info.feed_forward && info.scale) printf("scale:       x%d\n", info.scale);
     ldm_model_free(m);
   } else if (S_ISREG(sb.st_mode) && (st == LDM_ERR_UNSUPPORTED || st == LDM_ERR_MISSING)) {
     /* Not a diffusion checkpoint we recognise: still describe the file. */

@@ -225,6 +225,19 @@ typedef struct ldm_model_info {
   int rec_steps;            /* recommended sampling steps, 1..1000, or 0 */
   float rec_cfg;            /* recommended guidance scale, 0..100, or 0 */
   char rec_sampler[32];     /* a name ldm_sampler_reference() knows, or "" */
+  /* Upscalers. feed_forward: an ESRGAN-class net (family "esrgan":
+   * RRDBNet -- ESRGAN, Real-ESRGAN, BSRGAN, 4x-UltraSharp, NMKD; "srvgg":
+   * SRVGGNetCompact -- realesr-general-x4v3, realesr-animevideov3): one pass
+   * per tile, no prompt, steps, seed, VAE or text encoder; it runs only
+   * LDM_TASK_UPSCALE (and the refine stage, see ldm_job_params). scale: the
+   * output pixels per input pixel per side (1, 2, 4 ...) of an upscaler,
+   * 4 for the SD x4 upscaler (family "x4-upscaler", feed_forward false),
+   * 0 for the other families. arch: what was detected, e.g. "RRDBNet
+   * (Real-ESRGAN keys), 23 blocks, 64 features, x4". prediction is "none"
+   * and n_params counts all of the file's parameters for feed-forward nets. */
+  bool feed_forward;
+  int scale;
+  char arch[96];
 } ldm_model_info;
 
 /* Model settings. A model may state its native size and recommended
@@ -247,7 +260,13 @@ typedef struct ldm_model_info {
 
 LDM_API void ldm_model_params_init(ldm_model_params *p);
 /* Loads (mmaps) a model. Thread-safety: a model may serve many sequential
- * jobs; jobs on one model must not run concurrently. */
+ * jobs; jobs on one model must not run concurrently.
+ * ESRGAN-class upscalers (.safetensors holding an RRDBNet or
+ * SRVGGNetCompact, in any of the key layouts users' files have) load here
+ * too: ldm_model_info tells them apart (feed_forward, family "esrgan" /
+ * "srvgg", scale). They keep their prepared weights (weight_cache_mb 0 means
+ * no limit for them, about 4x the f32 weights). .pth / .ckpt pickles are
+ * refused with LDM_ERR_UNSUPPORTED and a message that says how to convert. */
 LDM_API ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p,
                                   ldm_error *err);
 LDM_API void ldm_model_free(ldm_model *m);
@@ -313,6 +332,34 @@ typedef struct ldm_job_params {
    * filter) and the input's pixels outside that region; the caller
    * composites, e.g. with a layer mask. Ignored by the other tasks. */
   bool no_composite;
+  /* LDM_TASK_UPSCALE with a feed-forward (ESRGAN-class) model, see
+   * ldm_model_info: the output scale, 0 = the model's; from 1 up to the
+   * model's scale: the net's result resized to round(size * upscale_factor)
+   * (x2 from a x4 model, as AUTOMATIC1111 and Real-ESRGAN's --outscale do).
+   * tile_size above counts output pixels (0 = auto: one piece up to
+   * 256x256 input pixels, else tiles of 192 input pixels overlapping by 32,
+   * each tile's outer 8 dropped, the next 16 cross-faded). The output has
+   * the init image's channels (1, 3 or 4): alpha goes through the net on
+   * its own, replicated to RGB, and comes back as 0.299 R + 0.587 G + 0.114 B
+   * (Real-ESRGAN's default alpha_upsampler); a fully opaque alpha stays 1
+   * without a pass. F32 inputs are used unrounded; the result is clamped to
+   * 0..1 and returned as output_type asks (F32: never rounded to 1/255).
+   * One image (batch_count matters only with the refine stage: seeds seed,
+   * seed + 1, ...). Progress: one step per tile and pass (RGB, alpha). */
+  int upscale_factor;
+  /* "Upscale and refine" (AUTOMATIC1111's "SD upscale" script, Krita AI
+   * Diffusion's refine): with refine_model set (a txt2img/img2img
+   * checkpoint; the upscale model is the job's), the upscaled image is
+   * redrawn by img2img in tiles of refine_tile x refine_tile pixels
+   * (0 = the checkpoint's native size) overlapping by refine_overlap (0 =
+   * 64), cross-faded, each at refine_strength (0 = 0.3) with the job's
+   * prompt, negative prompt, steps, cfg_scale, sampler, rng, clip_skip and
+   * seed (the same seed for every tile, as A1111). Progress counts the
+   * refine steps after the upscale's tiles. */
+  ldm_model *refine_model;
+  float refine_strength;
+  int refine_tile;
+  int refine_overlap;
 } ldm_job_params;
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);

@@ -169,6 +169,19 @@ ldm_status ldm_st_open(ldm_st_file **out, const char *path, ldm_error *err) {
   }
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->map[i];
+  /* torch.save's zip container (PK\3\4) or a bare pickle (0x80, protocol
+   * 2..5): what .pth / .ckpt / .pt files hold. Pickles run code when
+   * loaded; the engine reads only safetensors. */
+  bool bad_len = hlen > LDM_ST_MAX_HEADER || hlen > f->size - 8;
+  if (bad_len && (memcmp(f->map, "PK\3\4", 4) == 0 || (f->map[0] == 0x80 && f->map[1] >= 2 && f->map[1] <= 5))) {
+    st = ldm_fail(err, LDM_ERR_UNSUPPORTED,
+                  "%s: a PyTorch pickle (.pth/.ckpt), not safetensors; convert it once: python3 -c \"import sys, "
+                  "torch, safetensors.torch as st; d = torch.load(sys.argv[1], map_location='cpu', "
+                  "weights_only=True); d = d.get('params_ema', d.get('params', d.get('state_dict', d))); "
+                  "st.save_file({k: v.contiguous() for k, v in d.items()}, sys.argv[2])\" IN.pth OUT.safetensors "
+                  "(or chaiNNer's / ComfyUI's model converters)", path);
+    goto done;
+  }
   if (hlen > LDM_ST_MAX_HEADER) {
     st = ldm_fail(err, LDM_ERR_FORMAT, "%s: header length %llu exceeds the %llu byte limit", path,
                   (unsigned long long)hlen, (unsigned long long)LDM_ST_MAX_HEADER);

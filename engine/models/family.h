@@ -13,7 +13,9 @@ typedef enum ldm_family {
   LDM_FAMILY_SD2_INPAINT,
   LDM_FAMILY_SDXL,
   LDM_FAMILY_SDXL_INPAINT,
-  LDM_FAMILY_X4_UPSCALER
+  LDM_FAMILY_X4_UPSCALER,
+  LDM_FAMILY_ESRGAN,        /* RRDBNet feed-forward upscaler (models/esrgan) */
+  LDM_FAMILY_SRVGG          /* SRVGGNetCompact feed-forward upscaler */
 } ldm_family;
 
 typedef enum ldm_prediction {

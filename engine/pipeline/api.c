@@ -99,7 +99,12 @@ static ldm_status parse_model_options(ldm_model *m, const char *opts, ldm_error 
   return LDM_OK;
 }
 
+bool pl_model_is_sr(const ldm_model *m) {
+  return m->fam.family == LDM_FAMILY_ESRGAN || m->fam.family == LDM_FAMILY_SRVGG;
+}
+
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {
+  if (pl_model_is_sr(m)) return m->sr ? LDM_OK : ldm_sr_load(&m->sr, m->src, err);
   if (!m->unet) LDM_TRY(ldm_unet_load(&m->unet, m->src, &m->unet_ov, err));
   if (!m->vae) {
     ldm_vae_load_opts o = {0};
@@ -128,7 +133,25 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
   ldm_model *m = calloc(1, sizeof *m);
   if (!m) return ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
   ldm_status st = ldm_source_open(&m->src, p->path, err);
-  if (st == LDM_OK) st = ldm_family_detect(m->src, &m->fam, err);
+  /* ESRGAN-class upscalers first: their files hold no UNet */
+  if (st == LDM_OK) st = ldm_sr_probe(m->src, &m->sr_cfg, err);
+  bool sr = st == LDM_OK && m->sr_cfg.arch != LDM_SR_NONE;
+  if (sr) {
+    m->fam.family = m->sr_cfg.arch == LDM_SR_RRDB ? LDM_FAMILY_ESRGAN : LDM_FAMILY_SRVGG;
+    if (p->family && ldm_family_from_name(p->family) != m->fam.family)
+      st = ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: family '%s' asked for, but the file holds an %s upscaler", p->path,
+                    p->family, ldm_family_name(m->fam.family));
+    if (st == LDM_OK && (p->vae_path || p->taesd_path))
+      st = ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: an %s upscaler takes no VAE or TAESD", p->path,
+                    ldm_family_name(m->fam.family));
+  } else if (st == LDM_OK) {
+    st = ldm_family_detect(m->src, &m->fam, err);
+  }
+  if (st == LDM_OK && !sr && p->family &&
+      (ldm_family_from_name(p->family) == LDM_FAMILY_ESRGAN || ldm_family_from_name(p->family) == LDM_FAMILY_SRVGG))
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: family '%s' asked for, but the file holds no such upscaler",
+                  p->path, p->family);
+  if (sr) goto sr_done;
   if (st == LDM_OK && p->vae_path) st = ldm_source_open(&m->vae_src, p->vae_path, err);
   if (st == LDM_OK && p->taesd_path) st = ldm_source_open(&m->taesd_src, p->taesd_path, err);
   if (st == LDM_OK) read_sched_config(m);
@@ -148,6 +171,7 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
     else if (strcmp(p->prediction, "sample") == 0) m->fam.prediction = LDM_PRED_SAMPLE;
     else st = ldm_fail(err, LDM_ERR_INVALID_ARG, "model: unknown prediction type '%s' (epsilon, v, sample)", p->prediction);
   }
+sr_done:
   if (st != LDM_OK) {
     ldm_model_free(m);
     return st;
@@ -163,6 +187,10 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
   else if (p->weight_cache_mb != 0 &&
            !(m->wcache = ldm_wcache_new(p->weight_cache_mb < 0 ? SIZE_MAX : (size_t)p->weight_cache_mb << 20)))
     st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
+  /* an upscaler's tiles all run the same convolutions: its prepared
+   * (Winograd-transformed) weights are kept by default */
+  else if (sr && p->weight_cache_mb == 0 && !(m->wcache = ldm_wcache_new(SIZE_MAX)))
+    st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
   if (st != LDM_OK) {
     ldm_model_free(m);
     return st;
@@ -173,6 +201,7 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
 
 void ldm_model_free(ldm_model *m) {
   if (!m) return;
+  ldm_sr_free(m->sr);
   ldm_unet_free(m->unet);
   ldm_vae_free(m->vae);
   ldm_taesd_free(m->taesd);
@@ -196,6 +225,18 @@ ldm_status ldm_model_get_info(const ldm_model *m, ldm_model_info *out) {
   out->rec_steps = m->settings.steps;
   out->rec_cfg = m->settings.cfg;
   snprintf(out->rec_sampler, sizeof out->rec_sampler, "%s", m->settings.sampler);
+  if (pl_model_is_sr(m)) {
+    out->feed_forward = true;
+    out->scale = m->sr_cfg.scale;
+    out->n_params = m->sr_cfg.n_params;
+    snprintf(out->prediction, sizeof out->prediction, "none");
+    ldm_sr_describe(&m->sr_cfg, out->arch, sizeof out->arch);
+  } else if (m->fam.family == LDM_FAMILY_X4_UPSCALER) {
+    out->scale = 4;
+    snprintf(out->arch, sizeof out->arch, "UNet (SD x4 upscaler), %d input channels", m->fam.unet_in_channels);
+  } else {
+    snprintf(out->arch, sizeof out->arch, "UNet, %d input channels", m->fam.unet_in_channels);
+  }
   return LDM_OK;
 }
 
@@ -254,6 +295,36 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "output type = %d, expected 0 (U8) or 1 (F32)", (int)p->output_type);
   if (p->init && (p->init->width < 1 || p->init->height < 1 || !p->init->data))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is empty");
+  if (pl_model_is_sr(m)) {
+    if (p->task != LDM_TASK_UPSCALE)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: an %s upscaler (feed-forward) runs only the upscale task",
+                      ldm_source_path(m->src), ldm_family_name(m->fam.family));
+    if (p->upscale_factor < 0 || p->upscale_factor > m->sr_cfg.scale)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "upscale factor = %d, expected 0 (the model's) or 1..%d",
+                      p->upscale_factor, m->sr_cfg.scale);
+    if (p->tile_size < 0 || p->tile_size > 65536)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "tile size = %d, expected 0 (auto) or 1..65536", p->tile_size);
+  } else if (p->upscale_factor != 0) {
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "upscale factor = %d: only feed-forward (ESRGAN-class) upscalers take "
+                    "one", p->upscale_factor);
+  }
+  if (p->refine_model) {
+    const ldm_model *r = p->refine_model;
+    if (!pl_model_is_sr(m))
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "the refine stage follows a feed-forward (ESRGAN-class) upscale; "
+                      "this job's model is %s", ldm_family_name(m->fam.family));
+    if (pl_model_is_sr(r) || r->fam.family == LDM_FAMILY_X4_UPSCALER)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: the refine model must be an img2img checkpoint, not an %s "
+                      "model", ldm_source_path(r->src), ldm_family_name(r->fam.family));
+    if (p->refine_strength < 0.0f || p->refine_strength > 1.0f)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine strength = %g, expected 0..1 (0 = 0.3)",
+                      (double)p->refine_strength);
+    if (p->refine_tile != 0 && (p->refine_tile < 64 || p->refine_tile > 4096 || p->refine_tile % 8))
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine tile = %d, expected 0 (native) or a multiple of 8 in "
+                      "64..4096", p->refine_tile);
+    if (p->refine_overlap < 0 || p->refine_overlap > 1024)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine overlap = %d, expected 0 (64) .. 1024", p->refine_overlap);
+  }
   ldm_job *j = calloc(1, sizeof *j);
   if (!j) return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   j->model = m;

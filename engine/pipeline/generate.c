@@ -717,6 +717,7 @@ static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_ima
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
   const ldm_job_params *p = &job->p;
   ldm_model *m = job->model;
+  if (pl_model_is_sr(m)) return pl_sr_job_run(job, images, n_images, err);
   LDM_TRY(pl_model_ensure(m, err));
   bool x4 = m->fam.family == LDM_FAMILY_X4_UPSCALER;
   if ((p->task == LDM_TASK_UPSCALE) != x4)

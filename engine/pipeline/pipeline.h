@@ -6,6 +6,7 @@
 #include "ldm.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "models/esrgan/esrgan.h"
 #include "models/unet/unet.h"
 #include "models/vae/vae.h"
 #include "sample/sample.h"
@@ -46,6 +47,9 @@ struct ldm_model {
   ldm_taesd *taesd;
   ldm_text_cond *text;
   struct ldm_wcache *wcache;   /* ldm_model_params.weight_cache_mb, or NULL */
+  /* ESRGAN-class feed-forward upscalers (fam.family ESRGAN / SRVGG) */
+  ldm_sr_config sr_cfg;
+  ldm_sr *sr;                  /* loaded on first use */
   ldm_precision precision;     /* ldm_model_params.precision */
   pl_model_settings settings;  /* stated size (also in fam.native_size) and recommendations */
 };
@@ -64,5 +68,10 @@ ldm_status pl_model_read_settings(ldm_model *m, ldm_error *err);
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
 /* Runs the job (generate.c). */
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
+/* True for the ESRGAN-class families (no UNet, VAE or text encoder). */
+bool pl_model_is_sr(const ldm_model *m);
+/* The upscale task of an ESRGAN-class model (upscale_sr.c), and the
+ * optional img2img refine stage over its result. */
+ldm_status pl_sr_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 
 #endif

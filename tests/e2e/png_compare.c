@@ -4,6 +4,8 @@
  *       below MIN_DB.
  *   png_compare same-outside A.png B.png MASK.png
  *       every pixel where MASK == 0 must be bit-identical in A and B.
+ *   png_compare psnr-alpha A.png B.png MIN_DB
+ *       PSNR of A's alpha channel against B's; fails below MIN_DB.
  *   png_compare differs A.png B.png
  *       fails when A and B are identical (a check that something happened).
  *   png_compare colour A.png FX FY FR
@@ -122,6 +124,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "FAIL: %s is %dx%d, %s is %dx%d\n", argv[2], a->width, a->height, argv[3], b->width,
             b->height);
     return 1;
+  }
+  if (!strcmp(mode, "psnr-alpha")) {
+    double se = 0, min_db = argc > 4 ? atof(argv[4]) : 40.0;
+    for (int y = 0; y < a->height; y++)
+      for (int x = 0; x < a->width; x++) se += (double)(px(a, x, y)[3] - px(b, x, y)[3]) * (px(a, x, y)[3] - px(b, x, y)[3]);
+    double mse = se / ((double)a->width * a->height), psnr = mse > 0 ? 10 * log10(255.0 * 255.0 / mse) : 99.0;
+    printf("psnr-alpha %s vs %s: %.2f dB (min %.1f)\n", argv[2], argv[3], psnr, min_db);
+    ldm_image_free(a);
+    ldm_image_free(b);
+    return psnr >= min_db ? 0 : 1;
   }
   const char *mask_path = !strcmp(mode, "psnr") ? (argc > 5 ? argv[5] : NULL) : (argc > 4 ? argv[4] : NULL);
   ldm_image *m = mask_path ? load(mask_path) : NULL;

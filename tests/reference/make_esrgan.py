@@ -22,6 +22,13 @@ Writes tests/golden/esrgan/:
   esrgan_io.safetensors     <name>_in [1,3,H,W] (RGB 0..1) -> <name>_out [1,3,H*s,W*s];
                             big_in [1,3,44,60] -> rrdb_old_x4_big_out, compact_x4_big_out
                             (whole-image references for the tiled checks)
+  rgba_in.png               a 44x60 RGBA picture with a soft-edged hole in its alpha
+  rgba_compact_x4.png       compact_x4 on it as Real-ESRGAN's RealESRGANer.enhance treats
+                            RGBA (alpha_upsampler 'realesrgan'): RGB through the net, alpha
+                            replicated to RGB through the net and back to grey with
+                            0.299 R + 0.587 G + 0.114 B, clamped, *255 rounded
+  rgba_compact_x4_s2.png    the same resized to x2 with PIL's BILINEAR (antialiased
+                            triangle filter), as `--scale 2`
 
 Usage: /work/refvenv/bin/python tests/reference/make_esrgan.py [OUTDIR]
        make_esrgan.py --bench DIR   full-size nets for bench/ (never committed):
@@ -143,6 +150,28 @@ def image(seed, h, w):
     return (0.7 * base + 0.3 * torch.rand((3, h, w), generator=g)).clamp(0, 1)[None]
 
 
+def rgba(model):
+    import numpy as np
+    from PIL import Image
+    h, w = 44, 60
+    rgb = (image(77, h, w)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    a = np.clip((np.hypot(yy - 20, xx - 30) - 8) * 40, 0, 255).astype(np.uint8)  # a soft hole
+    a[:, :6] = 255
+    Image.fromarray(np.dstack([rgb, a]), "RGBA").save(os.path.join(OUT, "rgba_in.png"))
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    al = torch.from_numpy(a)[None, None].float().repeat(1, 3, 1, 1) / 255
+    y = run(model, x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    ya = run(model, al).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    ya = np.clip(0.299 * ya[..., 0] + 0.587 * ya[..., 1] + 0.114 * ya[..., 2], 0, 1)
+    out = np.dstack([y, ya[..., None]])
+    Image.fromarray((out * 255).round().astype(np.uint8), "RGBA").save(os.path.join(OUT, "rgba_compact_x4.png"))
+    planes = [Image.fromarray(out[..., c].astype(np.float32), "F").resize((2 * w, 2 * h), Image.BILINEAR)
+              for c in range(4)]
+    s2 = np.clip(np.dstack([np.asarray(p) for p in planes]), 0, 1)
+    Image.fromarray((s2 * 255).round().astype(np.uint8), "RGBA").save(os.path.join(OUT, "rgba_compact_x4_s2.png"))
+
+
 def bench(d):
     os.makedirs(d, exist_ok=True)
     p = os.path.join(d, "esrgan-x4-23b.safetensors")
@@ -186,6 +215,7 @@ def main():
     io["rrdb_old_x4_big_out"] = run(nets["rrdb_old_x4"][0], big)
     io["compact_x4_big_out"] = run(nets["compact_x4"][0], big)
     save_file({k: v.contiguous() for k, v in io.items()}, os.path.join(OUT, "esrgan_io.safetensors"))
+    rgba(nets["compact_x4"][0])
     print("goldens in", OUT)
 
 

@@ -484,7 +484,7 @@ ldm_status ldm_sr_forward(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float 
 /* ---- tiles ------------------------------------------------------------------ */
 
 /* Tile origins covering n pixels with tiles of t overlapping by at least ov. */
-static int tile_origins(int n, int t, int ov, int *org, int max) {
+int ldm_sr_tile_origins(int n, int t, int ov, int *org, int max) {
   if (n <= t) {
     org[0] = 0;
     return 1;
@@ -501,7 +501,7 @@ static int tile_origins(int n, int t, int ov, int *org, int max) {
  * another tile, 0 over the first ov/4 pixels (their receptive field reaches
  * past the tile: zero padding there, not the image), then a linear ramp to
  * 1 over the next ov/2. Two overlapping tiles' weights sum to 1. */
-static float tile_weight(int x, int t, int o, int n, int ov) {
+float ldm_sr_tile_weight(int x, int t, int o, int n, int ov) {
   float w = 1.0f, cut = ov / 4, ramp = ov - 2 * (ov / 4);
   if (o > 0) w = fminf(w, fmaxf(0.0f, fminf(1.0f, (x + 0.5f - cut) / ramp)));
   if (o + t < n) w = fminf(w, fmaxf(0.0f, fminf(1.0f, (t - x - 0.5f - cut) / ramp)));
@@ -510,15 +510,26 @@ static float tile_weight(int x, int t, int o, int n, int ov) {
 
 enum { MAX_TILES_PER_SIDE = 1024 };
 
+static void tile_plan(int W, int H, int *tile, int *overlap) {
+  if (*tile <= 0 && (int64_t)W * H <= LDM_SR_WHOLE_PX) *tile = W > H ? W : H;
+  else if (*tile <= 0) *tile = LDM_SR_TILE;
+  if (*overlap <= 0) *overlap = *tile / 4 < LDM_SR_OVERLAP ? (*tile / 4 > 4 ? *tile / 4 : 4) : LDM_SR_OVERLAP;
+  if (*tile < 2 * *overlap + 8) *tile = 2 * *overlap + 8;
+}
+
+int ldm_sr_tile_count(int H, int W, int tile, int overlap) {
+  tile_plan(W, H, &tile, &overlap);
+  int tw = W < tile ? W : tile, th = H < tile ? H : tile, o[MAX_TILES_PER_SIDE];
+  return ldm_sr_tile_origins(W, tw, overlap, o, MAX_TILES_PER_SIDE) *
+         ldm_sr_tile_origins(H, th, overlap, o, MAX_TILES_PER_SIDE);
+}
+
 ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float *x, int H, int W, int tile,
                           int overlap, ldm_sr_tile_fn fn, void *user) {
   const int s = sr->c.scale, C = 3;
   if (H < 1 || W < 1 || H > 65536 || W > 65536)
     return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "%s: image size %dx%d out of range", sr->path, W, H);
-  if (tile <= 0 && (int64_t)W * H <= LDM_SR_WHOLE_PX) tile = W > H ? W : H;
-  else if (tile <= 0) tile = LDM_SR_TILE;
-  if (overlap <= 0) overlap = LDM_SR_OVERLAP;
-  if (tile < 2 * overlap + 8) tile = 2 * overlap + 8;
+  tile_plan(W, H, &tile, &overlap);
   int tw = W < tile ? W : tile, th = H < tile ? H : tile;
   if (tw == W && th == H) {
     ldm_status st = ldm_sr_forward(ctx, sr, y, x, H, W);
@@ -535,7 +546,7 @@ ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float 
                   (long long)OH);
     goto done;
   }
-  int nx = tile_origins(W, tw, overlap, ox, MAX_TILES_PER_SIDE), ny = tile_origins(H, th, overlap, oy, MAX_TILES_PER_SIDE);
+  int nx = ldm_sr_tile_origins(W, tw, overlap, ox, MAX_TILES_PER_SIDE), ny = ldm_sr_tile_origins(H, th, overlap, oy, MAX_TILES_PER_SIDE);
   memset(y, 0, (size_t)(OW * OH * C) * sizeof(float));
   for (int ty = 0; ty < ny && st == LDM_OK; ty++)
     for (int tx = 0; tx < nx && st == LDM_OK; tx++) {
@@ -544,12 +555,12 @@ ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float 
       st = ldm_sr_forward(ctx, sr, tout, tin, th, tw);
       if (st != LDM_OK) break;
       for (int64_t r = 0; r < TH; r++) {
-        float wy = tile_weight((int)r, (int)TH, oy[ty] * s, (int)OH, overlap * s);
+        float wy = ldm_sr_tile_weight((int)r, (int)TH, oy[ty] * s, (int)OH, overlap * s);
         float *dst = y + ((oy[ty] * s + r) * OW + (int64_t)ox[tx] * s) * C;
         float *ws = wsum + (oy[ty] * s + r) * OW + (int64_t)ox[tx] * s;
         const float *src = tout + r * TW * C;
         for (int64_t q = 0; q < TW; q++) {
-          float wt = wy * tile_weight((int)q, (int)TW, ox[tx] * s, (int)OW, overlap * s);
+          float wt = wy * ldm_sr_tile_weight((int)q, (int)TW, ox[tx] * s, (int)OW, overlap * s);
           for (int ch = 0; ch < C; ch++) dst[q * C + ch] += wt * src[q * C + ch];
           ws[q] += wt;
         }

@@ -71,8 +71,17 @@ typedef int (*ldm_sr_tile_fn)(void *user, int done, int total);
  * upscaled in one piece (input pixels, width x height). */
 enum { LDM_SR_TILE = 192, LDM_SR_OVERLAP = 32, LDM_SR_WHOLE_PX = 256 * 256 };
 
+/* The number of tiles ldm_sr_upscale runs for these arguments. */
+int ldm_sr_tile_count(int H, int W, int tile, int overlap);
+/* Tile origins covering n pixels with tiles of t overlapping by at least
+ * ov (at most max; returns the count), and a tile pixel's blend weight
+ * (the scheme below; x in 0..t-1, tile origin o, image size n). */
+int ldm_sr_tile_origins(int n, int t, int ov, int *org, int max);
+float ldm_sr_tile_weight(int x, int t, int o, int n, int ov);
+
 /* x [H*W, 3] -> y [(H*s)*(W*s), 3] as ldm_sr_forward, in overlapping tiles
- * of tile x tile input pixels (overlap `overlap`; <= 0: the defaults; an
+ * of tile x tile input pixels (overlap `overlap`; <= 0: the defaults, the
+ * overlap a quarter of a given tile, 4 .. LDM_SR_OVERLAP; an
  * image within LDM_SR_WHOLE_PX and tile <= 0: one piece). Each tile's
  * outer quarter of the overlap is dropped (its receptive field reaches past
  * the tile), the middle half cross-faded linearly. Scratch: the tile's

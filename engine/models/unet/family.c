@@ -12,7 +12,7 @@
 #include <string.h>
 
 static const char *const names[] = {"unknown", "sd1", "sd1-inpaint", "sd2", "sd2-inpaint",
-                                    "sdxl", "sdxl-inpaint", "x4-upscaler"};
+                                    "sdxl", "sdxl-inpaint", "x4-upscaler", "esrgan", "srvgg"};
 
 const char *ldm_family_name(ldm_family f) {
   return (unsigned)f < sizeof names / sizeof *names ? names[f] : "unknown";
