@@ -49,6 +49,18 @@ for f in grey grey_alpha palette grey16; do
   else bad "x2 upscale of $f.png: $(tail -1 "$tmp/log")"; fi
 done
 
+# refine: img2img tiles of 64 over the 120x88 upscale (3 x 2 tiles), 2 steps at strength 0.5 each
+sd1=${LDM_GOLDEN_DIR:?}/pipeline/sd1.safetensors
+if "$ldm" upscale --model "$g/rrdb_new_x2.safetensors" --init "$g/rgba_in.png" --threads 2 --out "$tmp/plain.png" \
+     >"$tmp/log" 2>&1 &&
+   "$ldm" upscale --model "$g/rrdb_new_x2.safetensors" --init "$g/rgba_in.png" --threads 2 --refine-model "$sd1" \
+     --refine-tile 64 --refine-overlap 16 --refine-strength 0.5 --steps 4 --prompt "a red circle" --seed 3 --progress \
+     --out "$tmp/refined.png" >"$tmp/log2" 2>&1 && "$ldm" info "$tmp/refined.png" | grep -q '(120x88)' &&
+   "$cmp" differs "$tmp/refined.png" "$tmp/plain.png" >/dev/null && "$cmp" psnr-alpha "$tmp/refined.png" "$tmp/plain.png" 99; then
+  ok "refine stage redraws the upscale (alpha kept)"
+else bad "refine: $(tail -2 "$tmp/log") $(tr '\r' '\n' < "$tmp/log2" | tail -2)"; fi
+grep -q '/14 ' "$tmp/log2" && ok "progress: 2 upscale passes + 6 tiles x 2 steps" || bad "refine progress: $(tr '\r' '\n' < "$tmp/log2" | tail -3)"
+
 printf 'PK\003\004not-a-real-archive-but-a-zip-header' >"$tmp/model.pth"
 "$ldm" upscale --model "$tmp/model.pth" --init "$d/grey.png" --out "$tmp/no.png" >"$tmp/log" 2>&1; rc=$?
 [ "$rc" = 1 ] && grep -q 'PyTorch pickle.*convert' "$tmp/log" && [ "$(wc -l < "$tmp/log")" = 1 ] && [ ! -e "$tmp/no.png" ] &&
