@@ -1,8 +1,10 @@
 #!/bin/bash
 # Debian 13 (trixie) chroot for building and testing the GIMP 3 plug-in.
 #
+#   tests/gimp/chroot.sh [trixie|trixie-runtime] COMMAND ARGS   (see below)
 #   tests/gimp/chroot.sh ensure          create (when missing) + mount; prints the chroot path
-#   tests/gimp/chroot.sh sync SRC        copy the source tree SRC to <chroot>/src/gimp-ldm
+#   tests/gimp/chroot.sh sync SRC [DIR]  copy the source tree SRC to <chroot>/src/gimp-ldm
+#                                        (or <chroot>/src/DIR)
 #   tests/gimp/chroot.sh run CMD...      run CMD inside the chroot with a clean environment
 #   tests/gimp/chroot.sh umount          unmount proc/sys/dev (before deleting the chroot)
 #
@@ -12,13 +14,29 @@
 # debootstrap on the host. Concurrent callers are serialised with flock.
 set -euo pipefail
 
-R=${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
+# An optional first argument picks the chroot: trixie (the default: GIMP 3
+# with the build tools and -dev packages) or trixie-runtime (only GIMP, no
+# compiler, no -dev packages, no OpenBLAS: where the portable package of
+# tools/package.sh is installed and tested), at /var/cache/gimp-ldm/<name>.
+NAME=trixie
+case "${1:-}" in
+  trixie|trixie-runtime) NAME=$1; shift ;;
+esac
+if [ "$NAME" = trixie-runtime ]; then
+  R=${LDM_RUNTIME_CHROOT:-/var/cache/gimp-ldm/trixie-runtime}
+  PACKAGES="gimp xz-utils"
+  LOCALES=""
+else
+  R=${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
+  # libopenblas-dev's static archive (openblas-pthread/libopenblas.a) and the
+  # static libraries of the other -dev packages: tools/package.sh
+  PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
+    libjansson-dev libpng-dev nettle-dev gettext xvfb xauth imagemagick xdotool x11-apps x11-utils
+    fonts-dejavu-core locales"
+  LOCALES="de_DE fr_FR ja_JP"   # generated for the translation checks
+fi
 LOCK="$R.lock"
 STAMP="$R/.gimp-ldm-ready"
-PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
-  libjansson-dev libpng-dev nettle-dev gettext xvfb xauth imagemagick xdotool x11-apps x11-utils
-  fonts-dejavu-core locales"
-LOCALES="de_DE fr_FR ja_JP"   # generated for the translation checks
 PKG_ID=$(echo $PACKAGES $LOCALES | md5sum | cut -c1-12)
 
 die() { echo "chroot.sh: $*" >&2; exit 1; }
@@ -67,7 +85,7 @@ ensure() {
   if [ ! -x "$R/usr/bin/apt-get" ]; then
     command -v debootstrap >/dev/null || die "debootstrap missing on the host (apt-get install debootstrap)"
     local mirror; mirror=$(host_mirror)
-    echo "chroot.sh: debootstrap trixie into $R from $mirror" >&2
+    echo "chroot.sh: debootstrap trixie ($NAME) into $R from $mirror" >&2
     rm -rf --one-file-system "$R.partial"
     debootstrap --variant=minbase trixie "$R.partial" "$mirror" >"$R.debootstrap.log" 2>&1 \
       || { tail -20 "$R.debootstrap.log" >&2; die "debootstrap failed (log: $R.debootstrap.log)"; }
@@ -90,25 +108,26 @@ ensure() {
 }
 
 sync_src() {
-  local src=$1
+  local src=$1 dst=${2:-gimp-ldm}
   [ -f "$src/meson.build" ] || die "sync: $src is not the source root"
-  mkdir -p "$R/src/gimp-ldm"
+  case "$dst" in */*|.*|'') die "sync: bad folder name $dst" ;; esac
+  mkdir -p "$R/src/$dst"
   # Copy the tree without VCS data or build dirs; delete what vanished.
   if command -v rsync >/dev/null; then
-    rsync -a --delete --exclude=.git --exclude='/build*' "$src/" "$R/src/gimp-ldm/"
+    rsync -a --delete --exclude=.git --exclude='/build*' "$src/" "$R/src/$dst/"
   else
-    rm -rf --one-file-system "$R/src/gimp-ldm.new"
-    mkdir -p "$R/src/gimp-ldm.new"
-    (cd "$src" && tar --exclude=./.git --exclude='./build*' -cf - .) | tar -C "$R/src/gimp-ldm.new" -xf -
-    rm -rf --one-file-system "$R/src/gimp-ldm"
-    mv "$R/src/gimp-ldm.new" "$R/src/gimp-ldm"
+    rm -rf --one-file-system "$R/src/$dst.new"
+    mkdir -p "$R/src/$dst.new"
+    (cd "$src" && tar --exclude=./.git --exclude='./build*' -cf - .) | tar -C "$R/src/$dst.new" -xf -
+    rm -rf --one-file-system "$R/src/$dst"
+    mv "$R/src/$dst.new" "$R/src/$dst"
   fi
 }
 
 cmd=${1:-ensure}; shift || true
 case "$cmd" in
   ensure) ensure; echo "$R" ;;
-  sync)   sync_src "${1:?source dir}" ;;
+  sync)   sync_src "${1:?source dir}" "${2:-}" ;;
   run)    in_chroot "$@" ;;
   mount)  do_mount ;;
   umount) do_umount ;;

@@ -1,0 +1,63 @@
+#!/bin/bash
+# Test `gimp-package` of the `gimp` suite (needs root on the host):
+#  1. tools/package.sh builds the two packages in the Debian 13 build chroot
+#     (skipped when LDM_PACKAGE_DIR names a folder that holds them already);
+#  2. in the build chroot: the packed binaries' dependencies against the
+#     allow-list of libraries every GIMP 3 install has, and the highest GLIBC
+#     symbol version they need (tests/gimp/package-deps.sh);
+#  3. in a second Debian 13 chroot with nothing but GIMP (chroot.sh
+#     trixie-runtime: no compiler, no -dev package, no OpenBLAS), as a normal
+#     user: unpack, install.sh (and its refusal without a GIMP profile), the
+#     registration and success checks of ldm_checks.py in GIMP from the
+#     installed package, and install.sh --uninstall leaving the profile as it
+#     was (tests/gimp/package-in-chroot.sh).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=${LDM_SOURCE_ROOT:-$(cd "$HERE/../.." && pwd)}
+CH="$SRC/tests/gimp/chroot.sh"
+t0=$SECONDS
+log() { echo "package-test: $*" >&2; }
+
+OUT=${LDM_PACKAGE_DIR:-}
+if [ -z "$OUT" ]; then
+  OUT=$(mktemp -d /tmp/gimp-ldm-package-test.XXXXXX)
+  trap 'rm -rf "$OUT"' EXIT
+  "$SRC/tools/package.sh" "$OUT" >&2
+fi
+version=$(sed -n "s/^ *version: '\([^']*\)'.*/\1/p" "$SRC/meson.build" | head -1)
+PKG=$OUT/gimp-ldm-$version-linux-x86_64.tar.xz
+MODELS=$OUT/gimp-ldm-demo-models-$version.tar.xz
+[ -f "$PKG" ] && [ -f "$MODELS" ] || { log "missing $PKG or $MODELS"; exit 1; }
+
+rc=0
+size=$(stat -c %s "$PKG")
+limit=$((15 * 1000 * 1000))
+if [ "$size" -le "$limit" ]; then
+  echo "ok - package size $size bytes (limit $limit, without models)"
+else
+  echo "not ok - package size $size bytes > $limit"; rc=1
+fi
+echo "# demo models package: $(stat -c %s "$MODELS") bytes"
+
+# 2. allow-list + GLIBC version, in the build chroot (it has binutils)
+R=$("$CH" ensure | tail -1)
+exec 7>"$R.package.lock"
+flock 7
+C=/var/tmp/gimp-ldm-package/check
+rm -rf --one-file-system "$R$C"; mkdir -p "$R$C"
+tar -C "$R$C" -xf "$PKG"
+cp "$HERE/package-deps.sh" "$R$C/"
+"$CH" run bash "$C/package-deps.sh" "$C/gimp-ldm-$version-linux-x86_64" || rc=1
+flock -u 7
+
+# 3. the package on a GIMP-only system
+RR=$("$CH" trixie-runtime ensure | tail -1)
+exec 6>"$RR.test.lock"
+flock 6
+T=/var/tmp/gimp-ldm-pkgtest
+rm -rf --one-file-system "$RR$T"; mkdir -p "$RR$T"
+cp "$PKG" "$MODELS" "$HERE/ldm_checks.py" "$HERE/package-in-chroot.sh" "$RR$T/"
+chmod -R a+rX "$RR$T"
+"$CH" trixie-runtime run bash "$T/package-in-chroot.sh" "$version" || rc=1
+log "rc=$rc in $((SECONDS - t0)) s"
+exit $rc
