@@ -46,6 +46,10 @@ typedef struct gen_opts {
   float refine_strength;
   const char *refine_model;
   bool feed_forward;
+  ldm_lora loras[32];         /* --lora FILE[:MULT] (paths owned) */
+  int n_loras;
+  char *lora_buf;             /* the --from-png list's strings */
+  char model_dirs[8192];      /* --model-dir ..., then $LDM_MODEL_PATH */
 } gen_opts;
 
 static void usage(FILE *f, const char *cmd) {
@@ -92,6 +96,11 @@ static void usage(FILE *f, const char *cmd) {
           "  --clip-skip N         1 = last CLIP layer (default 1)\n"
           "  --threads N           (default: physical cores)\n"
           "  --family NAME --prediction epsilon|v|sample   override detection\n"
+          "  --lora FILE[:MULT]    merge a LoRA / LoCon / LCM-LoRA (.safetensors, kohya or diffusers naming)\n"
+          "                        with multiplier MULT (default 1, negative allowed); repeatable.\n"
+          "                        In the prompt, <lora:NAME:MULT> names NAME.safetensors in the model folders\n"
+          "  --model-dir DIR       a model folder (AUTOMATIC1111 or ComfyUI root, or a plain folder) for\n"
+          "                        <lora:...> tags and embeddings; repeatable, searched before $LDM_MODEL_PATH\n"
           "  --from-png PNG        reuse the parameters stored in a PNG made by ldm or A1111\n"
           "  --progress            show progress even when stderr is not a terminal\n"
           "  --out PATH            output PNG (default ldm-SEED.png; -N is added per image)\n",
@@ -207,6 +216,102 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
+/* --lora FILE[:MULT]: MULT is what follows the last ':' when it is a number. */
+static int add_lora_opt(gen_opts *o, const char *v) {
+  if (o->n_loras == (int)(sizeof o->loras / sizeof *o->loras))
+    return cli_fail(LDM_EXIT_USAGE, "--lora: at most %d LoRAs", (int)(sizeof o->loras / sizeof *o->loras));
+  float mult = 1.0f;
+  size_t len = strlen(v);
+  const char *colon = strrchr(v, ':');
+  if (colon) {
+    char *end;
+    errno = 0;
+    double m = strtod(colon + 1, &end);
+    if (end != colon + 1 && !*end && !errno && m >= -1e4 && m <= 1e4) {
+      mult = (float)m;
+      len = (size_t)(colon - v);
+    }
+  }
+  if (len == 0) return cli_fail(LDM_EXIT_USAGE, "--lora: no file given in '%s'", v);
+  char *path = strndup(v, len);
+  if (!path) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+  o->loras[o->n_loras].path = path;
+  o->loras[o->n_loras++].multiplier = mult;
+  return 0;
+}
+
+/* `ldm LoRAs: "FILE:MULT;FILE:MULT"` (JSON string escapes) written for the
+ * --lora files, so that --from-png merges them again. */
+static void read_ldm_loras(gen_opts *o, const char *settings) {
+  const char *p = strstr(settings, "ldm LoRAs: \"");
+  if (!p) return;
+  p += 12;
+  size_t n = strlen(p);
+  free(o->lora_buf);
+  o->lora_buf = malloc(n + 1);
+  if (!o->lora_buf) return;
+  size_t k = 0;
+  for (; *p && *p != '"'; p++) {
+    if (*p == '\\' && p[1]) p++;
+    o->lora_buf[k++] = *p;
+  }
+  o->lora_buf[k] = '\0';
+  for (char *item = o->lora_buf, *next; item && *item; item = next) {
+    next = strchr(item, ';');
+    if (next) *next++ = '\0';
+    if (add_lora_opt(o, item) != 0) break;
+  }
+}
+
+static void json_quote(char *out, size_t n, const char *s) {
+  size_t k = 0;
+  if (n < 3) return;
+  out[k++] = '"';
+  for (; *s && k + 3 < n; s++) {
+    if (*s == '"' || *s == '\\') out[k++] = '\\';
+    out[k++] = *s;
+  }
+  out[k++] = '"';
+  out[k] = '\0';
+}
+
+/* A1111's extra parameters for the job's LoRAs: Lora hashes: "NAME: HASH,
+ * ..." (the name without ':' and ',', as extra_networks_lora.py writes it),
+ * and the --lora files for --from-png. */
+static char *lora_parameters(const ldm_job *job, const gen_opts *o) {
+  int n = ldm_job_lora_count(job);
+  if (n == 0) return NULL;
+  size_t cap = 64;
+  for (int i = 0; i < n; i++) cap += 2 * strlen(ldm_job_lora_at(job, i)->path) + 2 * strlen(ldm_job_lora_at(job, i)->name) + 64;
+  char *hashes = malloc(cap), *files = malloc(cap), *out = malloc(3 * cap);
+  if (!hashes || !files || !out) {
+    free(hashes), free(files), free(out);
+    return NULL;
+  }
+  size_t kh = 0, kf = 0;
+  hashes[0] = files[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    const ldm_job_lora *l = ldm_job_lora_at(job, i);
+    char h[13];
+    ldm_error err = {0};
+    if (ldm_addon_hash(l->path, h, &err) != LDM_OK) snprintf(h, sizeof h, "unknown");
+    kh += (size_t)snprintf(hashes + kh, cap - kh, "%s", kh ? ", " : "");
+    for (const char *c = l->name; *c; c++)
+      if (*c != ':' && *c != ',' && kh + 1 < cap) hashes[kh++] = *c;
+    kh += (size_t)snprintf(hashes + kh, cap - kh, ": %s", h);
+    if (!l->from_prompt)
+      kf += (size_t)snprintf(files + kf, cap - kf, "%s%s:%.9g", kf ? ";" : "", l->path, (double)l->multiplier);
+  }
+  (void)o;
+  char qh[8192], qf[8192];
+  json_quote(qh, sizeof qh, hashes);
+  json_quote(qf, sizeof qf, files);
+  snprintf(out, 3 * cap, ", Lora hashes: %s%s%s", qh, kf ? ", ldm LoRAs: " : "", kf ? qf : "");
+  free(hashes);
+  free(files);
+  return out;
+}
+
 /* Parses an A1111 `parameters` text into o (prompt, negative, settings). */
 static int apply_parameters(gen_opts *o, const char *text) {
   const char *neg = strstr(text, "\nNegative prompt: ");
@@ -229,6 +334,7 @@ static int apply_parameters(gen_opts *o, const char *text) {
   if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
   if ((p = strstr(settings, "Clip skip: "))) o->clip_skip = atoi(p + 11);
   o->taesd_decode = strstr(settings, "Decoder: TAESD") != NULL;
+  read_ldm_loras(o, settings);
   if ((p = strstr(settings, "RNG: "))) o->rng = !strncmp(p + 5, "NV", 2) || !strncmp(p + 5, "GPU", 3) ? LDM_RNG_CUDA : LDM_RNG_CPU;
   /* Our own sampler name when we wrote the PNG, else A1111's label (the
    * engine resolves labels to the samplers A1111 runs). */
@@ -241,14 +347,14 @@ static int apply_parameters(gen_opts *o, const char *text) {
   return 0;
 }
 
-static char *format_parameters(const gen_opts *o, long long seed, int w, int h, const char *hash) {
+static char *format_parameters(const gen_opts *o, long long seed, int w, int h, const char *hash, const char *extra) {
   const char *sampler = ldm_sampler_a1111_name(o->sampler);
   if (!sampler) sampler = o->sampler;
   char stem[256];
   snprintf(stem, sizeof stem, "%s", base_name(o->model));
   char *dot = strrchr(stem, '.');
   if (dot) *dot = '\0';
-  size_t n = strlen(o->prompt) + strlen(o->negative) + 1024;
+  size_t n = strlen(o->prompt) + strlen(o->negative) + (extra ? strlen(extra) : 0) + 1024;
   char *s = malloc(n);
   if (!s) return NULL;
   if (o->feed_forward && !o->refine_model) { /* as A1111's "Extras" tab writes it */
@@ -264,6 +370,7 @@ static char *format_parameters(const gen_opts *o, long long seed, int w, int h, 
     k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
   if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
   if (o->taesd_decode) k += snprintf(s + k, n - (size_t)k, ", Decoder: TAESD");
+  if (extra) k += snprintf(s + k, n - (size_t)k, "%s", extra);
   snprintf(s + k, n - (size_t)k, ", RNG: %s, ldm sampler: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU",
            o->sampler, ldm_version());
   return s;
@@ -422,6 +529,12 @@ int ldm_cmd_generate(int argc, char **argv) {
         bad = cli_fail(LDM_EXIT_USAGE, "--precision: '%s' is not f32, bf16 or bf16-emulated", v);
     } else if (!strcmp(a, "--out")) o.out_path = v;
     else if (!strcmp(a, "--from-png")) continue;
+    else if (!strcmp(a, "--lora")) bad = add_lora_opt(&o, v);
+    else if (!strcmp(a, "--model-dir")) {
+      size_t k = strlen(o.model_dirs);
+      if (k + strlen(v) + 2 >= sizeof o.model_dirs) bad = cli_fail(LDM_EXIT_USAGE, "--model-dir: too many folders");
+      else snprintf(o.model_dirs + k, sizeof o.model_dirs - k, "%s%s", k ? ":" : "", v);
+    }
     else {
       usage(stderr, o.cmd);
       bad = cli_fail(LDM_EXIT_USAGE, "%s: unknown option '%s'", o.cmd, a);
@@ -454,6 +567,8 @@ int ldm_cmd_generate(int argc, char **argv) {
 
   ldm_image *init = NULL, *mask_rgba = NULL, *mask = NULL;
   ldm_model *model = NULL, *refine = NULL;
+  char *extra = NULL;
+  ldm_model *model = NULL;
   ldm_job *job = NULL;
   ldm_image **images = NULL;
   int n_images = 0;
@@ -586,6 +701,14 @@ int ldm_cmd_generate(int argc, char **argv) {
   jp.threads = o.threads;
   jp.progress = on_progress;
   jp.progress_user = &ps;
+  jp.loras = o.loras;
+  jp.n_loras = o.n_loras;
+  const char *env_dirs = getenv("LDM_MODEL_PATH");
+  if (env_dirs && *env_dirs) {
+    size_t k = strlen(o.model_dirs);
+    snprintf(o.model_dirs + k, sizeof o.model_dirs - k, "%s%s", k ? ":" : "", env_dirs);
+  }
+  jp.model_dirs = o.model_dirs[0] ? o.model_dirs : NULL;
   if (ldm_job_new(&job, model, &jp, &err) != LDM_OK) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
@@ -604,10 +727,11 @@ int ldm_cmd_generate(int argc, char **argv) {
   }
   char hash[11];
   model_hash(o.model, hash);
+  extra = lora_parameters(job, &o);
   for (int i = 0; i < n_images; i++) {
     char path[4096];
     out_name(&o, o.seed + i, i, n_images, path, sizeof path);
-    char *params = format_parameters(&o, o.seed + i, images[i]->width, images[i]->height, hash);
+    char *params = format_parameters(&o, o.seed + i, images[i]->width, images[i]->height, hash, extra);
     if (png_write(path, images[i], "parameters", params, msg, sizeof msg) != 0) {
       free(params);
       rc = cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
@@ -617,6 +741,7 @@ int ldm_cmd_generate(int argc, char **argv) {
     printf("%s (seed %lld)\n", path, o.seed + i);
   }
 cleanup:
+  free(extra);
   for (int i = 0; i < n_images; i++) ldm_image_free(images[i]);
   free(images);
   ldm_job_free(job);
@@ -628,6 +753,8 @@ cleanup:
 done:
   free(o.prompt);
   free(o.negative);
+  for (int i = 0; i < o.n_loras; i++) free((char *)o.loras[i].path);
+  free(o.lora_buf);
   return rc;
 }
 

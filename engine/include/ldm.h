@@ -287,6 +287,18 @@ LDM_API ldm_status ldm_model_get_info(const ldm_model *m, ldm_model_info *out);
 typedef int (*ldm_progress_fn)(void *user, int step, int total,
                                double elapsed_s, const ldm_image *preview);
 
+/* A LoRA (LoCon, LCM-LoRA) to merge into the model for a job: a
+ * .safetensors file in the kohya-ss / AUTOMATIC1111 naming (lora_unet_*,
+ * lora_te_*, lora_te1_*, lora_te2_*) or the diffusers / PEFT naming (unet.*,
+ * text_encoder.*, text_encoder_2.* with lora_A / lora_B). The weights become
+ * W + multiplier * (alpha / rank) * up @ down in f32 copies held by the
+ * model (the file is never changed); they are rebuilt only when a job asks
+ * for another set or other multipliers. */
+typedef struct ldm_lora {
+  const char *path;
+  float multiplier;         /* 1 = as trained; negative allowed */
+} ldm_lora;
+
 typedef struct ldm_job_params {
   ldm_task task;
   const char *prompt;
@@ -360,6 +372,15 @@ typedef struct ldm_job_params {
   float refine_strength;
   int refine_tile;
   int refine_overlap;
+  /* LoRAs for this job (copied by ldm_job_new), merged in this order before
+   * those the prompt names with <lora:NAME:MULT>. */
+  const ldm_lora *loras;
+  int n_loras;
+  /* ':'-separated model folders (see ldm_models_scan): where prompt tags
+   * <lora:NAME:MULT> find NAME.safetensors and where textual-inversion
+   * embeddings (used in prompts by file stem, or as embedding:NAME) are
+   * found. NULL: no look-up; <lora:...> tags are then an error. */
+  const char *model_dirs;
 } ldm_job_params;
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);
@@ -374,6 +395,71 @@ LDM_API ldm_status ldm_job_run(ldm_job *job, ldm_image ***images,
  * one UNet evaluation. */
 LDM_API void ldm_job_cancel(ldm_job *job);
 LDM_API void ldm_job_free(ldm_job *job);
+
+/* The LoRAs a job merges: ldm_job_params.loras first, then the prompt's
+ * <lora:NAME:MULT> tags (resolved through model_dirs). Strings live as long
+ * as the job. */
+typedef struct ldm_job_lora {
+  const char *path;         /* the file */
+  const char *name;         /* its stem (A1111's LoRA name) */
+  float multiplier;         /* the text encoders' and, unless unet_multiplier differs, the UNet's */
+  float unet_multiplier;    /* <lora:NAME:TE:UNET> gives both */
+  bool from_prompt;         /* named by a <lora:...> tag (false: ldm_job_params.loras) */
+} ldm_job_lora;
+LDM_API int ldm_job_lora_count(const ldm_job *job);
+LDM_API const ldm_job_lora *ldm_job_lora_at(const ldm_job *job, int i);
+/* The prompt without its <lora:...> tags (what the text encoder reads). */
+LDM_API const char *ldm_job_prompt(const ldm_job *job);
+
+/* AUTOMATIC1111's short hash of a .safetensors add-on (LoRA, embedding):
+ * the first 12 hex digits of the SHA-256 of the file's bytes after the
+ * safetensors header (modules/hashes.py addnet_hash_safetensors), as
+ * "Lora hashes: \"NAME: HASH\"" in PNG parameters. out: 13 bytes. */
+LDM_API ldm_status ldm_addon_hash(const char *path, char out[13], ldm_error *err);
+
+/* ---- model folders --------------------------------------------------------
+ * A model folder is a root in one of the layouts users have:
+ *   AUTOMATIC1111  models/Stable-diffusion, models/Lora (and models/LyCORIS),
+ *                  models/VAE, models/ControlNet, models/ESRGAN, embeddings
+ *                  (and models/embeddings)
+ *   ComfyUI        models/checkpoints, models/loras, models/embeddings,
+ *                  models/vae, models/controlnet, models/upscale_models
+ *   gimp-ldm       checkpoints, loras, embeddings, vae, controlnet, upscalers
+ * or, when none of these sub-folders exists, a plain folder of files. Every
+ * sub-folder is searched; a symbolic link is followed once (a folder is never
+ * entered twice). Kind and family come from the tensors, not the names. */
+typedef enum ldm_model_kind {
+  LDM_KIND_ANY = -1,
+  LDM_KIND_CHECKPOINT = 0,
+  LDM_KIND_LORA,
+  LDM_KIND_EMBEDDING,
+  LDM_KIND_VAE,
+  LDM_KIND_CONTROLNET,
+  LDM_KIND_UPSCALER,
+  LDM_KIND_UNKNOWN
+} ldm_model_kind;
+
+typedef struct ldm_model_entry {
+  ldm_model_kind kind;
+  const char *path;         /* the file (or diffusers folder) */
+  const char *name;         /* file stem: the name prompts use */
+  const char *family;       /* "sd1", "sd2", "sdxl", "sd1-inpaint", ... or "" */
+  int64_t bytes;
+  const char *error;        /* NULL, or why the file could not be read */
+} ldm_model_entry;
+
+/* Called for each file found; strings valid during the call. Non-zero stops. */
+typedef int (*ldm_model_visit_fn)(void *user, const ldm_model_entry *e);
+
+/* Scans the ':'-separated roots for files of `kind` (LDM_KIND_ANY: all) in
+ * path order. Unreadable files are reported with entry->error set, never
+ * an error of the call; a root that does not exist is LDM_ERR_IO. */
+LDM_API ldm_status ldm_models_scan(const char *roots, ldm_model_kind kind, ldm_model_visit_fn fn,
+                                   void *user, ldm_error *err);
+/* "checkpoint", "lora", "embedding", "vae", "controlnet", "upscaler",
+ * "unknown"; parse returns false for other names. */
+LDM_API const char *ldm_model_kind_name(ldm_model_kind k);
+LDM_API bool ldm_model_kind_parse(const char *name, ldm_model_kind *out);
 
 /* ---- tokenizer ------------------------------------------------------------
  * The CLIP BPE tokenizer. model_path NULL (or a single-file checkpoint) uses

@@ -185,7 +185,8 @@ sr_done:
     st = ldm_fail(err, LDM_ERR_INVALID_ARG, "weight cache = %d MiB, expected -1 (no limit), 0 (off) or more",
                   p->weight_cache_mb);
   else if (p->weight_cache_mb != 0 &&
-           !(m->wcache = ldm_wcache_new(p->weight_cache_mb < 0 ? SIZE_MAX : (size_t)p->weight_cache_mb << 20)))
+           !(m->wcache = ldm_wcache_new(m->wcache_limit = p->weight_cache_mb < 0 ? SIZE_MAX
+                                                                                 : (size_t)p->weight_cache_mb << 20)))
     st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
   /* an upscaler's tiles all run the same convolutions: its prepared
    * (Winograd-transformed) weights are kept by default */
@@ -210,6 +211,7 @@ void ldm_model_free(ldm_model *m) {
   ldm_source_close(m->vae_src);
   ldm_source_close(m->src);
   ldm_wcache_free(m->wcache);
+  free(m->lora_sig);
   free(m);
 }
 
@@ -336,9 +338,21 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     ldm_job_free(j);
     return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   }
+  if (p->model_dirs && !(j->model_dirs = strdup(p->model_dirs))) {
+    ldm_job_free(j);
+    return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
+  }
+  ldm_status st = pl_job_resolve_loras(j, p, err);
+  if (st != LDM_OK) {
+    ldm_job_free(j);
+    return st;
+  }
   j->p.prompt = j->prompt;
   j->p.negative_prompt = j->negative;
   j->p.sampler = j->sampler;
+  j->p.model_dirs = j->model_dirs;
+  j->p.loras = NULL; /* the job's list is job->loras */
+  j->p.n_loras = 0;
   if (j->p.threads <= 0) j->p.threads = m->threads;
   atomic_init(&j->cancel, 0);
   *out = j;
@@ -362,5 +376,7 @@ void ldm_job_free(ldm_job *job) {
   free(job->prompt);
   free(job->negative);
   free(job->sampler);
+  free(job->model_dirs);
+  pl_job_free_loras(job);
   free(job);
 }

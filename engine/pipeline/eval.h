@@ -20,6 +20,11 @@ ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err
 /* Options string helpers: "k=v,k2=v2". */
 const char *ldm_eval_option(const ldm_eval_params *p, const char *key,
                             char *buf, size_t n);
+/* The lora=PATH[:MULT][;PATH[:MULT]...] option: merges those LoRAs into the
+ * tables (modules of networks not loaded are skipped). */
+struct ldm_lora_table;
+ldm_status ldm_eval_apply_loras(const ldm_eval_params *p, struct ldm_lora_table *tables, int n,
+                                const char *family, ldm_error *err);
 /* The precision=f32|bf16|bf16-emulated option (default f32). */
 ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_error *err);
 

@@ -729,6 +729,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
 
   run r;
   ldm_status st = setup_run(&r, job, err);
+  if (st == LDM_OK) st = pl_model_apply_loras(m, job, &r.ctx, err);
   int count = p->batch_count;
   ldm_image **out = calloc((size_t)count, sizeof *out);
   float *init = NULL, *mask = NULL, *work_init = NULL, *work_mask = NULL, *gen = NULL, *blur_tmp = NULL;

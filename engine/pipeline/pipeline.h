@@ -50,14 +50,19 @@ struct ldm_model {
   /* ESRGAN-class feed-forward upscalers (fam.family ESRGAN / SRVGG) */
   ldm_sr_config sr_cfg;
   ldm_sr *sr;                  /* loaded on first use */
+  size_t wcache_limit;         /* its size limit in bytes */
   ldm_precision precision;     /* ldm_model_params.precision */
   pl_model_settings settings;  /* stated size (also in fam.native_size) and recommendations */
+  char *lora_sig;              /* the LoRA set merged into the weights now, NULL = none */
 };
 
 struct ldm_job {
   ldm_model *model;
   ldm_job_params p;
-  char *prompt, *negative, *sampler; /* owned copies of the strings */
+  char *prompt, *negative, *sampler; /* owned copies of the strings (prompt without <lora:> tags) */
+  char *model_dirs;
+  ldm_job_lora *loras;               /* path and name strings owned */
+  int n_loras;
   atomic_int cancel;
 };
 
@@ -66,6 +71,17 @@ struct ldm_job {
 ldm_status pl_model_read_settings(ldm_model *m, ldm_error *err);
 /* Loads whatever the model still lacks for running jobs. */
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
+/* Resolves the job's LoRAs (params, then the prompt's <lora:...> tags,
+ * which it removes from job->prompt) (addons.c). */
+ldm_status pl_job_resolve_loras(ldm_job *job, const ldm_job_params *p, ldm_error *err);
+void pl_job_free_loras(ldm_job *job);
+/* Merges the job's LoRAs into the loaded networks unless that set is merged
+ * already; restores the file's weights for a job without LoRAs. */
+ldm_status pl_model_apply_loras(ldm_model *m, const ldm_job *job, ldm_ctx *ctx, ldm_error *err);
+/* First file of `kind` named `name` (stem) under the model folders. */
+ldm_status pl_models_find(const char *roots, ldm_model_kind kind, const char *name, char *out, size_t n,
+                          bool *found, ldm_error *err);
+
 /* Runs the job (generate.c). */
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 /* True for the ESRGAN-class families (no UNet, VAE or text encoder). */

@@ -289,6 +289,22 @@ ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int in
     st = oc ? load_oc_layer(&L, c, i, &w->layers[i], err) : load_hf_layer(&L, c, i, &w->layers[i], err);
     if (st != LDM_OK) goto fail;
   }
+  /* LoRAs name text encoder weights by transformers' module paths in both
+   * layouts (kohya converts open_clip's too) */
+  for (int i = 0; i < c->n_layers; i++) {
+    ldm_clip_layer *l = &w->layers[i];
+    static const char *const mods[6] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.out_proj", "mlp.fc1", "mlp.fc2"};
+    ldm_tensor *ts[6] = {&l->q_w, &l->k_w, &l->v_w, &l->o_w, &l->fc1_w, &l->fc2_w};
+    for (int k = 0; k < 6; k++) {
+      char n[128];
+      snprintf(n, sizeof n, "text_model.encoder.layers.%d.%s", i, mods[k]);
+      if (ldm_lora_table_add(&m->lora, index == 0 ? LDM_LORA_TE1 : LDM_LORA_TE2, n, NULL, ts[k]) != LDM_OK) {
+        st = ldm_fail(err, LDM_ERR_NOMEM, "text encoder: out of memory");
+        goto fail;
+      }
+    }
+  }
   *out = m;
   return LDM_OK;
 fail:
@@ -298,6 +314,7 @@ fail:
 
 void ldm_clip_text_free(ldm_clip_text *m) {
   if (!m) return;
+  ldm_lora_table_deinit(&m->lora);
   free(m->w.layers);
   free(m);
 }

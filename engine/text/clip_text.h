@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "io/lora.h"
 #include "io/source.h"
 
 typedef struct ldm_clip_config {
@@ -46,6 +47,7 @@ typedef struct ldm_clip_text {
   ldm_clip_config cfg;
   ldm_clip_weights w;
   char where[160];           /* "file.safetensors: cond_stage_model.model." for messages */
+  ldm_lora_table lora;       /* q/k/v/out_proj, fc1, fc2 of every layer, by transformers' names */
 } ldm_clip_text;
 
 /* Loads text encoder `index` of a model (0: CLIP-L of SD1/SDXL or OpenCLIP-H

@@ -201,6 +201,7 @@ ldm_text_kind ldm_text_cond_kind(const ldm_text_cond *tc) { return tc->kind; }
 int ldm_text_cond_dim(const ldm_text_cond *tc) { return tc->D; }
 int ldm_text_cond_pooled_dim(const ldm_text_cond *tc) { return tc->P; }
 const ldm_tokenizer *ldm_text_cond_tokenizer(const ldm_text_cond *tc) { return tc->tok[0]; }
+ldm_clip_text *ldm_text_cond_encoder(const ldm_text_cond *tc, int i) { return i >= 0 && i < 2 ? tc->enc[i] : NULL; }
 
 ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *prompt, int *n,
                                       ldm_error *err) {

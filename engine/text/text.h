@@ -53,6 +53,8 @@ ldm_text_kind ldm_text_cond_kind(const ldm_text_cond *tc);
 int ldm_text_cond_dim(const ldm_text_cond *tc);         /* D: 768 / 1024 / 2048 */
 int ldm_text_cond_pooled_dim(const ldm_text_cond *tc);  /* 1280 for SDXL, else 0 */
 const ldm_tokenizer *ldm_text_cond_tokenizer(const ldm_text_cond *tc);
+/* Text encoder i (0, or 1 for SDXL's second), NULL when absent. */
+ldm_clip_text *ldm_text_cond_encoder(const ldm_text_cond *tc, int i);
 
 /* Chunks a prompt needs (>= 1): cond and uncond must have the same count. */
 ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *prompt, int *n,

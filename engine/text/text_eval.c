@@ -34,6 +34,7 @@ ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) 
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "eval text: encoder=%d, expected 1 or 2", encoder);
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
   if ((st = ldm_clip_text_load(&m, src, encoder - 1, opt_int(p, "heads", 0), err)) != LDM_OK) goto done;
+  if ((st = ldm_eval_apply_loras(p, &m->lora, 1, "text encoder", err)) != LDM_OK) goto done;
   if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;
   const ldm_tensor *t;
   if ((st = ldm_st_require(in, "input_ids", &t, err)) != LDM_OK) goto done;

@@ -11,6 +11,7 @@
 
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "io/lora.h"
 #include "io/source.h"
 #include "models/family.h"
 
@@ -124,6 +125,7 @@ typedef struct ldm_unet_weights {
 typedef struct ldm_unet {
   ldm_unet_config cfg;
   ldm_unet_weights w;
+  ldm_lora_table lora;   /* every bound weight by its diffusers and original module path */
 } ldm_unet;
 
 /* Added conditions (NULL when the model has none). */

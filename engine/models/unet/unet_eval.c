@@ -61,6 +61,8 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   if ((st = ldm_eval_precision(p, &prec, err)) != LDM_OK) goto done;
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
   if ((st = ldm_unet_load(&u, src, &ov, err)) != LDM_OK) goto done;
+  if ((st = ldm_eval_apply_loras(p, &u->lora, 1, ldm_family_name(ldm_unet_guess_family(&u->cfg)), err)) != LDM_OK)
+    goto done;
   if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;
   const ldm_unet_config *c = &u->cfg;
   const char *ip = p->in_path;

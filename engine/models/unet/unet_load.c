@@ -29,6 +29,7 @@ typedef struct loader {
   char missing[600];
   ldm_status st;               /* first shape/format error */
   ldm_error *err;
+  ldm_lora_table *lora;        /* where weights are registered for LoRAs */
 } loader;
 
 static const ldm_tensor *find_name(const loader *L, const char *lname, const char *dname) {
@@ -87,6 +88,13 @@ static void req(loader *L, ldm_tensor *dst, const mname *m, const char *ls, cons
       L->st == LDM_OK)
     L->st = ldm_fail(L->err, LDM_ERR_SHAPE, "%s: UNet tensor '%s' has dtype %s, expected F32, F16 or BF16",
                      ldm_source_path(L->src), t->name ? t->name : lb, ldm_dtype_name(t->dtype));
+  /* a weight (not a bias or norm) a LoRA may change, under both module paths */
+  size_t ll = strlen(lb), dl = strlen(db);
+  if (L->lora && nd >= 2 && ll > 7 && dl > 7 && !strcmp(lb + ll - 7, ".weight") && !strcmp(db + dl - 7, ".weight")) {
+    lb[ll - 7] = db[dl - 7] = '\0';
+    if (ldm_lora_table_add(L->lora, LDM_LORA_UNET, db, lb, dst) != LDM_OK && L->st == LDM_OK)
+      L->st = ldm_fail(L->err, LDM_ERR_NOMEM, "out of memory");
+  }
 }
 
 /* ---- module names (the index arithmetic of convert_ldm_unet_checkpoint) -- */
@@ -392,6 +400,7 @@ void ldm_unet_free(ldm_unet *u) {
   free_attn(&u->w.mid_attn);
   free(u->w.input);
   free(u->w.output);
+  ldm_lora_table_deinit(&u->lora);
   free(u);
 }
 
@@ -504,7 +513,8 @@ ldm_status ldm_unet_load(ldm_unet **out, const ldm_source *src, const ldm_unet_o
   if (st == LDM_OK && u->cfg.context_dim <= 0)
     st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: UNet has no cross-attention", ldm_source_path(src));
   if (st == LDM_OK) {
-    loader L = {.src = src, .layout = u->cfg.layout, .lpb = u->cfg.layers_per_block, .err = err};
+    loader L = {.src = src, .layout = u->cfg.layout, .lpb = u->cfg.layers_per_block, .err = err,
+                .lora = &u->lora};
     st = load_weights(&L, u);
     u->cfg.n_ignored += u->cfg.n_tensors - L.n_used;
   }
