@@ -284,3 +284,75 @@ ldm_status ldm_addon_hash(const char *path, char out[13], ldm_error *err) {
   fclose(f);
   return st;
 }
+
+/* ---- embeddings ------------------------------------------------------------------ */
+typedef struct embed_scan {
+  const ldm_job *job;
+  const ldm_model *m;
+  ldm_text_embed *list;
+  int n;
+  ldm_status st;
+  ldm_error *err;
+} embed_scan;
+
+static bool word_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* name occurs in s as a whole word (case-insensitive: CLIP lowercases) */
+static bool names_word(const char *s, const char *name) {
+  size_t n = strlen(name);
+  if (!n) return false;
+  for (const char *p = s; (p = strcasestr(p, name)) != NULL; p++) {
+    bool left = p == s || !word_char(p[-1]) || !word_char(name[0]);
+    bool right = !word_char(p[n]) || !word_char(name[n - 1]);
+    if (left && right) return true;
+  }
+  return false;
+}
+
+static bool embed_wanted(void *user, const char *name) {
+  const embed_scan *e = user;
+  return names_word(e->job->prompt, name) || names_word(e->job->negative, name);
+}
+
+static int embed_visit(void *user, const ldm_model_entry *en) {
+  embed_scan *e = user;
+  for (int i = 0; i < e->n; i++)
+    if (!strcmp(e->list[i].name, en->name)) return 0; /* the first folder wins */
+  if (en->error) {
+    e->st = ldm_fail(e->err, LDM_ERR_UNSUPPORTED, "embedding %s: %s: %s", en->name, en->path, en->error);
+    return 1;
+  }
+  ldm_text_embed *l = realloc(e->list, (size_t)(e->n + 1) * sizeof *l);
+  if (!l) {
+    e->st = ldm_fail(e->err, LDM_ERR_NOMEM, "out of memory");
+    return 1;
+  }
+  e->list = l;
+  ldm_error lerr = {0};
+  ldm_status st = ldm_text_embed_load(e->m->text, en->path, en->name, &l[e->n], &lerr);
+  if (st == LDM_OK) e->n++;
+  /* another family's embedding: its name stays plain text, as A1111 skips it */
+  else if (st != LDM_ERR_SHAPE) {
+    if (e->err) *e->err = lerr;
+    e->st = st;
+    return 1;
+  }
+  return 0;
+}
+
+ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_embed **out, int *n, ldm_error *err) {
+  *out = NULL;
+  *n = 0;
+  if (!job->model_dirs) return LDM_OK;
+  embed_scan e = {.job = job, .m = m, .err = err};
+  ldm_status st = pl_models_scan_filtered(job->model_dirs, LDM_KIND_EMBEDDING, embed_wanted, &e, embed_visit, &e, err);
+  if (st == LDM_OK) st = e.st;
+  if (st != LDM_OK) {
+    for (int i = 0; i < e.n; i++) ldm_text_embed_deinit(&e.list[i]);
+    free(e.list);
+    return st;
+  }
+  *out = e.list;
+  *n = e.n;
+  return LDM_OK;
+}

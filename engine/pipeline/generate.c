@@ -477,7 +477,7 @@ static void teardown_run(run *r) {
  * A1111 emphasis and 75-token chunks (both padded to the same count), and
  * SDXL's pooled embeddings and time ids (original = target = the output
  * size, no crop, as diffusers' defaults). */
-static ldm_status encode_text(run *r) {
+static ldm_status encode_text_inner(run *r) {
   ldm_text_cond *tc = r->m->text;
   const char *neg = r->job->negative;
   int nc = 1, nu = 1;
@@ -524,6 +524,20 @@ static ldm_status encode_text(run *r) {
   free(u);
   free(pc);
   free(pu);
+  return st;
+}
+
+/* The prompts with the textual-inversion embeddings they name (found in the
+ * job's model folders) known to the text encoders for this job only. */
+static ldm_status encode_text(run *r) {
+  ldm_text_embed *emb = NULL;
+  int n_emb = 0;
+  LDM_TRY(pl_job_load_embeds(r->job, r->m, &emb, &n_emb, r->err));
+  ldm_status st = ldm_text_cond_set_embeds(r->m->text, emb, n_emb, r->err);
+  if (st == LDM_OK) st = encode_text_inner(r);
+  ldm_text_cond_set_embeds(r->m->text, NULL, 0, NULL);
+  for (int i = 0; i < n_emb; i++) ldm_text_embed_deinit(&emb[i]);
+  free(emb);
   return st;
 }
 

@@ -59,6 +59,8 @@ static const struct {
 typedef struct scan {
   ldm_model_kind want;
   const char *only_name;     /* look-up by stem: other files are not opened */
+  bool (*filter)(void *, const char *); /* or this says which stems to open */
+  void *filter_user;
   ldm_model_visit_fn fn;
   void *user;
   bool stop;
@@ -154,6 +156,7 @@ static void visit_file(scan *s, const char *path, ldm_model_kind folder_kind, co
   char name[4096], family[64] = "", why[1100];
   stem_of(path, name, sizeof name);
   if (s->only_name && strcmp(s->only_name, name) != 0) return;
+  if (s->filter && !s->filter(s->filter_user, name)) return;
   ldm_model_entry e = {.kind = folder_kind, .path = path, .name = name, .family = family,
                        .bytes = (int64_t)sb->st_size};
   if (pickle) {
@@ -261,12 +264,15 @@ static void walk(scan *s, const char *dir, ldm_model_kind folder_kind, int depth
 }
 
 static ldm_status scan_roots(const char *roots, ldm_model_kind kind, const char *only_name,
-                             ldm_model_visit_fn fn, void *user, ldm_error *err) {
+                             bool (*filter)(void *, const char *), void *filter_user, ldm_model_visit_fn fn,
+                             void *user, ldm_error *err) {
   if (!roots || !fn) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model folders: no folder given");
   scan *s = calloc(1, sizeof *s);
   if (!s) return ldm_fail(err, LDM_ERR_NOMEM, "model folders: out of memory");
   s->want = kind;
   s->only_name = only_name;
+  s->filter = filter;
+  s->filter_user = filter_user;
   s->fn = fn;
   s->user = user;
   ldm_status st = LDM_OK;
@@ -306,7 +312,7 @@ static ldm_status scan_roots(const char *roots, ldm_model_kind kind, const char 
 ldm_status ldm_models_scan(const char *roots, ldm_model_kind kind, ldm_model_visit_fn fn, void *user,
                            ldm_error *err) {
   ldm_error_clear(err);
-  return scan_roots(roots, kind, NULL, fn, user, err);
+  return scan_roots(roots, kind, NULL, NULL, NULL, fn, user, err);
 }
 
 typedef struct find_state {
@@ -331,8 +337,13 @@ ldm_status pl_models_find(const char *roots, ldm_model_kind kind, const char *na
                           bool *found, ldm_error *err) {
   find_state f = {.out = out, .n = n};
   *found = false;
-  LDM_TRY(scan_roots(roots, kind, name, find_one, &f, err));
+  LDM_TRY(scan_roots(roots, kind, name, NULL, NULL, find_one, &f, err));
   if (!f.found && f.why[0]) return ldm_fail(err, LDM_ERR_IO, "%s", f.why);
   *found = f.found;
   return LDM_OK;
+}
+
+ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool (*filter)(void *, const char *),
+                                   void *filter_user, ldm_model_visit_fn fn, void *user, ldm_error *err) {
+  return scan_roots(roots, kind, NULL, filter, filter_user, fn, user, err);
 }

@@ -82,6 +82,13 @@ ldm_status pl_model_apply_loras(ldm_model *m, const ldm_job *job, ldm_ctx *ctx, 
 ldm_status pl_models_find(const char *roots, ldm_model_kind kind, const char *name, char *out, size_t n,
                           bool *found, ldm_error *err);
 
+/* Files of `kind` whose stem filter() accepts (others are not opened). */
+ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool (*filter)(void *, const char *),
+                                   void *filter_user, ldm_model_visit_fn fn, void *user, ldm_error *err);
+/* The embeddings (textual inversion) of the model folders that the job's
+ * prompts name, loaded for the model's text encoders (malloc'd array). */
+ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_embed **out, int *n, ldm_error *err);
+
 /* Runs the job (generate.c). */
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 /* True for the ESRGAN-class families (no UNet, VAE or text encoder). */

@@ -364,6 +364,14 @@ ldm_status ldm_clip_text_forward_ex(ldm_ctx *ctx, const ldm_clip_text *m, const 
   TRY_GOTO(ldm_tensor_read_f32(&w->pos_emb, 0, (int64_t)T * d, pos, ctx->err));
   for (int64_t r = 0; r < rows; r++) {
     int32_t id = ids[r];
+    if (id >= LDM_CLIP_EXTRA_ID && id - LDM_CLIP_EXTRA_ID < m->n_extra) {
+      /* an embedding's vector replaces the token embedding (A1111's
+       * EmbeddingsWithFixes); the position embedding is added as usual */
+      memcpy(x + r * d, m->extra + (size_t)(id - LDM_CLIP_EXTRA_ID) * d, (size_t)d * sizeof *x);
+      const float *p = pos + (r % T) * d;
+      for (int i = 0; i < d; i++) x[r * d + i] += p[i];
+      continue;
+    }
     if (id < 0 || id >= c->n_vocab) {
       st = ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "%s: token id %d at [%lld, %lld] out of range [0, %d)",
                     m->where, id, (long long)(r / T), (long long)(r % T), c->n_vocab);
@@ -427,8 +435,11 @@ ldm_status ldm_clip_text_pool(ldm_ctx *ctx, const ldm_clip_text *m, float *poole
   // pooled = normed[b, argmax(ids[b])] -> [B, d]
   for (int b = 0; b < B; b++) {
     int best = 0;
-    for (int t = 1; t < T; t++)
-      if (ids[(int64_t)b * T + t] > ids[(int64_t)b * T + best]) best = t;
+    /* an embedding's positions count as id 0, as A1111 feeds them */
+    for (int t = 1; t < T; t++) {
+      int32_t it = ids[(int64_t)b * T + t], ib = ids[(int64_t)b * T + best];
+      if ((it >= LDM_CLIP_EXTRA_ID ? 0 : it) > (ib >= LDM_CLIP_EXTRA_ID ? 0 : ib)) best = t;
+    }
     memcpy(sel + (size_t)b * d, normed + ((int64_t)b * T + best) * d, (size_t)d * sizeof *sel);
   }
   // text_projection: sel [B, d] x P -> [B, P] (Linear weight [P, d] is used transposed)

@@ -48,7 +48,13 @@ typedef struct ldm_clip_text {
   ldm_clip_weights w;
   char where[160];           /* "file.safetensors: cond_stage_model.model." for messages */
   ldm_lora_table lora;       /* q/k/v/out_proj, fc1, fc2 of every layer, by transformers' names */
+  /* textual-inversion vectors [n_extra, d] (borrowed, set around a forward):
+   * token id LDM_CLIP_EXTRA_ID + i reads row i instead of the vocabulary */
+  const float *extra;
+  int n_extra;
 } ldm_clip_text;
+
+#define LDM_CLIP_EXTRA_ID (1 << 24)
 
 /* Loads text encoder `index` of a model (0: CLIP-L of SD1/SDXL or OpenCLIP-H
  * of SD2; 1: SDXL's OpenCLIP-bigG) from a single file (original keys

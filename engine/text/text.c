@@ -11,6 +11,7 @@
 
 #include "core/arena.h"
 #include "core/status.h"
+#include "io/safetensors.h"
 #include "text/prompt.h"
 
 /* ---- chunking ------------------------------------------------------------ */
@@ -59,12 +60,74 @@ static void next_chunk(chunk_builder *b) {
   b->last_comma = -1;
 }
 
+/* Embedding names as this tokenizer splits them, longest first. */
+typedef struct emb_tokens {
+  int32_t *ids;
+  int64_t n;
+  int index;          /* into the embedding list */
+  int32_t first_id;   /* LDM_CLIP_EXTRA_ID + the embedding's first row */
+  int n_vec;
+} emb_tokens;
+
+/* embedding:NAME (ComfyUI) -> NAME, when NAME is a loaded embedding. */
+static ldm_status strip_embedding_prefix(const char *text, const ldm_text_embed *emb, int n_emb, char **out,
+                                         ldm_error *err) {
+  *out = NULL;
+  if (!strstr(text, "embedding:")) return LDM_OK;
+  size_t n = strlen(text), o = 0;
+  char *r = malloc(n + 1);
+  if (!r) return ldm_fail(err, LDM_ERR_NOMEM, "prompt: out of memory");
+  for (size_t i = 0; i < n;) {
+    if (!strncmp(text + i, "embedding:", 10)) {
+      const char *nm = text + i + 10;
+      int best = -1;
+      size_t bl = 0;
+      for (int k = 0; k < n_emb; k++) {
+        size_t l = strlen(emb[k].name);
+        if (l > bl && !strncmp(nm, emb[k].name, l)) best = k, bl = l;
+      }
+      if (best < 0) {
+        size_t w = strcspn(nm, " ,()[]:\t\n");
+        ldm_status st = ldm_fail(err, LDM_ERR_MISSING, "prompt: embedding:%.*s: no such embedding in the model folders",
+                                 (int)w, nm);
+        free(r);
+        return st;
+      }
+      i += 10; /* the name itself is copied below and matched on tokens */
+      continue;
+    }
+    r[o++] = text[i++];
+  }
+  r[o] = '\0';
+  *out = r;
+  return LDM_OK;
+}
+
+static int cmp_emb_len(const void *a, const void *b) {
+  int64_t x = ((const emb_tokens *)a)->n, y = ((const emb_tokens *)b)->n;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static ldm_status chunk_ex(const ldm_tokenizer *tok, const char *prompt, int pad_id, int comma_backtrack,
+                           const ldm_text_embed *emb, int n_emb, ldm_text_chunks *out, ldm_error *err);
+
 ldm_status ldm_text_chunk(const ldm_tokenizer *tok, const char *prompt, int pad_id,
                           int comma_backtrack, ldm_text_chunks *out, ldm_error *err) {
+  return chunk_ex(tok, prompt, pad_id, comma_backtrack, NULL, 0, out, err);
+}
+
+static ldm_status chunk_ex(const ldm_tokenizer *tok, const char *prompt, int pad_id, int comma_backtrack,
+                           const ldm_text_embed *emb, int n_emb, ldm_text_chunks *out, ldm_error *err) {
   memset(out, 0, sizeof *out);
   ldm_prompt_piece *pieces = NULL;
   int n_pieces = 0;
+  emb_tokens *et = NULL;
+  char *stripped = NULL;
   LDM_TRY(ldm_prompt_parse(prompt, &pieces, &n_pieces, err));
+  if (n_emb > 0 && !(et = calloc((size_t)n_emb, sizeof *et))) {
+    ldm_prompt_pieces_free(pieces, n_pieces);
+    return ldm_fail(err, LDM_ERR_NOMEM, "prompt: out of memory");
+  }
   chunk_builder b = {.len = 0, .last_comma = -1, .bos = ldm_tokenizer_bos(tok),
                      .eos = ldm_tokenizer_eos(tok),
                      .pad = pad_id < 0 ? ldm_tokenizer_pad(tok) : pad_id, .out = out};
@@ -75,14 +138,30 @@ ldm_status ldm_text_chunk(const ldm_tokenizer *tok, const char *prompt, int pad_
   int32_t comma = -1;
   if ((st = ldm_tokenizer_tokenize(tok, ",", 1, &ids, &n, &cap, err)) != LDM_OK) goto done;
   if (n == 1) comma = ids[0];
+  for (int k = 0, row = 0; k < n_emb; row += emb[k].n_vec, k++) {
+    int64_t ecap = 0;
+    et[k].index = k;
+    et[k].first_id = LDM_CLIP_EXTRA_ID + row;
+    et[k].n_vec = emb[k].n_vec;
+    if ((st = ldm_tokenizer_tokenize(tok, emb[k].name, strlen(emb[k].name), &et[k].ids, &et[k].n, &ecap, err)) !=
+        LDM_OK)
+      goto done;
+  }
+  if (n_emb > 1) qsort(et, (size_t)n_emb, sizeof *et, cmp_emb_len);
   for (int p = 0; p < n_pieces && !b.oom; p++) {
     if (pieces[p].weight == -1.0 && strcmp(pieces[p].text, "BREAK") == 0) {
       next_chunk(&b);
       continue;
     }
     n = 0;
-    if ((st = ldm_tokenizer_tokenize(tok, pieces[p].text, strlen(pieces[p].text), &ids, &n, &cap,
-                                     err)) != LDM_OK)
+    const char *text = pieces[p].text;
+    free(stripped);
+    stripped = NULL;
+    if (n_emb > 0) {
+      if ((st = strip_embedding_prefix(text, emb, n_emb, &stripped, err)) != LDM_OK) goto done;
+      if (stripped) text = stripped;
+    }
+    if ((st = ldm_tokenizer_tokenize(tok, text, strlen(text), &ids, &n, &cap, err)) != LDM_OK)
       goto done;
     float w = (float)pieces[p].weight;
     for (int64_t i = 0; i < n && !b.oom; i++) {
@@ -104,6 +183,27 @@ ldm_status ldm_text_chunk(const ldm_tokenizer *tok, const char *prompt, int pad_
         b.len = nrel;
       }
       if (b.len == LDM_TEXT_CHUNK) next_chunk(&b);
+      /* an embedding's name here: its vectors, kept within one chunk
+       * (A1111's find_embedding_at_position, longest name first) */
+      const emb_tokens *hit = NULL;
+      for (int k = 0; k < n_emb && !hit; k++)
+        if (et[k].n > 0 && et[k].n <= n - i && !memcmp(ids + i, et[k].ids, (size_t)et[k].n * sizeof *ids))
+          hit = &et[k];
+      if (hit) {
+        if (hit->n_vec > LDM_TEXT_CHUNK) {
+          st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "prompt: embedding '%s' has %d vectors, more than a chunk's %d",
+                        emb[hit->index].name, hit->n_vec, LDM_TEXT_CHUNK);
+          goto done;
+        }
+        if (b.len + hit->n_vec > LDM_TEXT_CHUNK) next_chunk(&b);
+        for (int v = 0; v < hit->n_vec && !b.oom; v++) {
+          b.cur[b.len] = hit->first_id + v;
+          b.cur_mult[b.len] = w;
+          b.len++;
+        }
+        i += hit->n - 1;
+        continue;
+      }
       b.cur[b.len] = t;
       b.cur_mult[b.len] = w;
       b.len++;
@@ -113,6 +213,9 @@ ldm_status ldm_text_chunk(const ldm_tokenizer *tok, const char *prompt, int pad_
   if (b.oom) st = ldm_fail(err, LDM_ERR_NOMEM, "prompt: out of memory");
 done:
   free(ids);
+  free(stripped);
+  for (int k = 0; et && k < n_emb; k++) free(et[k].ids);
+  free(et);
   ldm_prompt_pieces_free(pieces, n_pieces);
   if (st != LDM_OK) ldm_text_chunks_free(out);
   return st;
@@ -144,6 +247,9 @@ struct ldm_text_cond {
   ldm_tokenizer *tok[2];
   bool drop_last;           /* SD2 single file: the last of OpenCLIP's layers is unused */
   int D, P;
+  const ldm_text_embed *emb; /* borrowed (ldm_text_cond_set_embeds) */
+  int n_emb;
+  float *extra[2];          /* the embeddings' vectors per encoder, concatenated */
 };
 
 ldm_status ldm_text_cond_load(ldm_text_cond **out, const ldm_source *src, int heads,
@@ -193,6 +299,7 @@ void ldm_text_cond_free(ldm_text_cond *tc) {
   for (int i = 0; i < 2; i++) {
     ldm_clip_text_free(tc->enc[i]);
     ldm_tokenizer_free(tc->tok[i]);
+    free(tc->extra[i]);
   }
   free(tc);
 }
@@ -208,9 +315,37 @@ ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *promp
   *n = 1;
   for (int e = 0; e < 2 && tc->tok[e]; e++) {
     ldm_text_chunks c;
-    LDM_TRY(ldm_text_chunk(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c, err));
+    LDM_TRY(chunk_ex(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, tc->emb, tc->n_emb, &c, err));
     if (c.n > *n) *n = c.n;
     ldm_text_chunks_free(&c);
+  }
+  return LDM_OK;
+}
+
+static int ldm_text_cond_extra_rows(const ldm_text_cond *tc) {
+  int n = 0;
+  for (int k = 0; k < tc->n_emb; k++) n += tc->emb[k].n_vec;
+  return n;
+}
+
+ldm_status ldm_text_cond_set_embeds(ldm_text_cond *tc, const ldm_text_embed *e, int n, ldm_error *err) {
+  for (int i = 0; i < 2; i++) {
+    free(tc->extra[i]);
+    tc->extra[i] = NULL;
+    if (tc->enc[i]) tc->enc[i]->extra = NULL, tc->enc[i]->n_extra = 0;
+  }
+  tc->emb = n > 0 ? e : NULL;
+  tc->n_emb = n > 0 ? n : 0;
+  int rows = ldm_text_cond_extra_rows(tc);
+  for (int i = 0; i < 2 && rows > 0; i++) {
+    if (!tc->enc[i]) continue;
+    const int d = tc->enc[i]->cfg.d;
+    if (!(tc->extra[i] = malloc((size_t)rows * d * sizeof(float)))) {
+      tc->emb = NULL, tc->n_emb = 0;
+      return ldm_fail(err, LDM_ERR_NOMEM, "text: out of memory for embeddings");
+    }
+    for (int k = 0, r = 0; k < n; r += e[k].n_vec, k++)
+      memcpy(tc->extra[i] + (size_t)r * d, e[k].vec[i], (size_t)e[k].n_vec * d * sizeof(float));
   }
   return LDM_OK;
 }
@@ -234,6 +369,8 @@ static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, int e, const int
   const int d = m->cfg.d;
   const int n_run = layers_to_run(tc, e, clip_skip);
   ldm_status st;
+  tc->enc[e]->extra = tc->extra[e];
+  tc->enc[e]->n_extra = tc->extra[e] ? ldm_text_cond_extra_rows(tc) : 0;
   if (pooled) {
     // all layers + final norm for the pooled output; hidden_states[n_run] kept
     ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
@@ -271,7 +408,7 @@ ldm_status ldm_text_cond_encode(ldm_text_cond *tc, ldm_ctx *ctx, const char *pro
   float *z = NULL, *pool = NULL, *h = NULL;
   int n = min_chunks > 1 ? min_chunks : 1;
   for (int e = 0; e < n_enc; e++) {
-    if ((st = ldm_text_chunk(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, &c[e], ctx->err)) !=
+    if ((st = chunk_ex(tc->tok[e], prompt, -1, LDM_TEXT_COMMA_BACKTRACK, tc->emb, tc->n_emb, &c[e], ctx->err)) !=
             LDM_OK ||
         (st = ldm_text_chunk(tc->tok[e], "", -1, LDM_TEXT_COMMA_BACKTRACK, &empty[e], ctx->err)) !=
             LDM_OK)
@@ -327,4 +464,67 @@ done:
   if (pooled) *pooled = pool;
   else free(pool);
   return LDM_OK;
+}
+
+/* ---- embeddings ------------------------------------------------------------------ */
+static ldm_status read_vectors(const ldm_tensor *t, int d, const char *path, const char *what, float **out, int *n,
+                               ldm_error *err) {
+  int64_t rows = t->ndim == 1 ? 1 : t->ndim == 2 ? t->shape[0] : -1;
+  int64_t width = t->ndim >= 1 ? t->shape[t->ndim - 1] : 0;
+  char b[64];
+  if (rows < 1 || rows > 1000 || width != d)
+    return ldm_fail(err, LDM_ERR_SHAPE, "%s: embedding tensor '%s' is %s, expected [n, %d] for this model's %s", path,
+                    t->name, ldm_shape_str(t, b, sizeof b), d, what);
+  if (*n && *n != rows)
+    return ldm_fail(err, LDM_ERR_SHAPE, "%s: clip_l and clip_g hold different numbers of vectors", path);
+  *out = malloc((size_t)(rows * d) * sizeof **out);
+  if (!*out) return ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", path);
+  *n = (int)rows;
+  return ldm_tensor_read_f32(t, 0, rows * d, *out, err);
+}
+
+ldm_status ldm_text_embed_load(const ldm_text_cond *tc, const char *path, const char *name, ldm_text_embed *out,
+                               ldm_error *err) {
+  memset(out, 0, sizeof *out);
+  size_t pl = strlen(path);
+  if ((pl > 3 && !strcmp(path + pl - 3, ".pt")) || (pl > 4 && !strcmp(path + pl - 4, ".bin")) ||
+      (pl > 5 && !strcmp(path + pl - 5, ".ckpt")))
+    return ldm_fail(err, LDM_ERR_UNSUPPORTED,
+                    "%s: a pickled PyTorch embedding: not read (loading a pickle can run code); convert it to "
+                    ".safetensors (emb_params, or clip_l + clip_g for SDXL)",
+                    path);
+  ldm_st_file *f = NULL;
+  LDM_TRY(ldm_st_open(&f, path, err));
+  ldm_status st = LDM_OK;
+  const ldm_tensor *l = ldm_st_find(f, "clip_l"), *g = ldm_st_find(f, "clip_g"), *t = ldm_st_find(f, "emb_params");
+  for (int64_t i = 0; !t && i < ldm_st_count(f); i++)
+    if (!strncmp(ldm_st_at(f, i)->name, "string_to_param", 15)) t = ldm_st_at(f, i);
+  if (!t && !l && ldm_st_count(f) == 1) t = ldm_st_at(f, 0);
+  if (l || g) {
+    if (tc->kind != LDM_TEXT_SDXL || !l || !g)
+      st = ldm_fail(err, LDM_ERR_SHAPE, "%s: an SDXL embedding (clip_l, clip_g) for a %s model", path,
+                    tc->kind == LDM_TEXT_SD2 ? "SD2" : tc->kind == LDM_TEXT_SD1 ? "SD1" : "SDXL model lacking one; this");
+    else if ((st = read_vectors(l, tc->enc[0]->cfg.d, path, "CLIP-L", &out->vec[0], &out->n_vec, err)) == LDM_OK)
+      st = read_vectors(g, tc->enc[1]->cfg.d, path, "OpenCLIP-bigG", &out->vec[1], &out->n_vec, err);
+  } else if (!t) {
+    st = ldm_fail(err, LDM_ERR_FORMAT, "%s: no embedding here (emb_params, string_to_param.*, clip_l / clip_g)", path);
+  } else if (tc->kind == LDM_TEXT_SDXL) {
+    st = ldm_fail(err, LDM_ERR_SHAPE, "%s: an SD1/SD2 embedding ('%s') for an SDXL model (needs clip_l and clip_g)",
+                  path, t->name);
+  } else {
+    st = read_vectors(t, tc->enc[0]->cfg.d, path, tc->kind == LDM_TEXT_SD2 ? "OpenCLIP-H" : "CLIP-L", &out->vec[0],
+                      &out->n_vec, err);
+  }
+  ldm_st_close(f);
+  if (st == LDM_OK && !(out->name = strdup(name))) st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", path);
+  if (st != LDM_OK) ldm_text_embed_deinit(out);
+  return st;
+}
+
+void ldm_text_embed_deinit(ldm_text_embed *e) {
+  if (!e) return;
+  free(e->name);
+  free(e->vec[0]);
+  free(e->vec[1]);
+  memset(e, 0, sizeof *e);
 }

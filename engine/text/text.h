@@ -40,8 +40,27 @@ void ldm_text_chunks_free(ldm_text_chunks *c);
  * z *= mean(z before) / mean(z after). */
 void ldm_text_emphasis(float *z, const float *mult, int T, int D);
 
-/* ---- conditioning ------------------------------------------------------------ */
+/* ---- textual-inversion embeddings ---------------------------------------------
+ * AUTOMATIC1111 .safetensors embeddings: emb_params [n, D] or string_to_param
+ * (converted) for SD1 (768) / SD2 (1024); clip_l [n, 768] + clip_g [n, 1280]
+ * for SDXL; a single tensor (diffusers' learned_embeds) also works. A name
+ * in a prompt (matched on tokens, as A1111's EmbeddingDatabase) or
+ * embedding:NAME (ComfyUI) becomes the n vectors, each counted as a token. */
 typedef struct ldm_text_cond ldm_text_cond;
+
+typedef struct ldm_text_embed {
+  char *name;          /* as prompts use it: the file stem */
+  int n_vec;
+  float *vec[2];       /* [n_vec, d] for encoder 0 (and 1: SDXL's clip_g) */
+} ldm_text_embed;
+
+/* Loads path for tc's encoder(s). LDM_ERR_SHAPE when its widths are another
+ * family's (the message names both), LDM_ERR_UNSUPPORTED for pickles. */
+ldm_status ldm_text_embed_load(const ldm_text_cond *tc, const char *path, const char *name, ldm_text_embed *out,
+                               ldm_error *err);
+void ldm_text_embed_deinit(ldm_text_embed *e);
+
+/* ---- conditioning ------------------------------------------------------------ */
 
 /* Loads the tokenizer(s) (the folder's tokenizer/, tokenizer_2/ files, else
  * the embedded vocabulary with the family's padding) and text encoder(s) of
@@ -55,6 +74,10 @@ int ldm_text_cond_pooled_dim(const ldm_text_cond *tc);  /* 1280 for SDXL, else 0
 const ldm_tokenizer *ldm_text_cond_tokenizer(const ldm_text_cond *tc);
 /* Text encoder i (0, or 1 for SDXL's second), NULL when absent. */
 ldm_clip_text *ldm_text_cond_encoder(const ldm_text_cond *tc, int i);
+
+/* The embeddings later calls recognise in prompts (borrowed until the next
+ * call; NULL, 0 = none). */
+ldm_status ldm_text_cond_set_embeds(ldm_text_cond *tc, const ldm_text_embed *e, int n, ldm_error *err);
 
 /* Chunks a prompt needs (>= 1): cond and uncond must have the same count. */
 ldm_status ldm_text_cond_count_chunks(const ldm_text_cond *tc, const char *prompt, int *n,

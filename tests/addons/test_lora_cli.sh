@@ -9,6 +9,8 @@
 #    digits of the SHA-256 of the file after its safetensors header (computed
 #    here with od / tail / sha256sum);
 #  - --from-png reproduces both images bit for bit;
+#  - a LoRA with a textual-inversion embedding (tests/reference/make_embed.py)
+#    against diffusers, >= 40 dB (and below without the embedding);
 #  - an SD1 LoRA on the SDXL model fails naming the module and the families.
 set -u
 ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}; g=${LDM_GOLDEN_DIR:?}
@@ -59,6 +61,18 @@ if "$cmp" psnr "$tmp/again1.png" "$tmp/flag-sd1.png" 99 > /dev/null && cmp -s "$
   ok "--from-png of a --lora image: same file"; else bad "--from-png of a --lora image differs"; fi
 if "$cmp" psnr "$tmp/again2.png" "$tmp/tag.png" 99 > /dev/null && cmp -s "$tmp/again2.png" "$tmp/tag.png"; then
   ok "--from-png of a <lora:...> image: same file"; else bad "--from-png of a <lora:...> image differs"; fi
+
+# a LoRA and an embedding (found by its tensors in a plain folder) against diffusers
+if "$ldm" txt2img --model "$g/pipeline/sd1" --prompt "a sd1_style photo of a red circle" --negative-prompt blurry \
+     --steps 8 --cfg-scale 7.5 --sampler euler --width 64 --height 48 --seed 1101 --threads 2 \
+     --lora "$lora:0.8" --model-dir "$g/embed" --out "$tmp/emb.png" > "$tmp/log" 2>&1 &&
+   "$cmp" psnr "$tmp/emb.png" "$g/embed/txt2img_lora_embed.png" 40; then ok "LoRA + embedding vs diffusers"
+else bad "LoRA + embedding vs diffusers: $(tail -1 "$tmp/log")"; fi
+"$ldm" txt2img --model "$g/pipeline/sd1" --prompt "a sd1_style photo of a red circle" --negative-prompt blurry \
+  --steps 8 --cfg-scale 7.5 --sampler euler --width 64 --height 48 --seed 1101 --threads 2 \
+  --lora "$lora:0.8" --out "$tmp/noemb.png" > /dev/null 2>&1
+if "$cmp" psnr "$tmp/noemb.png" "$g/embed/txt2img_lora_embed.png" 40 > /dev/null; then bad "without the embedding it matches too"
+else ok "without the embedding folder: below 40 dB"; fi
 
 # an SD1 LoRA on SDXL
 if "$ldm" txt2img --model "$g/pipeline/sdxl" --prompt x --steps 1 --width 64 --height 64 --lora "$lora" \
