@@ -52,7 +52,8 @@ void ldm_lora_table_restore(ldm_lora_table *t) {
 
 void ldm_lora_table_deinit(ldm_lora_table *t) {
   if (!t) return;
-  ldm_lora_table_restore(t);
+  /* the weights' structs may be gone already: only the copies are freed */
+  for (int i = 0; i < t->n; i++) free(t->mods[i].merged);
   free(t->mods);
   memset(t, 0, sizeof *t);
 }

@@ -48,6 +48,7 @@ ldm_status ldm_lora_table_add(ldm_lora_table *t, ldm_lora_part part, const char 
                               const char *alt, ldm_tensor *w);
 /* Rebinds every weight to the file's view and frees the merged copies. */
 void ldm_lora_table_restore(ldm_lora_table *t);
+/* Frees the copies and the table (the owner is freeing its weights). */
 void ldm_lora_table_deinit(ldm_lora_table *t);
 /* Bytes held by merged copies. */
 size_t ldm_lora_table_bytes(const ldm_lora_table *t);
