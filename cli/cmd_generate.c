@@ -568,7 +568,6 @@ int ldm_cmd_generate(int argc, char **argv) {
   ldm_image *init = NULL, *mask_rgba = NULL, *mask = NULL;
   ldm_model *model = NULL, *refine = NULL;
   char *extra = NULL;
-  ldm_model *model = NULL;
   ldm_job *job = NULL;
   ldm_image **images = NULL;
   int n_images = 0;

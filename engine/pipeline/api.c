@@ -351,8 +351,27 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
   j->p.negative_prompt = j->negative;
   j->p.sampler = j->sampler;
   j->p.model_dirs = j->model_dirs;
-  j->p.loras = NULL; /* the job's list is job->loras */
+  /* the resolved list (params and prompt tags) as params again, for the
+   * jobs this one runs (the refine stage of an upscale) */
+  j->p.loras = NULL;
   j->p.n_loras = 0;
+  if (j->n_loras > 0) {
+    if (!(j->lora_params = calloc((size_t)j->n_loras, sizeof *j->lora_params))) {
+      ldm_job_free(j);
+      return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
+    }
+    for (int i = 0; i < j->n_loras; i++) {
+      j->lora_params[i].path = j->loras[i].path;
+      j->lora_params[i].multiplier = j->loras[i].unet_multiplier;
+    }
+    j->p.loras = j->lora_params;
+    j->p.n_loras = j->n_loras;
+    if (pl_model_is_sr(m) && !p->refine_model) {
+      ldm_job_free(j);
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "LoRAs change diffusion models: this upscaler has none "
+                      "(with a refine model they apply to its img2img stage)");
+    }
+  }
   if (j->p.threads <= 0) j->p.threads = m->threads;
   atomic_init(&j->cancel, 0);
   *out = j;
@@ -377,6 +396,7 @@ void ldm_job_free(ldm_job *job) {
   free(job->negative);
   free(job->sampler);
   free(job->model_dirs);
+  free(job->lora_params);
   pl_job_free_loras(job);
   free(job);
 }

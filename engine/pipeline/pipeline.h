@@ -63,6 +63,7 @@ struct ldm_job {
   char *model_dirs;
   ldm_job_lora *loras;               /* path and name strings owned */
   int n_loras;
+  ldm_lora *lora_params;             /* the same as p.loras (paths borrowed from loras) */
   atomic_int cancel;
 };
 

@@ -137,6 +137,9 @@ static ldm_status refine(sr_run *r, float *img, int OW, int OH, uint64_t seed, l
       jp.init = tin;
       jp.output_type = LDM_PIXEL_F32; /* no rounding between the stages */
       jp.threads = p->threads;
+      jp.loras = p->loras; /* the job's LoRAs and embeddings go to the refine model */
+      jp.n_loras = p->n_loras;
+      jp.model_dirs = p->model_dirs;
       jp.want_preview = p->want_preview;
       jp.progress = refine_progress;
       jp.progress_user = &cb;
