@@ -14,6 +14,7 @@ int ldm_cmd_info(int argc, char **argv);
 int ldm_cmd_ls(int argc, char **argv);
 int ldm_cmd_tokenize(int argc, char **argv);
 int ldm_cmd_samplers(int argc, char **argv);
+int ldm_cmd_models(int argc, char **argv);
 int ldm_cmd_generate(int argc, char **argv); /* txt2img|img2img|inpaint|outpaint|upscale */
 
 /* `ldm info X.png`: prints its stored parameters; -1 if X is not a PNG. */

@@ -46,6 +46,7 @@ static const struct {
     {"eval", ldm_cmd_eval, "run one model component on safetensors in/out"},
     {"tokenize", ldm_cmd_tokenize, "print CLIP token ids of prompts read from stdin"},
     {"samplers", ldm_cmd_samplers, "list samplers and the reference each mirrors"},
+    {"models", ldm_cmd_models, "list the checkpoints, LoRAs, embeddings, ... in the model folders"},
 };
 
 static void usage(FILE *f) {

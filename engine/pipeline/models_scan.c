@@ -134,11 +134,17 @@ static ldm_model_kind classify(const char *path, ldm_st_file *f, char *family, s
       snprintf(family, fn, "%s", t->shape[0] == 8 ? "sd" : t->shape[0] == 32 ? "sd3" : "");
     return LDM_KIND_VAE;
   }
-  if (ldm_st_find(f, "conv_first.weight") || ldm_st_find(f, "model.0.weight") || any_name(f, "RDB1", NULL)) {
-    snprintf(family, fn, "esrgan");
-    return LDM_KIND_UPSCALER;
+  /* the rest: what family detection makes of it (ESRGAN-class upscalers) */
+  ldm_source *src = NULL;
+  ldm_family_info fi;
+  ldm_model_kind k = LDM_KIND_UNKNOWN;
+  if (ldm_source_open(&src, path, NULL) == LDM_OK && ldm_family_detect(src, &fi, NULL) == LDM_OK &&
+      (fi.family == LDM_FAMILY_ESRGAN || fi.family == LDM_FAMILY_SRVGG)) {
+    snprintf(family, fn, "%s", ldm_family_name(fi.family));
+    k = LDM_KIND_UPSCALER;
   }
-  return LDM_KIND_UNKNOWN;
+  ldm_source_close(src);
+  return k;
 }
 
 static void stem_of(const char *path, char *out, size_t n) {
@@ -208,10 +214,14 @@ static void walk(scan *s, const char *dir, ldm_model_kind folder_kind, int depth
       snprintf(family, sizeof family, "%s", ldm_family_name(fi.family));
       e.bytes = ldm_source_bytes(src);
     } else {
-      e.error = err.msg;
+      snprintf(p, sizeof p, "%s/unet", dir);
+      struct stat ub;
+      if (stat(p, &ub) == 0) e.error = err.msg;   /* a pipeline whose UNet cannot be read */
+      else e.kind = LDM_KIND_UNKNOWN;             /* a VAE, TAESD, ... folder */
+      if (src) e.bytes = ldm_source_bytes(src);
     }
     e.family = family;
-    if (s->want == LDM_KIND_ANY || s->want == LDM_KIND_CHECKPOINT)
+    if (s->want == LDM_KIND_ANY || s->want == e.kind)
       if (s->fn(s->user, &e)) s->stop = true;
     ldm_source_close(src);
     return;
