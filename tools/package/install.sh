@@ -79,13 +79,13 @@ if [ ${#PROFILES[@]} -gt 0 ]; then
   EXPLICIT=1
 elif [ -n "${GIMP3_DIRECTORY:-}" ]; then
   EXPLICIT=1
-  PROFILES=("$GIMP3_DIRECTORY")
+  # as GIMP reads it: a relative path is taken under the home folder
+  case "$GIMP3_DIRECTORY" in
+    /*) PROFILES=("$GIMP3_DIRECTORY") ;;
+    *) PROFILES=("${HOME:?HOME is not set}/$GIMP3_DIRECTORY") ;;
+  esac
 else
   while IFS= read -r p; do PROFILES+=("$p"); done < <(find_profiles)
-fi
-
-if [ "$(id -u)" = 0 ] && [ -z "$EXPLICIT" ]; then
-  die "run this as the user who runs GIMP, not as root (it installs into that user's GIMP profile; no root needed)"
 fi
 
 looked_in() {
@@ -106,6 +106,9 @@ done
 if [ "$MODE" = list ]; then
   printf '%s\n' "${PROFILES[@]}"
   exit 0
+fi
+if [ "$(id -u)" = 0 ] && [ -z "$EXPLICIT" ]; then
+  die "run this as the user who runs GIMP, not as root (it installs into that user's GIMP profile; no root needed)"
 fi
 
 # ---------------------------------------------------------------- uninstall
