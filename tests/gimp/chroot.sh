@@ -1,33 +1,44 @@
 #!/bin/bash
-# Debian 13 (trixie) chroot for building and testing the GIMP 3 plug-in.
+# Debian chroots for building and testing the GIMP 3 plug-in, one per
+# Debian release (= one GIMP minor version):
+#   trixie  Debian 13       GIMP 3.0.x  (the default)
+#   forky   Debian testing  GIMP 3.2.x
 #
-#   tests/gimp/chroot.sh [trixie|trixie-runtime] COMMAND ARGS   (see below)
-#   tests/gimp/chroot.sh ensure          create (when missing) + mount; prints the chroot path
-#   tests/gimp/chroot.sh sync SRC [DIR]  copy the source tree SRC to <chroot>/src/gimp-ldm
-#                                        (or <chroot>/src/DIR)
-#   tests/gimp/chroot.sh run CMD...      run CMD inside the chroot with a clean environment
-#   tests/gimp/chroot.sh umount          unmount proc/sys/dev (before deleting the chroot)
+#   tests/gimp/chroot.sh [NAME] ensure          create (when missing) + mount; prints the chroot path
+#   tests/gimp/chroot.sh [NAME] sync SRC [DIR]  copy the source tree SRC to <chroot>/src/gimp-ldm
+#                                               (or <chroot>/src/DIR)
+#   tests/gimp/chroot.sh [NAME] run CMD...      run CMD inside the chroot with a clean environment
+#   tests/gimp/chroot.sh [NAME] umount          unmount proc/sys/dev (before deleting the chroot)
+#   tests/gimp/chroot.sh releases               the releases the `gimp` suite runs on
 #
-# The chroot lives outside the checkout at ${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
-# and is cached between runs. Creation uses the host's Debian mirror (or
-# $LDM_DEBIAN_MIRROR) and never touches the host's apt sources. Needs root and
-# debootstrap on the host. Concurrent callers are serialised with flock.
+# NAME is a release (GIMP with the build tools and -dev packages) or
+# <release>-runtime (only GIMP: no compiler, no -dev packages, no OpenBLAS;
+# where the portable package of tools/package.sh is installed and tested).
+#
+# NAME defaults to $LDM_GIMP_RELEASE, else trixie. Each chroot lives outside
+# the checkout at /var/cache/gimp-ldm/<name> (${LDM_CHROOT_BASE:-/var/cache/gimp-ldm};
+# LDM_CHROOT / LDM_RUNTIME_CHROOT override the path of trixie / trixie-runtime)
+# and is cached between runs. Creation
+# uses the host's Debian mirror (or $LDM_DEBIAN_MIRROR) and never touches the
+# host's apt sources. Needs root and debootstrap on the host. Concurrent
+# callers are serialised with flock, per chroot.
 set -euo pipefail
 
-# An optional first argument picks the chroot: trixie (the default: GIMP 3
-# with the build tools and -dev packages) or trixie-runtime (only GIMP, no
-# compiler, no -dev packages, no OpenBLAS: where the portable package of
-# tools/package.sh is installed and tested), at /var/cache/gimp-ldm/<name>.
-NAME=trixie
+RELEASES="trixie forky"
+NAME=${LDM_GIMP_RELEASE:-trixie}
 case "${1:-}" in
-  trixie|trixie-runtime) NAME=$1; shift ;;
+  trixie|forky|trixie-runtime|forky-runtime) NAME=$1; shift ;;
 esac
-if [ "$NAME" = trixie-runtime ]; then
-  R=${LDM_RUNTIME_CHROOT:-/var/cache/gimp-ldm/trixie-runtime}
+REL=${NAME%-runtime}
+BASE=${LDM_CHROOT_BASE:-/var/cache/gimp-ldm}
+if [ "$NAME" != "$REL" ]; then
+  R=$BASE/$NAME
+  [ "$NAME" != trixie-runtime ] || R=${LDM_RUNTIME_CHROOT:-$R}
   PACKAGES="gimp xz-utils"
   LOCALES=""
 else
-  R=${LDM_CHROOT:-/var/cache/gimp-ldm/trixie}
+  R=$BASE/$REL
+  [ "$REL" != trixie ] || R=${LDM_CHROOT:-$R}
   # libopenblas-dev's static archive (openblas-pthread/libopenblas.a) and the
   # static libraries of the other -dev packages: tools/package.sh
   PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
@@ -85,15 +96,23 @@ ensure() {
   if [ ! -x "$R/usr/bin/apt-get" ]; then
     command -v debootstrap >/dev/null || die "debootstrap missing on the host (apt-get install debootstrap)"
     local mirror; mirror=$(host_mirror)
-    echo "chroot.sh: debootstrap trixie ($NAME) into $R from $mirror" >&2
+    # a debootstrap older than the release has no script for it: testing's
+    # is the same as sid's
+    local script=/usr/share/debootstrap/scripts/$REL
+    [ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+    echo "chroot.sh: debootstrap $REL ($NAME) into $R from $mirror" >&2
     rm -rf --one-file-system "$R.partial"
-    debootstrap --variant=minbase trixie "$R.partial" "$mirror" >"$R.debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase "$REL" "$R.partial" "$mirror" "$script" >"$R.debootstrap.log" 2>&1 \
       || { tail -20 "$R.debootstrap.log" >&2; die "debootstrap failed (log: $R.debootstrap.log)"; }
     mv "$R.partial" "$R"
   fi
   do_mount
   printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"; chmod +x "$R/usr/sbin/policy-rc.d"
   cp /etc/resolv.conf "$R/etc/resolv.conf"
+  # testing's Release carries a Valid-Until a week ahead; a mirror that is a
+  # frozen snapshot serves it expired. The signature is still checked. Only
+  # inside the chroot.
+  echo 'Acquire::Check-Valid-Until "false";' >"$R/etc/apt/apt.conf.d/99gimp-ldm-valid-until"
   echo "chroot.sh: installing packages" >&2
   in_chroot bash -c "apt-get update -qq && apt-get install -y -q --no-install-recommends $(echo $PACKAGES) \
       && apt-get clean" >"$R.apt.log" 2>&1 \
@@ -113,12 +132,17 @@ sync_src() {
   case "$dst" in */*|.*|'') die "sync: bad folder name $dst" ;; esac
   mkdir -p "$R/src/$dst"
   # Copy the tree without VCS data or build dirs; delete what vanished.
+  # Several checkouts share one chroot (and its build dir): a file is
+  # rewritten, with the time of the copy, exactly when its content differs,
+  # so the incremental build there redoes what changed even when the tree
+  # copied now is older than the one copied before (keeping the files' own
+  # times would leave that build stale).
   if command -v rsync >/dev/null; then
-    rsync -a --delete --exclude=.git --exclude='/build*' "$src/" "$R/src/$dst/"
+    rsync -rlp --checksum --delete --exclude=.git --exclude='/build*' "$src/" "$R/src/$dst/"
   else
     rm -rf --one-file-system "$R/src/$dst.new"
     mkdir -p "$R/src/$dst.new"
-    (cd "$src" && tar --exclude=./.git --exclude='./build*' -cf - .) | tar -C "$R/src/$dst.new" -xf -
+    (cd "$src" && tar --exclude=./.git --exclude='./build*' -cf - .) | tar -C "$R/src/$dst.new" -xmf -
     rm -rf --one-file-system "$R/src/$dst"
     mv "$R/src/$dst.new" "$R/src/$dst"
   fi
@@ -132,5 +156,6 @@ case "$cmd" in
   mount)  do_mount ;;
   umount) do_umount ;;
   path)   echo "$R" ;;
+  releases) echo "${LDM_GIMP_RELEASES:-$RELEASES}" ;;
   *) die "unknown command $cmd" ;;
 esac

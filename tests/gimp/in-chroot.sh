@@ -1,7 +1,8 @@
 #!/bin/bash
-# Runs inside the Debian 13 chroot (see run.sh): builds the whole project
-# with the plug-in, installs it into a scratch GIMP profile and runs the
-# python-fu checks in headless GIMP 3.
+# Runs inside a test chroot (see run.sh; Debian 13 with GIMP 3.0.x or Debian
+# testing with GIMP 3.2.x): builds the whole project with the plug-in,
+# installs it into a scratch GIMP profile and runs the python-fu checks in
+# headless GIMP 3.
 # Usage: in-chroot.sh errors|procedures|build [plugin-only]
 set -uo pipefail
 MODE=${1:-errors}
@@ -25,6 +26,14 @@ ln -sfn "$SRC/tests/golden/pipeline/x4.safetensors" "$W/models/ldm-demo-x4.safet
 export LDM_MODEL_PATH=$W/models
 
 log() { echo "in-chroot: $*" >&2; }
+
+# GIMP's binaries carry its minor version (gimp-3.0, gimp-console-3.2):
+# the newest 3.x installed
+GIMP_CONSOLE=$(ls /usr/bin/gimp-console-3.* 2>/dev/null | sort -V | tail -1)
+GIMP_GUI=$(ls /usr/bin/gimp-3.* 2>/dev/null | sort -V | tail -1)
+[ -x "$GIMP_CONSOLE" ] && [ -x "$GIMP_GUI" ] || { log "no gimp-console-3.x / gimp-3.x in /usr/bin"; exit 1; }
+GIMP_VERSION=$("$GIMP_CONSOLE" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -1)
+log "GIMP $GIMP_VERSION ($(basename "$GIMP_CONSOLE"), $(. /etc/os-release; echo "$PRETTY_NAME"))"
 
 setup() {
   rm -rf "$BUILD"
@@ -53,11 +62,11 @@ grep -E "warning:" "$W/build.log" | grep -E "plugin/|ui/" && log "plug-in warnin
 [ -x "$PROFILE/plug-ins/gimp-ldm/gimp-ldm" ] || { log "plug-in not installed"; exit 1; }
 
 run_batch() {   # $1 = checks mode, $2 = LANG (default C.UTF-8)
-  LANG=${2:-C.UTF-8} LDM_CHECKS=$1 timeout 240 gimp-console-3.0 -i -n -d -f \
+  LANG=${2:-C.UTF-8} LDM_CHECKS=$1 timeout 240 "$GIMP_CONSOLE" -i -n -d -f \
     --batch-interpreter=python-fu-eval \
     -b "exec(open('$SRC/tests/gimp/ldm_checks.py').read())" --quit >"$W/gimp-$1.log" 2>&1
   local rc=$?
-  grep -E "^(ok|not ok) - |^    message:|^SUMMARY|Traceback|Error|gimp-ldm" "$W/gimp-$1.log" \
+  grep -E "^(ok|not ok) - |^    message:|^SUMMARY|^GIMP [0-9]|^# |Traceback|Error|gimp-ldm" "$W/gimp-$1.log" \
     | grep -v "LibGimpBase-WARNING\|script-fu" >&2
   grep -q "^SUMMARY $1: .* 0 failed" "$W/gimp-$1.log" && [ $rc = 0 ]
 }
@@ -69,7 +78,7 @@ gui_undo() {
   Xvfb $d -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 & local xpid=$!
   export DISPLAY=$d
   for i in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
-  LDM_UNDO_DIR=$out gimp-3.0 -n -s -d -f --batch-interpreter=python-fu-eval \
+  LDM_UNDO_DIR=$out "$GIMP_GUI" -n -s -d -f --batch-interpreter=python-fu-eval \
     -b "exec(open('$SRC/tests/gimp/ldm_undo.py').read())" --quit >"$out/gimp.log" 2>&1 & local gpid=$!
   for i in $(seq 240); do [ -f "$out/ran" ] && break; kill -0 $gpid 2>/dev/null || break; sleep 0.25; done
   if [ -f "$out/ran" ] && grep -q SUCCESS "$out/ran"; then
@@ -83,8 +92,44 @@ gui_undo() {
   kill $gpid 2>/dev/null; wait $gpid 2>/dev/null
   kill $xpid 2>/dev/null; wait $xpid 2>/dev/null
   unset DISPLAY
-  grep -E "^(ok|not ok) - |^UNDO" "$out/gimp.log" >&2
+  grep -E "^(ok|not ok) - |^UNDO|^GIMP [0-9]" "$out/gimp.log" >&2
   grep -q "^ok - one undo step removes the new layer" "$out/gimp.log"
+}
+
+# the plug-in's sources compile without a warning against this GIMP's headers
+# (and this gcc): each one compiled again, syntax only, with the build's own
+# flags, so the check does not depend on what the incremental build redid
+check_warnings() {
+  local out=$W/warnings.log
+  python3 - "$BUILD/compile_commands.json" >"$out" 2>&1 <<'PY'
+import json, shlex, subprocess, sys
+n = 0
+for e in json.load(open(sys.argv[1])):
+    f = e['file']
+    if '/plugin/' not in f and '/ui/' not in f:
+        continue
+    args, keep = shlex.split(e['command']), []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ('-o', '-MQ', '-MF'):
+            skip = True
+        elif a not in ('-MD', '-c', f):
+            keep.append(a)
+    r = subprocess.run(keep + ['-fsyntax-only', '-fdiagnostics-color=never', '-c', f],
+                       cwd=e['directory'], capture_output=True, text=True)
+    sys.stdout.write(r.stdout + r.stderr)
+    n += 1
+print('compiled %d files' % n)
+PY
+  local cc; cc=$(cc --version | head -1)
+  if [ "$(grep -c "warning:\|error:" "$out")" != 0 ] || ! grep -q "^compiled [1-9]" "$out"; then
+    grep -E "warning:|error:|compiled" "$out" | head -40 >&2
+    echo "not ok - plug-in compiles without warnings against GIMP $GIMP_VERSION ($cc)" >&2
+    return 1
+  fi
+  echo "ok - plug-in compiles without warnings against GIMP $GIMP_VERSION ($cc, $(tail -1 "$out" | cut -d' ' -f2) files)" >&2
 }
 
 # every catalogue complete: no untranslated or fuzzy message against the
@@ -109,6 +154,7 @@ case "$MODE" in
     exit 0 ;;
   errors)
     rc=0
+    check_warnings || rc=1
     check_po || rc=1
     run_batch errors || rc=1
     run_batch i18n-de de_DE.UTF-8 || rc=1

@@ -17,6 +17,8 @@ gi.require_version('Gegl', '0.4')
 from gi.repository import Gimp, Gegl, Gio, GLib  # noqa: E402
 
 MODE = os.environ.get('LDM_CHECKS', 'errors')
+# the GIMP the checks run under (the suite runs on GIMP 3.0.x and 3.2.x)
+print('GIMP %s: checks %s' % (Gimp.version(), MODE), file=sys.stderr, flush=True)
 WS = 128   # work-size of the success checks: the tiny models at 128 px, fast
 TMP = os.environ.get('LDM_TMP', '/tmp')
 pdb = Gimp.get_pdb()
@@ -367,6 +369,86 @@ def check_procedures():
     img.delete()
 
 
+def is_rasterized(layer):
+    return Gimp.Rasterizable.is_rasterized(layer)
+
+
+def kept(before, after, shift):
+    # every layer of `before` is in `after` with its pixels, moved by `shift`
+    b = {n: (o, p) for n, o, p in zip(before['names'], before['offsets'], before['pixels'])}
+    a = {n: (o, p) for n, o, p in zip(after['names'], after['offsets'], after['pixels'])}
+    return len(b) == len(before['names']) and all(
+        n in a and a[n][1] == p and a[n][0] == (o[0] + shift[0], o[1] + shift[1])
+        for n, (o, p) in b.items())
+
+
+def check_nonraster_layers():
+    # GIMP 3.2's link layers (pixels from a file) and vector layers (a path
+    # rendered by GIMP) stay what they are: the plug-in reads their rendered
+    # pixels and adds its own layer; nothing is rasterized, nothing moves
+    # but with the canvas.
+    if not hasattr(Gimp, 'LinkLayer') or not hasattr(Gimp, 'VectorLayer'):
+        print('# GIMP %s has no link or vector layers: those checks are for 3.2 and later'
+              % Gimp.version(), file=sys.stderr, flush=True)
+        return
+    src, _ = new_image(64, 48, color='#20a040')
+    png = os.path.join(TMP, 'link-source.png')
+    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, src, Gio.File.new_for_path(png), None)
+    src.delete()
+
+    img, bg = new_image(160, 120)
+    link = Gimp.LinkLayer.new(img, Gio.File.new_for_path(png))
+    img.insert_layer(link, None, 0)
+    link.set_offsets(20, 16)
+    path = Gimp.Path.new(img, 'shape')
+    img.insert_path(path, None, 0)
+    sid = path.bezier_stroke_new_moveto(90, 20)
+    for x, y in ((150, 60), (110, 110), (70, 70)):
+        path.bezier_stroke_lineto(sid, x, y)
+    path.stroke_close(sid)
+    vec = Gimp.VectorLayer.new(img, path)
+    img.insert_layer(vec, None, 0)
+    vec.set_enable_fill(True)
+    vec.set_fill_color(Gegl.Color.new('#c03030'))
+    vec.refresh()
+    check('link and vector layers made', not is_rasterized(link) and not is_rasterized(vec),
+          (is_rasterized(link), is_rasterized(vec)))
+
+    def kinds():
+        return (Gimp.Item.is_link_layer(link), is_rasterized(link),
+                Gimp.Item.is_vector_layer(vec), is_rasterized(vec))
+
+    before = snapshot(img)
+    Gimp.Selection.none(img)
+    status, layer = call('plug-in-ldm-refine', img, [vec], prompt='a red kite', steps=2,
+                         seed=4, random_seed=False, strength=0.5, work_size=WS)
+    check('refine on a vector layer: succeeds', status == Gimp.PDBStatusType.SUCCESS,
+          '%s %s' % (status, layer))
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 24, 40, 30)
+    status, layer = call('plug-in-ldm-inpaint', img, [link], prompt='a green field', steps=2,
+                         seed=5, random_seed=False, work_size=WS)
+    check('inpaint on a link layer: succeeds', status == Gimp.PDBStatusType.SUCCESS,
+          '%s %s' % (status, layer))
+    after = snapshot(img)
+    check('refine, inpaint: link and vector layers still unrasterized',
+          kinds() == (True, False, True, False), kinds())
+    check('refine, inpaint: existing layers unchanged',
+          kept(before, after, (0, 0)), diff(before, after))
+
+    before = snapshot(img)
+    Gimp.Selection.none(img)
+    status, layer = call('plug-in-ldm-outpaint', img, [bg], prompt='more', steps=2, seed=6,
+                         random_seed=False, left=32, top=16, right=0, bottom=0, work_size=WS)
+    check('outpaint with link and vector layers: succeeds',
+          status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer))
+    after = snapshot(img)
+    check('outpaint: link and vector layers still unrasterized',
+          kinds() == (True, False, True, False), kinds())
+    check('outpaint: existing layers moved with the canvas, pixels unchanged',
+          kept(before, after, (32, 16)), diff(before, after))
+    img.delete()
+
+
 def check_german():
     # LANG=de_DE.UTF-8: the plug-in's catalogue is found beside it and used
     # for registration strings and for messages at run time
@@ -389,6 +471,7 @@ try:
         check_errors()
     else:
         check_procedures()
+        check_nonraster_layers()
 except Exception:
     import traceback
     traceback.print_exc()

@@ -8,6 +8,7 @@ gi.require_version('Gimp', '3.0'); gi.require_version('Gegl', '0.4')
 from gi.repository import Gimp, Gegl
 
 D = os.environ['LDM_UNDO_DIR']
+print('GIMP %s: undo check' % Gimp.version(), file=sys.stderr, flush=True)
 img = Gimp.Image.new(160, 120, Gimp.ImageBaseType.RGB)
 bg = Gimp.Layer.new(img, 'bg', 160, 120, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
 img.insert_layer(bg, None, 0)
