@@ -95,8 +95,34 @@ static const struct {
   int role;
 } suffixes[] = {
     {".lora_down.weight", 0}, {".lora_up.weight", 1}, {".lora_A.weight", 0}, {".lora_B.weight", 1},
-    {".lora.down.weight", 0}, {".lora.up.weight", 1}, {".alpha", 2},
+    {".lora.down.weight", 0}, {".lora.up.weight", 1}, {".lora_linear_layer.down.weight", 0},
+    {".lora_linear_layer.up.weight", 1}, {".alpha", 2},
 };
+
+/* diffusers' older attention-processor naming: <block>.processor.to_q_lora.down.weight
+ * -> module <block>.to_q (to_out_lora -> to_out.0) */
+static bool processor_name(const char *rest, char *key, size_t kn, int *role, int *name_len, const char *name) {
+  const char *p = strstr(rest, ".processor.to_");
+  if (!p) return false;
+  static const struct {
+    const char *tail, *mod;
+  } t[] = {{"to_q_lora.", "to_q"}, {"to_k_lora.", "to_k"}, {"to_v_lora.", "to_v"}, {"to_out_lora.", "to_out.0"}};
+  const char *q = p + 11;
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    size_t tl = strlen(t[i].tail);
+    if (strncmp(q, t[i].tail, tl)) continue;
+    const char *r = q + tl;
+    int ro = !strcmp(r, "down.weight") ? 0 : !strcmp(r, "up.weight") ? 1 : -1;
+    if (ro < 0) return false;
+    char tmp[176];
+    snprintf(tmp, sizeof tmp, "%.*s.%s", (int)(p - rest), rest, t[i].mod);
+    flatten(key, kn, tmp);
+    *role = ro;
+    *name_len = (int)(strlen(name) - strlen(r) - 1);
+    return true;
+  }
+  return false;
+}
 
 static bool ends_with(const char *s, size_t n, const char *suf) {
   size_t k = strlen(suf);
@@ -126,6 +152,7 @@ static ldm_status classify(const char *path, const char *name, ldm_lora_part *pa
       *part = prefixes[i].part;
     }
   size_t n = rest ? strlen(rest) : 0;
+  if (rest && processor_name(rest, key, kn, role, name_len, name)) return LDM_OK;
   for (size_t i = 0; rest && i < sizeof suffixes / sizeof *suffixes; i++)
     if (ends_with(rest, n, suffixes[i].s)) {
       size_t m = n - strlen(suffixes[i].s);

@@ -4,8 +4,8 @@
  * A1111 naming (lora_unet_*, lora_te_*, lora_te1_*, lora_te2_*; .lora_down /
  * .lora_up / .alpha; LoCon: 3x3 down, 1x1 up) and the diffusers / PEFT naming
  * (unet.*, text_encoder.*, text_encoder_2.*; .lora_A / .lora_B, optional
- * .alpha; the older .lora.down / .lora.up). Other LyCORIS types are refused
- * by name.
+ * .alpha; the older .lora.down / .lora.up, .lora_linear_layer.down / .up and
+ * .processor.to_q_lora.down / .up). Other LyCORIS types are refused by name.
  *
  * The model file is never touched: each network registers the weights a LoRA
  * may change in an ldm_lora_table (module name -> bound tensor); merging

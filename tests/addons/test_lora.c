@@ -1,6 +1,7 @@
 /* LoRA goldens vs diffusers (tests/reference/make_lora.py): for SD1, SD2 and
  * SDXL tiny models, LoRAs in the kohya naming (with alpha, f16), in the PEFT
- * naming (no alpha, f32), and two at once (a kohya LoCon with 3x3 convs at
+ * naming (no alpha, f32), diffusers' older processor naming (SD1), and two at
+ * once (a kohya LoCon with 3x3 convs at
  * 0.7 and the PEFT one at -0.3), merged by the `eval` harness (lora=) into
  * the UNet and every text encoder, in the diffusers folder and (SD1, SD2)
  * the original single-file layout; compared with diffusers'

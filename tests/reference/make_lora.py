@@ -4,7 +4,9 @@ the kohya-ss / AUTOMATIC1111 naming (lora_unet_*, lora_te_*, lora_te1_*,
 lora_te2_*; .lora_down / .lora_up / .alpha; LoCon 3x3 down + 1x1 up on the
 ResNet convolutions) and in the diffusers / PEFT naming (unet.*,
 text_encoder*.*; .lora_A / .lora_B, no alpha), for the tiny SD1, SD2 and SDXL
-models of make_pipeline.py / make_unet.py / make_text.py, and the outputs of
+models of make_pipeline.py / make_unet.py / make_text.py (and, for SD1, diffusers'
+older attention-processor naming: unet.*.processor.to_q_lora.down.weight,
+text_encoder.*.lora_linear_layer.down.weight), and the outputs of
 the UNet and the text encoders after diffusers' own
 load_lora_weights + fuse_lora(lora_scale=...) (PEFT backend), which also
 converts the kohya names (loaders/lora_conversion_utils.py).
@@ -84,6 +86,15 @@ def make_lora(path, mods, rank, seed, naming, alpha, sdxl):
             sd[k + ".lora_down.weight"] = down.half()
             sd[k + ".lora_up.weight"] = up.half()
             sd[k + ".alpha"] = torch.tensor(float(alpha))
+        elif naming == "old":  # diffusers' attention-processor / lora_linear_layer naming (before PEFT)
+            if part == "unet":
+                blk, _, proj = name.rpartition(".to_")
+                proj = {"q": "to_q", "k": "to_k", "v": "to_v", "out.0": "to_out"}[proj]
+                k = f"unet.{blk}.processor.{proj}_lora"
+            else:
+                k = peft[part] + name + ".lora_linear_layer"
+            sd[k + ".down.weight"] = down.contiguous()
+            sd[k + ".up.weight"] = up.contiguous()
         else:
             k = peft[part] + name
             sd[k + ".lora_A.weight"] = down.contiguous()
@@ -200,10 +211,14 @@ def main():
         plain = [m for part, net in parts for m in targets(net, part, False)]
         locon = [m for part, net in parts for m in targets(net, part, True)]
         seed = {"sd1": 10, "sd2": 20, "sdxl": 30}[fam]
+        # the older diffusers naming covers the attention projections only
+        attn = [m for m in plain if m[0] != "unet" or m[1].rpartition(".")[2] in ("to_q", "to_k", "to_v")
+                or m[1].endswith("to_out.0")]
         for name, mods, naming, rank, alpha in (
                 (f"{fam}_kohya", plain, "kohya", 4, 2.0),
                 (f"{fam}_locon", locon, "kohya", 3, 1.0),
-                (f"{fam}_peft", plain, "peft", 2, None)):
+                (f"{fam}_peft", plain, "peft", 2, None),
+                (f"{fam}_old", attn, "old", 2, None)):
             MODULES[name] = make_lora(os.path.join(OUT, name + ".safetensors"), mods, rank, seed, naming, alpha,
                                       sdxl_names)
             seed += 1
@@ -215,6 +230,8 @@ def main():
         run_case(f"{fam}_kohya", fam, make, [(f"{fam}_kohya", 0.8)], cases, inputs)
         run_case(f"{fam}_peft", fam, make, [(f"{fam}_peft", 1.0)], cases, inputs)
         run_case(f"{fam}_two", fam, make, [(f"{fam}_locon", 0.7), (f"{fam}_peft", -0.3)], cases, inputs)
+        if fam == "sd1":
+            run_case(f"{fam}_old", fam, make, [(f"{fam}_old", 0.5)], cases, inputs)
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write("\n".join(cases) + "\n")
     # the whole pipeline with a LoRA (the CLI must match it within 40 dB)
