@@ -6,6 +6,7 @@
  * [out, in * kh * kw]. */
 #include "io/lora.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,15 +284,36 @@ ldm_status ldm_lora_file_family(const char *path, char *out, size_t n, ldm_error
 }
 
 /* ---- merging ------------------------------------------------------------------ */
-static float *read_all(const ldm_tensor *t, ldm_error *err) {
+#define READ_PIECE ((int64_t)1 << 18)
+
+typedef struct read_job {
+  const ldm_tensor *t;
+  float *dst;
+  int64_t n;
+  atomic_int failed;
+} read_job;
+
+static void read_piece(void *user, int64_t i) {
+  read_job *j = user;
+  int64_t o = i * READ_PIECE, k = j->n - o < READ_PIECE ? j->n - o : READ_PIECE;
+  if (ldm_tensor_read_f32(j->t, o, k, j->dst + o, NULL) != LDM_OK) atomic_store(&j->failed, 1);
+}
+
+/* t as f32 in a new buffer; large tensors converted (and their fresh pages
+ * first touched) in pieces across the pool */
+static float *read_all(ldm_ctx *ctx, const ldm_tensor *t, ldm_error *err) {
   int64_t n = ldm_tensor_numel(t);
   float *b = malloc((size_t)(n > 0 ? n : 1) * sizeof *b);
   if (!b) {
     ldm_fail(err, LDM_ERR_NOMEM, "LoRA: out of memory for '%s'", t->name ? t->name : "?");
     return NULL;
   }
-  if (ldm_tensor_read_f32(t, 0, n, b, err) != LDM_OK) {
+  read_job j = {.t = t, .dst = b, .n = n};
+  atomic_init(&j.failed, 0);
+  if (n > 0) ldm_pool_for(ctx->pool, (n + READ_PIECE - 1) / READ_PIECE, read_piece, &j);
+  if (atomic_load(&j.failed)) {
     free(b);
+    ldm_fail(err, LDM_ERR_SHAPE, "LoRA: tensor '%s' is not a float tensor", t->name ? t->name : "?");
     return NULL;
   }
   return b;
@@ -340,11 +362,11 @@ static ldm_status merge_group(ldm_ctx *ctx, const char *path, const group *g, ld
   }
   const float scale = mult * alpha / (float)r;
   if (!m->merged) {
-    float *w = read_all(W, err);
+    float *w = read_all(ctx, W, err);
     if (!w) return err ? err->status : LDM_ERR_NOMEM;
     m->merged = w;
   }
-  float *d = read_all(D, err), *u = d ? read_all(U, err) : NULL;
+  float *d = read_all(ctx, D, err), *u = d ? read_all(ctx, U, err) : NULL;
   ldm_status st = d && u ? LDM_OK : (err ? err->status : LDM_ERR_NOMEM);
   if (st == LDM_OK) st = ldm_gemm(ctx, false, false, out, K, r, scale, u, r, d, K, 1.0f, m->merged, K);
   free(d);
