@@ -456,6 +456,12 @@ typedef int (*ldm_model_visit_fn)(void *user, const ldm_model_entry *e);
  * an error of the call; a root that does not exist is LDM_ERR_IO. */
 LDM_API ldm_status ldm_models_scan(const char *roots, ldm_model_kind kind, ldm_model_visit_fn fn,
                                    void *user, ldm_error *err);
+/* The first file of `kind` whose stem is `name` under the roots (as prompt
+ * tags <lora:NAME:...> are resolved; files with other stems are not
+ * opened): its path into out (n bytes). LDM_ERR_MISSING when there is none,
+ * LDM_ERR_IO when the one found cannot be read. */
+LDM_API ldm_status ldm_models_find(const char *roots, ldm_model_kind kind, const char *name, char *out, size_t n,
+                                   ldm_error *err);
 /* "checkpoint", "lora", "embedding", "vae", "controlnet", "upscaler",
  * "unknown"; parse returns false for other names. */
 LDM_API const char *ldm_model_kind_name(ldm_model_kind k);

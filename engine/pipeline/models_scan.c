@@ -357,3 +357,15 @@ ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool 
                                    void *filter_user, ldm_model_visit_fn fn, void *user, ldm_error *err) {
   return scan_roots(roots, kind, NULL, filter, filter_user, fn, user, err);
 }
+
+ldm_status ldm_models_find(const char *roots, ldm_model_kind kind, const char *name, char *out, size_t n,
+                           ldm_error *err) {
+  ldm_error_clear(err);
+  if (!roots || !name || !out || n == 0) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model folders: nothing to find");
+  bool found = false;
+  LDM_TRY(pl_models_find(roots, kind, name, out, n, &found, err));
+  if (!found)
+    return ldm_fail(err, LDM_ERR_MISSING, "no %s named '%s' (%s.safetensors) in %s", ldm_model_kind_name(kind), name,
+                    name, roots);
+  return LDM_OK;
+}

@@ -1,6 +1,6 @@
 /* LoRA goldens vs diffusers (tests/reference/make_lora.py): for SD1, SD2 and
  * SDXL tiny models, LoRAs in the kohya naming (with alpha, f16), in the PEFT
- * naming (no alpha, f32), diffusers' older processor naming (SD1), and two at
+ * naming (no alpha, f32), diffusers' older processor naming, and two at
  * once (a kohya LoCon with 3x3 convs at
  * 0.7 and the PEFT one at -0.3), merged by the `eval` harness (lora=) into
  * the UNet and every text encoder, in the diffusers folder and (SD1, SD2)
@@ -241,6 +241,13 @@ static void prompt_tags(void) {
   jp.model_dirs = NULL;
   jp.prompt = "<lora:sd1_kohya> x";
   CHECK(ldm_job_new(&j, m, &jp, &err) != LDM_OK && strstr(err.msg, "model folders"), "no dirs: %s", err.msg);
+  char found[4096];
+  CHECK(ldm_models_find(dir, LDM_KIND_LORA, "sd1_peft", found, sizeof found, &err) == LDM_OK &&
+            strstr(found, "lora/sd1_peft.safetensors"),
+        "ldm_models_find: %s", err.msg);
+  CHECK(ldm_models_find(dir, LDM_KIND_LORA, "nope", found, sizeof found, &err) == LDM_ERR_MISSING &&
+            strstr(err.msg, "nope"),
+        "ldm_models_find of a missing name: %s", err.msg);
   ldm_model_free(m);
   printf("prompt tags: checked\n");
 }

@@ -4,7 +4,7 @@ the kohya-ss / AUTOMATIC1111 naming (lora_unet_*, lora_te_*, lora_te1_*,
 lora_te2_*; .lora_down / .lora_up / .alpha; LoCon 3x3 down + 1x1 up on the
 ResNet convolutions) and in the diffusers / PEFT naming (unet.*,
 text_encoder*.*; .lora_A / .lora_B, no alpha), for the tiny SD1, SD2 and SDXL
-models of make_pipeline.py / make_unet.py / make_text.py (and, for SD1, diffusers'
+models of make_pipeline.py / make_unet.py / make_text.py (and diffusers'
 older attention-processor naming: unet.*.processor.to_q_lora.down.weight,
 text_encoder.*.lora_linear_layer.down.weight), and the outputs of
 the UNet and the text encoders after diffusers' own
@@ -230,8 +230,7 @@ def main():
         run_case(f"{fam}_kohya", fam, make, [(f"{fam}_kohya", 0.8)], cases, inputs)
         run_case(f"{fam}_peft", fam, make, [(f"{fam}_peft", 1.0)], cases, inputs)
         run_case(f"{fam}_two", fam, make, [(f"{fam}_locon", 0.7), (f"{fam}_peft", -0.3)], cases, inputs)
-        if fam == "sd1":
-            run_case(f"{fam}_old", fam, make, [(f"{fam}_old", 0.5)], cases, inputs)
+        run_case(f"{fam}_old", fam, make, [(f"{fam}_old", 0.5)], cases, inputs)
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write("\n".join(cases) + "\n")
     # the whole pipeline with a LoRA (the CLI must match it within 40 dB)
