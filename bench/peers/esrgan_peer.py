@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Peer side of bench/esrgan/run: one ESRGAN-class upscale per process.
+
+  torch MODEL.safetensors LOW.png THREADS   spandrel 0.4.2 (chaiNNer's / ComfyUI's loader)
+                                            on torch CPU, f32 (weights upcast at load), one
+                                            forward of the whole image, as ours runs it
+  sdcpp MODEL.safetensors LOW.png THREADS   stable-diffusion.cpp's ESRGAN upscaler
+                                            (stable-diffusion-cpp-python's upscale())
+Prints `PEER {json}`: the timed seconds `s` (model loading excluded), the CPU seconds of the
+timed part `cpu_s` and the process's peak RSS in MiB.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def done(**kw):
+    kw["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print("PEER " + json.dumps(kw), flush=True)
+
+
+def main():
+    job, model, low, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    from PIL import Image
+    img = Image.open(low).convert("RGB")
+    if job == "torch":
+        import numpy as np
+        import torch
+        from spandrel import ModelLoader
+        torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        desc = ModelLoader().load_from_file(model)
+        net = desc.model.float().eval()
+        load = time.perf_counter() - t0
+        x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255
+        t0, c0 = time.perf_counter(), cpu()
+        with torch.inference_mode():
+            y = net(x).clamp(0, 1)
+        s, c = time.perf_counter() - t0, cpu() - c0
+        done(s=s, cpu_s=c, load_s=load, out=list(y.shape))
+    elif job == "sdcpp":
+        from stable_diffusion_cpp import StableDiffusion  # noqa: F401
+        import stable_diffusion_cpp as sdc
+        t0 = time.perf_counter()
+        up = sdc.StableDiffusion(upscaler_path=model, n_threads=threads, verbose=False)
+        load = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), cpu()
+        out = up.upscale(images=[img], upscale_factor=4)
+        s, c = time.perf_counter() - t0, cpu() - c0
+        done(s=s, cpu_s=c, load_s=load, out=list(out[0].size))
+    else:
+        raise SystemExit("unknown job " + job)
+
+
+if __name__ == "__main__":
+    main()
