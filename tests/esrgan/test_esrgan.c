@@ -144,6 +144,90 @@ static void detection_errors(void) {
   ldm_source_close(src);
 }
 
+/* Through the public job API: an F32 picture in, F32 out (no 1/255
+ * rounding anywhere) equals spandrel's output clamped to 0..1; ldm_model_info
+ * names the kind; a progress callback that returns non-zero cancels. */
+static int cancel_at_first(void *user, int step, int total, double el, const ldm_image *prev) {
+  (void)el;
+  (void)prev;
+  (void)total;
+  *(int *)user = step;
+  return 1;
+}
+
+static void job_api(void) {
+  char path[4096];
+  ldm_error err = {0};
+  ldm_model_params mp;
+  ldm_model_params_init(&mp);
+  mp.path = ldm_test_golden("esrgan/compact_x4.safetensors", path, sizeof path);
+  mp.threads = 2;
+  ldm_model *m = NULL;
+  CHECK(ldm_model_load(&m, &mp, &err) == LDM_OK, "load: %s", err.msg);
+  if (!m) return;
+  ldm_model_info info;
+  ldm_model_get_info(m, &info);
+  CHECK(info.feed_forward && info.scale == 4 && !strcmp(info.family, "srvgg"), "info: ff %d scale %d family %s",
+        info.feed_forward, info.scale, info.family);
+  ldm_st_file *g = ldm_test_open_golden("esrgan/esrgan_io.safetensors");
+  ldm_tensor xs, ys;
+  float *x = ldm_test_tensor_f32(g, "compact_x4_in", &xs), *ref = ldm_test_tensor_f32(g, "compact_x4_out", &ys);
+  int H = (int)xs.shape[2], W = (int)xs.shape[3];
+  ldm_image *in = ldm_image_new(W, H, 3, LDM_PIXEL_F32);
+  for (int c = 0; c < 3; c++)
+    for (int i = 0; i < H * W; i++) ((float *)in->data)[i * 3 + c] = x[c * H * W + i];
+  ldm_job_params jp;
+  ldm_job_params_init(&jp, LDM_TASK_UPSCALE);
+  jp.init = in;
+  jp.output_type = LDM_PIXEL_F32;
+  ldm_job *job = NULL;
+  ldm_image **imgs = NULL;
+  int n = 0;
+  CHECK(ldm_job_new(&job, m, &jp, &err) == LDM_OK, "job: %s", err.msg);
+  ldm_status st = job ? ldm_job_run(job, &imgs, &n, &err) : LDM_ERR_INTERNAL;
+  CHECK(st == LDM_OK && n == 1, "run: %s", err.msg);
+  if (st == LDM_OK && n == 1) {
+    const ldm_image *o = imgs[0];
+    CHECK(o->width == 4 * W && o->height == 4 * H && o->channels == 3 && o->type == LDM_PIXEL_F32,
+          "output %dx%d c%d t%d", o->width, o->height, o->channels, (int)o->type);
+    int64_t N = (int64_t)16 * H * W;
+    float *got = malloc((size_t)N * 3 * sizeof(float)), *r = malloc((size_t)N * 3 * sizeof(float));
+    for (int64_t i = 0; i < N; i++)
+      for (int c = 0; c < 3; c++) {
+        got[c * N + i] = ((const float *)o->data)[i * 3 + c];
+        float v = ref[c * N + i];
+        r[c * N + i] = v < 0 ? 0 : v > 1 ? 1 : v;
+      }
+    ldm_test_close("job F32 in/out vs spandrel (clamped)", got, r, 3 * N, TOL, 0);
+    free(got);
+    free(r);
+  }
+  for (int i = 0; i < n; i++) ldm_image_free(imgs[i]);
+  free(imgs);
+  ldm_job_free(job);
+  /* cancel from the progress callback, tiles of 32 output pixels */
+  int seen = 0;
+  jp.tile_size = 32;
+  jp.progress = cancel_at_first;
+  jp.progress_user = &seen;
+  job = NULL;
+  imgs = NULL;
+  n = 0;
+  CHECK(ldm_job_new(&job, m, &jp, &err) == LDM_OK, "job: %s", err.msg);
+  st = job ? ldm_job_run(job, &imgs, &n, &err) : LDM_ERR_INTERNAL;
+  printf("cancel at the first tile: %s (%s)\n", ldm_status_str(st), err.msg);
+  CHECK(st == LDM_ERR_CANCELLED && seen == 1 && n == 0 && !imgs, "cancel: status %d after step %d", st, seen);
+  ldm_job_free(job);
+  /* a diffusion task on an upscaler is refused */
+  ldm_job_params_init(&jp, LDM_TASK_TXT2IMG);
+  CHECK(ldm_job_new(&job, m, &jp, &err) == LDM_ERR_INVALID_ARG, "txt2img on an upscaler accepted");
+  ldm_image_free(in);
+  free(x);
+  free(ref);
+  ldm_st_close(g);
+  ldm_model_free(m);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/ldm-test-esrgan-XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -157,6 +241,7 @@ int main(void) {
   tiled("rrdb_old_x4", "tile=36,overlap=16");
   tiled("compact_x4", "tile=24,overlap=8");
   detection_errors();
+  job_api();
   char cmd[1100];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpdir);
