@@ -8,6 +8,7 @@
 #include "io/safetensors.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "models/esrgan/esrgan.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -134,13 +135,14 @@ static ldm_model_kind classify(const char *path, ldm_st_file *f, char *family, s
       snprintf(family, fn, "%s", t->shape[0] == 8 ? "sd" : t->shape[0] == 32 ? "sd3" : "");
     return LDM_KIND_VAE;
   }
-  /* the rest: what family detection makes of it (ESRGAN-class upscalers) */
+  /* the rest: ESRGAN-class upscalers, as ldm_model_load tells them (the
+   * UNet's family detection knows no such files) */
   ldm_source *src = NULL;
-  ldm_family_info fi;
+  ldm_sr_config sc;
   ldm_model_kind k = LDM_KIND_UNKNOWN;
-  if (ldm_source_open(&src, path, NULL) == LDM_OK && ldm_family_detect(src, &fi, NULL) == LDM_OK &&
-      (fi.family == LDM_FAMILY_ESRGAN || fi.family == LDM_FAMILY_SRVGG)) {
-    snprintf(family, fn, "%s", ldm_family_name(fi.family));
+  if (ldm_source_open(&src, path, NULL) == LDM_OK && ldm_sr_probe(src, &sc, NULL) == LDM_OK &&
+      sc.arch != LDM_SR_NONE) {
+    snprintf(family, fn, "%s", ldm_family_name(sc.arch == LDM_SR_RRDB ? LDM_FAMILY_ESRGAN : LDM_FAMILY_SRVGG));
     k = LDM_KIND_UPSCALER;
   }
   ldm_source_close(src);

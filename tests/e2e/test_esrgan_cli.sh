@@ -61,6 +61,12 @@ if "$ldm" upscale --model "$g/rrdb_new_x2.safetensors" --init "$g/rgba_in.png" -
 else bad "refine: $(tail -2 "$tmp/log") $(tr '\r' '\n' < "$tmp/log2" | tail -2)"; fi
 grep -q '/14 ' "$tmp/log2" && ok "progress: 2 upscale passes + 6 tiles x 2 steps" || bad "refine progress: $(tr '\r' '\n' < "$tmp/log2" | tail -3)"
 
+# the model folders' scan tells ESRGAN-class files by their tensors (a plain folder: no folder name helps)
+mkdir -p "$tmp/plain"; cp "$g/compact_x4.safetensors" "$g/rrdb_new_x2.safetensors" "$tmp/plain/"
+"$ldm" models --model-dir "$tmp/plain" >"$tmp/log" 2>&1
+grep -q '^upscaler *srvgg .*compact_x4' "$tmp/log" && grep -q '^upscaler *esrgan .*rrdb_new_x2' "$tmp/log" &&
+  ok "ldm models: ESRGAN-class files are upscalers (srvgg, esrgan)" || bad "ldm models: $(cat "$tmp/log")"
+
 printf 'PK\003\004not-a-real-archive-but-a-zip-header' >"$tmp/model.pth"
 "$ldm" upscale --model "$tmp/model.pth" --init "$d/grey.png" --out "$tmp/no.png" >"$tmp/log" 2>&1; rc=$?
 [ "$rc" = 1 ] && grep -q 'PyTorch pickle.*convert' "$tmp/log" && [ "$(wc -l < "$tmp/log")" = 1 ] && [ ! -e "$tmp/no.png" ] &&
