@@ -6,6 +6,7 @@
  * [out, in * kh * kw]. */
 #include "io/lora.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,8 @@ static ldm_status merge_group(ldm_ctx *ctx, const char *path, const group *g, ld
     if (ldm_tensor_numel(g->alpha) != 1)
       return ldm_fail(err, LDM_ERR_SHAPE, "%s: tensor '%s' should hold one value", path, g->alpha->name);
     LDM_TRY(ldm_tensor_read_f32(g->alpha, 0, 1, &alpha, err));
+    if (!isfinite(alpha))
+      return ldm_fail(err, LDM_ERR_FORMAT, "%s: tensor '%s' is not a finite number", path, g->alpha->name);
   }
   const float scale = mult * alpha / (float)r;
   if (!m->merged) {
