@@ -11,6 +11,8 @@
 #  - --from-png reproduces both images bit for bit;
 #  - a LoRA with a textual-inversion embedding (tests/reference/make_embed.py)
 #    against diffusers, >= 40 dB (and below without the embedding);
+#  - an LCM-LoRA-shaped LoRA (LoCon on every attention and ResNet layer) with the
+#    LCM sampler, 4 steps, guidance 1, against diffusers' LCMScheduler, >= 40 dB;
 #  - an SD1 LoRA on the SDXL model fails naming the module and the families.
 set -u
 ldm=${LDM_EXE:?}; cmp=${PNG_COMPARE:?}; g=${LDM_GOLDEN_DIR:?}
@@ -73,6 +75,13 @@ else bad "LoRA + embedding vs diffusers: $(tail -1 "$tmp/log")"; fi
   --lora "$lora:0.8" --out "$tmp/noemb.png" > /dev/null 2>&1
 if "$cmp" psnr "$tmp/noemb.png" "$g/embed/txt2img_lora_embed.png" 40 > /dev/null; then bad "without the embedding it matches too"
 else ok "without the embedding folder: below 40 dB"; fi
+
+# LCM-LoRA use: a LoRA on every attention and ResNet layer (LoCon convs) with the LCM sampler
+if "$ldm" txt2img --model "$g/pipeline/sd1" --prompt "a red circle on a blue background" --steps 4 --cfg-scale 1 \
+     --sampler lcm --width 64 --height 48 --seed 1102 --threads 2 --lora "$g/lora/sd1_locon.safetensors:1" \
+     --out "$tmp/lcm.png" > "$tmp/log" 2>&1 && "$cmp" psnr "$tmp/lcm.png" "$g/lora/txt2img_lcm_lora.png" 40; then
+  ok "LCM-LoRA-shaped LoRA + LCM sampler vs diffusers"
+else bad "LCM-LoRA-shaped LoRA + LCM sampler: $(tail -1 "$tmp/log")"; fi
 
 # an SD1 LoRA on SDXL
 if "$ldm" txt2img --model "$g/pipeline/sdxl" --prompt x --steps 1 --width 64 --height 64 --lora "$lora" \

@@ -25,6 +25,8 @@ Writes tests/golden/lora/:
   txt2img_lora.png                 diffusers' StableDiffusionPipeline (tests/golden/pipeline/sd1,
                                    Euler, 8 steps, CFG 7.5, 64x48, seed 1100) after fusing
                                    sd1_kohya at 0.8
+  txt2img_lcm_lora.png             the same pipeline with sd1_locon fused at 1.0 and LCMScheduler,
+                                   4 steps, guidance 1, seed 1102 (how an LCM-LoRA is used)
 
 Usage: /work/refvenv/bin/python tests/reference/make_lora.py [OUTDIR]
 """
@@ -34,7 +36,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, EulerDiscreteScheduler, LCMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -240,6 +242,14 @@ def main():
     img = pipe(prompt=PROMPT, negative_prompt=NEG, num_inference_steps=8, guidance_scale=7.5, width=64, height=48,
                generator=torch.Generator("cpu").manual_seed(1100)).images[0]
     img.save(os.path.join(OUT, "txt2img_lora.png"))
+    # LCM-LoRA shaped (every attention and ResNet layer, convolutions included): the
+    # LoCon file at 1.0 with diffusers' LCMScheduler, 4 steps, guidance 1
+    pipe, nets = sd1()
+    fuse(pipe, nets, os.path.join(OUT, "sd1_locon.safetensors"), 1.0, MODULES["sd1_locon"], "lcm")
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    img = pipe(prompt=PROMPT, num_inference_steps=4, guidance_scale=1.0, width=64, height=48,
+               generator=torch.Generator("cpu").manual_seed(1102)).images[0]
+    img.save(os.path.join(OUT, "txt2img_lcm_lora.png"))
 
 
 if __name__ == "__main__":
