@@ -279,28 +279,44 @@ def main():
             if r.returncode != 0:
                 m.result, m.note = "build error", r.stdout.strip().splitlines()[-1][:200]
             else:
+                flaky = []
+
+                def confirmed(failed, gimp=False):
+                    """The failures not already in the baseline that fail
+                    again on a re-run of the same mutant (a timing test can
+                    fail once on a busy machine)."""
+                    failed = [f for f in failed if f.split(" (")[0] not in base_bad]
+                    if not failed:
+                        return []
+                    names = sorted({f.split(" (")[0] for f in failed})
+                    again, _, _ = meson_test(build, names=names,
+                                             timeout=(3 if gimp else 1) * args.test_timeout)
+                    again = {f.split(" (")[0] for f in again}
+                    flaky.extend(f for f in failed if f.split(" (")[0] not in again)
+                    return [f for f in failed if f.split(" (")[0] in again]
+
                 if m.gimp:
-                    failed, _, _ = meson_test(build, suites=["gimp"], timeout=3 * args.test_timeout)
-                    ran_sel = True
+                    failed = confirmed(meson_test(build, suites=["gimp"], timeout=3 * args.test_timeout)[0], True)
                 else:
                     failed, ran_sel = [], False
                     if m.tests:
-                        failed, _, _ = meson_test(build, names=m.tests, timeout=args.test_timeout)
+                        failed = confirmed(meson_test(build, names=m.tests, timeout=args.test_timeout)[0])
                         ran_sel = True
                     if not failed and (not args.quick or not ran_sel):
                         # not caught by its selection: every default suite
-                        failed, _, _ = meson_test(build, suites_excluded=DEFAULT_SUITES_EXCLUDED,
-                                                  timeout=args.test_timeout)
+                        failed = confirmed(meson_test(build, suites_excluded=DEFAULT_SUITES_EXCLUDED,
+                                                      timeout=args.test_timeout)[0])
                         if failed and ran_sel:
                             m.note = "missed by its test selection"
-                failed = [f for f in failed if f.split(" (")[0] not in base_bad]
+                if flaky:
+                    m.note = "; ".join(x for x in (m.note, "failed once, passed on re-run: " + ", ".join(flaky)) if x)
                 if failed:
                     m.result, m.caught_by = "caught", failed
                     if m.equivalent:
                         m.note = "listed as equivalent, but a test fails: fix the list"
                 else:
                     m.result = "equivalent" if m.equivalent else "survived"
-                    m.note = m.equivalent or m.note
+                    m.note = "; ".join(x for x in (m.equivalent, m.note) if x)
         except subprocess.TimeoutExpired:
             m.result, m.caught_by = "caught", ["(build/test timeout)"]
         finally:
