@@ -102,10 +102,12 @@ def run(cmd, cwd=None, timeout=None, env=None):
 
 def sync_tree(src, dst):
     """Copies the checkout's files (tracked, and untracked ones git does not
-    ignore) into dst, only those changed since the last sync (size or mtime),
-    so the scratch build stays incremental across runs. Large files (models,
-    goldens) are hard-linked: mutations only ever replace small source files,
-    and always by rename, never in place."""
+    ignore) into dst, only those whose content differs, so the scratch build
+    stays incremental across runs. A copy gets the current time as its
+    mtime (a source file's own older mtime would let ninja keep objects
+    built from a newer scratch copy, e.g. a mutant's). Large files (models,
+    goldens) are hard-linked: mutations only ever replace small source
+    files, and always by rename, never in place."""
     out = run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=src)
     if out.returncode != 0:
         sys.exit("mutate: git ls-files failed in %s:\n%s" % (src, out.stdout))
@@ -128,14 +130,15 @@ def sync_tree(src, dst):
         if not os.path.isfile(s):
             continue
         st = os.stat(s)
-        try:
-            dt = os.stat(d)
-            if dt.st_size == st.st_size and int(dt.st_mtime) == int(st.st_mtime):
+        if os.path.isfile(d) and not os.path.islink(d):
+            if os.path.samefile(s, d):
                 continue
-        except FileNotFoundError:
-            pass
+            if os.path.getsize(d) == st.st_size:
+                with open(s, "rb") as a, open(d, "rb") as b:
+                    if a.read() == b.read():
+                        continue
         os.makedirs(os.path.dirname(d), exist_ok=True)
-        if os.path.exists(d):
+        if os.path.lexists(d):
             os.unlink(d)
         if st.st_size >= BIG:
             try:
@@ -144,7 +147,8 @@ def sync_tree(src, dst):
                 continue
             except OSError:
                 pass
-        shutil.copy2(s, d)
+        shutil.copyfile(s, d)
+        shutil.copymode(s, d)
         copied += 1
     return len(files), copied
 
