@@ -38,7 +38,7 @@ static double now(void) {
 typedef struct cancel_state {
   ldm_job *job;
   atomic_int last_step;
-  atomic_int go;
+  atomic_int go, cancelled;
   double t_step[64];
   double t_cancel;
 } cancel_state;
@@ -50,7 +50,16 @@ static int on_progress(void *user, int step, int total, double elapsed, const ld
   (void)preview;
   if (step < 64) cs->t_step[step] = now();
   atomic_store(&cs->last_step, step);
-  if (step == 3) atomic_store(&cs->go, 1);
+  if (step == 3) {
+    atomic_store(&cs->go, 1);
+    /* wait (up to 30 s) until the other thread has cancelled: on a busy
+     * machine it may not be scheduled for several steps, and "within one
+     * step" is about the job, not the scheduler */
+    for (int i = 0; i < 150000 && !atomic_load(&cs->cancelled); i++) {
+      struct timespec ts = {0, 200000};
+      nanosleep(&ts, NULL);
+    }
+  }
   return 0;
 }
 
@@ -62,6 +71,7 @@ static void *canceller(void *arg) {
   }
   cs->t_cancel = now();
   ldm_job_cancel(cs->job);
+  atomic_store(&cs->cancelled, 1);
   return NULL;
 }
 
