@@ -205,6 +205,30 @@ static void test_chunks(void) {
     expect_chunk("no backtrack", &ch, 1, dogs, ones, 6, 49407);
   }
   ldm_text_chunks_free(&ch);
+  /* the window's edge (A1111: len(chunk.tokens) - last_comma <= 20): a
+   * comma at index 55 of a full chunk is 20 back and moves the 19 dogs
+   * after it; at index 54 (21 back) the chunk splits plainly at 75 */
+  for (int back = 20; back <= 21; back++) {
+    int at = 75 - back;
+    buf[0] = 0;
+    for (int i = 0; i < at; i++) strcat(buf, "cat ");
+    strcat(buf, ",");
+    for (int i = 0; i < 25; i++) strcat(buf, " dog");
+    int32_t first[75], second[25];
+    for (int i = 0; i < at; i++) first[i] = cat;
+    first[at] = comma;
+    for (int i = at + 1; i < 75; i++) first[i] = dog;
+    for (int i = 0; i < 25; i++) second[i] = dog;
+    CHECK(ldm_text_chunk(tok, buf, -1, 20, &ch, &err) == LDM_OK && ch.n == 2, "comma %d back: %d chunks", back,
+          ch.n);
+    char what[64];
+    snprintf(what, sizeof what, "comma %d tokens back", back);
+    if (ch.n == 2) {
+      expect_chunk(what, &ch, 0, first, ones, back == 20 ? at + 1 : 75, 49407);
+      expect_chunk(what, &ch, 1, second, ones, back == 20 ? 25 : 25 - (75 - at - 1), 49407);
+    }
+    ldm_text_chunks_free(&ch);
+  }
   /* a comma further back than 20 tokens: plain split */
   buf[0] = 0;
   strcat(buf, "cat,");

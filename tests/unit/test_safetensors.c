@@ -114,6 +114,23 @@ static void test_malformed(void) {
   expect_fail("7-byte file", path, LDM_ERR_FORMAT);
 
   expect_fail("header past end", make_file("past.st", "{}", 4096, NULL, 0), LDM_ERR_FORMAT);
+  {
+    /* a header length 1..8 bytes past the end: refused before anything past
+     * the file is read, with that reason (not a JSON error on what lies
+     * beyond) */
+    for (uint64_t over = 1; over <= 8; over++) {
+      char name[32];
+      snprintf(name, sizeof name, "over%llu.st", (unsigned long long)over);
+      const char *p = make_file(name, "{}", 2 + over, NULL, 0);
+      ldm_error e = {0};
+      ldm_st_file *sf = NULL;
+      ldm_status st = ldm_st_open(&sf, p, &e);
+      CHECK(st == LDM_ERR_FORMAT && !sf && strstr(e.msg, "runs past the end"),
+            "header length %llu bytes past the end: %s (%s)", (unsigned long long)over, ldm_status_str(st), e.msg);
+      ldm_st_close(sf);
+    }
+    printf("malformed %-28s -> header length runs past the end\n", "header 1..8 bytes past end");
+  }
   expect_fail("100 MB header", make_file("huge.st", "{}", 100u << 20, NULL, 0), LDM_ERR_FORMAT);
   expect_fail("2^63 header length", make_file("h63.st", "{}", (uint64_t)1 << 63, NULL, 0), LDM_ERR_FORMAT);
   expect_fail("zero header length", make_file("h0.st", "", 0, "xxxxxxxx", 8), LDM_ERR_FORMAT);
