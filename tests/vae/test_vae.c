@@ -5,6 +5,7 @@
  * Tolerance: max abs error <= 1e-4 against the diffusers outputs. */
 #include "ldm_test.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/arena.h"
@@ -241,6 +242,52 @@ static void preview_scale_check(void) {
   vae = NULL;
   ldm_source_close(src);
   src = NULL;
+  /* a VAE whose config.json has a shift_factor (SD3 / Flux VAEs): the same
+   * kl4 weights with shift 0.0609; latents are (z - shift) * scale and back
+   * z / scale + shift, as diffusers' SD3 pipelines apply them */
+  {
+    char tmpl[] = "/tmp/ldm-vae-shift-XXXXXX", p2[4200], cfg[8192] = "";
+    CHECK(mkdtemp(tmpl) != NULL, "mkdtemp");
+    snprintf(p2, sizeof p2, "%s/vae", tmpl);
+    CHECK(mkdir(p2, 0700) == 0, "mkdir %s", p2);
+    FILE *in = fopen(ldm_test_golden("vae/kl4/vae/config.json", path, sizeof path), "rb");
+    size_t len = in ? fread(cfg, 1, sizeof cfg - 1, in) : 0;
+    if (in) fclose(in);
+    cfg[len] = 0;
+    char *at = strstr(cfg, "\"shift_factor\": null");
+    CHECK(at != NULL, "kl4 config.json has no \"shift_factor\": null");
+    if (at) {
+      char out[8300];
+      snprintf(out, sizeof out, "%.*s\"shift_factor\": 0.0609%s", (int)(at - cfg), cfg, at + strlen("\"shift_factor\": null"));
+      snprintf(p2, sizeof p2, "%s/vae/config.json", tmpl);
+      FILE *o = fopen(p2, "wb");
+      CHECK(o && fputs(out, o) >= 0, "write %s", p2);
+      if (o) fclose(o);
+      snprintf(p2, sizeof p2, "%s/vae/diffusion_pytorch_model.safetensors", tmpl);
+      CHECK(symlink(ldm_test_golden("vae/kl4/vae/diffusion_pytorch_model.safetensors", path, sizeof path), p2) == 0,
+            "symlink");
+      if (ldm_source_open(&src, tmpl, &err) == LDM_OK && ldm_vae_load(&vae, src, NULL, &err) == LDM_OK) {
+        const ldm_vae_config *c = ldm_vae_get_config(vae);
+        float z[2] = {1.0f, -2.0f}, want[2];
+        for (int i = 0; i < 2; i++) want[i] = (z[i] - 0.0609f) * c->scale;
+        CHECK(c->shift == 0.0609f, "shift_factor read as %g", c->shift);
+        ldm_vae_scale_latent(vae, z, 2);
+        ldm_test_close("vae scale with shift_factor 0.0609", z, want, 2, 1e-6, 0.0);
+        ldm_vae_unscale_latent(vae, z, 2);
+        want[0] = 1.0f, want[1] = -2.0f;
+        ldm_test_close("vae unscale with shift_factor 0.0609", z, want, 2, 1e-6, 0.0);
+      } else {
+        CHECK(false, "kl4 with shift_factor: %s", err.msg);
+      }
+      ldm_vae_free(vae);
+      vae = NULL;
+      ldm_source_close(src);
+      src = NULL;
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+    if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", tmpl);
+  }
   /* no config in a single file: the family decides the scale */
   CHECK(ldm_source_open(&src, ldm_test_golden("vae/kl2.safetensors", path, sizeof path), &err) == LDM_OK,
         "%s", err.msg);
