@@ -11,6 +11,10 @@ VERSION=${1:?version}
 T=$(cd "$(dirname "$0")" && pwd)
 U=ldmuser
 rc=0
+# GIMP's binaries and profile folder carry its minor version (gimp-console-3.0,
+# ~/.config/GIMP/3.0; gimp-console-3.2, ~/.config/GIMP/3.2)
+GIMP_CONSOLE=$(ls /usr/bin/gimp-console-3.* 2>/dev/null | sort -V | tail -1)
+GIMP_MINOR=${GIMP_CONSOLE##*-}
 ok() { echo "ok - $*"; }
 fail() { echo "not ok - $*"; rc=1; }
 
@@ -23,8 +27,8 @@ if [ "${2:-}" != user ]; then
   [ -z "$dev" ] && ok "no -dev package installed" || fail "-dev packages installed: $dev"
   [ -z "$blas" ] && ok "no OpenBLAS installed" || fail "OpenBLAS installed: $blas"
   [ -z "$ccs" ] && ok "no compiler or linker installed" || fail "compiler/linker found: $ccs"
-  command -v gimp-console-3.0 >/dev/null && ok "GIMP $(dpkg-query -W -f='${Version}' gimp) installed" \
-    || fail "gimp-console-3.0 missing"
+  [ -x "$GIMP_CONSOLE" ] && ok "GIMP $(dpkg-query -W -f='${Version}' gimp) installed ($(basename "$GIMP_CONSOLE"), $(. /etc/os-release; echo "$PRETTY_NAME"))" \
+    || fail "no gimp-console-3.x in /usr/bin"
   # a fresh normal user, every run
   if id "$U" >/dev/null 2>&1; then userdel "$U" 2>/dev/null; fi
   rm -rf --one-file-system "/home/$U"
@@ -37,7 +41,7 @@ fi
 
 # ------------------------------------------------------------------ as the user
 cd "$HOME"
-PROFILE=$HOME/.config/GIMP/3.0
+PROFILE=$HOME/.config/GIMP/$GIMP_MINOR
 NAME=gimp-ldm-$VERSION-linux-x86_64
 MNAME=gimp-ldm-demo-models-$VERSION
 mkdir -p Downloads tmp
@@ -80,7 +84,7 @@ fi
 
 gimp_batch() {   # $1 = log file, rest: env for the checks
   local logf=$1; shift
-  env "$@" timeout 600 gimp-console-3.0 -i -n -d -f --batch-interpreter=python-fu-eval \
+  env "$@" timeout 600 "$GIMP_CONSOLE" -i -n -d -f --batch-interpreter=python-fu-eval \
     -b "${GIMP_BATCH:-exec(open('$T/ldm_checks.py').read())}" --quit >"$logf" 2>&1
 }
 # GIMP's first start creates the profile

@@ -5,12 +5,15 @@
 #  2. in the build chroot: the packed binaries' dependencies against the
 #     allow-list of libraries every GIMP 3 install has, and the highest GLIBC
 #     symbol version they need (tests/gimp/package-deps.sh);
-#  3. in a second Debian 13 chroot with nothing but GIMP (chroot.sh
-#     trixie-runtime: no compiler, no -dev package, no OpenBLAS), as a normal
+#  3. in a chroot with nothing but GIMP (chroot.sh <release>-runtime: no
+#     compiler, no -dev package, no OpenBLAS), once per release of
+#     `chroot.sh releases` -- Debian 13 with GIMP 3.0.x and Debian testing with
+#     GIMP 3.2.x, the same package built once on Debian 13 -- as a normal
 #     user: unpack, install.sh (and its refusal without a GIMP profile), the
 #     registration and success checks of ldm_checks.py in GIMP from the
 #     installed package, and install.sh --uninstall leaving the profile as it
-#     was (tests/gimp/package-in-chroot.sh).
+#     was (tests/gimp/package-in-chroot.sh). Both releases at once on 2+
+#     cores (LDM_GIMP_JOBS=1: one after the other), the logs printed in order.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=${LDM_SOURCE_ROOT:-$(cd "$HERE/../.." && pwd)}
@@ -50,14 +53,34 @@ cp "$HERE/package-deps.sh" "$R$C/"
 "$CH" run bash "$C/package-deps.sh" "$C/gimp-ldm-$version-linux-x86_64" || rc=1
 flock -u 7
 
-# 3. the package on a GIMP-only system
-RR=$("$CH" trixie-runtime ensure | tail -1)
-exec 6>"$RR.test.lock"
-flock 6
-T=/var/tmp/gimp-ldm-pkgtest
-rm -rf --one-file-system "$RR$T"; mkdir -p "$RR$T"
-cp "$PKG" "$MODELS" "$HERE/ldm_checks.py" "$HERE/package-in-chroot.sh" "$RR$T/"
-chmod -R a+rX "$RR$T"
-"$CH" trixie-runtime run bash "$T/package-in-chroot.sh" "$version" || rc=1
+# 3. the package on a GIMP-only system, per release
+on_runtime() {   # $1 = release
+  local rt=$1-runtime RR T=/var/tmp/gimp-ldm-pkgtest r t1=$SECONDS
+  RR=$("$CH" "$rt" ensure | tail -1) || return 1
+  (
+    flock 6
+    rm -rf --one-file-system "$RR$T"; mkdir -p "$RR$T"
+    cp "$PKG" "$MODELS" "$HERE/ldm_checks.py" "$HERE/package-in-chroot.sh" "$RR$T/"
+    chmod -R a+rX "$RR$T"
+    "$CH" "$rt" run bash "$T/package-in-chroot.sh" "$version"
+  ) 6>"$RR.test.lock" && r=0 || r=$?
+  log "$rt: rc=$r in $((SECONDS - t1)) s"
+  return $r
+}
+RELEASES=${LDM_GIMP_RELEASES:-$("$CH" releases)}
+jobs=${LDM_GIMP_JOBS:-$(( $(nproc) >= 2 ? 2 : 1 ))}
+if [ "$jobs" -le 1 ]; then
+  for rel in $RELEASES; do on_runtime "$rel" || rc=1; done
+else
+  LOGS=$(mktemp -d)
+  declare -A pid
+  for rel in $RELEASES; do on_runtime "$rel" >"$LOGS/$rel.log" 2>&1 & pid[$rel]=$!; done
+  for rel in $RELEASES; do
+    wait "${pid[$rel]}" || rc=1
+    echo "======== package on $rel-runtime ========"
+    cat "$LOGS/$rel.log"
+  done
+  rm -rf "$LOGS"
+fi
 log "rc=$rc in $((SECONDS - t0)) s"
 exit $rc
