@@ -18,13 +18,15 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-$SRC/dist}
 CH="$SRC/tests/gimp/chroot.sh"
 
-R=$("$CH" ensure | tail -1)
+# always Debian 13: the oldest GIMP 3 system the suite has, so the lowest
+# glibc and GIMP the binaries are linked against
+R=$("$CH" trixie ensure | tail -1)
 # one package build at a time; its own source copy and build folder, so the
 # gimp suite's runs (/src/gimp-ldm) are not disturbed
 exec 7>"$R.package.lock"
 flock 7
-"$CH" sync "$SRC" gimp-ldm-package
-names=$("$CH" run bash /src/gimp-ldm-package/tools/package/build.sh | tail -1)
+"$CH" trixie sync "$SRC" gimp-ldm-package
+names=$("$CH" trixie run bash /src/gimp-ldm-package/tools/package/build.sh | tail -1)
 mkdir -p "$OUT"
 W="$R/var/tmp/gimp-ldm-package/dist"
 # reproducible archives: fixed owner, order and times (the last commit's

@@ -90,6 +90,9 @@ gimp_batch() {   # $1 = log file, rest: env for the checks
 # GIMP's first start creates the profile
 GIMP_BATCH=pass gimp_batch "$HOME/tmp/gimp-first.log" && [ -d "$PROFILE/plug-ins" ] \
   && ok "GIMP's first start made the profile $PROFILE" || { fail "first GIMP start"; tail "$HOME/tmp/gimp-first.log"; exit 1; }
+found=$("$P/install.sh" --list 2>&1)
+[ "$found" = "$PROFILE" ] && ok "install.sh --list finds exactly that profile" \
+  || fail "install.sh --list: '$found', want $PROFILE"
 
 snapshot() {   # every path under the profile with its type, size and content hash
   (cd "$PROFILE" && find . -mindepth 1 \( -type f -printf '%p f %s ' -exec sha1sum {} \; \) -o \( ! -type f -printf '%p %y\n' \) \

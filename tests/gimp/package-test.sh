@@ -43,14 +43,14 @@ fi
 echo "# demo models package: $(stat -c %s "$MODELS") bytes"
 
 # 2. allow-list + GLIBC version, in the build chroot (it has binutils)
-R=$("$CH" ensure | tail -1)
+R=$("$CH" trixie ensure | tail -1)   # where tools/package.sh builds
 exec 7>"$R.package.lock"
 flock 7
 C=/var/tmp/gimp-ldm-package/check
 rm -rf --one-file-system "$R$C"; mkdir -p "$R$C"
 tar -C "$R$C" -xf "$PKG"
 cp "$HERE/package-deps.sh" "$R$C/"
-"$CH" run bash "$C/package-deps.sh" "$C/gimp-ldm-$version-linux-x86_64" || rc=1
+"$CH" trixie run bash "$C/package-deps.sh" "$C/gimp-ldm-$version-linux-x86_64" || rc=1
 flock -u 7
 
 # 3. the package on a GIMP-only system, per release
