@@ -30,7 +30,10 @@ typedef struct gen_opts {
   int width, height, steps, batch_count, clip_skip, threads, noise_level, tile, weight_cache;
   float cfg_scale, strength, mask_blur;
   char sampler[32];
-  long long seed;
+  char sampler_from[512];   /* where the sampler name came from, for its message */
+  uint64_t seed;
+  bool seed_random;
+  int max_memory;           /* MiB: -1 no check, 0 the memory available */
   ldm_rng rng;
   const char *init_path, *mask_path, *out_path, *from_png;
   bool only_masked, progress, taesd_decode;
@@ -72,7 +75,7 @@ static void usage(FILE *f, const char *cmd) {
           "  --steps N             sampling steps (default: the model's recommended, else 20)\n"
           "  --cfg-scale X         classifier-free guidance scale (default: the model's recommended, else 7)\n"
           "  --sampler NAME        see `ldm samplers` (default: the model's recommended, else euler_a)\n"
-          "  --seed N              -1 = random (default -1); image i uses seed + i\n"
+          "  --seed N              0..2^64-1, -1 = random (default -1); image i uses seed + i\n"
           "  --rng cpu|cuda        noise as torch on CPU (diffusers, ComfyUI) or CUDA (A1111) (default cpu)\n"
           "  --strength X          denoising strength 0..1 (default 0.75; outpaint 1)\n"
           "  --init IMAGE          input image (img2img, inpaint, outpaint, upscale)\n"
@@ -102,21 +105,11 @@ static void usage(FILE *f, const char *cmd) {
           "  --model-dir DIR       a model folder (AUTOMATIC1111 or ComfyUI root, or a plain folder) for\n"
           "                        <lora:...> tags and embeddings; repeatable, searched before $LDM_MODEL_PATH\n"
           "  --from-png PNG        reuse the parameters stored in a PNG made by ldm or A1111\n"
+          "  --max-memory MB       refuse jobs (and input images) estimated to need more working memory\n"
+          "                        (default 0: the memory available now; -1: no check)\n"
           "  --progress            show progress even when stderr is not a terminal\n"
           "  --out PATH            output PNG (default ldm-SEED.png; -N is added per image)\n",
           cmd);
-}
-
-static int parse_float(const char *opt, const char *s, float lo, float hi, float *out) {
-  char *end;
-  errno = 0;
-  double v = s ? strtod(s, &end) : 0;
-  if (!s || !*s || *end || errno || !(v >= lo && v <= hi)) {
-    cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not a number in %g..%g", opt, s ? s : "", (double)lo, (double)hi);
-    return -1;
-  }
-  *out = (float)v;
-  return 0;
 }
 
 /* A default model by file name: $LDM_MODEL_PATH (':'-separated folders, as
@@ -240,29 +233,6 @@ static int add_lora_opt(gen_opts *o, const char *v) {
   return 0;
 }
 
-/* `ldm LoRAs: "FILE:MULT;FILE:MULT"` (JSON string escapes) written for the
- * --lora files, so that --from-png merges them again. */
-static void read_ldm_loras(gen_opts *o, const char *settings) {
-  const char *p = strstr(settings, "ldm LoRAs: \"");
-  if (!p) return;
-  p += 12;
-  size_t n = strlen(p);
-  free(o->lora_buf);
-  o->lora_buf = malloc(n + 1);
-  if (!o->lora_buf) return;
-  size_t k = 0;
-  for (; *p && *p != '"'; p++) {
-    if (*p == '\\' && p[1]) p++;
-    o->lora_buf[k++] = *p;
-  }
-  o->lora_buf[k] = '\0';
-  for (char *item = o->lora_buf, *next; item && *item; item = next) {
-    next = strchr(item, ';');
-    if (next) *next++ = '\0';
-    if (add_lora_opt(o, item) != 0) break;
-  }
-}
-
 static void json_quote(char *out, size_t n, const char *s) {
   size_t k = 0;
   if (n < 3) return;
@@ -312,42 +282,159 @@ static char *lora_parameters(const ldm_job *job, const gen_opts *o) {
   return out;
 }
 
-/* Parses an A1111 `parameters` text into o (prompt, negative, settings). */
-static int apply_parameters(gen_opts *o, const char *text) {
-  const char *neg = strstr(text, "\nNegative prompt: ");
-  const char *last = strrchr(text, '\n');
-  if (!last) return -1;
-  const char *settings = last + 1;
-  if (!strstr(settings, "Steps: ")) return -1;
-  const char *prompt_end = neg ? neg : last;
-  free(o->prompt);
-  o->prompt = strndup(text, (size_t)(prompt_end - text));
-  if (neg && neg < last) {
-    free(o->negative);
-    o->negative = strndup(neg + 18, (size_t)(last - (neg + 18)));
-  }
-  const char *p;
-  if ((p = strstr(settings, "Steps: "))) o->steps = atoi(p + 7), o->set_steps = true;
-  if ((p = strstr(settings, "CFG scale: "))) o->cfg_scale = strtof(p + 11, NULL), o->set_cfg = true;
-  if ((p = strstr(settings, "Seed: "))) o->seed = atoll(p + 6);
-  if ((p = strstr(settings, "Size: "))) sscanf(p + 6, "%dx%d", &o->width, &o->height);
-  if ((p = strstr(settings, "Denoising strength: "))) o->strength = strtof(p + 20, NULL);
-  if ((p = strstr(settings, "Clip skip: "))) o->clip_skip = atoi(p + 11);
-  o->taesd_decode = strstr(settings, "Decoder: TAESD") != NULL;
-  read_ldm_loras(o, settings);
-  if ((p = strstr(settings, "RNG: "))) o->rng = !strncmp(p + 5, "NV", 2) || !strncmp(p + 5, "GPU", 3) ? LDM_RNG_CUDA : LDM_RNG_CPU;
-  /* Our own sampler name when we wrote the PNG, else A1111's label (the
-   * engine resolves labels to the samplers A1111 runs). */
-  if ((p = strstr(settings, "ldm sampler: ")) || (p = strstr(settings, "Sampler: "))) {
-    const char *v = strchr(p, ':') + 2;
-    size_t k = strcspn(v, ",");
-    snprintf(o->sampler, sizeof o->sampler, "%.*s", (int)k, v);
+/* One option of a job, from the command line (from = NULL: the label is the
+ * option) or a stored recipe (from = "a.png: stored 'Steps'"): the one
+ * place where each value is checked. Returns 0, or the exit code after
+ * printing a one-line message. */
+static int set_option(gen_opts *o, const char *a, const char *v, const char *from) {
+  const char *l = from ? from : a;
+  int bad = 0;
+  if (!strcmp(a, "--model")) o->model = v;
+  else if (!strcmp(a, "--vae")) o->vae = v;
+  else if (!strcmp(a, "--taesd")) o->taesd = v;
+  else if (!strcmp(a, "--decoder")) {
+    if (!strcmp(v, "vae")) o->taesd_decode = false;
+    else if (!strcmp(v, "taesd")) o->taesd_decode = true;
+    else bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not vae or taesd", l, v);
+  } else if (!strcmp(a, "--family")) o->family = v;
+  else if (!strcmp(a, "--prediction")) o->prediction = v;
+  else if (!strcmp(a, "--prompt")) { free(o->prompt); o->prompt = strdup(v); }
+  else if (!strcmp(a, "--negative-prompt")) { free(o->negative); o->negative = strdup(v); }
+  else if (!strcmp(a, "--width")) bad = cli_parse_int(l, v, 8, LDM_MAX_IMAGE_SIDE, &o->width);
+  else if (!strcmp(a, "--height")) bad = cli_parse_int(l, v, 8, LDM_MAX_IMAGE_SIDE, &o->height);
+  else if (!strcmp(a, "--steps")) bad = cli_parse_int(l, v, 1, 1000, &o->steps), o->set_steps = true;
+  else if (!strcmp(a, "--cfg-scale")) bad = cli_parse_float(l, v, 0.0f, 100.0f, &o->cfg_scale), o->set_cfg = true;
+  else if (!strcmp(a, "--sampler")) {
+    snprintf(o->sampler, sizeof o->sampler, "%s", v);
+    snprintf(o->sampler_from, sizeof o->sampler_from, "%s", l);
     o->set_sampler = true;
+  } else if (!strcmp(a, "--seed")) bad = cli_parse_seed(l, v, &o->seed_random, &o->seed);
+  else if (!strcmp(a, "--rng")) {
+    if (!strcmp(v, "cpu")) o->rng = LDM_RNG_CPU;
+    else if (!strcmp(v, "cuda")) o->rng = LDM_RNG_CUDA;
+    else bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not cpu or cuda", l, v);
+  } else if (!strcmp(a, "--strength")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &o->strength);
+  else if (!strcmp(a, "--init")) o->init_path = v;
+  else if (!strcmp(a, "--mask")) o->mask_path = v;
+  else if (!strcmp(a, "--mask-blur")) bad = cli_parse_float(l, v, 0.0f, 256.0f, &o->mask_blur);
+  else if (!strcmp(a, "--padding")) bad = cli_parse_int(l, v, 0, 4096, &o->padding);
+  else if (!strcmp(a, "--masked-content")) {
+    if (!strcmp(v, "original")) o->fill = LDM_FILL_ORIGINAL;
+    else if (!strcmp(v, "noise")) o->fill = LDM_FILL_LATENT_NOISE;
+    else if (!strcmp(v, "nothing")) o->fill = LDM_FILL_LATENT_NOTHING;
+    else bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not original, noise or nothing", l, v);
+  } else if (!strcmp(a, "--left")) bad = cli_parse_int(l, v, 0, LDM_MAX_IMAGE_SIDE, &o->left);
+  else if (!strcmp(a, "--top")) bad = cli_parse_int(l, v, 0, LDM_MAX_IMAGE_SIDE, &o->top);
+  else if (!strcmp(a, "--right")) bad = cli_parse_int(l, v, 0, LDM_MAX_IMAGE_SIDE, &o->right);
+  else if (!strcmp(a, "--bottom")) bad = cli_parse_int(l, v, 0, LDM_MAX_IMAGE_SIDE, &o->bottom);
+  else if (!strcmp(a, "--noise-level")) bad = cli_parse_int(l, v, 0, 350, &o->noise_level);
+  else if (!strcmp(a, "--tile")) {
+    /* the VAE's tiles are at least 4 latent pixels (32 image pixels) */
+    bad = cli_parse_int(l, v, 0, LDM_MAX_IMAGE_SIDE, &o->tile);
+    if (!bad && o->tile > 0 && o->tile < 32)
+      bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not 0 (automatic) or a tile of 32..%d pixels", l, v,
+                     LDM_MAX_IMAGE_SIDE);
+  } else if (!strcmp(a, "--scale")) bad = cli_parse_int(l, v, 1, 16, &o->scale);
+  else if (!strcmp(a, "--refine-model")) o->refine_model = v;
+  else if (!strcmp(a, "--refine-strength")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &o->refine_strength);
+  else if (!strcmp(a, "--refine-tile")) bad = cli_parse_int(l, v, 64, 4096, &o->refine_tile);
+  else if (!strcmp(a, "--refine-overlap")) bad = cli_parse_int(l, v, 1, 1024, &o->refine_overlap);
+  else if (!strcmp(a, "--batch-count")) bad = cli_parse_int(l, v, 1, 64, &o->batch_count);
+  else if (!strcmp(a, "--clip-skip")) bad = cli_parse_int(l, v, 1, 12, &o->clip_skip);
+  else if (!strcmp(a, "--threads")) bad = cli_parse_int(l, v, 0, 1024, &o->threads);
+  else if (!strcmp(a, "--weight-cache")) bad = cli_parse_int(l, v, -1, 1 << 24, &o->weight_cache);
+  else if (!strcmp(a, "--max-memory")) bad = cli_parse_int(l, v, -1, 1 << 30, &o->max_memory);
+  else if (!strcmp(a, "--precision")) {
+    if (!ldm_precision_parse(v, &o->precision))
+      bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not f32, bf16 or bf16-emulated", l, v);
+  } else if (!strcmp(a, "--out")) o->out_path = v;
+  else if (!strcmp(a, "--lora")) bad = add_lora_opt(o, v);
+  else if (!strcmp(a, "--model-dir")) {
+    size_t k = strlen(o->model_dirs);
+    if (k + strlen(v) + 2 >= sizeof o->model_dirs) bad = cli_fail(LDM_EXIT_USAGE, "--model-dir: too many folders");
+    else snprintf(o->model_dirs + k, sizeof o->model_dirs - k, "%s%s", k ? ":" : "", v);
+  } else {
+    fprintf(stderr, "ldm: %s: unknown option '%s'\n", o->cmd, a);
+    return cli_fail(LDM_EXIT_USAGE, "(see `ldm %s --help`)", o->cmd);
+  }
+  return bad ? LDM_EXIT_USAGE : 0;
+}
+
+typedef struct recipe_ctx {
+  gen_opts *o;
+  const char *path;
+  char label[512];
+  char ldm_sampler[32];     /* "ldm sampler: " wins over A1111's "Sampler: " */
+  char a1111_sampler[32];
+} recipe_ctx;
+
+/* One stored setting -> the option it stands for, through set_option. */
+static int recipe_setting(void *user, const char *key, const char *value) {
+  recipe_ctx *c = user;
+  snprintf(c->label, sizeof c->label, "%s: stored '%s'", c->path, key);
+  if (!strcmp(key, "Steps")) return set_option(c->o, "--steps", value, c->label);
+  if (!strcmp(key, "CFG scale")) return set_option(c->o, "--cfg-scale", value, c->label);
+  if (!strcmp(key, "Seed")) return set_option(c->o, "--seed", value, c->label);
+  if (!strcmp(key, "Denoising strength")) return set_option(c->o, "--strength", value, c->label);
+  if (!strcmp(key, "Clip skip")) return set_option(c->o, "--clip-skip", value, c->label);
+  if (!strcmp(key, "Decoder")) return set_option(c->o, "--decoder", !strcmp(value, "TAESD") ? "taesd" : "vae", c->label);
+  if (!strcmp(key, "RNG"))
+    return set_option(c->o, "--rng", !strncmp(value, "NV", 2) || !strncmp(value, "GPU", 3) ? "cuda" : "cpu", c->label);
+  if (!strcmp(key, "Size")) {
+    char w[32], h[32];
+    const char *x = strchr(value, 'x');
+    size_t wl = x ? (size_t)(x - value) : 0;
+    if (!x || wl >= sizeof w || strlen(x + 1) >= sizeof h)
+      return cli_fail(LDM_EXIT_USAGE, "%s: '%.64s' is not WIDTHxHEIGHT", c->label, value);
+    memcpy(w, value, wl);
+    w[wl] = '\0';
+    snprintf(h, sizeof h, "%s", x + 1);
+    int rc = set_option(c->o, "--width", w, c->label);
+    return rc ? rc : set_option(c->o, "--height", h, c->label);
+  }
+  if (!strcmp(key, "ldm LoRAs")) { /* the --lora files: "FILE:MULT;FILE:MULT" */
+    free(c->o->lora_buf);
+    if (!(c->o->lora_buf = strdup(value))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+    for (char *item = c->o->lora_buf, *next; item && *item; item = next) {
+      next = strchr(item, ';');
+      if (next) *next++ = '\0';
+      int rc = add_lora_opt(c->o, item);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  if (!strcmp(key, "ldm sampler")) snprintf(c->ldm_sampler, sizeof c->ldm_sampler, "%s", value);
+  if (!strcmp(key, "Sampler")) snprintf(c->a1111_sampler, sizeof c->a1111_sampler, "%s", value);
+  return 0; /* settings that are not ldm's (Model hash, Version, ...) */
+}
+
+/* Reads the recipe stored in a PNG (no pixel decoded) into o. */
+static int apply_recipe(gen_opts *o, const char *path) {
+  char msg[1200], *text = NULL;
+  if (png_read_meta(path, "parameters", NULL, NULL, &text, msg, sizeof msg) != 0)
+    return cli_fail(LDM_EXIT_USAGE, "%s", msg);
+  recipe_ctx c = {.o = o, .path = path};
+  char *prompt = NULL, *negative = NULL;
+  int rc = text ? recipe_parse(text, &prompt, &negative, recipe_setting, &c) : -1;
+  free(text);
+  if (rc == -1) return cli_fail(LDM_EXIT_USAGE, "%s: no generation parameters stored in this PNG", path);
+  if (rc == -2) return cli_fail(LDM_EXIT_RUNTIME, "%s: out of memory", path);
+  if (rc) return rc;
+  free(o->prompt);
+  free(o->negative);
+  o->prompt = prompt;
+  o->negative = negative;
+  /* our own sampler name when we wrote the PNG, else A1111's label (the
+   * engine resolves labels to the samplers A1111 runs) */
+  const char *smp = c.ldm_sampler[0] ? c.ldm_sampler : c.a1111_sampler[0] ? c.a1111_sampler : NULL;
+  if (smp) {
+    snprintf(c.label, sizeof c.label, "%s: stored '%s'", path, c.ldm_sampler[0] ? "ldm sampler" : "Sampler");
+    return set_option(o, "--sampler", smp, c.label);
   }
   return 0;
 }
 
-static char *format_parameters(const gen_opts *o, long long seed, int w, int h, const char *hash, const char *extra) {
+static char *format_parameters(const gen_opts *o, uint64_t seed, int w, int h, const char *hash, const char *extra) {
   const char *sampler = ldm_sampler_a1111_name(o->sampler);
   if (!sampler) sampler = o->sampler;
   char stem[256];
@@ -364,8 +451,9 @@ static char *format_parameters(const gen_opts *o, long long seed, int w, int h, 
   }
   int k = snprintf(s, n, "%s\n", o->prompt);
   if (o->negative[0]) k += snprintf(s + k, n - (size_t)k, "Negative prompt: %s\n", o->negative);
-  k += snprintf(s + k, n - (size_t)k, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, Model hash: %s, Model: %s",
-                o->steps, sampler, (double)o->cfg_scale, seed, w, h, hash, stem);
+  k += snprintf(s + k, n - (size_t)k,
+                "Steps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model hash: %s, Model: %s", o->steps,
+                sampler, (double)o->cfg_scale, (unsigned long long)seed, w, h, hash, stem);
   if (o->task != LDM_TASK_TXT2IMG && o->task != LDM_TASK_UPSCALE)
     k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
   if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
@@ -396,9 +484,9 @@ static int on_progress(void *user, int step, int total, double elapsed, const ld
   return 0;
 }
 
-static void out_name(const gen_opts *o, long long seed, int i, int n, char *buf, size_t len) {
+static void out_name(const gen_opts *o, uint64_t seed, int i, int n, char *buf, size_t len) {
   if (!o->out_path) {
-    snprintf(buf, len, "ldm-%lld.png", seed);
+    snprintf(buf, len, "ldm-%llu.png", (unsigned long long)seed);
     return;
   }
   if (n == 1) {
@@ -438,112 +526,37 @@ int ldm_cmd_generate(int argc, char **argv) {
   o.strength = jp.strength;
   o.batch_count = 1;
   o.clip_skip = 1;
-  o.seed = -1;
+  o.seed_random = true;
   o.mask_blur = jp.mask_blur;
   o.padding = jp.only_masked_padding;
   o.noise_level = jp.noise_level;
   o.left = o.top = o.right = o.bottom = o.task == LDM_TASK_OUTPAINT ? 64 : 0;
   snprintf(o.sampler, sizeof o.sampler, "%s", jp.sampler);
+  snprintf(o.sampler_from, sizeof o.sampler_from, "--sampler");
   int rc = LDM_EXIT_OK;
   char msg[1200];
 
   /* --from-png first, so explicit options override what it stored. */
   for (int i = 1; i + 1 < argc; i++)
     if (!strcmp(argv[i], "--from-png")) o.from_png = argv[i + 1];
-  if (o.from_png) {
-    char *text = NULL;
-    ldm_image *img = png_read_rgba(o.from_png, "parameters", &text, msg, sizeof msg);
-    ldm_image_free(img);
-    if (!img) { rc = cli_fail(LDM_EXIT_USAGE, "%s", msg); goto done; }
-    if (!text || apply_parameters(&o, text) != 0) {
-      free(text);
-      rc = cli_fail(LDM_EXIT_USAGE, "%s: no generation parameters stored in this PNG", o.from_png);
-      goto done;
-    }
-    free(text);
-  }
+  if (o.from_png && (rc = apply_recipe(&o, o.from_png)) != 0) goto done;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout, o.cmd); goto done; }
     if (!strcmp(a, "--only-masked")) { o.only_masked = true; continue; }
     if (!strcmp(a, "--progress")) { o.progress = true; continue; }
     if (strncmp(a, "--", 2) != 0 || !v) {
-      usage(stderr, o.cmd);
-      rc = cli_fail(LDM_EXIT_USAGE, "%s: %s '%s'", o.cmd, v ? "unexpected argument" : "missing value for", a);
+      fprintf(stderr, "ldm: %s: %s '%s'\n", o.cmd, v ? "unexpected argument" : "missing value for", a);
+      rc = cli_fail(LDM_EXIT_USAGE, "(see `ldm %s --help`)", o.cmd);
       goto done;
     }
     i++;
-    int bad = 0;
-    if (!strcmp(a, "--model")) o.model = v;
-    else if (!strcmp(a, "--vae")) o.vae = v;
-    else if (!strcmp(a, "--taesd")) o.taesd = v;
-    else if (!strcmp(a, "--decoder")) {
-      if (!strcmp(v, "vae")) o.taesd_decode = false;
-      else if (!strcmp(v, "taesd")) o.taesd_decode = true;
-      else bad = cli_fail(LDM_EXIT_USAGE, "--decoder: '%s' is not vae or taesd", v);
-    } else if (!strcmp(a, "--family")) o.family = v;
-    else if (!strcmp(a, "--prediction")) o.prediction = v;
-    else if (!strcmp(a, "--prompt")) { free(o.prompt); o.prompt = strdup(v); }
-    else if (!strcmp(a, "--negative-prompt")) { free(o.negative); o.negative = strdup(v); }
-    else if (!strcmp(a, "--width")) bad = cli_parse_int(a, v, 8, 16384, &o.width);
-    else if (!strcmp(a, "--height")) bad = cli_parse_int(a, v, 8, 16384, &o.height);
-    else if (!strcmp(a, "--steps")) bad = cli_parse_int(a, v, 1, 1000, &o.steps), o.set_steps = true;
-    else if (!strcmp(a, "--cfg-scale")) bad = parse_float(a, v, 0.0f, 100.0f, &o.cfg_scale), o.set_cfg = true;
-    else if (!strcmp(a, "--sampler")) snprintf(o.sampler, sizeof o.sampler, "%s", v), o.set_sampler = true;
-    else if (!strcmp(a, "--seed")) {
-      char *end;
-      errno = 0;
-      o.seed = strtoll(v, &end, 10);
-      if (*end || errno || o.seed < -1) bad = cli_fail(LDM_EXIT_USAGE, "--seed: '%s' is not -1 or a non-negative integer", v);
-    } else if (!strcmp(a, "--rng")) {
-      if (!strcmp(v, "cpu")) o.rng = LDM_RNG_CPU;
-      else if (!strcmp(v, "cuda")) o.rng = LDM_RNG_CUDA;
-      else bad = cli_fail(LDM_EXIT_USAGE, "--rng: '%s' is not cpu or cuda", v);
-    } else if (!strcmp(a, "--strength")) bad = parse_float(a, v, 0.0f, 1.0f, &o.strength);
-    else if (!strcmp(a, "--init")) o.init_path = v;
-    else if (!strcmp(a, "--mask")) o.mask_path = v;
-    else if (!strcmp(a, "--mask-blur")) bad = parse_float(a, v, 0.0f, 256.0f, &o.mask_blur);
-    else if (!strcmp(a, "--padding")) bad = cli_parse_int(a, v, 0, 4096, &o.padding);
-    else if (!strcmp(a, "--masked-content")) {
-      if (!strcmp(v, "original")) o.fill = LDM_FILL_ORIGINAL;
-      else if (!strcmp(v, "noise")) o.fill = LDM_FILL_LATENT_NOISE;
-      else if (!strcmp(v, "nothing")) o.fill = LDM_FILL_LATENT_NOTHING;
-      else bad = cli_fail(LDM_EXIT_USAGE, "--masked-content: '%s' is not original, noise or nothing", v);
-    } else if (!strcmp(a, "--left")) bad = cli_parse_int(a, v, 0, 4096, &o.left);
-    else if (!strcmp(a, "--top")) bad = cli_parse_int(a, v, 0, 4096, &o.top);
-    else if (!strcmp(a, "--right")) bad = cli_parse_int(a, v, 0, 4096, &o.right);
-    else if (!strcmp(a, "--bottom")) bad = cli_parse_int(a, v, 0, 4096, &o.bottom);
-    else if (!strcmp(a, "--noise-level")) bad = cli_parse_int(a, v, 0, 350, &o.noise_level);
-    else if (!strcmp(a, "--tile")) bad = cli_parse_int(a, v, 0, 4096, &o.tile);
-    else if (!strcmp(a, "--scale")) bad = cli_parse_int(a, v, 1, 16, &o.scale);
-    else if (!strcmp(a, "--refine-model")) o.refine_model = v;
-    else if (!strcmp(a, "--refine-strength")) bad = parse_float(a, v, 0.0f, 1.0f, &o.refine_strength);
-    else if (!strcmp(a, "--refine-tile")) bad = cli_parse_int(a, v, 64, 4096, &o.refine_tile);
-    else if (!strcmp(a, "--refine-overlap")) bad = cli_parse_int(a, v, 1, 1024, &o.refine_overlap);
-    else if (!strcmp(a, "--batch-count")) bad = cli_parse_int(a, v, 1, 64, &o.batch_count);
-    else if (!strcmp(a, "--clip-skip")) bad = cli_parse_int(a, v, 1, 12, &o.clip_skip);
-    else if (!strcmp(a, "--threads")) bad = cli_parse_int(a, v, 0, 1024, &o.threads);
-    else if (!strcmp(a, "--weight-cache")) bad = cli_parse_int(a, v, -1, 1 << 24, &o.weight_cache);
-    else if (!strcmp(a, "--precision")) {
-      if (!ldm_precision_parse(v, &o.precision))
-        bad = cli_fail(LDM_EXIT_USAGE, "--precision: '%s' is not f32, bf16 or bf16-emulated", v);
-    } else if (!strcmp(a, "--out")) o.out_path = v;
-    else if (!strcmp(a, "--from-png")) continue;
-    else if (!strcmp(a, "--lora")) bad = add_lora_opt(&o, v);
-    else if (!strcmp(a, "--model-dir")) {
-      size_t k = strlen(o.model_dirs);
-      if (k + strlen(v) + 2 >= sizeof o.model_dirs) bad = cli_fail(LDM_EXIT_USAGE, "--model-dir: too many folders");
-      else snprintf(o.model_dirs + k, sizeof o.model_dirs - k, "%s%s", k ? ":" : "", v);
-    }
-    else {
-      usage(stderr, o.cmd);
-      bad = cli_fail(LDM_EXIT_USAGE, "%s: unknown option '%s'", o.cmd, a);
-    }
-    if (bad) { rc = LDM_EXIT_USAGE; goto done; }
+    if (!strcmp(a, "--from-png")) continue;
+    if ((rc = set_option(&o, a, v, NULL)) != 0) goto done;
   }
 
   if (!ldm_sampler_reference(o.sampler)) { /* our names and A1111's labels */
-    rc = cli_fail(LDM_EXIT_USAGE, "--sampler: unknown sampler '%s' (see `ldm samplers`)", o.sampler);
+    rc = cli_fail(LDM_EXIT_USAGE, "%s: unknown sampler '%s' (see `ldm samplers`)", o.sampler_from, o.sampler);
     goto done;
   }
   if ((o.width && o.width % 8) || (o.height && o.height % 8)) {
@@ -564,6 +577,18 @@ int ldm_cmd_generate(int argc, char **argv) {
                          : o.task == LDM_TASK_UPSCALE ? "ldm-demo-x4.safetensors"
                                                       : "ldm-demo.safetensors",
                          model_buf, sizeof model_buf);
+
+  /* the outputs are known before any work: refuse what a rename would
+   * wreck (a device, a FIFO, a folder) now, not after the job */
+  for (int i = 0; o.out_path && i < o.batch_count; i++) {
+    char path[4096];
+    out_name(&o, 0, i, o.batch_count, path, sizeof path);
+    if (png_check_target(path, msg, sizeof msg) != 0) {
+      rc = cli_fail(LDM_EXIT_USAGE, "--out %s", msg);
+      goto done;
+    }
+  }
+  png_io_set_memory_limit(o.max_memory < 0 ? -1 : (int64_t)o.max_memory << 20);
 
   ldm_image *init = NULL, *mask_rgba = NULL, *mask = NULL;
   ldm_model *model = NULL, *refine = NULL;
@@ -590,6 +615,15 @@ int ldm_cmd_generate(int argc, char **argv) {
       rc = cli_fail(LDM_EXIT_RUNTIME, "%s: out of memory", o.mask_path);
       goto cleanup;
     }
+    bool any = false;
+    for (int y = 0; y < mask->height && !any; y++)
+      for (int x = 0; x < mask->width && !any; x++)
+        any = ((const float *)((const char *)mask->data + (size_t)y * mask->stride))[x] > 0.0f;
+    if (!any) {
+      rc = cli_fail(LDM_EXIT_USAGE, "%s: the mask is empty: nothing to repaint (white = repaint; its alpha "
+                    "multiplies, so a black or fully transparent mask selects nothing)", o.mask_path);
+      goto cleanup;
+    }
   }
   ldm_model_params mp;
   ldm_model_params_init(&mp);
@@ -603,6 +637,18 @@ int ldm_cmd_generate(int argc, char **argv) {
   mp.family = o.family;
   mp.prediction = o.prediction;
   mp.threads = o.threads;
+  if (o.family) { /* an override that differs from what the file is: say so */
+    ldm_model_params dp = mp;
+    dp.family = NULL;
+    ldm_model *dm = NULL;
+    ldm_model_info di;
+    if (ldm_model_load(&dm, &dp, &err) == LDM_OK && ldm_model_get_info(dm, &di) == LDM_OK &&
+        strcmp(di.family, o.family) != 0)
+      fprintf(stderr, "ldm: note: --family %s overrides the family detected in %s (%s)\n", o.family, o.model,
+              di.family);
+    ldm_model_free(dm);
+    ldm_error_clear(&err);
+  }
   if (ldm_model_load(&model, &mp, &err) != LDM_OK) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
@@ -656,7 +702,7 @@ int ldm_cmd_generate(int argc, char **argv) {
       goto cleanup;
     }
   }
-  if (o.seed < 0) { /* a random 32-bit seed, as the other tools draw them */
+  if (o.seed_random) { /* a random 32-bit seed, as the other tools draw them */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     unsigned long long x = ((unsigned long long)ts.tv_sec * 1000000007ull) ^ (unsigned long long)ts.tv_nsec ^
@@ -664,7 +710,7 @@ int ldm_cmd_generate(int argc, char **argv) {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
-    o.seed = (long long)(x % 4294967296ull);
+    o.seed = x % 4294967296ull;
   }
   progress_state ps = {.show = o.progress || isatty(2)};
   jp.prompt = o.prompt;
@@ -674,7 +720,8 @@ int ldm_cmd_generate(int argc, char **argv) {
   jp.steps = o.steps;
   jp.cfg_scale = o.cfg_scale;
   jp.sampler = o.sampler;
-  jp.seed = (uint64_t)o.seed;
+  jp.seed = o.seed;
+  jp.max_memory_mb = o.max_memory;
   jp.rng = o.rng;
   jp.strength = o.strength;
   jp.batch_count = o.batch_count;
@@ -729,15 +776,16 @@ int ldm_cmd_generate(int argc, char **argv) {
   extra = lora_parameters(job, &o);
   for (int i = 0; i < n_images; i++) {
     char path[4096];
-    out_name(&o, o.seed + i, i, n_images, path, sizeof path);
-    char *params = format_parameters(&o, o.seed + i, images[i]->width, images[i]->height, hash, extra);
+    uint64_t seed = o.seed + (uint64_t)i; /* wraps past 2^64 - 1 by definition */
+    out_name(&o, seed, i, n_images, path, sizeof path);
+    char *params = format_parameters(&o, seed, images[i]->width, images[i]->height, hash, extra);
     if (png_write(path, images[i], "parameters", params, msg, sizeof msg) != 0) {
       free(params);
       rc = cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
       goto cleanup;
     }
     free(params);
-    printf("%s (seed %lld)\n", path, o.seed + i);
+    printf("%s (seed %llu)\n", path, (unsigned long long)seed);
   }
 cleanup:
   free(extra);
@@ -766,10 +814,11 @@ int cli_png_info(const char *path) {
   if (f) fclose(f);
   if (!is_png) return -1;
   char msg[1200], *text = NULL;
-  ldm_image *img = png_read_rgba(path, "parameters", &text, msg, sizeof msg);
-  if (!img) return cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
-  printf("image:      %s (%dx%d)\n", path, img->width, img->height);
-  ldm_image_free(img);
+  int w = 0, h = 0;
+  /* the header and text chunks only: no pixel is decoded */
+  if (png_read_meta(path, "parameters", &w, &h, &text, msg, sizeof msg) != 0)
+    return cli_fail(LDM_EXIT_RUNTIME, "%s", msg);
+  printf("image:      %s (%dx%d)\n", path, w, h);
   if (!text) return cli_fail(LDM_EXIT_RUNTIME, "%s: no generation parameters stored in this PNG", path);
   printf("parameters: %s\n", text);
   free(text);

@@ -7,13 +7,33 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Text from a file, with control characters (escape sequences, newlines)
+ * written as \xNN and backslashes as \\, so it cannot drive the terminal. */
+static void print_escaped(const char *s, int width) {
+  int n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p < 0x20 || *p == 0x7f) n += printf("\\x%02x", *p);
+    else if (*p == '\\') n += printf("\\\\");
+    else {
+      putchar(*p);
+      n++;
+    }
+  }
+  for (; n < width; n++) putchar(' ');
+}
+
 static void print_tensor(void *user, const char *name, const char *dtype, int ndim, const int64_t *shape) {
   (void)user;
   if (ndim < 0) {
-    printf("metadata %s = %s\n", name, dtype);
+    printf("metadata ");
+    print_escaped(name, 0);
+    printf(" = ");
+    print_escaped(dtype, 0);
+    printf("\n");
     return;
   }
-  printf("%-72s %-5s [", name, dtype);
+  print_escaped(name, 72);
+  printf(" %-5s [", dtype);
   for (int i = 0; i < ndim; i++) printf(i ? ", %lld" : "%lld", (long long)shape[i]);
   printf("]\n");
 }

@@ -1,6 +1,10 @@
 /* `ldm`: the engine from the shell, for batch work and as the engine's test
  * harness. Subcommand dispatch and the shared helpers. */
 #include "cli.h"
+#include "png_io.h"
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -8,28 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int cli_fail(int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fputs("ldm: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  return code;
-}
-
-int cli_parse_int(const char *opt, const char *s, int lo, int hi, int *out) {
-  char *end;
-  errno = 0;
-  long v = s ? strtol(s, &end, 10) : 0;
-  if (!s || !*s || *end || errno || v < lo || v > hi) {
-    cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not an integer in %d..%d", opt, s ? s : "", lo, hi);
-    return -1;
-  }
-  *out = (int)v;
-  return 0;
-}
 
 static const struct {
   const char *name;
@@ -57,8 +39,26 @@ static void usage(FILE *f) {
           ldm_default_threads(), ldm_blas_info());
 }
 
+/* SIGINT / SIGTERM: remove a PNG being written (its temporary file), say
+ * so in one line, exit 128 + the signal (130, 143). Nothing else is on
+ * disk until an image is renamed into place. */
+static void on_signal(int sig) {
+  png_io_remove_partial();
+  static const char i_msg[] = "\nldm: interrupted (SIGINT)\n", t_msg[] = "\nldm: terminated (SIGTERM)\n";
+  ssize_t w = sig == SIGINT ? write(2, i_msg, sizeof i_msg - 1) : write(2, t_msg, sizeof t_msg - 1);
+  (void)w;
+  _exit(128 + sig);
+}
+
 int main(int argc, char **argv) {
   ldm_blas_tune(argv);
+  struct sigaction sa = {0};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaddset(&sa.sa_mask, SIGINT);
+  sigaddset(&sa.sa_mask, SIGTERM);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   if (argc < 2) {
     usage(stderr);
     return LDM_EXIT_USAGE;
@@ -74,6 +74,6 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
     if (!strcmp(cmd, commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-  usage(stderr);
-  return cli_fail(LDM_EXIT_USAGE, "unknown command '%s'", cmd);
+  fprintf(stderr, "ldm: unknown command '%s'\n", cmd);
+  return cli_fail(LDM_EXIT_USAGE, "(see `ldm --help` for the commands)");
 }

@@ -56,6 +56,32 @@ size_t ldm_peak_rss_bytes(void) {
   return kb * 1024;
 }
 
+/* MemAvailable, lowered to what a cgroup v2 limit (memory.max less
+ * memory.current) leaves, when there is one. */
+size_t ldm_memory_available_bytes(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  char line[256];
+  unsigned long long kb = 0;
+  if (f) {
+    while (fgets(line, sizeof line, f))
+      if (strncmp(line, "MemAvailable:", 13) == 0) {
+        if (sscanf(line + 13, "%llu", &kb) != 1) kb = 0;
+        break;
+      }
+    fclose(f);
+  }
+  unsigned long long avail = kb * 1024ull, max = 0, cur = 0;
+  f = fopen("/sys/fs/cgroup/memory.max", "r");
+  bool limited = f && fscanf(f, "%llu", &max) == 1;
+  if (f) fclose(f);
+  f = limited ? fopen("/sys/fs/cgroup/memory.current", "r") : NULL;
+  if (f) {
+    if (fscanf(f, "%llu", &cur) == 1 && max > cur && (avail == 0 || max - cur < avail)) avail = max - cur;
+    fclose(f);
+  }
+  return (size_t)avail;
+}
+
 const char *ldm_cpu_features(void) {
 #if defined(__x86_64__) || defined(__i386__)
   static char buf[128];

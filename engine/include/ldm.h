@@ -56,6 +56,9 @@ LDM_API const char *ldm_version(void);
 LDM_API int ldm_default_threads(void);
 /* Peak resident set size of this process in bytes (VmHWM), 0 if unknown. */
 LDM_API size_t ldm_peak_rss_bytes(void);
+/* Memory the system can give without swapping (MemAvailable in
+ * /proc/meminfo) in bytes, 0 if unknown. */
+LDM_API size_t ldm_memory_available_bytes(void);
 /* Human-readable list of CPU features libldm uses ("avx2 f16c fma ..."). */
 LDM_API const char *ldm_cpu_features(void);
 /* The BLAS and the kernels it runs here, e.g. "OpenBLAS 0.3.21, SkylakeX
@@ -146,6 +149,10 @@ LDM_API void ldm_image_free(ldm_image *img);
  * (alpha included) filtered alone (not premultiplied). */
 LDM_API ldm_status ldm_image_resize(const ldm_image *src, int width, int height,
                                     ldm_image **out, ldm_error *err);
+
+/* The largest image side (pixels) a job takes or makes: output sizes, init
+ * images and outpainted canvases. */
+#define LDM_MAX_IMAGE_SIDE 16384
 
 /* ---- models and jobs ------------------------------------------------------ */
 typedef struct ldm_model ldm_model;
@@ -381,6 +388,12 @@ typedef struct ldm_job_params {
    * embeddings (used in prompts by file stem, or as embedding:NAME) are
    * found. NULL: no look-up; <lora:...> tags are then an error. */
   const char *model_dirs;
+  /* Before any work, ldm_job_run estimates the job's peak working memory
+   * (activations, latents, images; the model's weights are already loaded)
+   * and refuses with LDM_ERR_NOMEM, the estimate in the message, when it
+   * exceeds this many MiB. 0 = the memory available now
+   * (ldm_memory_available_bytes), -1 = no check. */
+  int64_t max_memory_mb;
 } ldm_job_params;
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);
@@ -391,6 +404,10 @@ LDM_API ldm_status ldm_job_new(ldm_job **out, ldm_model *m,
  * the array with free(). */
 LDM_API ldm_status ldm_job_run(ldm_job *job, ldm_image ***images,
                                int *n_images, ldm_error *err);
+/* The peak working memory (bytes) ldm_job_run would need, as it estimates it
+ * for max_memory_mb; loads the model's networks if they are not yet. */
+LDM_API ldm_status ldm_job_memory_estimate(ldm_job *job, int64_t *bytes,
+                                           ldm_error *err);
 /* Safe from any thread; the running job returns LDM_ERR_CANCELLED within
  * one UNet evaluation. */
 LDM_API void ldm_job_cancel(ldm_job *job);

@@ -134,6 +134,31 @@ static ldm_status parse_entry(const char *path, const char *name, json_t *v,
   return LDM_OK;
 }
 
+/* What a file that is not safetensors is, by its first bytes, and what to
+ * do about it; NULL when it is none of the files people mistake for one. */
+static const char *not_safetensors(const unsigned char *m, size_t n) {
+  if (n >= 8 && !memcmp(m, "\x89PNG\r\n\x1a\n", 8))
+    return "this is a PNG image, not a model (pass a .safetensors checkpoint or a diffusers folder; a PNG made "
+           "by ldm or A1111 goes to --from-png, an input image to --init)";
+  if (n >= 3 && m[0] == 0xff && m[1] == 0xd8 && m[2] == 0xff)
+    return "this is a JPEG image, not a model (pass a .safetensors checkpoint or a diffusers folder)";
+  if (n >= 4 && !memcmp(m, "PK\x03\x04", 4))
+    return "this is a zip archive: a PyTorch checkpoint (.ckpt/.pt/.bin) holds pickled code, which ldm never "
+           "unpickles; convert it to .safetensors first (diffusers' conversion scripts, or A1111's checkpoint "
+           "merger with safetensors output)";
+  if (n >= 2 && m[0] == 0x80 && m[1] >= 2 && m[1] <= 5)
+    return "this is a pickled PyTorch checkpoint (.ckpt/.pt), which ldm never unpickles; convert it to "
+           ".safetensors first (diffusers' conversion scripts, or A1111's checkpoint merger)";
+  if (n >= 4 && !memcmp(m, "GGUF", 4))
+    return "this is a GGUF file (quantized weights for llama.cpp / stable-diffusion.cpp); ldm reads .safetensors "
+           "with F32, F16 or BF16 weights";
+  if (n >= 24 && !memcmp(m, "version https://git-lfs", 23))
+    return "this is a Git LFS pointer, not the model itself (run `git lfs pull` where it came from)";
+  if (n >= 5 && (!memcmp(m, "<!DOC", 5) || !memcmp(m, "<html", 5) || !memcmp(m, "<HTML", 5)))
+    return "this is a web page, not a model (a download that fetched a page instead of the file?)";
+  return NULL;
+}
+
 ldm_status ldm_st_open(ldm_st_file **out, const char *path, ldm_error *err) {
   *out = NULL;
   ldm_status st = LDM_OK;
@@ -155,7 +180,7 @@ ldm_status ldm_st_open(ldm_st_file **out, const char *path, ldm_error *err) {
     st = ldm_fail(err, LDM_ERR_IO, "%s: not a regular file", path);
     goto done;
   }
-  if (sb.st_size < 8) {
+  if (sb.st_size < 9) {
     st = ldm_fail(err, LDM_ERR_FORMAT, "%s: file is %lld bytes, too short for a safetensors header", path,
                   (long long)sb.st_size);
     goto done;
@@ -165,6 +190,11 @@ ldm_status ldm_st_open(ldm_st_file **out, const char *path, ldm_error *err) {
   if (f->map == MAP_FAILED) {
     f->map = NULL;
     st = ldm_fail(err, LDM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+    goto done;
+  }
+  const char *what = f->map[8] != '{' ? not_safetensors(f->map, f->size) : NULL;
+  if (what) {
+    st = ldm_fail(err, LDM_ERR_FORMAT, "%s: %s", path, what);
     goto done;
   }
   uint64_t hlen = 0;

@@ -4,6 +4,7 @@
  * run in generate.c. */
 #include "ldm.h"
 #include "core/status.h"
+#include "core/value.h"
 #include "core/wcache.h"
 #include "io/source.h"
 #include "models/family.h"
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <string.h>
 
 static ldm_beta_schedule parse_beta_schedule(const char *v) {
   if (v && !strcmp(v, "linear")) return LDM_BETAS_LINEAR;
@@ -24,66 +24,105 @@ static ldm_beta_schedule parse_beta_schedule(const char *v) {
 }
 
 /* scheduler/scheduler_config.json (and low_res_scheduler/ for x4): the keys
- * that change what a sampler does for this model. */
-static void read_sched_config(ldm_model *m) {
-  pl_sched_config *s = &m->sched;
-  s->low_beta_start = 0.0001;
-  s->low_beta_end = 0.02;
-  s->low_beta_schedule = LDM_BETAS_SCALED_LINEAR;
-  char path[4096];
-  if (ldm_source_file(m->src, "scheduler/scheduler_config.json", path, sizeof path)) {
-    json_t *root = json_load_file(path, 0, NULL);
-    json_t *v;
-    if ((v = json_object_get(root, "beta_start")) && json_is_number(v) &&
-        json_is_number(json_object_get(root, "beta_end"))) {
-      s->has_betas = true;
-      s->beta_start = json_number_value(v);
-      s->beta_end = json_number_value(json_object_get(root, "beta_end"));
-      s->beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
-    }
+ * that change what a sampler does for this model, each in its range. */
+ldm_status pl_sched_config_json(pl_sched_config *s, const char *text, bool low, const char *file, ldm_error *err) {
+  json_error_t je;
+  json_t *root = json_loads(text, 0, &je);
+  if (!json_is_object(root)) {
+    json_decref(root);
+    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
+  }
+  double b0 = low ? s->low_beta_start : 0.00085, b1 = low ? s->low_beta_end : 0.012;
+  ldm_status st = ldm_json_double_open(root, "beta_start", 0.0, 1.0, &b0, file, err);
+  if (st == LDM_OK) st = ldm_json_double_open(root, "beta_end", 0.0, 1.0, &b1, file, err);
+  bool betas = json_is_number(json_object_get(root, "beta_start")) && json_is_number(json_object_get(root, "beta_end"));
+  json_t *v;
+  if (st == LDM_OK && betas && low) {
+    s->low_beta_start = b0;
+    s->low_beta_end = b1;
+    s->low_beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
+  } else if (st == LDM_OK && betas) {
+    s->has_betas = true;
+    s->beta_start = b0;
+    s->beta_end = b1;
+    s->beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
+  }
+  if (st == LDM_OK && !low) {
     if ((v = json_object_get(root, "timestep_spacing")) && json_is_string(v)) {
       const char *t = json_string_value(v);
       s->has_spacing = true;
       s->spacing = !strcmp(t, "trailing") ? LDM_SPACING_TRAILING : !strcmp(t, "linspace") ? LDM_SPACING_LINSPACE
                                                                                           : LDM_SPACING_LEADING;
     }
-    if ((v = json_object_get(root, "steps_offset")) && json_is_integer(v)) {
-      s->has_offset = true;
-      s->steps_offset = (int)json_integer_value(v);
+    if (json_object_get(root, "steps_offset") && !json_is_null(json_object_get(root, "steps_offset"))) {
+      st = ldm_json_int(root, "steps_offset", -1, 0, 1000, &s->steps_offset, file, err);
+      s->has_offset = st == LDM_OK;
     }
     if ((v = json_object_get(root, "rescale_betas_zero_snr")) && json_is_boolean(v)) {
       s->has_zsnr = true;
       s->zsnr = json_is_true(v);
     }
-    json_decref(root);
   }
-  if (ldm_source_file(m->src, "low_res_scheduler/scheduler_config.json", path, sizeof path)) {
-    json_t *root = json_load_file(path, 0, NULL);
-    if (json_is_number(json_object_get(root, "beta_start")) && json_is_number(json_object_get(root, "beta_end"))) {
-      s->low_beta_start = json_number_value(json_object_get(root, "beta_start"));
-      s->low_beta_end = json_number_value(json_object_get(root, "beta_end"));
-      s->low_beta_schedule = parse_beta_schedule(json_string_value(json_object_get(root, "beta_schedule")));
-    }
-    json_decref(root);
-  }
+  json_decref(root);
+  return st;
 }
 
-/* "unet.heads=2,vae.groups=4,...": the settings a checkpoint's yaml holds. */
-static ldm_status parse_model_options(ldm_model *m, const char *opts, ldm_error *err) {
+static ldm_status read_sched_file(ldm_model *m, const char *rel, bool low, ldm_error *err) {
+  char path[4096], file[4200];
+  if (!ldm_source_file(m->src, rel, path, sizeof path)) return LDM_OK;
+  snprintf(file, sizeof file, "%s: %s", ldm_source_path(m->src), rel);
+  FILE *f = fopen(path, "rb");
+  if (!f) return ldm_fail(err, LDM_ERR_IO, "%s: cannot open", file);
+  char *text = NULL;
+  size_t cap = 0, len = 0, n;
+  char buf[4096];
+  ldm_status st = LDM_OK;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0 && st == LDM_OK) {
+    if (len + n + 1 > cap || !text) {
+      cap = (len + n + 1) * 2;
+      char *t = cap <= ((size_t)16 << 20) ? realloc(text, cap) : NULL;
+      if (!t) st = ldm_fail(err, LDM_ERR_FORMAT, "%s: too large or out of memory", file);
+      else text = t;
+    }
+    if (st == LDM_OK) {
+      memcpy(text + len, buf, n);
+      len += n;
+    }
+  }
+  fclose(f);
+  if (st == LDM_OK && text) text[len] = '\0';
+  if (st == LDM_OK) st = pl_sched_config_json(&m->sched, text ? text : "", low, file, err);
+  free(text);
+  return st;
+}
+
+static ldm_status read_sched_config(ldm_model *m, ldm_error *err) {
+  pl_sched_config *s = &m->sched;
+  s->low_beta_start = 0.0001;
+  s->low_beta_end = 0.02;
+  s->low_beta_schedule = LDM_BETAS_SCALED_LINEAR;
+  LDM_TRY(read_sched_file(m, "scheduler/scheduler_config.json", false, err));
+  return read_sched_file(m, "low_res_scheduler/scheduler_config.json", true, err);
+}
+
+/* "unet.heads=2,vae.groups=4,...": the settings a checkpoint's yaml holds
+ * (from ldm_model_params.options or the file's "ldm.options" metadata). */
+static ldm_status parse_model_options(ldm_model *m, const char *opts, bool from_file, ldm_error *err) {
   if (!opts) return LDM_OK;
   const char *s = opts;
   while (*s) {
     size_t len = strcspn(s, ",");
-    char item[96];
-    if (len >= sizeof item) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: item too long in '%s'", opts);
+    char item[96], where[256];
+    if (len >= sizeof item) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: item too long in '%.200s'", opts);
     memcpy(item, s, len);
     item[len] = '\0';
     char *eq = strchr(item, '=');
-    char *end = NULL;
-    long v = eq ? strtol(eq + 1, &end, 10) : 0;
-    if (!eq || !*(eq + 1) || *end || v < 1 || v > 4096)
-      return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: '%s' is not key=positive integer", item);
+    if (!eq) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: '%s' is not key=positive integer", item);
     *eq = '\0';
+    if (from_file) snprintf(where, sizeof where, "%s: metadata ldm.options %s", ldm_source_path(m->src), item);
+    else snprintf(where, sizeof where, "model options: %s", item);
+    int64_t v;
+    LDM_TRY(ldm_value_int(eq + 1, 1, 4096, &v, where, err));
     if (!strcmp(item, "unet.heads")) m->unet_ov.num_heads = (int)v;
     else if (!strcmp(item, "unet.head_dim")) m->unet_ov.head_dim = (int)v;
     else if (!strcmp(item, "unet.groups")) m->unet_ov.groups = (int)v;
@@ -154,10 +193,11 @@ ldm_status ldm_model_load(ldm_model **out, const ldm_model_params *p, ldm_error 
   if (sr) goto sr_done;
   if (st == LDM_OK && p->vae_path) st = ldm_source_open(&m->vae_src, p->vae_path, err);
   if (st == LDM_OK && p->taesd_path) st = ldm_source_open(&m->taesd_src, p->taesd_path, err);
-  if (st == LDM_OK) read_sched_config(m);
+  if (st == LDM_OK) st = read_sched_config(m, err);
   if (st == LDM_OK) st = pl_model_read_settings(m, err);
   if (st == LDM_OK)
-    st = parse_model_options(m, p->options ? p->options : ldm_source_metadata(m->src, "ldm.options"), err);
+    st = parse_model_options(m, p->options ? p->options : ldm_source_metadata(m->src, "ldm.options"),
+                             !p->options, err);
   if (st == LDM_OK && p->family) {
     ldm_family f = ldm_family_from_name(p->family);
     if (f == LDM_FAMILY_UNKNOWN)
@@ -263,30 +303,59 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
   *out = NULL;
   ldm_error_clear(err);
   if (!m || !p) return ldm_fail(err, LDM_ERR_INVALID_ARG, "job: no model or parameters");
+  /* Every number is checked here, whatever the caller read it from; the
+   * float checks are written so that NaN fails them (and Inf is out of
+   * every range). */
   if (p->steps < 1 || p->steps > 1000)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "steps = %d, expected 1..1000", p->steps);
   if (p->batch_count < 1 || p->batch_count > 64)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "batch count = %d, expected 1..64", p->batch_count);
-  if (p->strength < 0.0f || p->strength > 1.0f)
+  if (!(p->strength >= 0.0f && p->strength <= 1.0f))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "strength = %g, expected 0..1", (double)p->strength);
   if (p->width < 0 || p->height < 0 || p->width % 8 || p->height % 8)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "size %dx%d: width and height must be multiples of 8",
                     p->width, p->height);
+  if (p->width > LDM_MAX_IMAGE_SIDE || p->height > LDM_MAX_IMAGE_SIDE)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "size %dx%d: width and height are at most %d", p->width, p->height,
+                    LDM_MAX_IMAGE_SIDE);
   if (p->task != LDM_TASK_TXT2IMG && !p->init)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "this task needs an init image");
   if ((p->task == LDM_TASK_INPAINT) && !p->mask)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "inpaint needs a mask");
-  if (p->cfg_scale < 0.0f || p->cfg_scale > 100.0f)
+  if (!(p->cfg_scale >= 0.0f && p->cfg_scale <= 100.0f))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "cfg scale = %g, expected 0..100", (double)p->cfg_scale);
+  if (!(p->guidance_rescale >= 0.0f && p->guidance_rescale <= 1.0f))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "guidance rescale = %g, expected 0..1", (double)p->guidance_rescale);
+  if (!(p->mask_blur >= 0.0f && p->mask_blur <= 256.0f))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "mask blur = %g, expected 0..256", (double)p->mask_blur);
+  if (p->only_masked_padding < 0 || p->only_masked_padding > LDM_MAX_IMAGE_SIDE)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "only-masked padding = %d, expected 0..%d", p->only_masked_padding,
+                    LDM_MAX_IMAGE_SIDE);
   if (p->clip_skip < 0 || p->clip_skip > 12)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "clip skip = %d, expected 1..12", p->clip_skip);
+  if (p->noise_level < 0 || p->noise_level > 350)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "noise level = %d, expected 0..350", p->noise_level);
+  /* the VAE works in tiles of at least 4 latent pixels, the upscaler of 16 */
+  if (!pl_model_is_sr(m) && p->tile_size != 0 && (p->tile_size < 32 || p->tile_size > LDM_MAX_IMAGE_SIDE))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "tile size = %d, expected 0 (automatic) or 32..%d", p->tile_size,
+                    LDM_MAX_IMAGE_SIDE);
+  if ((unsigned)p->masked_content > LDM_FILL_LATENT_NOTHING)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "masked content = %d, expected 0..2", (int)p->masked_content);
+  if ((unsigned)p->rng > LDM_RNG_CUDA)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "rng = %d, expected 0 (cpu) or 1 (cuda)", (int)p->rng);
+  if (p->max_memory_mb < -1)
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "memory limit = %lld MiB, expected -1 (no check), 0 (the memory "
+                    "available) or more", (long long)p->max_memory_mb);
   const char *sampler = p->sampler ? p->sampler : "euler_a";
   if (ldm_sampler_kind_from_name(sampler) < 0)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "unknown sampler '%s' (see ldm_sampler_names)", sampler);
   if (p->task == LDM_TASK_OUTPAINT &&
       (p->outpaint_left < 0 || p->outpaint_top < 0 || p->outpaint_right < 0 || p->outpaint_bottom < 0 ||
+       p->outpaint_left > LDM_MAX_IMAGE_SIDE || p->outpaint_top > LDM_MAX_IMAGE_SIDE ||
+       p->outpaint_right > LDM_MAX_IMAGE_SIDE || p->outpaint_bottom > LDM_MAX_IMAGE_SIDE ||
        p->outpaint_left + p->outpaint_top + p->outpaint_right + p->outpaint_bottom == 0))
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "outpaint needs a positive margin on at least one side");
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "outpaint needs margins of 0..%d pixels, positive on at least one side",
+                    LDM_MAX_IMAGE_SIDE);
   if (p->taesd_decode && !m->taesd_src)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode asked for, but the model was loaded without a TAESD "
                     "(taesd_path)");
@@ -297,6 +366,18 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "output type = %d, expected 0 (U8) or 1 (F32)", (int)p->output_type);
   if (p->init && (p->init->width < 1 || p->init->height < 1 || !p->init->data))
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is empty");
+  if (p->init && (p->init->width > LDM_MAX_IMAGE_SIDE || p->init->height > LDM_MAX_IMAGE_SIDE))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is %dx%d: at most %d pixels a side", p->init->width,
+                    p->init->height, LDM_MAX_IMAGE_SIDE);
+  if (p->task == LDM_TASK_UPSCALE && !pl_model_is_sr(m) && (p->init->width > LDM_MAX_IMAGE_SIDE / 4 || p->init->height > LDM_MAX_IMAGE_SIDE / 4))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "the init image is %dx%d: the x4 upscaler takes at most %d pixels a side",
+                    p->init->width, p->init->height, LDM_MAX_IMAGE_SIDE / 4);
+  if (p->task == LDM_TASK_OUTPAINT &&
+      (p->init->width + p->outpaint_left + p->outpaint_right > LDM_MAX_IMAGE_SIDE ||
+       p->init->height + p->outpaint_top + p->outpaint_bottom > LDM_MAX_IMAGE_SIDE))
+    return ldm_fail(err, LDM_ERR_INVALID_ARG, "outpainting %dx%d by %d/%d/%d/%d pixels: the canvas would pass %d pixels "
+                    "a side", p->init->width, p->init->height, p->outpaint_left, p->outpaint_top, p->outpaint_right,
+                    p->outpaint_bottom, LDM_MAX_IMAGE_SIDE);
   if (pl_model_is_sr(m)) {
     if (p->task != LDM_TASK_UPSCALE)
       return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: an %s upscaler (feed-forward) runs only the upscale task",
@@ -318,7 +399,7 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     if (pl_model_is_sr(r) || r->fam.family == LDM_FAMILY_X4_UPSCALER)
       return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: the refine model must be an img2img checkpoint, not an %s "
                       "model", ldm_source_path(r->src), ldm_family_name(r->fam.family));
-    if (p->refine_strength < 0.0f || p->refine_strength > 1.0f)
+    if (!(p->refine_strength >= 0.0f && p->refine_strength <= 1.0f))
       return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine strength = %g, expected 0..1 (0 = 0.3)",
                       (double)p->refine_strength);
     if (p->refine_tile != 0 && (p->refine_tile < 64 || p->refine_tile > 4096 || p->refine_tile % 8))
@@ -384,6 +465,12 @@ ldm_status ldm_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_err
   ldm_error_clear(err);
   if (atomic_load(&job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
   return pl_job_run(job, images, n_images, err);
+}
+
+ldm_status ldm_job_memory_estimate(ldm_job *job, int64_t *bytes, ldm_error *err) {
+  ldm_error_clear(err);
+  if (!job || !bytes) return ldm_fail(err, LDM_ERR_INVALID_ARG, "job: no job or result pointer");
+  return pl_job_estimate(job, bytes, err);
 }
 
 void ldm_job_cancel(ldm_job *job) {

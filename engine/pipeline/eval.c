@@ -5,6 +5,7 @@
 #include "io/lora.h"
 
 #include <stdlib.h>
+#include "core/value.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -60,7 +61,10 @@ const char *ldm_eval_option(const ldm_eval_params *p, const char *key, char *buf
     size_t len = end ? (size_t)(end - s) : strlen(s);
     if (len > kl && strncmp(s, key, kl) == 0 && s[kl] == '=') {
       size_t vl = len - kl - 1;
-      if (vl >= n) vl = n - 1;
+      if (vl >= n) { /* never a cut value: the checks then refuse it */
+        snprintf(buf, n, "%s", "(too long)");
+        return buf;
+      }
       memcpy(buf, s + kl + 1, vl);
       buf[vl] = '\0';
       return buf;
@@ -97,4 +101,17 @@ ldm_status ldm_eval_apply_loras(const ldm_eval_params *p, struct ldm_lora_table 
   free(refs);
   free(mem);
   return st;
+}
+
+ldm_status ldm_eval_int_option(const ldm_eval_params *p, const char *key, int lo, int hi, int def, int *out,
+                               ldm_error *err) {
+  char buf[64], where[96];
+  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
+  *out = def;
+  if (!v) return LDM_OK;
+  snprintf(where, sizeof where, "eval %s --options %s", p->component, key);
+  int64_t x;
+  LDM_TRY(ldm_value_int(v, lo, hi, &x, where, err));
+  *out = (int)x;
+  return LDM_OK;
 }

@@ -25,6 +25,10 @@ const char *ldm_eval_option(const ldm_eval_params *p, const char *key,
 struct ldm_lora_table;
 ldm_status ldm_eval_apply_loras(const ldm_eval_params *p, struct ldm_lora_table *tables, int n,
                                 const char *family, ldm_error *err);
+/* An integer option through the one number check (ldm_value_int): absent
+ * -> def; present -> lo..hi or an error naming the option. */
+ldm_status ldm_eval_int_option(const ldm_eval_params *p, const char *key, int lo, int hi, int def, int *out,
+                               ldm_error *err);
 /* The precision=f32|bf16|bf16-emulated option (default f32). */
 ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_error *err);
 

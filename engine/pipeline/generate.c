@@ -123,10 +123,30 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
   return LDM_OK;
 }
 
+/* Whether n floats are all finite (one sum: NaN and Inf survive it). */
+static bool all_finite(const float *x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += x[i];
+  if (isfinite(s)) return true;
+  for (int64_t i = 0; i < n; i++) /* a sum past the double range would be a false alarm */
+    if (!isfinite(x[i])) return false;
+  return true;
+}
+
+/* The model file the likely cause of a NaN lies in. */
+static const char *weights_path(const run *r, bool vae) {
+  return vae && r->m->vae_src ? ldm_source_path(r->m->vae_src) : ldm_source_path(r->m->src);
+}
+
 static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *err) {
   run *r = user;
   if (r->blend_mask) ldm_inpaint_blend(r->sampler, ldm_sampler_begin(r->sampler) + i, x, r->blend_x0,
                                        r->blend_noise, r->blend_mask);
+  if (!all_finite(x, r->n))
+    return ldm_fail(err, LDM_ERR_FORMAT,
+                    "step %d of %d: the latent holds NaN or Inf values (likely cause: NaN/Inf weights in %s, or "
+                    "an extreme --cfg-scale or prompt weight)", r->step_base + i + 1, r->step_total,
+                    weights_path(r, false));
   if (atomic_load(&r->job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
   if (r->p->progress) {
     const ldm_image *prev = NULL;
@@ -383,9 +403,18 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
     }
   }
 
+  if (!all_finite(x, n)) { /* an image that could not be encoded (the VAE's weights) */
+    st = ldm_fail(r->err, LDM_ERR_FORMAT, "the starting latent holds NaN or Inf values (likely cause: NaN/Inf "
+                  "weights in the VAE encoder of %s)", weights_path(r, true));
+    goto done;
+  }
   st = ldm_sampler_run(r->sampler, x, denoise, r, &r->rng, 1, after_step, r, r->err);
   ldm_arena_trim(r->ctx.scratch); /* the decoder's peak must not add to the UNet's */
   if (st == LDM_OK) st = decode(r, x, out);
+  if (st == LDM_OK && !all_finite(out, (int64_t)3 * r->W * r->H))
+    st = ldm_fail(r->err, LDM_ERR_FORMAT, "the decoded image holds NaN or Inf values (likely cause: NaN/Inf weights "
+                  "or a bad scaling factor in the %s of %s)", r->p->taesd_decode ? "TAESD" : "VAE",
+                  r->p->taesd_decode && r->m->taesd_src ? ldm_source_path(r->m->taesd_src) : weights_path(r, true));
 done:
   if (r->extra != img3) free(r->extra);
   r->extra = NULL;
@@ -728,6 +757,89 @@ static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_ima
   return st;
 }
 
+/* ---- memory admission ------------------------------------------------------------ */
+
+/* The job's peak working memory in bytes, from the sizes pl_job_run will use:
+ * the UNet's activations at the latent size (skip connections of every
+ * level, a few full-width temporaries, the CFG batch of 2), the VAE decode at
+ * full resolution (or one tile), and the full-size float and byte buffers of
+ * the pipeline. Weights are not counted: they are loaded (mapped) already. */
+static int64_t job_estimate(const ldm_job *job) {
+  const ldm_job_params *p = &job->p;
+  const ldm_model *m = job->model;
+  const ldm_unet_config *uc = &m->unet->cfg;
+  const ldm_vae_config *vc = ldm_vae_get_config(m->vae);
+  int f = ldm_vae_factor(m->vae);
+  int64_t FW = p->init ? p->init->width : 0, FH = p->init ? p->init->height : 0;
+  if (p->task == LDM_TASK_OUTPAINT) {
+    FW += p->outpaint_left + p->outpaint_right;
+    FH += p->outpaint_top + p->outpaint_bottom;
+  }
+  int64_t WW, WH, OW, OH;
+  if (p->task == LDM_TASK_UPSCALE) {
+    int lt = p->tile_size > 0 ? p->tile_size / f : FW * FH <= UPSCALE_WHOLE_PX ? (FW > FH ? FW : FH) : UPSCALE_TILE;
+    if (lt < 16) lt = 16;
+    WW = (FW < lt ? FW : lt) * f; /* one tile, decoded at 4x */
+    WH = (FH < lt ? FH : lt) * f;
+    OW = FW * f;
+    OH = FH * f;
+  } else if (p->task == LDM_TASK_TXT2IMG || (p->task == LDM_TASK_INPAINT && p->only_masked)) {
+    WW = p->width ? p->width : m->fam.native_size;
+    WH = p->height ? p->height : m->fam.native_size;
+    OW = p->task == LDM_TASK_TXT2IMG ? WW : FW;
+    OH = p->task == LDM_TASK_TXT2IMG ? WH : FH;
+  } else {
+    WW = p->width ? p->width : FW;
+    WH = p->height ? p->height : FH;
+    OW = FW;
+    OH = FH;
+  }
+  /* the latent: 1/f of the working size (the x4's is the low-res tile) */
+  int64_t hw = ((WH + f - 1) / f) * ((WW + f - 1) / f);
+  int64_t B = ldm_cfg_needs_uncond(p->cfg_scale) ? 2 : 1;
+  /* UNet: skips of every level plus temporaries at level 0 */
+  double unet = 0;
+  for (int l = 0; l < uc->n_levels; l++)
+    unet += (double)(uc->layers_per_block + 1) * uc->channels[l] * (double)hw / (double)(1ll << (2 * l));
+  unet += 6.0 * uc->channels[0] * (double)hw;
+  unet *= 4.0 * (double)B;
+  /* VAE decode: the full-resolution levels hold two levels' widths */
+  int64_t vpx = WW * WH;
+  if (p->tile_size > 0 || vpx > 1024 * 1024) {
+    int64_t t = p->tile_size > 0 ? p->tile_size : 64 * f;
+    if (vpx > t * t) vpx = t * t;
+  }
+  int cmax = vc->levels > 1 ? vc->ch[1] : vc->ch[0];
+  double vae = 3.0 * cmax * (double)vpx * 4.0;
+  /* pipeline buffers: full-size init, masks, canvas (floats) and the
+   * outputs (bytes); working-size copies */
+  double bufs = (double)FW * FH * 4.0 * 10.0 + (double)OW * OH * (3.0 * p->batch_count + 16.0) +
+                (double)WW * WH * 4.0 * 8.0;
+  return (int64_t)(unet > vae ? unet : vae) + (int64_t)bufs;
+}
+
+ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err) {
+  *bytes = 0;
+  LDM_TRY(pl_model_ensure(job->model, err));
+  *bytes = job_estimate(job);
+  return LDM_OK;
+}
+
+/* Refuses a job whose estimate passes the limit (max_memory_mb, or the
+ * memory available now). */
+static ldm_status admit(ldm_job *job, ldm_error *err) {
+  const ldm_job_params *p = &job->p;
+  if (p->max_memory_mb < 0 || p->max_memory_mb > (INT64_MAX >> 20)) return LDM_OK;
+  int64_t need = job_estimate(job);
+  int64_t limit = p->max_memory_mb > 0 ? p->max_memory_mb << 20 : (int64_t)ldm_memory_available_bytes();
+  if (limit <= 0 || need <= limit) return LDM_OK;
+  return ldm_fail(err, LDM_ERR_NOMEM,
+                  "this job needs an estimated %lld MiB of working memory, more than the %lld MiB %s (a smaller "
+                  "size, fewer pixels to add, --tile, or a higher --max-memory)",
+                  (long long)(need >> 20), (long long)(limit >> 20),
+                  p->max_memory_mb > 0 ? "allowed" : "available (MemAvailable)");
+}
+
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
   const ldm_job_params *p = &job->p;
   ldm_model *m = job->model;
@@ -738,8 +850,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: a %s model cannot %s%s", ldm_source_path(m->src),
                     ldm_family_name(m->fam.family), p->task == LDM_TASK_UPSCALE ? "upscale" : "generate",
                     x4 ? " (it is an x4 upscaler: use the upscale task)" : " (use an x4 upscaler model)");
-  if (p->task == LDM_TASK_UPSCALE && (p->noise_level < 0 || p->noise_level > 350))
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "noise level = %d, expected 0..350", p->noise_level);
+  LDM_TRY(admit(job, err));
 
   run r;
   ldm_status st = setup_run(&r, job, err);

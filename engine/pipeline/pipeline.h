@@ -70,6 +70,9 @@ struct ldm_job {
 /* Reads and validates the model's stated settings into m->settings and, when
  * the size is stated, m->fam.native_size (settings.c). */
 ldm_status pl_model_read_settings(ldm_model *m, ldm_error *err);
+/* A diffusers scheduler_config.json (low: the x4's low_res_scheduler) into
+ * s, every value checked against its range; `file` names it. */
+ldm_status pl_sched_config_json(pl_sched_config *s, const char *text, bool low, const char *file, ldm_error *err);
 /* Loads whatever the model still lacks for running jobs. */
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
 /* Resolves the job's LoRAs (params, then the prompt's <lora:...> tags,
@@ -90,6 +93,8 @@ ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool 
  * prompts name, loaded for the model's text encoders (malloc'd array). */
 ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_embed **out, int *n, ldm_error *err);
 
+/* The peak working memory estimate behind max_memory_mb (generate.c). */
+ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err);
 /* Runs the job (generate.c). */
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 /* True for the ESRGAN-class families (no UNet, VAE or text encoder). */

@@ -12,6 +12,7 @@
 
 #include "core/arena.h"
 #include "core/status.h"
+#include "core/value.h"
 #include "ops/ops.h"
 
 /* ---- loading --------------------------------------------------------------- */
@@ -63,21 +64,31 @@ static ldm_tensor view_rows(const ldm_tensor *t, int64_t r0, int64_t rows) {
   return v;
 }
 
-/* config.json of a diffusers text encoder: num_attention_heads, hidden_act. */
-static void read_config(const char *json, int *heads, int *quick, float *eps) {
-  if (!json) return;
-  json_t *j = json_loads(json, 0, NULL);
+ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, int *quick, float *eps,
+                                ldm_error *err) {
+  json_error_t je;
+  json_t *j = json_loads(json, 0, &je);
   if (!json_is_object(j)) {
     json_decref(j);
-    return;
+    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, j ? "not an object" : je.text, je.line);
   }
-  json_t *h = json_object_get(j, "num_attention_heads");
-  if (json_is_integer(h)) *heads = (int)json_integer_value(h);
+  double e = *eps;
+  ldm_status st = ldm_json_int(j, "num_attention_heads", -1, 1, 4096, heads, file, err);
+  if (st == LDM_OK) st = ldm_json_double(j, "layer_norm_eps", 1e-12, 0.1, &e, file, err);
+  *eps = (float)e;
   json_t *a = json_object_get(j, "hidden_act");
   if (json_is_string(a)) *quick = strcmp(json_string_value(a), "quick_gelu") == 0;
-  json_t *e = json_object_get(j, "layer_norm_eps");
-  if (json_is_number(e)) *eps = (float)json_number_value(e);
   json_decref(j);
+  return st;
+}
+
+static ldm_status read_config(const ldm_source *src, const char *part, int *heads, int *quick, float *eps,
+                              ldm_error *err) {
+  const char *json = ldm_source_config(src, part);
+  if (!json) return LDM_OK;
+  char file[4200];
+  snprintf(file, sizeof file, "%s: %s/config.json", ldm_source_path(src), part);
+  return ldm_clip_config_json(json, file, heads, quick, eps, err);
 }
 
 static ldm_status load_hf_layer(const loader *L, const ldm_clip_config *c, int i,
@@ -271,8 +282,9 @@ ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int in
   c->n_heads = c->d % 64 == 0 ? c->d / 64 : 1;
   if (L.part) {
     int q = c->quick_gelu;
-    read_config(ldm_source_config(src, L.part), &c->n_heads, &q, &c->eps);
+    st = read_config(src, L.part, &c->n_heads, &q, &c->eps, err);
     c->quick_gelu = q != 0;
+    if (st != LDM_OK) goto fail;
   }
   if (heads > 0) c->n_heads = heads;
   if (c->n_heads <= 0 || c->d % c->n_heads != 0) {

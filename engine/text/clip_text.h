@@ -62,6 +62,10 @@ typedef struct ldm_clip_text {
  * conditioner.embedders.N.*, or a bare text_model.* file) or a diffusers
  * folder (text_encoder/, text_encoder_2/ with config.json). heads > 0
  * overrides the head count (single files carry no config: d / 64). */
+/* A diffusers text_encoder/config.json: num_attention_heads, hidden_act
+ * (*quick = quick_gelu) and layer_norm_eps, each checked when present. */
+ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, int *quick, float *eps,
+                                ldm_error *err);
 ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index,
                               int heads, ldm_error *err);
 void ldm_clip_text_free(ldm_clip_text *m);

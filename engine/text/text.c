@@ -6,6 +6,7 @@
  * encoders, concatenated, and the second encoder's pooled projection). */
 #include "text/text.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,6 +251,7 @@ struct ldm_text_cond {
   const ldm_text_embed *emb; /* borrowed (ldm_text_cond_set_embeds) */
   int n_emb;
   float *extra[2];          /* the embeddings' vectors per encoder, concatenated */
+  char src_path[1024];      /* the model, for messages */
 };
 
 ldm_status ldm_text_cond_load(ldm_text_cond **out, const ldm_source *src, int heads,
@@ -257,6 +259,7 @@ ldm_status ldm_text_cond_load(ldm_text_cond **out, const ldm_source *src, int he
   *out = NULL;
   ldm_text_cond *tc = calloc(1, sizeof *tc);
   if (!tc) return ldm_fail(err, LDM_ERR_NOMEM, "text: out of memory");
+  snprintf(tc->src_path, sizeof tc->src_path, "%s", ldm_source_path(src));
   ldm_status st;
   if ((st = ldm_clip_text_load(&tc->enc[0], src, 0, heads, err)) != LDM_OK) goto fail;
   if (ldm_clip_text_present(src, 1)) {
@@ -371,6 +374,12 @@ static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, int e, const int
   ldm_status st;
   tc->enc[e]->extra = tc->extra[e];
   tc->enc[e]->n_extra = tc->extra[e] ? ldm_text_cond_extra_rows(tc) : 0;
+  for (int i = 0; i < T; i++) /* the tokenizer's ids index the encoder's embedding rows */
+    if (ids[i] < 0 || ids[i] >= m->cfg.n_vocab + m->n_extra)
+      return ldm_fail(ctx->err, LDM_ERR_FORMAT, "%s: the %s gave token id %d, past the %d embeddings of the text "
+                      "encoder %s (a %s/vocab.json that does not belong to this model?)", tc->src_path,
+                      e ? "tokenizer_2" : "tokenizer", (int)ids[i], m->cfg.n_vocab + m->n_extra, m->where,
+                      e ? "tokenizer_2" : "tokenizer");
   if (pooled) {
     // all layers + final norm for the pooled output; hidden_states[n_run] kept
     ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);

@@ -14,12 +14,6 @@
 #include "io/source.h"
 #include "text/clip_text.h"
 
-static int opt_int(const ldm_eval_params *p, const char *key, int def) {
-  char buf[32];
-  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
-  return v ? atoi(v) : def;
-}
-
 ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) {
   ldm_source *src = NULL;
   ldm_st_file *in = NULL;
@@ -29,11 +23,11 @@ ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) 
   int64_t *tmp = NULL;
   float *last = NULL, *pen = NULL, *pooled = NULL;
   ldm_status st;
-  int encoder = opt_int(p, "encoder", 1);
-  if (encoder < 1 || encoder > 2)
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "eval text: encoder=%d, expected 1 or 2", encoder);
+  int encoder, heads;
+  LDM_TRY(ldm_eval_int_option(p, "encoder", 1, 2, 1, &encoder, err));
+  LDM_TRY(ldm_eval_int_option(p, "heads", 0, 4096, 0, &heads, err));
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
-  if ((st = ldm_clip_text_load(&m, src, encoder - 1, opt_int(p, "heads", 0), err)) != LDM_OK) goto done;
+  if ((st = ldm_clip_text_load(&m, src, encoder - 1, heads, err)) != LDM_OK) goto done;
   if ((st = ldm_eval_apply_loras(p, &m->lora, 1, "text encoder", err)) != LDM_OK) goto done;
   if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;
   const ldm_tensor *t;

@@ -663,6 +663,19 @@ ldm_status ldm_tokenizer_new_files(ldm_tokenizer **out, const char *vocab_json,
     }
   }
   t->n_vocab = (int32_t)json_object_size(vocab);
+  { /* ids are 0..n-1, as the text encoder's embedding rows */
+    const char *key;
+    json_t *val;
+    json_object_foreach(vocab, key, val) {
+      if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= t->n_vocab) {
+        char *dump = json_dumps(val, JSON_ENCODE_ANY);
+        st = ldm_fail(err, LDM_ERR_FORMAT, "%s: token '%.64s' has id %.32s, expected an integer in 0..%d (the file "
+                      "has %d tokens)", vocab_json, key, dump ? dump : "?", t->n_vocab - 1, t->n_vocab);
+        free(dump);
+        goto done;
+      }
+    }
+  }
   t->bos = vocab_id(vocab, "<|startoftext|>");
   t->eos = vocab_id(vocab, "<|endoftext|>");
   if (t->bos < 0 || t->eos < 0) {

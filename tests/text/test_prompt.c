@@ -3,9 +3,11 @@
  * docstring, malformed input taken as literal text, BREAK, 75-token chunks
  * with comma back-tracking, padding, and the mean-restoring emphasis.
  * Tolerance: texts exact, weights within 1e-12, token ids exact. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ldm_test.h"
 #include "text/prompt.h"
@@ -320,7 +322,70 @@ static void test_robust(void) {
   ldm_tokenizer_free(tok);
 }
 
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The parser is linear in the prompt: 256 KiB of colons (one piece per
+ * colon before merging) and 64 Ki nested brackets (each closing bracket
+ * multiplies every piece since its opening) parse in well under a second
+ * (a quadratic parser takes tens of seconds on these); the nested case's
+ * weights are 1.1^(k+1), as Python's multiply_range gives them (1e-12)
+ * until they overflow to Inf,
+ * and the whole prompt chunks (tokenizer included) in under a second too. */
+static void test_long(void) {
+  enum { N = 256 * 1024, D = 32 * 1024 };
+  char *colons = malloc(N + 1), *nest = malloc(3 * D + 1);
+  memset(colons, ':', N);
+  colons[N] = 0;
+  for (int i = 0; i < D; i++) memcpy(nest + 2 * i, "(a", 2);
+  memset(nest + 2 * D, ')', D);
+  nest[3 * D] = 0;
+  ldm_error err = {0};
+  ldm_prompt_piece *p = NULL;
+  int n = 0;
+  double t0 = now_s();
+  ldm_status st = ldm_prompt_parse(colons, &p, &n, &err);
+  double t1 = now_s() - t0;
+  CHECK(st == LDM_OK && n == 1 && p[0].weight == 1.0 && strlen(p[0].text) == N, "colons: %d pieces, %s", n,
+        err.msg);
+  CHECK(t1 < 1.0, "256 KiB of colons took %.2f s to parse", t1);
+  ldm_prompt_pieces_free(p, n);
+  t0 = now_s();
+  st = ldm_prompt_parse(nest, &p, &n, &err);
+  double t2 = now_s() - t0;
+  /* past 1.1^7447 the weights overflow to Inf (as in Python) and merge */
+  CHECK(st == LDM_OK && n > 7000 && n < D && isinf(p[n - 1].weight), "nested: %d pieces, %s", n, err.msg);
+  CHECK(t2 < 1.0, "32 Ki nested brackets took %.2f s to parse", t2);
+  double worst = 0;
+  for (int k = 0; st == LDM_OK && n > 7000 && k < 300; k++) {
+    double want = pow(1.1, k + 1), e = fabs(p[k].weight - want) / want;
+    if (e > worst) worst = e;
+  }
+  CHECK(worst <= 1e-12, "nested weights: max relative error %.3g (tol 1e-12)", worst);
+  ldm_prompt_pieces_free(p, n);
+  ldm_tokenizer *tok = NULL;
+  double t3 = -1;
+  if (ldm_tokenizer_new_embedded(&tok, -1, &err) == LDM_OK) {
+    ldm_text_chunks ch;
+    t0 = now_s();
+    st = ldm_text_chunk(tok, colons, -1, 20, &ch, &err);
+    t3 = now_s() - t0;
+    CHECK(st == LDM_OK && ch.n >= 1, "chunking 256 KiB of colons: %s", err.msg);
+    if (st == LDM_OK) ldm_text_chunks_free(&ch);
+    ldm_tokenizer_free(tok);
+  }
+  CHECK(t3 >= 0 && t3 < 2.0, "256 KiB of colons took %.2f s to chunk", t3);
+  printf("prompt-long: parse 256 KiB colons %.3f s, 32 Ki nested brackets %.3f s (weights max rel err %.2g, tol "
+         "1e-12), chunk %.3f s\n", t1, t2, worst, t3);
+  free(colons);
+  free(nest);
+}
+
 int main(void) {
+  test_long();
   test_parse();
   test_robust();
   test_chunks();

@@ -19,12 +19,6 @@
 #include <string.h>
 #include <time.h>
 
-static int opt_int(const ldm_eval_params *p, const char *key, int def) {
-  char buf[32];
-  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
-  return v ? atoi(v) : def;
-}
-
 ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err) {
   ldm_source *src = NULL;
   ldm_st_file *in = NULL;
@@ -48,7 +42,10 @@ ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err
   if (st == LDM_OK) {
     int B = (int)t->shape[0], H = (int)t->shape[2], W = (int)t->shape[3], s = ldm_sr_get_config(sr)->scale;
     int64_t hw = (int64_t)H * W, HW = hw * s * s;
-    int tile = opt_int(p, "tile", 0), overlap = opt_int(p, "overlap", 0), repeat = opt_int(p, "repeat", 0);
+    int tile = 0, overlap = 0, repeat = 0;
+    st = ldm_eval_int_option(p, "tile", 0, 65536, 0, &tile, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "overlap", 0, 4096, 0, &overlap, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err);
     x = malloc((size_t)(B * 3 * hw) * sizeof(float));
     xl = malloc((size_t)(3 * hw) * sizeof(float));
     yl = malloc((size_t)(3 * HW) * sizeof(float));

@@ -140,6 +140,10 @@ typedef struct ldm_unet_cond {
 } ldm_unet_cond;
 
 /* Reads the hyper-parameters (and the layout) without building weights. */
+/* A diffusers unet/config.json's settings into c (the keys present, each
+ * checked against its range); `file` names it in messages. */
+ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,
+                                const ldm_unet_overrides *ov, ldm_error *err);
 ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov,
                           ldm_unet_config *cfg, ldm_error *err);
 /* Loads the UNet of src (single file with or without the

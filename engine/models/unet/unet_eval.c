@@ -16,29 +16,33 @@
 #include <time.h>
 
 /* Any float or integer tensor -> malloc'd f32 (n elements). */
-static ldm_status read_any(const ldm_tensor *t, float **out, ldm_error *err) {
+static ldm_status read_any(const char *path, const ldm_tensor *t, float **out, ldm_error *err) {
   int64_t n = ldm_tensor_numel(t);
   float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
   if (!p) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
   ldm_status st = LDM_OK;
+  /* safetensors data need not be aligned: integers are read with memcpy */
   if (t->dtype == LDM_DTYPE_I64)
-    for (int64_t i = 0; i < n; i++) p[i] = (float)((const int64_t *)t->data)[i];
+    for (int64_t i = 0; i < n; i++) {
+      int64_t v;
+      memcpy(&v, (const char *)t->data + 8 * i, 8);
+      p[i] = (float)v;
+    }
   else if (t->dtype == LDM_DTYPE_I32)
-    for (int64_t i = 0; i < n; i++) p[i] = (float)((const int32_t *)t->data)[i];
+    for (int64_t i = 0; i < n; i++) {
+      int32_t v;
+      memcpy(&v, (const char *)t->data + 4 * i, 4);
+      p[i] = (float)v;
+    }
   else
     st = ldm_tensor_read_f32(t, 0, n, p, err);
   if (st != LDM_OK) {
     free(p);
+    ldm_error_prefix(err, "%s", path);
     return st;
   }
   *out = p;
   return LDM_OK;
-}
-
-static int int_option(const ldm_eval_params *p, const char *key) {
-  char buf[32];
-  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
-  return v ? atoi(v) : 0;
 }
 
 static ldm_status shape_fail(ldm_error *err, const char *path, const ldm_tensor *t, const char *want) {
@@ -56,8 +60,14 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   float *sample = NULL, *ts = NULL, *ctxt = NULL, *temb = NULL, *tids = NULL, *cls = NULL, *tcond = NULL;
   float *x = NULL, *y = NULL, *o = NULL;
   ldm_status st;
-  ldm_unet_overrides ov = {int_option(p, "heads"), int_option(p, "head_dim"), int_option(p, "groups")};
+  ldm_unet_overrides ov = {0};
+  int repeat = 0;
   ldm_precision prec;
+  if ((st = ldm_eval_int_option(p, "heads", 0, 4096, 0, &ov.num_heads, err)) != LDM_OK ||
+      (st = ldm_eval_int_option(p, "head_dim", 0, 4096, 0, &ov.head_dim, err)) != LDM_OK ||
+      (st = ldm_eval_int_option(p, "groups", 0, 4096, 0, &ov.groups, err)) != LDM_OK ||
+      (st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err)) != LDM_OK)
+    goto done;
   if ((st = ldm_eval_precision(p, &prec, err)) != LDM_OK) goto done;
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
   if ((st = ldm_unet_load(&u, src, &ov, err)) != LDM_OK) goto done;
@@ -76,10 +86,17 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     st = shape_fail(err, ip, s_t, want);
     goto done;
   }
+  if (s_t->shape[0] < 1 || s_t->shape[0] > 4096 || s_t->shape[2] < 1 || s_t->shape[2] > 16384 ||
+      s_t->shape[3] < 1 || s_t->shape[3] > 16384) {
+    snprintf(want, sizeof want, "[1..4096, %d, 1..16384, 1..16384]", c->in_channels);
+    st = shape_fail(err, ip, s_t, want);
+    goto done;
+  }
   int B = (int)s_t->shape[0], H = (int)s_t->shape[2], W = (int)s_t->shape[3];
   int64_t HW = (int64_t)H * W;
   snprintf(want, sizeof want, "[%d, T, %d]", B, c->context_dim);
-  if (e_t->ndim != 3 || e_t->shape[0] != B || e_t->shape[2] != c->context_dim) {
+  if (e_t->ndim != 3 || e_t->shape[0] != B || e_t->shape[1] < 1 || e_t->shape[1] > 65536 ||
+      e_t->shape[2] != c->context_dim) {
     st = shape_fail(err, ip, e_t, want);
     goto done;
   }
@@ -88,8 +105,8 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     st = shape_fail(err, ip, ts_t, "[B] or [1]");
     goto done;
   }
-  if ((st = read_any(s_t, &sample, err)) != LDM_OK || (st = read_any(ts_t, &ts, err)) != LDM_OK ||
-      (st = read_any(e_t, &ctxt, err)) != LDM_OK)
+  if ((st = read_any(ip, s_t, &sample, err)) != LDM_OK || (st = read_any(ip, ts_t, &ts, err)) != LDM_OK ||
+      (st = read_any(ip, e_t, &ctxt, err)) != LDM_OK)
     goto done;
   if (nts == 1) { /* broadcast a scalar timestep, as diffusers */
     float *t2 = realloc(ts, (size_t)B * sizeof(float));
@@ -106,7 +123,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
       st = shape_fail(err, ip, t, "[B, n]");
       goto done;
     }
-    if ((st = read_any(t, &temb, err)) != LDM_OK) goto done;
+    if ((st = read_any(ip, t, &temb, err)) != LDM_OK) goto done;
     cond.text_embeds = temb;
     cond.n_text = (int)t->shape[1];
   }
@@ -115,7 +132,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
       st = shape_fail(err, ip, t, "[B, 6]");
       goto done;
     }
-    if ((st = read_any(t, &tids, err)) != LDM_OK) goto done;
+    if ((st = read_any(ip, t, &tids, err)) != LDM_OK) goto done;
     cond.time_ids = tids;
   }
   if ((t = ldm_st_find(in, "class_labels"))) {
@@ -123,7 +140,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
       st = shape_fail(err, ip, t, "[B]");
       goto done;
     }
-    if ((st = read_any(t, &cls, err)) != LDM_OK) goto done;
+    if ((st = read_any(ip, t, &cls, err)) != LDM_OK) goto done;
     cond.class_labels = cls;
   }
   if ((t = ldm_st_find(in, "timestep_cond"))) {
@@ -132,7 +149,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
       st = shape_fail(err, ip, t, want);
       goto done;
     }
-    if ((st = read_any(t, &tcond, err)) != LDM_OK) goto done;
+    if ((st = read_any(ip, t, &tcond, err)) != LDM_OK) goto done;
     cond.timestep_cond = tcond;
   }
   size_t n_in = (size_t)B * HW * c->in_channels, n_out = (size_t)B * HW * c->out_channels;
@@ -149,11 +166,6 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   /* repeat=N: N more forward passes on the same inputs (warm: scratch grown,
    * weights paged in), for timing; the seconds of each go to the output's
    * metadata as forward_seconds. */
-  int repeat = int_option(p, "repeat");
-  if (repeat < 0 || repeat > 100) {
-    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "eval unet: repeat=%d, expected 0..100", repeat);
-    goto done;
-  }
   // NCHW -> [B, HW, C]; forward; back to NCHW
   ldm_nchw_to_nhwc(x, sample, B, c->in_channels, HW);
   char secs[1024] = "";

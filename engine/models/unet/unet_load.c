@@ -5,6 +5,7 @@
  * convert_ldm_unet_checkpoint (loaders/single_file_utils.py). */
 #include "models/unet/unet.h"
 #include "core/status.h"
+#include "core/value.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -153,41 +154,45 @@ static int attn_depth(const loader *L, const mname *m) {
 }
 
 /* ---- config.json ------------------------------------------------------- */
-static int json_int_at(json_t *v, int i, int fallback) {
-  if (json_is_integer(v)) return (int)json_integer_value(v);
-  if (json_is_array(v) && (size_t)i < json_array_size(v) && json_is_integer(json_array_get(v, i)))
-    return (int)json_integer_value(json_array_get(v, i));
-  return fallback;
-}
-
-static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const ldm_unet_overrides *ov,
-                              ldm_error *err) {
-  const char *text = ldm_source_config(src, "unet");
-  if (!text) return LDM_OK;
+ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,
+                                const ldm_unet_overrides *ov, ldm_error *err) {
   json_error_t je;
   json_t *root = json_loads(text, 0, &je);
   if (!root || !json_is_object(root)) {
     json_decref(root);
-    return ldm_fail(err, LDM_ERR_FORMAT, "%s: unet/config.json: %s (line %d)", ldm_source_path(src),
-                    je.text, je.line);
+    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
   }
   ldm_status st = LDM_OK;
   json_t *v;
-  if ((v = json_object_get(root, "norm_num_groups")) && json_is_integer(v)) c->groups = (int)json_integer_value(v);
-  if ((v = json_object_get(root, "norm_eps")) && json_is_number(v)) c->norm_eps = (float)json_number_value(v);
+  double eps = c->norm_eps, fs = c->freq_shift;
+  if ((st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, &c->groups, file, err)) != LDM_OK ||
+      (st = ldm_json_double(root, "norm_eps", 1e-12, 0.1, &eps, file, err)) != LDM_OK ||
+      (st = ldm_json_double(root, "freq_shift", -16.0, 16.0, &fs, file, err)) != LDM_OK ||
+      (st = ldm_json_int(root, "addition_time_embed_dim", -1, 1, 65536, &c->addition_time_embed_dim, file, err)) !=
+          LDM_OK) {
+    json_decref(root);
+    return st;
+  }
+  c->norm_eps = (float)eps;
+  c->freq_shift = (float)fs;
   if ((v = json_object_get(root, "flip_sin_to_cos")) && json_is_boolean(v)) c->flip_sin_to_cos = json_is_true(v);
-  if ((v = json_object_get(root, "freq_shift")) && json_is_number(v)) c->freq_shift = (float)json_number_value(v);
-  if ((v = json_object_get(root, "addition_time_embed_dim")) && json_is_integer(v))
-    c->addition_time_embed_dim = (int)json_integer_value(v);
   if ((v = json_object_get(root, "only_cross_attention"))) {
     for (int l = 0; l < c->n_levels; l++)
       if (json_is_true(v) || (json_is_array(v) && json_is_true(json_array_get(v, (size_t)l))))
         c->only_cross[l] = true;
   }
-  json_t *heads = json_object_get(root, "num_attention_heads");
-  if (!heads || json_is_null(heads)) heads = json_object_get(root, "attention_head_dim");
-  if (heads && (json_is_integer(heads) || json_is_array(heads)) && !(ov && (ov->num_heads || ov->head_dim))) {
-    for (int l = 0; l < c->n_levels; l++) c->heads[l] = json_int_at(heads, l, 0);
+  const char *hkey = "num_attention_heads";
+  json_t *heads = json_object_get(root, hkey);
+  if (!heads || json_is_null(heads)) heads = json_object_get(root, hkey = "attention_head_dim");
+  if (heads && !json_is_null(heads) && !(ov && (ov->num_heads || ov->head_dim))) {
+    for (int l = 0; l < c->n_levels; l++) {
+      c->heads[l] = 0;
+      if (json_is_array(heads) && (size_t)l >= json_array_size(heads)) continue;
+      if ((st = ldm_json_int(root, hkey, l, 1, 4096, &c->heads[l], file, err)) != LDM_OK) {
+        json_decref(root);
+        return st;
+      }
+    }
     c->heads_from = 1;
   }
   const char *shift = json_string_value(json_object_get(root, "resnet_time_scale_shift"));
@@ -195,19 +200,28 @@ static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const l
   const char *add = json_string_value(json_object_get(root, "addition_embed_type"));
   v = json_object_get(root, "class_embeddings_concat");
   if (shift && strcmp(shift, "default") != 0)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: unet resnet_time_scale_shift '%s' is not supported",
-                  ldm_source_path(src), shift);
+    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: resnet_time_scale_shift '%s' is not supported",
+                  file, shift);
   else if (cls)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: unet class_embed_type '%s' is not supported",
-                  ldm_source_path(src), cls);
+    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: class_embed_type '%s' is not supported",
+                  file, cls);
   else if (add && strcmp(add, "text_time") != 0)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: unet addition_embed_type '%s' is not supported",
-                  ldm_source_path(src), add);
+    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: addition_embed_type '%s' is not supported",
+                  file, add);
   else if (v && json_is_true(v))
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: unet class_embeddings_concat is not supported",
-                  ldm_source_path(src));
+    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: class_embeddings_concat is not supported",
+                  file);
   json_decref(root);
   return st;
+}
+
+static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const ldm_unet_overrides *ov,
+                              ldm_error *err) {
+  const char *text = ldm_source_config(src, "unet");
+  if (!text) return LDM_OK;
+  char file[4200];
+  snprintf(file, sizeof file, "%s: unet/config.json", ldm_source_path(src));
+  return ldm_unet_config_json(text, file, c, ov, err);
 }
 
 /* ---- probe -------------------------------------------------------------- */

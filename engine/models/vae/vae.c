@@ -6,6 +6,7 @@
 #include "models/vae/vae.h"
 #include "core/arena.h"
 #include "core/status.h"
+#include "core/value.h"
 #include "ops/ops.h"
 
 #include <jansson.h>
@@ -67,6 +68,7 @@ struct ldm_vae {
   ldm_vae_config cfg;
   vae_encoder_weights enc;
   vae_decoder_weights dec;
+  char path[1024];          /* the file, for messages */
 };
 
 /* The VAE's convolutions with a 32 MiB bound on their temporaries (im2col
@@ -236,25 +238,29 @@ static int count_dec_levels(const vae_loader *L) {
   return k;
 }
 
-static ldm_status read_config(const ldm_source *src, const char *part, int *groups,
-                              double *scale, double *shift, ldm_error *err) {
-  const char *text = ldm_source_config(src, part);
-  if (!text) return LDM_OK;
+ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
+                               ldm_error *err) {
   json_error_t je;
   json_t *root = json_loads(text, 0, &je);
   if (!root || !json_is_object(root)) {
     json_decref(root);
-    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s/config.json: %s (line %d)", ldm_source_path(src),
-                    part, root ? "not an object" : je.text, je.line);
+    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
   }
-  json_t *v = json_object_get(root, "norm_num_groups");
-  if (json_is_integer(v)) *groups = (int)json_integer_value(v);
-  v = json_object_get(root, "scaling_factor");
-  if (json_is_number(v)) *scale = json_number_value(v);
-  v = json_object_get(root, "shift_factor");
-  if (json_is_number(v)) *shift = json_number_value(v);
+  ldm_status st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, groups, file, err);
+  /* a scaling factor of 0 would decode every latent to the same grey */
+  if (st == LDM_OK) st = ldm_json_double(root, "scaling_factor", 1e-6, 1000.0, scale, file, err);
+  if (st == LDM_OK) st = ldm_json_double(root, "shift_factor", -1000.0, 1000.0, shift, file, err);
   json_decref(root);
-  return LDM_OK;
+  return st;
+}
+
+static ldm_status read_config(const ldm_source *src, const char *part, int *groups,
+                              double *scale, double *shift, ldm_error *err) {
+  const char *text = ldm_source_config(src, part);
+  if (!text) return LDM_OK;
+  char file[4200];
+  snprintf(file, sizeof file, "%s: %s/config.json", ldm_source_path(src), part);
+  return ldm_vae_config_json(text, file, groups, scale, shift, err);
 }
 
 float ldm_vae_family_scale(ldm_family f) {
@@ -349,6 +355,7 @@ ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src, const ldm_vae_load
   if (!v) return ldm_fail(err, LDM_ERR_NOMEM, "vae: out of memory");
   ldm_vae_config *c = &v->cfg;
   ldm_status st = LDM_OK;
+  snprintf(v->path, sizeof v->path, "%s", ldm_source_path(src));
   const ldm_tensor *enc_in = ld_raw(&L, "encoder.conv_in.weight");
   const ldm_tensor *dec_in = ld_raw(&L, "decoder.conv_in.weight");
   const ldm_tensor *dec_out = ld_raw(&L, "decoder.conv_out.weight");
@@ -944,7 +951,8 @@ ldm_status ldm_vae_encode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *mean
                                    int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
   if (!c->has_encoder)
-    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "vae: this VAE file has no encoder");
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "%s: this VAE has no encoder (no tensor 'encoder.conv_in.weight' "
+                    "or 'encoder.conv_out.weight')", vae->path);
   LDM_TRY(check_dims(ctx, "vae encode", B, H, W));
   const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
   const int CL = c->ch[c->levels - 1];
@@ -1026,7 +1034,8 @@ ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *imag
                                    int tile, int overlap, int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
   if (!c->has_decoder)
-    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "vae: this VAE file has no decoder");
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "%s: this VAE has no decoder (no tensor 'decoder.conv_in.weight' "
+                    "or 'decoder.conv_out.weight')", vae->path);
   LDM_TRY(check_dims(ctx, "vae decode", B, h, w));
   const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
   const int CL = c->ch[c->levels - 1];

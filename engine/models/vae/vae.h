@@ -46,6 +46,10 @@ typedef struct ldm_vae_load_opts {
  * prefixless original or diffusers names. Hyper-parameters come from the
  * tensor shapes. The VAE borrows src's mapping: keep src open while the VAE
  * lives. opts may be NULL. */
+/* A diffusers vae/config.json: norm_num_groups, scaling_factor and
+ * shift_factor (when present, each checked against its range). */
+ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
+                               ldm_error *err);
 ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src,
                         const ldm_vae_load_opts *opts, ldm_error *err);
 void ldm_vae_free(ldm_vae *vae);

@@ -63,7 +63,9 @@ static ldm_status read_input(eval_env *e, const char *name, float **out, int64_t
   int64_t n = ldm_tensor_numel(t);
   *out = malloc((size_t)n * sizeof(float));
   if (!*out) return ldm_fail(err, LDM_ERR_NOMEM, "eval: out of memory for '%s'", name);
-  return ldm_tensor_read_f32(t, 0, n, *out, err);
+  ldm_status st = ldm_tensor_read_f32(t, 0, n, *out, err);
+  if (st != LDM_OK) ldm_error_prefix(err, "%s", ldm_st_path(e->in));
+  return st;
 }
 
 static float *alloc_out(int64_t a, int64_t b, int64_t c, int64_t d) {
@@ -71,15 +73,9 @@ static float *alloc_out(int64_t a, int64_t b, int64_t c, int64_t d) {
   return malloc((n ? n : 1) * sizeof(float));
 }
 
-static int opt_int(const ldm_eval_params *p, const char *key, int def) {
-  char buf[32];
-  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
-  return v ? atoi(v) : def;
-}
-
 static ldm_status load_vae(eval_env *e, const ldm_eval_params *p, ldm_vae **vae, ldm_error *err) {
   ldm_vae_load_opts o = {0};
-  o.groups = opt_int(p, "groups", 0);
+  LDM_TRY(ldm_eval_int_option(p, "groups", 0, 4096, 0, &o.groups, err));
   return ldm_vae_load(vae, e->src, &o, err);
 }
 
@@ -106,7 +102,9 @@ ldm_status ldm_eval_vae_encode(const ldm_eval_params *p, int threads, ldm_error 
     e.y = alloc_out(s[0], Cl, h, w);
     e.z = alloc_out(s[0], Cl, h, w);
     if (!e.y || !e.z) st = ldm_fail(err, LDM_ERR_NOMEM, "eval: out of memory");
-    int tile = opt_int(p, "tile", -1), overlap = opt_int(p, "overlap", 0);
+    int tile = -1, overlap = 0;
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "tile", -1, 16384, -1, &tile, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "overlap", 0, 16384, 0, &overlap, err);
     if (st == LDM_OK)
       st = ldm_vae_encode_tiled(&e.ctx, vae, e.y, e.z, e.x, (int)s[0], (int)s[2], (int)s[3],
                                 tile, overlap);
@@ -133,9 +131,12 @@ ldm_status ldm_eval_vae_decode(const ldm_eval_params *p, int threads, ldm_error 
                   p->in_path, (long long)s[1], ldm_vae_get_config(vae)->latent_channels);
   if (st == LDM_OK) {
     int f = ldm_vae_factor(vae), C = ldm_vae_get_config(vae)->image_channels;
-    int H = opt_int(p, "height", (int)s[2] * f), W = opt_int(p, "width", (int)s[3] * f);
-    int tile = opt_int(p, "tile", -1), overlap = opt_int(p, "overlap", 0);
-    if (H < 1 || W < 1 || H > s[2] * f || W > s[3] * f)
+    int H = (int)s[2] * f, W = (int)s[3] * f, tile = -1, overlap = 0;
+    st = ldm_eval_int_option(p, "height", 1, 65536, H, &H, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "width", 1, 65536, W, &W, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "tile", -1, 16384, -1, &tile, err);
+    if (st == LDM_OK) st = ldm_eval_int_option(p, "overlap", 0, 16384, 0, &overlap, err);
+    if (st == LDM_OK && (H < 1 || W < 1 || H > s[2] * f || W > s[3] * f))
       st = ldm_fail(err, LDM_ERR_INVALID_ARG, "eval vae-decode: height/width %d x %d outside 1..%lld x 1..%lld",
                     H, W, (long long)s[2] * f, (long long)s[3] * f);
     if (st == LDM_OK && !(e.y = alloc_out(s[0], C, H, W)))
