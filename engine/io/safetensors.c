@@ -142,13 +142,7 @@ static const char *not_safetensors(const unsigned char *m, size_t n) {
            "by ldm or A1111 goes to --from-png, an input image to --init)";
   if (n >= 3 && m[0] == 0xff && m[1] == 0xd8 && m[2] == 0xff)
     return "this is a JPEG image, not a model (pass a .safetensors checkpoint or a diffusers folder)";
-  if (n >= 4 && !memcmp(m, "PK\x03\x04", 4))
-    return "this is a zip archive: a PyTorch checkpoint (.ckpt/.pt/.bin) holds pickled code, which ldm never "
-           "unpickles; convert it to .safetensors first (diffusers' conversion scripts, or A1111's checkpoint "
-           "merger with safetensors output)";
-  if (n >= 2 && m[0] == 0x80 && m[1] >= 2 && m[1] <= 5)
-    return "this is a pickled PyTorch checkpoint (.ckpt/.pt), which ldm never unpickles; convert it to "
-           ".safetensors first (diffusers' conversion scripts, or A1111's checkpoint merger)";
+  /* zip / pickle (.ckpt, .pth, .pt): ldm_st_open's own message says how to convert them */
   if (n >= 4 && !memcmp(m, "GGUF", 4))
     return "this is a GGUF file (quantized weights for llama.cpp / stable-diffusion.cpp); ldm reads .safetensors "
            "with F32, F16 or BF16 weights";

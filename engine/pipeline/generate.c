@@ -820,6 +820,9 @@ static int64_t job_estimate(const ldm_job *job) {
 
 ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err) {
   *bytes = 0;
+  if (pl_model_is_sr(job->model))
+    return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: no memory estimate for feed-forward (ESRGAN-class) upscalers",
+                    ldm_source_path(job->model->src));
   LDM_TRY(pl_model_ensure(job->model, err));
   *bytes = job_estimate(job);
   return LDM_OK;

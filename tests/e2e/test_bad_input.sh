@@ -151,8 +151,8 @@ expect "Inf VAE decoder" 1 "the decoded image holds NaN or Inf values (likely ca
 echo "# messages that name things"
 expect "PNG as --model" 1 "model.png: this is a PNG image, not a model" gen txt2img --model "$F/model.png"
 expect "JPEG as --model" 1 "model.jpg: this is a JPEG image" gen txt2img --model "$F/model.jpg"
-expect "zip .ckpt as --model" 1 "model.ckpt: this is a zip archive: a PyTorch checkpoint" gen txt2img --model "$F/model.ckpt"
-expect "pickle .ckpt as --model" 1 "model-pickle.ckpt: this is a pickled PyTorch checkpoint" gen txt2img --model "$F/model-pickle.ckpt"
+expect "zip .ckpt as --model" 1 "model.ckpt: a PyTorch pickle (.pth/.ckpt), not safetensors; convert it" gen txt2img --model "$F/model.ckpt"
+expect "pickle .ckpt as --model" 1 "model-pickle.ckpt: a PyTorch pickle (.pth/.ckpt), not safetensors; convert it" gen txt2img --model "$F/model-pickle.ckpt"
 expect "GGUF as --model" 1 "model.gguf: this is a GGUF file" gen txt2img --model "$F/model.gguf"
 expect "alpha-only mask" 2 "mask-alpha-only.png: the mask is empty" \
   gen inpaint --model "$mi" --init "$F/grey16.png" --mask "$F/mask-alpha-only.png"
