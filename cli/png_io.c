@@ -52,17 +52,13 @@ static void on_warning(png_structp png, png_const_charp what) {
   (void)what;
 }
 
-ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, char *msg, size_t msg_len) {
+ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text_key, char **text, char *msg,
+                                size_t msg_len) {
   if (text) *text = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    snprintf(msg, msg_len, "%s: cannot open: %s", path, strerror(errno));
-    return NULL;
-  }
+  FILE *f = stream;
   unsigned char sig[8];
   if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
     snprintf(msg, msg_len, "%s: not a PNG file", path);
-    fclose(f);
     return NULL;
   }
   png_err_ctx ectx = {msg, msg_len, path};
@@ -73,14 +69,12 @@ ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, ch
   if (!png || !info) {
     snprintf(msg, msg_len, "%s: out of memory", path);
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(f);
     return NULL;
   }
   if (setjmp(png_jmpbuf(png))) {
     ldm_image_free(img);
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(f);
     if (text && *text) {
       free(*text);
       *text = NULL;
@@ -97,7 +91,6 @@ ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, ch
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   if (admit_size(path, w, h, msg, msg_len) != 0) {
     png_destroy_read_struct(&png, &info, NULL);
-    fclose(f);
     return NULL;
   }
   int ct = png_get_color_type(png, info), bd = png_get_bit_depth(png, info);
@@ -127,6 +120,17 @@ ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, ch
   }
   free(rows);
   png_destroy_read_struct(&png, &info, NULL);
+  return img;
+}
+
+ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, char *msg, size_t msg_len) {
+  if (text) *text = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(msg, msg_len, "%s: cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  ldm_image *img = png_read_rgba_stream(f, path, text_key, text, msg, msg_len);
   fclose(f);
   return img;
 }

@@ -12,6 +12,9 @@
  * decoded: at most LDM_MAX_IMAGE_SIDE a side, and the decoded pixels within
  * png_io_set_memory_limit's limit. */
 ldm_image *png_read_rgba(const char *path, const char *text_key, char **text, char *msg, size_t msg_len);
+/* As png_read_rgba on an open stream (left open); `path` names it. */
+ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text_key, char **text, char *msg,
+                                size_t msg_len);
 /* The most bytes a decode may take: 0 = the memory available now
  * (ldm_memory_available_bytes), -1 = no limit. */
 void png_io_set_memory_limit(int64_t bytes);

@@ -7,7 +7,7 @@
 # repository's corpus is not changed) and prints one line per target:
 #   fuzz TARGET: N executions, K crashes (S s)
 # Findings (crash-*, timeout-*, leak-*, oom-*) land in
-# build-fuzz/fuzz-findings/TARGET/. Exit status 1 when any target found
+# build-fuzz/fuzz-findings/TARGET/ (emptied at each run). Exit status 1 when any target found
 # one. Default budget --runs 1000000 (a developer's run); CI runs a small one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ declare -A max_len=([png]=65536 [prompt]=16384 [recipe]=8192 [config]=8192 [safe
 found=0
 for t in "${targets[@]}"; do
   work=build-fuzz/fuzz-corpus/$t; out=build-fuzz/fuzz-findings/$t
-  rm -rf "$work"; mkdir -p "$work" "$out"
+  rm -rf "$work" "$out"; mkdir -p "$work" "$out"
   seeds=tests/fuzz/corpus/$t
   [ -d "$seeds" ] && cp "$seeds"/* "$work"/
   log=build-fuzz/fuzz-findings/$t.log

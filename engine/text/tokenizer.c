@@ -447,7 +447,7 @@ static ldm_status clean(const char *text, size_t len, u32buf *res, ldm_error *er
   while (s0 < s1 && is_space_py(a.p[s0])) s0++;
   while (s1 > s0 && is_space_py(a.p[s1 - 1])) s1--;
   b.n = 0;
-  if (!u32_append(&b, a.p + s0, s1 - s0)) goto done;
+  if (s1 > s0 && !u32_append(&b, a.p + s0, s1 - s0)) goto done; /* a.p is NULL for an empty text */
   if (!lower(&b, res)) goto done;
   st = LDM_OK;
 done:
