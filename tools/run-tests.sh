@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every default test suite (all but `slow` and `quality`) in ./build, then the unit
 # fuzz and e2e suites again under AddressSanitizer + UBSan (leaks included)
-# in ./build-asan, and
+# in ./build-asan, the libFuzzer targets with a small budget (tools/fuzz.sh), and
 # prints one summary line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,19 @@ fi
 ninja -C build-asan >/dev/null
 meson test -C build-asan --suite unit --suite fuzz --suite e2e --num-processes "$jobs" --print-errorlogs
 read p2 f2 < <(summary build-asan)
-echo "default suites: $p1 passed, $f1 failed; sanitizer suites: $p2 passed, $f2 failed"
-echo "$((p1 + p2)) passed, $((f1 + f2)) failed"
-[ $((f1 + f2)) = 0 ]
+# the libFuzzer targets from their seeds, a small budget each (tools/fuzz.sh
+# with 1000000 runs is the developer's check)
+p3=0; f3=0
+while read -r line; do
+  echo "$line"
+  case $line in
+    "fuzz exit: 0") ;;
+    "fuzz exit: "*) f3=$((f3 + 1));;
+    "fuzz "*": "*" executions, 0 crashes"*) p3=$((p3 + 1));;
+    "fuzz "*) f3=$((f3 + 1));;
+  esac
+done < <(tools/fuzz.sh --runs "${LDM_CI_FUZZ_RUNS:-5000}" 2>&1; echo "fuzz exit: $?")
+[ $p3 -gt 0 ] || f3=$((f3 + 1))
+echo "default suites: $p1 passed, $f1 failed; sanitizer suites: $p2 passed, $f2 failed; fuzz targets: $p3 passed, $f3 failed"
+echo "$((p1 + p2 + p3)) passed, $((f1 + f2 + f3)) failed"
+[ $((f1 + f2 + f3)) = 0 ]

@@ -3,7 +3,9 @@
 # gimp-ldm into ./build. Safe to run again. Usage: tools/setup.sh [meson args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(gcc python3 meson ninja-build pkg-config libopenblas-dev libjansson-dev libpng-dev zlib1g-dev nettle-dev debootstrap)
+# clang and its compiler-rt (libFuzzer): the fuzz targets (tools/fuzz.sh)
+pkgs=(gcc python3 meson ninja-build pkg-config libopenblas-dev libjansson-dev libpng-dev zlib1g-dev nettle-dev debootstrap
+      clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
