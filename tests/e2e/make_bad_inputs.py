@@ -112,6 +112,11 @@ def main():
     # weights that are NaN: the UNet's, then the VAE decoder's
     st_fill(ckpt, j("nan-unet.safetensors"), "model.diffusion_model.", float("nan"))
     st_fill(ckpt, j("inf-vae.safetensors"), "first_stage_model.decoder.", float("inf"))
+    # a VAE whose decoder lacks its last convolution
+    hdr, data = st_read(ckpt)
+    for k in [k for k in hdr if k.startswith("first_stage_model.decoder.conv_out.")]:
+        del hdr[k]
+    st_write(j("vae-no-decoder.safetensors"), hdr, data)
     # ldm ls: metadata with an escape sequence
     st_write(j("escape.safetensors"), {"__metadata__": {"note\x1b[31m": "red\x1b[0m\nline"},
                                       "t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)

@@ -154,6 +154,9 @@ expect "JPEG as --model" 1 "model.jpg: this is a JPEG image" gen txt2img --model
 expect "zip .ckpt as --model" 1 "model.ckpt: a PyTorch pickle (.pth/.ckpt), not safetensors; convert it" gen txt2img --model "$F/model.ckpt"
 expect "pickle .ckpt as --model" 1 "model-pickle.ckpt: a PyTorch pickle (.pth/.ckpt), not safetensors; convert it" gen txt2img --model "$F/model-pickle.ckpt"
 expect "GGUF as --model" 1 "model.gguf: this is a GGUF file" gen txt2img --model "$F/model.gguf"
+expect "VAE without a decoder names the file and tensor" 1 \
+  "vae-no-decoder.safetensors: this VAE has no decoder (no tensor 'decoder.conv_in.weight' or 'decoder.conv_out.weight')" \
+  gen txt2img --model "$F/vae-no-decoder.safetensors" --width 32 --height 32 --steps 1
 expect "alpha-only mask" 2 "mask-alpha-only.png: the mask is empty" \
   gen inpaint --model "$mi" --init "$F/grey16.png" --mask "$F/mask-alpha-only.png"
 expect "--tile 8, before the model loads" 2 "--tile: '8' is not 0 (automatic) or a tile of 32..16384" \
