@@ -375,10 +375,11 @@ static ldm_status encode_chunk(ldm_text_cond *tc, ldm_ctx *ctx, int e, const int
   tc->enc[e]->extra = tc->extra[e];
   tc->enc[e]->n_extra = tc->extra[e] ? ldm_text_cond_extra_rows(tc) : 0;
   for (int i = 0; i < T; i++) /* the tokenizer's ids index the encoder's embedding rows */
-    if (ids[i] < 0 || ids[i] >= m->cfg.n_vocab + m->n_extra)
+    if (ids[i] < 0 || (ids[i] >= m->cfg.n_vocab &&
+                       !(ids[i] >= LDM_CLIP_EXTRA_ID && ids[i] - LDM_CLIP_EXTRA_ID < m->n_extra)))
       return ldm_fail(ctx->err, LDM_ERR_FORMAT, "%s: the %s gave token id %d, past the %d embeddings of the text "
                       "encoder %s (a %s/vocab.json that does not belong to this model?)", tc->src_path,
-                      e ? "tokenizer_2" : "tokenizer", (int)ids[i], m->cfg.n_vocab + m->n_extra, m->where,
+                      e ? "tokenizer_2" : "tokenizer", (int)ids[i], m->cfg.n_vocab, m->where,
                       e ? "tokenizer_2" : "tokenizer");
   if (pooled) {
     // all layers + final norm for the pooled output; hidden_states[n_run] kept
