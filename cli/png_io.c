@@ -86,7 +86,7 @@ ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text
   /* the size is admitted by admit_size (with a message that says why);
    * text chunks are bounded */
   png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
-  png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
+  png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   if (admit_size(path, w, h, msg, msg_len) != 0) {
@@ -241,7 +241,7 @@ static uint32_t be32(const unsigned char *b) {
   return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
-enum { TEXT_MAX = 16 << 20 }; /* the most text a chunk may hold, inflated */
+enum { TEXT_MAX = 1 << 20 }; /* the most text a chunk may hold, inflated (recipes are KBs) */
 
 /* zlib data -> malloc'd NUL-terminated text of at most TEXT_MAX bytes. */
 static char *inflate_text(const unsigned char *z, size_t n) {

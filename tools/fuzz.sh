@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
   [ -d "$seeds" ] && cp "$seeds"/* "$work"/
   log=build-fuzz/fuzz-findings/$t.log
   start=$(date +%s)
-  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=64 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "build-fuzz/tests/fuzz/fuzz_${t}_libfuzzer" "${budget[@]}" -max_len="${max_len[$t]:-65536}" -timeout=20 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "$work" >"$log" 2>&1
   rc=$?
