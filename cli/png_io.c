@@ -56,6 +56,18 @@ ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text
                                 size_t msg_len) {
   if (text) *text = NULL;
   FILE *f = stream;
+  /* the text through our chunk walk (bounded), then the pixels through
+   * libpng with the text and other large ancillary chunks skipped unread:
+   * libpng allocates a chunk's declared length before reading it */
+  if (text_key && text) {
+    if (png_read_meta_stream(f, path, text_key, NULL, NULL, text, msg, msg_len) != 0) return NULL;
+    if (fseek(f, 0, SEEK_SET) != 0) {
+      snprintf(msg, msg_len, "%s: cannot read it twice (not seekable)", path);
+      free(*text);
+      *text = NULL;
+      return NULL;
+    }
+  }
   unsigned char sig[8];
   if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
     snprintf(msg, msg_len, "%s: not a PNG file", path);
@@ -87,6 +99,8 @@ ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text
    * text chunks are bounded */
   png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
   png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
+  static const png_byte skipped[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf\0";
+  png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skipped, 6);
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   if (admit_size(path, w, h, msg, msg_len) != 0) {
@@ -111,13 +125,6 @@ ldm_image *png_read_rgba_stream(void *stream, const char *path, const char *text
   for (png_uint_32 y = 0; y < h; y++) rows[y] = (png_bytep)img->data + y * img->stride;
   png_read_image(png, rows);
   png_read_end(png, info);
-  if (text_key && text) {
-    png_textp texts;
-    int n = 0;
-    png_get_text(png, info, &texts, &n);
-    for (int i = 0; i < n; i++)
-      if (!strcmp(texts[i].key, text_key)) *text = strdup(texts[i].text ? texts[i].text : "");
-  }
   free(rows);
   png_destroy_read_struct(&png, &info, NULL);
   return img;
