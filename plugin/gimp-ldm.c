@@ -1,7 +1,9 @@
 /* gimp-ldm.c: the GIMP 3 plug-in "gimp-ldm". Registers the procedures
  * plug-in-ldm-{inpaint,generate,refine,upscale,outpaint,regenerate} under
  * Filters ▸ Generative, turns their arguments (or a layer's recipe) into an
- * LdmSpec, shows the dialog in interactive mode and runs ldm_execute.
+ * GimpLdmSpec, checks the inputs, shows the dialog in interactive mode and
+ * runs gimp_ldm_execute (again after a failed or cancelled run, with the
+ * values kept).
  */
 #include "config.h"
 
@@ -26,14 +28,14 @@ typedef struct _GimpLdmClass { GimpPlugInClass parent_class; } GimpLdmClass;
 #define GIMP_LDM_TYPE (gimp_ldm_get_type ())
 GType gimp_ldm_get_type (void) G_GNUC_CONST;
 
-static GList          *ldm_query_procedures (GimpPlugIn           *plug_in);
-static GimpProcedure  *ldm_create_procedure (GimpPlugIn           *plug_in,
+static GList          *gimp_ldm_query_procedures (GimpPlugIn           *plug_in);
+static GimpProcedure  *gimp_ldm_create_procedure (GimpPlugIn           *plug_in,
                                              const gchar          *name);
-static gboolean        ldm_set_i18n         (GimpPlugIn           *plug_in,
+static gboolean        gimp_ldm_set_i18n         (GimpPlugIn           *plug_in,
                                              const gchar          *name,
                                              gchar               **domain,
                                              gchar               **catalog_dir);
-static GimpValueArray *ldm_run              (GimpProcedure        *procedure,
+static GimpValueArray *gimp_ldm_run              (GimpProcedure        *procedure,
                                              GimpRunMode           run_mode,
                                              GimpImage            *image,
                                              GimpDrawable        **drawables,
@@ -63,9 +65,9 @@ gimp_ldm_class_init (GimpLdmClass *klass)
 {
   GimpPlugInClass *plug_in_class = GIMP_PLUG_IN_CLASS (klass);
 
-  plug_in_class->query_procedures = ldm_query_procedures;
-  plug_in_class->create_procedure = ldm_create_procedure;
-  plug_in_class->set_i18n         = ldm_set_i18n;
+  plug_in_class->query_procedures = gimp_ldm_query_procedures;
+  plug_in_class->create_procedure = gimp_ldm_create_procedure;
+  plug_in_class->set_i18n         = gimp_ldm_set_i18n;
 }
 
 static void
@@ -74,7 +76,7 @@ gimp_ldm_init (GimpLdm *self)
 }
 
 static gboolean
-ldm_set_i18n (GimpPlugIn   *plug_in,
+gimp_ldm_set_i18n (GimpPlugIn   *plug_in,
               const gchar  *name,
               gchar       **domain,
               gchar       **catalog_dir)
@@ -85,13 +87,13 @@ ldm_set_i18n (GimpPlugIn   *plug_in,
 }
 
 static GList *
-ldm_query_procedures (GimpPlugIn *plug_in)
+gimp_ldm_query_procedures (GimpPlugIn *plug_in)
 {
   GList *list = NULL;
   gint   i;
 
-  for (i = 0; i < LDM_PROC_COUNT; i++)
-    list = g_list_append (list, g_strdup (ldm_proc_name ((LdmProc) i)));
+  for (i = 0; i < GIMP_LDM_PROC_COUNT; i++)
+    list = g_list_append (list, g_strdup (gimp_ldm_proc_name ((GimpLdmProc) i)));
   return list;
 }
 
@@ -101,8 +103,16 @@ sampler_choice (void)
   GimpChoice *choice = gimp_choice_new ();
   guint       i;
 
+  gimp_choice_add (choice, GIMP_LDM_SAMPLER_DEFAULT, -1,
+                   _("The model's recommendation"), NULL);
+  /* the labels AUTOMATIC1111 shows; the nicks are the engine's names */
   for (i = 0; i < G_N_ELEMENTS (sampler_names); i++)
-    gimp_choice_add (choice, sampler_names[i], (gint) i, sampler_names[i], NULL);
+    {
+      const gchar *label = ldm_sampler_a1111_name (sampler_names[i]);
+
+      gimp_choice_add (choice, sampler_names[i], (gint) i,
+                       label ? label : sampler_names[i], NULL);
+    }
   return choice;
 }
 
@@ -120,7 +130,7 @@ precision_choice (void)
 
 static void
 add_common_arguments (GimpProcedure *procedure,
-                      LdmProc        proc)
+                      GimpLdmProc        proc)
 {
   gimp_procedure_add_string_argument (procedure, "prompt", _("_Prompt"),
                                       _("What the picture should show"),
@@ -130,20 +140,19 @@ add_common_arguments (GimpProcedure *procedure,
                                       _("What the picture should not show"),
                                       "", G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (procedure, "steps", _("S_teps"),
-                                   _("Number of denoising steps"),
-                                   1, 150, proc == LDM_PROC_UPSCALE ? 20 : 20,
-                                   G_PARAM_READWRITE);
+                                   _("Number of denoising steps (0: what the "
+                                     "model recommends, else 20)"),
+                                   0, 150, 0, G_PARAM_READWRITE);
   gimp_procedure_add_double_argument (procedure, "cfg-scale", _("C_FG scale"),
                                       _("Classifier-free guidance scale: how "
-                                        "closely to follow the prompt"),
-                                      0.0, 30.0,
-                                      proc == LDM_PROC_UPSCALE ? 9.0 : 7.0,
-                                      G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument (procedure, "seed", _("Se_ed"),
-                                   _("Seed of the initial noise (the seed "
-                                     "used is stored here when random-seed "
-                                     "is on)"),
-                                   0, G_MAXINT, 0, G_PARAM_READWRITE);
+                                        "closely to follow the prompt (0: what "
+                                        "the model recommends)"),
+                                      0.0, 30.0, 0.0, G_PARAM_READWRITE);
+  gimp_procedure_add_uint_argument (procedure, "seed", _("Se_ed"),
+                                    _("Seed of the initial noise, 0 to "
+                                      "4294967295 (the seed used is stored "
+                                      "here when random-seed is on)"),
+                                    0, G_MAXUINT32, 0, G_PARAM_READWRITE);
   gimp_procedure_add_boolean_argument (procedure, "random-seed",
                                        _("R_andom"),
                                        _("Pick a new random seed on every run"),
@@ -151,8 +160,7 @@ add_common_arguments (GimpProcedure *procedure,
   gimp_procedure_add_choice_argument (procedure, "sampler", _("Sa_mpler"),
                                       _("Sampling method"),
                                       sampler_choice (),
-                                      proc == LDM_PROC_UPSCALE ? "ddim"
-                                                               : "euler_a",
+                                      GIMP_LDM_SAMPLER_DEFAULT,
                                       G_PARAM_READWRITE);
   gimp_procedure_add_file_argument (procedure, "model", _("Mo_del"),
                                     _("Model file (.safetensors) or diffusers "
@@ -169,7 +177,7 @@ add_common_arguments (GimpProcedure *procedure,
                                         "differ slightly)"),
                                       precision_choice (), "f32",
                                       G_PARAM_READWRITE);
-  if (proc != LDM_PROC_UPSCALE)
+  if (proc != GIMP_LDM_PROC_UPSCALE)
     gimp_procedure_add_int_argument (procedure, "work-size", _("Wor_k size"),
                                      _("Side in pixels of the square area the "
                                        "model works at (rounded to 64; 0: the "
@@ -180,24 +188,28 @@ add_common_arguments (GimpProcedure *procedure,
                                           _("Folders searched for models, "
                                             "separated by ':'"),
                                           "", G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_aux_argument (procedure, "show-advanced",
+                                           _("Advanced"),
+                                           _("Show the advanced settings"),
+                                           FALSE, G_PARAM_READWRITE);
 }
 
 static GimpProcedure *
-ldm_create_procedure (GimpPlugIn  *plug_in,
+gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                       const gchar *name)
 {
   GimpProcedure *procedure;
-  LdmProc        proc = ldm_proc_from_name (name);
+  GimpLdmProc        proc = gimp_ldm_proc_from_name (name);
   const gchar   *label = NULL, *blurb = NULL, *help = NULL;
 
-  if (proc >= LDM_PROC_COUNT)
+  if (proc >= GIMP_LDM_PROC_COUNT)
     return NULL;
 
   procedure = gimp_image_procedure_new (plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
-                                        ldm_run, GINT_TO_POINTER (proc), NULL);
+                                        gimp_ldm_run, GINT_TO_POINTER (proc), NULL);
   gimp_procedure_set_image_types (procedure, "RGB*, GRAY*");
   gimp_procedure_set_sensitivity_mask (procedure,
-                                       proc == LDM_PROC_GENERATE
+                                       proc == GIMP_LDM_PROC_GENERATE
                                        ? GIMP_PROCEDURE_SENSITIVE_DRAWABLE |
                                          GIMP_PROCEDURE_SENSITIVE_DRAWABLES |
                                          GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES
@@ -207,7 +219,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
 
   switch (proc)
     {
-    case LDM_PROC_INPAINT:
+    case GIMP_LDM_PROC_INPAINT:
       label = _("_Inpaint Selection...");
       blurb = _("Repaint the selected area from a prompt");
       help  = _("Repaints the selection of the active layer with a latent "
@@ -227,7 +239,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                                        0, 1024, 32, G_PARAM_READWRITE);
       break;
 
-    case LDM_PROC_GENERATE:
+    case GIMP_LDM_PROC_GENERATE:
       label = _("_Generate Layer...");
       blurb = _("Generate a new layer from a prompt");
       help  = _("Generates a picture from a text prompt and adds it as a new "
@@ -243,7 +255,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                                        G_PARAM_READWRITE);
       break;
 
-    case LDM_PROC_REFINE:
+    case GIMP_LDM_PROC_REFINE:
       label = _("_Refine Layer...");
       blurb = _("Rework the active layer (or selection) from a prompt");
       help  = _("Image-to-image: re-noises the active layer, or the selected "
@@ -263,7 +275,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                                        0, 1024, 32, G_PARAM_READWRITE);
       break;
 
-    case LDM_PROC_UPSCALE:
+    case GIMP_LDM_PROC_UPSCALE:
       label = _("_Upscale Layer ×4...");
       blurb = _("Upscale the active layer four times with a diffusion model");
       help  = _("Runs the ×4 super-resolution model on the active layer, in "
@@ -282,7 +294,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                                            TRUE, G_PARAM_READWRITE);
       break;
 
-    case LDM_PROC_OUTPAINT:
+    case GIMP_LDM_PROC_OUTPAINT:
       label = _("_Expand Canvas...");
       blurb = _("Grow the canvas and fill the new area from a prompt");
       help  = _("Adds the given number of pixels on each side of the canvas "
@@ -303,7 +315,7 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
                                        0, 4096, 0, G_PARAM_READWRITE);
       break;
 
-    case LDM_PROC_REGENERATE:
+    case GIMP_LDM_PROC_REGENERATE:
       label = _("Re_generate Layer");
       blurb = _("Run a generated layer's recipe again");
       help  = _("Reads the recipe stored on a layer made by gimp-ldm and runs "
@@ -337,146 +349,388 @@ ldm_create_procedure (GimpPlugIn  *plug_in,
 
 /* ---- dialog hooks (the only place the dialog meets the engine) ---------- */
 
-static gchar *dialog_model_folders = NULL;   /* the configured search path */
+typedef struct
+{
+  GimpLdmProc     proc;
+  GimpImage      *image;
+  GimpDrawable   *drawable;
+  ldm_model_info  info;        /* the model the dialog shows */
+  gboolean        info_ok;
+} DialogCtx;
 
 static gchar *
-hook_describe_model (const gchar *path,
-                     gint        *native,
-                     gpointer     user)
+config_folders (GimpProcedureConfig *config)
 {
-  GError *error = NULL;
-  gchar  *found = NULL;
-  gchar  *text, *base;
+  gchar *folders = NULL;
 
+  g_object_get (config, "model-folders", &folders, NULL);
+  return folders;
+}
+
+static gchar *
+describe_text (const gchar          *path,
+               const ldm_model_info *info)
+{
+  gchar *base = g_path_get_basename (path);
+  gchar *text;
+
+  /* TRANSLATORS: model file, family, native size in pixels */
+  text = g_strdup_printf (_("%s: %s, %d px"), base,
+                          info->family[0] ? info->family : "?",
+                          info->native_size);
+  g_free (base);
+  return text;
+}
+
+static void
+hook_describe_model (const gchar       *path,
+                     GimpLdmModelFacts *facts,
+                     gpointer           user)
+{
+  DialogCtx *ctx = user;
+  GError    *error = NULL;
+  gchar     *found = NULL;
+
+  ctx->info_ok = FALSE;
+  facts->usable = FALSE;
   if (! path)
     {
-      LdmProc      proc = GPOINTER_TO_INT (user);
-      const gchar *name = ldm_proc_default_model (proc);
+      const gchar *name = gimp_ldm_proc_default_model (ctx->proc);
 
-      found = ldm_models_find (dialog_model_folders, name);
+      found = gimp_ldm_models_find (NULL, name);
       if (! found)
-        return g_strdup_printf (_("Default model %s: not found in the model "
-                                  "folders"), name);
+        {
+          facts->text = g_strdup_printf (_("The default model %s is not in "
+                                           "the model folders."), name);
+          return;
+        }
       path = found;
     }
-  text = ldm_run_describe_model (path, native, &error);
-  if (text)
+  if (gimp_ldm_engine_describe (path, &ctx->info, &error) &&
+      gimp_ldm_model_usable (ctx->proc, &ctx->info, &error))
     {
-      gchar *tmp = text;
-
-      base = g_path_get_basename (path);
-      text = g_strdup_printf ("%s: %s", base, tmp);
-      g_free (base);
-      g_free (tmp);
+      ctx->info_ok = TRUE;
+      facts->usable = TRUE;
+      facts->text = describe_text (path, &ctx->info);
+      facts->rec_steps = ctx->info.rec_steps > 0 ? ctx->info.rec_steps : 20;
+      facts->rec_cfg = ctx->info.rec_cfg > 0.0f ? ctx->info.rec_cfg
+                     : ctx->proc == GIMP_LDM_PROC_UPSCALE ? 9.0 : 7.0;
+      facts->rec_sampler = ctx->info.rec_sampler[0] ? ctx->info.rec_sampler
+                         : ctx->proc == GIMP_LDM_PROC_UPSCALE ? "ddim"
+                                                              : "euler_a";
+      facts->samplers = gimp_ldm_samplers_for (&ctx->info);
     }
-  g_free (found);
-
-  if (! text)
+  else
     {
-      text = g_strdup_printf (_("Cannot use this model: %s"), error->message);
+      facts->text = g_strdup_printf (_("Cannot use this model: %s"),
+                                     error->message);
       g_clear_error (&error);
     }
-  return text;
+  g_free (found);
 }
 
 static gchar *
 hook_estimate (GimpProcedureConfig *config,
-               gint                 native,
                gpointer             user)
 {
-  LdmProc  proc = GPOINTER_TO_INT (user);
-  gdouble  speed = ldm_speed_get ();
-  gint     steps = 20;
-  gint     side = native > 0 ? native : 512;
-  gdouble  mp = (gdouble) side * side / 1e6;
-  gdouble  s;
+  DialogCtx   *ctx = user;
+  GimpLdmSpec  spec;
+  GimpLdmPlan  plan;
+  GError      *error = NULL;
+  gdouble      s;
+  gchar       *text;
 
-  if (g_object_class_find_property (G_OBJECT_GET_CLASS (config), "steps"))
-    g_object_get (config, "steps", &steps, NULL);
-  if (speed <= 0.0)
-    return g_strdup (_("unknown until the first run on this computer"));
-  s = speed * steps * mp;
-  if (proc == LDM_PROC_REFINE || proc == LDM_PROC_INPAINT)
+  if (! ctx->info_ok)
+    return g_strdup ("-");
+  gimp_ldm_spec_init (&spec, ctx->proc);
+  gimp_ldm_spec_from_config (&spec, config);
+  if (! gimp_ldm_plan_make (&spec, ctx->image, ctx->drawable, &ctx->info,
+                            &plan, &error))
     {
-      gdouble strength = 1.0;
-
-      g_object_get (config, "strength", &strength, NULL);
-      s *= MAX (strength, 0.05);
+      text = g_strdup (error->message);
+      g_clear_error (&error);
+      gimp_ldm_spec_clear (&spec);
+      return text;
     }
+  s = gimp_ldm_estimate (&plan, &spec);
+  gimp_ldm_spec_clear (&spec);
+  if (s < 0.0)
+    /* TRANSLATORS: estimate before the first run: work size */
+    return g_strdup_printf (_("known after the first run (at %d × %d)"),
+                            plan.ww, plan.wh);
   if (s < 60.0)
+    /* TRANSLATORS: estimate: seconds, steps, work size */
     return g_strdup_printf (_("about %.0f s (%d steps at %d × %d)"),
-                            s, steps, side, side);
+                            MAX (s, 1.0), plan.steps, plan.ww, plan.wh);
   return g_strdup_printf (_("about %.1f min (%d steps at %d × %d)"),
-                          s / 60.0, steps, side, side);
+                          s / 60.0, plan.steps, plan.ww, plan.wh);
 }
 
 static GList *
 hook_list_models (GimpProcedureConfig *config,
                   gpointer             user)
 {
-  gchar *folders = NULL;
-  GList *list;
+  DialogCtx *ctx = user;
+  gchar     *folders = config_folders (config);
+  GList     *paths = gimp_ldm_models_list (folders), *l, *out = NULL;
 
-  g_object_get (config, "model-folders", &folders, NULL);
-  list = ldm_models_list (folders);
+  /* only the models this procedure can use, with their family */
+  for (l = paths; l; l = l->next)
+    {
+      ldm_model_info info;
+
+      if (gimp_ldm_engine_describe (l->data, &info, NULL) &&
+          gimp_ldm_model_usable (ctx->proc, &info, NULL))
+        {
+          GimpLdmModelEntry *e = g_new0 (GimpLdmModelEntry, 1);
+          gchar             *base = g_path_get_basename (l->data);
+
+          e->path = g_strdup (l->data);
+          e->label = g_strdup_printf ("%s (%s)", base, info.family);
+          out = g_list_append (out, e);
+          g_free (base);
+        }
+    }
+  g_list_free_full (paths, g_free);
   g_free (folders);
-  return list;
+  return out;
+}
+
+static gchar *
+hook_models_folder (GimpProcedureConfig *config,
+                    gpointer             user)
+{
+  gchar  *folders = config_folders (config);
+  gchar **dirs = gimp_ldm_models_search_path (folders);
+  gchar  *found = NULL;
+  gint    i;
+
+  for (i = 0; dirs[i] && ! found; i++)
+    if (g_file_test (dirs[i], G_FILE_TEST_IS_DIR))
+      found = g_strdup (dirs[i]);
+  g_strfreev (dirs);
+  g_free (folders);
+  return found;
 }
 
 /* ---- run-time UI glue -------------------------------------------------- */
 
 static void
-ui_preview (gpointer         user,
-            const LdmPixels *rgb)
+on_progress (gpointer               user,
+             const GimpLdmProgress *p)
 {
-  ldm_dialog_set_preview (GTK_WIDGET (user), rgb->data, rgb->w, rgb->h, rgb->c);
-}
+  GtkWidget *dialog = user;
+  gchar     *text = gimp_ldm_progress_text (p);
 
-static void
-ui_status (gpointer     user,
-           const gchar *text,
-           gdouble      fraction)
-{
-  ldm_dialog_set_status (GTK_WIDGET (user), text, fraction);
+  gimp_ldm_dialog_set_status (dialog, text,
+                              p->total > 0 ? (gdouble) p->step / p->total : 0.0);
+  g_free (text);
+  if (p->preview && p->preview->type == LDM_PIXEL_F32)
+    gimp_ldm_dialog_set_preview (dialog, p->preview->data, p->preview->width,
+                                 p->preview->height, p->preview->channels,
+                                 p->preview->stride);
+  else if (p->preview)
+    {
+      const ldm_image *pv = p->preview;
+      gsize            n = (gsize) pv->width * pv->channels, i;
+      gfloat          *f = g_new (gfloat, n * pv->height);
+      gint             y;
+
+      for (y = 0; y < pv->height; y++)
+        for (i = 0; i < n; i++)
+          f[y * n + i] = ((const guint8 *) pv->data)[y * pv->stride + i] / 255.0f;
+      gimp_ldm_dialog_set_preview (dialog, f, pv->width, pv->height,
+                                   pv->channels, n * sizeof (gfloat));
+      g_free (f);
+    }
 }
 
 static void
 on_dialog_cancel (gpointer data)
 {
-  ldm_run_cancel_current ();
+  gimp_ldm_control_cancel (data);
 }
 
 static const gchar *
-dialog_title (LdmProc proc)
+dialog_title (GimpLdmProc proc)
 {
   switch (proc)
     {
-    case LDM_PROC_INPAINT:    return _("Inpaint Selection");
-    case LDM_PROC_GENERATE:   return _("Generate Layer");
-    case LDM_PROC_REFINE:     return _("Refine Layer");
-    case LDM_PROC_UPSCALE:    return _("Upscale Layer ×4");
-    case LDM_PROC_OUTPAINT:   return _("Expand Canvas");
-    case LDM_PROC_REGENERATE: return _("Regenerate Layer");
-    default:                  return "gimp-ldm";
+    case GIMP_LDM_PROC_INPAINT:    return _("Inpaint Selection");
+    case GIMP_LDM_PROC_GENERATE:   return _("Generate Layer");
+    case GIMP_LDM_PROC_REFINE:     return _("Refine Layer");
+    case GIMP_LDM_PROC_UPSCALE:    return _("Upscale Layer ×4");
+    case GIMP_LDM_PROC_OUTPAINT:   return _("Expand Canvas");
+    case GIMP_LDM_PROC_REGENERATE: return _("Regenerate Layer");
+    default:                       return "gimp-ldm";
     }
 }
 
-static GimpValueArray *
-ldm_run (GimpProcedure        *procedure,
-         GimpRunMode           run_mode,
-         GimpImage            *image,
-         GimpDrawable        **drawables,
-         GimpProcedureConfig  *config,
-         gpointer              run_data)
+/* The spec a run of `proc` does: a layer's recipe for Regenerate (whose
+ * source layer then becomes *drawable), else nothing to read yet. */
+static gboolean
+spec_prepare (GimpLdmSpec    *spec,
+              GimpLdmProc     proc,
+              GimpImage      *image,
+              GimpDrawable  **drawable,
+              GError        **error)
 {
-  LdmProc         proc = GPOINTER_TO_INT (run_data);
+  GimpParasite *p;
+  guint32       n = 0;
+  gchar        *text;
+  gboolean      ok;
+
+  gimp_ldm_spec_init (spec, proc);
+  if (proc != GIMP_LDM_PROC_REGENERATE)
+    return TRUE;
+  if (! GIMP_IS_LAYER (*drawable) ||
+      ! (p = gimp_item_get_parasite (GIMP_ITEM (*drawable),
+                                     GIMP_LDM_RECIPE_PARASITE)))
+    {
+      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                           _("The active layer has no gimp-ldm recipe."));
+      return FALSE;
+    }
+  text = g_strndup (gimp_parasite_get_data (p, &n), n);
+  ok = gimp_ldm_spec_from_recipe (spec, text, error);
+  g_free (text);
+  gimp_parasite_free (p);
+  if (! ok)
+    return FALSE;
+  /* the source layer the recipe was made from, when it still exists */
+  if (spec->src_tattoo > 0)
+    {
+      GimpItem *src = GIMP_ITEM (gimp_image_get_layer_by_tattoo (image,
+                                                                 spec->src_tattoo));
+
+      if (src && GIMP_IS_DRAWABLE (src))
+        *drawable = GIMP_DRAWABLE (src);
+      else if (spec->proc != GIMP_LDM_PROC_GENERATE)
+        {
+          g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                               _("The layer this one was made from no "
+                                 "longer exists."));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static void
+spec_read_config (GimpLdmSpec         *spec,
+                  GimpProcedureConfig *config)
+{
+  if (spec->proc == GIMP_LDM_PROC_REGENERATE ||
+      ! g_object_class_find_property (G_OBJECT_GET_CLASS (config), "prompt"))
+    {
+      gboolean new_seed = FALSE;
+
+      g_object_get (config, "new-seed", &new_seed, NULL);
+      spec->random_seed = new_seed;
+    }
+  else
+    gimp_ldm_spec_from_config (spec, config);
+}
+
+/* Interactive: the dialog stays open through runs that fail or are
+ * cancelled (the message in its progress line, the values kept) until a
+ * run succeeds or the user closes it. */
+static GimpLayer *
+run_interactive (GimpProcedure       *procedure,
+                 GimpProcedureConfig *config,
+                 GimpLdmProc          proc,
+                 GimpLdmSpec         *recipe,
+                 GimpImage           *image,
+                 GimpDrawable        *drawable,
+                 GError             **error)
+{
+  DialogCtx          ctx = { proc, image, drawable };
+  GimpLdmDialogHooks hooks = { hook_describe_model, hook_estimate,
+                               hook_list_models, hook_models_folder, &ctx };
+  GimpLdmControl     control;
+  GimpLdmRunUi       ui = { on_progress, NULL, &control, TRUE };
+  GtkWidget         *dialog;
+  GimpLayer         *layer = NULL;
+  gchar             *folders;
+
+  gimp_ui_init (PLUG_IN_BINARY);
+  dialog = gimp_ldm_dialog_new (procedure, config, dialog_title (proc), &hooks);
+  ui.progress_user = dialog;
+  if (proc == GIMP_LDM_PROC_REGENERATE)
+    {
+      gchar *base = recipe->model_path ? g_path_get_basename (recipe->model_path)
+                                       : g_strdup ("-");
+      /* TRANSLATORS: summary of the recipe regenerate will run */
+      gchar *info = g_strdup_printf (_("%s\nPrompt: %s\nModel: %s · "
+                                       "%d steps · CFG %.1f · %s · seed %u"),
+                                     gimp_ldm_proc_name (recipe->proc),
+                                     recipe->prompt, base, recipe->steps,
+                                     recipe->cfg_scale, recipe->sampler,
+                                     (guint) recipe->seed);
+      gimp_ldm_dialog_set_info (dialog, info);
+      g_free (info);
+      g_free (base);
+    }
+
+  while (! layer && gimp_ldm_dialog_run (dialog))
+    {
+      GimpLdmSpec spec;
+      GError     *run_error = NULL;
+
+      /* each try starts from the recipe / the dialog's current values */
+      gimp_ldm_spec_init (&spec, proc);
+      if (proc == GIMP_LDM_PROC_REGENERATE)
+        {
+          gchar *text = gimp_ldm_spec_to_recipe (recipe);
+
+          gimp_ldm_spec_from_recipe (&spec, text, NULL);
+          g_free (text);
+        }
+      spec_read_config (&spec, config);
+      folders = config_folders (config);
+      gimp_ldm_control_init (&control);
+      gimp_ldm_dialog_set_running (dialog, TRUE, on_dialog_cancel, &control);
+      gimp_ldm_dialog_set_status (dialog, _("Loading the model"), 0.0);
+      layer = gimp_ldm_execute (&spec, image, drawable, folders, &ui,
+                                &run_error);
+      gimp_ldm_dialog_set_running (dialog, FALSE, NULL, NULL);
+      gimp_ldm_control_clear (&control);
+      g_free (folders);
+
+      if (layer && proc != GIMP_LDM_PROC_REGENERATE && spec.random_seed)
+        g_object_set (config, "seed", spec.seed, NULL);   /* shown next time */
+      if (! layer)
+        {
+          gimp_ldm_dialog_set_status (dialog,
+                                      g_error_matches (run_error,
+                                                       GIMP_PLUG_IN_ERROR,
+                                                       GIMP_LDM_ERROR_CANCELLED)
+                                      ? _("Cancelled: nothing was added.")
+                                      : run_error->message, 0.0);
+          g_clear_error (&run_error);
+        }
+      gimp_ldm_spec_clear (&spec);
+    }
+  gtk_widget_destroy (dialog);
+  if (! layer)
+    g_set_error_literal (error, GIMP_PLUG_IN_ERROR, GIMP_LDM_ERROR_CANCELLED,
+                         _("Cancelled."));
+  return layer;
+}
+
+static GimpValueArray *
+gimp_ldm_run (GimpProcedure        *procedure,
+              GimpRunMode           run_mode,
+              GimpImage            *image,
+              GimpDrawable        **drawables,
+              GimpProcedureConfig  *config,
+              gpointer              run_data)
+{
+  GimpLdmProc     proc = GPOINTER_TO_INT (run_data);
   GimpDrawable   *drawable = NULL;
-  GtkWidget      *dialog = NULL;
   GimpLayer      *layer = NULL;
   GError         *error = NULL;
-  gchar          *folders = NULL;
-  LdmSpec         spec;
-  LdmRunUi        ui = { NULL, NULL, NULL, FALSE };
+  GimpLdmSpec     spec;
   gint            n_drawables;
   GimpValueArray *ret;
 
@@ -484,131 +738,51 @@ ldm_run (GimpProcedure        *procedure,
     ? (gint) gimp_core_object_array_get_length ((GObject **) drawables) : 0;
   if (n_drawables > 0)
     drawable = drawables[0];
-  if (proc != LDM_PROC_GENERATE && n_drawables != 1)
+  if (proc != GIMP_LDM_PROC_GENERATE && n_drawables != 1)
     {
       g_set_error (&error, GIMP_PLUG_IN_ERROR, 0,
                    _("Procedure '%s' works with exactly one layer."),
-                   ldm_proc_name (proc));
+                   gimp_ldm_proc_name (proc));
       return gimp_procedure_new_return_values (procedure,
                                                GIMP_PDB_CALLING_ERROR, error);
     }
 
-  ldm_spec_init (&spec, proc);
-
-  if (proc == LDM_PROC_REGENERATE)
+  /* what can be checked before the dialog opens, is */
+  if (spec_prepare (&spec, proc, image, &drawable, &error))
     {
-      GimpParasite *p;
-      gboolean      new_seed = FALSE;
+      GimpLdmSpec check;
 
-      if (! GIMP_IS_LAYER (drawable) ||
-          ! (p = gimp_item_get_parasite (GIMP_ITEM (drawable),
-                                         LDM_RECIPE_PARASITE)))
-        {
-          g_set_error_literal (&error, GIMP_PLUG_IN_ERROR, 0,
-                               _("The active layer has no gimp-ldm recipe."));
-          ldm_spec_clear (&spec);
-          return gimp_procedure_new_return_values (procedure,
-                                                   GIMP_PDB_EXECUTION_ERROR,
-                                                   error);
-        }
+      gimp_ldm_spec_init (&check, spec.proc);
+      spec_read_config (&check, config);
+      check.proc = spec.proc;
+      if (proc == GIMP_LDM_PROC_REGENERATE)
+        gimp_ldm_check_inputs (&spec, image, drawable, &error);
+      else
+        gimp_ldm_check_inputs (&check, image, drawable, &error);
+      gimp_ldm_spec_clear (&check);
+    }
+  if (! error)
+    {
+      if (run_mode == GIMP_RUN_INTERACTIVE)
+        layer = run_interactive (procedure, config, proc, &spec, image,
+                                 drawable, &error);
       else
         {
-          guint32      n = 0;
-          const gchar *data = gimp_parasite_get_data (p, &n);
-          gchar       *text = g_strndup (data, n);
-          gboolean     ok = ldm_spec_from_recipe (&spec, text, &error);
+          gchar *folders = config_folders (config);
 
-          g_free (text);
-          gimp_parasite_free (p);
-          if (! ok)
-            {
-              ldm_spec_clear (&spec);
-              return gimp_procedure_new_return_values (procedure,
-                                                       GIMP_PDB_EXECUTION_ERROR,
-                                                       error);
-            }
-        }
-      g_object_get (config, "new-seed", &new_seed, NULL);
-      spec.random_seed = new_seed;
-      /* the source layer the recipe was made from, when it still exists */
-      if (spec.src_tattoo > 0)
-        {
-          GimpItem *src = GIMP_ITEM (gimp_image_get_layer_by_tattoo (image,
-                                                                     spec.src_tattoo));
-          if (src && GIMP_IS_DRAWABLE (src))
-            drawable = GIMP_DRAWABLE (src);
-          else if (spec.proc != LDM_PROC_GENERATE)
-            {
-              g_set_error_literal (&error, GIMP_PLUG_IN_ERROR, 0,
-                                   _("The layer this one was made from no "
-                                     "longer exists."));
-              ldm_spec_clear (&spec);
-              return gimp_procedure_new_return_values (procedure,
-                                                       GIMP_PDB_EXECUTION_ERROR,
-                                                       error);
-            }
+          spec_read_config (&spec, config);
+          layer = gimp_ldm_execute (&spec, image, drawable, folders, NULL,
+                                    &error);
+          g_free (folders);
+          if (layer && proc != GIMP_LDM_PROC_REGENERATE && spec.random_seed)
+            g_object_set (config, "seed", spec.seed, NULL);
         }
     }
-
-  if (run_mode == GIMP_RUN_INTERACTIVE)
-    {
-      LdmDialogHooks hooks = { hook_describe_model, hook_estimate,
-                               hook_list_models, GINT_TO_POINTER (proc) };
-
-      gimp_ui_init (PLUG_IN_BINARY);
-      g_object_get (config, "model-folders", &dialog_model_folders, NULL);
-      dialog = ldm_dialog_new (procedure, config, dialog_title (proc), &hooks);
-      if (proc == LDM_PROC_REGENERATE)
-        {
-          gchar *base = spec.model_path ? g_path_get_basename (spec.model_path)
-                                        : g_strdup ("-");
-          /* TRANSLATORS: summary of the recipe regenerate will run */
-          gchar *info = g_strdup_printf (_("%s\nPrompt: %s\nModel: %s · "
-                                           "%d steps · CFG %.1f · %s · seed %d"),
-                                         ldm_proc_name (spec.proc), spec.prompt,
-                                         base, spec.steps, spec.cfg_scale,
-                                         spec.sampler, spec.seed);
-          ldm_dialog_set_info (dialog, info);
-          g_free (info);
-          g_free (base);
-        }
-      if (! ldm_dialog_run (dialog))
-        {
-          gtk_widget_destroy (dialog);
-          ldm_spec_clear (&spec);
-          return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
-                                                   NULL);
-        }
-      ldm_dialog_set_running (dialog, on_dialog_cancel, NULL);
-      ui.preview = ui_preview;
-      ui.status = ui_status;
-      ui.user = dialog;
-      ui.interactive = TRUE;
-    }
-
-  if (proc == LDM_PROC_REGENERATE)
-    {
-      gboolean new_seed = FALSE;
-
-      g_object_get (config, "new-seed", &new_seed, NULL);
-      spec.random_seed = new_seed;
-    }
-  else
-    {
-      ldm_spec_from_config (&spec, config);
-    }
-  g_object_get (config, "model-folders", &folders, NULL);
-
-  layer = ldm_execute (&spec, image, drawable, folders, &ui, &error);
-  g_free (folders);
-
-  if (dialog)
-    gtk_widget_destroy (dialog);
+  gimp_ldm_spec_clear (&spec);
 
   if (! layer)
     {
-      ldm_spec_clear (&spec);
-      if (g_error_matches (error, GIMP_PLUG_IN_ERROR, LDM_RUN_ERROR_CANCELLED))
+      if (g_error_matches (error, GIMP_PLUG_IN_ERROR, GIMP_LDM_ERROR_CANCELLED))
         {
           g_clear_error (&error);
           return gimp_procedure_new_return_values (procedure, GIMP_PDB_CANCEL,
@@ -617,12 +791,6 @@ ldm_run (GimpProcedure        *procedure,
       return gimp_procedure_new_return_values (procedure,
                                                GIMP_PDB_EXECUTION_ERROR, error);
     }
-
-  /* show the seed used in the dialog next time */
-  if (proc != LDM_PROC_REGENERATE && spec.random_seed)
-    g_object_set (config, "seed", spec.seed, NULL);
-  ldm_spec_clear (&spec);
-
   ret = gimp_procedure_new_return_values (procedure, GIMP_PDB_SUCCESS, NULL);
   GIMP_VALUES_SET_LAYER (ret, 1, layer);
   return ret;

@@ -13,72 +13,63 @@
 #include "ldm-intl.h"
 #include "ldm-engine.h"
 
-struct _LdmRun
+typedef struct
 {
-  LdmRunParams  p;
-  GMutex        lock;
-  ldm_job      *job;            /* set while ldm_job_run may be running */
-  gint          cancel;         /* atomic */
-  gint          done;           /* atomic */
+  GimpLdmEngineJob *job;
+  GMutex            lock;
+  gint              done;         /* atomic */
   /* progress, written by the worker under `lock` */
-  gint          step, total;
-  gdouble       elapsed;
-  gboolean      progress_new;
-  LdmPixels    *preview;
-  gboolean      preview_new;
+  gint              step, total;
+  gdouble           elapsed;
+  gboolean          progress_new;
+  ldm_image        *preview;      /* a copy owned here */
   /* result */
-  ldm_status    status;
-  ldm_error     err;
-  ldm_image   **images;
-  gint          n_images;
-  gdouble       seconds;
-};
+  ldm_status        status;
+  ldm_error         err;
+  ldm_image       **images;
+  gint              n_images;
+} Worker;
 
-static LdmRun *current_run = NULL;   /* main thread only */
-
-LdmPixels *
-ldm_pixels_from_image (const ldm_image *img)
+void
+gimp_ldm_control_init (GimpLdmControl *control)
 {
-  LdmPixels *p;
-  gint       x, y, ch, c;
-
-  if (! img || ! img->data || img->width <= 0 || img->height <= 0 ||
-      (img->channels != 1 && img->channels != 3 && img->channels != 4))
-    return NULL;
-  c = img->channels == 1 ? 1 : 3;
-  p = ldm_pixels_new (img->width, img->height, c);
-  if (! p)
-    return NULL;
-  for (y = 0; y < img->height; y++)
-    {
-      const guint8 *row = (const guint8 *) img->data + (gsize) y * img->stride;
-      gfloat       *out = p->data + (gsize) y * img->width * c;
-
-      for (x = 0; x < img->width; x++)
-        for (ch = 0; ch < c; ch++)
-          {
-            gsize i = (gsize) x * img->channels + ch;
-
-            out[(gsize) x * c + ch] = img->type == LDM_PIXEL_F32
-              ? ((const gfloat *) row)[i] : row[i] / 255.0f;
-          }
-    }
-  return p;
+  memset (control, 0, sizeof (*control));
+  g_mutex_init (&control->lock);
 }
 
-ldm_image *
-ldm_image_from_pixels (const LdmPixels *p)
+void
+gimp_ldm_control_clear (GimpLdmControl *control)
 {
-  ldm_image *img = ldm_image_new (p->w, p->h, p->c, LDM_PIXEL_F32);
+  g_mutex_clear (&control->lock);
+}
+
+void
+gimp_ldm_control_cancel (GimpLdmControl *control)
+{
+  if (! control)
+    return;
+  g_atomic_int_set (&control->cancel, 1);
+  g_mutex_lock (&control->lock);
+  if (control->job)
+    ldm_job_cancel (control->job);
+  g_mutex_unlock (&control->lock);
+}
+
+static ldm_image *
+image_copy (const ldm_image *src)
+{
+  ldm_image *dst = ldm_image_new (src->width, src->height, src->channels,
+                                  src->type);
+  gsize      row = (gsize) src->width * src->channels *
+                   (src->type == LDM_PIXEL_F32 ? sizeof (gfloat) : 1);
   gint       y;
 
-  if (! img)
+  if (! dst)
     return NULL;
-  for (y = 0; y < p->h; y++)
-    memcpy ((guint8 *) img->data + (gsize) y * img->stride,
-            p->data + (gsize) y * p->w * p->c,
-            sizeof (gfloat) * (gsize) p->w * p->c);
-  return img;
+  for (y = 0; y < src->height; y++)
+    memcpy ((guint8 *) dst->data + (gsize) y * dst->stride,
+            (const guint8 *) src->data + (gsize) y * src->stride, row);
+  return dst;
 }
 
 /* Worker thread: engine callback after each step. */
@@ -89,75 +80,79 @@ on_engine_progress (void            *user,
                     double           elapsed_s,
                     const ldm_image *preview)
 {
-  LdmRun *run = user;
+  Worker         *w = user;
+  GimpLdmControl *control = w->job->control;
 
-  g_mutex_lock (&run->lock);
-  run->step = step;
-  run->total = total;
-  run->elapsed = elapsed_s;
-  run->progress_new = TRUE;
+  g_mutex_lock (&w->lock);
+  w->step = step;
+  w->total = total;
+  w->elapsed = elapsed_s;
+  w->progress_new = TRUE;
+  if (step == 1)
+    w->job->first_step_s = elapsed_s;
+  if (step >= 1)
+    {
+      w->job->last_step_s = elapsed_s;
+      w->job->steps_done = step;
+    }
   if (preview)
     {
-      LdmPixels *copy = ldm_pixels_from_image (preview);
+      ldm_image *copy = image_copy (preview);
 
       if (copy)
         {
-          ldm_pixels_free (run->preview);
-          run->preview = copy;
-          run->preview_new = TRUE;
+          ldm_image_free (w->preview);
+          w->preview = copy;
         }
     }
-  g_mutex_unlock (&run->lock);
+  g_mutex_unlock (&w->lock);
   g_main_context_wakeup (NULL);
-  return g_atomic_int_get (&run->cancel);
+  return control ? g_atomic_int_get (&control->cancel) : 0;
 }
 
 static gpointer
 worker (gpointer data)
 {
-  LdmRun           *run = data;
-  ldm_model_params  mp;
-  ldm_model        *model = NULL;
-  ldm_job          *job = NULL;
-  ldm_job_params    jp = run->p.job;
-  ldm_status        st;
-  gint64            t0 = g_get_monotonic_time ();
+  Worker         *w = data;
+  GimpLdmControl *control = w->job->control;
+  ldm_model      *model = NULL;
+  ldm_job        *job = NULL;
+  ldm_job_params  jp = w->job->job;
+  ldm_status      st;
 
-  ldm_model_params_init (&mp);
-  mp.path = run->p.model_path;
-  mp.threads = run->p.threads;
-  mp.precision = run->p.precision;
-  st = ldm_model_load (&model, &mp, &run->err);
-
+  st = ldm_model_load (&model, &w->job->model, &w->err);
   if (st == LDM_OK)
     {
-      jp.threads = run->p.threads;
+      jp.threads = 0;   /* the model's */
       jp.progress = on_engine_progress;
-      jp.progress_user = run;
-      st = ldm_job_new (&job, model, &jp, &run->err);
+      jp.progress_user = w;
+      st = ldm_job_new (&job, model, &jp, &w->err);
     }
   if (st == LDM_OK)
     {
-      g_mutex_lock (&run->lock);
-      run->job = job;
-      if (g_atomic_int_get (&run->cancel))
-        ldm_job_cancel (job);
-      g_mutex_unlock (&run->lock);
-
-      st = ldm_job_run (job, &run->images, &run->n_images, &run->err);
-
-      g_mutex_lock (&run->lock);
-      run->job = NULL;
-      g_mutex_unlock (&run->lock);
+      if (control)
+        {
+          g_mutex_lock (&control->lock);
+          control->job = job;
+          if (g_atomic_int_get (&control->cancel))
+            ldm_job_cancel (job);
+          g_mutex_unlock (&control->lock);
+        }
+      st = ldm_job_run (job, &w->images, &w->n_images, &w->err);
+      if (control)
+        {
+          g_mutex_lock (&control->lock);
+          control->job = NULL;
+          g_mutex_unlock (&control->lock);
+        }
     }
-  if (st == LDM_OK && g_atomic_int_get (&run->cancel))
+  if (st == LDM_OK && control && g_atomic_int_get (&control->cancel))
     st = LDM_ERR_CANCELLED;
 
   ldm_job_free (job);
   ldm_model_free (model);
-  run->status = st;
-  run->seconds = (g_get_monotonic_time () - t0) / 1e6;
-  g_atomic_int_set (&run->done, 1);
+  w->status = st;
+  g_atomic_int_set (&w->done, 1);
   g_main_context_wakeup (NULL);
   return NULL;
 }
@@ -165,118 +160,86 @@ worker (gpointer data)
 static gboolean
 deliver_progress (gpointer data)
 {
-  LdmRun    *run = data;
-  LdmPixels *preview = NULL;
-  gboolean   have = FALSE;
-  gint       step, total;
-  gdouble    elapsed;
+  Worker          *w = data;
+  GimpLdmProgress  p = { 0 };
+  ldm_image       *preview;
+  gboolean         have;
 
-  g_mutex_lock (&run->lock);
-  step = run->step;
-  total = run->total;
-  elapsed = run->elapsed;
-  if (run->progress_new)
-    have = TRUE;
-  run->progress_new = FALSE;
-  if (run->preview_new)
-    {
-      preview = run->preview;
-      run->preview = NULL;
-      run->preview_new = FALSE;
-    }
-  g_mutex_unlock (&run->lock);
+  g_mutex_lock (&w->lock);
+  p.step = w->step;
+  p.total = w->total;
+  p.elapsed_s = w->elapsed;
+  have = w->progress_new;
+  w->progress_new = FALSE;
+  preview = w->preview;
+  w->preview = NULL;
+  g_mutex_unlock (&w->lock);
 
-  if ((have || preview) && run->p.progress)
-    run->p.progress (run->p.progress_user, step, total, elapsed, preview);
-  ldm_pixels_free (preview);
+  p.preview = preview;
+  if ((have || preview) && w->job->progress)
+    w->job->progress (w->job->progress_user, &p);
+  ldm_image_free (preview);
   return G_SOURCE_CONTINUE;
 }
 
-void
-ldm_run_cancel_current (void)
+ldm_image *
+gimp_ldm_engine_run (GimpLdmEngineJob  *job,
+                     GError           **error)
 {
-  if (! current_run)
-    return;
-  g_atomic_int_set (&current_run->cancel, 1);
-  g_mutex_lock (&current_run->lock);
-  if (current_run->job)
-    ldm_job_cancel (current_run->job);
-  g_mutex_unlock (&current_run->lock);
-}
-
-LdmPixels *
-ldm_run_job (const LdmRunParams  *params,
-             gdouble             *seconds,
-             GError             **error)
-{
-  LdmRun    *run = g_new0 (LdmRun, 1);
-  LdmPixels *result = NULL;
+  Worker     w = { 0 };
+  ldm_image *result = NULL;
   GThread   *thread;
   guint      timer;
+  gint64     t0 = g_get_monotonic_time ();
   gint       i;
 
-  run->p = *params;
-  g_mutex_init (&run->lock);
-  ldm_error_clear (&run->err);
-  current_run = run;
+  w.job = job;
+  job->first_step_s = job->last_step_s = -1.0;
+  job->steps_done = 0;
+  g_mutex_init (&w.lock);
+  ldm_error_clear (&w.err);
 
-  thread = g_thread_new ("ldm-job", worker, run);
-  timer = g_timeout_add (100, deliver_progress, run);
-  while (! g_atomic_int_get (&run->done))
+  thread = g_thread_new ("ldm-job", worker, &w);
+  timer = g_timeout_add (100, deliver_progress, &w);
+  while (! g_atomic_int_get (&w.done))
     g_main_context_iteration (NULL, TRUE);
   g_thread_join (thread);
   g_source_remove (timer);
-  deliver_progress (run);
-  current_run = NULL;
+  deliver_progress (&w);
+  job->seconds = (g_get_monotonic_time () - t0) / 1e6;
 
-  if (seconds)
-    *seconds = run->seconds;
-
-  if (run->status == LDM_OK && run->n_images > 0)
+  if (w.status == LDM_OK && w.n_images > 0)
     {
-      result = ldm_pixels_from_image (run->images[0]);
-      if (! result)
-        g_set_error (error, GIMP_PLUG_IN_ERROR, 0,
-                     _("The engine returned an image the plug-in cannot read."));
+      result = w.images[0];
+      w.images[0] = NULL;
     }
-  else if (run->status == LDM_ERR_CANCELLED)
-    {
-      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, LDM_RUN_ERROR_CANCELLED,
-                           _("Cancelled."));
-    }
-  else if (run->status == LDM_OK)
-    {
-      g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
-                           _("The engine returned no image."));
-    }
+  else if (w.status == LDM_ERR_CANCELLED)
+    g_set_error_literal (error, GIMP_PLUG_IN_ERROR, GIMP_LDM_ERROR_CANCELLED,
+                         _("Cancelled."));
+  else if (w.status == LDM_OK)
+    g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
+                         _("The engine returned no image."));
   else
-    {
-      g_set_error (error, GIMP_PLUG_IN_ERROR, 0,
-                   _("The diffusion engine failed (%s): %s"),
-                   ldm_status_str (run->status),
-                   run->err.msg[0] ? run->err.msg : "-");
-    }
+    g_set_error (error, GIMP_PLUG_IN_ERROR, 0, "%s",
+                 w.err.msg[0] ? w.err.msg : ldm_status_str (w.status));
 
-  for (i = 0; i < run->n_images; i++)
-    ldm_image_free (run->images[i]);
-  free (run->images);
-  ldm_pixels_free (run->preview);
-  g_mutex_clear (&run->lock);
-  g_free (run);
+  for (i = 0; i < w.n_images; i++)
+    ldm_image_free (w.images[i]);
+  free (w.images);
+  ldm_image_free (w.preview);
+  g_mutex_clear (&w.lock);
   return result;
 }
 
-gchar *
-ldm_run_describe_model (const gchar  *path,
-                        gint         *native_size,
-                        GError      **error)
+gboolean
+gimp_ldm_engine_describe (const gchar     *path,
+                          ldm_model_info  *info,
+                          GError         **error)
 {
   ldm_model_params mp;
   ldm_model       *model = NULL;
-  ldm_model_info   info;
   ldm_error        err;
   ldm_status       st;
-  gchar           *text;
 
   ldm_error_clear (&err);
   ldm_model_params_init (&mp);
@@ -284,19 +247,11 @@ ldm_run_describe_model (const gchar  *path,
   st = ldm_model_load (&model, &mp, &err);
   if (st != LDM_OK)
     {
-      g_set_error (error, GIMP_PLUG_IN_ERROR, 0, "%s", err.msg[0] ? err.msg
-                   : ldm_status_str (st));
-      return NULL;
+      g_set_error (error, GIMP_PLUG_IN_ERROR, 0, "%s",
+                   err.msg[0] ? err.msg : ldm_status_str (st));
+      return FALSE;
     }
-  ldm_model_get_info (model, &info);
+  ldm_model_get_info (model, info);
   ldm_model_free (model);
-  if (native_size)
-    *native_size = info.native_size;
-  /* TRANSLATORS: model family, native size in pixels, parameters in millions */
-  text = g_strdup_printf (_("%s, %d px, %.*f M parameters"),
-                          info.family[0] ? info.family : "?",
-                          info.native_size,
-                          info.n_params < 10000000 ? 2 : 0,
-                          info.n_params / 1e6);
-  return text;
+  return TRUE;
 }

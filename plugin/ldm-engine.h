@@ -2,55 +2,65 @@
  * thread while the plug-in's main loop keeps GIMP's progress, the dialog's
  * preview and Cancel alive. The engine is reached only through ldm.h.
  */
-#ifndef LDM_ENGINE_H
-#define LDM_ENGINE_H
+#ifndef GIMP_LDM_ENGINE_H
+#define GIMP_LDM_ENGINE_H
 
 #include <glib.h>
 #include <ldm.h>
 
-#include "ldm-pixels.h"
-
-typedef struct _LdmRun LdmRun;
-
 /* GError code (domain GIMP_PLUG_IN_ERROR) of a run stopped by Cancel. */
-#define LDM_RUN_ERROR_CANCELLED 1
+#define GIMP_LDM_ERROR_CANCELLED 1
 
-/* Called on the main thread about 10 times a second while the job runs and
- * whenever a new preview arrived. `preview` is RGB float or NULL. */
-typedef void (*LdmRunProgressFn) (gpointer         user,
-                                  gint             step,
-                                  gint             total,
-                                  gdouble          elapsed_s,
-                                  const LdmPixels *preview);
+/* What a running job reports, on the main thread. */
+typedef struct
+{
+  gint             step, total;   /* total 0: not denoising yet */
+  gdouble          elapsed_s;     /* since the job started (model loaded) */
+  const ldm_image *preview;       /* the picture forming (RGB), or NULL */
+} GimpLdmProgress;
+
+/* The one progress callback type of the plug-in: engine -> run -> dialog. */
+typedef void (*GimpLdmProgressFn) (gpointer               user,
+                                   const GimpLdmProgress *progress);
+
+/* Cancel of one run, shared by whoever may cancel it (the dialog's Cancel
+ * button, Esc, closing the dialog) and the worker. */
+typedef struct
+{
+  gint     cancel;    /* atomic */
+  GMutex   lock;
+  ldm_job *job;       /* set while ldm_job_run may be running */
+} GimpLdmControl;
+
+void gimp_ldm_control_init   (GimpLdmControl *control);
+void gimp_ldm_control_clear  (GimpLdmControl *control);
+/* Safe on the main thread at any time: the job stops within one step. */
+void gimp_ldm_control_cancel (GimpLdmControl *control);
 
 typedef struct
 {
-  const gchar     *model_path;
-  gint             threads;
-  ldm_precision    precision;
-  ldm_job_params   job;        /* init/mask point at images owned by the caller */
-  LdmRunProgressFn progress;
-  gpointer         progress_user;
-} LdmRunParams;
+  ldm_model_params  model;      /* path, threads, precision */
+  ldm_job_params    job;        /* init/mask point at images owned by the caller */
+  GimpLdmProgressFn progress;   /* may be NULL */
+  gpointer          progress_user;
+  GimpLdmControl   *control;
+  /* filled by the run: timing for the speed records */
+  gdouble           seconds;      /* the whole job, model load included */
+  gdouble           first_step_s; /* elapsed at step 1, -1 if none */
+  gdouble           last_step_s;  /* elapsed at the last step, -1 if none */
+  gint              steps_done;
+} GimpLdmEngineJob;
 
-/* Loads the model, runs the job, returns the first image as RGB float or NULL
- * with `error` set (GIMP_PLUG_IN_ERROR; a cancelled run says so). Blocks the
- * caller while iterating the default main context. `seconds` gets the job's
- * wall time. */
-LdmPixels *ldm_run_job         (const LdmRunParams *params,
-                                gdouble            *seconds,
-                                GError            **error);
-/* Asks the running job (if any) to stop; safe from signal handlers on the
- * main thread. */
-void       ldm_run_cancel_current (void);
+/* Loads the model, runs the job, returns its first image (RGB; F32 when
+ * job.output_type asks) or NULL with `error` set (GIMP_PLUG_IN_ERROR; a
+ * cancelled run has code GIMP_LDM_ERROR_CANCELLED). Blocks the caller while
+ * iterating the default main context. */
+ldm_image *gimp_ldm_engine_run      (GimpLdmEngineJob *job,
+                                     GError          **error);
 
-/* Describes a model ("sd1 · 512 px · 860 M parameters") or NULL with error. */
-gchar     *ldm_run_describe_model (const gchar *path,
-                                   gint        *native_size,
-                                   GError     **error);
+/* The engine's facts about a model, without running it. */
+gboolean   gimp_ldm_engine_describe (const gchar      *path,
+                                     ldm_model_info   *info,
+                                     GError          **error);
 
-/* ldm_image (RGB/RGBA, U8 or F32) <-> float pixels */
-LdmPixels *ldm_pixels_from_image (const ldm_image *img);
-ldm_image *ldm_image_from_pixels (const LdmPixels *p);
-
-#endif /* LDM_ENGINE_H */
+#endif /* GIMP_LDM_ENGINE_H */

@@ -33,7 +33,7 @@ add_list (GPtrArray   *dirs,
 }
 
 gchar **
-ldm_models_search_path (const gchar *configured)
+gimp_ldm_models_search_path (const gchar *configured)
 {
   GPtrArray *dirs = g_ptr_array_new ();
 
@@ -47,10 +47,10 @@ ldm_models_search_path (const gchar *configured)
 }
 
 gchar *
-ldm_models_find (const gchar *configured,
+gimp_ldm_models_find (const gchar *configured,
                  const gchar *name)
 {
-  gchar **dirs = ldm_models_search_path (configured);
+  gchar **dirs = gimp_ldm_models_search_path (configured);
   gchar  *found = NULL;
   gint    i;
 
@@ -84,9 +84,9 @@ is_model (const gchar *dir,
 }
 
 GList *
-ldm_models_list (const gchar *configured)
+gimp_ldm_models_list (const gchar *configured)
 {
-  gchar **dirs = ldm_models_search_path (configured);
+  gchar **dirs = gimp_ldm_models_search_path (configured);
   GList  *list = NULL;
   gint    i;
 
@@ -114,7 +114,7 @@ ldm_models_list (const gchar *configured)
 }
 
 gchar *
-ldm_models_quick_hash (const gchar *path)
+gimp_ldm_models_quick_hash (const gchar *path)
 {
   GChecksum *sum;
   FILE      *f;

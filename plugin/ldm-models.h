@@ -1,20 +1,20 @@
 /* ldm-models.h: where the plug-in looks for model files, and what it can
  * tell about one without running it (quick hash).
  */
-#ifndef LDM_MODELS_H
-#define LDM_MODELS_H
+#ifndef GIMP_LDM_MODELS_H
+#define GIMP_LDM_MODELS_H
 
 #include <glib.h>
 
 /* Model folders, in search order: `configured` (a G_SEARCHPATH_SEPARATOR
  * list, may be NULL or empty), then $LDM_MODEL_PATH, then
  * <GIMP profile>/gimp-ldm/models, then the installed data folder. */
-gchar  **ldm_models_search_path (const gchar *configured);
+gchar  **gimp_ldm_models_search_path (const gchar *configured);
 /* Absolute path of `name` in the first folder holding it, or NULL. */
-gchar   *ldm_models_find        (const gchar *configured, const gchar *name);
+gchar   *gimp_ldm_models_find        (const gchar *configured, const gchar *name);
 /* Sorted list of model files and diffusers folders found (full paths). */
-GList   *ldm_models_list        (const gchar *configured);
+GList   *gimp_ldm_models_list        (const gchar *configured);
 /* "sha256-1m:<hex>" over the first MiB and the size; NULL if unreadable. */
-gchar   *ldm_models_quick_hash  (const gchar *path);
+gchar   *gimp_ldm_models_quick_hash  (const gchar *path);
 
-#endif /* LDM_MODELS_H */
+#endif /* GIMP_LDM_MODELS_H */

@@ -1,8 +1,10 @@
-/* ldm-run.c: GIMP side of a generation. Reads the active drawable as
- * non-linear RGBA float and the selection as a float mask, crops to the
- * selection's bounds plus a context margin, scales to the model's working
- * size, runs the engine (ldm-engine.c), scales back and adds a new masked
- * layer above the drawable inside one undo group.
+/* ldm-run.c: GIMP side of a generation, in four stages. Plan: checks the
+ * layer and selection, picks the source rect (the selection's bounds plus a
+ * context margin), the model's working size and settings. Pixels in: the
+ * drawable as non-linear RGB float and the selection as a float mask, scaled
+ * to the working size with the engine's resampler. Engine: ldm-engine.c.
+ * Pixels out: scaled back (still float) into a new layer above the drawable,
+ * masked by the selection, inside one undo group.
  */
 #include "config.h"
 
@@ -12,261 +14,12 @@
 #include <libgimp/gimp.h>
 
 #include "ldm-intl.h"
-#include "ldm-engine.h"
 #include "ldm-models.h"
 #include "ldm-run.h"
 
-#define SPEED_PARASITE "gimp-ldm-speed"
+#define SPEED_PARASITE "gimp-ldm-speeds"
 
-typedef struct
-{
-  const LdmRunUi *ui;
-  gint            last_step;
-} ProgressCtx;
-
-gdouble
-ldm_speed_get (void)
-{
-  GimpParasite *p = gimp_get_parasite (SPEED_PARASITE);
-  gdouble       v = 0.0;
-
-  if (p)
-    {
-      guint32       n = 0;
-      const gchar  *data = gimp_parasite_get_data (p, &n);
-      gchar        *s = g_strndup (data, n);
-
-      v = g_ascii_strtod (s, NULL);
-      g_free (s);
-      gimp_parasite_free (p);
-    }
-  return v > 0.0 && v < 1e6 ? v : 0.0;
-}
-
-static void
-speed_remember (gdouble seconds,
-                gint    steps,
-                gint    w,
-                gint    h)
-{
-  gdouble       mp = (gdouble) w * h / 1e6;
-  gchar         buf[G_ASCII_DTOSTR_BUF_SIZE];
-  GimpParasite *p;
-
-  if (steps < 1 || mp <= 0.0 || seconds <= 0.0)
-    return;
-  g_ascii_dtostr (buf, sizeof (buf), seconds / (steps * mp));
-  p = gimp_parasite_new (SPEED_PARASITE, GIMP_PARASITE_PERSISTENT,
-                         strlen (buf) + 1, buf);
-  gimp_attach_parasite (p);
-  gimp_parasite_free (p);
-}
-
-static gchar *
-format_duration (gdouble s)
-{
-  if (s < 60.0)
-    return g_strdup_printf (_("%.0f s"), ceil (s));
-  return g_strdup_printf (_("%d min %02d s"), (gint) s / 60, (gint) s % 60);
-}
-
-static void
-on_progress (gpointer         user,
-             gint             step,
-             gint             total,
-             gdouble          elapsed,
-             const LdmPixels *preview)
-{
-  ProgressCtx *ctx = user;
-  gdouble      fraction = total > 0 ? (gdouble) step / total : 0.0;
-
-  if (step != ctx->last_step && total > 0)
-    {
-      gchar *text;
-
-      ctx->last_step = step;
-      if (step > 0 && step < total)
-        {
-          gchar *eta = format_duration (elapsed / step * (total - step));
-
-          /* TRANSLATORS: progress text: step, total steps, remaining time */
-          text = g_strdup_printf (_("Step %d of %d, about %s left"),
-                                  step, total, eta);
-          g_free (eta);
-        }
-      else
-        {
-          text = g_strdup_printf (_("Step %d of %d"), step, total);
-        }
-      gimp_progress_set_text (text);
-      gimp_progress_update (fraction);
-      if (ctx->ui && ctx->ui->status)
-        ctx->ui->status (ctx->ui->user, text, fraction);
-      g_free (text);
-    }
-  if (preview && ctx->ui && ctx->ui->preview)
-    ctx->ui->preview (ctx->ui->user, preview);
-}
-
-/* babl converts between formats along paths it picks by timing them at run
- * time, and those round differently in the last bit, so the same pixels could
- * reach the engine (or the layer) a little different from one run to the
- * next: regenerate with the same seed came out one level apart in 1 of 95200
- * values. 8-bit sRGB buffers whose encoding is the one asked for are therefore
- * read and written in their own format and converted here; everything else
- * (other precisions, other colour spaces) goes through babl. */
-static gboolean
-is_u8_encoding (GeglBuffer *buf, const gchar *encoding)
-{
-  const Babl *fmt = gegl_buffer_get_format (buf);
-
-  return babl_format_get_space (fmt) == babl_space ("sRGB") &&
-         ! strcmp (babl_format_get_encoding (fmt), encoding);
-}
-
-/* rect of buf as floats 0..1 in `encoding` ("R'G'B'A float", "Y float"),
- * n components per pixel, into dst. */
-static void
-read_floats (GeglBuffer *buf, const GeglRectangle *rect, const gchar *encoding,
-             const gchar *u8_encoding, gint n, gfloat *dst)
-{
-  gsize count = (gsize) rect->width * rect->height * n, i;
-
-  if (is_u8_encoding (buf, u8_encoding))
-    {
-      guint8 *raw = g_new (guint8, count);
-
-      gegl_buffer_get (buf, rect, 1.0, gegl_buffer_get_format (buf), raw,
-                       GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-      for (i = 0; i < count; i++)
-        dst[i] = raw[i] / 255.0f;
-      g_free (raw);
-      return;
-    }
-  gegl_buffer_get (buf, rect, 1.0, babl_format (encoding), dst,
-                   GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
-}
-
-/* Pixels of `drawable` inside the image-space rect, as "R'G'B'A float". */
-static LdmPixels *
-read_rgba (GimpDrawable *drawable,
-           gint x, gint y, gint w, gint h)
-{
-  LdmPixels  *p = ldm_pixels_new (w, h, 4);
-  GeglBuffer *buf;
-  gint        ox, oy;
-
-  if (! p)
-    return NULL;
-  gimp_drawable_get_offsets (drawable, &ox, &oy);
-  buf = gimp_drawable_get_buffer (drawable);
-  read_floats (buf, GEGL_RECTANGLE (x - ox, y - oy, w, h), "R'G'B'A float", "R'G'B'A u8", 4, p->data);
-  g_object_unref (buf);
-  return p;
-}
-
-/* The selection inside the image-space rect, linear "Y float" 0..1. */
-static LdmPixels *
-read_selection (GimpImage *image,
-                gint x, gint y, gint w, gint h)
-{
-  LdmPixels  *p = ldm_pixels_new (w, h, 1);
-  GeglBuffer *buf;
-
-  if (! p)
-    return NULL;
-  buf = gimp_drawable_get_buffer (GIMP_DRAWABLE (gimp_image_get_selection (image)));
-  read_floats (buf, GEGL_RECTANGLE (x, y, w, h), "Y float", "Y u8", 1, p->data);
-  g_object_unref (buf);
-  return p;
-}
-
-static LdmPixels *
-rgba_to_rgb (const LdmPixels *src)
-{
-  LdmPixels *dst = ldm_pixels_new (src->w, src->h, 3);
-  gsize      i, n = (gsize) src->w * src->h;
-
-  if (! dst)
-    return NULL;
-  for (i = 0; i < n; i++)
-    {
-      dst->data[i * 3 + 0] = src->data[i * 4 + 0];
-      dst->data[i * 3 + 1] = src->data[i * 4 + 1];
-      dst->data[i * 3 + 2] = src->data[i * 4 + 2];
-    }
-  return dst;
-}
-
-/* Writes rgb (values 0..1) into the drawable; an "R'G'B'A u8" layer gets them
- * rounded here, in its own format (see is_u8_encoding). */
-static void
-write_rgb (GimpDrawable    *drawable,
-           const LdmPixels *rgb)
-{
-  GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
-  gboolean    own_u8 = is_u8_encoding (buf, "R'G'B'A u8");
-  gfloat     *row = g_new (gfloat, (gsize) rgb->w * 4);
-  guint8     *row8 = own_u8 ? g_new (guint8, (gsize) rgb->w * 4) : NULL;
-  gint        x, y;
-
-  for (y = 0; y < rgb->h; y++)
-    {
-      const gfloat *s = rgb->data + (gsize) y * rgb->w * rgb->c;
-      gint          i;
-
-      for (x = 0; x < rgb->w; x++)
-        {
-          gint ch;
-
-          for (ch = 0; ch < 3; ch++)
-            row[x * 4 + ch] = CLAMP (s[x * rgb->c + (rgb->c == 1 ? 0 : ch)],
-                                     0.0f, 1.0f);
-          row[x * 4 + 3] = 1.0f;
-        }
-      if (own_u8)
-        {
-          for (i = 0; i < rgb->w * 4; i++)
-            row8[i] = (guint8) (row[i] * 255.0f + 0.5f);
-          gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->w, 1), 0,
-                           gegl_buffer_get_format (buf), row8, GEGL_AUTO_ROWSTRIDE);
-        }
-      else
-        gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->w, 1), 0,
-                         babl_format ("R'G'B'A float"), row, GEGL_AUTO_ROWSTRIDE);
-    }
-  g_free (row8);
-  g_free (row);
-  gegl_buffer_flush (buf);
-  g_object_unref (buf);
-  gimp_drawable_update (drawable, 0, 0, rgb->w, rgb->h);
-}
-
-static gchar *
-layer_name (const LdmSpec *spec)
-{
-  gchar *flat = g_strdup (spec->prompt ? spec->prompt : "");
-  gchar *name;
-
-  g_strdelimit (flat, "\r\n\t", ' ');
-  g_strstrip (flat);
-  if (g_utf8_strlen (flat, -1) > 48)
-    {
-      gchar *cut = g_utf8_substring (flat, 0, 47);
-
-      g_free (flat);
-      flat = g_strconcat (cut, "…", NULL);
-      g_free (cut);
-    }
-  /* TRANSLATORS: layer name: prompt and seed */
-  name = g_strdup_printf (_("%s (seed %d)"), *flat ? flat : _("generated"),
-                          spec->seed);
-  g_free (flat);
-  return name;
-}
-
-static gboolean
-fail (GError **error, const gchar *format, ...) G_GNUC_PRINTF (2, 3);
+static gboolean fail (GError **error, const gchar *format, ...) G_GNUC_PRINTF (2, 3);
 
 static gboolean
 fail (GError      **error,
@@ -284,35 +37,180 @@ fail (GError      **error,
   return FALSE;
 }
 
-/* Resolves spec->model_path (the procedure's demo model when unset). */
-static gboolean
-resolve_model (LdmSpec      *spec,
-               const gchar  *model_folders,
-               GError      **error)
-{
-  if (spec->model_path && *spec->model_path)
-    {
-      if (! g_file_test (spec->model_path, G_FILE_TEST_EXISTS))
-        return fail (error, _("Model file “%s” does not exist."),
-                     spec->model_path);
-      return TRUE;
-    }
-  g_free (spec->model_path);
-  spec->model_path = ldm_models_find (model_folders,
-                                      ldm_proc_default_model (spec->proc));
-  if (! spec->model_path)
-    {
-      gchar **dirs = ldm_models_search_path (model_folders);
-      gchar  *list = g_strjoinv (G_SEARCHPATH_SEPARATOR_S, dirs);
+/* ---- speed records ------------------------------------------------------
+ * One persistent parasite, a line per model family and task:
+ *   "<family>/<task> <s per step per MP> <fixed s per MP>"
+ * (MP: megapixels of the working size). A run replaces its line. */
 
-      fail (error, _("No model chosen, and the default model “%s” is not in "
-                     "the model folders (%s)."),
-            ldm_proc_default_model (spec->proc), list);
-      g_free (list);
-      g_strfreev (dirs);
-      return FALSE;
+static const gchar *
+task_name (ldm_task task)
+{
+  static const gchar *names[] = { "txt2img", "img2img", "inpaint", "outpaint",
+                                  "upscale" };
+
+  return (guint) task < G_N_ELEMENTS (names) ? names[task] : "other";
+}
+
+static gchar *
+speed_key (const GimpLdmPlan *plan)
+{
+  return g_strdup_printf ("%s/%s", plan->model.family[0] ? plan->model.family
+                                                         : "?",
+                          task_name (plan->task));
+}
+
+static gchar *
+speeds_read (void)
+{
+  GimpParasite *p = gimp_get_parasite (SPEED_PARASITE);
+  gchar        *text;
+  guint32       n = 0;
+
+  if (! p)
+    return g_strdup ("");
+  text = g_strndup (gimp_parasite_get_data (p, &n), n);
+  gimp_parasite_free (p);
+  return text;
+}
+
+static gboolean
+speed_lookup (const gchar *key,
+              gdouble     *per_step,
+              gdouble     *fixed)
+{
+  gchar  *text = speeds_read ();
+  gchar **lines = g_strsplit (text, "\n", -1);
+  gboolean found = FALSE;
+  gint    i;
+
+  for (i = 0; lines[i] && ! found; i++)
+    {
+      gchar **f = g_strsplit (lines[i], " ", -1);
+
+      if (g_strv_length (f) == 3 && ! strcmp (f[0], key))
+        {
+          *per_step = g_ascii_strtod (f[1], NULL);
+          *fixed = g_ascii_strtod (f[2], NULL);
+          found = isfinite (*per_step) && isfinite (*fixed) &&
+                  *per_step >= 0.0 && *fixed >= 0.0;
+        }
+      g_strfreev (f);
     }
+  g_strfreev (lines);
+  g_free (text);
+  return found;
+}
+
+static void
+speed_remember (const GimpLdmPlan      *plan,
+                const GimpLdmEngineJob *job)
+{
+  gdouble       mp = (gdouble) plan->ww * plan->wh / 1e6;
+  gint          n = job->steps_done;
+  gdouble       per_step, fixed;
+  gchar        *key, *text, **lines;
+  GString      *out;
+  gchar         a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
+  GimpParasite *p;
+  gint          i;
+
+  if (mp <= 0.0 || job->seconds <= 0.0)
+    return;
+  if (n >= 2 && job->first_step_s >= 0.0)
+    per_step = (job->last_step_s - job->first_step_s) / (n - 1);
+  else if (n >= 1)
+    per_step = job->last_step_s / n;
+  else
+    per_step = 0.0;
+  fixed = MAX (job->seconds - per_step * n, 0.0);
+
+  key = speed_key (plan);
+  out = g_string_new (NULL);
+  g_string_append_printf (out, "%s %s %s\n", key,
+                          g_ascii_dtostr (a, sizeof (a), per_step / mp),
+                          g_ascii_dtostr (b, sizeof (b), fixed / mp));
+  text = speeds_read ();
+  lines = g_strsplit (text, "\n", -1);
+  for (i = 0; lines[i]; i++)
+    if (*lines[i] && ! (g_str_has_prefix (lines[i], key) &&
+                        lines[i][strlen (key)] == ' '))
+      g_string_append_printf (out, "%s\n", lines[i]);
+  p = gimp_parasite_new (SPEED_PARASITE, GIMP_PARASITE_PERSISTENT,
+                         out->len + 1, out->str);
+  gimp_attach_parasite (p);
+  gimp_parasite_free (p);
+  g_strfreev (lines);
+  g_free (text);
+  g_string_free (out, TRUE);
+  g_free (key);
+}
+
+gdouble
+gimp_ldm_estimate (const GimpLdmPlan *plan,
+                   const GimpLdmSpec *spec)
+{
+  gdouble  mp = (gdouble) plan->ww * plan->wh / 1e6;
+  gdouble  per_step, fixed, steps = plan->steps;
+  gchar   *key = speed_key (plan);
+  gboolean found = speed_lookup (key, &per_step, &fixed);
+
+  g_free (key);
+  if (! found)
+    return -1.0;
+  /* img2img and inpaint run the last strength part of the schedule */
+  if (plan->task == LDM_TASK_IMG2IMG || plan->task == LDM_TASK_INPAINT)
+    steps = MAX (1.0, floor (steps * CLAMP (spec->strength, 0.0, 1.0)));
+  return (per_step * steps + fixed) * mp;
+}
+
+/* ---- plan ----------------------------------------------------------------- */
+
+static gboolean
+is_upscaler (const ldm_model_info *info)
+{
+  return ! strcmp (info->family, "x4") ||
+         g_str_has_prefix (info->family, "esrgan") ||
+         g_str_has_prefix (info->family, "srvgg");
+}
+
+gboolean
+gimp_ldm_model_usable (GimpLdmProc           proc,
+                       const ldm_model_info *info,
+                       GError              **error)
+{
+  gboolean upscaler = is_upscaler (info);
+
+  if (proc == GIMP_LDM_PROC_UPSCALE && ! upscaler)
+    /* TRANSLATORS: %s is a model family such as "sd1" */
+    return fail (error, _("This is a %s model, not an upscaler: choose an "
+                          "upscaling model for Upscale Layer."), info->family);
+  if (proc != GIMP_LDM_PROC_UPSCALE && upscaler)
+    return fail (error, _("This is an upscaling model (%s): it can only "
+                          "upscale layers."), info->family);
   return TRUE;
+}
+
+static const gchar *all_samplers[] =
+{
+  "euler", "euler_a", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
+  "dpmpp_2m_sde", "dpmpp_2s_a", "ddim", "lcm", "unipc", NULL
+};
+
+const gchar *const *
+gimp_ldm_samplers_for (const ldm_model_info *info)
+{
+  static const gchar *no_lcm[G_N_ELEMENTS (all_samplers)];
+  gboolean            lcm = info && (strstr (info->family, "lcm") ||
+                                     ! strcmp (info->rec_sampler, "lcm"));
+  gint                i, n = 0;
+
+  if (lcm)
+    return all_samplers;
+  for (i = 0; all_samplers[i]; i++)
+    if (strcmp (all_samplers[i], "lcm"))
+      no_lcm[n++] = all_samplers[i];
+  no_lcm[n] = NULL;
+  return no_lcm;
 }
 
 /* Image-space rect of the selection bounds grown by `margin`, clipped to
@@ -334,10 +232,11 @@ selection_rect (GimpImage    *image,
   if (! non_empty)
     return fail (error, _("There is no selection. Select the area to "
                           "repaint first."));
-  if (x2 - x1 < LDM_MIN_SELECTION || y2 - y1 < LDM_MIN_SELECTION)
+  if (x2 - x1 < GIMP_LDM_MIN_SELECTION || y2 - y1 < GIMP_LDM_MIN_SELECTION)
     return fail (error, _("The selection is too small (%d × %d pixels). "
                           "Select at least %d × %d pixels."),
-                 x2 - x1, y2 - y1, LDM_MIN_SELECTION, LDM_MIN_SELECTION);
+                 x2 - x1, y2 - y1, GIMP_LDM_MIN_SELECTION,
+                 GIMP_LDM_MIN_SELECTION);
   if (! gimp_drawable_mask_intersect (drawable, &ix, &iy, &iw, &ih) ||
       iw < 1 || ih < 1)
     return fail (error, _("The selection does not touch the active layer."));
@@ -349,7 +248,7 @@ selection_rect (GimpImage    *image,
   y1 = MAX (y1 - margin, oy);
   x2 = MIN (x2 + margin, ox + dw);
   y2 = MIN (y2 + margin, oy + dh);
-  if (x2 - x1 < LDM_MIN_SELECTION || y2 - y1 < LDM_MIN_SELECTION)
+  if (x2 - x1 < GIMP_LDM_MIN_SELECTION || y2 - y1 < GIMP_LDM_MIN_SELECTION)
     return fail (error, _("The selected part of the active layer is too "
                           "small."));
   *rx = x1;
@@ -359,14 +258,431 @@ selection_rect (GimpImage    *image,
   return TRUE;
 }
 
+static void
+layer_rect (GimpDrawable *drawable,
+            GimpLdmPlan  *plan)
+{
+  gimp_drawable_get_offsets (drawable, &plan->rx, &plan->ry);
+  plan->rw = gimp_drawable_get_width (drawable);
+  plan->rh = gimp_drawable_get_height (drawable);
+}
+
+/* Source rect and task; no model needed. */
+static gboolean
+plan_inputs (const GimpLdmSpec *spec,
+             GimpImage         *image,
+             GimpDrawable      *drawable,
+             GimpLdmPlan       *plan,
+             GError           **error)
+{
+  if (gimp_image_get_base_type (image) == GIMP_INDEXED ||
+      (drawable && gimp_drawable_is_indexed (drawable)))
+    return fail (error, _("Indexed images are not supported. Convert the "
+                          "image to RGB or grayscale first (Image ▸ Mode)."));
+  if (spec->proc != GIMP_LDM_PROC_GENERATE &&
+      (! drawable || ! GIMP_IS_LAYER (drawable) ||
+       GIMP_IS_LAYER_MASK (drawable)))
+    return fail (error, _("Select one layer to work on."));
+
+  plan->use_selection = FALSE;
+  switch (spec->proc)
+    {
+    case GIMP_LDM_PROC_INPAINT:
+      plan->task = LDM_TASK_INPAINT;
+      if (! selection_rect (image, drawable, spec->margin, &plan->rx,
+                            &plan->ry, &plan->rw, &plan->rh, error))
+        return FALSE;
+      plan->use_selection = TRUE;
+      break;
+
+    case GIMP_LDM_PROC_REFINE:
+      plan->task = LDM_TASK_IMG2IMG;
+      if (! gimp_selection_is_empty (image))
+        {
+          if (! selection_rect (image, drawable, spec->margin, &plan->rx,
+                                &plan->ry, &plan->rw, &plan->rh, error))
+            return FALSE;
+          plan->use_selection = TRUE;
+        }
+      else
+        layer_rect (drawable, plan);
+      break;
+
+    case GIMP_LDM_PROC_GENERATE:
+      plan->task = LDM_TASK_TXT2IMG;
+      plan->rx = plan->ry = 0;
+      plan->rw = spec->width > 0 ? spec->width : gimp_image_get_width (image);
+      plan->rh = spec->height > 0 ? spec->height : gimp_image_get_height (image);
+      break;
+
+    case GIMP_LDM_PROC_UPSCALE:
+      plan->task = LDM_TASK_UPSCALE;
+      layer_rect (drawable, plan);
+      if ((gint64) plan->rw * 4 > GIMP_MAX_IMAGE_SIZE ||
+          (gint64) plan->rh * 4 > GIMP_MAX_IMAGE_SIZE)
+        return fail (error, _("The layer is too large to upscale ×4."));
+      break;
+
+    case GIMP_LDM_PROC_OUTPAINT:
+      plan->task = LDM_TASK_OUTPAINT;
+      if (spec->left + spec->top + spec->right + spec->bottom <= 0)
+        return fail (error, _("Choose how many pixels to add on at least one "
+                              "side."));
+      layer_rect (drawable, plan);
+      break;
+
+    default:
+      return fail (error, _("Unknown procedure."));
+    }
+
+  if (plan->rw < GIMP_LDM_MIN_SELECTION || plan->rh < GIMP_LDM_MIN_SELECTION)
+    return fail (error, _("The area is too small (%d × %d pixels)."),
+                 plan->rw, plan->rh);
+  return TRUE;
+}
+
+gboolean
+gimp_ldm_check_inputs (const GimpLdmSpec *spec,
+                       GimpImage         *image,
+                       GimpDrawable      *drawable,
+                       GError           **error)
+{
+  GimpLdmPlan plan = { 0 };
+
+  if (spec->proc == GIMP_LDM_PROC_REGENERATE)
+    return TRUE;
+  return plan_inputs (spec, image, drawable, &plan, error);
+}
+
+/* Working size for a w x h region and a model of native side `native`:
+ * about native^2 pixels, same aspect, sides multiples of `multiple`. */
+static void
+work_size (gint  w,
+           gint  h,
+           gint  native,
+           gint  multiple,
+           gint *work_w,
+           gint *work_h)
+{
+  gdouble s = (gdouble) native / sqrt ((gdouble) w * h);
+  gint    ww = (gint) floor (w * s / multiple + 0.5) * multiple;
+  gint    wh = (gint) floor (h * s / multiple + 0.5) * multiple;
+
+  *work_w = MAX (ww, multiple);
+  *work_h = MAX (wh, multiple);
+}
+
+gboolean
+gimp_ldm_plan_make (const GimpLdmSpec    *spec,
+                    GimpImage            *image,
+                    GimpDrawable         *drawable,
+                    const ldm_model_info *info,
+                    GimpLdmPlan          *plan,
+                    GError              **error)
+{
+  gboolean upscale = spec->proc == GIMP_LDM_PROC_UPSCALE;
+  gint     native;
+
+  memset (plan, 0, sizeof (*plan));
+  plan->model = *info;
+  if (! plan_inputs (spec, image, drawable, plan, error) ||
+      ! gimp_ldm_model_usable (spec->proc, info, error))
+    return FALSE;
+
+  /* settings: the user's, else the model's recommendation, else ours */
+  plan->steps = spec->steps > 0 ? spec->steps
+              : info->rec_steps > 0 ? info->rec_steps : 20;
+  plan->cfg_scale = spec->cfg_scale > 0.0 ? spec->cfg_scale
+                  : info->rec_cfg > 0.0f ? info->rec_cfg
+                  : upscale ? 9.0 : 7.0;
+  plan->sampler = spec->sampler && *spec->sampler &&
+                  strcmp (spec->sampler, GIMP_LDM_SAMPLER_DEFAULT)
+                  ? spec->sampler
+                  : info->rec_sampler[0] ? info->rec_sampler
+                  : upscale ? "ddim" : "euler_a";
+
+  native = spec->work_size > 0 && ! upscale ? spec->work_size
+         : info->native_size > 0 ? info->native_size : 512;
+  switch (plan->task)
+    {
+    case LDM_TASK_UPSCALE:
+      plan->ww = plan->rw;
+      plan->wh = plan->rh;
+      break;
+
+    case LDM_TASK_OUTPAINT:
+      {
+        gint    ew = plan->rw + spec->left + spec->right;
+        gint    eh = plan->rh + spec->top + spec->bottom;
+        gdouble s;
+
+        /* margins at the working scale, in whole latent pixels (8 px) so
+         * that the init image is a multiple of 8 too */
+        work_size (ew, eh, native, 64, &plan->ww, &plan->wh);
+        s = (gdouble) plan->ww / ew;
+        plan->l = 8 * (gint) floor (spec->left * s / 8.0 + 0.5);
+        plan->r = 8 * (gint) floor (spec->right * s / 8.0 + 0.5);
+        s = (gdouble) plan->wh / eh;
+        plan->t = 8 * (gint) floor (spec->top * s / 8.0 + 0.5);
+        plan->b = 8 * (gint) floor (spec->bottom * s / 8.0 + 0.5);
+        if (spec->left > 0)
+          plan->l = MAX (plan->l, 8);
+        if (spec->right > 0)
+          plan->r = MAX (plan->r, 8);
+        if (spec->top > 0)
+          plan->t = MAX (plan->t, 8);
+        if (spec->bottom > 0)
+          plan->b = MAX (plan->b, 8);
+        if (plan->ww - plan->l - plan->r < GIMP_LDM_MIN_SELECTION ||
+            plan->wh - plan->t - plan->b < GIMP_LDM_MIN_SELECTION)
+          return fail (error, _("The layer is too small for that much new "
+                                "canvas."));
+      }
+      break;
+
+    default:
+      work_size (plan->rw, plan->rh, native, 64, &plan->ww, &plan->wh);
+      break;
+    }
+  return TRUE;
+}
+
+/* ---- pixels in -------------------------------------------------------------- */
+
+/* babl converts between formats along paths it picks by timing them at run
+ * time, and those round differently in the last bit, so the same pixels could
+ * reach the engine (or the layer) a little different from one run to the
+ * next: regenerate with the same seed came out one level apart in 1 of 95200
+ * values. 8-bit sRGB buffers whose encoding is the one asked for are therefore
+ * read and written in their own format and converted here; everything else
+ * (other precisions, other colour spaces) goes through babl in float. */
+static gboolean
+is_u8_encoding (GeglBuffer  *buf,
+                const gchar *encoding)
+{
+  const Babl *fmt = gegl_buffer_get_format (buf);
+
+  return babl_format_get_space (fmt) == babl_space ("sRGB") &&
+         ! strcmp (babl_format_get_encoding (fmt), encoding);
+}
+
+/* rect of buf as an F32 image of n channels (0..1) in `encoding`. */
+static ldm_image *
+read_floats (GeglBuffer          *buf,
+             const GeglRectangle *rect,
+             const gchar         *encoding,
+             const gchar         *u8_encoding,
+             gint                 n)
+{
+  ldm_image *img = ldm_image_new (rect->width, rect->height, n, LDM_PIXEL_F32);
+  gsize      count = (gsize) rect->width * n, i;
+  gint       y;
+
+  if (! img)
+    return NULL;
+  if (is_u8_encoding (buf, u8_encoding))
+    {
+      guint8 *raw = g_new (guint8, count);
+
+      for (y = 0; y < rect->height; y++)
+        {
+          gfloat *dst = (gfloat *) ((guint8 *) img->data + (gsize) y * img->stride);
+
+          gegl_buffer_get (buf, GEGL_RECTANGLE (rect->x, rect->y + y,
+                                                rect->width, 1),
+                           1.0, gegl_buffer_get_format (buf), raw,
+                           GEGL_AUTO_ROWSTRIDE, GEGL_ABYSS_NONE);
+          for (i = 0; i < count; i++)
+            dst[i] = raw[i] / 255.0f;
+        }
+      g_free (raw);
+      return img;
+    }
+  gegl_buffer_get (buf, rect, 1.0, babl_format (encoding), img->data,
+                   (gint) img->stride, GEGL_ABYSS_NONE);
+  return img;
+}
+
+/* RGB (no alpha) of `drawable` inside the image-space rect. */
+static ldm_image *
+read_rgb (GimpDrawable *drawable,
+          gint x, gint y, gint w, gint h)
+{
+  GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
+  ldm_image  *rgba, *rgb;
+  gint        ox, oy, i, j;
+
+  gimp_drawable_get_offsets (drawable, &ox, &oy);
+  rgba = read_floats (buf, GEGL_RECTANGLE (x - ox, y - oy, w, h),
+                      "R'G'B'A float", "R'G'B'A u8", 4);
+  g_object_unref (buf);
+  rgb = rgba ? ldm_image_new (w, h, 3, LDM_PIXEL_F32) : NULL;
+  if (rgb)
+    for (j = 0; j < h; j++)
+      {
+        const gfloat *s = (const gfloat *) ((guint8 *) rgba->data + (gsize) j * rgba->stride);
+        gfloat       *d = (gfloat *) ((guint8 *) rgb->data + (gsize) j * rgb->stride);
+
+        for (i = 0; i < w; i++)
+          memcpy (d + 3 * i, s + 4 * i, 3 * sizeof (gfloat));
+      }
+  ldm_image_free (rgba);
+  return rgb;
+}
+
+/* The selection inside the image-space rect, linear "Y float" 0..1. */
+static ldm_image *
+read_selection (GimpImage *image,
+                gint x, gint y, gint w, gint h)
+{
+  GeglBuffer *buf = gimp_drawable_get_buffer (GIMP_DRAWABLE (gimp_image_get_selection (image)));
+  ldm_image  *img = read_floats (buf, GEGL_RECTANGLE (x, y, w, h),
+                                 "Y float", "Y u8", 1);
+
+  g_object_unref (buf);
+  return img;
+}
+
+/* The engine's resampler; NULL with error. */
+static ldm_image *
+resize (const ldm_image *src,
+        gint             w,
+        gint             h,
+        GError         **error)
+{
+  ldm_image *out = NULL;
+  ldm_error  err;
+
+  ldm_error_clear (&err);
+  if (ldm_image_resize (src, w, h, &out, &err) != LDM_OK)
+    {
+      fail (error, "%s", err.msg);
+      return NULL;
+    }
+  return out;
+}
+
+/* Reads the pixels the plan needs and scales them to the working size. */
+static gboolean
+pixels_in (const GimpLdmPlan *plan,
+           GimpImage         *image,
+           GimpDrawable      *drawable,
+           ldm_image        **init,
+           ldm_image        **mask,
+           GError           **error)
+{
+  ldm_image *src, *sel;
+
+  *init = *mask = NULL;
+  if (plan->task == LDM_TASK_TXT2IMG)
+    return TRUE;
+  src = read_rgb (drawable, plan->rx, plan->ry, plan->rw, plan->rh);
+  if (! src)
+    return fail (error, _("Not enough memory for this image size."));
+  if (plan->task == LDM_TASK_UPSCALE)
+    {
+      *init = src;
+      return TRUE;
+    }
+  if (plan->task == LDM_TASK_OUTPAINT)
+    *init = resize (src, plan->ww - plan->l - plan->r,
+                    plan->wh - plan->t - plan->b, error);
+  else
+    *init = resize (src, plan->ww, plan->wh, error);
+  ldm_image_free (src);
+  if (! *init)
+    return FALSE;
+  if (plan->use_selection)
+    {
+      sel = read_selection (image, plan->rx, plan->ry, plan->rw, plan->rh);
+      *mask = sel ? resize (sel, plan->ww, plan->wh, error) : NULL;
+      ldm_image_free (sel);
+      if (! *mask)
+        return sel ? FALSE : fail (error, _("Not enough memory for this "
+                                            "image size."));
+    }
+  return TRUE;
+}
+
+/* ---- pixels out -------------------------------------------------------------- */
+
+/* Writes the F32 RGB image (values 0..1) into the drawable: float through
+ * babl, an "R'G'B'A u8" layer rounded here in its own format (see
+ * is_u8_encoding). */
+static void
+write_rgb (GimpDrawable    *drawable,
+           const ldm_image *rgb)
+{
+  GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
+  gboolean    own_u8 = is_u8_encoding (buf, "R'G'B'A u8");
+  gfloat     *row = g_new (gfloat, (gsize) rgb->width * 4);
+  guint8     *row8 = own_u8 ? g_new (guint8, (gsize) rgb->width * 4) : NULL;
+  gint        x, y, i;
+
+  for (y = 0; y < rgb->height; y++)
+    {
+      const gfloat *s = (const gfloat *) ((const guint8 *) rgb->data +
+                                          (gsize) y * rgb->stride);
+
+      for (x = 0; x < rgb->width; x++)
+        {
+          for (i = 0; i < 3; i++)
+            row[x * 4 + i] = CLAMP (s[x * rgb->channels +
+                                      (rgb->channels == 1 ? 0 : i)],
+                                    0.0f, 1.0f);
+          row[x * 4 + 3] = 1.0f;
+        }
+      if (own_u8)
+        {
+          for (i = 0; i < rgb->width * 4; i++)
+            row8[i] = (guint8) (row[i] * 255.0f + 0.5f);
+          gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->width, 1), 0,
+                           gegl_buffer_get_format (buf), row8,
+                           GEGL_AUTO_ROWSTRIDE);
+        }
+      else
+        gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, rgb->width, 1), 0,
+                         babl_format ("R'G'B'A float"), row,
+                         GEGL_AUTO_ROWSTRIDE);
+    }
+  g_free (row8);
+  g_free (row);
+  gegl_buffer_flush (buf);
+  g_object_unref (buf);
+  gimp_drawable_update (drawable, 0, 0, rgb->width, rgb->height);
+}
+
+static gchar *
+layer_name (const GimpLdmSpec *spec)
+{
+  gchar *flat = g_strdup (spec->prompt ? spec->prompt : "");
+  gchar *name;
+
+  g_strdelimit (flat, "\r\n\t", ' ');
+  g_strstrip (flat);
+  if (g_utf8_strlen (flat, -1) > 48)
+    {
+      gchar *cut = g_utf8_substring (flat, 0, 47);
+
+      g_free (flat);
+      flat = g_strconcat (cut, "…", NULL);
+      g_free (cut);
+    }
+  /* TRANSLATORS: layer name: prompt and seed */
+  name = g_strdup_printf (_("%s (seed %u)"), *flat ? flat : _("generated"),
+                          (guint) spec->seed);
+  g_free (flat);
+  return name;
+}
+
 static GimpLayer *
-insert_layer_above (GimpImage     *image,
-                    GimpDrawable  *drawable,
-                    const LdmSpec *spec,
-                    gint           x,
-                    gint           y,
-                    gint           w,
-                    gint           h)
+insert_layer_above (GimpImage         *image,
+                    GimpDrawable      *drawable,
+                    const GimpLdmSpec *spec,
+                    gint               x,
+                    gint               y,
+                    gint               w,
+                    gint               h)
 {
   GimpImageType type = gimp_image_get_base_type (image) == GIMP_GRAY
                        ? GIMP_GRAYA_IMAGE : GIMP_RGBA_IMAGE;
@@ -392,11 +708,11 @@ insert_layer_above (GimpImage     *image,
 }
 
 static void
-attach_recipe (GimpLayer     *layer,
-               const LdmSpec *spec)
+attach_recipe (GimpLayer         *layer,
+               const GimpLdmSpec *spec)
 {
-  gchar        *text = ldm_spec_to_recipe (spec);
-  GimpParasite *p = gimp_parasite_new (LDM_RECIPE_PARASITE,
+  gchar        *text = gimp_ldm_spec_to_recipe (spec);
+  GimpParasite *p = gimp_parasite_new (GIMP_LDM_RECIPE_PARASITE,
                                        GIMP_PARASITE_PERSISTENT |
                                        GIMP_PARASITE_UNDOABLE,
                                        strlen (text) + 1, text);
@@ -431,284 +747,45 @@ outpaint_mask (GimpLayer *layer,
                         gimp_drawable_get_height (GIMP_DRAWABLE (mask)));
 }
 
-GimpLayer *
-ldm_execute (LdmSpec        *spec,
-             GimpImage      *image,
-             GimpDrawable   *drawable,
-             const gchar    *model_folders,
-             const LdmRunUi *ui,
-             GError        **error)
+/* The new layer with `result` scaled to its rect; the selection (inpaint,
+ * refine of a selection) or the old canvas (outpaint) becomes its mask, so
+ * the user's pixels outside show through exactly. */
+static GimpLayer *
+pixels_out (const GimpLdmPlan  *plan,
+            GimpLdmSpec        *spec,
+            GimpImage          *image,
+            GimpDrawable       *drawable,
+            const ldm_image    *result,
+            const GimpLdmRunUi *ui,
+            GError            **error)
 {
-  LdmRunParams rp;
-  ProgressCtx  pctx = { ui, -1 };
-  ldm_task     task;
-  LdmPixels   *src = NULL, *rgb = NULL, *mask = NULL;
-  LdmPixels   *init_w = NULL, *mask_w = NULL, *result = NULL, *out = NULL;
-  ldm_image   *init_img = NULL, *mask_img = NULL;
-  GimpLayer   *layer = NULL;
-  gint         rx = 0, ry = 0, rw = 0, rh = 0;   /* source rect, image space */
-  gint         lx = 0, ly = 0, lw = 0, lh = 0;   /* new layer, image space  */
-  gint         native = 0, ww = 0, wh = 0;
-  gboolean     use_selection = FALSE;
-  gdouble      seconds = 0.0;
-  gchar       *model_desc;
+  gint       lx = plan->rx, ly = plan->ry, lw = plan->rw, lh = plan->rh;
+  ldm_image *out;
+  GimpLayer *layer;
 
-  /* ---- inputs ---------------------------------------------------------- */
-  if (gimp_image_get_base_type (image) == GIMP_INDEXED ||
-      (drawable && gimp_drawable_is_indexed (drawable)))
+  if (plan->task == LDM_TASK_UPSCALE)
     {
-      fail (error, _("Indexed images are not supported. Convert the image "
-                     "to RGB or grayscale first (Image ▸ Mode)."));
-      return NULL;
+      lw = plan->rw * 4;
+      lh = plan->rh * 4;
+      lx = spec->new_image ? 0 : plan->rx;
+      ly = spec->new_image ? 0 : plan->ry;
     }
-  if (spec->proc != LDM_PROC_GENERATE &&
-      (! drawable || ! GIMP_IS_LAYER (drawable) ||
-       GIMP_IS_LAYER_MASK (drawable)))
+  else if (plan->task == LDM_TASK_OUTPAINT)
     {
-      fail (error, _("Select one layer to work on."));
-      return NULL;
+      lw = plan->rw + spec->left + spec->right;
+      lh = plan->rh + spec->top + spec->bottom;
     }
-
-  switch (spec->proc)
-    {
-    case LDM_PROC_INPAINT:
-      task = LDM_TASK_INPAINT;
-      if (! selection_rect (image, drawable, spec->margin,
-                            &rx, &ry, &rw, &rh, error))
-        return NULL;
-      use_selection = TRUE;
-      break;
-
-    case LDM_PROC_REFINE:
-      task = LDM_TASK_IMG2IMG;
-      if (! gimp_selection_is_empty (image))
-        {
-          if (! selection_rect (image, drawable, spec->margin,
-                                &rx, &ry, &rw, &rh, error))
-            return NULL;
-          use_selection = TRUE;
-        }
-      else
-        {
-          gimp_drawable_get_offsets (drawable, &rx, &ry);
-          rw = gimp_drawable_get_width (drawable);
-          rh = gimp_drawable_get_height (drawable);
-        }
-      break;
-
-    case LDM_PROC_GENERATE:
-      task = LDM_TASK_TXT2IMG;
-      rw = spec->width > 0 ? spec->width : gimp_image_get_width (image);
-      rh = spec->height > 0 ? spec->height : gimp_image_get_height (image);
-      break;
-
-    case LDM_PROC_UPSCALE:
-      task = LDM_TASK_UPSCALE;
-      gimp_drawable_get_offsets (drawable, &rx, &ry);
-      rw = gimp_drawable_get_width (drawable);
-      rh = gimp_drawable_get_height (drawable);
-      if ((gint64) rw * 4 > GIMP_MAX_IMAGE_SIZE ||
-          (gint64) rh * 4 > GIMP_MAX_IMAGE_SIZE)
-        {
-          fail (error, _("The layer is too large to upscale ×4."));
-          return NULL;
-        }
-      break;
-
-    case LDM_PROC_OUTPAINT:
-      task = LDM_TASK_OUTPAINT;
-      if (spec->left + spec->top + spec->right + spec->bottom <= 0)
-        {
-          fail (error, _("Choose how many pixels to add on at least one "
-                         "side."));
-          return NULL;
-        }
-      gimp_drawable_get_offsets (drawable, &rx, &ry);
-      rw = gimp_drawable_get_width (drawable);
-      rh = gimp_drawable_get_height (drawable);
-      break;
-
-    default:
-      fail (error, _("Unknown procedure."));
-      return NULL;
-    }
-
-  if (rw < LDM_MIN_SELECTION || rh < LDM_MIN_SELECTION)
-    {
-      fail (error, _("The area is too small (%d × %d pixels)."), rw, rh);
-      return NULL;
-    }
-
-  if (! ldm_precision_parse (spec->precision, &rp.precision))
-    {
-      fail (error, _("Unknown arithmetic “%s” (f32 or bf16)."), spec->precision);
-      return NULL;
-    }
-  if (! resolve_model (spec, model_folders, error))
-    return NULL;
-  model_desc = ldm_run_describe_model (spec->model_path, &native, error);
-  if (! model_desc)
-    {
-      g_prefix_error (error, _("Cannot use the model “%s”: "),
-                      spec->model_path);
-      return NULL;
-    }
-  g_free (model_desc);
-  if (spec->work_size > 0 && task != LDM_TASK_UPSCALE)
-    native = spec->work_size;
-  if (native <= 0)
-    native = 512;
-  g_free (spec->model_hash);
-  spec->model_hash = ldm_models_quick_hash (spec->model_path);
-  if (spec->random_seed)
-    spec->seed = g_random_int_range (0, G_MAXINT);
-
-  /* ---- pixels in ------------------------------------------------------- */
-  rp.model_path = spec->model_path;
-  rp.threads = spec->threads;
-  ldm_job_params_init (&rp.job, task);
-  rp.job.prompt = spec->prompt;
-  rp.job.negative_prompt = spec->negative_prompt;
-  rp.job.steps = spec->steps;
-  rp.job.cfg_scale = (float) spec->cfg_scale;
-  rp.job.sampler = spec->sampler;
-  rp.job.seed = (uint64_t) spec->seed;
-  rp.job.rng = LDM_RNG_CPU;
-  rp.job.strength = (float) spec->strength;
-  rp.job.threads = spec->threads;
-  rp.job.want_preview = ui && ui->preview;
-  rp.progress = on_progress;
-  rp.progress_user = &pctx;
-
-  if (task == LDM_TASK_TXT2IMG)
-    {
-      ldm_work_size (rw, rh, native, 64, &ww, &wh);
-      rp.job.width = ww;
-      rp.job.height = wh;
-    }
-  else
-    {
-      src = read_rgba (drawable, rx, ry, rw, rh);
-      rgb = src ? rgba_to_rgb (src) : NULL;
-      if (! rgb)
-        goto nomem;
-
-      if (task == LDM_TASK_UPSCALE)
-        {
-          ww = rw;
-          wh = rh;
-          init_img = ldm_image_from_pixels (rgb);
-          rp.job.noise_level = spec->noise_level;
-        }
-      else if (task == LDM_TASK_OUTPAINT)
-        {
-          gint    ew = rw + spec->left + spec->right;
-          gint    eh = rh + spec->top + spec->bottom;
-          gdouble s;
-          gint    l, t, r, b;
-
-          /* margins at the working scale, in whole latent pixels (8 px) so
-           * that the init image is a multiple of 8 too */
-          ldm_work_size (ew, eh, native, 64, &ww, &wh);
-          s = (gdouble) ww / ew;
-          l = 8 * (gint) floor (spec->left * s / 8.0 + 0.5);
-          r = 8 * (gint) floor (spec->right * s / 8.0 + 0.5);
-          s = (gdouble) wh / eh;
-          t = 8 * (gint) floor (spec->top * s / 8.0 + 0.5);
-          b = 8 * (gint) floor (spec->bottom * s / 8.0 + 0.5);
-          if (spec->left > 0)
-            l = MAX (l, 8);
-          if (spec->right > 0)
-            r = MAX (r, 8);
-          if (spec->top > 0)
-            t = MAX (t, 8);
-          if (spec->bottom > 0)
-            b = MAX (b, 8);
-          if (ww - l - r < LDM_MIN_SELECTION || wh - t - b < LDM_MIN_SELECTION)
-            {
-              fail (error, _("The layer is too small for that much new "
-                             "canvas."));
-              goto done;
-            }
-          init_w = ldm_pixels_resample (rgb, ww - l - r, wh - t - b);
-          init_img = init_w ? ldm_image_from_pixels (init_w) : NULL;
-          rp.job.outpaint_left = l;
-          rp.job.outpaint_top = t;
-          rp.job.outpaint_right = r;
-          rp.job.outpaint_bottom = b;
-        }
-      else
-        {
-          ldm_work_size (rw, rh, native, 64, &ww, &wh);
-          init_w = ldm_pixels_resample (rgb, ww, wh);
-          init_img = init_w ? ldm_image_from_pixels (init_w) : NULL;
-          if (use_selection)
-            {
-              mask = read_selection (image, rx, ry, rw, rh);
-              mask_w = mask ? ldm_pixels_resample (mask, ww, wh) : NULL;
-              mask_img = mask_w ? ldm_image_from_pixels (mask_w) : NULL;
-              if (! mask_img)
-                goto nomem;
-              rp.job.mask = mask_img;
-            }
-        }
-      if (! init_img)
-        goto nomem;
-      rp.job.init = init_img;
-    }
-  spec->work_w = ww;
-  spec->work_h = wh;
-
-  /* ---- engine ---------------------------------------------------------- */
-  gimp_progress_init (_("Generating"));
-  if (ui && ui->status)
-    ui->status (ui->user, _("Loading the model"), 0.0);
-  result = ldm_run_job (&rp, &seconds, error);
-  gimp_progress_end ();
-  if (! result)
-    goto done;
-  speed_remember (seconds, task == LDM_TASK_UPSCALE ? 1 : spec->steps, ww, wh);
-
-  /* ---- pixels out ------------------------------------------------------ */
-  switch (spec->proc)
-    {
-    case LDM_PROC_UPSCALE:
-      lw = rw * 4;
-      lh = rh * 4;
-      lx = spec->new_image ? 0 : rx;
-      ly = spec->new_image ? 0 : ry;
-      break;
-    case LDM_PROC_OUTPAINT:
-      lw = rw + spec->left + spec->right;
-      lh = rh + spec->top + spec->bottom;
-      lx = rx;          /* after the canvas moved by (left, top) */
-      ly = ry;
-      break;
-    default:
-      lx = rx;
-      ly = ry;
-      lw = rw;
-      lh = rh;
-      break;
-    }
-  out = ldm_pixels_resample (result, lw, lh);
+  out = resize (result, lw, lh, error);
   if (! out)
-    goto nomem;
+    return NULL;
 
-  spec->rect_x = rx;
-  spec->rect_y = ry;
-  spec->rect_w = rw;
-  spec->rect_h = rh;
-  spec->src_tattoo = drawable ? (gint) gimp_item_get_tattoo (GIMP_ITEM (drawable)) : 0;
-
-  if (spec->proc == LDM_PROC_UPSCALE && spec->new_image)
+  if (plan->task == LDM_TASK_UPSCALE && spec->new_image)
     {
-      GimpImage *img2;
+      GimpImage *img2 = gimp_image_new_with_precision (lw, lh,
+                          gimp_image_get_base_type (image) == GIMP_GRAY
+                            ? GIMP_GRAY : GIMP_RGB,
+                          gimp_image_get_precision (image));
 
-      img2 = gimp_image_new_with_precision (lw, lh,
-                                            gimp_image_get_base_type (image) == GIMP_GRAY
-                                              ? GIMP_GRAY : GIMP_RGB,
-                                            gimp_image_get_precision (image));
       gimp_image_undo_disable (img2);
       layer = insert_layer_above (img2, NULL, spec, 0, 0, lw, lh);
       write_rgb (GIMP_DRAWABLE (layer), out);
@@ -720,37 +797,224 @@ ldm_execute (LdmSpec        *spec,
   else
     {
       gimp_image_undo_group_start (image);
-      if (spec->proc == LDM_PROC_OUTPAINT)
+      if (plan->task == LDM_TASK_OUTPAINT)
         gimp_image_resize (image,
                            gimp_image_get_width (image) + spec->left + spec->right,
                            gimp_image_get_height (image) + spec->top + spec->bottom,
                            spec->left, spec->top);
+      /* outpaint: (rx, ry) is where the canvas moved the layer's corner */
       layer = insert_layer_above (image, drawable, spec, lx, ly, lw, lh);
       write_rgb (GIMP_DRAWABLE (layer), out);
-      if (use_selection)
+      if (plan->use_selection)
         gimp_layer_add_mask (layer,
                              gimp_layer_create_mask (layer,
                                                      GIMP_ADD_MASK_SELECTION));
-      else if (spec->proc == LDM_PROC_OUTPAINT)
-        outpaint_mask (layer, spec->left, spec->top, rw, rh);
+      else if (plan->task == LDM_TASK_OUTPAINT)
+        outpaint_mask (layer, spec->left, spec->top, plan->rw, plan->rh);
       attach_recipe (layer, spec);
       gimp_image_undo_group_end (image);
     }
+  ldm_image_free (out);
   gimp_displays_flush ();
-  goto done;
+  return layer;
+}
 
-nomem:
-  fail (error, _("Not enough memory for this image size."));
+/* ---- the run ----------------------------------------------------------------- */
+
+typedef struct
+{
+  const GimpLdmRunUi *ui;
+  gint                last_step;
+} RunProgress;
+
+static gchar *
+format_duration (gdouble s)
+{
+  if (s < 60.0)
+    return g_strdup_printf (_("%.0f s"), ceil (s));
+  return g_strdup_printf (_("%d min %02d s"), (gint) s / 60, (gint) s % 60);
+}
+
+gchar *
+gimp_ldm_progress_text (const GimpLdmProgress *p)
+{
+  gchar *text, *eta;
+
+  if (p->total <= 0)
+    return g_strdup (_("Loading the model"));
+  if (p->step <= 0 || p->step >= p->total)
+    return g_strdup_printf (_("Step %d of %d"), p->step, p->total);
+  eta = format_duration (p->elapsed_s / p->step * (p->total - p->step));
+  /* TRANSLATORS: progress text: step, total steps, remaining time */
+  text = g_strdup_printf (_("Step %d of %d, about %s left"),
+                          p->step, p->total, eta);
+  g_free (eta);
+  return text;
+}
+
+/* GIMP's progress (status bar, or the caller's), then the dialog's. */
+static void
+on_run_progress (gpointer               user,
+                 const GimpLdmProgress *p)
+{
+  RunProgress *rp = user;
+
+  if (p->step != rp->last_step && p->total > 0)
+    {
+      gchar *text = gimp_ldm_progress_text (p);
+
+      rp->last_step = p->step;
+      gimp_progress_set_text (text);
+      gimp_progress_update ((gdouble) p->step / p->total);
+      g_free (text);
+    }
+  if (rp->ui && rp->ui->progress)
+    rp->ui->progress (rp->ui->progress_user, p);
+}
+
+/* Resolves spec->model_path (the procedure's demo model when unset). */
+static gboolean
+resolve_model (GimpLdmSpec  *spec,
+               const gchar  *model_folders,
+               GError      **error)
+{
+  if (spec->model_path && *spec->model_path)
+    {
+      if (! g_file_test (spec->model_path, G_FILE_TEST_EXISTS))
+        return fail (error, _("Model file “%s” does not exist."),
+                     spec->model_path);
+      return TRUE;
+    }
+  g_free (spec->model_path);
+  spec->model_path = gimp_ldm_models_find (model_folders,
+                                           gimp_ldm_proc_default_model (spec->proc));
+  if (! spec->model_path)
+    {
+      gchar **dirs = gimp_ldm_models_search_path (model_folders);
+      gchar  *list = g_strjoinv (G_SEARCHPATH_SEPARATOR_S, dirs);
+
+      fail (error, _("No model chosen, and the default model “%s” is not in "
+                     "the model folders (%s)."),
+            gimp_ldm_proc_default_model (spec->proc), list);
+      g_free (list);
+      g_strfreev (dirs);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+plan_run (GimpLdmSpec  *spec,
+          GimpImage    *image,
+          GimpDrawable *drawable,
+          const gchar  *model_folders,
+          GimpLdmPlan  *plan,
+          GError      **error)
+{
+  ldm_model_info info;
+  ldm_precision  precision;
+
+  if (! gimp_ldm_check_inputs (spec, image, drawable, error))
+    return FALSE;
+  if (! ldm_precision_parse (spec->precision, &precision))
+    return fail (error, _("Unknown arithmetic “%s” (f32 or bf16)."),
+                 spec->precision);
+  if (! resolve_model (spec, model_folders, error) ||
+      ! gimp_ldm_engine_describe (spec->model_path, &info, error) ||
+      ! gimp_ldm_plan_make (spec, image, drawable, &info, plan, error))
+    return FALSE;
+
+  /* the recipe keeps what ran, so Regenerate repeats it */
+  spec->steps = plan->steps;
+  spec->cfg_scale = plan->cfg_scale;
+  if (plan->sampler != spec->sampler)
+    {
+      gchar *s = g_strdup (plan->sampler);
+
+      g_free (spec->sampler);
+      spec->sampler = s;
+      plan->sampler = spec->sampler;
+    }
+  spec->work_w = plan->ww;
+  spec->work_h = plan->wh;
+  spec->rect_x = plan->rx;
+  spec->rect_y = plan->ry;
+  spec->rect_w = plan->rw;
+  spec->rect_h = plan->rh;
+  spec->src_tattoo = drawable ? (gint) gimp_item_get_tattoo (GIMP_ITEM (drawable)) : 0;
+  spec->estimate_s = MAX (gimp_ldm_estimate (plan, spec), 0.0);
+  g_free (spec->model_hash);
+  spec->model_hash = gimp_ldm_models_quick_hash (spec->model_path);
+  if (spec->random_seed)
+    spec->seed = g_random_int ();
+  return TRUE;
+}
+
+GimpLayer *
+gimp_ldm_execute (GimpLdmSpec        *spec,
+                  GimpImage          *image,
+                  GimpDrawable       *drawable,
+                  const gchar        *model_folders,
+                  const GimpLdmRunUi *ui,
+                  GError            **error)
+{
+  GimpLdmPlan      plan;
+  GimpLdmEngineJob job = { 0 };
+  ldm_image       *init = NULL, *mask = NULL, *result = NULL;
+  GimpLayer       *layer = NULL;
+  RunProgress      rp = { ui, -1 };
+
+  if (! plan_run (spec, image, drawable, model_folders, &plan, error) ||
+      ! pixels_in (&plan, image, drawable, &init, &mask, error))
+    goto done;
+
+  ldm_model_params_init (&job.model);
+  job.model.path = spec->model_path;
+  job.model.threads = spec->threads;
+  ldm_precision_parse (spec->precision, &job.model.precision);
+  ldm_job_params_init (&job.job, plan.task);
+  job.job.prompt = spec->prompt;
+  job.job.negative_prompt = spec->negative_prompt;
+  job.job.steps = plan.steps;
+  job.job.cfg_scale = (float) plan.cfg_scale;
+  job.job.sampler = plan.sampler;
+  job.job.seed = spec->seed;
+  job.job.rng = LDM_RNG_CPU;
+  job.job.strength = (float) spec->strength;
+  job.job.noise_level = spec->noise_level;
+  job.job.init = init;
+  job.job.mask = mask;
+  job.job.output_type = LDM_PIXEL_F32;
+  job.job.no_composite = TRUE;    /* the layer mask composites, once */
+  if (plan.task == LDM_TASK_TXT2IMG)
+    {
+      job.job.width = plan.ww;
+      job.job.height = plan.wh;
+    }
+  else if (plan.task == LDM_TASK_OUTPAINT)
+    {
+      job.job.outpaint_left = plan.l;
+      job.job.outpaint_top = plan.t;
+      job.job.outpaint_right = plan.r;
+      job.job.outpaint_bottom = plan.b;
+    }
+  job.job.want_preview = ui && ui->progress;
+  job.progress = on_run_progress;
+  job.progress_user = &rp;
+  job.control = ui ? ui->control : NULL;
+
+  gimp_progress_init (_("Generating"));
+  result = gimp_ldm_engine_run (&job, error);
+  gimp_progress_end ();
+  if (! result)
+    goto done;
+  spec->seconds = job.seconds;
+  speed_remember (&plan, &job);
+  layer = pixels_out (&plan, spec, image, drawable, result, ui, error);
 
 done:
-  ldm_pixels_free (src);
-  ldm_pixels_free (rgb);
-  ldm_pixels_free (mask);
-  ldm_pixels_free (init_w);
-  ldm_pixels_free (mask_w);
-  ldm_pixels_free (result);
-  ldm_pixels_free (out);
-  ldm_image_free (init_img);
-  ldm_image_free (mask_img);
+  ldm_image_free (init);
+  ldm_image_free (mask);
+  ldm_image_free (result);
   return layer;
 }

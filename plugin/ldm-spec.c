@@ -1,4 +1,4 @@
-/* ldm-spec.c: procedure names, reading a procedure config into an LdmSpec,
+/* ldm-spec.c: procedure names, reading a procedure config into an GimpLdmSpec,
  * and the recipe text stored on every generated layer (so a layer can be
  * inspected and regenerated with plug-in-ldm-regenerate).
  */
@@ -6,11 +6,13 @@
 
 #include <string.h>
 #include <stdlib.h>
+#include <math.h>
+#include <stdio.h>
 
 #include "ldm-intl.h"
 #include "ldm-spec.h"
 
-static const gchar *proc_names[LDM_PROC_COUNT] =
+static const gchar *proc_names[GIMP_LDM_PROC_COUNT] =
 {
   "plug-in-ldm-inpaint",
   "plug-in-ldm-generate",
@@ -21,31 +23,31 @@ static const gchar *proc_names[LDM_PROC_COUNT] =
 };
 
 const gchar *
-ldm_proc_name (LdmProc proc)
+gimp_ldm_proc_name (GimpLdmProc proc)
 {
-  return proc < LDM_PROC_COUNT ? proc_names[proc] : "";
+  return proc < GIMP_LDM_PROC_COUNT ? proc_names[proc] : "";
 }
 
-LdmProc
-ldm_proc_from_name (const gchar *name)
+GimpLdmProc
+gimp_ldm_proc_from_name (const gchar *name)
 {
   gint i;
 
-  for (i = 0; i < LDM_PROC_COUNT; i++)
+  for (i = 0; i < GIMP_LDM_PROC_COUNT; i++)
     if (name && strcmp (name, proc_names[i]) == 0)
-      return (LdmProc) i;
-  return LDM_PROC_COUNT;
+      return (GimpLdmProc) i;
+  return GIMP_LDM_PROC_COUNT;
 }
 
 const gchar *
-ldm_proc_default_model (LdmProc proc)
+gimp_ldm_proc_default_model (GimpLdmProc proc)
 {
   switch (proc)
     {
-    case LDM_PROC_INPAINT:
-    case LDM_PROC_OUTPAINT:
+    case GIMP_LDM_PROC_INPAINT:
+    case GIMP_LDM_PROC_OUTPAINT:
       return "ldm-demo-inpaint.safetensors";
-    case LDM_PROC_UPSCALE:
+    case GIMP_LDM_PROC_UPSCALE:
       return "ldm-demo-x4.safetensors";
     default:
       return "ldm-demo.safetensors";
@@ -53,17 +55,17 @@ ldm_proc_default_model (LdmProc proc)
 }
 
 void
-ldm_spec_init (LdmSpec *spec,
-               LdmProc  proc)
+gimp_ldm_spec_init (GimpLdmSpec *spec,
+               GimpLdmProc  proc)
 {
   memset (spec, 0, sizeof (*spec));
   spec->proc        = proc;
   spec->prompt      = g_strdup ("");
   spec->negative_prompt = g_strdup ("");
-  spec->steps       = 20;
-  spec->cfg_scale   = 7.0;
-  spec->strength    = proc == LDM_PROC_REFINE ? 0.5 : 1.0;
-  spec->sampler     = g_strdup ("euler_a");
+  spec->steps       = 0;
+  spec->cfg_scale   = 0.0;
+  spec->strength    = proc == GIMP_LDM_PROC_REFINE ? 0.5 : 1.0;
+  spec->sampler     = g_strdup (GIMP_LDM_SAMPLER_DEFAULT);
   spec->precision   = g_strdup ("f32");
   spec->margin      = 32;
   spec->noise_level = 20;
@@ -71,7 +73,7 @@ ldm_spec_init (LdmSpec *spec,
 }
 
 void
-ldm_spec_clear (LdmSpec *spec)
+gimp_ldm_spec_clear (GimpLdmSpec *spec)
 {
   g_clear_pointer (&spec->prompt, g_free);
   g_clear_pointer (&spec->negative_prompt, g_free);
@@ -93,6 +95,18 @@ get_int (GObject *obj, const gchar *name, gint *dst)
 {
   if (has_prop (obj, name))
     g_object_get (obj, name, dst, NULL);
+}
+
+static void
+get_uint (GObject *obj, const gchar *name, guint32 *dst)
+{
+  guint v;
+
+  if (has_prop (obj, name))
+    {
+      g_object_get (obj, name, &v, NULL);
+      *dst = v;
+    }
 }
 
 static void
@@ -122,7 +136,7 @@ get_string (GObject *obj, const gchar *name, gchar **dst)
 }
 
 void
-ldm_spec_from_config (LdmSpec             *spec,
+gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
                       GimpProcedureConfig *config)
 {
   GObject *obj = G_OBJECT (config);
@@ -131,7 +145,7 @@ ldm_spec_from_config (LdmSpec             *spec,
   get_string (obj, "negative-prompt", &spec->negative_prompt);
   get_int (obj, "steps", &spec->steps);
   get_double (obj, "cfg-scale", &spec->cfg_scale);
-  get_int (obj, "seed", &spec->seed);
+  get_uint (obj, "seed", &spec->seed);
   get_bool (obj, "random-seed", &spec->random_seed);
   get_double (obj, "strength", &spec->strength);
   get_string (obj, "sampler", &spec->sampler);
@@ -206,7 +220,7 @@ unescape (const gchar *s)
 }
 
 gchar *
-ldm_spec_to_recipe (const LdmSpec *spec)
+gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
 {
   GString *out = g_string_new ("gimp-ldm-recipe=1\n");
   gchar    buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -217,7 +231,7 @@ ldm_spec_to_recipe (const LdmSpec *spec)
                           append_kv (out, k, tmp); g_free (tmp); } while (0)
 #define KV_DBL(k, v) append_kv (out, k, g_ascii_dtostr (buf, sizeof (buf), (v)))
 
-  append_kv (out, "procedure", ldm_proc_name (spec->proc));
+  append_kv (out, "procedure", gimp_ldm_proc_name (spec->proc));
   append_kv (out, "model", base);
   append_kv (out, "model-path", spec->model_path);
   append_kv (out, "model-hash", spec->model_hash);
@@ -226,7 +240,9 @@ ldm_spec_to_recipe (const LdmSpec *spec)
   append_kv (out, "sampler", spec->sampler);
   KV_INT ("steps", spec->steps);
   KV_DBL ("cfg-scale", spec->cfg_scale);
-  KV_INT ("seed", spec->seed);
+  tmp = g_strdup_printf ("%u", (guint) spec->seed);
+  append_kv (out, "seed", tmp);
+  g_free (tmp);
   append_kv (out, "rng", "cpu");
   KV_DBL ("strength", spec->strength);
   KV_INT ("threads", spec->threads);
@@ -249,6 +265,10 @@ ldm_spec_to_recipe (const LdmSpec *spec)
   tmp = g_strdup_printf ("%dx%d", spec->work_w, spec->work_h);
   append_kv (out, "size", tmp);
   g_free (tmp);
+  if (spec->estimate_s > 0.0)
+    KV_DBL ("estimate-seconds", spec->estimate_s);
+  if (spec->seconds > 0.0)
+    KV_DBL ("seconds", spec->seconds);
 
 #undef KV_INT
 #undef KV_DBL
@@ -256,14 +276,48 @@ ldm_spec_to_recipe (const LdmSpec *spec)
   return g_string_free (out, FALSE);
 }
 
+/* Checked conversions: a value that is not a whole number in range (or a
+ * finite number) is remembered in *bad (the first one) for the message. */
+static void
+parse_int (const gchar *key,
+           const gchar *val,
+           gint64       min,
+           gint64       max,
+           gint        *dst,
+           gchar      **bad)
+{
+  gint64 v;
+
+  if (g_ascii_string_to_signed (val, 10, min, max, &v, NULL))
+    *dst = (gint) v;
+  else if (! *bad)
+    *bad = g_strdup_printf ("%s=%s", key, val);
+}
+
+static void
+parse_double (const gchar *key,
+              const gchar *val,
+              gdouble     *dst,
+              gchar      **bad)
+{
+  gchar  *end = NULL;
+  gdouble v = g_ascii_strtod (val, &end);
+
+  if (end && end != val && ! *end && isfinite (v))
+    *dst = v;
+  else if (! *bad)
+    *bad = g_strdup_printf ("%s=%s", key, val);
+}
+
 gboolean
-ldm_spec_from_recipe (LdmSpec      *spec,
+gimp_ldm_spec_from_recipe (GimpLdmSpec      *spec,
                       const gchar  *text,
                       GError      **error)
 {
   gchar  **lines;
   gint     i;
   gboolean versioned = FALSE;
+  gchar   *bad = NULL;
 
   lines = g_strsplit (text ? text : "", "\n", -1);
   for (i = 0; lines[i]; i++)
@@ -278,9 +332,9 @@ ldm_spec_from_recipe (LdmSpec      *spec,
       val = unescape (eq + 1);
 
       if (! strcmp (key, "gimp-ldm-recipe"))
-        versioned = atoi (val) == 1;
+        versioned = ! strcmp (val, "1");
       else if (! strcmp (key, "procedure"))
-        spec->proc = ldm_proc_from_name (val);
+        spec->proc = gimp_ldm_proc_from_name (val);
       else if (! strcmp (key, "model-path"))
         { g_free (spec->model_path); spec->model_path = *val ? g_strdup (val) : NULL; }
       else if (! strcmp (key, "model-hash"))
@@ -292,39 +346,46 @@ ldm_spec_from_recipe (LdmSpec      *spec,
       else if (! strcmp (key, "sampler"))
         { g_free (spec->sampler); spec->sampler = g_strdup (val); }
       else if (! strcmp (key, "steps"))
-        spec->steps = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->steps, &bad);
       else if (! strcmp (key, "cfg-scale"))
-        spec->cfg_scale = g_ascii_strtod (val, NULL);
+        parse_double (key, val, &spec->cfg_scale, &bad);
       else if (! strcmp (key, "seed"))
-        spec->seed = atoi (val);
+        {
+          guint64 v;
+
+          if (! g_ascii_string_to_unsigned (val, 10, 0, G_MAXUINT32, &v, NULL))
+            bad = bad ? bad : g_strdup_printf ("seed=%s", val);
+          else
+            spec->seed = (guint32) v;
+        }
       else if (! strcmp (key, "strength"))
-        spec->strength = g_ascii_strtod (val, NULL);
+        parse_double (key, val, &spec->strength, &bad);
       else if (! strcmp (key, "threads"))
-        spec->threads = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->threads, &bad);
       else if (! strcmp (key, "precision"))
         { g_free (spec->precision); spec->precision = g_strdup (val); }
       else if (! strcmp (key, "work-size"))
-        spec->work_size = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->work_size, &bad);
       else if (! strcmp (key, "width"))
-        spec->width = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->width, &bad);
       else if (! strcmp (key, "height"))
-        spec->height = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->height, &bad);
       else if (! strcmp (key, "margin"))
-        spec->margin = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->margin, &bad);
       else if (! strcmp (key, "left"))
-        spec->left = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->left, &bad);
       else if (! strcmp (key, "top"))
-        spec->top = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->top, &bad);
       else if (! strcmp (key, "right"))
-        spec->right = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->right, &bad);
       else if (! strcmp (key, "bottom"))
-        spec->bottom = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->bottom, &bad);
       else if (! strcmp (key, "noise-level"))
-        spec->noise_level = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->noise_level, &bad);
       else if (! strcmp (key, "new-image"))
-        spec->new_image = atoi (val) != 0;
+        { gint b = 0; parse_int (key, val, 0, 1, &b, &bad); spec->new_image = b != 0; }
       else if (! strcmp (key, "source-tattoo"))
-        spec->src_tattoo = atoi (val);
+        parse_int (key, val, G_MININT, G_MAXINT, &spec->src_tattoo, &bad);
       else if (! strcmp (key, "rect"))
         sscanf (val, "%d,%d,%d,%d", &spec->rect_x, &spec->rect_y,
                 &spec->rect_w, &spec->rect_h);
@@ -334,7 +395,15 @@ ldm_spec_from_recipe (LdmSpec      *spec,
     }
   g_strfreev (lines);
 
-  if (! versioned || spec->proc >= LDM_PROC_REGENERATE)
+  if (bad)
+    {
+      g_set_error (error, GIMP_PLUG_IN_ERROR, 0,
+                   _("The layer's generation recipe has an invalid value: %s"),
+                   bad);
+      g_free (bad);
+      return FALSE;
+    }
+  if (! versioned || spec->proc >= GIMP_LDM_PROC_REGENERATE)
     {
       g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
                            _("The layer's generation recipe is not readable."));

@@ -2,35 +2,38 @@
  * arguments or a layer's recipe parasite say), independent of where it came
  * from, plus its text form stored as the "gimp-ldm-recipe" layer parasite.
  */
-#ifndef LDM_SPEC_H
-#define LDM_SPEC_H
+#ifndef GIMP_LDM_SPEC_H
+#define GIMP_LDM_SPEC_H
 
 #include <libgimp/gimp.h>
 
-#define LDM_RECIPE_PARASITE "gimp-ldm-recipe"
+#define GIMP_LDM_RECIPE_PARASITE "gimp-ldm-recipe"
 
 typedef enum
 {
-  LDM_PROC_INPAINT,
-  LDM_PROC_GENERATE,
-  LDM_PROC_REFINE,
-  LDM_PROC_UPSCALE,
-  LDM_PROC_OUTPAINT,
-  LDM_PROC_REGENERATE,
-  LDM_PROC_COUNT
-} LdmProc;
+  GIMP_LDM_PROC_INPAINT,
+  GIMP_LDM_PROC_GENERATE,
+  GIMP_LDM_PROC_REFINE,
+  GIMP_LDM_PROC_UPSCALE,
+  GIMP_LDM_PROC_OUTPAINT,
+  GIMP_LDM_PROC_REGENERATE,
+  GIMP_LDM_PROC_COUNT
+} GimpLdmProc;
+
+/* The sampler argument's value that means "what the model recommends". */
+#define GIMP_LDM_SAMPLER_DEFAULT "default"
 
 typedef struct
 {
-  LdmProc  proc;
+  GimpLdmProc proc;
   gchar   *prompt;
   gchar   *negative_prompt;
-  gint     steps;
-  gdouble  cfg_scale;
-  gint     seed;            /* the seed actually used */
+  gint     steps;           /* 0 = the model's recommendation */
+  gdouble  cfg_scale;       /* 0 = the model's recommendation */
+  guint32  seed;            /* the seed actually used, 0 .. 2^32-1 */
   gboolean random_seed;     /* pick a new seed before running */
   gdouble  strength;
-  gchar   *sampler;
+  gchar   *sampler;         /* engine name, or GIMP_LDM_SAMPLER_DEFAULT */
   gchar   *model_path;      /* resolved path; NULL = the procedure's default */
   gchar   *model_hash;      /* filled when the run starts */
   gint     threads;         /* 0 = engine default */
@@ -45,19 +48,22 @@ typedef struct
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */
   gint     work_w, work_h;  /* size the engine ran at */
-} LdmSpec;
+  gdouble  estimate_s;      /* the time estimated before the run (0: none) */
+  gdouble  seconds;         /* the time the run took */
+} GimpLdmSpec;
 
-const gchar *ldm_proc_name        (LdmProc proc);
-LdmProc      ldm_proc_from_name   (const gchar *name);
+const gchar *gimp_ldm_proc_name          (GimpLdmProc proc);
+GimpLdmProc  gimp_ldm_proc_from_name     (const gchar *name);
 /* Default demo model file name of a procedure (looked up in the model path). */
-const gchar *ldm_proc_default_model (LdmProc proc);
+const gchar *gimp_ldm_proc_default_model (GimpLdmProc proc);
 
-void     ldm_spec_init        (LdmSpec *spec, LdmProc proc);
-void     ldm_spec_clear       (LdmSpec *spec);
+void     gimp_ldm_spec_init        (GimpLdmSpec *spec, GimpLdmProc proc);
+void     gimp_ldm_spec_clear       (GimpLdmSpec *spec);
 /* Reads every argument the procedure has from its config. */
-void     ldm_spec_from_config (LdmSpec *spec, GimpProcedureConfig *config);
+void     gimp_ldm_spec_from_config (GimpLdmSpec *spec, GimpProcedureConfig *config);
 /* Recipe text ("key=value" lines, values escaped) and back. */
-gchar   *ldm_spec_to_recipe   (const LdmSpec *spec);
-gboolean ldm_spec_from_recipe (LdmSpec *spec, const gchar *text, GError **error);
+gchar   *gimp_ldm_spec_to_recipe   (const GimpLdmSpec *spec);
+gboolean gimp_ldm_spec_from_recipe (GimpLdmSpec *spec, const gchar *text,
+                                    GError **error);
 
-#endif /* LDM_SPEC_H */
+#endif /* GIMP_LDM_SPEC_H */

@@ -1,7 +1,10 @@
 /* ldm-dialog.c: GimpProcedureDialog for the gimp-ldm procedures. The
- * generated widgets come from the procedure's arguments; this file adds the
- * labelled multi-line prompt boxes, the model list, model info, estimate,
- * live preview and progress line, and keeps the dialog open while running.
+ * generated widgets come from the procedure's arguments: the everyday ones
+ * (prompts, strength, seed, model) first, the rest in an "Advanced"
+ * expander that remembers its state. This file adds the multi-line prompt
+ * boxes, the model list, the model's recommended settings, the estimate,
+ * the live preview and the progress line, and keeps the dialog open while
+ * (and after) a run.
  */
 #include "config.h"
 
@@ -10,12 +13,13 @@
 #include "ldm-intl.h"
 #include "ldm-dialog.h"
 
-#define PREVIEW_SIZE 192
+#define PREVIEW_SIZE 160
 
 typedef struct
 {
   GimpProcedureConfig *config;
-  LdmDialogHooks       hooks;
+  GimpLdmDialogHooks   hooks;
+  GtkWidget           *dialog;
   GtkWidget           *model_combo;
   GtkWidget           *model_button;   /* GtkFileChooserButton */
   GtkWidget           *info;
@@ -23,11 +27,13 @@ typedef struct
   GtkWidget           *estimate;
   GtkWidget           *preview;
   GtkWidget           *progress;
-  GtkWidget           *extra;         /* our box under the generated widgets */
-  GList               *models;        /* paths shown in model_combo */
-  gint                 native;
+  GtkWidget           *extra;          /* our box under the generated widgets */
+  GList               *models;         /* GimpLdmModelEntry shown in model_combo */
+  GimpLdmModelFacts    facts;
+  GHashTable          *touched;        /* properties the user changed */
+  gboolean             model_chosen;   /* the user picked a model here */
   gboolean             running;
-  gboolean             syncing;
+  gint                 syncing;
   void               (*on_cancel) (gpointer);
   gpointer             cancel_data;
 } DialogState;
@@ -39,9 +45,19 @@ get_state (GtkWidget *dialog)
 }
 
 static void
+entry_free (GimpLdmModelEntry *e)
+{
+  g_free (e->path);
+  g_free (e->label);
+  g_free (e);
+}
+
+static void
 state_free (DialogState *st)
 {
-  g_list_free_full (st->models, g_free);
+  g_list_free_full (st->models, (GDestroyNotify) entry_free);
+  g_free (st->facts.text);
+  g_hash_table_destroy (st->touched);
   g_free (st);
 }
 
@@ -59,57 +75,129 @@ update_estimate (DialogState *st)
 
   if (! st->estimate || ! st->hooks.estimate)
     return;
-  text = st->hooks.estimate (st->config, st->native, st->hooks.user);
+  text = st->hooks.estimate (st->config, st->hooks.user);
   gtk_label_set_text (GTK_LABEL (st->estimate), text ? text : "");
   g_free (text);
 }
 
-static void
-update_model_info (DialogState *st)
+static gchar *
+config_model_path (DialogState *st)
 {
   GFile *file = NULL;
   gchar *path = NULL;
-  gchar *text = NULL;
-  GList *l;
-  gint   i;
 
-  if (! has_prop (st->config, "model"))
-    return;
   g_object_get (st->config, "model", &file, NULL);
   if (file)
     {
       path = g_file_get_path (file);
       g_object_unref (file);
     }
+  return path;
+}
 
-  st->native = 0;
+/* The model's recommended steps, CFG and sampler into the config, where the
+ * value is unset (0, "default") or the user chose another model here and
+ * has not changed that value themselves. */
+static void
+apply_recommendations (DialogState *st)
+{
+  GimpLdmModelFacts *f = &st->facts;
+  gint               steps = 0;
+  gdouble            cfg = 0.0;
+  gchar             *sampler = NULL;
+
+  st->syncing++;
+  if (has_prop (st->config, "steps"))
+    {
+      g_object_get (st->config, "steps", &steps, NULL);
+      if (f->rec_steps > 0 && (steps == 0 || (st->model_chosen &&
+          ! g_hash_table_contains (st->touched, "steps"))))
+        g_object_set (st->config, "steps", f->rec_steps, NULL);
+    }
+  if (has_prop (st->config, "cfg-scale"))
+    {
+      g_object_get (st->config, "cfg-scale", &cfg, NULL);
+      if (f->rec_cfg > 0.0 && (cfg == 0.0 || (st->model_chosen &&
+          ! g_hash_table_contains (st->touched, "cfg-scale"))))
+        g_object_set (st->config, "cfg-scale", f->rec_cfg, NULL);
+    }
+  if (has_prop (st->config, "sampler"))
+    {
+      GParamSpec *pspec = g_object_class_find_property (G_OBJECT_GET_CLASS (st->config),
+                                                        "sampler");
+      GimpChoice *choice = gimp_param_spec_choice_get_choice (pspec);
+      GList      *nicks = gimp_choice_list_nicks (choice), *l;
+      gboolean    current_ok = FALSE;
+
+      g_object_get (st->config, "sampler", &sampler, NULL);
+      /* only the samplers that fit the model can be picked */
+      for (l = nicks; l; l = l->next)
+        {
+          gboolean ok = TRUE;
+          gint     i;
+
+          if (f->samplers && strcmp (l->data, "default"))
+            {
+              ok = FALSE;
+              for (i = 0; f->samplers[i]; i++)
+                if (! strcmp (f->samplers[i], l->data))
+                  ok = TRUE;
+            }
+          gimp_choice_set_sensitive (choice, l->data, ok);
+          if (ok && sampler && ! strcmp (sampler, l->data))
+            current_ok = TRUE;
+        }
+      if (f->rec_sampler && (! current_ok || ! g_strcmp0 (sampler, "default") ||
+          (st->model_chosen && ! g_hash_table_contains (st->touched, "sampler"))))
+        g_object_set (st->config, "sampler", f->rec_sampler, NULL);
+      g_free (sampler);
+    }
+  st->syncing--;
+}
+
+static void
+update_model_info (DialogState *st)
+{
+  gchar *path;
+  GList *l;
+  gint   i;
+
+  if (! has_prop (st->config, "model"))
+    return;
+  path = config_model_path (st);
+
+  g_free (st->facts.text);
+  memset (&st->facts, 0, sizeof (st->facts));
   if (st->hooks.describe_model)
-    text = st->hooks.describe_model (path, &st->native, st->hooks.user);
+    st->hooks.describe_model (path, &st->facts, st->hooks.user);
+  else
+    st->facts.usable = TRUE;
   if (st->model_info)
-    gtk_label_set_text (GTK_LABEL (st->model_info), text ? text : "");
-  g_free (text);
+    gtk_label_set_text (GTK_LABEL (st->model_info),
+                        st->facts.text ? st->facts.text : "");
+  /* OK only for a model this procedure can use */
+  gtk_dialog_set_response_sensitive (GTK_DIALOG (st->dialog), GTK_RESPONSE_OK,
+                                     st->facts.usable && ! st->running);
 
+  st->syncing++;
   if (st->model_button)
     {
-      st->syncing = TRUE;
       if (path)
         gtk_file_chooser_set_filename (GTK_FILE_CHOOSER (st->model_button), path);
       else
         gtk_file_chooser_unselect_all (GTK_FILE_CHOOSER (st->model_button));
-      st->syncing = FALSE;
     }
-
-  /* reflect the file in the list of found models */
   if (st->model_combo)
     {
-      st->syncing = TRUE;
       gtk_combo_box_set_active (GTK_COMBO_BOX (st->model_combo), 0);
       for (l = st->models, i = 1; l; l = l->next, i++)
-        if (path && strcmp (path, l->data) == 0)
+        if (path && strcmp (path, ((GimpLdmModelEntry *) l->data)->path) == 0)
           gtk_combo_box_set_active (GTK_COMBO_BOX (st->model_combo), i);
-      st->syncing = FALSE;
     }
+  st->syncing--;
   g_free (path);
+  if (st->facts.usable)
+    apply_recommendations (st);
   update_estimate (st);
 }
 
@@ -121,9 +209,15 @@ on_config_notify (GObject    *config,
   DialogState *st = data;
 
   if (! strcmp (pspec->name, "model"))
-    update_model_info (st);
-  else
-    update_estimate (st);
+    {
+      if (! st->syncing)
+        st->model_chosen = TRUE;
+      update_model_info (st);
+      return;
+    }
+  if (! st->syncing)
+    g_hash_table_add (st->touched, g_strdup (pspec->name));
+  update_estimate (st);
 }
 
 static void
@@ -137,7 +231,8 @@ on_model_combo_changed (GtkComboBox *combo,
   if (st->syncing || i < 0)
     return;
   if (i > 0)
-    file = g_file_new_for_path (g_list_nth_data (st->models, i - 1));
+    file = g_file_new_for_path (((GimpLdmModelEntry *)
+                                 g_list_nth_data (st->models, i - 1))->path);
   g_object_set (st->config, "model", file, NULL);
   if (file)
     g_object_unref (file);
@@ -175,20 +270,49 @@ add_text_view (GimpProcedureDialog *dialog,
   gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (tv), GTK_WRAP_WORD_CHAR);
   gtk_text_view_set_left_margin (GTK_TEXT_VIEW (tv), 4);
   gtk_text_view_set_right_margin (GTK_TEXT_VIEW (tv), 4);
-  gtk_widget_set_size_request (tv, 380, 54);
+  gtk_widget_set_size_request (tv, 420, 48);
   gtk_label_set_mnemonic_widget (GTK_LABEL (lbl), tv);
   *ids = g_list_append (*ids, g_strdup (label_id));
   *ids = g_list_append (*ids, g_strdup (property));
 }
 
 static void
-add_if (GimpProcedureDialog *dialog,
-        GimpProcedureConfig *config,
+add_if (GimpProcedureConfig *config,
         GList              **ids,
         const gchar         *property)
 {
   if (has_prop (config, property))
     *ids = g_list_append (*ids, g_strdup (property));
+}
+
+/* Two or more arguments side by side in a box named id. */
+static gboolean
+add_row (GimpProcedureDialog *pd,
+         GimpProcedureConfig *config,
+         GList              **ids,
+         const gchar         *id,
+         const gchar         *first,
+         ...)
+{
+  GList       *props = NULL;
+  const gchar *p;
+  va_list      args;
+  GtkWidget   *box;
+
+  va_start (args, first);
+  for (p = first; p; p = va_arg (args, const gchar *))
+    if (has_prop (config, p))
+      props = g_list_append (props, g_strdup (p));
+  va_end (args);
+  if (! props)
+    return FALSE;
+  box = gimp_procedure_dialog_fill_box_from_list (pd, id, props);
+  gtk_orientable_set_orientation (GTK_ORIENTABLE (box),
+                                  GTK_ORIENTATION_HORIZONTAL);
+  gtk_box_set_spacing (GTK_BOX (box), 12);
+  g_list_free_full (props, g_free);
+  *ids = g_list_append (*ids, g_strdup (id));
+  return TRUE;
 }
 
 static void
@@ -201,171 +325,217 @@ on_destroy_disconnect (GtkWidget *dialog,
     g_signal_handlers_disconnect_by_data (st->config, st);
 }
 
+/* Beside the canvas rather than over it: the right edge of the monitor's
+ * work area (GIMP centres plug-in dialogs on the image window otherwise). */
+static void
+on_map_place (GtkWidget *dialog,
+              gpointer   data)
+{
+  GdkDisplay  *display = gtk_widget_get_display (dialog);
+  GdkWindow   *window = gtk_widget_get_window (dialog);
+  GdkMonitor  *monitor;
+  GdkRectangle area;
+  gint         w, h;
+
+  if (! window)
+    return;
+  monitor = gdk_display_get_monitor_at_window (display, window);
+  if (! monitor)
+    return;
+  gdk_monitor_get_workarea (monitor, &area);
+  gtk_window_get_size (GTK_WINDOW (dialog), &w, &h);
+  if (w < area.width)
+    gtk_window_move (GTK_WINDOW (dialog), area.x + area.width - w,
+                     area.y + MAX (0, (area.height - h) / 4));
+}
+
+static GtkWidget *
+label_left (const gchar *text)
+{
+  GtkWidget *label = gtk_label_new_with_mnemonic (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  return label;
+}
+
+/* The model row: the models found (with their family) and a file chooser
+ * that opens in the model folder; under it what the model is. */
+static void
+add_model_widgets (DialogState *st,
+                   GtkWidget   *grid)
+{
+  GtkFileFilter *filter;
+  GtkWidget     *label, *row;
+  gchar         *folder = NULL, *base;
+  GList         *l;
+
+  label = label_left (_("Mo_del:"));
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
+  row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  gtk_grid_attach (GTK_GRID (grid), row, 1, 0, 1, 1);
+
+  st->model_combo = gtk_combo_box_text_new ();
+  base = NULL;
+  if (st->hooks.list_models)
+    st->models = st->hooks.list_models (st->config, st->hooks.user);
+  gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
+                                  _("Default (the bundled demo model)"));
+  for (l = st->models; l; l = l->next)
+    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
+                                    ((GimpLdmModelEntry *) l->data)->label);
+  gtk_widget_set_hexpand (st->model_combo, TRUE);
+  gtk_box_pack_start (GTK_BOX (row), st->model_combo, TRUE, TRUE, 0);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), st->model_combo);
+  g_signal_connect (st->model_combo, "changed",
+                    G_CALLBACK (on_model_combo_changed), st);
+
+  /* the model argument accepts any path (a missing file is reported by the
+   * plug-in, with its name), so its chooser is made here */
+  st->model_button = gtk_file_chooser_button_new (_("Choose a model file"),
+                                                  GTK_FILE_CHOOSER_ACTION_OPEN);
+  gtk_widget_set_tooltip_text (st->model_button,
+                               _("A model file (.safetensors) from anywhere"));
+  gtk_file_chooser_button_set_width_chars (GTK_FILE_CHOOSER_BUTTON (st->model_button), 10);
+  filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, _("Safetensors models"));
+  gtk_file_filter_add_pattern (filter, "*.safetensors");
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
+  filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, _("All files"));
+  gtk_file_filter_add_pattern (filter, "*");
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
+  if (st->hooks.models_folder)
+    folder = st->hooks.models_folder (st->config, st->hooks.user);
+  if (folder)
+    gtk_file_chooser_set_current_folder (GTK_FILE_CHOOSER (st->model_button),
+                                         folder);
+  g_free (folder);
+  gtk_box_pack_start (GTK_BOX (row), st->model_button, FALSE, FALSE, 0);
+  g_signal_connect (st->model_button, "file-set",
+                    G_CALLBACK (on_model_file_set), st);
+
+  st->model_info = label_left ("");
+  gtk_label_set_line_wrap (GTK_LABEL (st->model_info), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (st->model_info), 50);
+  gtk_grid_attach (GTK_GRID (grid), st->model_info, 1, 1, 1, 1);
+}
+
 GtkWidget *
-ldm_dialog_new (GimpProcedure        *procedure,
-                GimpProcedureConfig  *config,
-                const gchar          *title,
-                const LdmDialogHooks *hooks)
+gimp_ldm_dialog_new (GimpProcedure            *procedure,
+                     GimpProcedureConfig      *config,
+                     const gchar              *title,
+                     const GimpLdmDialogHooks *hooks)
 {
   GtkWidget           *dialog;
   GimpProcedureDialog *pd;
   DialogState         *st = g_new0 (DialogState, 1);
-  GList               *ids = NULL;
+  GList               *ids = NULL, *adv = NULL;
   GtkWidget           *content, *grid, *label, *hbox, *vbox, *frame;
-  GList               *l;
+  GtkWidget           *expander = NULL;
 
   st->config = config;
+  st->touched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   if (hooks)
     st->hooks = *hooks;
 
   dialog = gimp_procedure_dialog_new (procedure, config, title);
+  st->dialog = dialog;
   pd = GIMP_PROCEDURE_DIALOG (dialog);
   g_object_set_data_full (G_OBJECT (dialog), "ldm-dialog-state", st,
                           (GDestroyNotify) state_free);
 
+  /* ---- everyday settings ---------------------------------------------- */
   if (has_prop (config, "prompt"))
     add_text_view (pd, &ids, "prompt", "prompt-label", _("_Prompt"));
   if (has_prop (config, "negative-prompt"))
     add_text_view (pd, &ids, "negative-prompt", "negative-label",
                    _("_Negative prompt"));
-
-  if (has_prop (config, "seed") && has_prop (config, "random-seed"))
-    {
-      GtkWidget *box = gimp_procedure_dialog_fill_box (pd, "seed-box", "seed",
-                                                       "random-seed", NULL);
-
-      gtk_orientable_set_orientation (GTK_ORIENTABLE (box),
-                                      GTK_ORIENTATION_HORIZONTAL);
-      gtk_box_set_spacing (GTK_BOX (box), 12);
-      gimp_procedure_dialog_set_sensitive (pd, "seed", TRUE, G_OBJECT (config),
-                                           "random-seed", TRUE);
-    }
-
-  add_if (pd, config, &ids, "strength");
-  add_if (pd, config, &ids, "margin");
-  add_if (pd, config, &ids, "width");
-  add_if (pd, config, &ids, "height");
-  add_if (pd, config, &ids, "left");
-  add_if (pd, config, &ids, "top");
-  add_if (pd, config, &ids, "right");
-  add_if (pd, config, &ids, "bottom");
-  add_if (pd, config, &ids, "noise-level");
-  add_if (pd, config, &ids, "new-image");
-  add_if (pd, config, &ids, "new-seed");
-  add_if (pd, config, &ids, "steps");
-  add_if (pd, config, &ids, "cfg-scale");
-  add_if (pd, config, &ids, "sampler");
-  if (has_prop (config, "seed") && has_prop (config, "random-seed"))
-    ids = g_list_append (ids, g_strdup ("seed-box"));
-  add_if (pd, config, &ids, "work-size");
-  add_if (pd, config, &ids, "threads");
-  add_if (pd, config, &ids, "precision");
-
+  add_if (config, &ids, "strength");
+  add_row (pd, config, &ids, "left-right-box", "left", "right", NULL);
+  add_row (pd, config, &ids, "top-bottom-box", "top", "bottom", NULL);
+  add_if (config, &ids, "new-image");
+  add_if (config, &ids, "new-seed");
+  if (add_row (pd, config, &ids, "seed-box", "seed", "random-seed", NULL))
+    gimp_procedure_dialog_set_sensitive (pd, "seed", TRUE, G_OBJECT (config),
+                                         "random-seed", TRUE);
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
 
+  /* ---- the rest, in an expander that remembers its state ----------------- */
+  add_if (config, &adv, "steps");
+  add_if (config, &adv, "cfg-scale");
+  add_if (config, &adv, "sampler");
+  add_row (pd, config, &adv, "size-box", "width", "height", NULL);
+  add_if (config, &adv, "margin");
+  add_if (config, &adv, "noise-level");
+  add_if (config, &adv, "work-size");
+  add_if (config, &adv, "threads");
+  add_if (config, &adv, "precision");
+  if (adv)
+    {
+      GtkWidget *box = gimp_procedure_dialog_fill_box_from_list (pd, "advanced-box",
+                                                                 adv);
+
+      expander = gtk_expander_new_with_mnemonic (_("_Advanced"));
+      gtk_container_add (GTK_CONTAINER (expander), box);
+      if (has_prop (config, "show-advanced"))
+        g_object_bind_property (config, "show-advanced", expander, "expanded",
+                                G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+      g_list_free_full (adv, g_free);
+    }
+
   /* ---- extra widgets under the generated ones --------------------------- */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
-  hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
-  gtk_box_pack_start (GTK_BOX (content), hbox, FALSE, FALSE, 0);
-  gtk_container_set_border_width (GTK_CONTAINER (hbox), 12);
+  vbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_box_pack_start (GTK_BOX (content), vbox, FALSE, FALSE, 0);
+  st->extra = vbox;
 
+  st->info = label_left ("");
+  gtk_label_set_line_wrap (GTK_LABEL (st->info), TRUE);
+  gtk_label_set_max_width_chars (GTK_LABEL (st->info), 60);
+  gtk_label_set_selectable (GTK_LABEL (st->info), TRUE);
+  gtk_box_pack_start (GTK_BOX (vbox), st->info, FALSE, FALSE, 0);
+
+  grid = gtk_grid_new ();
+  gtk_grid_set_row_spacing (GTK_GRID (grid), 4);
+  gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
+  gtk_box_pack_start (GTK_BOX (vbox), grid, FALSE, FALSE, 0);
+  if (has_prop (config, "model"))
+    add_model_widgets (st, grid);
+  if (expander)
+    gtk_box_pack_start (GTK_BOX (vbox), expander, FALSE, FALSE, 0);
+
+  hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  gtk_box_pack_start (GTK_BOX (vbox), hbox, FALSE, FALSE, 0);
   grid = gtk_grid_new ();
   gtk_grid_set_row_spacing (GTK_GRID (grid), 6);
   gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
+  gtk_widget_set_valign (grid, GTK_ALIGN_END);
   gtk_box_pack_start (GTK_BOX (hbox), grid, TRUE, TRUE, 0);
-
-  st->info = gtk_label_new ("");
-  gtk_label_set_xalign (GTK_LABEL (st->info), 0.0);
-  gtk_label_set_line_wrap (GTK_LABEL (st->info), TRUE);
-  gtk_label_set_max_width_chars (GTK_LABEL (st->info), 50);
-  gtk_label_set_selectable (GTK_LABEL (st->info), TRUE);
-  gtk_grid_attach (GTK_GRID (grid), st->info, 0, -2, 2, 1);
-
-  if (has_prop (config, "model"))
-    {
-      GtkFileFilter *filter;
-
-      /* the model argument accepts any path (a missing file is reported by
-       * the plug-in, with its name), so its chooser is made here */
-      label = gtk_label_new_with_mnemonic (_("Mo_del file:"));
-      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
-      gtk_grid_attach (GTK_GRID (grid), label, 0, -1, 1, 1);
-      st->model_button = gtk_file_chooser_button_new (_("Choose a model file"),
-                                                      GTK_FILE_CHOOSER_ACTION_OPEN);
-      filter = gtk_file_filter_new ();
-      gtk_file_filter_set_name (filter, _("Safetensors models"));
-      gtk_file_filter_add_pattern (filter, "*.safetensors");
-      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
-      filter = gtk_file_filter_new ();
-      gtk_file_filter_set_name (filter, _("All files"));
-      gtk_file_filter_add_pattern (filter, "*");
-      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (st->model_button), filter);
-      gtk_label_set_mnemonic_widget (GTK_LABEL (label), st->model_button);
-      gtk_grid_attach (GTK_GRID (grid), st->model_button, 1, -1, 1, 1);
-      g_signal_connect (st->model_button, "file-set",
-                        G_CALLBACK (on_model_file_set), st);
-
-      label = gtk_label_new (_("Models found:"));
-      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
-      gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
-
-      st->model_combo = gtk_combo_box_text_new ();
-      gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
-                                      _("(chosen file or default)"));
-      if (st->hooks.list_models)
-        st->models = st->hooks.list_models (config, st->hooks.user);
-      for (l = st->models; l; l = l->next)
-        {
-          gchar *base = g_path_get_basename (l->data);
-
-          gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
-                                          base);
-          g_free (base);
-        }
-      gtk_widget_set_hexpand (st->model_combo, TRUE);
-      gtk_grid_attach (GTK_GRID (grid), st->model_combo, 1, 0, 1, 1);
-      g_signal_connect (st->model_combo, "changed",
-                        G_CALLBACK (on_model_combo_changed), st);
-
-      label = gtk_label_new (_("Model:"));
-      gtk_label_set_xalign (GTK_LABEL (label), 0.0);
-      gtk_grid_attach (GTK_GRID (grid), label, 0, 1, 1, 1);
-      st->model_info = gtk_label_new ("");
-      gtk_label_set_xalign (GTK_LABEL (st->model_info), 0.0);
-      gtk_label_set_line_wrap (GTK_LABEL (st->model_info), TRUE);
-      gtk_label_set_max_width_chars (GTK_LABEL (st->model_info), 40);
-      gtk_grid_attach (GTK_GRID (grid), st->model_info, 1, 1, 1, 1);
-    }
-
-  label = gtk_label_new (_("Estimated time:"));
-  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
-  gtk_grid_attach (GTK_GRID (grid), label, 0, 2, 1, 1);
-  st->estimate = gtk_label_new ("");
-  gtk_label_set_xalign (GTK_LABEL (st->estimate), 0.0);
+  label = label_left (_("Estimated time:"));
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
+  st->estimate = label_left ("");
   gtk_label_set_line_wrap (GTK_LABEL (st->estimate), TRUE);
-  gtk_label_set_max_width_chars (GTK_LABEL (st->estimate), 40);
-  gtk_grid_attach (GTK_GRID (grid), st->estimate, 1, 2, 1, 1);
-
+  gtk_label_set_max_width_chars (GTK_LABEL (st->estimate), 30);
+  gtk_grid_attach (GTK_GRID (grid), st->estimate, 1, 0, 1, 1);
   st->progress = gtk_progress_bar_new ();
   gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (st->progress), TRUE);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress), _("Ready"));
-  gtk_grid_attach (GTK_GRID (grid), st->progress, 0, 3, 2, 1);
+  gtk_grid_attach (GTK_GRID (grid), st->progress, 0, 1, 2, 1);
 
-  vbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
-  gtk_box_pack_start (GTK_BOX (hbox), vbox, FALSE, FALSE, 0);
   frame = gtk_frame_new (_("Preview"));
-  gtk_box_pack_start (GTK_BOX (vbox), frame, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (hbox), frame, FALSE, FALSE, 0);
   st->preview = gtk_image_new ();
+  atk_object_set_name (gtk_widget_get_accessible (st->preview), "preview");
   gtk_widget_set_size_request (st->preview, PREVIEW_SIZE, PREVIEW_SIZE);
   gtk_container_add (GTK_CONTAINER (frame), st->preview);
-  gtk_widget_show_all (hbox);
-  st->extra = hbox;
+  gtk_widget_show_all (vbox);
 
   /* disconnected when the dialog (which owns `st`) is destroyed */
   g_signal_connect (config, "notify", G_CALLBACK (on_config_notify), st);
   g_signal_connect (dialog, "destroy", G_CALLBACK (on_destroy_disconnect),
                     NULL);
+  g_signal_connect (dialog, "map", G_CALLBACK (on_map_place), NULL);
 
   update_model_info (st);
   update_estimate (st);
@@ -373,7 +543,7 @@ ldm_dialog_new (GimpProcedure        *procedure,
 }
 
 gboolean
-ldm_dialog_run (GtkWidget *dialog)
+gimp_ldm_dialog_run (GtkWidget *dialog)
 {
   return gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog));
 }
@@ -388,7 +558,11 @@ on_running_response (GtkDialog *dialog,
   if (st->running && st->on_cancel &&
       (response == GTK_RESPONSE_CANCEL ||
        response == GTK_RESPONSE_DELETE_EVENT))
-    st->on_cancel (st->cancel_data);
+    {
+      gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress),
+                                 _("Cancelling…"));
+      st->on_cancel (st->cancel_data);
+    }
 }
 
 static gboolean
@@ -398,46 +572,56 @@ on_running_delete (GtkWidget *widget,
 {
   DialogState *st = data;
 
-  if (st->running && st->on_cancel)
+  if (! st->running)
+    return FALSE;
+  if (st->on_cancel)
     st->on_cancel (st->cancel_data);
   return TRUE;   /* keep the dialog until the run returns */
 }
 
 void
-ldm_dialog_set_running (GtkWidget *dialog,
-                        void     (*on_cancel) (gpointer),
-                        gpointer   data)
+gimp_ldm_dialog_set_running (GtkWidget  *dialog,
+                             gboolean    running,
+                             void      (*on_cancel) (gpointer),
+                             gpointer    data)
 {
   DialogState *st = get_state (dialog);
-  GtkWidget   *ok;
+  GtkWidget   *cancel;
   GList       *children, *l;
 
   if (! st)
     return;
-  st->running = TRUE;
+  if (! g_object_get_data (G_OBJECT (dialog), "ldm-running-handlers"))
+    {
+      g_signal_connect (dialog, "response", G_CALLBACK (on_running_response), st);
+      g_signal_connect (dialog, "delete-event", G_CALLBACK (on_running_delete), st);
+      g_object_set_data (G_OBJECT (dialog), "ldm-running-handlers", st);
+    }
+  st->running = running;
   st->on_cancel = on_cancel;
   st->cancel_data = data;
-  ok = gtk_dialog_get_widget_for_response (GTK_DIALOG (dialog), GTK_RESPONSE_OK);
-  if (ok)
-    gtk_widget_set_sensitive (ok, FALSE);
-  /* freeze the generated settings (everything but our box) */
+  gtk_dialog_set_response_sensitive (GTK_DIALOG (dialog), GTK_RESPONSE_OK,
+                                     ! running && st->facts.usable);
+  /* freeze the settings; the button row (Cancel) and our box stay alive */
+  cancel = gtk_dialog_get_widget_for_response (GTK_DIALOG (dialog),
+                                               GTK_RESPONSE_CANCEL);
   children = gtk_container_get_children (GTK_CONTAINER (gtk_dialog_get_content_area (GTK_DIALOG (dialog))));
   for (l = children; l; l = l->next)
-    if (l->data != st->extra)
-      gtk_widget_set_sensitive (GTK_WIDGET (l->data), FALSE);
+    if (l->data != st->extra &&
+        ! (cancel && gtk_widget_is_ancestor (cancel, GTK_WIDGET (l->data))))
+      gtk_widget_set_sensitive (GTK_WIDGET (l->data), ! running);
   g_list_free (children);
   if (st->model_button)
-    gtk_widget_set_sensitive (st->model_button, FALSE);
+    gtk_widget_set_sensitive (st->model_button, ! running);
   if (st->model_combo)
-    gtk_widget_set_sensitive (st->model_combo, FALSE);
-  g_signal_connect (dialog, "response", G_CALLBACK (on_running_response), st);
-  g_signal_connect (dialog, "delete-event", G_CALLBACK (on_running_delete), st);
-  gtk_widget_show (dialog);
+    gtk_widget_set_sensitive (st->model_combo, ! running);
+  if (running)
+    gtk_widget_show (dialog);
 }
 
 void
-ldm_dialog_set_info (GtkWidget   *dialog,
-                     const gchar *text)
+gimp_ldm_dialog_set_info (GtkWidget   *dialog,
+                          const gchar *text)
 {
   DialogState *st = get_state (dialog);
 
@@ -446,25 +630,27 @@ ldm_dialog_set_info (GtkWidget   *dialog,
 }
 
 void
-ldm_dialog_set_status (GtkWidget   *dialog,
-                       const gchar *text,
-                       gdouble      fraction)
+gimp_ldm_dialog_set_status (GtkWidget   *dialog,
+                            const gchar *text,
+                            gdouble      fraction)
 {
   DialogState *st = get_state (dialog);
 
   if (! st || ! st->progress)
     return;
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress), text);
-  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (st->progress),
-                                 CLAMP (fraction, 0.0, 1.0));
+  if (fraction >= 0.0)
+    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (st->progress),
+                                   CLAMP (fraction, 0.0, 1.0));
 }
 
 void
-ldm_dialog_set_preview (GtkWidget    *dialog,
-                        const gfloat *pixels,
-                        gint          width,
-                        gint          height,
-                        gint          channels)
+gimp_ldm_dialog_set_preview (GtkWidget    *dialog,
+                             const gfloat *pixels,
+                             gint          width,
+                             gint          height,
+                             gint          channels,
+                             gsize         stride)
 {
   DialogState *st = get_state (dialog);
   GdkPixbuf   *pb, *scaled;
@@ -477,18 +663,22 @@ ldm_dialog_set_preview (GtkWidget    *dialog,
   dst = gdk_pixbuf_get_pixels (pb);
   rs = gdk_pixbuf_get_rowstride (pb);
   for (y = 0; y < height; y++)
-    for (x = 0; x < width; x++)
-      {
-        const gfloat *s = pixels + ((gsize) y * width + x) * channels;
-        gint          ch;
+    {
+      const gfloat *row = (const gfloat *) ((const guchar *) pixels + y * stride);
 
-        for (ch = 0; ch < 3; ch++)
-          {
-            gfloat v = s[channels == 1 ? 0 : ch];
+      for (x = 0; x < width; x++)
+        {
+          const gfloat *s = row + (gsize) x * channels;
+          gint          ch;
 
-            dst[y * rs + x * 3 + ch] = (guchar) (CLAMP (v, 0.0f, 1.0f) * 255.0f + 0.5f);
-          }
-      }
+          for (ch = 0; ch < 3; ch++)
+            {
+              gfloat v = s[channels == 1 ? 0 : ch];
+
+              dst[y * rs + x * 3 + ch] = (guchar) (CLAMP (v, 0.0f, 1.0f) * 255.0f + 0.5f);
+            }
+        }
+    }
   if (width >= height)
     {
       pw = PREVIEW_SIZE;

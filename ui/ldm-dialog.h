@@ -1,51 +1,78 @@
 /* ldm-dialog.h: the plug-in's dialog, a GimpProcedureDialog built from the
  * procedure config plus the pieces GIMP does not generate: multi-line
- * prompts, the list of models found in the model folders, model family and
- * run-time estimate, a live preview and a progress line while the job runs.
+ * prompts, the models usable for the procedure, the model's recommended
+ * settings, an "Advanced" expander, the run-time estimate, a live preview
+ * and a progress line while the job runs. It stays open after OK: a run
+ * that fails or is cancelled leaves it open with the values as they were.
  * Knows GTK and the procedure config only; the engine is behind the hooks.
  */
-#ifndef LDM_DIALOG_H
-#define LDM_DIALOG_H
+#ifndef GIMP_LDM_DIALOG_H
+#define GIMP_LDM_DIALOG_H
 
 #include <libgimp/gimp.h>
 #include <libgimp/gimpui.h>
 
+/* What the dialog needs to know of a model (filled by describe_model). */
 typedef struct
 {
-  /* text describing the model file (family, size) or why it cannot be used;
-   * path NULL: the procedure's default model; *native gets its native side
-   * in pixels (0 if unknown) */
-  gchar *(*describe_model) (const gchar *path, gint *native, gpointer user);
+  gchar              *text;        /* "name: family, 64 px" or why unusable */
+  gboolean            usable;      /* for this procedure */
+  gint                rec_steps;   /* what the model recommends, else ours */
+  gdouble             rec_cfg;
+  const gchar        *rec_sampler;
+  const gchar *const *samplers;    /* sampler nicks that fit, NULL: all */
+} GimpLdmModelFacts;
+
+/* A model found in the model folders, usable for the procedure. */
+typedef struct
+{
+  gchar *path;
+  gchar *label;   /* "ldm-demo (sd1)" */
+} GimpLdmModelEntry;
+
+typedef struct
+{
+  /* path NULL: the procedure's default model; fills facts (text owned by
+   * the dialog afterwards) */
+  void    (*describe_model) (const gchar *path, GimpLdmModelFacts *facts,
+                             gpointer user);
   /* text estimating the run time for the current values */
-  gchar *(*estimate)       (GimpProcedureConfig *config, gint native,
-                            gpointer user);
-  /* full paths of the models in the configured folders (caller frees) */
-  GList *(*list_models)    (GimpProcedureConfig *config, gpointer user);
+  gchar  *(*estimate)       (GimpProcedureConfig *config, gpointer user);
+  /* GimpLdmModelEntry list of the models found (the dialog frees it) */
+  GList  *(*list_models)    (GimpProcedureConfig *config, gpointer user);
+  /* the folder the model file chooser opens in (the dialog frees it) */
+  gchar  *(*models_folder)  (GimpProcedureConfig *config, gpointer user);
   gpointer user;
-} LdmDialogHooks;
+} GimpLdmDialogHooks;
 
-GtkWidget *ldm_dialog_new         (GimpProcedure        *procedure,
-                                   GimpProcedureConfig  *config,
-                                   const gchar          *title,
-                                   const LdmDialogHooks *hooks);
+GtkWidget *gimp_ldm_dialog_new         (GimpProcedure            *procedure,
+                                        GimpProcedureConfig      *config,
+                                        const gchar              *title,
+                                        const GimpLdmDialogHooks *hooks);
 /* Shows the dialog until OK (TRUE) or Cancel/close (FALSE). The dialog stays
- * on screen after OK, to show progress; destroy it when done. */
-gboolean   ldm_dialog_run         (GtkWidget            *dialog);
-/* After OK: freezes the settings; Cancel then calls `on_cancel (data)`. */
-void       ldm_dialog_set_running (GtkWidget            *dialog,
-                                   void                (*on_cancel) (gpointer),
-                                   gpointer              data);
-/* A line of text above the extra widgets (e.g. the recipe to re-run). */
-void       ldm_dialog_set_info    (GtkWidget            *dialog,
-                                   const gchar          *text);
-void       ldm_dialog_set_status  (GtkWidget            *dialog,
-                                   const gchar          *text,
-                                   gdouble               fraction);
-/* Interleaved float RGB (channels 3) or grey (1), 0..1. */
-void       ldm_dialog_set_preview (GtkWidget            *dialog,
-                                   const gfloat         *pixels,
-                                   gint                  width,
-                                   gint                  height,
-                                   gint                  channels);
+ * on screen after OK, to show progress; call again after a failed or
+ * cancelled run; destroy it when done. */
+gboolean   gimp_ldm_dialog_run         (GtkWidget   *dialog);
+/* Running: settings frozen, OK insensitive, Cancel (button, Esc, closing the
+ * window) calls on_cancel (data). Not running: editable again. */
+void       gimp_ldm_dialog_set_running (GtkWidget   *dialog,
+                                        gboolean     running,
+                                        void       (*on_cancel) (gpointer),
+                                        gpointer     data);
+/* A line of text above the settings (e.g. the recipe to re-run). */
+void       gimp_ldm_dialog_set_info    (GtkWidget   *dialog,
+                                        const gchar *text);
+/* The progress line; fraction < 0 leaves the bar as it is. */
+void       gimp_ldm_dialog_set_status  (GtkWidget   *dialog,
+                                        const gchar *text,
+                                        gdouble      fraction);
+/* Interleaved float RGB (channels 3) or grey (1), 0..1, rows `stride`
+ * bytes apart. */
+void       gimp_ldm_dialog_set_preview (GtkWidget    *dialog,
+                                        const gfloat *pixels,
+                                        gint          width,
+                                        gint          height,
+                                        gint          channels,
+                                        gsize         stride);
 
-#endif /* LDM_DIALOG_H */
+#endif /* GIMP_LDM_DIALOG_H */
