@@ -706,7 +706,7 @@ run_interactive (GimpProcedure       *procedure,
                                                        GIMP_PLUG_IN_ERROR,
                                                        GIMP_LDM_ERROR_CANCELLED)
                                       ? _("Cancelled: nothing was added.")
-                                      : run_error->message, 0.0);
+                                      : run_error->message, -1.0);
           g_clear_error (&run_error);
         }
       gimp_ldm_spec_clear (&spec);

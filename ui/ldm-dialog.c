@@ -306,7 +306,7 @@ add_row (GimpProcedureDialog *pd,
   va_end (args);
   if (! props)
     return FALSE;
-  box = gimp_procedure_dialog_fill_box_from_list (pd, id, props);
+  box = gimp_procedure_dialog_fill_box_list (pd, id, props);
   gtk_orientable_set_orientation (GTK_ORIENTABLE (box),
                                   GTK_ORIENTATION_HORIZONTAL);
   gtk_box_set_spacing (GTK_BOX (box), 12);
@@ -366,7 +366,7 @@ add_model_widgets (DialogState *st,
 {
   GtkFileFilter *filter;
   GtkWidget     *label, *row;
-  gchar         *folder = NULL, *base;
+  gchar         *folder = NULL;
   GList         *l;
 
   label = label_left (_("Mo_del:"));
@@ -375,7 +375,6 @@ add_model_widgets (DialogState *st,
   gtk_grid_attach (GTK_GRID (grid), row, 1, 0, 1, 1);
 
   st->model_combo = gtk_combo_box_text_new ();
-  base = NULL;
   if (st->hooks.list_models)
     st->models = st->hooks.list_models (st->config, st->hooks.user);
   gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
@@ -473,7 +472,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   add_if (config, &adv, "precision");
   if (adv)
     {
-      GtkWidget *box = gimp_procedure_dialog_fill_box_from_list (pd, "advanced-box",
+      GtkWidget *box = gimp_procedure_dialog_fill_box_list (pd, "advanced-box",
                                                                  adv);
 
       expander = gtk_expander_new_with_mnemonic (_("_Advanced"));

@@ -43,7 +43,10 @@ else
   # static libraries of the other -dev packages: tools/package.sh
   PACKAGES="gimp libgimp-3.0-dev meson ninja-build gcc pkg-config libopenblas-dev
     libjansson-dev libpng-dev nettle-dev gettext xvfb xauth imagemagick xdotool x11-apps x11-utils
-    fonts-dejavu-core locales"
+    fonts-dejavu-core locales
+    at-spi2-core libatk-adaptor python3-pyatspi gir1.2-atspi-2.0 dbus-x11"
+  # (the last line: the accessibility bus the gimp-dialog test drives the
+  # dialog through)
   LOCALES="de_DE fr_FR ja_JP"   # generated for the translation checks
 fi
 LOCK="$R.lock"

@@ -132,6 +132,32 @@ PY
   echo "ok - plug-in compiles without warnings against GIMP $GIMP_VERSION ($cc, $(tail -1 "$out" | cut -d' ' -f2) files)" >&2
 }
 
+# the dialog as a user meets it: real GIMP window under Xvfb, the dialog
+# worked through the accessibility bus (AT-SPI) and real mouse clicks
+# (tests/gimp/dialog_driver.py), with the bundled demo models
+gui_dialog() {
+  local d=:92 out=$W/dialog rc
+  rm -rf "$out"; mkdir -p "$out"
+  Xvfb $d -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 & local xpid=$!
+  for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
+  DISPLAY=$d LDM_DIALOG_DIR=$out LDM_MODEL_PATH=$SRC/models/demo \
+    timeout 400 dbus-run-session -- bash -c '
+      /usr/libexec/at-spi-bus-launcher --launch-immediately >/dev/null 2>&1 &
+      sleep 1
+      '"$GIMP_GUI"' -n -s -d -f --batch-interpreter=python-fu-eval \
+        -b "exec(open(\"'"$SRC"'/tests/gimp/ldm_dialog.py\").read())" --quit \
+        >"$LDM_DIALOG_DIR/gimp.log" 2>&1 & g=$!
+      python3 '"$SRC"'/tests/gimp/dialog_driver.py >"$LDM_DIALOG_DIR/driver.log" 2>&1; r=$?
+      for i in $(seq 240); do kill -0 $g 2>/dev/null || break; sleep 0.25; done
+      kill $g 2>/dev/null; exit $r' >"$out/session.log" 2>&1
+  rc=$?
+  kill $xpid 2>/dev/null; wait $xpid 2>/dev/null
+  grep -E "^(ok|not ok) - |^# " "$out/driver.log" "$out/gimp.log" >&2
+  tail -5 "$out/driver.log" | grep -E "Traceback|Error" >&2
+  echo "in-chroot: dialog screenshots and logs in $out" >&2
+  [ $rc = 0 ] && ! grep -q "^not ok" "$out/gimp.log" && grep -q "^ok - dialog OK after a cancelled run" "$out/gimp.log"
+}
+
 # every catalogue complete: no untranslated or fuzzy message against the
 # strings now in the sources
 check_po() {
@@ -159,6 +185,8 @@ case "$MODE" in
     run_batch errors || rc=1
     run_batch i18n-de de_DE.UTF-8 || rc=1
     exit $rc ;;
+  dialog)
+    gui_dialog ;;
   procedures)
     rc=0
     run_batch procedures || rc=1

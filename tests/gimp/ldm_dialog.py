@@ -1,0 +1,74 @@
+# GIMP half of the interactive dialog checks (tests/gimp/in-chroot.sh
+# gui_dialog): runs in a real GIMP window under Xvfb while
+# tests/gimp/dialog_driver.py works the plug-in's dialog through the
+# accessibility bus and real mouse clicks. Files in $LDM_DIALOG_DIR hand the
+# turns over: "image-ready" -> the driver expects no dialog (no selection),
+# "dialog-N" -> a dialog is up for the driver.
+import os, sys, time
+import gi
+gi.require_version('Gimp', '3.0'); gi.require_version('Gegl', '0.4')
+from gi.repository import Gimp, Gegl
+
+D = os.environ['LDM_DIALOG_DIR']
+pdb = Gimp.get_pdb()
+
+
+def say(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def check(name, cond, detail=''):
+    say(('ok - ' if cond else 'not ok - ') + name + ('' if cond or not detail else '  # ' + str(detail)))
+
+
+def mark(name):
+    open(os.path.join(D, name), 'w').close()
+
+
+def interactive(name, img, drawable):
+    proc = pdb.lookup_procedure(name)
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
+    cfg.set_property('image', img)
+    cfg.set_core_object_array('drawables', [drawable])
+    res = proc.run(cfg)
+    return res.index(0), (res.index(1) if res.length() > 1 else None)
+
+
+img = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
+bg = Gimp.Layer.new(img, 'bg', 256, 256, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img.insert_layer(bg, None, 0)
+Gimp.context_set_foreground(Gegl.Color.new('#808080'))
+bg.fill(Gimp.FillType.FOREGROUND)
+Gimp.Display.new(img)
+Gimp.displays_flush()
+img.clean_all()
+
+# 1. no selection: the error comes before any dialog opens
+Gimp.Selection.none(img)
+t0 = time.time()
+status, msg = interactive('plug-in-ldm-inpaint', img, bg)
+check('inpaint without a selection fails before the dialog opens',
+      status == Gimp.PDBStatusType.EXECUTION_ERROR and 'selection' in str(msg).lower()
+      and not os.path.exists(os.path.join(D, 'saw-dialog-0')),
+      '%s %r after %.1f s' % (status, msg, time.time() - t0))
+
+# 2. the dialog: the driver sets values, runs, cancels mid-run, then closes it
+img.select_rectangle(Gimp.ChannelOps.REPLACE, 64, 64, 128, 128)
+img.clean_all()
+layers0 = [l.get_name() for l in img.get_layers()]
+mark('dialog-1')
+status, _ = interactive('plug-in-ldm-inpaint', img, bg)
+layers1 = [l.get_name() for l in img.get_layers()]
+check('dialog Cancel mid-run, then Cancel: the procedure is cancelled',
+      status == Gimp.PDBStatusType.CANCEL, status)
+check('dialog Cancel mid-run: no layer added, image clean',
+      layers1 == layers0 and not img.is_dirty(), '%s -> %s dirty %s' % (layers0, layers1, img.is_dirty()))
+
+# 3. the same dialog again, run to the end: one layer more
+mark('dialog-2')
+status, layer = interactive('plug-in-ldm-inpaint', img, bg)
+check('dialog OK after a cancelled run: succeeds with a new layer',
+      status == Gimp.PDBStatusType.SUCCESS and len(img.get_layers()) == len(layers0) + 1,
+      '%s %s' % (status, [l.get_name() for l in img.get_layers()]))
+mark('done')
