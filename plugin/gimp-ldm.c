@@ -644,7 +644,7 @@ run_interactive (GimpProcedure       *procedure,
                  GimpDrawable        *drawable,
                  GError             **error)
 {
-  DialogCtx          ctx = { proc, image, drawable };
+  DialogCtx          ctx = { 0 };
   GimpLdmDialogHooks hooks = { hook_describe_model, hook_estimate,
                                hook_list_models, hook_models_folder, &ctx };
   GimpLdmControl     control;
@@ -653,6 +653,9 @@ run_interactive (GimpProcedure       *procedure,
   GimpLayer         *layer = NULL;
   gchar             *folders;
 
+  ctx.proc = proc;
+  ctx.image = image;
+  ctx.drawable = drawable;
   gimp_ui_init (PLUG_IN_BINARY);
   dialog = gimp_ldm_dialog_new (procedure, config, dialog_title (proc), &hooks);
   ui.progress_user = dialog;

@@ -419,6 +419,30 @@ add_model_widgets (DialogState *st,
   gtk_grid_attach (GTK_GRID (grid), st->model_info, 1, 1, 1, 1);
 }
 
+/* Seed (0 .. 2^32-1: GimpProcedureDialog makes no widget for unsigned
+ * arguments) and "Random" in one row. */
+static void
+add_seed_widgets (GimpProcedureDialog *pd,
+                  GimpProcedureConfig *config,
+                  GtkWidget           *grid)
+{
+  GtkWidget *label = label_left (_("Se_ed:"));
+  GtkWidget *row = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  GtkWidget *spin = gimp_prop_spin_button_new (G_OBJECT (config), "seed",
+                                               1.0, 1000.0, 0);
+  GtkWidget *random = gimp_procedure_dialog_get_widget (pd, "random-seed",
+                                                        GTK_TYPE_CHECK_BUTTON);
+
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 2, 1, 1);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), spin);
+  gtk_entry_set_width_chars (GTK_ENTRY (spin), 11);
+  gtk_box_pack_start (GTK_BOX (row), spin, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (row), random, FALSE, FALSE, 0);
+  gtk_grid_attach (GTK_GRID (grid), row, 1, 2, 1, 1);
+  g_object_bind_property (config, "random-seed", spin, "sensitive",
+                          G_BINDING_SYNC_CREATE | G_BINDING_INVERT_BOOLEAN);
+}
+
 GtkWidget *
 gimp_ldm_dialog_new (GimpProcedure            *procedure,
                      GimpProcedureConfig      *config,
@@ -454,9 +478,6 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   add_row (pd, config, &ids, "top-bottom-box", "top", "bottom", NULL);
   add_if (config, &ids, "new-image");
   add_if (config, &ids, "new-seed");
-  if (add_row (pd, config, &ids, "seed-box", "seed", "random-seed", NULL))
-    gimp_procedure_dialog_set_sensitive (pd, "seed", TRUE, G_OBJECT (config),
-                                         "random-seed", TRUE);
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
 
@@ -501,6 +522,8 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   gtk_box_pack_start (GTK_BOX (vbox), grid, FALSE, FALSE, 0);
   if (has_prop (config, "model"))
     add_model_widgets (st, grid);
+  if (has_prop (config, "seed") && has_prop (config, "random-seed"))
+    add_seed_widgets (pd, config, grid);
   if (expander)
     gtk_box_pack_start (GTK_BOX (vbox), expander, FALSE, FALSE, 0);
 

@@ -27,7 +27,7 @@ results = []
 PROCS = ['plug-in-ldm-inpaint', 'plug-in-ldm-generate', 'plug-in-ldm-refine',
          'plug-in-ldm-upscale', 'plug-in-ldm-outpaint', 'plug-in-ldm-regenerate']
 COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
-          ('steps', 'gint'), ('cfg-scale', 'gdouble'), ('seed', 'gint'),
+          ('steps', 'gint'), ('cfg-scale', 'gdouble'), ('seed', 'guint'),
           ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
           ('model', 'GFile'), ('threads', 'gint'), ('precision', 'gchararray')]
 EXTRA = {
@@ -39,7 +39,7 @@ EXTRA = {
                              ('right', 'gint'), ('bottom', 'gint')],
     'plug-in-ldm-regenerate': [('new-seed', 'gboolean')],
 }
-SAMPLERS = ['euler', 'euler_a', 'heun', 'lms', 'pndm', 'dpmpp_2m',
+SAMPLERS = ['default', 'euler', 'euler_a', 'heun', 'lms', 'pndm', 'dpmpp_2m',
             'dpmpp_2m_karras', 'dpmpp_2m_sde', 'dpmpp_2s_a', 'ddim', 'lcm',
             'unipc']
 
@@ -446,6 +446,55 @@ def check_nonraster_layers():
           kinds() == (True, False, True, False), kinds())
     check('outpaint: existing layers moved with the canvas, pixels unchanged',
           kept(before, after, (32, 16)), diff(before, after))
+
+def check_float_pixels():
+    # 32-bit float and 16-bit images: the result is not quantised to 8 bits
+    # inside the selection, and the composite outside it is the original,
+    # exactly (the layer mask composites; the engine returns float pixels)
+    for prec, label in ((Gimp.Precision.FLOAT_NON_LINEAR, 'f32'),
+                        (Gimp.Precision.U16_NON_LINEAR, 'u16')):
+        img, bg = new_image(160, 120, precision=prec, color='#3a6e9c')
+        img.select_rectangle(Gimp.ChannelOps.REPLACE, 40, 30, 64, 48)
+        sel = floats(img.get_selection(), 'Y float')
+        comp0 = composite(img)
+        status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a red circle',
+                             steps=2, seed=21, random_seed=False, work_size=WS)
+        if not check('inpaint %s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
+                     '%s %s' % (status, layer)):
+            img.delete()
+            continue
+        comp1 = composite(img)
+        inside = [comp1[4 * i + c] for i in range(len(sel)) if sel[i] == 1.0 for c in range(3)]
+        off_grid = sum(1 for v in inside if abs(v * 255.0 - round(v * 255.0)) > 1e-3)
+        check('inpaint %s: pixels inside the selection are not on the 1/255 grid' % label,
+              off_grid > len(inside) // 2, '%d of %d values off the grid' % (off_grid, len(inside)))
+        outside = sum(1 for i in range(len(sel)) if sel[i] == 0.0 and
+                      any(comp0[4 * i + c] != comp1[4 * i + c] for c in range(4)))
+        check('inpaint %s: composite outside the selection equals the original exactly' % label,
+              outside == 0, '%d pixels differ' % outside)
+        img.delete()
+
+
+def check_estimate():
+    # the estimate after one run of the same task is within a factor of 2 of
+    # the time the next run takes (both stored in the layer's recipe)
+    img, bg = new_image(160, 120)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 80, 60)
+    est = secs = None
+    for steps in (6, 12):
+        status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a green square',
+                             steps=steps, seed=5, random_seed=False, work_size=256)
+        if status != Gimp.PDBStatusType.SUCCESS:
+            break
+        par = layer.get_parasite('gimp-ldm-recipe')
+        recipe = dict(l.split('=', 1) for l in
+                      bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
+        est = float(recipe.get('estimate-seconds', '0'))
+        secs = float(recipe.get('seconds', '0'))
+    ok = est and secs and 0.5 <= est / secs <= 2.0
+    check('estimate after one run within a factor of 2 of the actual time', ok,
+          'estimated %s s, took %s s' % (est, secs))
+    print('    estimate: %s s, actual %s s' % (est, secs), file=sys.stderr)
     img.delete()
 
 
@@ -472,6 +521,9 @@ try:
     else:
         check_procedures()
         check_nonraster_layers()
+
+        check_float_pixels()
+        check_estimate()
 except Exception:
     import traceback
     traceback.print_exc()
