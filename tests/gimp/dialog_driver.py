@@ -240,5 +240,5 @@ if wait_file('dialog-2'):
         set_spin(dlg, 'Work size', 64)
         set_spin(dlg, 'Steps', 8)
         click(button(dlg, 'OK'))
-wait_file('done', 120)
+wait_file('checks-done', 240)
 sys.exit(1 if fails else 0)

@@ -521,7 +521,6 @@ try:
     else:
         check_procedures()
         check_nonraster_layers()
-
         check_float_pixels()
         check_estimate()
 except Exception:

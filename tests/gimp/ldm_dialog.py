@@ -72,3 +72,55 @@ check('dialog OK after a cancelled run: succeeds with a new layer',
       status == Gimp.PDBStatusType.SUCCESS and len(img.get_layers()) == len(layers0) + 1,
       '%s %s' % (status, [l.get_name() for l in img.get_layers()]))
 mark('done')
+
+# 4. untouched defaults with the demo models (script mode, only prompt and
+#    seed given): the model's own native size and settings draw the asked
+#    colour in the asked place
+def region_mean(layer, x0, y0, x1, y1):
+    buf = layer.get_buffer()
+    rect = Gegl.Rectangle.new(x0, y0, x1 - x0, y1 - y0)
+    data = bytes(buf.get(rect, 1.0, "R'G'B'A float", Gegl.AbyssPolicy.NONE))
+    import struct
+    f = struct.unpack('%df' % (len(data) // 4), data)
+    n = len(f) // 4
+    return [sum(f[i * 4 + c] for i in range(n)) / n for c in range(3)]
+
+
+def script(name, img, drawable, **args):
+    proc = pdb.lookup_procedure(name)
+    cfg = proc.create_config()
+    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property('image', img)
+    cfg.set_core_object_array('drawables', [drawable])
+    for k, v in args.items():
+        cfg.set_property(k, v)
+    res = proc.run(cfg)
+    return res.index(0), (res.index(1) if res.length() > 1 else None)
+
+
+img2 = Gimp.Image.new(512, 512, Gimp.ImageBaseType.RGB)
+bg2 = Gimp.Layer.new(img2, 'bg', 512, 512, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img2.insert_layer(bg2, None, 0)
+Gimp.context_set_foreground(Gegl.Color.new('#808080'))
+bg2.fill(Gimp.FillType.FOREGROUND)
+status, layer = script('plug-in-ldm-generate', img2, bg2,
+                       prompt='a big red square on a blue background, top left',
+                       **{'random-seed': False, 'seed': 3})
+if check('generate 512x512 with the defaults succeeds', status == Gimp.PDBStatusType.SUCCESS, status):
+    tl = region_mean(layer, 40, 40, 200, 200)
+    br = region_mean(layer, 330, 330, 480, 480)
+    check('generate with the defaults: red at the top left, blue at the bottom right',
+          tl[0] > tl[2] + 0.2 and tl[0] > tl[1] + 0.2 and br[2] > br[0] + 0.2,
+          'top left %s, bottom right %s' % (tl, br))
+    print('# generate defaults: top left %s, bottom right %s' % (tl, br), file=sys.stderr)
+img2.select_rectangle(Gimp.ChannelOps.REPLACE, 256, 256, 224, 224)
+status, layer = script('plug-in-ldm-inpaint', img2, bg2, prompt='a big green circle',
+                       **{'random-seed': False, 'seed': 5})
+if check('inpaint a selection with the defaults succeeds', status == Gimp.PDBStatusType.SUCCESS, status):
+    x, y = layer.get_offsets()[-2:]
+    c = region_mean(layer, 256 - x + 72, 256 - y + 72, 256 - x + 152, 256 - y + 152)
+    check('inpaint with the defaults: green in the selection', c[1] > c[0] + 0.15 and c[1] > c[2] + 0.15,
+          'selection centre %s' % c)
+    print('# inpaint defaults: selection centre %s' % c, file=sys.stderr)
+img2.delete()
+mark('checks-done')
