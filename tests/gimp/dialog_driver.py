@@ -202,6 +202,8 @@ while time.time() - t0 < 240:
         break
     time.sleep(0.05)
 at_click = frac
+okb = button(dlg, 'OK')
+check('OK is insensitive while running', okb is not None and not sensitive(okb))
 cancel = button(dlg, 'Cancel')
 check('Cancel is clickable while running', cancel is not None and sensitive(cancel))
 click(cancel)

@@ -18,7 +18,8 @@ def say(line):
 
 
 def check(name, cond, detail=''):
-    say(('ok - ' if cond else 'not ok - ') + name + ('' if cond or not detail else '  # ' + str(detail)))
+    say(('ok - ' if cond else 'not ok - ') + name + ('  # ' + str(detail) if detail else ''))
+    return bool(cond)
 
 
 def mark(name):
