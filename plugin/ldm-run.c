@@ -190,27 +190,24 @@ gimp_ldm_model_usable (GimpLdmProc           proc,
   return TRUE;
 }
 
-static const gchar *all_samplers[] =
+static const gchar *const samplers_all[] =
 {
   "euler", "euler_a", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
   "dpmpp_2m_sde", "dpmpp_2s_a", "ddim", "lcm", "unipc", NULL
+};
+/* LCM's sampler only suits models distilled for it (LCM, LCM-LoRA) */
+static const gchar *const samplers_no_lcm[] =
+{
+  "euler", "euler_a", "heun", "lms", "pndm", "dpmpp_2m", "dpmpp_2m_karras",
+  "dpmpp_2m_sde", "dpmpp_2s_a", "ddim", "unipc", NULL
 };
 
 const gchar *const *
 gimp_ldm_samplers_for (const ldm_model_info *info)
 {
-  static const gchar *no_lcm[G_N_ELEMENTS (all_samplers)];
-  gboolean            lcm = info && (strstr (info->family, "lcm") ||
-                                     ! strcmp (info->rec_sampler, "lcm"));
-  gint                i, n = 0;
-
-  if (lcm)
-    return all_samplers;
-  for (i = 0; all_samplers[i]; i++)
-    if (strcmp (all_samplers[i], "lcm"))
-      no_lcm[n++] = all_samplers[i];
-  no_lcm[n] = NULL;
-  return no_lcm;
+  if (info && (strstr (info->family, "lcm") || ! strcmp (info->rec_sampler, "lcm")))
+    return samplers_all;
+  return samplers_no_lcm;
 }
 
 /* Image-space rect of the selection bounds grown by `margin`, clipped to
