@@ -105,8 +105,14 @@ def set_text(dlg, description_start, text):
     return True
 
 
+_bars = {}
+
+
 def progress(dlg):
-    bar = find(dlg, lambda n: n.getRoleName() == 'progress bar')
+    # the widgets are looked up once: walking the tree over D-Bus at every
+    # poll is slow on a loaded machine
+    bar = _bars.get(id(dlg)) or _bars.setdefault(
+        id(dlg), find(dlg, lambda n: n.getRoleName() == 'progress bar'))
     v = bar.queryValue()
     return v.currentValue / (v.maximumValue or 1.0), bar
 
@@ -188,31 +194,30 @@ shoot(dlg, os.path.join(D, 'dialog-advanced.png'))
 _, y2, _, h2 = extents(dlg)
 print('# dialog height with Advanced open: %d' % h2, flush=True)
 
-click(button(dlg, 'OK'))
+okb = button(dlg, 'OK')
+cancel = button(dlg, 'Cancel')
+pimg = preview_image(dlg)
 frac, bar = progress(dlg)
+click(okb)
 t0 = time.time()
 first = half = None
 while time.time() - t0 < 240:
     frac, bar = progress(dlg)
     if first is None and frac >= 0.02:
-        first = shoot(preview_image(dlg), os.path.join(D, 'preview-first.png'))
+        first = shoot(pimg, os.path.join(D, 'preview-first.png'))
     if half is None and frac >= 0.5:
-        half = shoot(preview_image(dlg), os.path.join(D, 'preview-half.png'))
+        half = shoot(pimg, os.path.join(D, 'preview-half.png'))
     if frac >= 0.6:
         break
     time.sleep(0.05)
 at_click = frac
-okb = button(dlg, 'OK')
 check('OK is insensitive while running', okb is not None and not sensitive(okb))
-cancel = button(dlg, 'Cancel')
 check('Cancel is clickable while running', cancel is not None and sensitive(cancel))
 click(cancel)
 t1 = time.time()
-okb = None
 while time.time() - t1 < 60:
     frac, bar = progress(dlg)
-    okb = button(dlg, 'OK')
-    if okb is not None and sensitive(okb):    # the run has returned
+    if sensitive(okb):    # the run has returned
         break
     time.sleep(0.05)
 stopped = time.time() - t1
