@@ -577,6 +577,7 @@ spec_prepare (GimpLdmSpec    *spec,
 {
   GimpParasite *p;
   guint32       n = 0;
+  const gchar  *data;
   gchar        *text;
   gboolean      ok;
 
@@ -591,7 +592,8 @@ spec_prepare (GimpLdmSpec    *spec,
                            _("The active layer has no gimp-ldm recipe."));
       return FALSE;
     }
-  text = g_strndup (gimp_parasite_get_data (p, &n), n);
+  data = gimp_parasite_get_data (p, &n);   /* sets n: not in one expression */
+  text = g_strndup (data, n);
   ok = gimp_ldm_spec_from_recipe (spec, text, error);
   g_free (text);
   gimp_parasite_free (p);

@@ -63,12 +63,14 @@ static gchar *
 speeds_read (void)
 {
   GimpParasite *p = gimp_get_parasite (SPEED_PARASITE);
+  const gchar  *data;
   gchar        *text;
   guint32       n = 0;
 
   if (! p)
     return g_strdup ("");
-  text = g_strndup (gimp_parasite_get_data (p, &n), n);
+  data = gimp_parasite_get_data (p, &n);   /* sets n: not in one expression */
+  text = g_strndup (data, n);
   gimp_parasite_free (p);
   return text;
 }
@@ -168,7 +170,7 @@ gimp_ldm_estimate (const GimpLdmPlan *plan,
 static gboolean
 is_upscaler (const ldm_model_info *info)
 {
-  return ! strcmp (info->family, "x4") ||
+  return g_str_has_prefix (info->family, "x4") ||
          g_str_has_prefix (info->family, "esrgan") ||
          g_str_has_prefix (info->family, "srvgg");
 }

@@ -457,6 +457,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   GtkWidget           *expander = NULL;
 
   st->config = config;
+  st->facts.usable = TRUE;    /* no model argument (Regenerate): nothing to check */
   st->touched = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   if (hooks)
     st->hooks = *hooks;

@@ -207,6 +207,7 @@ while time.time() - t0 < 240:
         first = shoot(pimg, os.path.join(D, 'preview-first.png'))
     if half is None and frac >= 0.5:
         half = shoot(pimg, os.path.join(D, 'preview-half.png'))
+        shoot(dlg, os.path.join(D, 'dialog-running.png'))
     if frac >= 0.6:
         break
     time.sleep(0.05)

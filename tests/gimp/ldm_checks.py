@@ -457,21 +457,30 @@ def check_float_pixels():
         img.select_rectangle(Gimp.ChannelOps.REPLACE, 40, 30, 64, 48)
         sel = floats(img.get_selection(), 'Y float')
         comp0 = composite(img)
+        bg0 = pixels(bg)
         status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a red circle',
                              steps=2, seed=21, random_seed=False, work_size=WS)
         if not check('inpaint %s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
                      '%s %s' % (status, layer)):
             img.delete()
             continue
+        check('inpaint %s: the original layer is unchanged (exact)' % label, pixels(bg) == bg0)
         comp1 = composite(img)
         inside = [comp1[4 * i + c] for i in range(len(sel)) if sel[i] == 1.0 for c in range(3)]
         off_grid = sum(1 for v in inside if abs(v * 255.0 - round(v * 255.0)) > 1e-3)
         check('inpaint %s: pixels inside the selection are not on the 1/255 grid' % label,
               off_grid > len(inside) // 2, '%d of %d values off the grid' % (off_grid, len(inside)))
-        outside = sum(1 for i in range(len(sel)) if sel[i] == 0.0 and
-                      any(comp0[4 * i + c] != comp1[4 * i + c] for c in range(4)))
-        check('inpaint %s: composite outside the selection equals the original exactly' % label,
-              outside == 0, '%d pixels differ' % outside)
+        # the user's layer itself is untouched (exact); the composite outside
+        # the selection equals the original exactly in 16 bits, and to GIMP's
+        # float compositing round trip (<= 1e-6) in 32-bit float
+        diffs = [abs(comp0[4 * i + c] - comp1[4 * i + c]) for i in range(len(sel))
+                 if sel[i] == 0.0 for c in range(4)]
+        tol = 1e-6 if label == 'f32' else 0.0
+        worst = max(diffs) if diffs else 0.0
+        print('    inpaint %s outside the selection: max abs %.3g (tol %g)' % (label, worst, tol),
+              file=sys.stderr)
+        check('inpaint %s: composite outside the selection equals the original (max abs %.3g, '
+              'tol %g)' % (label, worst, tol), worst <= tol)
         img.delete()
 
 
