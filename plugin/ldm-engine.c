@@ -119,8 +119,10 @@ worker (gpointer data)
   ldm_job        *job = NULL;
   ldm_job_params  jp = w->job->job;
   ldm_status      st;
+  gint64          t0 = g_get_monotonic_time ();
 
   st = ldm_model_load (&model, &w->job->model, &w->err);
+  w->job->load_s = (g_get_monotonic_time () - t0) / 1e6;
   if (st == LDM_OK)
     {
       jp.threads = 0;   /* the model's */

@@ -46,6 +46,7 @@ typedef struct
   GimpLdmControl   *control;
   /* filled by the run: timing for the speed records */
   gdouble           seconds;      /* the whole job, model load included */
+  gdouble           load_s;       /* the model load alone */
   gdouble           first_step_s; /* elapsed at step 1, -1 if none */
   gdouble           last_step_s;  /* elapsed at the last step, -1 if none */
   gint              steps_done;

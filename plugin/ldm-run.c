@@ -39,8 +39,10 @@ fail (GError      **error,
 
 /* ---- speed records ------------------------------------------------------
  * One persistent parasite, a line per model family and task:
- *   "<family>/<task> <s per step per MP> <fixed s per MP>"
- * (MP: megapixels of the working size). A run replaces its line. */
+ *   "<family>/<task> <s per step per MP> <fixed s per MP> <load s>"
+ * (MP: megapixels of the working size; fixed: text encoding, VAE; load:
+ * the model load, which does not grow with the area). A run replaces its
+ * line. */
 
 static const gchar *
 task_name (ldm_task task)
@@ -78,7 +80,8 @@ speeds_read (void)
 static gboolean
 speed_lookup (const gchar *key,
               gdouble     *per_step,
-              gdouble     *fixed)
+              gdouble     *fixed,
+              gdouble     *load)
 {
   gchar  *text = speeds_read ();
   gchar **lines = g_strsplit (text, "\n", -1);
@@ -89,12 +92,14 @@ speed_lookup (const gchar *key,
     {
       gchar **f = g_strsplit (lines[i], " ", -1);
 
-      if (g_strv_length (f) == 3 && ! strcmp (f[0], key))
+      if (g_strv_length (f) == 4 && ! strcmp (f[0], key))
         {
           *per_step = g_ascii_strtod (f[1], NULL);
           *fixed = g_ascii_strtod (f[2], NULL);
+          *load = g_ascii_strtod (f[3], NULL);
           found = isfinite (*per_step) && isfinite (*fixed) &&
-                  *per_step >= 0.0 && *fixed >= 0.0;
+                  isfinite (*load) && *per_step >= 0.0 && *fixed >= 0.0 &&
+                  *load >= 0.0;
         }
       g_strfreev (f);
     }
@@ -113,6 +118,7 @@ speed_remember (const GimpLdmPlan      *plan,
   gchar        *key, *text, **lines;
   GString      *out;
   gchar         a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
+  gchar         c[G_ASCII_DTOSTR_BUF_SIZE];
   GimpParasite *p;
   gint          i;
 
@@ -124,13 +130,14 @@ speed_remember (const GimpLdmPlan      *plan,
     per_step = job->last_step_s / n;
   else
     per_step = 0.0;
-  fixed = MAX (job->seconds - per_step * n, 0.0);
+  fixed = MAX (job->seconds - job->load_s - per_step * n, 0.0);
 
   key = speed_key (plan);
   out = g_string_new (NULL);
-  g_string_append_printf (out, "%s %s %s\n", key,
+  g_string_append_printf (out, "%s %s %s %s\n", key,
                           g_ascii_dtostr (a, sizeof (a), per_step / mp),
-                          g_ascii_dtostr (b, sizeof (b), fixed / mp));
+                          g_ascii_dtostr (b, sizeof (b), fixed / mp),
+                          g_ascii_dtostr (c, sizeof (c), job->load_s));
   text = speeds_read ();
   lines = g_strsplit (text, "\n", -1);
   for (i = 0; lines[i]; i++)
@@ -152,9 +159,9 @@ gimp_ldm_estimate (const GimpLdmPlan *plan,
                    const GimpLdmSpec *spec)
 {
   gdouble  mp = (gdouble) plan->ww * plan->wh / 1e6;
-  gdouble  per_step, fixed, steps = plan->steps;
+  gdouble  per_step, fixed, load, steps = plan->steps;
   gchar   *key = speed_key (plan);
-  gboolean found = speed_lookup (key, &per_step, &fixed);
+  gboolean found = speed_lookup (key, &per_step, &fixed, &load);
 
   g_free (key);
   if (! found)
@@ -162,7 +169,7 @@ gimp_ldm_estimate (const GimpLdmPlan *plan,
   /* img2img and inpaint run the last strength part of the schedule */
   if (plan->task == LDM_TASK_IMG2IMG || plan->task == LDM_TASK_INPAINT)
     steps = MAX (1.0, floor (steps * CLAMP (spec->strength, 0.0, 1.0)));
-  return (per_step * steps + fixed) * mp;
+  return (per_step * steps + fixed) * mp + load;
 }
 
 /* ---- plan ----------------------------------------------------------------- */

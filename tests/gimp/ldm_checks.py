@@ -490,9 +490,9 @@ def check_estimate():
     img, bg = new_image(160, 120)
     img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 80, 60)
     est = secs = None
-    for steps in (6, 12):
+    for steps, ws in ((8, 256), (16, 320)):
         status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a green square',
-                             steps=steps, seed=5, random_seed=False, work_size=256)
+                             steps=steps, seed=5, random_seed=False, work_size=ws)
         if status != Gimp.PDBStatusType.SUCCESS:
             break
         par = layer.get_parasite('gimp-ldm-recipe')
@@ -500,6 +500,8 @@ def check_estimate():
                       bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
         est = float(recipe.get('estimate-seconds', '0'))
         secs = float(recipe.get('seconds', '0'))
+        print('    run of %d steps at %d px: estimated %s s, took %s s' % (steps, ws, est, secs),
+              file=sys.stderr)
     ok = est and secs and 0.5 <= est / secs <= 2.0
     check('estimate after one run within a factor of 2 of the actual time', ok,
           'estimated %s s, took %s s' % (est, secs))
