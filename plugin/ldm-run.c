@@ -174,12 +174,11 @@ gimp_ldm_estimate (const GimpLdmPlan *plan,
 
 /* ---- plan ----------------------------------------------------------------- */
 
+/* The SD x4 upscaler and the ESRGAN-class nets state their scale. */
 static gboolean
 is_upscaler (const ldm_model_info *info)
 {
-  return g_str_has_prefix (info->family, "x4") ||
-         g_str_has_prefix (info->family, "esrgan") ||
-         g_str_has_prefix (info->family, "srvgg");
+  return info->scale > 0 || info->feed_forward;
 }
 
 gboolean
