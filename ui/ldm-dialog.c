@@ -549,7 +549,6 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   frame = gtk_frame_new (_("Preview"));
   gtk_box_pack_start (GTK_BOX (hbox), frame, FALSE, FALSE, 0);
   st->preview = gtk_image_new ();
-  atk_object_set_name (gtk_widget_get_accessible (st->preview), "preview");
   gtk_widget_set_size_request (st->preview, PREVIEW_SIZE, PREVIEW_SIZE);
   gtk_container_add (GTK_CONTAINER (frame), st->preview);
   gtk_widget_show_all (vbox);

@@ -156,7 +156,9 @@ def noise_reference(work, size):
 
 
 def preview_image(dlg):
-    return find(dlg, lambda n: n.getRoleName() in ('icon', 'image') and n.name == 'preview')
+    # the image inside the frame labelled "Preview"
+    frame = find(dlg, lambda n: n.getRoleName() == 'panel' and n.name == 'Preview')
+    return frame and find(frame, lambda n: n.getRoleName() in ('icon', 'image'))
 
 
 # ---- 0. no dialog for a run that cannot work (no selection) -----------------------
