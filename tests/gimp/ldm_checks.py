@@ -484,28 +484,60 @@ def check_float_pixels():
         img.delete()
 
 
+def speed_record(key):
+    par = Gimp.get_parasite('gimp-ldm-speeds')
+    text = bytes(par.get_data()).decode('ascii', 'replace').rstrip('\0') if par else ''
+    for line in text.split('\n'):
+        f = line.split(' ')
+        if len(f) == 4 and f[0] == key:
+            return [float(v) for v in f[1:]]
+    return None
+
+
+def recipe_of(layer):
+    par = layer.get_parasite('gimp-ldm-recipe')
+    return dict(l.split('=', 1) for l in
+                bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
+
+
 def check_estimate():
-    # the estimate after one run of the same task is within a factor of 2 of
-    # the time the next run takes (both stored in the layer's recipe)
+    # Speed records per model family and task (seconds per step per
+    # megapixel of work area, fixed seconds per megapixel, model load), and
+    # the estimate made from them for the actual work size and steps:
+    #  - after an inpaint at 256 px, the estimate of an inpaint at 320 px with
+    #    twice the steps is the record scaled to that run (exact), and an
+    #    upscale in between (another task) does not change it;
+    #  - it is near the time the run took: printed, and asserted within a
+    #    factor of 5 only (wall time on a shared machine; the quiet figure is
+    #    in docs/plugin.md)
     img, bg = new_image(160, 120)
     img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 80, 60)
-    est = secs = None
-    for steps, ws in ((8, 256), (16, 320)):
-        status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a green square',
-                             steps=steps, seed=5, random_seed=False, work_size=ws)
-        if status != Gimp.PDBStatusType.SUCCESS:
-            break
-        par = layer.get_parasite('gimp-ldm-recipe')
-        recipe = dict(l.split('=', 1) for l in
-                      bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
-        est = float(recipe.get('estimate-seconds', '0'))
-        secs = float(recipe.get('seconds', '0'))
-        print('    run of %d steps at %d px: estimated %s s, took %s s' % (steps, ws, est, secs),
+    status, first = call('plug-in-ldm-inpaint', img, [bg], prompt='a green square',
+                         steps=8, seed=5, random_seed=False, work_size=256)
+    if not check('estimate: first inpaint succeeds', status == Gimp.PDBStatusType.SUCCESS, status):
+        img.delete()
+        return
+    key = 'sd1-inpaint/inpaint'
+    rec = speed_record(key)
+    check('estimate: the run left a speed record for %s' % key, rec is not None, rec)
+    call('plug-in-ldm-upscale', img, [bg], new_image=True)        # another task
+    check('estimate: a run of another task keeps the record of this one',
+          speed_record(key) == rec, (rec, speed_record(key)))
+    status, layer = call('plug-in-ldm-inpaint', img, [bg], prompt='a green square',
+                         steps=16, seed=5, random_seed=False, work_size=320)
+    if check('estimate: second inpaint succeeds', status == Gimp.PDBStatusType.SUCCESS, status) and rec:
+        r = recipe_of(layer)
+        ww, wh = (int(v) for v in r['size'].split('x'))
+        mp = ww * wh / 1e6
+        want = (rec[0] * 16 + rec[1]) * mp + rec[2]    # strength 1: all 16 steps
+        est, secs = float(r.get('estimate-seconds', '0')), float(r.get('seconds', '0'))
+        check('estimate: from the record at the run\'s work size %dx%d and steps '
+              '(%.4f s, expected %.4f s)' % (ww, wh, est, want), abs(est - want) <= 1e-6 * max(1, want))
+        ratio = est / secs if secs else 0
+        print('    estimate %.2f s, the run took %.2f s (ratio %.2f)' % (est, secs, ratio),
               file=sys.stderr)
-    ok = est and secs and 0.5 <= est / secs <= 2.0
-    check('estimate after one run within a factor of 2 of the actual time', ok,
-          'estimated %s s, took %s s' % (est, secs))
-    print('    estimate: %s s, actual %s s' % (est, secs), file=sys.stderr)
+        check('estimate: within a factor of 5 of the time the run took (ratio %.2f)' % ratio,
+              0.2 <= ratio <= 5.0)
     img.delete()
 
 
