@@ -117,6 +117,18 @@ sampler_choice (void)
 }
 
 static GimpChoice *
+scale_choice (void)
+{
+  GimpChoice *choice = gimp_choice_new ();
+
+  gimp_choice_add (choice, "model", 0, _("The model's"), NULL);
+  gimp_choice_add (choice, "x2", 2, "×2", NULL);
+  gimp_choice_add (choice, "x3", 3, "×3", NULL);
+  gimp_choice_add (choice, "x4", 4, "×4", NULL);
+  return choice;
+}
+
+static GimpChoice *
 precision_choice (void)
 {
   GimpChoice *choice = gimp_choice_new ();
@@ -276,11 +288,40 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
       break;
 
     case GIMP_LDM_PROC_UPSCALE:
-      label = _("_Upscale Layer ×4...");
-      blurb = _("Upscale the active layer four times with a diffusion model");
-      help  = _("Runs the ×4 super-resolution model on the active layer, in "
-                "tiles, into a new image or a new layer four times as large.");
+      label = _("_Upscale Layer...");
+      blurb = _("Upscale the active layer with a super-resolution model");
+      help  = _("Upscales the active layer with a fast ESRGAN-class model "
+                "(Real-ESRGAN, 4x-UltraSharp, ...; seconds) or the SD ×4 "
+                "diffusion upscaler (minutes, guided by the prompt), in tiles, "
+                "into a new image or a new layer. Optionally the upscaled "
+                "picture is then refined by a checkpoint at low strength, "
+                "tile by tile.");
       add_common_arguments (procedure, proc);
+      gimp_procedure_add_choice_argument (procedure, "scale", _("Sc_ale"),
+                                          _("Output size: the model's "
+                                            "factor, or less (the result "
+                                            "scaled down)"),
+                                          scale_choice (), "model",
+                                          G_PARAM_READWRITE);
+      gimp_procedure_add_boolean_argument (procedure, "refine",
+                                           _("_Refine"),
+                                           _("Then redraw the upscaled "
+                                             "picture with a checkpoint at "
+                                             "low strength, tile by tile "
+                                             "(fast upscalers only)"),
+                                           FALSE, G_PARAM_READWRITE);
+      gimp_procedure_add_double_argument (procedure, "refine-strength",
+                                          _("Refine stren_gth"),
+                                          _("How much the refining redraws "
+                                            "(0.2-0.4 adds detail, keeps the "
+                                            "picture)"),
+                                          0.0, 1.0, 0.3, G_PARAM_READWRITE);
+      gimp_procedure_add_file_argument (procedure, "refine-model",
+                                        _("Refine _model"),
+                                        _("The checkpoint that refines; "
+                                          "empty: the bundled demo model"),
+                                        GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE,
+                                        NULL, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "noise-level",
                                        _("Noise le_vel"),
                                        _("Noise added to the low-resolution "
@@ -374,10 +415,14 @@ describe_text (const gchar          *path,
   gchar *base = g_path_get_basename (path);
   gchar *text;
 
-  /* TRANSLATORS: model file, family, native size in pixels */
-  text = g_strdup_printf (_("%s: %s, %d px"), base,
-                          info->family[0] ? info->family : "?",
-                          info->native_size);
+  if (info->feed_forward)
+    /* TRANSLATORS: model file, architecture ("RRDBNet ..., x4") */
+    text = g_strdup_printf (_("%s: %s (fast)"), base, info->arch);
+  else
+    /* TRANSLATORS: model file, family, native size in pixels */
+    text = g_strdup_printf (_("%s: %s, %d px"), base,
+                            info->family[0] ? info->family : "?",
+                            info->native_size);
   g_free (base);
   return text;
 }
@@ -397,7 +442,7 @@ hook_describe_model (const gchar       *path,
     {
       const gchar *name = gimp_ldm_proc_default_model (ctx->proc);
 
-      found = gimp_ldm_models_find (NULL, name);
+      found = gimp_ldm_default_model (ctx->proc, NULL);
       if (! found)
         {
           facts->text = g_strdup_printf (_("The default model %s is not in "
@@ -473,6 +518,7 @@ hook_list_models (GimpProcedureConfig *config,
   DialogCtx *ctx = user;
   gchar     *folders = config_folders (config);
   GList     *paths = gimp_ldm_models_list (folders), *l, *out = NULL;
+  GList     *fast = NULL;
 
   /* only the models this procedure can use, with their family */
   for (l = paths; l; l = l->next)
@@ -486,14 +532,22 @@ hook_list_models (GimpProcedureConfig *config,
           gchar             *base = g_path_get_basename (l->data);
 
           e->path = g_strdup (l->data);
-          e->label = g_strdup_printf ("%s (%s)", base, info.family);
-          out = g_list_append (out, e);
+          e->label = info.feed_forward
+                     /* TRANSLATORS: model list entry: file, family, scale */
+                     ? g_strdup_printf (_("%s (%s ×%d, fast)"), base,
+                                        info.family, info.scale)
+                     : g_strdup_printf ("%s (%s)", base, info.family);
+          /* fast (feed-forward) upscalers first */
+          if (info.feed_forward)
+            fast = g_list_append (fast, e);
+          else
+            out = g_list_append (out, e);
           g_free (base);
         }
     }
   g_list_free_full (paths, g_free);
   g_free (folders);
-  return out;
+  return g_list_concat (fast, out);
 }
 
 static gchar *
@@ -559,7 +613,7 @@ dialog_title (GimpLdmProc proc)
     case GIMP_LDM_PROC_INPAINT:    return _("Inpaint Selection");
     case GIMP_LDM_PROC_GENERATE:   return _("Generate Layer");
     case GIMP_LDM_PROC_REFINE:     return _("Refine Layer");
-    case GIMP_LDM_PROC_UPSCALE:    return _("Upscale Layer ×4");
+    case GIMP_LDM_PROC_UPSCALE:    return _("Upscale Layer");
     case GIMP_LDM_PROC_OUTPAINT:   return _("Expand Canvas");
     case GIMP_LDM_PROC_REGENERATE: return _("Regenerate Layer");
     default:                       return "gimp-ldm";

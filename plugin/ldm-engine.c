@@ -116,6 +116,7 @@ worker (gpointer data)
   Worker         *w = data;
   GimpLdmControl *control = w->job->control;
   ldm_model      *model = NULL;
+  ldm_model      *refine = NULL;
   ldm_job        *job = NULL;
   ldm_job_params  jp = w->job->job;
   ldm_status      st;
@@ -123,6 +124,14 @@ worker (gpointer data)
 
   st = ldm_model_load (&model, &w->job->model, &w->err);
   w->job->load_s = (g_get_monotonic_time () - t0) / 1e6;
+  if (st == LDM_OK && w->job->refine_path)
+    {
+      ldm_model_params rp = w->job->model;
+
+      rp.path = w->job->refine_path;
+      st = ldm_model_load (&refine, &rp, &w->err);
+      jp.refine_model = refine;
+    }
   if (st == LDM_OK)
     {
       jp.threads = 0;   /* the model's */
@@ -152,6 +161,7 @@ worker (gpointer data)
     st = LDM_ERR_CANCELLED;
 
   ldm_job_free (job);
+  ldm_model_free (refine);
   ldm_model_free (model);
   w->status = st;
   g_atomic_int_set (&w->done, 1);

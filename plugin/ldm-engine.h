@@ -41,6 +41,7 @@ typedef struct
 {
   ldm_model_params  model;      /* path, threads, precision */
   ldm_job_params    job;        /* init/mask point at images owned by the caller */
+  const gchar      *refine_path; /* upscale and refine: the checkpoint, or NULL */
   GimpLdmProgressFn progress;   /* may be NULL */
   gpointer          progress_user;
   GimpLdmControl   *control;

@@ -326,6 +326,11 @@ plan_inputs (const GimpLdmSpec *spec,
       if ((gint64) plan->rw * 4 > GIMP_MAX_IMAGE_SIZE ||
           (gint64) plan->rh * 4 > GIMP_MAX_IMAGE_SIZE)
         return fail (error, _("The layer is too large to upscale ×4."));
+      if (spec->scale > 0 &&
+          ((gint64) plan->rw * spec->scale > GIMP_MAX_IMAGE_SIZE ||
+           (gint64) plan->rh * spec->scale > GIMP_MAX_IMAGE_SIZE))
+        return fail (error, _("The layer is too large to upscale ×%d."),
+                     spec->scale);
       break;
 
     case GIMP_LDM_PROC_OUTPAINT:
@@ -413,6 +418,18 @@ gimp_ldm_plan_make (const GimpLdmSpec    *spec,
     case LDM_TASK_UPSCALE:
       plan->ww = plan->rw;
       plan->wh = plan->rh;
+      plan->scale = spec->scale > 0 ? spec->scale : info->scale;
+      if (plan->scale > info->scale)
+        return fail (error, _("This model upscales ×%d: choose that or a "
+                              "smaller scale."), info->scale);
+      if ((gint64) plan->rw * plan->scale > GIMP_MAX_IMAGE_SIZE ||
+          (gint64) plan->rh * plan->scale > GIMP_MAX_IMAGE_SIZE)
+        return fail (error, _("The layer is too large to upscale ×%d."),
+                     plan->scale);
+      if (spec->refine && ! info->feed_forward)
+        return fail (error, _("Upscale and refine needs a fast (ESRGAN-class) "
+                              "upscaler; the SD ×4 upscaler refines by "
+                              "itself."));
       break;
 
     case LDM_TASK_OUTPAINT:
@@ -508,10 +525,12 @@ read_floats (GeglBuffer          *buf,
   return img;
 }
 
-/* RGB (no alpha) of `drawable` inside the image-space rect. */
+/* RGB of `drawable` inside the image-space rect, with its alpha when
+ * `alpha` (4 channels). */
 static ldm_image *
 read_rgb (GimpDrawable *drawable,
-          gint x, gint y, gint w, gint h)
+          gint x, gint y, gint w, gint h,
+          gboolean alpha)
 {
   GeglBuffer *buf = gimp_drawable_get_buffer (drawable);
   ldm_image  *rgba, *rgb;
@@ -521,6 +540,8 @@ read_rgb (GimpDrawable *drawable,
   rgba = read_floats (buf, GEGL_RECTANGLE (x - ox, y - oy, w, h),
                       "R'G'B'A float", "R'G'B'A u8", 4);
   g_object_unref (buf);
+  if (alpha)
+    return rgba;
   rgb = rgba ? ldm_image_new (w, h, 3, LDM_PIXEL_F32) : NULL;
   if (rgb)
     for (j = 0; j < h; j++)
@@ -581,7 +602,9 @@ pixels_in (const GimpLdmPlan *plan,
   *init = *mask = NULL;
   if (plan->task == LDM_TASK_TXT2IMG)
     return TRUE;
-  src = read_rgb (drawable, plan->rx, plan->ry, plan->rw, plan->rh);
+  src = read_rgb (drawable, plan->rx, plan->ry, plan->rw, plan->rh,
+                  plan->task == LDM_TASK_UPSCALE && plan->model.feed_forward &&
+                  gimp_drawable_has_alpha (drawable));
   if (! src)
     return fail (error, _("Not enough memory for this image size."));
   if (plan->task == LDM_TASK_UPSCALE)
@@ -635,7 +658,8 @@ write_rgb (GimpDrawable    *drawable,
             row[x * 4 + i] = CLAMP (s[x * rgb->channels +
                                       (rgb->channels == 1 ? 0 : i)],
                                     0.0f, 1.0f);
-          row[x * 4 + 3] = 1.0f;
+          row[x * 4 + 3] = rgb->channels == 4
+                           ? CLAMP (s[x * 4 + 3], 0.0f, 1.0f) : 1.0f;
         }
       if (own_u8)
         {
@@ -770,8 +794,8 @@ pixels_out (const GimpLdmPlan  *plan,
 
   if (plan->task == LDM_TASK_UPSCALE)
     {
-      lw = plan->rw * 4;
-      lh = plan->rh * 4;
+      lw = plan->rw * plan->scale;
+      lh = plan->rh * plan->scale;
       lx = spec->new_image ? 0 : plan->rx;
       ly = spec->new_image ? 0 : plan->ry;
     }
@@ -877,6 +901,19 @@ on_run_progress (gpointer               user,
     rp->ui->progress (rp->ui->progress_user, p);
 }
 
+gchar *
+gimp_ldm_default_model (GimpLdmProc  proc,
+                        const gchar *model_folders)
+{
+  gchar *found = gimp_ldm_models_find (model_folders,
+                                       gimp_ldm_proc_default_model (proc));
+
+  /* installs without the fast demo upscaler: the diffusion one */
+  if (! found && proc == GIMP_LDM_PROC_UPSCALE)
+    found = gimp_ldm_models_find (model_folders, "ldm-demo-x4.safetensors");
+  return found;
+}
+
 /* Resolves spec->model_path (the procedure's demo model when unset). */
 static gboolean
 resolve_model (GimpLdmSpec  *spec,
@@ -891,8 +928,7 @@ resolve_model (GimpLdmSpec  *spec,
       return TRUE;
     }
   g_free (spec->model_path);
-  spec->model_path = gimp_ldm_models_find (model_folders,
-                                           gimp_ldm_proc_default_model (spec->proc));
+  spec->model_path = gimp_ldm_default_model (spec->proc, model_folders);
   if (! spec->model_path)
     {
       gchar **dirs = gimp_ldm_models_search_path (model_folders);
@@ -928,6 +964,27 @@ plan_run (GimpLdmSpec  *spec,
       ! gimp_ldm_engine_describe (spec->model_path, &info, error) ||
       ! gimp_ldm_plan_make (spec, image, drawable, &info, plan, error))
     return FALSE;
+
+  /* upscale and refine: the checkpoint that redraws the tiles */
+  if (plan->task == LDM_TASK_UPSCALE && spec->refine)
+    {
+      ldm_model_info refine_info;
+
+      if (! spec->refine_model || ! *spec->refine_model)
+        {
+          g_free (spec->refine_model);
+          spec->refine_model = gimp_ldm_default_model (GIMP_LDM_PROC_GENERATE,
+                                                       model_folders);
+          if (! spec->refine_model)
+            return fail (error, _("Upscale and refine: no checkpoint chosen, "
+                                  "and the default model “%s” is not in the "
+                                  "model folders."),
+                         gimp_ldm_proc_default_model (GIMP_LDM_PROC_GENERATE));
+        }
+      if (! gimp_ldm_engine_describe (spec->refine_model, &refine_info, error) ||
+          ! gimp_ldm_model_usable (GIMP_LDM_PROC_REFINE, &refine_info, error))
+        return FALSE;
+    }
 
   /* the recipe keeps what ran, so Regenerate repeats it */
   spec->steps = plan->steps;
@@ -990,6 +1047,15 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   job.job.init = init;
   job.job.mask = mask;
   job.job.output_type = LDM_PIXEL_F32;
+  if (plan.task == LDM_TASK_UPSCALE && plan.model.feed_forward)
+    {
+      job.job.upscale_factor = plan.scale;
+      if (spec->refine)
+        {
+          job.refine_path = spec->refine_model;
+          job.job.refine_strength = (float) spec->refine_strength;
+        }
+    }
   job.job.no_composite = TRUE;    /* the layer mask composites, once */
   if (plan.task == LDM_TASK_TXT2IMG)
     {

@@ -32,6 +32,7 @@ typedef struct
   gboolean        use_selection;
   gint            ww, wh;              /* the engine's work size */
   gint            l, t, r, b;          /* outpaint margins at the work size */
+  gint            scale;               /* upscale: output pixels per input pixel */
   gint            steps;               /* resolved: spec, model, fallback */
   gdouble         cfg_scale;
   const gchar    *sampler;
@@ -57,6 +58,10 @@ gboolean   gimp_ldm_plan_make    (const GimpLdmSpec    *spec,
                                   const ldm_model_info *info,
                                   GimpLdmPlan          *plan,
                                   GError              **error);
+/* The procedure's default model in the model folders (the first of its
+ * candidates found), or NULL. */
+gchar     *gimp_ldm_default_model (GimpLdmProc  proc,
+                                   const gchar *model_folders);
 /* Seconds the plan will take by this computer's record for the model family
  * and task, or a negative value when there is none yet. */
 gdouble    gimp_ldm_estimate     (const GimpLdmPlan    *plan,

@@ -48,7 +48,8 @@ gimp_ldm_proc_default_model (GimpLdmProc proc)
     case GIMP_LDM_PROC_OUTPAINT:
       return "ldm-demo-inpaint.safetensors";
     case GIMP_LDM_PROC_UPSCALE:
-      return "ldm-demo-x4.safetensors";
+      /* the fast feed-forward upscaler; ldm-demo-x4 when it is missing */
+      return "ldm-demo-esrgan-x4.safetensors";
     default:
       return "ldm-demo.safetensors";
     }
@@ -70,6 +71,7 @@ gimp_ldm_spec_init (GimpLdmSpec *spec,
   spec->margin      = 32;
   spec->noise_level = 20;
   spec->new_image   = TRUE;
+  spec->refine_strength = 0.3;
 }
 
 void
@@ -81,6 +83,7 @@ gimp_ldm_spec_clear (GimpLdmSpec *spec)
   g_clear_pointer (&spec->precision, g_free);
   g_clear_pointer (&spec->model_path, g_free);
   g_clear_pointer (&spec->model_hash, g_free);
+  g_clear_pointer (&spec->refine_model, g_free);
 }
 
 static gboolean
@@ -161,6 +164,29 @@ gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
   get_int (obj, "bottom", &spec->bottom);
   get_int (obj, "noise-level", &spec->noise_level);
   get_bool (obj, "new-image", &spec->new_image);
+  get_bool (obj, "refine", &spec->refine);
+  get_double (obj, "refine-strength", &spec->refine_strength);
+  if (has_prop (obj, "scale"))
+    {
+      gchar *nick = NULL;
+
+      g_object_get (obj, "scale", &nick, NULL);
+      /* "model", "x1" .. "x4" */
+      spec->scale = nick && nick[0] == 'x' ? atoi (nick + 1) : 0;
+      g_free (nick);
+    }
+  if (has_prop (obj, "refine-model"))
+    {
+      GFile *file = NULL;
+
+      g_object_get (obj, "refine-model", &file, NULL);
+      g_clear_pointer (&spec->refine_model, g_free);
+      if (file)
+        {
+          spec->refine_model = g_file_get_path (file);
+          g_object_unref (file);
+        }
+    }
 
   if (has_prop (obj, "model"))
     {
@@ -257,6 +283,10 @@ gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
   KV_INT ("bottom", spec->bottom);
   KV_INT ("noise-level", spec->noise_level);
   KV_INT ("new-image", spec->new_image);
+  KV_INT ("scale", spec->scale);
+  KV_INT ("refine", spec->refine);
+  KV_DBL ("refine-strength", spec->refine_strength);
+  append_kv (out, "refine-model", spec->refine_model);
   KV_INT ("source-tattoo", spec->src_tattoo);
   tmp = g_strdup_printf ("%d,%d,%d,%d", spec->rect_x, spec->rect_y,
                          spec->rect_w, spec->rect_h);
@@ -384,6 +414,14 @@ gimp_ldm_spec_from_recipe (GimpLdmSpec      *spec,
         parse_int (key, val, G_MININT, G_MAXINT, &spec->noise_level, &bad);
       else if (! strcmp (key, "new-image"))
         { gint b = 0; parse_int (key, val, 0, 1, &b, &bad); spec->new_image = b != 0; }
+      else if (! strcmp (key, "scale"))
+        parse_int (key, val, 0, 16, &spec->scale, &bad);
+      else if (! strcmp (key, "refine"))
+        { gint b = 0; parse_int (key, val, 0, 1, &b, &bad); spec->refine = b != 0; }
+      else if (! strcmp (key, "refine-strength"))
+        parse_double (key, val, &spec->refine_strength, &bad);
+      else if (! strcmp (key, "refine-model"))
+        { g_free (spec->refine_model); spec->refine_model = *val ? g_strdup (val) : NULL; }
       else if (! strcmp (key, "source-tattoo"))
         parse_int (key, val, G_MININT, G_MAXINT, &spec->src_tattoo, &bad);
       else if (! strcmp (key, "rect"))

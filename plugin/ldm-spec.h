@@ -42,8 +42,12 @@ typedef struct
   gint     width, height;   /* generate: 0 = image size */
   gint     margin;          /* inpaint/refine: context pixels around the selection */
   gint     left, top, right, bottom;   /* outpaint */
-  gint     noise_level;     /* upscale */
+  gint     noise_level;     /* upscale (SD x4) */
   gboolean new_image;       /* upscale: result in a new image */
+  gint     scale;           /* upscale: output size factor, 0 = the model's */
+  gboolean refine;          /* upscale: then img2img over it in tiles */
+  gdouble  refine_strength;
+  gchar   *refine_model;    /* the checkpoint that refines; NULL = demo */
   /* filled by the run, stored in the recipe */
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */

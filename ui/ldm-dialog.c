@@ -477,7 +477,9 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   add_if (config, &ids, "strength");
   add_row (pd, config, &ids, "left-right-box", "left", "right", NULL);
   add_row (pd, config, &ids, "top-bottom-box", "top", "bottom", NULL);
+  add_if (config, &ids, "scale");
   add_if (config, &ids, "new-image");
+  add_row (pd, config, &ids, "refine-box", "refine", "refine-strength", NULL);
   add_if (config, &ids, "new-seed");
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
@@ -488,6 +490,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   add_if (config, &adv, "sampler");
   add_row (pd, config, &adv, "size-box", "width", "height", NULL);
   add_if (config, &adv, "margin");
+  add_if (config, &adv, "refine-model");
   add_if (config, &adv, "noise-level");
   add_if (config, &adv, "work-size");
   add_if (config, &adv, "threads");

@@ -23,6 +23,7 @@ mkdir -p "$HOME" "$PROFILE" "$LDM_TMP" "$W/models"
 ln -sfn "$SRC/tests/golden/pipeline/sd1.safetensors" "$W/models/ldm-demo.safetensors"
 ln -sfn "$SRC/tests/golden/pipeline/sd1_inpaint.safetensors" "$W/models/ldm-demo-inpaint.safetensors"
 ln -sfn "$SRC/tests/golden/pipeline/x4.safetensors" "$W/models/ldm-demo-x4.safetensors"
+ln -sfn "$SRC/tests/golden/esrgan/compact_x4.safetensors" "$W/models/ldm-demo-esrgan-x4.safetensors"
 export LDM_MODEL_PATH=$W/models
 
 log() { echo "in-chroot: $*" >&2; }

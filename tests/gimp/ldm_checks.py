@@ -21,6 +21,7 @@ MODE = os.environ.get('LDM_CHECKS', 'errors')
 print('GIMP %s: checks %s' % (Gimp.version(), MODE), file=sys.stderr, flush=True)
 WS = 128   # work-size of the success checks: the tiny models at 128 px, fast
 TMP = os.environ.get('LDM_TMP', '/tmp')
+MODELS = os.environ.get('LDM_MODEL_PATH', '').split(':')[0]
 pdb = Gimp.get_pdb()
 results = []
 
@@ -34,7 +35,9 @@ EXTRA = {
     'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
     'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')],
     'plug-in-ldm-refine': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
-    'plug-in-ldm-upscale': [('noise-level', 'gint'), ('new-image', 'gboolean')],
+    'plug-in-ldm-upscale': [('noise-level', 'gint'), ('new-image', 'gboolean'),
+                            ('scale', 'gchararray'), ('refine', 'gboolean'),
+                            ('refine-strength', 'gdouble'), ('refine-model', 'GFile')],
     'plug-in-ldm-outpaint': [('work-size', 'gint'), ('left', 'gint'), ('top', 'gint'),
                              ('right', 'gint'), ('bottom', 'gint')],
     'plug-in-ldm-regenerate': [('new-seed', 'gboolean')],
@@ -333,14 +336,17 @@ def check_procedures():
             check_new_layer(label, img, layers0, bg, layer, (0, 0, w or 256, h or 192), False)
     img.delete()
 
-    # upscale x4 into a new image and into a new layer
+    # upscale into a new image (the default: the fast ESRGAN-class upscaler)
+    # and into a new layer (the SD x4 diffusion upscaler, chosen)
+    x4 = Gio.File.new_for_path(os.path.join(MODELS, 'ldm-demo-x4.safetensors'))
     img, bg = new_image(64, 48)
-    for new in (True, False):
+    for new, model in ((True, None), (False, x4)):
         n_images = len(Gimp.get_images())
         layers0 = img.get_layers()
+        args = {'model': model} if model else {}
         status, layer = call('plug-in-ldm-upscale', img, [bg], prompt='sharp',
-                             steps=2, seed=5, random_seed=False, new_image=new)
-        label = 'upscale new-image=%s' % new
+                             steps=2, seed=5, random_seed=False, new_image=new, **args)
+        label = 'upscale new-image=%s (%s)' % (new, 'SD x4' if model else 'fast')
         check('%s: succeeds' % label, status == Gimp.PDBStatusType.SUCCESS,
               '%s %s' % (status, layer))
         if status == Gimp.PDBStatusType.SUCCESS:
@@ -350,6 +356,43 @@ def check_procedures():
                       len(Gimp.get_images()) == n_images + 1 and layer.get_image() != img)
             else:
                 check_new_layer(label, img, layers0, bg, layer, (0, 0, 256, 192), False)
+    img.delete()
+
+    # the fast upscaler on an RGBA layer at x2: size, alpha kept (transparent
+    # stays transparent, opaque stays opaque), existing layers unchanged
+    img, bg = new_image(96, 64)
+    paint = add_layer(img, 'rgba', 8, 8, 64, 48, '#cc3333')
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 8, 8, 32, 48)
+    paint.edit_clear()                       # the left half transparent
+    Gimp.Selection.none(img)
+    before = snapshot(img)
+    layers0 = img.get_layers()
+    status, layer = call('plug-in-ldm-upscale', img, [paint], scale='x2', new_image=False)
+    if check('upscale RGBA x2 (fast): succeeds', status == Gimp.PDBStatusType.SUCCESS,
+             '%s %s' % (status, layer)):
+        check_new_layer('upscale RGBA x2 (fast)', img, layers0, paint, layer,
+                        (8, 8, 128, 96), False)
+        a = floats(layer, "R'G'B'A float")[3::4]
+        w = layer.get_width()
+        left = [a[y * w + x] for y in range(8, 88) for x in range(4, 56)]
+        right = [a[y * w + x] for y in range(8, 88) for x in range(72, 124)]
+        check('upscale RGBA x2 (fast): transparent half stays transparent, opaque stays opaque',
+              max(left) < 0.02 and min(right) > 0.98,
+              'left max %.3f, right min %.3f' % (max(left), min(right)))
+        check('upscale RGBA x2 (fast): existing layers unchanged',
+              snapshot(img)['pixels'][1:] == before['pixels'])
+    # upscale and refine: the checkpoint redraws the upscaled picture
+    status, layer = call('plug-in-ldm-upscale', img, [bg], prompt='sharp', steps=2,
+                         seed=5, random_seed=False, refine=True, refine_strength=0.3,
+                         new_image=False)
+    if check('upscale and refine (fast + demo checkpoint): succeeds',
+             status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer)):
+        check('upscale and refine: 4x size', (layer.get_width(), layer.get_height()) == (384, 256))
+        par = layer.get_parasite('gimp-ldm-recipe')
+        recipe = bytes(par.get_data()).decode('utf-8', 'replace') if par else ''
+        check('upscale and refine: the recipe names the refining checkpoint',
+              'refine=1' in recipe and 'refine-model=' in recipe and 'ldm-demo' in recipe,
+              recipe[-200:])
     img.delete()
 
     # outpaint: canvas grows, layer covers the new area, old layers keep pixels
