@@ -151,6 +151,14 @@ add_common_arguments (GimpProcedure *procedure,
                                       _("_Negative prompt"),
                                       _("What the picture should not show"),
                                       "", G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "loras", _("_LoRAs"),
+                                      _("LoRAs to apply, as NAME:MULT "
+                                        "separated by commas (NAME: the file "
+                                        "name without .safetensors in the "
+                                        "model folders, or a path; MULT 1 "
+                                        "when left out); <lora:NAME:MULT> in "
+                                        "the prompt works too"),
+                                      "", G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (procedure, "steps", _("S_teps"),
                                    _("Number of denoising steps (0: what the "
                                      "model recommends, else 20)"),
@@ -550,6 +558,32 @@ hook_list_models (GimpProcedureConfig *config,
   return g_list_concat (fast, out);
 }
 
+/* The LoRAs and embeddings found for the dialog's model family. */
+static void
+hook_list_addons (GimpProcedureConfig  *config,
+                  GList               **loras,
+                  gchar               **embeddings,
+                  gpointer              user)
+{
+  DialogCtx   *ctx = user;
+  gchar       *folders = config_folders (config);
+  const gchar *family = ctx->info_ok ? ctx->info.family : NULL;
+  GList       *found, *l;
+  GString     *names = g_string_new (NULL);
+
+  found = gimp_ldm_models_addons (folders, LDM_KIND_LORA, family);
+  for (l = found; l; l = l->next)
+    *loras = g_list_append (*loras, g_strdup (((GimpLdmAddon *) l->data)->name));
+  g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
+  found = gimp_ldm_models_addons (folders, LDM_KIND_EMBEDDING, family);
+  for (l = found; l; l = l->next)
+    g_string_append_printf (names, "%s%s", names->len ? ", " : "",
+                            ((GimpLdmAddon *) l->data)->name);
+  g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
+  *embeddings = g_string_free (names, FALSE);
+  g_free (folders);
+}
+
 static gchar *
 hook_models_folder (GimpProcedureConfig *config,
                     gpointer             user)
@@ -702,7 +736,8 @@ run_interactive (GimpProcedure       *procedure,
 {
   DialogCtx          ctx = { 0 };
   GimpLdmDialogHooks hooks = { hook_describe_model, hook_estimate,
-                               hook_list_models, hook_models_folder, &ctx };
+                               hook_list_models, hook_models_folder,
+                               hook_list_addons, &ctx };
   GimpLdmControl     control;
   GimpLdmRunUi       ui = { on_progress, NULL, &control, TRUE };
   GtkWidget         *dialog;

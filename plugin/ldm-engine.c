@@ -139,6 +139,24 @@ worker (gpointer data)
       jp.progress_user = w;
       st = ldm_job_new (&job, model, &jp, &w->err);
     }
+  if (st == LDM_OK && ldm_job_lora_count (job) > 0)
+    {
+      /* what ran, as AUTOMATIC1111 records it ("Lora hashes") */
+      GString *hashes = g_string_new (NULL);
+      gint     i;
+
+      for (i = 0; st == LDM_OK && i < ldm_job_lora_count (job); i++)
+        {
+          const ldm_job_lora *l = ldm_job_lora_at (job, i);
+          char                hash[13];
+
+          st = ldm_addon_hash (l->path, hash, &w->err);
+          if (st == LDM_OK)
+            g_string_append_printf (hashes, "%s%s: %s", i ? ", " : "",
+                                    l->name, hash);
+        }
+      w->job->lora_hashes = g_string_free (hashes, FALSE);
+    }
   if (st == LDM_OK)
     {
       if (control)
@@ -206,6 +224,7 @@ gimp_ldm_engine_run (GimpLdmEngineJob  *job,
   gint       i;
 
   w.job = job;
+  g_clear_pointer (&job->lora_hashes, g_free);
   job->first_step_s = job->last_step_s = -1.0;
   job->steps_done = 0;
   g_mutex_init (&w.lock);

@@ -51,6 +51,9 @@ typedef struct
   gdouble           first_step_s; /* elapsed at step 1, -1 if none */
   gdouble           last_step_s;  /* elapsed at the last step, -1 if none */
   gint              steps_done;
+  gchar            *lora_hashes;  /* "NAME: HASH, ..." of the LoRAs merged
+                                     (the job's and the prompt's), or NULL;
+                                     the caller frees it */
 } GimpLdmEngineJob;
 
 /* Loads the model, runs the job, returns its first image (RGB; F32 when

@@ -10,6 +10,8 @@
 #include <glib/gstdio.h>
 #include <libgimp/gimp.h>
 
+#include <ldm.h>
+
 #include "ldm-models.h"
 
 static void
@@ -111,6 +113,78 @@ gimp_ldm_models_list (const gchar *configured)
     }
   g_strfreev (dirs);
   return g_list_sort (list, (GCompareFunc) g_strcmp0);
+}
+
+gchar *
+gimp_ldm_models_roots (const gchar *configured)
+{
+  gchar **dirs = gimp_ldm_models_search_path (configured);
+  GString *out = g_string_new (NULL);
+  gint     i;
+
+  /* only the folders that exist: a missing root is an error of the scan */
+  for (i = 0; dirs[i]; i++)
+    if (g_file_test (dirs[i], G_FILE_TEST_IS_DIR))
+      g_string_append_printf (out, "%s%s", out->len ? ":" : "", dirs[i]);
+  g_strfreev (dirs);
+  return g_string_free (out, FALSE);
+}
+
+typedef struct
+{
+  GList       *list;
+  const gchar *family;
+} AddonScan;
+
+static int
+on_addon (void                  *user,
+          const ldm_model_entry *e)
+{
+  AddonScan    *scan = user;
+  GimpLdmAddon *a;
+
+  if (e->error || (scan->family && e->family && e->family[0] &&
+                   ! g_str_has_prefix (scan->family, e->family)))
+    return 0;
+  a = g_new0 (GimpLdmAddon, 1);
+  a->name = g_strdup (e->name);
+  a->path = g_strdup (e->path);
+  a->family = g_strdup (e->family ? e->family : "");
+  scan->list = g_list_prepend (scan->list, a);
+  return 0;
+}
+
+static gint
+addon_cmp (gconstpointer a,
+           gconstpointer b)
+{
+  return g_strcmp0 (((const GimpLdmAddon *) a)->name,
+                    ((const GimpLdmAddon *) b)->name);
+}
+
+GList *
+gimp_ldm_models_addons (const gchar *configured,
+                        gint         kind,
+                        const gchar *family)
+{
+  gchar    *roots = gimp_ldm_models_roots (configured);
+  AddonScan scan = { NULL, family };
+  ldm_error err;
+
+  ldm_error_clear (&err);
+  if (*roots)
+    ldm_models_scan (roots, (ldm_model_kind) kind, on_addon, &scan, &err);
+  g_free (roots);
+  return g_list_sort (scan.list, addon_cmp);
+}
+
+void
+gimp_ldm_addon_free (GimpLdmAddon *addon)
+{
+  g_free (addon->name);
+  g_free (addon->path);
+  g_free (addon->family);
+  g_free (addon);
 }
 
 gchar *

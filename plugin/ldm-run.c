@@ -914,6 +914,79 @@ gimp_ldm_default_model (GimpLdmProc  proc,
   return found;
 }
 
+/* The loras argument, "NAME:MULT, NAME, /path/x.safetensors:-0.5", as the
+ * engine's LoRA list: NAME is a file stem in the model folders (any
+ * layout), MULT a finite number (1 when left out). Paths are owned by
+ * `paths`. */
+static gboolean
+resolve_loras (const gchar  *text,
+               const gchar  *model_folders,
+               GArray       *loras,
+               GPtrArray    *paths,
+               GError      **error)
+{
+  gchar  **items;
+  GList   *found = NULL;
+  gboolean ok = TRUE;
+  gint     i;
+
+  if (! text || ! *text)
+    return TRUE;
+  items = g_strsplit (text, ",", -1);
+  for (i = 0; ok && items[i]; i++)
+    {
+      gchar   *item = g_strstrip (items[i]);
+      gchar   *colon = strrchr (item, ':');
+      gdouble  mult = 1.0;
+      ldm_lora l;
+      gchar   *path = NULL;
+
+      if (! *item)
+        continue;
+      if (colon)
+        {
+          gchar *end = NULL;
+
+          mult = g_ascii_strtod (colon + 1, &end);
+          if (end == colon + 1 || *end || ! isfinite (mult))
+            {
+              ok = fail (error, _("LoRA “%s”: the multiplier must be a number, "
+                                  "as in NAME:0.8."), item);
+              break;
+            }
+          *colon = '\0';
+        }
+      if (strchr (item, G_DIR_SEPARATOR))
+        path = g_file_test (item, G_FILE_TEST_IS_REGULAR) ? g_strdup (item) : NULL;
+      else
+        {
+          GList *a;
+
+          if (! found)
+            found = gimp_ldm_models_addons (model_folders, LDM_KIND_LORA, NULL);
+          for (a = found; a && ! path; a = a->next)
+            if (! strcmp (((GimpLdmAddon *) a->data)->name, item))
+              path = g_strdup (((GimpLdmAddon *) a->data)->path);
+        }
+      if (! path)
+        {
+          gchar *roots = gimp_ldm_models_roots (model_folders);
+
+          ok = fail (error, _("LoRA “%s” is not in the model folders (%s)."),
+                     item, roots);
+          g_free (roots);
+          break;
+        }
+      g_ptr_array_add (paths, path);
+      l.path = path;
+      l.multiplier = (float) mult;
+      g_array_append_val (loras, l);
+    }
+  g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
+  g_strfreev (items);
+  return ok;
+}
+
 /* Resolves spec->model_path (the procedure's demo model when unset). */
 static gboolean
 resolve_model (GimpLdmSpec  *spec,
@@ -1025,8 +1098,13 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   ldm_image       *init = NULL, *mask = NULL, *result = NULL;
   GimpLayer       *layer = NULL;
   RunProgress      rp = { ui, -1 };
+  GArray          *loras = g_array_new (FALSE, FALSE, sizeof (ldm_lora));
+  GPtrArray       *lora_paths = g_ptr_array_new_with_free_func (g_free);
+  gchar           *roots = gimp_ldm_models_roots (model_folders);
+  gchar           *expected_hashes = g_strdup (spec->lora_hashes);
 
   if (! plan_run (spec, image, drawable, model_folders, &plan, error) ||
+      ! resolve_loras (spec->loras, model_folders, loras, lora_paths, error) ||
       ! pixels_in (&plan, image, drawable, &init, &mask, error))
     goto done;
 
@@ -1047,6 +1125,9 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   job.job.init = init;
   job.job.mask = mask;
   job.job.output_type = LDM_PIXEL_F32;
+  job.job.loras = (const ldm_lora *) loras->data;
+  job.job.n_loras = (gint) loras->len;
+  job.job.model_dirs = *roots ? roots : NULL;   /* <lora:...>, embeddings */
   if (plan.task == LDM_TASK_UPSCALE && plan.model.feed_forward)
     {
       job.job.upscale_factor = plan.scale;
@@ -1079,11 +1160,26 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   gimp_progress_end ();
   if (! result)
     goto done;
+  /* Regenerate: the LoRAs must be the ones the layer was made with */
+  if (expected_hashes && g_strcmp0 (expected_hashes, job.lora_hashes))
+    {
+      fail (error, _("The LoRAs differ from the ones this layer was made "
+                     "with (now: %s; then: %s)."),
+            job.lora_hashes ? job.lora_hashes : _("none"), expected_hashes);
+      goto done;
+    }
+  g_free (spec->lora_hashes);
+  spec->lora_hashes = g_strdup (job.lora_hashes);
   spec->seconds = job.seconds;
   speed_remember (&plan, &job);
   layer = pixels_out (&plan, spec, image, drawable, result, ui, error);
 
 done:
+  g_free (job.lora_hashes);
+  g_free (expected_hashes);
+  g_free (roots);
+  g_array_free (loras, TRUE);
+  g_ptr_array_free (lora_paths, TRUE);
   ldm_image_free (init);
   ldm_image_free (mask);
   ldm_image_free (result);

@@ -84,6 +84,8 @@ gimp_ldm_spec_clear (GimpLdmSpec *spec)
   g_clear_pointer (&spec->model_path, g_free);
   g_clear_pointer (&spec->model_hash, g_free);
   g_clear_pointer (&spec->refine_model, g_free);
+  g_clear_pointer (&spec->loras, g_free);
+  g_clear_pointer (&spec->lora_hashes, g_free);
 }
 
 static gboolean
@@ -146,6 +148,7 @@ gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
 
   get_string (obj, "prompt", &spec->prompt);
   get_string (obj, "negative-prompt", &spec->negative_prompt);
+  get_string (obj, "loras", &spec->loras);
   get_int (obj, "steps", &spec->steps);
   get_double (obj, "cfg-scale", &spec->cfg_scale);
   get_uint (obj, "seed", &spec->seed);
@@ -263,6 +266,8 @@ gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
   append_kv (out, "model-hash", spec->model_hash);
   append_kv (out, "prompt", spec->prompt);
   append_kv (out, "negative-prompt", spec->negative_prompt);
+  append_kv (out, "loras", spec->loras);
+  append_kv (out, "lora-hashes", spec->lora_hashes);
   append_kv (out, "sampler", spec->sampler);
   KV_INT ("steps", spec->steps);
   KV_DBL ("cfg-scale", spec->cfg_scale);
@@ -373,6 +378,10 @@ gimp_ldm_spec_from_recipe (GimpLdmSpec      *spec,
         { g_free (spec->prompt); spec->prompt = g_strdup (val); }
       else if (! strcmp (key, "negative-prompt"))
         { g_free (spec->negative_prompt); spec->negative_prompt = g_strdup (val); }
+      else if (! strcmp (key, "loras"))
+        { g_free (spec->loras); spec->loras = g_strdup (val); }
+      else if (! strcmp (key, "lora-hashes"))
+        { g_free (spec->lora_hashes); spec->lora_hashes = *val ? g_strdup (val) : NULL; }
       else if (! strcmp (key, "sampler"))
         { g_free (spec->sampler); spec->sampler = g_strdup (val); }
       else if (! strcmp (key, "steps"))

@@ -48,6 +48,10 @@ typedef struct
   gboolean refine;          /* upscale: then img2img over it in tiles */
   gdouble  refine_strength;
   gchar   *refine_model;    /* the checkpoint that refines; NULL = demo */
+  gchar   *loras;           /* "NAME:MULT, ..." (NAME: stem in the model
+                               folders, or a path), as the user wrote it */
+  gchar   *lora_hashes;     /* what ran: "NAME: HASH, ..." (AUTOMATIC1111's
+                               "Lora hashes"); a regenerate checks them */
   /* filled by the run, stored in the recipe */
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */

@@ -24,6 +24,8 @@ typedef struct
   GtkWidget           *model_button;   /* GtkFileChooserButton */
   GtkWidget           *info;
   GtkWidget           *model_info;
+  GtkWidget           *lora_combo;     /* "Add a LoRA" */
+  GtkWidget           *embeddings;
   GtkWidget           *estimate;
   GtkWidget           *preview;
   GtkWidget           *progress;
@@ -155,6 +157,61 @@ apply_recommendations (DialogState *st)
   st->syncing--;
 }
 
+/* The LoRAs and embeddings for the model's family. */
+static void
+update_addons (DialogState *st)
+{
+  GList *loras = NULL, *l;
+  gchar *embeddings = NULL, *text;
+
+  if (! st->lora_combo || ! st->hooks.list_addons)
+    return;
+  st->hooks.list_addons (st->config, &loras, &embeddings, st->hooks.user);
+  st->syncing++;
+  gtk_combo_box_text_remove_all (GTK_COMBO_BOX_TEXT (st->lora_combo));
+  gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->lora_combo),
+                                  loras ? _("Add a LoRA…")
+                                        : _("(no LoRAs for this model)"));
+  for (l = loras; l; l = l->next)
+    gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->lora_combo), l->data);
+  gtk_combo_box_set_active (GTK_COMBO_BOX (st->lora_combo), 0);
+  st->syncing--;
+  /* TRANSLATORS: the embeddings found; type a name in a prompt to use it */
+  text = embeddings && *embeddings
+         ? g_strdup_printf (_("Embeddings (type the name in a prompt): %s"),
+                            embeddings)
+         : g_strdup ("");
+  gtk_label_set_text (GTK_LABEL (st->embeddings), text);
+  gtk_widget_set_visible (st->embeddings, *text != '\0');
+  g_free (text);
+  g_free (embeddings);
+  g_list_free_full (loras, g_free);
+}
+
+/* A LoRA picked from the list: appended to the loras field at 1.0 (the
+ * multiplier is edited there). */
+static void
+on_lora_picked (GtkComboBox *combo,
+                gpointer     data)
+{
+  DialogState *st = data;
+  gchar       *name, *loras = NULL, *joined;
+
+  if (st->syncing || gtk_combo_box_get_active (combo) <= 0)
+    return;
+  name = gtk_combo_box_text_get_active_text (GTK_COMBO_BOX_TEXT (combo));
+  g_object_get (st->config, "loras", &loras, NULL);
+  joined = loras && *loras ? g_strdup_printf ("%s, %s:1", loras, name)
+                           : g_strdup_printf ("%s:1", name);
+  g_object_set (st->config, "loras", joined, NULL);
+  g_free (joined);
+  g_free (loras);
+  g_free (name);
+  st->syncing++;
+  gtk_combo_box_set_active (combo, 0);
+  st->syncing--;
+}
+
 static void
 update_model_info (DialogState *st)
 {
@@ -196,6 +253,7 @@ update_model_info (DialogState *st)
     }
   st->syncing--;
   g_free (path);
+  update_addons (st);
   if (st->facts.usable)
     apply_recommendations (st);
   update_estimate (st);
@@ -474,6 +532,26 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   if (has_prop (config, "negative-prompt"))
     add_text_view (pd, &ids, "negative-prompt", "negative-label",
                    _("_Negative prompt"));
+  if (has_prop (config, "loras"))
+    {
+      GtkWidget *box = gimp_procedure_dialog_fill_box (pd, "loras-box", "loras",
+                                                       NULL);
+
+      gtk_orientable_set_orientation (GTK_ORIENTABLE (box),
+                                      GTK_ORIENTATION_HORIZONTAL);
+      gtk_box_set_spacing (GTK_BOX (box), 6);
+      st->lora_combo = gtk_combo_box_text_new ();
+      gtk_widget_set_tooltip_text (st->lora_combo,
+                                   _("The LoRAs in the model folders for this "
+                                     "model's family"));
+      gtk_box_pack_end (GTK_BOX (box), st->lora_combo, FALSE, FALSE, 0);
+      gtk_widget_show (st->lora_combo);
+      g_signal_connect (st->lora_combo, "changed", G_CALLBACK (on_lora_picked), st);
+      ids = g_list_append (ids, g_strdup ("loras-box"));
+      st->embeddings = label_left ("");
+      gtk_label_set_line_wrap (GTK_LABEL (st->embeddings), TRUE);
+      gtk_label_set_max_width_chars (GTK_LABEL (st->embeddings), 60);
+    }
   add_if (config, &ids, "strength");
   add_row (pd, config, &ids, "left-right-box", "left", "right", NULL);
   add_row (pd, config, &ids, "top-bottom-box", "top", "bottom", NULL);
@@ -526,6 +604,8 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   gtk_box_pack_start (GTK_BOX (vbox), grid, FALSE, FALSE, 0);
   if (has_prop (config, "model"))
     add_model_widgets (st, grid);
+  if (st->embeddings)
+    gtk_grid_attach (GTK_GRID (grid), st->embeddings, 1, 3, 1, 1);
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
     add_seed_widgets (pd, config, grid);
   if (expander)

@@ -42,6 +42,10 @@ typedef struct
   GList  *(*list_models)    (GimpProcedureConfig *config, gpointer user);
   /* the folder the model file chooser opens in (the dialog frees it) */
   gchar  *(*models_folder)  (GimpProcedureConfig *config, gpointer user);
+  /* names of the LoRAs (a list of strings) and the embeddings (one line)
+   * found for the current model's family (the dialog frees them) */
+  void    (*list_addons)    (GimpProcedureConfig *config, GList **loras,
+                             gchar **embeddings, gpointer user);
   gpointer user;
 } GimpLdmDialogHooks;
 

@@ -30,7 +30,8 @@ PROCS = ['plug-in-ldm-inpaint', 'plug-in-ldm-generate', 'plug-in-ldm-refine',
 COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
           ('steps', 'gint'), ('cfg-scale', 'gdouble'), ('seed', 'guint'),
           ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
-          ('model', 'GFile'), ('threads', 'gint'), ('precision', 'gchararray')]
+          ('model', 'GFile'), ('threads', 'gint'), ('precision', 'gchararray'),
+          ('loras', 'gchararray')]
 EXTRA = {
     'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
     'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')],
@@ -543,6 +544,38 @@ def recipe_of(layer):
                 bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
 
 
+def check_lora():
+    # generate with a LoRA (loras argument) and a textual-inversion embedding
+    # (its name in the prompt), both found in model folders given to the
+    # procedure; the recipe keeps the LoRA and its AUTOMATIC1111 hash, and
+    # regenerate repeats the same pixels with them
+    src = os.environ.get('LDM_SOURCE_DIR', '/src/gimp-ldm')
+    folders = '%s/tests/golden/lora:%s/tests/golden/embed' % (src, src)
+    img, bg = new_image(64, 48)
+    common = dict(prompt='a sd1_style photo of a red circle', steps=4, seed=1101,
+                  random_seed=False, model_folders=folders, work_size=64)
+    status, plain = call('plug-in-ldm-generate', img, [bg], **common)
+    status, layer = call('plug-in-ldm-generate', img, [bg], loras='sd1_kohya:0.8', **common)
+    if check('generate with a LoRA and an embedding: succeeds',
+             status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer)):
+        par = layer.get_parasite('gimp-ldm-recipe')
+        recipe = bytes(par.get_data()).decode('utf-8', 'replace') if par else ''
+        rec = dict(l.split('=', 1) for l in recipe.split('\n') if '=' in l)
+        h = rec.get('lora-hashes', '')
+        check('generate with a LoRA: the recipe keeps the LoRA and its hash',
+              rec.get('loras') == 'sd1_kohya:0.8' and h.startswith('sd1_kohya: ') and
+              len(h.split(': ')[1]) == 12, recipe[:300])
+        check('generate with a LoRA: the LoRA changes the picture',
+              floats(layer, "R'G'B'A float") != floats(plain, "R'G'B'A float"))
+        status2, again = call('plug-in-ldm-regenerate', img, [layer], model_folders=folders)
+        check('regenerate with the LoRA: same pixels', status2 == Gimp.PDBStatusType.SUCCESS and
+              floats(again, "R'G'B'A float") == floats(layer, "R'G'B'A float"), status2)
+    status, msg = call('plug-in-ldm-generate', img, [bg], loras='no_such_lora:1', **common)
+    check('generate with a missing LoRA: a clear error',
+          status == Gimp.PDBStatusType.EXECUTION_ERROR and 'no_such_lora' in str(msg), msg)
+    img.delete()
+
+
 def check_estimate():
     # Speed records per model family and task (seconds per step per
     # megapixel of work area, fixed seconds per megapixel, model load), and
@@ -608,6 +641,7 @@ try:
         check_procedures()
         check_nonraster_layers()
         check_float_pixels()
+        check_lora()
         check_estimate()
 except Exception:
     import traceback
