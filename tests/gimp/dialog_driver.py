@@ -250,5 +250,15 @@ if wait_file('dialog-2'):
         set_spin(dlg, 'Work size', 64)
         set_spin(dlg, 'Steps', 8)
         click(button(dlg, 'OK'))
+if wait_file('sizes', 300):
+    for title in ('Generate Layer', 'Refine Layer', 'Upscale Layer', 'Expand Canvas'):
+        dlg = find_dialog(title)
+        if not check('the %s dialog opened' % title, dlg is not None):
+            continue
+        x, y, w, h = extents(dlg)
+        check('%s: dialog content height <= 700 px' % title, h <= 700, '%d x %d' % (w, h))
+        shoot(dlg, os.path.join(D, 'dialog-%s.png' % title.split()[0].lower()))
+        click(button(dlg, 'Cancel'))
+        time.sleep(1)
 wait_file('checks-done', 240)
 sys.exit(1 if fails else 0)

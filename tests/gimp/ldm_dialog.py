@@ -148,4 +148,15 @@ if status == Gimp.PDBStatusType.SUCCESS:
         out = Gio.File.new_for_path(os.path.join(D, 'defaults-inpaint.png'))
         Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, img2, out, None)
 img2.delete()
+
+# 5. every other dialog: the driver measures it and closes it with Cancel
+img3 = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
+bg3 = Gimp.Layer.new(img3, 'bg', 256, 256, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img3.insert_layer(bg3, None, 0)
+Gimp.Display.new(img3)
+mark('sizes')
+for name in ('plug-in-ldm-generate', 'plug-in-ldm-refine', 'plug-in-ldm-upscale',
+             'plug-in-ldm-outpaint'):
+    status, _ = interactive(name, img3, bg3)
+    check('%s dialog closed by Cancel' % name, status == Gimp.PDBStatusType.CANCEL, status)
 mark('checks-done')
