@@ -1072,6 +1072,10 @@ plan_run (GimpLdmSpec  *spec,
     }
   spec->work_w = plan->ww;
   spec->work_h = plan->wh;
+  spec->work_margins[0] = plan->l;
+  spec->work_margins[1] = plan->t;
+  spec->work_margins[2] = plan->r;
+  spec->work_margins[3] = plan->b;
   spec->rect_x = plan->rx;
   spec->rect_y = plan->ry;
   spec->rect_w = plan->rw;

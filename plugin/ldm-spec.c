@@ -300,6 +300,14 @@ gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
   tmp = g_strdup_printf ("%dx%d", spec->work_w, spec->work_h);
   append_kv (out, "size", tmp);
   g_free (tmp);
+  if (spec->proc == GIMP_LDM_PROC_OUTPAINT)
+    {
+      tmp = g_strdup_printf ("%d,%d,%d,%d", spec->work_margins[0],
+                             spec->work_margins[1], spec->work_margins[2],
+                             spec->work_margins[3]);
+      append_kv (out, "work-margins", tmp);
+      g_free (tmp);
+    }
   if (spec->estimate_s > 0.0)
     KV_DBL ("estimate-seconds", spec->estimate_s);
   if (spec->seconds > 0.0)

@@ -56,6 +56,7 @@ typedef struct
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */
   gint     work_w, work_h;  /* size the engine ran at */
+  gint     work_margins[4]; /* outpaint: left, top, right, bottom at the work size */
   gdouble  estimate_s;      /* the time estimated before the run (0: none) */
   gdouble  seconds;         /* the time the run took */
 } GimpLdmSpec;

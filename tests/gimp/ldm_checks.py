@@ -7,6 +7,7 @@
 # Prints one "ok - ..." / "not ok - ..." line per check and "SUMMARY ..." last;
 # any failure ends the batch with an exception (gimp exit status 64).
 import hashlib
+import math
 import os
 import struct
 import sys
@@ -501,6 +502,50 @@ def check_nonraster_layers():
     check('outpaint: existing layers moved with the canvas, pixels unchanged',
           kept(before, after, (32, 16)), diff(before, after))
 
+def check_outpaint_margins():
+    # the new border at the work size: the side's share of the grown canvas,
+    # in whole latent pixels (8 px) rounded to the nearest, at least 8 where
+    # a side grows (recorded in the recipe as work-margins)
+    img, bg = new_image(160, 120)
+    left, top, right, bottom = 38, 0, 52, 20   # left: 3.65 latent pixels -> 4
+    status, layer = call('plug-in-ldm-outpaint', img, [bg], prompt='more', steps=1,
+                         seed=9, random_seed=False, left=left, top=top, right=right,
+                         bottom=bottom, work_size=WS)
+    if check('outpaint margins: succeeds', status == Gimp.PDBStatusType.SUCCESS, status):
+        par = layer.get_parasite('gimp-ldm-recipe')
+        rec = dict(l.split('=', 1) for l in bytes(par.get_data()).decode().split('\n') if '=' in l)
+        ww, wh = (int(v) for v in rec['size'].split('x'))
+        ew, eh = 160 + left + right, 120 + top + bottom
+
+        def side(px, scale):
+            v = 8 * int(math.floor(px * scale / 8.0 + 0.5))
+            return max(v, 8) if px > 0 else v
+        want = [side(left, ww / ew), side(top, wh / eh), side(right, ww / ew), side(bottom, wh / eh)]
+        got = [int(v) for v in rec.get('work-margins', '').split(',') if v]
+        check('outpaint margins at the work size %dx%d: %s' % (ww, wh, want), got == want,
+              'recipe %s' % got)
+    img.delete()
+
+
+def check_u8_matches_float():
+    # an 8-bit layer holds the engine's float result rounded once: the same
+    # generation in an 8-bit and a 32-bit float image differ by at most half
+    # a level
+    got = {}
+    for prec in (Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.FLOAT_NON_LINEAR):
+        img, bg = new_image(64, 48, precision=prec)
+        status, layer = call('plug-in-ldm-generate', img, [bg], prompt='a lighthouse', steps=2,
+                             seed=11, random_seed=False, work_size=64)
+        if status == Gimp.PDBStatusType.SUCCESS:
+            got[prec] = floats(layer, "R'G'B'A float")
+        img.delete()
+    if check('generate in 8-bit and in float: both succeed', len(got) == 2):
+        a, b = got[Gimp.Precision.U8_NON_LINEAR], got[Gimp.Precision.FLOAT_NON_LINEAR]
+        worst = max(abs(x - y) for x, y in zip(a, b))
+        check('8-bit layer = float result rounded to 1/255 (max abs %.5f, tol %.5f)'
+              % (worst, 0.5 / 255 + 1e-6), worst <= 0.5 / 255 + 1e-6)
+
+
 def check_float_pixels():
     # 32-bit float and 16-bit images: the result is not quantised to 8 bits
     # inside the selection, and the composite outside it is the original,
@@ -656,6 +701,8 @@ try:
     else:
         check_procedures()
         check_nonraster_layers()
+        check_outpaint_margins()
+        check_u8_matches_float()
         check_float_pixels()
         check_lora()
         check_estimate()
