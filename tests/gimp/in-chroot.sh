@@ -145,6 +145,10 @@ gui_dialog() {
     timeout 400 dbus-run-session -- bash -c '
       /usr/libexec/at-spi-bus-launcher --launch-immediately >/dev/null 2>&1 &
       sleep 1
+      # the registry up before any application registers (on a loaded host
+      # its activation on demand can outlast a client'"'"'s registration call)
+      /usr/libexec/at-spi2-registryd >/dev/null 2>&1 &
+      sleep 2
       '"$GIMP_GUI"' -n -s -d -f --batch-interpreter=python-fu-eval \
         -b "exec(open(\"'"$SRC"'/tests/gimp/ldm_dialog.py\").read())" --quit \
         >"$LDM_DIALOG_DIR/gimp.log" 2>&1 & g=$!
