@@ -328,7 +328,7 @@ add_text_view (GimpProcedureDialog *dialog,
   gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (tv), GTK_WRAP_WORD_CHAR);
   gtk_text_view_set_left_margin (GTK_TEXT_VIEW (tv), 4);
   gtk_text_view_set_right_margin (GTK_TEXT_VIEW (tv), 4);
-  gtk_widget_set_size_request (tv, 420, 48);
+  gtk_widget_set_size_request (tv, 420, 42);
   gtk_label_set_mnemonic_widget (GTK_LABEL (lbl), tv);
   *ids = g_list_append (*ids, g_strdup (label_id));
   *ids = g_list_append (*ids, g_strdup (property));
@@ -547,7 +547,11 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       gtk_box_pack_end (GTK_BOX (box), st->lora_combo, FALSE, FALSE, 0);
       gtk_widget_show (st->lora_combo);
       g_signal_connect (st->lora_combo, "changed", G_CALLBACK (on_lora_picked), st);
-      ids = g_list_append (ids, g_strdup ("loras-box"));
+      /* Upscale: LoRAs act only on the refine stage, under Advanced */
+      if (has_prop (config, "scale"))
+        adv = g_list_append (adv, g_strdup ("loras-box"));
+      else
+        ids = g_list_append (ids, g_strdup ("loras-box"));
       st->embeddings = label_left ("");
       gtk_label_set_line_wrap (GTK_LABEL (st->embeddings), TRUE);
       gtk_label_set_max_width_chars (GTK_LABEL (st->embeddings), 60);
@@ -555,8 +559,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   add_if (config, &ids, "strength");
   add_row (pd, config, &ids, "left-right-box", "left", "right", NULL);
   add_row (pd, config, &ids, "top-bottom-box", "top", "bottom", NULL);
-  add_if (config, &ids, "scale");
-  add_if (config, &ids, "new-image");
+  add_row (pd, config, &ids, "scale-box", "scale", "new-image", NULL);
   add_row (pd, config, &ids, "refine-box", "refine", "refine-strength", NULL);
   add_if (config, &ids, "new-seed");
   gimp_procedure_dialog_fill_list (pd, ids);

@@ -23,8 +23,11 @@ mkdir -p "$HOME" "$PROFILE" "$LDM_TMP" "$W/models"
 ln -sfn "$SRC/tests/golden/pipeline/sd1.safetensors" "$W/models/ldm-demo.safetensors"
 ln -sfn "$SRC/tests/golden/pipeline/sd1_inpaint.safetensors" "$W/models/ldm-demo-inpaint.safetensors"
 ln -sfn "$SRC/tests/golden/pipeline/x4.safetensors" "$W/models/ldm-demo-x4.safetensors"
-ln -sfn "$SRC/tests/golden/esrgan/compact_x4.safetensors" "$W/models/ldm-demo-esrgan-x4.safetensors"
-export LDM_MODEL_PATH=$W/models
+# the fast upscaler: the trained demo one (0.4 MB; a random-weight net could
+# not show that alpha survives)
+ln -sfn "$SRC/models/demo/ldm-demo-esrgan-x4.safetensors" "$W/models/ldm-demo-esrgan-x4.safetensors"
+# LoRAs and embeddings of the add-on goldens for the LoRA checks
+export LDM_MODEL_PATH=$W/models:$SRC/tests/golden/lora:$SRC/tests/golden/embed
 
 log() { echo "in-chroot: $*" >&2; }
 

@@ -601,12 +601,12 @@ def recipe_of(layer):
 
 def check_lora():
     # generate with a LoRA (loras argument) and a textual-inversion embedding
-    # (its name in the prompt), both found in model folders given to the
-    # procedure; the recipe keeps the LoRA and its AUTOMATIC1111 hash, and
-    # regenerate repeats the same pixels with them
+    # (its name in the prompt), both found in the model folders
+    # ($LDM_MODEL_PATH holds tests/golden/lora and tests/golden/embed, see
+    # in-chroot.sh); the recipe keeps the LoRA and its AUTOMATIC1111 hash,
+    # and regenerate repeats the same pixels with them
     src = os.environ.get('LDM_SOURCE_DIR', '/src/gimp-ldm')
-    folders = '%s/tests/golden/lora:%s/tests/golden/embed' % (src, src)
-    if not os.path.isdir('%s/tests/golden/lora' % src):
+    if '%s/tests/golden/lora' % src not in os.environ.get('LDM_MODEL_PATH', ''):
         # the installed-package run has no source tree: the LoRA checks run
         # in the build chroot's gimp-procedures
         print('# no %s/tests/golden/lora here: LoRA checks in gimp-procedures' % src,
@@ -614,7 +614,7 @@ def check_lora():
         return
     img, bg = new_image(64, 48)
     common = dict(prompt='a sd1_style photo of a red circle', steps=4, seed=1101,
-                  random_seed=False, model_folders=folders, work_size=64)
+                  random_seed=False, work_size=64)
     status, plain = call('plug-in-ldm-generate', img, [bg], **common)
     status, layer = call('plug-in-ldm-generate', img, [bg], loras='sd1_kohya:0.8', **common)
     if check('generate with a LoRA and an embedding: succeeds',
@@ -628,7 +628,7 @@ def check_lora():
               len(h.split(': ')[1]) == 12, recipe[:300])
         check('generate with a LoRA: the LoRA changes the picture',
               floats(layer, "R'G'B'A float") != floats(plain, "R'G'B'A float"))
-        status2, again = call('plug-in-ldm-regenerate', img, [layer], model_folders=folders)
+        status2, again = call('plug-in-ldm-regenerate', img, [layer])
         check('regenerate with the LoRA: same pixels', status2 == Gimp.PDBStatusType.SUCCESS and
               floats(again, "R'G'B'A float") == floats(layer, "R'G'B'A float"), status2)
     status, msg = call('plug-in-ldm-generate', img, [bg], loras='no_such_lora:1', **common)
