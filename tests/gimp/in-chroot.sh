@@ -75,11 +75,23 @@ run_batch() {   # $1 = checks mode, $2 = LANG (default C.UTF-8)
   grep -q "^SUMMARY $1: .* 0 failed" "$W/gimp-$1.log" && [ $rc = 0 ]
 }
 
+# An X server on a free display: the chroots of both releases share the
+# host's abstract X sockets, so two runs at once must not both take :91.
+# Sets XPID and XDISP (":N").
+start_xvfb() {   # $1 = log file
+  local fd_file; fd_file=$(mktemp)
+  Xvfb -displayfd 1 -screen 0 1280x1024x24 -nolisten tcp >"$fd_file" 2>"$1" &
+  XPID=$!
+  for i in $(seq 100); do [ -s "$fd_file" ] && break; sleep 0.1; done
+  XDISP=":$(head -1 "$fd_file")"
+  rm -f "$fd_file"
+}
+
 # one undo step removes the plug-in's work: GUI GIMP under Xvfb, ctrl+z
 gui_undo() {
-  local d=:91 out=$W/undo
+  local d out=$W/undo
   rm -rf "$out"; mkdir -p "$out"
-  Xvfb $d -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 & local xpid=$!
+  start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
   export DISPLAY=$d
   for i in $(seq 50); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
   LDM_UNDO_DIR=$out "$GIMP_GUI" -n -s -d -f --batch-interpreter=python-fu-eval \
@@ -140,9 +152,9 @@ PY
 # worked through the accessibility bus (AT-SPI) and real mouse clicks
 # (tests/gimp/dialog_driver.py), with the bundled demo models
 gui_dialog() {
-  local d=:92 out=$W/dialog rc
+  local d out=$W/dialog rc
   rm -rf "$out"; mkdir -p "$out"
-  Xvfb $d -screen 0 1280x1024x24 -nolisten tcp >"$out/xvfb.log" 2>&1 & local xpid=$!
+  start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
   for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
   DISPLAY=$d LDM_DIALOG_DIR=$out LDM_MODEL_PATH=$SRC/models/demo \
     timeout 400 dbus-run-session -- bash -c '
