@@ -42,7 +42,7 @@ rc=0
 shoot "Inpaint Selection" plug-in-ldm-inpaint || rc=1
 shoot "Generate Layer" plug-in-ldm-generate || rc=1
 shoot "Refine Layer" plug-in-ldm-refine || rc=1
-shoot "Upscale Layer ×4" plug-in-ldm-upscale || rc=1
+shoot "Upscale Layer" plug-in-ldm-upscale || rc=1
 shoot "Expand Canvas" plug-in-ldm-outpaint || rc=1
 shoot "Regenerate Layer" plug-in-ldm-regenerate || rc=1
 for i in $(seq 60); do kill -0 $GPID 2>/dev/null || break; sleep 0.25; done
