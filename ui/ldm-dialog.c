@@ -26,6 +26,7 @@ typedef struct
   GtkWidget           *model_info;
   GtkWidget           *lora_combo;     /* "Add a LoRA" */
   GtkWidget           *embeddings;
+  GtkWidget           *seed_row;
   GtkWidget           *estimate;
   GtkWidget           *preview;
   GtkWidget           *progress;
@@ -479,7 +480,7 @@ add_model_widgets (DialogState *st,
 
 /* Seed (0 .. 2^32-1: GimpProcedureDialog makes no widget for unsigned
  * arguments) and "Random" in one row. */
-static void
+static GtkWidget *
 add_seed_widgets (GimpProcedureDialog *pd,
                   GimpProcedureConfig *config,
                   GtkWidget           *grid)
@@ -499,6 +500,7 @@ add_seed_widgets (GimpProcedureDialog *pd,
   gtk_grid_attach (GTK_GRID (grid), row, 1, 2, 1, 1);
   g_object_bind_property (config, "random-seed", spin, "sensitive",
                           G_BINDING_SYNC_CREATE | G_BINDING_INVERT_BOOLEAN);
+  return row;
 }
 
 GtkWidget *
@@ -610,7 +612,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   if (st->embeddings)
     gtk_grid_attach (GTK_GRID (grid), st->embeddings, 1, 3, 1, 1);
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
-    add_seed_widgets (pd, config, grid);
+    st->seed_row = add_seed_widgets (pd, config, grid);
   if (expander)
     gtk_box_pack_start (GTK_BOX (vbox), expander, FALSE, FALSE, 0);
 
@@ -723,6 +725,8 @@ gimp_ldm_dialog_set_running (GtkWidget  *dialog,
     gtk_widget_set_sensitive (st->model_button, ! running);
   if (st->model_combo)
     gtk_widget_set_sensitive (st->model_combo, ! running);
+  if (st->seed_row)
+    gtk_widget_set_sensitive (st->seed_row, ! running);
   if (running)
     gtk_widget_show (dialog);
 }
