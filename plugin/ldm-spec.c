@@ -128,6 +128,23 @@ get_bool (GObject *obj, const gchar *name, gboolean *dst)
     g_object_get (obj, name, dst, NULL);
 }
 
+/* A file argument as a path (NULL when unset). */
+static void
+get_path (GObject *obj, const gchar *name, gchar **dst)
+{
+  GFile *file = NULL;
+
+  if (! has_prop (obj, name))
+    return;
+  g_object_get (obj, name, &file, NULL);
+  g_clear_pointer (dst, g_free);
+  if (file)
+    {
+      *dst = g_file_get_path (file);
+      g_object_unref (file);
+    }
+}
+
 static void
 get_string (GObject *obj, const gchar *name, gchar **dst)
 {
@@ -178,31 +195,8 @@ gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
       spec->scale = nick && nick[0] == 'x' ? atoi (nick + 1) : 0;
       g_free (nick);
     }
-  if (has_prop (obj, "refine-model"))
-    {
-      GFile *file = NULL;
-
-      g_object_get (obj, "refine-model", &file, NULL);
-      g_clear_pointer (&spec->refine_model, g_free);
-      if (file)
-        {
-          spec->refine_model = g_file_get_path (file);
-          g_object_unref (file);
-        }
-    }
-
-  if (has_prop (obj, "model"))
-    {
-      GFile *file = NULL;
-
-      g_object_get (obj, "model", &file, NULL);
-      g_clear_pointer (&spec->model_path, g_free);
-      if (file)
-        {
-          spec->model_path = g_file_get_path (file);
-          g_object_unref (file);
-        }
-    }
+  get_path (obj, "refine-model", &spec->refine_model);
+  get_path (obj, "model", &spec->model_path);
 }
 
 /* Values are one line each: backslash, newline and CR are escaped. */

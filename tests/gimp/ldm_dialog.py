@@ -26,14 +26,20 @@ def mark(name):
     open(os.path.join(D, name), 'w').close()
 
 
-def interactive(name, img, drawable):
+def run(name, mode, img, drawable, **args):
     proc = pdb.lookup_procedure(name)
     cfg = proc.create_config()
-    cfg.set_property('run-mode', Gimp.RunMode.INTERACTIVE)
+    cfg.set_property('run-mode', mode)
     cfg.set_property('image', img)
     cfg.set_core_object_array('drawables', [drawable])
+    for k, v in args.items():
+        cfg.set_property(k, v)
     res = proc.run(cfg)
     return res.index(0), (res.index(1) if res.length() > 1 else None)
+
+
+def interactive(name, img, drawable):
+    return run(name, Gimp.RunMode.INTERACTIVE, img, drawable)
 
 
 img = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
@@ -88,15 +94,7 @@ def region_mean(layer, x0, y0, x1, y1):
 
 
 def script(name, img, drawable, **args):
-    proc = pdb.lookup_procedure(name)
-    cfg = proc.create_config()
-    cfg.set_property('run-mode', Gimp.RunMode.NONINTERACTIVE)
-    cfg.set_property('image', img)
-    cfg.set_core_object_array('drawables', [drawable])
-    for k, v in args.items():
-        cfg.set_property(k, v)
-    res = proc.run(cfg)
-    return res.index(0), (res.index(1) if res.length() > 1 else None)
+    return run(name, Gimp.RunMode.NONINTERACTIVE, img, drawable, **args)
 
 
 img2 = Gimp.Image.new(512, 512, Gimp.ImageBaseType.RGB)
