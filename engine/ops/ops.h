@@ -124,6 +124,10 @@ void ldm_upsample_nearest2x(ldm_ctx *ctx, float *y, const float *x, int B,
 /* torch.nn.PixelShuffle(r) and F.pixel_unshuffle(r), one image,
  * channels-last: unshuffle x [H*W, C] (H, W multiples of r) -> y
  * [(H/r)*(W/r), C*r*r]; shuffle x [h*w, C*r*r] -> y [(h*r)*(w*r), C]. */
+/* Origins of tiles of t pixels covering n pixels, neighbours overlapping by
+ * at least ov, spread evenly (at most max; returns the count): the VAE's and
+ * the upscalers' tiling. */
+int ldm_tile_origins(int n, int t, int ov, int *org, int max);
 void ldm_pixel_unshuffle(ldm_ctx *ctx, float *y, const float *x, int H, int W, int C, int r);
 void ldm_pixel_shuffle(ldm_ctx *ctx, float *y, const float *x, int h, int w, int C, int r);
 

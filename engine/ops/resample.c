@@ -135,3 +135,16 @@ void ldm_pixel_shuffle(ldm_ctx *ctx, float *y, const float *x, int h, int w, int
   shuf_job j = {y, x, h * r, w * r, C, r, false};
   ldm_pool_for(ctx ? ctx->pool : NULL, h, shuf_task, &j);
 }
+
+int ldm_tile_origins(int n, int t, int ov, int *org, int max) {
+  if (n <= t) {
+    org[0] = 0;
+    return 1;
+  }
+  /* k tiles with (k - 1) * (t - ov) >= n - t, spread evenly */
+  int k = (n - ov + (t - ov) - 1) / (t - ov);
+  if (k < 2) k = 2;
+  if (k > max) k = max;
+  for (int i = 0; i < k; i++) org[i] = (int)((int64_t)i * (n - t) / (k - 1));
+  return k;
+}

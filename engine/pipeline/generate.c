@@ -8,6 +8,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/imageproc.h"
 #include "core/arena.h"
+#include "ops/ops.h"
 #include "core/status.h"
 #include "core/threads.h"
 #include "sample/rng.h"
@@ -667,20 +668,6 @@ static ldm_image *paste_back(const ldm_image *src, const float *gen, int WW, int
   return full;
 }
 
-/* Tile origins covering n pixels with tiles of t overlapping by at least ov. */
-static int tile_origins(int n, int t, int ov, int *org, int max) {
-  if (n <= t) {
-    org[0] = 0;
-    return 1;
-  }
-  /* k tiles with (k - 1) * (t - ov) >= n - t, spread evenly */
-  int k = (n - ov + (t - ov) - 1) / (t - ov);
-  if (k < 2) k = 2;
-  if (k > max) k = max;
-  for (int i = 0; i < k; i++) org[i] = (int)((int64_t)i * (n - t) / (k - 1));
-  return k;
-}
-
 /* Blend weight of pixel x in a tile of size t at origin o of an image of size
  * n: a linear ramp over `ramp` pixels on sides that touch another tile. */
 static float tile_weight(int x, int t, int o, int n, int ramp) {
@@ -710,7 +697,7 @@ static ldm_status upscale_all(run *r, const float *init, int FW, int FH, ldm_ima
   if (lt < 16) lt = 16;
   int tw = FW < lt ? FW : lt, th = FH < lt ? FH : lt, ov = lt / 4;
   int ox[64], oy[64];
-  int nx = tile_origins(FW, tw, ov, ox, 64), ny = tile_origins(FH, th, ov, oy, 64);
+  int nx = ldm_tile_origins(FW, tw, ov, ox, 64), ny = ldm_tile_origins(FH, th, ov, oy, 64);
   LDM_TRY(prepare(r, tw, th));
   r->W = tw * f; /* decode to the 4x size */
   r->H = th * f;

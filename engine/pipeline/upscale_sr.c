@@ -8,6 +8,7 @@
 #include "pipeline/pipeline.h"
 #include "pipeline/imageproc.h"
 #include "core/arena.h"
+#include "ops/ops.h"
 #include "core/status.h"
 #include "core/threads.h"
 
@@ -105,7 +106,7 @@ static ldm_status refine(sr_run *r, float *img, int OW, int OH, uint64_t seed, l
   int mn = tw < th ? tw : th;
   if (ov > mn / 2) ov = mn / 2;
   int ox[1024], oy[1024];
-  int nx = ldm_sr_tile_origins(OW, tw, ov, ox, 1024), ny = ldm_sr_tile_origins(OH, th, ov, oy, 1024);
+  int nx = ldm_tile_origins(OW, tw, ov, ox, 1024), ny = ldm_tile_origins(OH, th, ov, oy, 1024);
   r->refine_tiles = nx * ny;
   int jw = round8(tw), jh = round8(th);
   ldm_image *tin = ldm_image_new(tw, th, 3, LDM_PIXEL_F32);

@@ -483,19 +483,6 @@ ldm_status ldm_sr_forward(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float 
 
 /* ---- tiles ------------------------------------------------------------------ */
 
-/* Tile origins covering n pixels with tiles of t overlapping by at least ov. */
-int ldm_sr_tile_origins(int n, int t, int ov, int *org, int max) {
-  if (n <= t) {
-    org[0] = 0;
-    return 1;
-  }
-  int k = (n - ov + (t - ov) - 1) / (t - ov);
-  if (k < 2) k = 2;
-  if (k > max) k = max;
-  for (int i = 0; i < k; i++) org[i] = (int)((int64_t)i * (n - t) / (k - 1));
-  return k;
-}
-
 /* Blend weight of pixel x in a tile of size t at origin o of an image of
  * size n whose neighbours overlap it by ov pixels: on each side that meets
  * another tile, 0 over the first ov/4 pixels (their receptive field reaches
@@ -520,8 +507,8 @@ static void tile_plan(int W, int H, int *tile, int *overlap) {
 int ldm_sr_tile_count(int H, int W, int tile, int overlap) {
   tile_plan(W, H, &tile, &overlap);
   int tw = W < tile ? W : tile, th = H < tile ? H : tile, o[MAX_TILES_PER_SIDE];
-  return ldm_sr_tile_origins(W, tw, overlap, o, MAX_TILES_PER_SIDE) *
-         ldm_sr_tile_origins(H, th, overlap, o, MAX_TILES_PER_SIDE);
+  return ldm_tile_origins(W, tw, overlap, o, MAX_TILES_PER_SIDE) *
+         ldm_tile_origins(H, th, overlap, o, MAX_TILES_PER_SIDE);
 }
 
 ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float *x, int H, int W, int tile,
@@ -546,7 +533,7 @@ ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float 
                   (long long)OH);
     goto done;
   }
-  int nx = ldm_sr_tile_origins(W, tw, overlap, ox, MAX_TILES_PER_SIDE), ny = ldm_sr_tile_origins(H, th, overlap, oy, MAX_TILES_PER_SIDE);
+  int nx = ldm_tile_origins(W, tw, overlap, ox, MAX_TILES_PER_SIDE), ny = ldm_tile_origins(H, th, overlap, oy, MAX_TILES_PER_SIDE);
   memset(y, 0, (size_t)(OW * OH * C) * sizeof(float));
   for (int ty = 0; ty < ny && st == LDM_OK; ty++)
     for (int tx = 0; tx < nx && st == LDM_OK; tx++) {

@@ -73,10 +73,8 @@ enum { LDM_SR_TILE = 192, LDM_SR_OVERLAP = 32, LDM_SR_WHOLE_PX = 256 * 256 };
 
 /* The number of tiles ldm_sr_upscale runs for these arguments. */
 int ldm_sr_tile_count(int H, int W, int tile, int overlap);
-/* Tile origins covering n pixels with tiles of t overlapping by at least
- * ov (at most max; returns the count), and a tile pixel's blend weight
- * (the scheme below; x in 0..t-1, tile origin o, image size n). */
-int ldm_sr_tile_origins(int n, int t, int ov, int *org, int max);
+/* A tile pixel's blend weight (x in 0..t-1, tile origin o, image size n;
+ * the origins come from ldm_tile_origins in ops.h). */
 float ldm_sr_tile_weight(int x, int t, int o, int n, int ov);
 
 /* x [H*W, 3] -> y [(H*s)*(W*s), 3] as ldm_sr_forward, in overlapping tiles
