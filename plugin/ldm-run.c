@@ -926,12 +926,13 @@ resolve_loras (const gchar  *text,
                GError      **error)
 {
   gchar  **items;
-  GList   *found = NULL;
+  gchar   *roots;
   gboolean ok = TRUE;
   gint     i;
 
   if (! text || ! *text)
     return TRUE;
+  roots = gimp_ldm_models_roots (model_folders);
   items = g_strsplit (text, ",", -1);
   for (i = 0; ok && items[i]; i++)
     {
@@ -960,21 +961,19 @@ resolve_loras (const gchar  *text,
         path = g_file_test (item, G_FILE_TEST_IS_REGULAR) ? g_strdup (item) : NULL;
       else
         {
-          GList *a;
+          /* the engine's look-up, as for <lora:NAME> tags */
+          gchar     found[4096];
+          ldm_error err;
 
-          if (! found)
-            found = gimp_ldm_models_addons (model_folders, LDM_KIND_LORA, NULL);
-          for (a = found; a && ! path; a = a->next)
-            if (! strcmp (((GimpLdmAddon *) a->data)->name, item))
-              path = g_strdup (((GimpLdmAddon *) a->data)->path);
+          ldm_error_clear (&err);
+          if (*roots && ldm_models_find (roots, LDM_KIND_LORA, item, found,
+                                         sizeof (found), &err) == LDM_OK)
+            path = g_strdup (found);
         }
       if (! path)
         {
-          gchar *roots = gimp_ldm_models_roots (model_folders);
-
           ok = fail (error, _("LoRA “%s” is not in the model folders (%s)."),
                      item, roots);
-          g_free (roots);
           break;
         }
       g_ptr_array_add (paths, path);
@@ -982,8 +981,8 @@ resolve_loras (const gchar  *text,
       l.multiplier = (float) mult;
       g_array_append_val (loras, l);
     }
-  g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
   g_strfreev (items);
+  g_free (roots);
   return ok;
 }
 
