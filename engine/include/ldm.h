@@ -306,6 +306,50 @@ typedef struct ldm_lora {
   float multiplier;         /* 1 = as trained; negative allowed */
 } ldm_lora;
 
+/* ---- ControlNet -----------------------------------------------------------
+ * A ControlNet steers a job with a control image (a scribble, line art, an
+ * edge, depth or pose map): its residuals are added to the UNet's skip
+ * connections and middle block at every step of its start..end range, as
+ * diffusers' StableDiffusion(XL)ControlNet(Img2Img|Inpaint)Pipeline do
+ * (classifier-free guidance: the ControlNet runs on both halves of the
+ * batch; no guess mode). Models: .safetensors only, a diffusers
+ * ControlNetModel (folder with config.json, or its single file) or the
+ * original layout (control_model.* / input_hint_block, zero_convs,
+ * middle_block_out, with or without the control_model. prefix), for SD1.x,
+ * SD2.x and SDXL; the family comes from the tensors and must match the
+ * job's model (else LDM_ERR_INVALID_ARG naming both). */
+typedef enum ldm_preprocess {
+  LDM_PREPROCESS_NONE = 0,  /* the image is the control image as drawn */
+  LDM_PREPROCESS_INVERT,    /* 1 - value (dark lines on white -> white on black) */
+  LDM_PREPROCESS_SCRIBBLE,  /* threshold to a binary sketch */
+  LDM_PREPROCESS_CANNY,     /* Canny edges (canny_low / canny_high) */
+  /* the inpaint ControlNet's convention (control_v11p_sd15_inpaint): the
+   * job's init image with the pixels its mask repaints (mask > 0.5) set to
+   * -1; `image` may then be NULL (inpaint jobs only) */
+  LDM_PREPROCESS_INPAINT
+} ldm_preprocess;
+
+/* "none", "invert", "scribble", "canny", "inpaint"; parse returns false for
+ * other names. */
+LDM_API const char *ldm_preprocess_name(ldm_preprocess k);
+LDM_API bool ldm_preprocess_parse(const char *name, ldm_preprocess *out);
+
+typedef struct ldm_control {
+  const char *model_path;   /* ControlNet .safetensors file or diffusers folder */
+  /* Any size, 1, 3 or 4 channels (alpha ignored), U8 or F32; preprocessed
+   * at its own size, then resized to the job's working size (the image
+   * processor of diffusers' ControlNet pipelines: resize, values 0..1). */
+  const ldm_image *image;
+  float scale;              /* conditioning scale (A1111 "Control Weight"), 0..2 */
+  float start, end;         /* fraction of the steps it acts in: 0 <= start < end <= 1 */
+  ldm_preprocess preprocess;
+  int canny_low, canny_high; /* LDM_PREPROCESS_CANNY thresholds, 0 <= low <= high <= 255 */
+} ldm_control;
+
+/* Defaults: scale 1, start 0, end 1, LDM_PREPROCESS_NONE, canny 100/200. */
+LDM_API void ldm_control_init(ldm_control *c);
+
+
 typedef struct ldm_job_params {
   ldm_task task;
   const char *prompt;
@@ -394,7 +438,14 @@ typedef struct ldm_job_params {
    * exceeds this many MiB. 0 = the memory available now
    * (ldm_memory_available_bytes), -1 = no check. */
   int64_t max_memory_mb;
+  /* ControlNets for this job (copied by ldm_job_new, images borrowed until
+   * ldm_job_free), txt2img, img2img and inpaint; at most LDM_MAX_CONTROLS.
+   * Their residuals are summed (diffusers' MultiControlNetModel). */
+  const ldm_control *controls;
+  int n_controls;
 } ldm_job_params;
+
+#define LDM_MAX_CONTROLS 8
 
 LDM_API void ldm_job_params_init(ldm_job_params *p, ldm_task task);
 LDM_API ldm_status ldm_job_new(ldm_job **out, ldm_model *m,

@@ -408,6 +408,10 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     if (p->refine_overlap < 0 || p->refine_overlap > 1024)
       return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine overlap = %d, expected 0 (64) .. 1024", p->refine_overlap);
   }
+  LDM_TRY(pl_job_check_controls(m, p, err));
+  if (p->n_controls > 0)
+    return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: ControlNet is not available in this build yet",
+                    p->controls[0].model_path);
   ldm_job *j = calloc(1, sizeof *j);
   if (!j) return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   j->model = m;

@@ -93,6 +93,9 @@ ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool 
  * prompts name, loaded for the model's text encoders (malloc'd array). */
 ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_embed **out, int *n, ldm_error *err);
 
+/* Checks the job's ControlNets (control.c): counts, values, images, task. */
+ldm_status pl_job_check_controls(const ldm_model *m, const ldm_job_params *p, ldm_error *err);
+
 /* The peak working memory estimate behind max_memory_mb (generate.c). */
 ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err);
 /* Runs the job (generate.c). */
