@@ -154,6 +154,7 @@ LDM_API ldm_status ldm_image_resize(const ldm_image *src, int width, int height,
  * images and outpainted canvases. */
 #define LDM_MAX_IMAGE_SIDE 16384
 
+
 /* ---- models and jobs ------------------------------------------------------ */
 typedef struct ldm_model ldm_model;
 typedef struct ldm_job ldm_job;
@@ -336,8 +337,9 @@ LDM_API bool ldm_preprocess_parse(const char *name, ldm_preprocess *out);
 
 typedef struct ldm_control {
   const char *model_path;   /* ControlNet .safetensors file or diffusers folder */
-  /* Any size, 1, 3 or 4 channels (alpha ignored), U8 or F32; preprocessed
-   * at its own size, then resized to the job's working size (the image
+  /* Any size, 1, 3 or 4 channels, U8 or F32; preprocessed at its own
+   * size by ldm_control_preprocess (alpha composited as it says), then
+   * resized to the job's working size by ldm_control_resize (the image
    * processor of diffusers' ControlNet pipelines: resize, values 0..1). */
   const ldm_image *image;
   float scale;              /* conditioning scale (A1111 "Control Weight"), 0..2 */
@@ -348,6 +350,57 @@ typedef struct ldm_control {
 
 /* Defaults: scale 1, start 0, end 1, LDM_PREPROCESS_NONE, canny 100/200. */
 LDM_API void ldm_control_init(ldm_control *c);
+
+/* Control images. A ControlNet reads a control image: a map the
+ * user brings (depth, pose, line art: LDM_PREPROCESS_NONE), or one made from
+ * a drawing by a preprocessor. The rules of each, as ldm_control_preprocess
+ * runs them:
+ *  - NONE: the image as drawn (transparency over black);
+ *  - INVERT: 1 - v per channel: dark lines on white -> white lines on
+ *    black, as sd-webui-controlnet's "invert (from white bg & black line)";
+ *  - SCRIBBLE: a binary sketch as ControlNet's scribble demos make it:
+ *    white where min(R, G, B) < scribble_threshold (0..255 scale; 127:
+ *    "< 127"), black elsewhere, then dilated by scribble_dilate pixels (a
+ *    (2r+1) x (2r+1) square, cv2.dilate with np.ones; pixels outside the
+ *    image ignored);
+ *  - CANNY: edges as OpenCV 4's cv2.Canny(gray, low, high) (3x3 Sobel with
+ *    replicated borders, L1 gradient (L2gradient=false), hysteresis;
+ *    thresholds truncated to integers) on cv2.cvtColor(RGB2GRAY) of the
+ *    8-bit image: white edges on black.
+ * (LDM_PREPROCESS_INPAINT is the job's own: it needs the init image and
+ * mask; ldm_control_preprocess refuses it.) */
+
+/* The scribble's largest dilation (pixels). */
+#define LDM_SCRIBBLE_MAX_DILATE 64
+
+typedef struct ldm_preprocess_params {
+  ldm_preprocess kind;
+  float canny_low, canny_high;  /* 0 <= low <= high <= 2040; default 100, 200 */
+  float scribble_threshold;     /* 0..256; default 127 */
+  int scribble_dilate;          /* 0..LDM_SCRIBBLE_MAX_DILATE; default 0 */
+} ldm_preprocess_params;
+
+/* kind LDM_PREPROCESS_NONE and the defaults above. */
+LDM_API void ldm_preprocess_params_init(ldm_preprocess_params *p);
+/* Runs the preprocessor on src (1, 3 or 4 channels, U8 or F32, any size)
+ * into a new RGB image *out of the same size and pixel type (the caller
+ * frees it). Alpha is composited first: over black for NONE, over white
+ * (paper) for the others. F32 values are clamped to 0..1; scribble compares
+ * them unrounded, canny rounds them to 8 bits as OpenCV's input. Bad
+ * parameters (negative, NaN, low above high, out of range) are
+ * LDM_ERR_INVALID_ARG naming the parameter and value. */
+LDM_API ldm_status ldm_control_preprocess(const ldm_image *src, const ldm_preprocess_params *p, ldm_image **out,
+                                          ldm_error *err);
+/* The control image at the generation size as diffusers' ControlNet
+ * pipelines make it (control_image_processor: VaeImageProcessor with
+ * do_convert_rgb, do_normalize=False): RGB (grey replicated, alpha
+ * dropped), resized with PIL's Image.resize(LANCZOS) -- exactly, in PIL's
+ * 8-bit fixed point, for U8 input; in double precision, clamped to 0..1, for
+ * F32 -- into a new RGB F32 image *out in 0..1 (U8 results / 255). The
+ * same size is a plain copy. diffusers rounds the size down to a multiple
+ * of 8 first: pass the generation size. */
+LDM_API ldm_status ldm_control_resize(const ldm_image *src, int width, int height, ldm_image **out,
+                                      ldm_error *err);
 
 
 typedef struct ldm_job_params {
