@@ -6,11 +6,9 @@
  * the live preview and the progress line, and keeps the dialog open while
  * (and after) a run.
  */
-#include "config.h"
-
 #include <string.h>
 
-#include "ldm-intl.h"
+#include "ldm-ui-intl.h"
 #include "ldm-dialog.h"
 
 #define PREVIEW_SIZE 160

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/eval_options.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
@@ -448,4 +449,22 @@ ldm_status ldm_lora_parse_list(const char *spec, ldm_lora_ref **refs, int *n, ch
   *n = k;
   *buf = s;
   return LDM_OK;
+}
+
+ldm_status ldm_eval_apply_loras(const ldm_eval_params *p, ldm_lora_table *tables, int n, const char *family,
+                                ldm_error *err) {
+  char buf[8192];
+  const char *v = ldm_eval_option(p, "lora", buf, sizeof buf);
+  if (!v) return LDM_OK;
+  ldm_lora_ref *refs;
+  int nr;
+  char *mem;
+  LDM_TRY(ldm_lora_parse_list(v, &refs, &nr, &mem, err));
+  ldm_lora_table *tp[4];
+  for (int i = 0; i < n && i < 4; i++) tp[i] = &tables[i];
+  ldm_ctx ctx = {.threads = 1, .err = err};
+  ldm_status st = ldm_lora_merge(&ctx, refs, nr, tp, n < 4 ? n : 4, family, true, err);
+  free(refs);
+  free(mem);
+  return st;
 }

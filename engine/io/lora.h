@@ -77,4 +77,10 @@ ldm_status ldm_lora_parse_list(const char *spec, ldm_lora_ref **refs, int *n, ch
 /* The family a LoRA file's shapes point to: "sd1", "sd2", "sdxl" or "unknown". */
 ldm_status ldm_lora_file_family(const char *path, char *out, size_t n, ldm_error *err);
 
+/* The eval harness's lora=PATH[:MULT][;PATH[:MULT]...] option
+ * (core/eval_options.h): merges those LoRAs into the tables (modules of
+ * networks not loaded are skipped). */
+ldm_status ldm_eval_apply_loras(const ldm_eval_params *p, ldm_lora_table *tables, int n, const char *family,
+                                ldm_error *err);
+
 #endif

@@ -1,7 +1,8 @@
 /* Models and jobs (public API). Loading opens and maps the files and detects
  * the family and reads the scheduler settings; the networks load on the
- * first job (pl_model_ensure); jobs validate their parameters up front and
- * run in generate.c. */
+ * first job (pl_model_ensure, called here in the job entry points); jobs
+ * validate their parameters up front and run in generate.c (upscale_sr.c for
+ * the ESRGAN-class upscalers). */
 #include "ldm.h"
 #include "core/status.h"
 #include "core/value.h"
@@ -136,10 +137,6 @@ static ldm_status parse_model_options(ldm_model *m, const char *opts, bool from_
     if (*s == ',') s++;
   }
   return LDM_OK;
-}
-
-bool pl_model_is_sr(const ldm_model *m) {
-  return m->fam.family == LDM_FAMILY_ESRGAN || m->fam.family == LDM_FAMILY_SRVGG;
 }
 
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {
@@ -468,12 +465,24 @@ ldm_status ldm_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_err
   *n_images = 0;
   ldm_error_clear(err);
   if (atomic_load(&job->cancel)) return ldm_fail(err, LDM_ERR_CANCELLED, "job cancelled");
+  /* the networks load here, on the first job, so that the runners below
+   * find them loaded and never call back into this file */
+  LDM_TRY(pl_model_ensure(job->model, err));
+  if (pl_model_is_sr(job->model)) {
+    if (job->p.refine_model) LDM_TRY(pl_model_ensure(job->p.refine_model, err));
+    return pl_sr_job_run(job, images, n_images, err);
+  }
   return pl_job_run(job, images, n_images, err);
 }
 
 ldm_status ldm_job_memory_estimate(ldm_job *job, int64_t *bytes, ldm_error *err) {
   ldm_error_clear(err);
   if (!job || !bytes) return ldm_fail(err, LDM_ERR_INVALID_ARG, "job: no job or result pointer");
+  *bytes = 0;
+  if (pl_model_is_sr(job->model))
+    return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: no memory estimate for feed-forward (ESRGAN-class) upscalers",
+                    ldm_source_path(job->model->src));
+  LDM_TRY(pl_model_ensure(job->model, err));
   return pl_job_estimate(job, bytes, err);
 }
 

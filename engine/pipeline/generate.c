@@ -806,11 +806,6 @@ static int64_t job_estimate(const ldm_job *job) {
 }
 
 ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err) {
-  *bytes = 0;
-  if (pl_model_is_sr(job->model))
-    return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: no memory estimate for feed-forward (ESRGAN-class) upscalers",
-                    ldm_source_path(job->model->src));
-  LDM_TRY(pl_model_ensure(job->model, err));
   *bytes = job_estimate(job);
   return LDM_OK;
 }
@@ -833,8 +828,6 @@ static ldm_status admit(ldm_job *job, ldm_error *err) {
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
   const ldm_job_params *p = &job->p;
   ldm_model *m = job->model;
-  if (pl_model_is_sr(m)) return pl_sr_job_run(job, images, n_images, err);
-  LDM_TRY(pl_model_ensure(m, err));
   bool x4 = m->fam.family == LDM_FAMILY_X4_UPSCALER;
   if ((p->task == LDM_TASK_UPSCALE) != x4)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: a %s model cannot %s%s", ldm_source_path(m->src),

@@ -73,7 +73,9 @@ ldm_status pl_model_read_settings(ldm_model *m, ldm_error *err);
 /* A diffusers scheduler_config.json (low: the x4's low_res_scheduler) into
  * s, every value checked against its range; `file` names it. */
 ldm_status pl_sched_config_json(pl_sched_config *s, const char *text, bool low, const char *file, ldm_error *err);
-/* Loads whatever the model still lacks for running jobs. */
+/* Loads whatever the model still lacks for running jobs (api.c: the job
+ * entry points call it before pl_job_run / pl_sr_job_run / pl_job_estimate,
+ * which expect the networks loaded). */
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err);
 /* Resolves the job's LoRAs (params, then the prompt's <lora:...> tags,
  * which it removes from job->prompt) (addons.c). */
@@ -96,14 +98,18 @@ ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_e
 /* Checks the job's ControlNets (control.c): counts, values, images, task. */
 ldm_status pl_job_check_controls(const ldm_model *m, const ldm_job_params *p, ldm_error *err);
 
-/* The peak working memory estimate behind max_memory_mb (generate.c). */
+/* The peak working memory estimate behind max_memory_mb (generate.c; the
+ * model loaded). */
 ldm_status pl_job_estimate(ldm_job *job, int64_t *bytes, ldm_error *err);
-/* Runs the job (generate.c). */
+/* Runs a diffusion job (generate.c; the model loaded). */
 ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 /* True for the ESRGAN-class families (no UNet, VAE or text encoder). */
-bool pl_model_is_sr(const ldm_model *m);
-/* The upscale task of an ESRGAN-class model (upscale_sr.c), and the
- * optional img2img refine stage over its result. */
+static inline bool pl_model_is_sr(const ldm_model *m) {
+  return m->fam.family == LDM_FAMILY_ESRGAN || m->fam.family == LDM_FAMILY_SRVGG;
+}
+/* The upscale task of an ESRGAN-class model (upscale_sr.c; it and the
+ * refine model loaded), and the optional img2img refine stage over its
+ * result. */
 ldm_status pl_sr_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err);
 
 #endif

@@ -212,8 +212,6 @@ static ldm_image *to_image(const float *rgb, const float *alpha, int OW, int OH,
 ldm_status pl_sr_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_error *err) {
   const ldm_job_params *p = &job->p;
   ldm_model *m = job->model;
-  LDM_TRY(pl_model_ensure(m, err));
-  if (p->refine_model) LDM_TRY(pl_model_ensure(p->refine_model, err));
   const ldm_image *in = p->init;
   const int W = in->width, H = in->height, C = in->channels, s = m->sr_cfg.scale;
   const int f = p->upscale_factor > 0 ? p->upscale_factor : s;

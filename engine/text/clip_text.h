@@ -10,6 +10,7 @@
 #include "core/threads.h"
 #include "io/lora.h"
 #include "io/source.h"
+#include "core/eval_options.h"
 
 typedef struct ldm_clip_config {
   int n_vocab;          /* 49408 */
@@ -89,5 +90,8 @@ ldm_status ldm_clip_text_final_norm(ldm_ctx *ctx, const ldm_clip_text *m, float 
  * end-of-text token), times the text projection. */
 ldm_status ldm_clip_text_pool(ldm_ctx *ctx, const ldm_clip_text *m, float *pooled,
                               const float *normed, const int32_t *ids, int B, int T);
+
+/* `ldm eval text` (text_eval.c): the runner behind ldm_eval_run. */
+ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err);
 
 #endif

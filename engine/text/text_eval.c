@@ -3,8 +3,8 @@
  * (hidden_states[-2]: output of the second-to-last layer, no final norm) and,
  * when the encoder has a text projection, pooled [B, P], all f32.
  * Options: encoder=1|2 (SDXL's second), heads=N (single files: d/64). */
-#include "pipeline/eval.h"
 
+#include "text/clip_text.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +12,6 @@
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "io/source.h"
-#include "text/clip_text.h"
 
 ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) {
   ldm_source *src = NULL;

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "core/status.h"
-#include "pipeline/eval.h"
 
 #define TOL 1e-4
 

@@ -12,7 +12,6 @@
 #include "core/status.h"
 #include "io/source.h"
 #include "models/esrgan/esrgan.h"
-#include "pipeline/eval.h"
 
 #define TOL 1e-4
 #define MIN_TILED_DB 45.0

@@ -24,7 +24,6 @@
 #include "io/source.h"
 #include "models/unet/unet.h"
 #include "ops/ops.h"
-#include "pipeline/eval.h"
 
 #define TOL 1e-3
 #define TOL_BF16 0.3

@@ -13,7 +13,6 @@
 #include "io/source.h"
 #include "models/vae/vae.h"
 #include "ops/ops.h"
-#include "pipeline/eval.h"
 
 #define TOL 1e-4
 

@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "core/threads.h"
 #include "io/source.h"
+#include "core/eval_options.h"
 
 typedef enum ldm_sr_arch {
   LDM_SR_NONE = 0,
@@ -86,5 +87,8 @@ float ldm_sr_tile_weight(int x, int t, int o, int n, int ov);
  * activations only. */
 ldm_status ldm_sr_upscale(ldm_ctx *ctx, const ldm_sr *sr, float *y, const float *x, int H, int W, int tile,
                           int overlap, ldm_sr_tile_fn fn, void *user);
+
+/* `ldm eval esrgan` (esrgan_eval.c): the runner behind ldm_eval_run. */
+ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err);
 
 #endif

@@ -4,13 +4,12 @@
  * tile=N,overlap=N (tiled with cross-faded overlaps, input pixels; without
  * them an image up to LDM_SR_WHOLE_PX runs in one piece), repeat=N (N more
  * runs, their seconds written as the metadata forward_seconds). */
-#include "pipeline/eval.h"
+#include "models/esrgan/esrgan.h"
 #include "core/arena.h"
 #include "core/status.h"
 #include "core/wcache.h"
 #include "io/safetensors.h"
 #include "io/source.h"
-#include "models/esrgan/esrgan.h"
 #include "ops/ops.h"
 
 #include <stdint.h>

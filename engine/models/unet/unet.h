@@ -14,6 +14,7 @@
 #include "io/lora.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "core/eval_options.h"
 
 #define LDM_UNET_MAX_LEVELS 6
 
@@ -168,5 +169,8 @@ ldm_status ldm_unet_forward(ldm_ctx *ctx, const ldm_unet *u, float *out,
 
 /* Family from the hyper-parameters alone (family.c). */
 ldm_family ldm_unet_guess_family(const ldm_unet_config *cfg);
+
+/* `ldm eval unet` (unet_eval.c): the runner behind ldm_eval_run. */
+ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err);
 
 #endif

@@ -5,7 +5,6 @@
  * heads=N, head_dim=N, groups=N (what an original checkpoint's yaml says),
  * precision=f32|bf16|bf16-emulated (the matrix products' arithmetic). */
 #include "models/unet/unet.h"
-#include "pipeline/eval.h"
 #include "core/arena.h"
 #include "core/status.h"
 #include "ops/ops.h"

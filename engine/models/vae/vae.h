@@ -12,6 +12,7 @@
 #include "core/threads.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "core/eval_options.h"
 
 #define LDM_VAE_MAX_LEVELS 6
 #define LDM_VAE_MAX_LAYERS 4
@@ -142,5 +143,12 @@ ldm_status ldm_taesd_decode(ldm_ctx *ctx, const ldm_taesd *t, float *image,
  * Returns LDM_ERR_UNSUPPORTED for a family without factors. */
 ldm_status ldm_latent_preview(ldm_family f, uint8_t *rgb, const float *latent,
                               int h, int w, ldm_error *err);
+
+/* `ldm eval vae-encode|vae-decode|taesd-encode|taesd-decode` (vae_eval.c):
+ * the runners behind ldm_eval_run. */
+ldm_status ldm_eval_vae_encode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_vae_decode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_taesd_encode(const ldm_eval_params *p, int threads, ldm_error *err);
+ldm_status ldm_eval_taesd_decode(const ldm_eval_params *p, int threads, ldm_error *err);
 
 #endif

@@ -4,12 +4,11 @@
  * config), tile=N,overlap=N (tiled, latent pixels), height=H,width=W (crop
  * of the decode), taesd=PATH (the other half of an original TAESD pair),
  * precision=f32|bf16|bf16-emulated (the matrix products' arithmetic). */
-#include "pipeline/eval.h"
+#include "models/vae/vae.h"
 #include "core/arena.h"
 #include "core/status.h"
 #include "io/safetensors.h"
 #include "io/source.h"
-#include "models/vae/vae.h"
 
 #include <stdio.h>
 #include <stdlib.h>
