@@ -3,9 +3,10 @@
 # gimp-ldm into ./build. Safe to run again. Usage: tools/setup.sh [meson args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# clang and its compiler-rt (libFuzzer): the fuzz targets (tools/fuzz.sh)
+# clang and its compiler-rt (libFuzzer): the fuzz targets (tools/fuzz.sh);
+# clang-format (git-clang-format): the format test (tools/check-format.sh)
 pkgs=(gcc python3 meson ninja-build pkg-config libopenblas-dev libjansson-dev libpng-dev zlib1g-dev nettle-dev debootstrap
-      clang libclang-rt-dev)
+      clang libclang-rt-dev clang-format)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
