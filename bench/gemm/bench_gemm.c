@@ -14,6 +14,7 @@
 #include "core/arena.h"
 #include "core/threads.h"
 #include "ops/ops.h"
+#include "core/cpu.h"
 
 static double clock_s(clockid_t id) {
   struct timespec ts;
@@ -104,55 +105,26 @@ static timing bench_gemm(ldm_ctx *ctx, const char *label, int M, int N, int K,
 }
 
 /* ---- instruction peaks of one core ------------------------------------
- * Twelve independent accumulator chains of one multiply-add instruction:
- * what the core can do at best (f32 FMA on the widest vectors, and
- * AVX512-BF16's VDPBF16PS, whose two products per f32 lane are worth a
- * bf16 GEMM only where it issues as often as the FMA). */
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#include "core/cpu.h"
-
-#define PEAK_ITERS 100000000L
-#define CHAINS(OP) a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4), a5 = OP(a5), \
-                   a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9), a10 = OP(a10), a11 = OP(a11)
-
-#define PEAK_FN(name, tgt, vec, zero, op, sum, flop_per_instr)                                \
-  __attribute__((target(tgt))) static double name(void) {                                  \
-    vec a0 = zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;     \
-    vec a9 = a0, a10 = a0, a11 = a0;                                                          \
-    double t0 = clock_s(CLOCK_MONOTONIC);                                                     \
-    for (long i = 0; i < PEAK_ITERS; i++) {                                                   \
-      CHAINS(op);                                                                             \
-      __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));       \
-      __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));     \
-    }                                                                                         \
-    double t = clock_s(CLOCK_MONOTONIC) - t0;                                                 \
-    volatile float sink = sum;                                                                \
-    (void)sink;                                                                               \
-    return 12.0 * PEAK_ITERS * (flop_per_instr) / t * 1e-9;                                   \
-  }
-
-#define FMA8(a) _mm256_fmadd_ps(x8, y8, a)
-#define FMA16(a) _mm512_fmadd_ps(x16, y16, a)
-#define DPBF16(a) _mm512_dpbf16_ps(a, xb, yb)
-static __m256 x8, y8;
-static __m512 x16, y16;
-static __m512bh xb, yb;
-PEAK_FN(peak_fma_avx2, "avx2,fma", __m256, _mm256_setzero_ps(), FMA8, _mm256_cvtss_f32(_mm256_add_ps(a0, a11)), 16)
-PEAK_FN(peak_fma_avx512, "avx512f", __m512, _mm512_setzero_ps(), FMA16, _mm512_cvtss_f32(_mm512_add_ps(a0, a11)),
-        32)
-PEAK_FN(peak_dpbf16, "avx512f,avx512bf16", __m512, _mm512_setzero_ps(), DPBF16,
-        _mm512_cvtss_f32(_mm512_add_ps(a0, a11)), 64)
-
+ * ldm_cpu_peaks: independent accumulator chains of one multiply-add
+ * instruction (what one core can do at best), timed in the thread's CPU
+ * time: f32 FMA on the widest vectors, AVX512-BF16's VDPBF16PS and AMX's
+ * TDPBF16PS. bf16 can pay only where its best peak is well above the f32
+ * one: --precision auto takes bf16 from 1.8x on. */
 static void print_peaks(void) {
-  if (ldm_cpu_has_avx512()) (void)peak_fma_avx512(); /* warm-up: the core's clock settles */
-  if (ldm_cpu_has_avx512()) printf("peak 1 core: f32 FMA (zmm)        %7.1f GFLOP/s\n", peak_fma_avx512());
-  else if (ldm_cpu_has_avx2() && ldm_cpu_has_fma()) printf("peak 1 core: f32 FMA (ymm)        %7.1f GFLOP/s\n", peak_fma_avx2());
-  if (ldm_cpu_has_avx512bf16()) printf("peak 1 core: bf16 VDPBF16PS (zmm) %7.1f GFLOP/s\n", peak_dpbf16());
+  ldm_cpu_peak p;
+  ldm_cpu_peaks(&p, 5.0);
+  if (p.f32 > 0) printf("peak 1 core: f32 FMA                %8.1f GFLOP/s\n", p.f32);
+  if (p.bf16_dot > 0) printf("peak 1 core: bf16 VDPBF16PS (zmm)   %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_dot,
+                             p.f32 > 0 ? p.bf16_dot / p.f32 : 0.0);
+  else printf("peak 1 core: bf16 VDPBF16PS: not on this CPU (no AVX512-BF16)\n");
+  if (p.bf16_amx > 0) printf("peak 1 core: bf16 AMX TDPBF16PS     %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_amx,
+                             p.f32 > 0 ? p.bf16_amx / p.f32 : 0.0);
+  else printf("peak 1 core: bf16 AMX: not available (%s)\n", ldm_amx_note());
+  double best = p.bf16_amx > p.bf16_dot ? p.bf16_amx : p.bf16_dot;
+  printf("precision auto: %s (best bf16 peak %.2fx the f32 peak; bf16 from %.1fx on)\n",
+         p.f32 > 0 && best >= LDM_BF16_AUTO_RATIO * p.f32 ? "bf16" : "f32", p.f32 > 0 ? best / p.f32 : 0.0,
+         LDM_BF16_AUTO_RATIO);
 }
-#else
-static void print_peaks(void) {}
-#endif
 
 int main(int argc, char **argv) {
   ldm_blas_tune(argv);
@@ -180,6 +152,7 @@ int main(int argc, char **argv) {
     }
     if (ldm_bf16_native()) {
       ctx.precision = LDM_PRECISION_BF16;
+      if (threads == 1) printf("bf16 products run on: %s\n", ldm_bf16_path());
       for (int s = 0; s < n_shapes; s++) {
         snprintf(label, sizeof label, "threads=%d bf16 M=%d N=%d K=%d",
                  threads, shapes[s][0], shapes[s][1], shapes[s][2]);
@@ -215,6 +188,15 @@ int main(int argc, char **argv) {
                threads, algo == LDM_CONV_WINOGRAD ? "winograd" : "im2col",
                100.0 * peak.wall / t.wall, 100.0 * peak.cpu / t.cpu,
                algo == LDM_CONV_WINOGRAD ? ", direct-conv FLOPs" : "");
+    }
+    if (ldm_cpu_has_amx_bf16() && ldm_bf16_native()) { /* the implicit-im2col AMX convolution */
+      ctx.precision = LDM_PRECISION_BF16;
+      c.algo = LDM_CONV_AMX;
+      t = (timing){0, 0};
+      if (c.a && c.c && wd && bd) t = time_case(run_conv, &c, min_s);
+      snprintf(label, sizeof label, "threads=%d conv2d 64x64x320->320 3x3 bf16 amx", threads);
+      print_rate(label, gflop, t);
+      ctx.precision = LDM_PRECISION_F32;
     }
     free(c.a), free(c.c), free(wd), free(bd);
 

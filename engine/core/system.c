@@ -92,6 +92,7 @@ const char *ldm_cpu_features(void) {
   if (ldm_cpu_has_f16c()) strcat(buf, "f16c ");
   if (ldm_cpu_has_avx512()) strcat(buf, "avx512f ");
   if (ldm_cpu_has_avx512bf16()) strcat(buf, "avx512bf16 ");
+  if (ldm_cpu_has_amx_bf16()) strcat(buf, "amx-bf16 ");
   size_t n = strlen(buf);
   if (n) buf[n - 1] = '\0';
   return buf;

@@ -194,9 +194,39 @@ typedef enum ldm_precision {
 
 /* True when LDM_PRECISION_BF16 runs in bf16 on this machine. */
 LDM_API bool ldm_bf16_native(void);
+/* One core's instruction peaks in GFLOP/s (0 where the CPU lacks the
+ * instruction): f32 FMA on the widest vectors, AVX512-BF16's VDPBF16PS and
+ * AMX-BF16's TDPBF16PS (the latter only where this build and the OS let the
+ * process use AMX). Timed in the thread's CPU time; scale 1 takes about
+ * 0.1 s in all. */
+typedef struct ldm_cpu_peak {
+  double f32, bf16_dot, bf16_amx;
+} ldm_cpu_peak;
+LDM_API void ldm_cpu_peaks(ldm_cpu_peak *p, double scale);
+/* What LDM_PRECISION_BF16's products run on here ("AMX TDPBF16PS (own
+ * kernel)", "cblas_sbgemm", "AVX512-BF16 VDPBF16PS (own kernel)" or f32);
+ * why AMX is not used ("" when it is). */
+LDM_API const char *ldm_bf16_path(void);
+LDM_API bool ldm_bf16_amx(void); /* LDM_PRECISION_BF16 runs on AMX tiles */
+LDM_API const char *ldm_amx_note(void);
+
 /* "f32", "bf16", "bf16-emulated"; parse returns false for other names. */
 LDM_API const char *ldm_precision_name(ldm_precision p);
 LDM_API bool ldm_precision_parse(const char *name, ldm_precision *out);
+
+/* The "auto" precision: bf16 where this CPU's best bf16 peak (AMX or
+ * VDPBF16PS, ldm_cpu_peaks) is at least LDM_BF16_AUTO_RATIO times its f32
+ * peak, f32 elsewhere. The peaks are measured once per machine (~0.1 s) and
+ * kept in cache_file (NULL: measured every time), one line per CPU model
+ * and feature set; the file's directory is made if missing. */
+#define LDM_BF16_AUTO_RATIO 1.8
+typedef struct ldm_precision_auto_info {
+  ldm_cpu_peak peak;  /* one core's peaks, GFLOP/s */
+  bool cached;        /* read from cache_file */
+  char cpu[192];      /* the cache key: CPU model string and features */
+  char reason[256];   /* why, in one line */
+} ldm_precision_auto_info;
+LDM_API ldm_precision ldm_precision_auto(const char *cache_file, ldm_precision_auto_info *info);
 
 typedef struct ldm_model_params {
   const char *path;         /* .safetensors file or diffusers folder */
@@ -212,7 +242,9 @@ typedef struct ldm_model_params {
   const char *options;
   /* Keep weights prepared for the matrix products (f32, packed, Winograd-
    * transformed) after first use, up to this many MiB: faster steps, more
-   * memory (about 2-3.5x an f16 file). 0 = off (default), -1 = no limit. */
+   * memory (about 2-3.5x an f16 file). 0 = off (default), -1 = no limit.
+   * With precision bf16 on AMX, 0 keeps the weights' bf16 panels (about
+   * the size of an f16 file) anyway. */
   int weight_cache_mb;
   ldm_precision precision;  /* matrix products; default LDM_PRECISION_F32 */
 } ldm_model_params;

@@ -496,9 +496,13 @@ static void fa_worker(void *user, int64_t w) {
   }
 }
 
-/* 0 f32, 1 native bf16, 2 emulated bf16 (see fa_job.bf16) */
+/* 0 f32, 1 native bf16, 2 emulated bf16 (see fa_job.bf16). On CPUs with
+ * AMX the VDPBF16PS kernel is not taken: those CPUs (Sapphire Rapids and
+ * later) issue VDPBF16PS at half their f32 FMA rate, so the f32 kernel is
+ * the faster one there. */
 static int fa_mode(const ldm_ctx *ctx) {
   if (ctx->precision == LDM_PRECISION_BF16_EMULATED) return 2;
+  if (ops_amx_active(ctx)) return 0;
   return ctx->precision == LDM_PRECISION_BF16 && ldm_cpu_has_avx512bf16() ? 1 : 0;
 }
 

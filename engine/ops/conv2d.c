@@ -384,6 +384,54 @@ static ldm_status conv_few_direct(ldm_ctx *ctx, float *y, const float *x, const 
 }
 #endif
 
+/* ---- bf16 on AMX tiles (gemm_amx.c) -------------------------------------
+ * The weight as bf16 panels in (tap, ci) order, made once per job where
+ * there is a weight cache. Cin a multiple of 32: the tiles' rows are read
+ * from the image itself (implicit im2col: no column buffer, which at 9x the
+ * image costs more memory traffic than AMX's products take time); 1x1
+ * stride-1 convs are one product over the pixels; the rest im2col in bands.
+ * All 3x3 convs go this way under AMX, none to Winograd: its transforms run
+ * at f32 speed and would take longer than the products they save. */
+static ldm_status conv_amx(ldm_ctx *ctx, float *y, const float *x, const conv_shape *s, const ldm_tensor *w,
+                           const float *bias, size_t max_scratch_bytes) {
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ops_amx_panels P;
+  ldm_status st = ops_amx_weight(ctx, w, s->Cout, s->K, s->kh * s->kw, &P);
+  if (st != LDM_OK) goto done;
+  if (s->Cin % 32 == 0) {
+    st = ops_amx_conv(ctx, y, x, s->B, s->H, s->W, s->Cin, s->kh, s->kw, s->stride, s->pad, &P, bias);
+    goto done;
+  }
+  if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
+    st = ops_amx_gemm(ctx, (int64_t)s->B * s->H * s->W, 1.0f, x, s->Cin, &P, 0.0f, y, s->Cout, bias);
+    goto done;
+  }
+  size_t row_bytes = (size_t)s->Wo * (size_t)s->K * sizeof(float);
+  int64_t total_rows = (int64_t)s->B * s->Ho;
+  int64_t band = (int64_t)(max_scratch_bytes / row_bytes);
+  if (band < 1) band = 1;
+  if (band > total_rows) band = total_rows;
+  float *cols = ldm_arena_floats(ctx->scratch, (size_t)band * (size_t)s->Wo * (size_t)s->K);
+  if (!cols) {
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for im2col (%lld rows x %d x %lld)",
+                  (long long)band, s->Wo, (long long)s->K);
+    goto done;
+  }
+  for (int64_t r0 = 0; r0 < total_rows && st == LDM_OK; r0 += band) {
+    if (ctx->cancel && atomic_load(ctx->cancel)) {
+      st = ldm_fail(ctx->err, LDM_ERR_CANCELLED, "conv2d: cancelled");
+      break;
+    }
+    int64_t M = (total_rows - r0 < band ? total_rows - r0 : band) * s->Wo;
+    im2col_job ij = {cols, x, s, r0};
+    ldm_pool_for(ctx->pool, M, im2col_task, &ij);
+    st = ops_amx_gemm(ctx, M, 1.0f, cols, s->K, &P, 0.0f, y + r0 * s->Wo * (int64_t)s->Cout, s->Cout, bias);
+  }
+done:
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
 /* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin]. */
 static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
                            const conv_shape *s, const float *wp,
@@ -525,6 +573,10 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
    * off from ~250 output pixels on (measured here at 8x8 .. 512x512, 128 ..
    * 1280 channels: 1.3x at 512 pixels, 1.8-2.1x from 4096 on). */
   int64_t pixels = (int64_t)B * s.Ho * s.Wo;
+  if (algo == LDM_CONV_AUTO && ops_amx_active(ctx) && pixels >= LDM_AMX_MIN_ROWS && !(s.Cout <= LDM_CONV_FEW_COUT && s.kh * s.kw > 1))
+    algo = LDM_CONV_AMX;
+  if (algo == LDM_CONV_AMX && !ops_amx_active(ctx))
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "conv2d: the AMX path needs precision bf16 on a CPU with AMX-BF16");
   if (algo == LDM_CONV_AUTO && !ctx->wcache &&
       (pixels <= LDM_CONV_STREAM_MAX_PIXELS ||
        (s.kh == 1 && s.kw == 1 && stride == 1 && pad == 0 && pixels <= ops_gemm_stream_max_rows(ctx))))
@@ -555,6 +607,10 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
   const float *bias = NULL, *wp = NULL;
   if (b && !(bias = ops_weight_f32(ctx, b, s.Cout))) {
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    goto done;
+  }
+  if (algo == LDM_CONV_AMX) {
+    st = conv_amx(ctx, y, x, &s, w, bias, max_scratch_bytes);
     goto done;
   }
   if (algo == LDM_CONV_FEW_COUT_TAPS) {

@@ -1,11 +1,14 @@
 /* The one GEMM wrapper: row-major C = alpha*op(A)*op(B) + beta*C through
  * OpenBLAS cblas_sgemm, threaded by the job's pool (see below). bf16
- * (ctx->precision): cblas_sbgemm where the loaded OpenBLAS exports it
+ * (ctx->precision): AMX tiles where the CPU and OS allow them (gemm_amx.c,
+ * B packed into panels per call; weights take ops_amx_weight's cached
+ * panels instead), else cblas_sbgemm where the loaded OpenBLAS exports it
  * (looked up with dlsym because Debian 12's OpenBLAS 0.3.21 does not;
  * threaded by OpenBLAS itself), else the engine's own kernel (gemm_bf16.c)
  * on CPUs with AVX512-BF16 or in its emulation when asked for, else f32. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
+#include "core/cpu.h"
 #include "core/half.h"
 
 #include <cblas.h>
@@ -33,16 +36,50 @@ bool ldm_gemm_bf16_available(void) {
   return sbgemm_ptr != NULL;
 }
 
+/* AMX products through ldm_gemm: B packed into panels in scratch per call
+ * (weights go through ops_amx_weight instead, packed once per job). */
+static ldm_status gemm_amx(ldm_ctx *ctx, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  size_t words = ops_amx_panels_words(N, K);
+  uint32_t *pw = ldm_arena_alloc(ctx->scratch, words * 4);
+  if (!pw)
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch for bf16 panels (%lld x %lld)", (long long)N,
+                    (long long)K);
+  ldm_status st = ops_amx_pack_matrix(ctx, pw, B, ldb, trans_b, N, K);
+  ops_amx_panels P = {pw, N, K, ops_amx_kp(K)};
+  if (st == LDM_OK) st = ops_amx_gemm(ctx, M, alpha, A, lda, &P, beta, C, ldc, NULL);
+  ldm_arena_reset(ctx->scratch, mark);
+  return st;
+}
+
 bool ops_gemm_bf16_active(const ldm_ctx *ctx) {
   return ctx->precision == LDM_PRECISION_BF16_EMULATED ||
          (ctx->precision == LDM_PRECISION_BF16 && ldm_bf16_native());
 }
 
 int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx) {
+  if (ops_amx_active(ctx)) return LDM_AMX_MIN_ROWS - 1;
   return ops_gemm_bf16_active(ctx) ? LDM_GEMM_STREAM_MAX_ROWS_BF16 : LDM_GEMM_STREAM_MAX_ROWS;
 }
 
-bool ldm_bf16_native(void) { return ldm_gemm_bf16_available() || ops_gemm_bf16_native(); }
+bool ldm_bf16_native(void) {
+  return ldm_gemm_bf16_available() || ops_gemm_bf16_native() || (ops_amx_built() && ldm_cpu_has_amx_bf16());
+}
+
+const char *ldm_bf16_path(void) {
+  if (ops_amx_built() && ldm_cpu_has_amx_bf16()) return "AMX TDPBF16PS (own kernel)";
+  if (ldm_gemm_bf16_available()) return "cblas_sbgemm";
+  if (ops_gemm_bf16_native()) return "AVX512-BF16 VDPBF16PS (own kernel)";
+  return "f32 (no bf16 arithmetic on this machine)";
+}
+
+bool ldm_bf16_amx(void) { return ops_amx_built() && ldm_cpu_has_amx_bf16(); }
+
+const char *ldm_amx_note(void) {
+  if (!ops_amx_built()) return "this build has no AMX kernel (compiler without AMX)";
+  return ldm_cpu_amx_note();
+}
 
 const char *ldm_precision_name(ldm_precision p) {
   switch (p) {
@@ -188,6 +225,8 @@ ldm_status ldm_gemm(ldm_ctx *ctx, bool trans_a, bool trans_b, int64_t M,
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
                     "gemm: transposed A with M=%lld beyond 32-bit BLAS",
                     (long long)M);
+  if (!trans_a && K > 0 && ops_amx_active(ctx))
+    return gemm_amx(ctx, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_kind kind = GEMM_SGEMM;
   if (ctx->precision == LDM_PRECISION_BF16_EMULATED) kind = GEMM_OWN_BF16_EMULATED;
   else if (ctx->precision == LDM_PRECISION_BF16 && !ldm_gemm_bf16_available() && ops_gemm_bf16_native())

@@ -1,7 +1,10 @@
 /* torch.nn.Linear on channels-last rows: y[M, N] = x[M, K] W[N, K]^T + b.
  * f32 weights are used in place; f16/bf16 weights are widened into scratch
  * for the duration of the call, or, for at most ops_gemm_stream_max_rows
- * rows (and no weight cache), chunk by chunk inside the product. */
+ * rows (and no weight cache), chunk by chunk inside the product. With bf16
+ * on AMX: bf16 panels from LDM_AMX_MIN_ROWS rows on; fewer rows (the time
+ * and class embeddings) stream their weight in f32, which reads the same
+ * bytes as the panels and keeps those products exact. */
 #include "ops/ops.h"
 #include "ops/ops_util.h"
 
@@ -71,7 +74,20 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
   const float *wf = NULL, *bf = NULL;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status s = LDM_OK;
-  if (!ctx->wcache && w && w->dtype != LDM_DTYPE_F32 && M >= 1 && M <= ops_gemm_stream_max_rows(ctx)) {
+  if (ops_amx_active(ctx) && M >= LDM_AMX_MIN_ROWS) {
+    /* bf16 panels (kept in the weight cache where there is one), bias added
+     * as the tiles are stored */
+    ops_amx_panels P;
+    if ((s = linear_check(ctx, w, b, &N, &K)) != LDM_OK) goto done;
+    if (b && !(bf = ops_weight_f32(ctx, b, N))) {
+      s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+    if ((s = ops_amx_weight(ctx, w, N, K, 1, &P)) == LDM_OK) s = ops_amx_gemm(ctx, M, 1.0f, x, K, &P, 0.0f, y, N, bf);
+    goto done;
+  }
+  if ((!ctx->wcache || ops_amx_active(ctx)) && w && w->dtype != LDM_DTYPE_F32 && M >= 1 &&
+      M <= ops_gemm_stream_max_rows(ctx)) {
     /* few rows: the weight is widened chunk by chunk inside the product */
     ldm_tensor w_copy;
     const ldm_tensor *wa = NULL;

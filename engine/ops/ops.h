@@ -153,10 +153,11 @@ void ldm_nhwc_to_nchw(float *y, const float *x, int B, int C, int64_t HW);
 /* ---- additions: options, internal variants, naive references ----------- */
 
 /* True when the loaded OpenBLAS exports cblas_sbgemm (looked up at run time,
- * never linked); ctx->precision LDM_PRECISION_BF16 then routes ldm_gemm
- * through it, rounding A and B to bf16 in ctx->scratch. Without it, bf16
- * goes to the own kernel where the CPU has AVX512-BF16, else to sgemm;
- * LDM_PRECISION_BF16_EMULATED always takes the own kernel. */
+ * never linked). ctx->precision LDM_PRECISION_BF16 routes ldm_gemm to the
+ * AMX kernel (gemm_amx.c) where the CPU and OS allow AMX (A not
+ * transposed), else through cblas_sbgemm, rounding A and B to bf16 in
+ * ctx->scratch, else to the own kernel where the CPU has AVX512-BF16, else
+ * to sgemm; LDM_PRECISION_BF16_EMULATED always takes the own kernel. */
 bool ldm_gemm_bf16_available(void);
 
 /* The own bf16 kernel (gemm_bf16.c), behind ldm_gemm: true when the CPU has
@@ -195,7 +196,8 @@ typedef enum ldm_conv_algo {
   LDM_CONV_STREAM,
   LDM_CONV_WINOGRAD2, /* F(2x2, 3x3) */
   LDM_CONV_WINOGRAD4, /* F(4x4, 3x3) */
-  LDM_CONV_FEW_COUT_TAPS /* per-tap GEMM + shifted sums, Cout <= LDM_CONV_FEW_COUT */
+  LDM_CONV_FEW_COUT_TAPS, /* per-tap GEMM + shifted sums, Cout <= LDM_CONV_FEW_COUT */
+  LDM_CONV_AMX /* bf16 on AMX tiles (precision bf16, AMX-BF16 CPUs): AUTO's choice there */
 } ldm_conv_algo;
 #define LDM_CONV_WINOGRAD_MIN_CH 32
 #define LDM_CONV_WINOGRAD_MIN_PIXELS 256
@@ -204,6 +206,9 @@ typedef enum ldm_conv_algo {
 /* With bf16 products the own kernel's doubled rate beats the weight traffic
  * from this many rows on: fewer rows stream (in f32). */
 #define LDM_GEMM_STREAM_MAX_ROWS_BF16 255
+/* With bf16 on AMX, products with fewer rows than this (a tile's 16) stream
+ * their weights in f32: the same bytes read, no padding to 16 rows. */
+#define LDM_AMX_MIN_ROWS 16
 /* The bound on streamed rows for ctx's precision (ops_gemm_bf16_active). */
 int64_t ops_gemm_stream_max_rows(const ldm_ctx *ctx);
 /* True when ctx's ldm_gemm calls run in bf16 (native, sbgemm or emulated). */

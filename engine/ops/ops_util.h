@@ -39,6 +39,41 @@ ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const floa
                                int64_t ldk, const float *v, int64_t ldv, int B, int64_t Tq, int64_t Tk, int heads,
                                int dh);
 
+/* ---- AMX bf16 products (gemm_amx.c) ------------------------------------
+ * Weights as packed bf16 panels for TDPBF16PS: rows [N][K] of W in groups
+ * of 16, K padded to a multiple of 32 (Kp) and taken in pairs, N padded to
+ * a multiple of 32; ops_amx_panels_words(N, K) 32-bit words. */
+typedef struct ops_amx_panels {
+  const uint32_t *w;
+  int64_t N, K, Kp;
+} ops_amx_panels;
+/* True when this build has the AMX kernel (x86-64 with a compiler that
+ * knows AMX); ops_amx_active: and ctx's precision is bf16 and the CPU and
+ * OS let this process use AMX (ldm_cpu_has_amx_bf16). */
+bool ops_amx_built(void);
+bool ops_amx_active(const ldm_ctx *ctx);
+int64_t ops_amx_np(int64_t N);
+int64_t ops_amx_kp(int64_t K);
+size_t ops_amx_panels_words(int64_t N, int64_t K);
+/* Panels of an f32 matrix B (rows [N][K] when trans_b, else [K][N]) into
+ * panels (ops_amx_panels_words(N, K) words), in parallel. */
+ldm_status ops_amx_pack_matrix(ldm_ctx *ctx, uint32_t *panels, const float *B, int64_t ldb, bool trans_b, int64_t N,
+                               int64_t K);
+/* Panels of a weight tensor (f32/f16/bf16) read as rows [N][K]; taps > 1:
+ * a conv weight [N, K / taps, kh, kw] whose rows are taken in (tap, ci)
+ * order, as the channels-last image's columns. From ctx->wcache when it has
+ * (or can take) them, else made in ctx->scratch (the caller resets). */
+ldm_status ops_amx_weight(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K, int taps, ops_amx_panels *out);
+/* C [M, N] = alpha * A [M, K] W^T + beta * C (+ bias [N], f32, or NULL);
+ * beta 0 never reads C. Threaded over ctx->pool. */
+ldm_status ops_amx_gemm(ldm_ctx *ctx, int64_t M, float alpha, const float *A, int64_t lda, const ops_amx_panels *P,
+                        float beta, float *C, int64_t ldc, const float *bias);
+/* Convolution on channels-last x [B, H*W, Cin] with Cin % 32 == 0: the rows
+ * of A gathered from x per output pixel (no im2col buffer), P the weight's
+ * panels (taps = kh * kw); y [B, Ho*Wo, N] (+ bias). */
+ldm_status ops_amx_conv(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, int kh, int kw,
+                        int stride, int pad, const ops_amx_panels *P, const float *bias);
+
 /* Number of pool tasks for n elements of about `grain` each. */
 static inline int64_t ops_tasks(int64_t n, int64_t grain) {
   int64_t t = (n + grain - 1) / grain;

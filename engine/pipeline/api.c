@@ -229,6 +229,11 @@ sr_done:
    * (Winograd-transformed) weights are kept by default */
   else if (sr && p->weight_cache_mb == 0 && !(m->wcache = ldm_wcache_new(SIZE_MAX)))
     st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
+  /* bf16 on AMX: the weights' bf16 panels (the size of an f16 file) are
+   * made on first use and kept, not remade at every step */
+  else if (!sr && p->weight_cache_mb == 0 && p->precision == LDM_PRECISION_BF16 && ldm_bf16_amx() &&
+           !(m->wcache = ldm_wcache_new(m->wcache_limit = SIZE_MAX)))
+    st = ldm_fail(err, LDM_ERR_NOMEM, "%s: out of memory", p->path);
   if (st != LDM_OK) {
     ldm_model_free(m);
     return st;

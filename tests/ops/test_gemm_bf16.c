@@ -3,6 +3,8 @@
  * (linked with -rdynamic), so the run-time dlsym lookup must find it and
  * ldm_gemm must route bf16 requests (and only those) through it, with A and
  * B rounded to bf16 exactly as ldm_f32_to_bf16 does.
+ * AMX comes before cblas_sbgemm (ldm_gemm's order: AMX, sbgemm, the own
+ * VDPBF16PS kernel), so AMX is hidden here (LDM_CPU_NO_AMX) to reach it.
  * Tolerance: |a - r| <= 1e-5 + 1e-4 * |r| against a double-precision product
  * of the bf16-rounded operands. */
 #include "ldm_test.h"
@@ -38,6 +40,7 @@ void cblas_sbgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
 }
 
 int main(void) {
+  setenv("LDM_CPU_NO_AMX", "1", 1); /* before the first probe */
   ldm_error err = {0};
   ldm_ctx ctx = {.pool = NULL, .threads = 1, .scratch = ldm_arena_new(0), .err = &err};
   CHECK(ldm_gemm_bf16_available(), "cblas_sbgemm exported by the test not found");

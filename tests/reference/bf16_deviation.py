@@ -48,8 +48,11 @@ def main():
             with torch.no_grad():
                 outs.append(u(d["sample"], d["timestep"], d["encoder_hidden_states"], **kw).sample)
         rounded(False)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = u(d["sample"], d["timestep"], d["encoder_hidden_states"], **kw).sample.float()
         print(f"{io}: latent {tuple(d['sample'].shape)}, max|out| {outs[0].abs().max().item():.3f}, "
-              f"bf16 operands vs f32: max abs {(outs[1] - outs[0]).abs().max().item():.4f}")
+              f"bf16 operands vs f32: max abs {(outs[1] - outs[0]).abs().max().item():.4f}, "
+              f"torch.autocast bf16 vs f32: max abs {(auto - outs[0]).abs().max().item():.4f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 #include "models/unet/unet.h"
 #include "core/arena.h"
 #include "core/status.h"
+#include "core/wcache.h"
 #include "ops/ops.h"
+#include "ops/ops_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +58,7 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   ldm_st_file *in = NULL;
   ldm_pool *pool = NULL;
   ldm_arena *arena = NULL;
+  ldm_wcache *wcache = NULL;
   float *sample = NULL, *ts = NULL, *ctxt = NULL, *temb = NULL, *tids = NULL, *cls = NULL, *tcond = NULL;
   float *x = NULL, *y = NULL, *o = NULL;
   ldm_status st;
@@ -162,6 +165,12 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
     goto done;
   }
   ldm_ctx ctx = {.pool = pool, .threads = threads, .scratch = arena, .err = err, .precision = prec};
+  /* bf16 on AMX: the weights' bf16 panels are made once, on the first
+   * forward, as a job with a weight cache makes them (ldm_model_params) */
+  if (ops_amx_active(&ctx) && !(ctx.wcache = wcache = ldm_wcache_new(SIZE_MAX))) {
+    st = ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
+    goto done;
+  }
   /* repeat=N: N more forward passes on the same inputs (warm: scratch grown,
    * weights paged in), for timing; the seconds of each go to the output's
    * metadata as forward_seconds. */
@@ -199,6 +208,7 @@ done:
   free(y);
   free(o);
   ldm_arena_free(arena);
+  ldm_wcache_free(wcache);
   ldm_pool_free(pool);
   ldm_st_close(in);
   ldm_unet_free(u);
