@@ -39,6 +39,7 @@ typedef struct gen_opts {
   bool only_masked, progress, taesd_decode;
   int padding;
   ldm_precision precision;
+  bool precision_auto;        /* --precision auto: resolved before the model loads */
   ldm_masked_content fill;
   int left, top, right, bottom;
   /* given on the command line or by --from-png: the model's stated
@@ -64,11 +65,12 @@ static void usage(FILE *f, const char *cmd) {
           "  --decoder vae|taesd   final decode: the model's VAE (default) or the faster TAESD\n"
           "  --weight-cache MB     keep weights prepared for the matrix products after first use\n"
           "                        (faster steps, about 2-3.5x the file's f16 size in memory; -1 = no limit)\n"
-          "  --precision f32|bf16|bf16-emulated\n"
-          "                        matrix products in f32 (default) or with bf16 operands on CPUs with\n"
-          "                        AVX512-BF16 (f32 elsewhere), faster only where the CPU's bf16 dot products\n"
-          "                        outpace its f32 FMAs (bench_gemm prints both); bf16-emulated: the bf16\n"
-          "                        result on any CPU\n"
+          "  --precision auto|f32|bf16|bf16-emulated\n"
+          "                        matrix products in f32 (default) or with bf16 operands (f32 sums) on CPUs\n"
+          "                        with AMX-BF16 or AVX512-BF16 (f32 elsewhere); auto: bf16 where this CPU's\n"
+          "                        bf16 peak is >= 1.8x its f32 peak (measured once, kept in\n"
+          "                        $XDG_CACHE_HOME/gimp-ldm/cpu-peaks), else f32; bf16-emulated: the bf16\n"
+          "                        rounding on any CPU (slower)\n"
           "  --prompt TEXT         what to draw (A1111 emphasis: (word:1.2), [word], BREAK)\n"
           "  --negative-prompt TEXT\n"
           "  --width N --height N  output size, multiples of 8 (default: model's native size)\n"
@@ -140,6 +142,16 @@ static const char *find_model(const char *name, char *buf, size_t n) {
  * line "<hash> <size> <mtime s> <mtime ns> <absolute path>" per file, as
  * AUTOMATIC1111 keeps its cache.json; a line counts only while size and
  * modification time still match. */
+/* $XDG_CACHE_HOME/gimp-ldm/NAME (~/.cache without it); -1 without a home. */
+static int cache_file_path(char *buf, size_t n, const char *name) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int len;
+  if (xdg && *xdg == '/') len = snprintf(buf, n, "%s/gimp-ldm/%s", xdg, name);
+  else if (home && *home) len = snprintf(buf, n, "%s/.cache/gimp-ldm/%s", home, name);
+  else return -1;
+  return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
 static int hash_cache_path(char *buf, size_t n, bool make_dir) {
   const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
   int len;
@@ -345,8 +357,9 @@ static int set_option(gen_opts *o, const char *a, const char *v, const char *fro
   else if (!strcmp(a, "--weight-cache")) bad = cli_parse_int(l, v, -1, 1 << 24, &o->weight_cache);
   else if (!strcmp(a, "--max-memory")) bad = cli_parse_int(l, v, -1, 1 << 30, &o->max_memory);
   else if (!strcmp(a, "--precision")) {
-    if (!ldm_precision_parse(v, &o->precision))
-      bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not f32, bf16 or bf16-emulated", l, v);
+    o->precision_auto = !strcmp(v, "auto");
+    if (!o->precision_auto && !ldm_precision_parse(v, &o->precision))
+      bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not auto, f32, bf16 or bf16-emulated", l, v);
   } else if (!strcmp(a, "--out")) o->out_path = v;
   else if (!strcmp(a, "--lora")) bad = add_lora_opt(o, v);
   else if (!strcmp(a, "--model-dir")) {
@@ -377,6 +390,7 @@ static int recipe_setting(void *user, const char *key, const char *value) {
   if (!strcmp(key, "Seed")) return set_option(c->o, "--seed", value, c->label);
   if (!strcmp(key, "Denoising strength")) return set_option(c->o, "--strength", value, c->label);
   if (!strcmp(key, "Clip skip")) return set_option(c->o, "--clip-skip", value, c->label);
+  if (!strcmp(key, "Precision")) return set_option(c->o, "--precision", value, c->label);
   if (!strcmp(key, "Decoder")) return set_option(c->o, "--decoder", !strcmp(value, "TAESD") ? "taesd" : "vae", c->label);
   if (!strcmp(key, "RNG"))
     return set_option(c->o, "--rng", !strncmp(value, "NV", 2) || !strncmp(value, "GPU", 3) ? "cuda" : "cpu", c->label);
@@ -458,6 +472,8 @@ static char *format_parameters(const gen_opts *o, uint64_t seed, int w, int h, c
     k += snprintf(s + k, n - (size_t)k, ", Denoising strength: %g", (double)o->strength);
   if (o->clip_skip > 1) k += snprintf(s + k, n - (size_t)k, ", Clip skip: %d", o->clip_skip);
   if (o->taesd_decode) k += snprintf(s + k, n - (size_t)k, ", Decoder: TAESD");
+  if (o->precision != LDM_PRECISION_F32) /* f32 (the default) is not written */
+    k += snprintf(s + k, n - (size_t)k, ", Precision: %s", ldm_precision_name(o->precision));
   if (extra) k += snprintf(s + k, n - (size_t)k, "%s", extra);
   snprintf(s + k, n - (size_t)k, ", RNG: %s, ldm sampler: %s, Version: ldm %s", o->rng == LDM_RNG_CUDA ? "NV" : "CPU",
            o->sampler, ldm_version());
@@ -631,9 +647,20 @@ int ldm_cmd_generate(int argc, char **argv) {
   mp.vae_path = o.vae;
   mp.taesd_path = o.taesd;
   mp.weight_cache_mb = o.weight_cache;
+  if (o.precision_auto) {
+    char cpath[4096];
+    ldm_precision_auto_info pi;
+    o.precision = ldm_precision_auto(cache_file_path(cpath, sizeof cpath, "cpu-peaks") == 0 ? cpath : NULL, &pi);
+    fprintf(stderr, "ldm: precision %s (auto: %s%s)\n", ldm_precision_name(o.precision), pi.reason,
+            pi.cached ? "; peaks from the cache" : "");
+  } else if (o.precision != LDM_PRECISION_F32) {
+    fprintf(stderr, "ldm: precision %s (products on %s)\n", ldm_precision_name(o.precision),
+            o.precision == LDM_PRECISION_BF16 ? ldm_bf16_path() : "f32 instructions");
+  }
   mp.precision = o.precision;
   if (o.precision == LDM_PRECISION_BF16 && !ldm_bf16_native())
-    fprintf(stderr, "ldm: --precision bf16: this CPU has no AVX512-BF16 (and the BLAS no sbgemm): using f32\n");
+    fprintf(stderr, "ldm: --precision bf16: this CPU has no AMX-BF16 or AVX512-BF16 (and the BLAS no sbgemm): "
+            "using f32\n");
   mp.family = o.family;
   mp.prediction = o.prediction;
   mp.threads = o.threads;

@@ -72,6 +72,29 @@ if "$ldm" "${dp[@]}" --out "$tmp/p32.png" >"$tmp/out.log" 2>&1 &&
    "$cmp" psnr "$tmp/p16.png" "$tmp/p32.png" 35; then ok "--precision bf16-emulated: the demo image within 35 dB of f32"
 else bad "--precision bf16-emulated: $(tail -1 "$tmp/out.log")"; fi
 
+# --precision bf16 where it runs natively (AMX or AVX512-BF16; f32 with a
+# note elsewhere): >= 30 dB against f32. --precision auto: the choice and its
+# reason printed, the peaks measured once into $XDG_CACHE_HOME/gimp-ldm/cpu-peaks
+# and read back by the next run, a bf16 choice stored as "Precision: bf16" and
+# repeated by --from-png (the same image).
+if "$ldm" "${dp[@]}" --precision bf16 --out "$tmp/pb.png" >"$tmp/out.log" 2>&1 &&
+   "$cmp" psnr "$tmp/pb.png" "$tmp/p32.png" 30; then ok "--precision bf16: $(grep -h '^ldm: precision' "$tmp/out.log" || echo 'f32 here')"
+else bad "--precision bf16: $(tail -1 "$tmp/out.log")"; fi
+xc=$tmp/xdg
+if XDG_CACHE_HOME=$xc "$ldm" "${dp[@]}" --steps 4 --precision auto --out "$tmp/pa.png" >"$tmp/out.log" 2>&1 &&
+   grep -q "^ldm: precision \(f32\|bf16\) (auto: " "$tmp/out.log" && [ -s "$xc/gimp-ldm/cpu-peaks" ] &&
+   XDG_CACHE_HOME=$xc "$ldm" "${dp[@]}" --steps 4 --precision auto --out "$tmp/pa2.png" >"$tmp/out2.log" 2>&1 &&
+   grep -q "peaks from the cache" "$tmp/out2.log"; then ok "--precision auto: $(grep -h '^ldm: precision' "$tmp/out.log")"
+else bad "--precision auto: $(cat "$tmp/out.log" "$tmp/out2.log" 2>/dev/null | tail -2)"; fi
+if grep -q "^ldm: precision bf16" "$tmp/out.log"; then
+  if "$ldm" info "$tmp/pa.png" | grep -q "Precision: bf16" &&
+     "$ldm" txt2img --model "$dm" --from-png "$tmp/pa.png" --threads 2 --out "$tmp/pr.png" >"$tmp/out.log" 2>&1 &&
+     grep -q "^ldm: precision bf16" "$tmp/out.log" && "$cmp" psnr "$tmp/pr.png" "$tmp/pa.png" 99 >/dev/null; then
+    ok "auto's bf16 stored as Precision: bf16 and repeated by --from-png"
+  else bad "Precision in the PNG / --from-png: $(tail -1 "$tmp/out.log")"; fi
+elif "$ldm" info "$tmp/pa.png" | grep -q "Precision:"; then bad "an f32 run wrote a Precision entry"
+else ok "auto's f32 leaves the parameters as an f32 run writes them"; fi
+
 expect_usage() { # desc, expected text, args...
   local desc=$1 text=$2; shift 2
   "$ldm" "$@" --out "$tmp/never.png" >"$tmp/out.log" 2>&1; local rc=$?
@@ -92,7 +115,7 @@ expect_usage "bad rng" "rng" txt2img --model "$m" --rng gpu
 expect_usage "bad decoder" "decoder: 'fast'" txt2img --model "$m" --decoder fast
 expect_usage "TAESD decode without a TAESD" "TAESD decode" txt2img --model "$m" --decoder taesd
 expect_usage "bad weight cache" "weight-cache" txt2img --model "$m" --weight-cache -5
-expect_usage "bad precision" "precision: 'fp8'" txt2img --model "$m" --precision fp8
+expect_usage "bad precision" "precision: 'fp8' is not auto, f32" txt2img --model "$m" --precision fp8
 "$ldm" txt2img --model "$tmp/missing.safetensors" --prompt x --out "$tmp/never.png" >"$tmp/out.log" 2>&1
 if [ $? = 1 ] && grep -q "missing.safetensors: cannot open" "$tmp/out.log" && [ ! -e "$tmp/never.png" ]; then
   ok "missing model -> $(cat "$tmp/out.log")"; else bad "missing model: $(cat "$tmp/out.log")"; fi

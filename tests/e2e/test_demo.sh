@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bundled demo models through the `ldm` CLI.
-# Usage: test_demo.sh equal|semantics|x4|esrgan
+# Usage: test_demo.sh equal|semantics|bf16|x4|esrgan
 #  equal: our txt2img, inpaint and x4 outputs equal diffusers' for the same
 #         seed and settings (PSNR >= 40 dB; unmasked pixels bit-identical).
 #  semantics: the models draw what they are asked:
@@ -16,6 +16,10 @@
 #  3. the upscaler in tiles (--tile 128: 3x3 tiles of 32 low-res pixels,
 #     cross-faded) is at least 28 dB PSNR from the one-piece picture (35.6 seen;
 #     a misplaced tile is far off) and within 2 dB of its PSNR against the original;
+#  bf16: the 12 prompts of semantics 1. with --precision bf16 (AMX or
+#     AVX512-BF16 where the CPU has them, f32 elsewhere; the path is printed)
+#     and in f32: the same verdict for every prompt, and every bf16 image at
+#     least 30 dB PSNR against its f32 twin.
 #  x4: the upscaler on 10 held-out scenes (256 -> 64 -> 256): mean PSNR
 #     against the 256x256 original at least 1 dB above bicubic.
 #  esrgan: the demo ESRGAN-class upscaler (ldm-demo-esrgan-x4, SRVGGNetCompact)
@@ -50,7 +54,8 @@ done < "$g/cases.txt"
      "$cmp" psnr "$tmp/x4.png" "$g/x4/0_diffusers.png" 40; then ok "x4 equals diffusers"
   else bad "x4 differs from diffusers"; fi
 fi
-if [ "$mode" = semantics ]; then
+if [ "$mode" = semantics ] || [ "$mode" = bf16 ]; then
+extra=()
 pos_xy() { # position name -> "fx fy" (the demo data set's positions)
   case $1 in
     "top left") echo "0.27 0.27";; "top") echo "0.5 0.27";; "top right") echo "0.73 0.27";;
@@ -76,16 +81,35 @@ score() { # model label -> number of prompts whose shape and background colours 
     art=a; case $bg in [aeiou]*) art=an;; esac
     prompt="a big $c $s on $art $bg background, $pos"
     "$ldm" txt2img --model "$model" --prompt "$prompt" --width 64 --height 64 --steps 20 --cfg-scale 2.5 \
-      --sampler ddim --seed $((1234 + i)) --threads 2 --out "$tmp/$label-$i.png" >/dev/null 2>&1 || { i=$((i+1)); continue; }
+      --sampler ddim --seed $((1234 + i)) --threads 2 "${extra[@]}" --out "$tmp/$label-$i.png" >/dev/null 2>&1 ||
+      { echo "$i FAILED" >> "$tmp/$label.verdicts"; i=$((i+1)); continue; }
     read -r fx fy <<< "$(pos_xy "$pos")"; read -r bx by <<< "$(corner_xy "$pos")"
     got=$("$cmp" colour "$tmp/$label-$i.png" "$fx" "$fy" 0.07)
     gotbg=$("$cmp" colour "$tmp/$label-$i.png" "$bx" "$by" 0.07)
     res=MISS; [ "$got" = "$c" ] && [ "$gotbg" = "$bg" ] && { res=ok; good=$((good+1)); }
     printf '  %-12s %-58s shape %-7s bg %-7s %s\n' "$label" "$prompt" "$got" "$gotbg" "$res" >&2
+    echo "$i $res" >> "$tmp/$label.verdicts"
     i=$((i+1))
   done
   echo $good
 }
+if [ "$mode" = bf16 ]; then
+  "$ldm" txt2img --model "$demo/ldm-demo.safetensors" --prompt x --width 64 --height 64 --steps 1 --precision bf16 \
+    --out "$tmp/path.png" 2>&1 | grep '^ldm: precision' | sed 's/^/  /'
+  n32=$(score "$demo/ldm-demo.safetensors" f32)
+  extra=(--precision bf16)
+  n16=$(score "$demo/ldm-demo.safetensors" bf16)
+  cmp -s "$tmp/f32.verdicts" "$tmp/bf16.verdicts" && ok "bf16: the same verdicts as f32 on all 12 prompts ($n16 and $n32 right)" ||
+    bad "bf16 verdicts differ from f32: $(diff "$tmp/f32.verdicts" "$tmp/bf16.verdicts" | tr '\n' ' ')"
+  worst=99
+  for i in $(seq 0 11); do
+    p=$(db "$tmp/bf16-$i.png" "$tmp/f32-$i.png")
+    worst=$(awk -v a="$worst" -v b="${p:-0}" 'BEGIN{print (b < a ? b : a)}')
+  done
+  awk -v w="$worst" 'BEGIN{exit !(w >= 30)}' && ok "bf16 images >= 30 dB against f32 (worst $worst dB)" ||
+    bad "a bf16 image is only $worst dB from its f32 twin (30 needed)"
+fi
+if [ "$mode" = semantics ]; then
 n=$(score "$demo/ldm-demo.safetensors" demo)
 [ "$n" -ge 10 ] && ok "demo model: $n of 12 prompts drawn in the right colours" || bad "demo model: only $n of 12 prompts right"
 r=$(score "$src/tests/golden/pipeline/sd1.safetensors" random)
@@ -111,6 +135,7 @@ if up --out "$tmp/x4-whole.png" && up --tile 128 --out "$tmp/x4-tiles.png"; then
     bad "x4 in tiles $pt dB, one piece $pw dB against the original"
 else bad "x4 upscale failed"; fi
 
+fi
 fi
 if [ "$mode" = x4 ]; then
 sum_b=0; sum_x=0; i=0
