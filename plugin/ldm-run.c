@@ -1029,6 +1029,18 @@ plan_run (GimpLdmSpec  *spec,
 
   if (! gimp_ldm_check_inputs (spec, image, drawable, error))
     return FALSE;
+  if (! g_strcmp0 (spec->precision, "auto"))
+    {
+      /* resolved here, so that the layer recipe (and Regenerate) keeps
+       * the precision this run took */
+      gchar *cache = g_build_filename (g_get_user_cache_dir (), "gimp-ldm",
+                                       "cpu-peaks", NULL);
+
+      g_free (spec->precision);
+      spec->precision = g_strdup (ldm_precision_name (ldm_precision_auto (cache,
+                                                                          NULL)));
+      g_free (cache);
+    }
   if (! ldm_precision_parse (spec->precision, &precision))
     return fail (error, _("Unknown arithmetic “%s” (f32 or bf16)."),
                  spec->precision);

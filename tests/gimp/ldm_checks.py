@@ -193,7 +193,7 @@ def check_registration():
             check('%s sampler choices' % name, nicks == SAMPLERS, nicks)
             spec = [a for a in proc.get_arguments() if a.name == 'precision'][0]
             nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
-            check('%s precision choices' % name, nicks == ['f32', 'bf16'], nicks)
+            check('%s precision choices' % name, nicks == ['auto', 'f32', 'bf16'], nicks)
 
 
 # ------------------------------------------------------------------ bad inputs
