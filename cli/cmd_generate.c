@@ -39,7 +39,7 @@ typedef struct gen_opts {
   bool only_masked, progress, taesd_decode;
   int padding;
   ldm_precision precision;
-  bool precision_auto;        /* --precision auto: resolved before the model loads */
+  bool precision_auto; /* --precision auto: resolved before the model loads */
   ldm_masked_content fill;
   int left, top, right, bottom;
   /* given on the command line or by --from-png: the model's stated
@@ -146,9 +146,12 @@ static const char *find_model(const char *name, char *buf, size_t n) {
 static int cache_file_path(char *buf, size_t n, const char *name) {
   const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
   int len;
-  if (xdg && *xdg == '/') len = snprintf(buf, n, "%s/gimp-ldm/%s", xdg, name);
-  else if (home && *home) len = snprintf(buf, n, "%s/.cache/gimp-ldm/%s", home, name);
-  else return -1;
+  if (xdg && *xdg == '/')
+    len = snprintf(buf, n, "%s/gimp-ldm/%s", xdg, name);
+  else if (home && *home)
+    len = snprintf(buf, n, "%s/.cache/gimp-ldm/%s", home, name);
+  else
+    return -1;
   return len < 0 || (size_t)len >= n ? -1 : 0;
 }
 
@@ -659,7 +662,8 @@ int ldm_cmd_generate(int argc, char **argv) {
   }
   mp.precision = o.precision;
   if (o.precision == LDM_PRECISION_BF16 && !ldm_bf16_native())
-    fprintf(stderr, "ldm: --precision bf16: this CPU has no AMX-BF16 or AVX512-BF16 (and the BLAS no sbgemm): "
+    fprintf(stderr,
+            "ldm: --precision bf16: this CPU has no AMX-BF16 or AVX512-BF16 (and the BLAS no sbgemm): "
             "using f32\n");
   mp.family = o.family;
   mp.prediction = o.prediction;

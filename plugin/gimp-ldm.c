@@ -134,10 +134,10 @@ precision_choice (void)
   GimpChoice *choice = gimp_choice_new ();
 
   gimp_choice_add (choice, "auto", 2,
-                   _("auto (bf16 where this CPU runs it much faster)"), NULL);
+                   _ ("auto (bf16 where this CPU runs it much faster)"), NULL);
   gimp_choice_add (choice, "f32", 0, _("f32 (the reference result)"), NULL);
   gimp_choice_add (choice, "bf16", 1,
-                   _("bf16 (AMX or AVX512-BF16 CPUs; faster only on some)"),
+                   _ ("bf16 (AMX or AVX512-BF16 CPUs; faster only on some)"),
                    NULL);
   return choice;
 }
@@ -192,12 +192,12 @@ add_common_arguments (GimpProcedure *procedure,
   gimp_procedure_add_int_argument (procedure, "threads", _("Threads"),
                                    _("CPU threads (0: one per core)"),
                                    0, 256, 0, G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "precision", _("Pre_cision"),
-                                      _("Matrix products in f32 or with bf16 "
-                                        "operands (pixels differ slightly); "
-                                        "auto: bf16 where this CPU's bf16 "
-                                        "peak is at least 1.8x its f32 peak "
-                                        "(measured once), else f32"),
+  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Pre_cision"),
+                                      _ ("Matrix products in f32 or with bf16 "
+                                         "operands (pixels differ slightly); "
+                                         "auto: bf16 where this CPU's bf16 "
+                                         "peak is at least 1.8x its f32 peak "
+                                         "(measured once), else f32"),
                                       precision_choice (), "auto",
                                       G_PARAM_READWRITE);
   if (proc != GIMP_LDM_PROC_UPSCALE)

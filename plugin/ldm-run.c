@@ -1037,8 +1037,8 @@ plan_run (GimpLdmSpec  *spec,
                                        "cpu-peaks", NULL);
 
       g_free (spec->precision);
-      spec->precision = g_strdup (ldm_precision_name (ldm_precision_auto (cache,
-                                                                          NULL)));
+      spec->precision =
+          g_strdup (ldm_precision_name (ldm_precision_auto (cache, NULL)));
       g_free (cache);
     }
   if (! ldm_precision_parse (spec->precision, &precision))

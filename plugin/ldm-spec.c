@@ -67,7 +67,7 @@ gimp_ldm_spec_init (GimpLdmSpec *spec,
   spec->cfg_scale   = 0.0;
   spec->strength    = proc == GIMP_LDM_PROC_REFINE ? 0.5 : 1.0;
   spec->sampler     = g_strdup (GIMP_LDM_SAMPLER_DEFAULT);
-  spec->precision   = g_strdup ("auto");
+  spec->precision = g_strdup ("auto");
   spec->margin      = 32;
   spec->noise_level = 20;
   spec->new_image   = TRUE;

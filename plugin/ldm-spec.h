@@ -37,7 +37,7 @@ typedef struct
   gchar   *model_path;      /* resolved path; NULL = the procedure's default */
   gchar   *model_hash;      /* filled when the run starts */
   gint     threads;         /* 0 = engine default */
-  gchar   *precision;       /* "auto", "f32" or "bf16" (auto: resolved
+  gchar      *precision;       /* "auto", "f32" or "bf16" (auto: resolved
                                by the run, which records the result) */
   gint     work_size;       /* side of the working area, 0 = model native */
   gint     width, height;   /* generate: 0 = image size */

@@ -114,12 +114,16 @@ static void print_peaks(void) {
   ldm_cpu_peak p;
   ldm_cpu_peaks(&p, 5.0);
   if (p.f32 > 0) printf("peak 1 core: f32 FMA                %8.1f GFLOP/s\n", p.f32);
-  if (p.bf16_dot > 0) printf("peak 1 core: bf16 VDPBF16PS (zmm)   %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_dot,
-                             p.f32 > 0 ? p.bf16_dot / p.f32 : 0.0);
-  else printf("peak 1 core: bf16 VDPBF16PS: not on this CPU (no AVX512-BF16)\n");
-  if (p.bf16_amx > 0) printf("peak 1 core: bf16 AMX TDPBF16PS     %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_amx,
-                             p.f32 > 0 ? p.bf16_amx / p.f32 : 0.0);
-  else printf("peak 1 core: bf16 AMX: not available (%s)\n", ldm_amx_note());
+  if (p.bf16_dot > 0)
+    printf("peak 1 core: bf16 VDPBF16PS (zmm)   %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_dot,
+           p.f32 > 0 ? p.bf16_dot / p.f32 : 0.0);
+  else
+    printf("peak 1 core: bf16 VDPBF16PS: not on this CPU (no AVX512-BF16)\n");
+  if (p.bf16_amx > 0)
+    printf("peak 1 core: bf16 AMX TDPBF16PS     %8.1f GFLOP/s (%.2fx f32)\n", p.bf16_amx,
+           p.f32 > 0 ? p.bf16_amx / p.f32 : 0.0);
+  else
+    printf("peak 1 core: bf16 AMX: not available (%s)\n", ldm_amx_note());
   double best = p.bf16_amx > p.bf16_dot ? p.bf16_amx : p.bf16_dot;
   printf("precision auto: %s (best bf16 peak %.2fx the f32 peak; bf16 from %.1fx on)\n",
          p.f32 > 0 && best >= LDM_BF16_AUTO_RATIO * p.f32 ? "bf16" : "f32", p.f32 > 0 ? best / p.f32 : 0.0,

@@ -123,9 +123,7 @@ static bool probe_amx_bf16(void) {
   return true;
 }
 
-const char *ldm_cpu_amx_note(void) {
-  return ldm_cpu_has_amx_bf16() ? "" : amx_why;
-}
+const char *ldm_cpu_amx_note(void) { return ldm_cpu_has_amx_bf16() ? "" : amx_why; }
 
 static atomic_int has_amx_bf16 = -1;
 bool ldm_cpu_has_amx_bf16(void) { return cached(&has_amx_bf16, probe_amx_bf16); }

@@ -15,9 +15,9 @@
 typedef struct ldm_wcache ldm_wcache;
 
 typedef enum ldm_wcache_kind {
-  LDM_WCACHE_F32,      /* the weight as f32, PyTorch layout */
-  LDM_WCACHE_CONV,     /* conv weight packed [Cout, kh*kw*Cin] */
-  LDM_WCACHE_WINOGRAD, /* 3x3 kernel transformed, [16, Cout, Cin] */
+  LDM_WCACHE_F32,        /* the weight as f32, PyTorch layout */
+  LDM_WCACHE_CONV,       /* conv weight packed [Cout, kh*kw*Cin] */
+  LDM_WCACHE_WINOGRAD,   /* 3x3 kernel transformed, [16, Cout, Cin] */
   LDM_WCACHE_BF16_PANELS /* bf16 pair-word panels for AMX (ops_amx_weight) */
 } ldm_wcache_kind;
 

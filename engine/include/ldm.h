@@ -221,10 +221,10 @@ LDM_API bool ldm_precision_parse(const char *name, ldm_precision *out);
  * and feature set; the file's directory is made if missing. */
 #define LDM_BF16_AUTO_RATIO 1.8
 typedef struct ldm_precision_auto_info {
-  ldm_cpu_peak peak;  /* one core's peaks, GFLOP/s */
-  bool cached;        /* read from cache_file */
-  char cpu[192];      /* the cache key: CPU model string and features */
-  char reason[256];   /* why, in one line */
+  ldm_cpu_peak peak; /* one core's peaks, GFLOP/s */
+  bool cached;       /* read from cache_file */
+  char cpu[192];     /* the cache key: CPU model string and features */
+  char reason[256];  /* why, in one line */
 } ldm_precision_auto_info;
 LDM_API ldm_precision ldm_precision_auto(const char *cache_file, ldm_precision_auto_info *info);
 

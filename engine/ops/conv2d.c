@@ -413,8 +413,8 @@ static ldm_status conv_amx(ldm_ctx *ctx, float *y, const float *x, const conv_sh
   if (band > total_rows) band = total_rows;
   float *cols = ldm_arena_floats(ctx->scratch, (size_t)band * (size_t)s->Wo * (size_t)s->K);
   if (!cols) {
-    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for im2col (%lld rows x %d x %lld)",
-                  (long long)band, s->Wo, (long long)s->K);
+    st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch for im2col (%lld rows x %d x %lld)", (long long)band,
+                  s->Wo, (long long)s->K);
     goto done;
   }
   for (int64_t r0 = 0; r0 < total_rows && st == LDM_OK; r0 += band) {
@@ -573,7 +573,8 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
    * off from ~250 output pixels on (measured here at 8x8 .. 512x512, 128 ..
    * 1280 channels: 1.3x at 512 pixels, 1.8-2.1x from 4096 on). */
   int64_t pixels = (int64_t)B * s.Ho * s.Wo;
-  if (algo == LDM_CONV_AUTO && ops_amx_active(ctx) && pixels >= LDM_AMX_MIN_ROWS && !(s.Cout <= LDM_CONV_FEW_COUT && s.kh * s.kw > 1))
+  if (algo == LDM_CONV_AUTO && ops_amx_active(ctx) && pixels >= LDM_AMX_MIN_ROWS &&
+      !(s.Cout <= LDM_CONV_FEW_COUT && s.kh * s.kw > 1))
     algo = LDM_CONV_AMX;
   if (algo == LDM_CONV_AMX && !ops_amx_active(ctx))
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED, "conv2d: the AMX path needs precision bf16 on a CPU with AMX-BF16");

@@ -37,8 +37,8 @@
 #endif
 
 enum {
-  AMX_KC = 512,  /* K per packed A block */
-  AMX_MC = 256,  /* rows per A block at most */
+  AMX_KC = 512,             /* K per packed A block */
+  AMX_MC = 256,             /* rows per A block at most */
   AMX_ACC_BYTES = 512 << 10 /* per-thread partial sums [MC][Np] at most */
 };
 
@@ -77,8 +77,8 @@ typedef struct wpack_job {
   int64_t ldb;
   bool trans_b;
   int64_t N, K, Kp, Np;
-  int taps;    /* conv weight [N, K / taps, taps] read as (tap, ci) */
-  float *tmp;  /* per task: K + Kin floats */
+  int taps;   /* conv weight [N, K / taps, taps] read as (tap, ci) */
+  float *tmp; /* per task: K + Kin floats */
   int tasks;
 } wpack_job;
 
@@ -111,7 +111,8 @@ static ldm_status wpack(ldm_ctx *ctx, wpack_job *j) {
   j->tasks = threads * 4 < j->Np ? threads * 4 : (int)j->Np;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   j->tmp = ldm_arena_floats(ctx->scratch, (size_t)j->tasks * 2 * (size_t)j->K);
-  if (!j->tmp) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch to pack bf16 panels (K = %lld)", (long long)j->K);
+  if (!j->tmp)
+    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch to pack bf16 panels (K = %lld)", (long long)j->K);
   ldm_pool_for(j->tasks > 1 ? ctx->pool : NULL, j->tasks, wpack_task, j);
   ldm_arena_reset(ctx->scratch, mark);
   return LDM_OK;
@@ -223,8 +224,8 @@ AMX_TARGET static void pack_a(uint16_t *dst, const amx_src *a, int64_t m0, int r
       }
       int tap = (int)(k / a->Cin), ci = (int)(k % a->Cin);
       int iy = oy * a->stride - a->pad + tap / a->kw, ix = ox * a->stride - a->pad + tap % a->kw;
-      const float *src = iy < 0 || iy >= a->H || ix < 0 || ix >= a->W ? NULL
-                                                                     : img + ((int64_t)iy * a->W + ix) * a->Cin + ci;
+      const float *src =
+          iy < 0 || iy >= a->H || ix < 0 || ix >= a->W ? NULL : img + ((int64_t)iy * a->W + ix) * a->Cin + ci;
       put32(d + s * 512, src, 32);
     }
   }
@@ -242,8 +243,8 @@ typedef struct amx_cfg {
  * 16-31); 4, 5: A rows 0-15, 16-31; 6, 7: B columns 0-15, 16-31. acc:
  * partial sums to start from (row stride acc_ld floats) or NULL; out: where
  * the 32 x 32 sums go (stride out_ld floats). */
-AMX_TARGET static void kernel32(const uint16_t *a0, const uint16_t *a1, const uint32_t *b0, const uint32_t *b1,
-                                int ks, const float *acc, int64_t acc_ld, float *out, int64_t out_ld) {
+AMX_TARGET static void kernel32(const uint16_t *a0, const uint16_t *a1, const uint32_t *b0, const uint32_t *b1, int ks,
+                                const float *acc, int64_t acc_ld, float *out, int64_t out_ld) {
   if (acc) {
     _tile_loadd(0, acc, acc_ld * 4);
     _tile_loadd(1, acc + 16, acc_ld * 4);
@@ -289,7 +290,8 @@ static void write_c(float *C, int64_t ldc, const float *t, int64_t tld, int rows
   for (int i = 0; i < rows; i++) {
     float *c = C + i * ldc;
     const float *s = t + i * tld;
-    if (beta == 0.0f && alpha == 1.0f && !bias) memcpy(c, s, sizeof(float) * (size_t)cols);
+    if (beta == 0.0f && alpha == 1.0f && !bias)
+      memcpy(c, s, sizeof(float) * (size_t)cols);
     else if (beta == 0.0f)
       for (int j = 0; j < cols; j++) c[j] = alpha * s[j] + (bias ? bias[j] : 0.0f);
     else
@@ -381,8 +383,10 @@ static void amx_task(void *user, int64_t i) {
   int64_t lo = piece_at(len, (int)i, j->pieces), hi = piece_at(len, (int)i + 1, j->pieces);
   if (hi <= lo) return;
   void *ws = j->ws + (size_t)i * j->ws_bytes;
-  if (j->split_n) amx_piece(j, 0, j->M, lo, hi, ws);
-  else amx_piece(j, lo, hi, 0, j->N, ws);
+  if (j->split_n)
+    amx_piece(j, 0, j->M, lo, hi, ws);
+  else
+    amx_piece(j, lo, hi, 0, j->N, ws);
 }
 
 static ldm_status amx_run(ldm_ctx *ctx, amx_job *j) {
@@ -399,8 +403,10 @@ static ldm_status amx_run(ldm_ctx *ctx, amx_job *j) {
   j->split_n = false;
   if (threads > 1 && (double)j->M * (double)j->N * (double)j->a.K >= (double)(1 << 20)) {
     /* rows while every thread gets two blocks of 32; else columns */
-    if (j->M >= (int64_t)threads * 64 || j->N < (int64_t)threads * 32) j->pieces = threads;
-    else j->pieces = threads, j->split_n = true;
+    if (j->M >= (int64_t)threads * 64 || j->N < (int64_t)threads * 32)
+      j->pieces = threads;
+    else
+      j->pieces = threads, j->split_n = true;
   }
   if (j->M < (int64_t)threads * 32 && !j->split_n) j->pieces = 1;
   j->ws_bytes = amx_ws_bytes(mc, Np);
@@ -416,17 +422,39 @@ static ldm_status amx_run(ldm_ctx *ctx, amx_job *j) {
 ldm_status ops_amx_gemm(ldm_ctx *ctx, int64_t M, float alpha, const float *A, int64_t lda, const ops_amx_panels *P,
                         float beta, float *C, int64_t ldc, const float *bias) {
   if (M <= 0 || P->N <= 0) return LDM_OK;
-  amx_job j = {.a = {.A = A, .lda = lda, .K = P->K}, .P = P, .M = M, .N = P->N, .alpha = alpha, .beta = beta,
-               .C = C, .ldc = ldc, .bias = bias};
+  amx_job j = {.a = {.A = A, .lda = lda, .K = P->K},
+               .P = P,
+               .M = M,
+               .N = P->N,
+               .alpha = alpha,
+               .beta = beta,
+               .C = C,
+               .ldc = ldc,
+               .bias = bias};
   return amx_run(ctx, &j);
 }
 
 ldm_status ops_amx_conv(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, int kh, int kw,
                         int stride, int pad, const ops_amx_panels *P, const float *bias) {
   int Ho = ldm_conv_out(H, kh, stride, pad), Wo = ldm_conv_out(W, kw, stride, pad);
-  amx_job j = {.a = {.A = x, .K = P->K, .conv = 1, .H = H, .W = W, .Cin = Cin, .kw = kw, .Ho = Ho, .Wo = Wo,
-                     .stride = stride, .pad = pad},
-               .P = P, .M = (int64_t)B * Ho * Wo, .N = P->N, .alpha = 1.0f, .beta = 0.0f, .C = y, .ldc = P->N,
+  amx_job j = {.a = {.A = x,
+                     .K = P->K,
+                     .conv = 1,
+                     .H = H,
+                     .W = W,
+                     .Cin = Cin,
+                     .kw = kw,
+                     .Ho = Ho,
+                     .Wo = Wo,
+                     .stride = stride,
+                     .pad = pad},
+               .P = P,
+               .M = (int64_t)B * Ho * Wo,
+               .N = P->N,
+               .alpha = 1.0f,
+               .beta = 0.0f,
+               .C = y,
+               .ldc = P->N,
                .bias = bias};
   (void)kh;
   return amx_run(ctx, &j);

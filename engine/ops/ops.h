@@ -194,10 +194,10 @@ typedef enum ldm_conv_algo {
   LDM_CONV_IM2COL,
   LDM_CONV_WINOGRAD, /* F(4x4) or F(2x2) by LDM_CONV_WINOGRAD4_MIN_TILES */
   LDM_CONV_STREAM,
-  LDM_CONV_WINOGRAD2, /* F(2x2, 3x3) */
-  LDM_CONV_WINOGRAD4, /* F(4x4, 3x3) */
+  LDM_CONV_WINOGRAD2,     /* F(2x2, 3x3) */
+  LDM_CONV_WINOGRAD4,     /* F(4x4, 3x3) */
   LDM_CONV_FEW_COUT_TAPS, /* per-tap GEMM + shifted sums, Cout <= LDM_CONV_FEW_COUT */
-  LDM_CONV_AMX /* bf16 on AMX tiles (precision bf16, AMX-BF16 CPUs): AUTO's choice there */
+  LDM_CONV_AMX            /* bf16 on AMX tiles (precision bf16, AMX-BF16 CPUs): AUTO's choice there */
 } ldm_conv_algo;
 #define LDM_CONV_WINOGRAD_MIN_CH 32
 #define LDM_CONV_WINOGRAD_MIN_PIXELS 256

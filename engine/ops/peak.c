@@ -24,35 +24,35 @@ static double thread_s(void) {
 #include <cpuid.h>
 #include <immintrin.h>
 
-#define CHAINS(OP) a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4), a5 = OP(a5), \
-                   a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9), a10 = OP(a10), a11 = OP(a11)
+#define CHAINS(OP)                                                                                                     \
+  a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4), a5 = OP(a5), a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), \
+  a9 = OP(a9), a10 = OP(a10), a11 = OP(a11)
 
 /* GFLOP/s of `iters` rounds of 12 chained instructions. */
-#define PEAK_FN(name, tgt, vec, zero, op, sum, flop_per_instr)                                \
+#define PEAK_FN(name, tgt, vec, zero, op, sum, flop_per_instr)                             \
   __attribute__((target(tgt))) static double name(long iters) {                            \
-    vec a0 = zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0;     \
-    vec a9 = a0, a10 = a0, a11 = a0;                                                          \
-    double t0 = thread_s();                                                                   \
-    for (long i = 0; i < iters; i++) {                                                        \
-      CHAINS(op);                                                                             \
-      __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));       \
-      __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));     \
-    }                                                                                         \
-    double t = thread_s() - t0;                                                               \
-    volatile float sink = sum;                                                                \
-    (void)sink;                                                                               \
-    return t > 0 ? 12.0 * (double)iters * (flop_per_instr) / t * 1e-9 : 0.0;                 \
+    vec a0 = zero, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0; \
+    vec a9 = a0, a10 = a0, a11 = a0;                                                       \
+    double t0 = thread_s();                                                                \
+    for (long i = 0; i < iters; i++) {                                                     \
+      CHAINS(op);                                                                          \
+      __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));   \
+      __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11)); \
+    }                                                                                      \
+    double t = thread_s() - t0;                                                            \
+    volatile float sink = sum;                                                             \
+    (void)sink;                                                                            \
+    return t > 0 ? 12.0 * (double)iters * (flop_per_instr) / t * 1e-9 : 0.0;               \
   }
 
 static __m256 x8, y8;
 static __m512 x16, y16;
 static __m512bh xb, yb;
-#define FMA8(a) _mm256_fmadd_ps(x8, y8, a)
-#define FMA16(a) _mm512_fmadd_ps(x16, y16, a)
+#define FMA8(a)   _mm256_fmadd_ps(x8, y8, a)
+#define FMA16(a)  _mm512_fmadd_ps(x16, y16, a)
 #define DPBF16(a) _mm512_dpbf16_ps(a, xb, yb)
 PEAK_FN(peak_fma_avx2, "avx2,fma", __m256, _mm256_setzero_ps(), FMA8, _mm256_cvtss_f32(_mm256_add_ps(a0, a11)), 16)
-PEAK_FN(peak_fma_avx512, "avx512f", __m512, _mm512_setzero_ps(), FMA16, _mm512_cvtss_f32(_mm512_add_ps(a0, a11)),
-        32)
+PEAK_FN(peak_fma_avx512, "avx512f", __m512, _mm512_setzero_ps(), FMA16, _mm512_cvtss_f32(_mm512_add_ps(a0, a11)), 32)
 PEAK_FN(peak_dpbf16, "avx512f,avx512bf16", __m512, _mm512_setzero_ps(), DPBF16,
         _mm512_cvtss_f32(_mm512_add_ps(a0, a11)), 64)
 
@@ -122,7 +122,8 @@ static void cpu_key(char *buf, size_t n) {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned r[12];
   if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
-    for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
+    for (unsigned i = 0; i < 3; i++)
+      __get_cpuid(0x80000002u + i, &r[4 * i], &r[4 * i + 1], &r[4 * i + 2], &r[4 * i + 3]);
     memcpy(brand, r, 48);
     brand[48] = '\0';
   }

@@ -28,8 +28,7 @@
 
 static float *rand_buf(size_t n, unsigned *s) {
   float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; p && i < n; i++)
-    p[i] = (float)((*s = *s * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
+  for (size_t i = 0; p && i < n; i++) p[i] = (float)((*s = *s * 1103515245u + 12345u) >> 16 & 0x7fff) / 8192.0f - 2.0f;
   return p;
 }
 
@@ -86,7 +85,8 @@ static void op_case(ldm_ctx *ctx, int B, int H, int W, int Cin, int Cout, int k,
   int64_t rows = lin ? B : (int64_t)B * Ho * Wo, in_rows = lin ? B : (int64_t)B * H * W;
   size_t nw = (size_t)Cout * Cin * (lin ? 1 : k * k);
   float *x = rand_buf((size_t)in_rows * Cin, seed), *w = rand_buf(nw, seed), *b = rand_buf((size_t)Cout, seed);
-  float *y = malloc((size_t)rows * Cout * 4), *y2 = malloc((size_t)rows * Cout * 4), *r = malloc((size_t)rows * Cout * 4);
+  float *y = malloc((size_t)rows * Cout * 4), *y2 = malloc((size_t)rows * Cout * 4),
+        *r = malloc((size_t)rows * Cout * 4);
   float *xr = malloc((size_t)in_rows * Cin * 4), *wr = malloc(nw * 4);
   CHECK(x && w && b && y && y2 && r && xr && wr, "out of memory");
   if (!(x && w && b && y && y2 && r && xr && wr)) goto done;
@@ -98,7 +98,8 @@ static void op_case(ldm_ctx *ctx, int B, int H, int W, int Cin, int Cout, int k,
   ldm_ctx f32 = *ctx;
   f32.precision = LDM_PRECISION_F32;
   f32.wcache = NULL;
-  ldm_status st = lin ? ldm_linear_naive(&f32, r, xr, B, &wrt, &bt) : ldm_conv2d_naive(&f32, r, xr, B, H, W, Cin, &wrt, &bt, stride, pad);
+  ldm_status st = lin ? ldm_linear_naive(&f32, r, xr, B, &wrt, &bt)
+                      : ldm_conv2d_naive(&f32, r, xr, B, H, W, Cin, &wrt, &bt, stride, pad);
   CHECK(st == LDM_OK, "naive op: %s", ctx->err->msg);
   size_t cached = ldm_wcache_bytes(ctx->wcache);
   st = lin ? ldm_linear(ctx, y, x, B, &wt, &bt) : ldm_conv2d(ctx, y, x, B, H, W, Cin, &wt, &bt, stride, pad);
@@ -110,8 +111,10 @@ static void op_case(ldm_ctx *ctx, int B, int H, int W, int Cin, int Cout, int k,
         cached, ldm_wcache_bytes(ctx->wcache));
   CHECK(memcmp(y, y2, (size_t)rows * Cout * 4) == 0, "second call (cached panels) differs");
   char name[160];
-  if (lin) snprintf(name, sizeof name, "amx linear %dx%d -> %d", B, Cin, Cout);
-  else snprintf(name, sizeof name, "amx conv B=%d %dx%d %d->%d k=%d stride=%d", B, H, W, Cin, Cout, k, stride);
+  if (lin)
+    snprintf(name, sizeof name, "amx linear %dx%d -> %d", B, Cin, Cout);
+  else
+    snprintf(name, sizeof name, "amx conv B=%d %dx%d %d->%d k=%d stride=%d", B, H, W, Cin, Cout, k, stride);
   ldm_test_close(name, y, r, rows * Cout, 2e-3, 1e-4);
 done:
   free(x), free(w), free(b), free(y), free(y2), free(r), free(xr), free(wr);
@@ -129,10 +132,9 @@ int main(void) {
   ldm_error err = {0};
   ldm_pool *pool = ldm_pool_new(2);
   ldm_wcache *wc = ldm_wcache_new(SIZE_MAX);
-  ldm_ctx ctx = {.pool = NULL, .threads = 1, .scratch = ldm_arena_new(0), .err = &err,
-                 .precision = LDM_PRECISION_BF16};
+  ldm_ctx ctx = {.pool = NULL, .threads = 1, .scratch = ldm_arena_new(0), .err = &err, .precision = LDM_PRECISION_BF16};
   unsigned seed = 7;
-  static const int sizes[][3] = {{1, 1, 1},    {15, 17, 31},  {16, 32, 32},  {33, 50, 33},
+  static const int sizes[][3] = {{1, 1, 1},      {15, 17, 31},    {16, 32, 32}, {33, 50, 33},
                                  {300, 70, 600}, {20, 700, 1100}, {64, 96, 64}, {257, 33, 513}};
   for (int t = 1; t <= 2; t++) {
     ctx.pool = t == 2 ? pool : NULL;
@@ -143,11 +145,11 @@ int main(void) {
   }
   ctx.pool = pool, ctx.threads = 2, ctx.wcache = wc;
   CHECK(ops_amx_active(&ctx), "bf16 on an AMX CPU does not take AMX");
-  op_case(&ctx, 40, 0, 0, 77, 45, 1, 1, &seed);     /* linear */
-  op_case(&ctx, 2, 9, 7, 64, 40, 3, 1, &seed);      /* implicit im2col */
-  op_case(&ctx, 1, 8, 8, 4, 33, 3, 1, &seed);       /* im2col, Cin = 4 */
-  op_case(&ctx, 2, 6, 5, 32, 64, 1, 1, &seed);      /* 1x1 */
-  op_case(&ctx, 1, 9, 9, 96, 48, 3, 2, &seed);      /* stride 2 */
+  op_case(&ctx, 40, 0, 0, 77, 45, 1, 1, &seed); /* linear */
+  op_case(&ctx, 2, 9, 7, 64, 40, 3, 1, &seed);  /* implicit im2col */
+  op_case(&ctx, 1, 8, 8, 4, 33, 3, 1, &seed);   /* im2col, Cin = 4 */
+  op_case(&ctx, 2, 6, 5, 32, 64, 1, 1, &seed);  /* 1x1 */
+  op_case(&ctx, 1, 9, 9, 96, 48, 3, 2, &seed);  /* stride 2 */
   ldm_wcache_free(wc);
   ldm_pool_free(pool);
   ldm_arena_free(ctx.scratch);
