@@ -35,7 +35,7 @@ enum {
 };
 
 typedef struct fa_job {
-  int bf16;    /* 0: f32; 1: bf16 on AVX512-BF16; 2: the same arithmetic emulated in C */
+  int bf16;    /* 0: f32; 1: bf16 on AVX512-BF16; 2: the same arithmetic emulated in C; 3: on AMX */
   bool avx512; /* f32 products in zmm registers (the same sums in the same order) */
   atomic_int *cancel;
   atomic_int cancelled;
@@ -480,35 +480,131 @@ static void fa_task16(const fa_job *j, int64_t task, float *work, int64_t *packe
   fa_write_out(j, b, h, q0, nq, O, sum);
 }
 
+/* ---- bf16 on AMX tiles (mode 3) ------------------------------------------
+ * The same order of work in tiles: 32 query rows per task (two A tiles of
+ * the scaled queries, dh padded to 32), keys in chunks of FA_AC: S = Q K^T
+ * into an f32 block (K as bf16 panels of 16 keys, pairs along dh), online
+ * softmax in f32 as above, the probabilities rounded into A tiles, and O
+ * (f32, dh padded to 32) += P V through the tiles (V as panels of 16
+ * columns, pairs of consecutive keys). The products are exact bf16 x bf16
+ * sums in f32 as on VDPBF16PS; the exponentials and the rounding now take
+ * most of the time. */
+enum { FA_AC = 256, FA_AQ = 32 };
+
+static int64_t round32(int64_t n) { return (n + 31) / 32 * 32; }
+
+static void *fa_align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+static void fa_pack_amx(const fa_job *j, uint32_t *kp, uint32_t *vp, int b, int h, int64_t Tk32, int dhp) {
+  int dh = j->dh;
+  for (int64_t t = 0; t < Tk32; t++) { /* K: panels of 16 keys [dhp / 2][16] */
+    uint32_t *d = kp + (t / 16) * (dhp / 2) * 16 + t % 16;
+    const float *src = t < j->Tk ? j->k + ((int64_t)b * j->Tk + t) * j->ldk + (int64_t)h * dh : NULL;
+    for (int p = 0; p < dhp / 2; p++)
+      d[p * 16] = src && 2 * p < dh ? ldm_bf16_pair(src[2 * p], 2 * p + 1 < dh ? src[2 * p + 1] : 0.0f) : 0;
+  }
+  for (int c = 0; c < dhp; c++) { /* V: panels of 16 columns [Tk32 / 2][16] */
+    uint32_t *d = vp + (int64_t)(c / 16) * (Tk32 / 2) * 16 + c % 16;
+    for (int64_t p = 0; p < Tk32 / 2; p++) {
+      int64_t t0 = 2 * p, t1 = 2 * p + 1;
+      float v0 = c < dh && t0 < j->Tk ? j->v[((int64_t)b * j->Tk + t0) * j->ldv + (int64_t)h * dh + c] : 0.0f;
+      float v1 = c < dh && t1 < j->Tk ? j->v[((int64_t)b * j->Tk + t1) * j->ldv + (int64_t)h * dh + c] : 0.0f;
+      d[p * 16] = ldm_bf16_pair(v0, v1);
+    }
+  }
+}
+
+static void fa_task_amx(const fa_job *j, int64_t task, float *work, int64_t *packed) {
+  int dh = j->dh, dhp = (int)round32(dh), qks = dhp / 32;
+  int64_t Tk32 = round32(j->Tk);
+  int64_t bh = task / j->n_qt, q0 = task % j->n_qt * FA_AQ;
+  int b = (int)(bh / j->heads), h = (int)(bh % j->heads);
+  int nq = (int)(j->Tq - q0 < FA_AQ ? j->Tq - q0 : FA_AQ);
+  uint32_t *kp = fa_align64(work), *vp = kp + Tk32 * dhp / 2;
+  uint16_t *qt = (uint16_t *)(vp + Tk32 * dhp / 2), *pt = qt + FA_AQ * dhp;
+  float *S = (float *)(pt + FA_AQ * FA_AC), *O = S + FA_AQ * FA_AC, *mx = O + FA_AQ * dhp, *sum = mx + FA_AQ;
+  const int64_t kstride = (int64_t)dhp / 2 * 16, vstride = Tk32 / 2 * 16; /* words per panel */
+  if (*packed != bh) {
+    fa_pack_amx(j, kp, vp, b, h, Tk32, dhp);
+    *packed = bh;
+  }
+  for (int r = 0; r < FA_AQ; r++) {
+    const float *src = r < nq ? j->q + ((int64_t)b * j->Tq + q0 + r) * j->ldq + (int64_t)h * dh : NULL;
+    for (int st = 0; st < qks; st++)
+      ops_amx_round32(qt + ((r / 16) * qks + st) * 512 + (r % 16) * 32, src ? src + 32 * st : NULL,
+                      src ? (dh - 32 * st < 32 ? dh - 32 * st : 32) : 0, j->scale);
+    mx[r] = -INFINITY;
+    sum[r] = 0.0f;
+  }
+  memset(O, 0, sizeof(float) * FA_AQ * (size_t)dhp);
+  for (int64_t k0 = 0; k0 < j->Tk; k0 += FA_AC) {
+    int n = (int)(j->Tk - k0 < FA_AC ? j->Tk - k0 : FA_AC), ncp = (int)round32(n), pks = ncp / 32;
+    for (int c = 0; c < ncp; c += 32) {
+      const uint32_t *b0 = kp + (k0 + c) / 16 * kstride;
+      ops_amx_tile32(qt, qt + qks * 512, b0, b0 + kstride, qks, NULL, 0, S + c, FA_AC);
+    }
+    for (int r = 0; r < nq; r++) {
+      float *row = S + r * FA_AC;
+      float m = ops_row_max(row, n), mn = m > mx[r] ? m : mx[r];
+      float alpha = expf(mx[r] - mn); /* 0 on the first chunk */
+      sum[r] = sum[r] * alpha + ops_exp_sum(row, row, n, mn);
+      mx[r] = mn;
+      if (alpha != 1.0f)
+        for (int d = 0; d < dh; d++) O[r * dhp + d] *= alpha;
+    }
+    for (int r = 0; r < FA_AQ; r++)
+      for (int st = 0; st < pks; st++)
+        ops_amx_round32(pt + ((r / 16) * pks + st) * 512 + (r % 16) * 32, S + r * FA_AC + 32 * st,
+                        r < nq ? (n - 32 * st < 32 ? n - 32 * st : 32) : 0, 1.0f);
+    for (int c = 0; c < dhp; c += 32) {
+      const uint32_t *b0 = vp + (c / 16) * vstride + k0 / 2 * 16;
+      ops_amx_tile32(pt, pt + pks * 512, b0, b0 + vstride, pks, O + c, dhp, O + c, dhp);
+    }
+  }
+  for (int r = 0; r < nq; r++) {
+    float *dst = j->out + ((int64_t)b * j->Tq + q0 + r) * j->ldo + (int64_t)h * dh;
+    float inv = 1.0f / sum[r];
+    for (int d = 0; d < dh; d++) dst[d] = O[r * dhp + d] * inv;
+  }
+}
+
 static void fa_worker(void *user, int64_t w) {
   fa_job *j = user;
   float *work = j->work + w * j->per_worker;
   int64_t packed = -1; /* the (batch, head) whose K is in this worker's buffer */
+  if (j->bf16 == 3) ops_amx_tiles_begin();
   for (;;) {
     if (j->cancel && atomic_load(j->cancel)) {
       atomic_store(&j->cancelled, 1);
-      return;
+      break;
     }
     int64_t task = atomic_fetch_add(&j->next, 1);
-    if (task >= j->n_tasks) return;
-    if (j->bf16) fa_task16(j, task, work, &packed);
+    if (task >= j->n_tasks) break;
+    if (j->bf16 == 3)
+      fa_task_amx(j, task, work, &packed);
+    else if (j->bf16)
+      fa_task16(j, task, work, &packed);
     else fa_task(j, task, work, &packed);
   }
+  if (j->bf16 == 3) ops_amx_tiles_end();
 }
 
-/* 0 f32, 1 native bf16, 2 emulated bf16 (see fa_job.bf16). On CPUs with
- * AMX the VDPBF16PS kernel is not taken: those CPUs (Sapphire Rapids and
- * later) issue VDPBF16PS at half their f32 FMA rate, so the f32 kernel is
- * the faster one there. */
+/* 0 f32, 1 native bf16, 2 emulated bf16, 3 bf16 on AMX (see fa_job.bf16).
+ * On CPUs with AMX the VDPBF16PS kernel is never taken: they (Sapphire
+ * Rapids and later) issue it at half their f32 FMA rate. */
 static int fa_mode(const ldm_ctx *ctx) {
   if (ctx->precision == LDM_PRECISION_BF16_EMULATED) return 2;
-  if (ops_amx_active(ctx)) return 0;
+  if (ops_amx_active(ctx)) return 3;
   return ctx->precision == LDM_PRECISION_BF16 && ldm_cpu_has_avx512bf16() ? 1 : 0;
 }
 
 /* Floats (or pair words) per worker: packed K (and V), query and output
  * tiles, max and sum, scores (and probabilities). */
 static int64_t fa_per_worker(int mode, int64_t Tkp, int dh) {
+  if (mode == 3) {
+    int64_t Tk32 = round32(Tkp), dhp = round32(dh);
+    return Tk32 * dhp + FA_AQ * dhp / 2 + FA_AQ * FA_AC / 2 + FA_AQ * FA_AC + FA_AQ * dhp + 2 * FA_AQ + 32;
+  }
   if (mode == 0) return 2 * Tkp * dh + 2 * FA_QB * dh + 2 * FA_QB + FA_R * FA_KC;
   return Tkp * dh + FA_QB * dh / 2 + FA_QB * dh + 2 * FA_QB + FA_R * FA_KC + FA_R * FA_PW;
 }
@@ -541,7 +637,7 @@ ldm_status ops_attention_fused(ldm_ctx *ctx, float *out, int64_t ldo, const floa
   j->avx512 = ldm_cpu_has_avx512();
   j->q = q, j->k = k, j->v = v, j->out = out, j->work = work;
   j->ldq = ldq, j->ldk = ldk, j->ldv = ldv, j->ldo = ldo, j->Tq = Tq, j->Tk = Tk, j->Tkp = Tkp;
-  j->n_qt = (Tq + FA_QB - 1) / FA_QB;
+  j->n_qt = mode == 3 ? (Tq + FA_AQ - 1) / FA_AQ : (Tq + FA_QB - 1) / FA_QB;
   j->n_tasks = (int64_t)B * heads * j->n_qt;
   j->per_worker = per_worker;
   j->heads = heads, j->dh = dh;

@@ -239,6 +239,12 @@ typedef struct amx_cfg {
   uint8_t rows[16];
 } amx_cfg;
 
+/* Palette 1, tiles 0-7 of 16 rows x 64 bytes. A constant in memory: GCC 12
+ * dropped the stores into a local one (LDTILECFG's builtin does not tell
+ * it the memory is read). */
+static const _Alignas(64) amx_cfg tile_cfg = {
+    1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
 /* Tiles 0-3: C (rows 0-15 x cols 0-15, 0-15 x 16-31, 16-31 x 0-15, 16-31 x
  * 16-31); 4, 5: A rows 0-15, 16-31; 6, 7: B columns 0-15, 16-31. acc:
  * partial sums to start from (row stride acc_ld floats) or NULL; out: where
@@ -329,11 +335,7 @@ static size_t amx_ws_bytes(int mc, int64_t Np) {
 static void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
 AMX_TARGET static void amx_piece(const amx_job *j, int64_t m0, int64_t m1, int64_t n0, int64_t n1, void *ws) {
-  amx_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-  _tile_loadconfig(&cfg);
+  _tile_loadconfig(&tile_cfg);
   const int64_t Kp = j->P->Kp, Np = ops_amx_np(j->N);
   uint16_t *abuf = align64(ws);
   float *acc = align64(abuf + (size_t)j->mc * AMX_KC);
@@ -369,6 +371,30 @@ AMX_TARGET static void amx_piece(const amx_job *j, int64_t m0, int64_t m1, int64
     }
   }
   _tile_release();
+}
+
+/* ---- the micro-kernel for other ops (attention_fused.c) ---------------- */
+
+AMX_TARGET void ops_amx_tiles_begin(void) { _tile_loadconfig(&tile_cfg); }
+
+AMX_TARGET void ops_amx_tiles_end(void) { _tile_release(); }
+
+AMX_TARGET void ops_amx_tile32(const uint16_t *a0, const uint16_t *a1, const uint32_t *b0, const uint32_t *b1, int ks,
+                               const float *acc, int64_t acc_ld, float *out, int64_t out_ld) {
+  kernel32(a0, a1, b0, b1, ks, acc, acc_ld, out, out_ld);
+}
+
+AMX_TARGET void ops_amx_round32(uint16_t *dst, const float *src, int n, float scale) {
+  if (n <= 0) {
+    _mm512_store_si512((void *)dst, _mm512_setzero_si512());
+    return;
+  }
+  __mmask16 lo = (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1);
+  __mmask16 hi = (__mmask16)(n >= 32 ? 0xffffu : n > 16 ? (1u << (n - 16)) - 1 : 0);
+  __m512 sc = _mm512_set1_ps(scale);
+  __m512i w = (__m512i)_mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_maskz_loadu_ps(hi, src + 16), sc),
+                                           _mm512_mul_ps(_mm512_maskz_loadu_ps(lo, src), sc));
+  _mm512_store_si512((void *)dst, w);
 }
 
 static int64_t piece_at(int64_t len, int i, int n) {
@@ -461,6 +487,16 @@ ldm_status ops_amx_conv(ldm_ctx *ctx, float *y, const float *x, int B, int H, in
 }
 
 #else /* no AMX in this build */
+
+void ops_amx_tiles_begin(void) {}
+void ops_amx_tiles_end(void) {}
+void ops_amx_tile32(const uint16_t *a0, const uint16_t *a1, const uint32_t *b0, const uint32_t *b1, int ks,
+                    const float *acc, int64_t acc_ld, float *out, int64_t out_ld) {
+  (void)a0, (void)a1, (void)b0, (void)b1, (void)ks, (void)acc, (void)acc_ld, (void)out, (void)out_ld;
+}
+void ops_amx_round32(uint16_t *dst, const float *src, int n, float scale) {
+  for (int i = 0; i < 32; i++) dst[i] = i < n ? ldm_f32_to_bf16(src[i] * scale) : 0;
+}
 
 ldm_status ops_amx_gemm(ldm_ctx *ctx, int64_t M, float alpha, const float *A, int64_t lda, const ops_amx_panels *P,
                         float beta, float *C, int64_t ldc, const float *bias) {

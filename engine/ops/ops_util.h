@@ -74,6 +74,20 @@ ldm_status ops_amx_gemm(ldm_ctx *ctx, int64_t M, float alpha, const float *A, in
 ldm_status ops_amx_conv(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, int kh, int kw,
                         int stride, int pad, const ops_amx_panels *P, const float *bias);
 
+/* The AMX micro-kernel for ops that pack their own tiles (attention): a
+ * thread calls ops_amx_tiles_begin (8 tiles of 16 rows x 64 bytes) before,
+ * ops_amx_tiles_end after. ops_amx_tile32: out[32][32] (row stride out_ld
+ * floats) = acc (or 0 when NULL) + A B over ks steps of 32 K: A rows 0-15 at
+ * a0, 16-31 at a1, step s at + 512 bf16 ([16][32] each); B columns 0-15 at
+ * b0, 16-31 at b1, step s at + 256 pair words ([16 pairs][16]).
+ * ops_amx_round32: 32 bf16 = n floats (the rest 0) times scale; dst 64-byte
+ * aligned. Only where ops_amx_active. */
+void ops_amx_tiles_begin(void);
+void ops_amx_tiles_end(void);
+void ops_amx_tile32(const uint16_t *a0, const uint16_t *a1, const uint32_t *b0, const uint32_t *b1, int ks,
+                    const float *acc, int64_t acc_ld, float *out, int64_t out_ld);
+void ops_amx_round32(uint16_t *dst, const float *src, int n, float scale);
+
 /* Number of pool tasks for n elements of about `grain` each. */
 static inline int64_t ops_tasks(int64_t n, int64_t grain) {
   int64_t t = (n + grain - 1) / grain;

@@ -64,13 +64,13 @@ typedef struct amx_cfg {
   uint8_t rows[16];
 } amx_cfg;
 
+/* A constant: GCC 12 may drop stores into a local configuration. */
+static const _Alignas(64) amx_cfg tile_cfg = {
+    1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
 __attribute__((target("amx-tile,amx-bf16"))) static double peak_amx(long iters) {
   static _Alignas(64) uint16_t buf[16 * 32];
-  amx_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 8; t++) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-  _tile_loadconfig(&cfg);
+  _tile_loadconfig(&tile_cfg);
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);

@@ -13,7 +13,13 @@
  *    the store): conv 3x3 with Cin a multiple of 32 (rows gathered from the
  *    image), Cin = 4 (im2col), 1x1, stride 2; against the naive op on the
  *    same bf16-rounded input and weight, same tolerance; the second call
- *    takes the panels from the weight cache and gives the same result. */
+ *    takes the panels from the weight cache and gives the same result.
+ * 3. Fused attention on AMX (Q, K, probabilities and V rounded to bf16, f32
+ *    sums and softmax) against the bf16 emulation of attention_fused.c (the
+ *    same roundings, chunks and softmax, another order of sums): |a - e| <=
+ *    1e-4; and different from the f32 kernel somewhere (> 1e-4). Shapes:
+ *    cross-attention (77 keys), several key chunks (600 > 256), head sizes
+ *    40 (padded to 64), 64 and 24, query rows not a multiple of 32. */
 #include "ldm_test.h"
 
 #include <math.h>
@@ -120,6 +126,33 @@ done:
   free(x), free(w), free(b), free(y), free(y2), free(r), free(xr), free(wr);
 }
 
+static void attn_case(ldm_ctx *ctx, int B, int Tq, int Tk, int heads, int dh, unsigned *seed) {
+  int64_t D = (int64_t)heads * dh;
+  float *q = rand_buf((size_t)B * Tq * D, seed), *k = rand_buf((size_t)B * Tk * D, seed);
+  float *v = rand_buf((size_t)B * Tk * D, seed);
+  float *o = malloc((size_t)B * Tq * D * 4), *e = malloc((size_t)B * Tq * D * 4), *f = malloc((size_t)B * Tq * D * 4);
+  CHECK(q && k && v && o && e && f, "out of memory");
+  if (!(q && k && v && o && e && f)) goto done;
+  for (int64_t i = 0; i < (int64_t)B * Tq * D; i++) q[i] *= 0.5f;
+  ldm_ctx c = *ctx;
+  c.precision = LDM_PRECISION_BF16_EMULATED;
+  CHECK(ldm_attention(&c, e, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "emulated: %s", c.err->msg);
+  c.precision = LDM_PRECISION_F32;
+  CHECK(ldm_attention(&c, f, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "f32: %s", c.err->msg);
+  size_t in_use = ldm_arena_in_use(ctx->scratch);
+  CHECK(ldm_attention(ctx, o, D, q, D, k, D, v, D, B, Tq, Tk, heads, dh, false) == LDM_OK, "amx: %s", ctx->err->msg);
+  CHECK(ldm_arena_in_use(ctx->scratch) == in_use, "amx attention kept scratch");
+  char name[128];
+  snprintf(name, sizeof name, "amx attention B=%d Tq=%d Tk=%d heads=%d dh=%d vs bf16-emulated", B, Tq, Tk, heads, dh);
+  ldm_test_close(name, o, e, (long long)B * Tq * D, 1e-4, 0);
+  double worst = 0;
+  for (int64_t i = 0; i < (int64_t)B * Tq * D; i++) worst = fmax(worst, fabs((double)o[i] - f[i]));
+  CHECK(worst > 1e-4, "%s: equals the f32 kernel (max diff %g)", name, worst);
+  printf("%s: max |amx - f32 kernel| = %.3g\n", name, worst);
+done:
+  free(q), free(k), free(v), free(o), free(e), free(f);
+}
+
 int main(void) {
   printf("bf16 products run on: %s\n", ldm_bf16_path());
   if (!ldm_cpu_has_amx_bf16() || !ops_amx_built()) {
@@ -150,6 +183,10 @@ int main(void) {
   op_case(&ctx, 1, 8, 8, 4, 33, 3, 1, &seed);   /* im2col, Cin = 4 */
   op_case(&ctx, 2, 6, 5, 32, 64, 1, 1, &seed);  /* 1x1 */
   op_case(&ctx, 1, 9, 9, 96, 48, 3, 2, &seed);  /* stride 2 */
+  attn_case(&ctx, 2, 100, 77, 3, 40, &seed);
+  attn_case(&ctx, 1, 70, 600, 2, 40, &seed);
+  attn_case(&ctx, 1, 30, 300, 2, 64, &seed);
+  attn_case(&ctx, 2, 13, 40, 2, 24, &seed);
   ldm_wcache_free(wc);
   ldm_pool_free(pool);
   ldm_arena_free(ctx.scratch);

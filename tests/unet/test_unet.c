@@ -11,8 +11,10 @@
  * tests/reference/bf16_deviation.py (diffusers 0.31.0, torch 2.5.1), as
  * these random tiny models amplify rounding far more than trained ones.
  * (That script also prints the deviation with only conv/linear operands
- * rounded; AMX bf16 ran above it on sd1_odd (0.090 vs 0.057), sd2 (0.050 vs
- * 0.047) and x4 (0.036 vs 0.032), below it on the rest.)
+ * rounded, no attention: AMX bf16, which rounds attention's operands too,
+ * ran above it on sd1 (0.154 vs 0.119), sd1_odd (0.083 vs 0.057), sd1_48x40
+ * (0.250 vs 0.242), sd2 (0.052 vs 0.047) and x4 (0.036 vs 0.032), below it
+ * on the rest; VDPBF16PS and the emulation below it everywhere.)
  * `test_unet --compare OUT REF [TOL]` compares the `out` tensors of two files
  * (used by the slow suite). */
 #include "ldm_test.h"
