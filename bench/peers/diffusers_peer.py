@@ -7,7 +7,9 @@ extra figures and the process's peak RSS in MiB.
   inputs DIR SIDE...                    seeded eval inputs, also read by ours
   unet FOLDER IN.safetensors THREADS    UNet2DConditionModel forward (warm: 2nd of 2)
   vae FOLDER IN.safetensors THREADS     AutoencoderKL.decode (one, cold)
-  txt2img FOLDER SIZE STEPS CFG THREADS StableDiffusionPipeline, Euler, seed 1
+  unet FOLDER IN THREADS                (SDXL: IN has text_embeds and time_ids)
+  txt2img FOLDER SIZE STEPS CFG THREADS StableDiffusionPipeline (StableDiffusionXLPipeline for an
+                                        SDXL folder), Euler, seed 1
   upscale FOLDER LOW.png STEPS CFG THREADS  StableDiffusionUpscalePipeline, Euler, noise 20
 """
 import json
@@ -60,7 +62,9 @@ def main():
         with torch.inference_mode():
             for _ in range(2):
                 t0 = time.perf_counter()
-                unet(x["sample"], x["timestep"], encoder_hidden_states=x["encoder_hidden_states"])
+                unet(x["sample"], x["timestep"], encoder_hidden_states=x["encoder_hidden_states"],
+                     added_cond_kwargs=({"text_embeds": x["text_embeds"], "time_ids": x["time_ids"]}
+                                        if "text_embeds" in x else None))
                 ts.append(time.perf_counter() - t0)
         done(s=ts[-1], cold_s=ts[0], load_s=load)
     elif job == "vae":
@@ -75,12 +79,16 @@ def main():
             dt = time.perf_counter() - t0
         done(s=dt, load_s=load)
     elif job in ("txt2img", "upscale"):
-        from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionUpscalePipeline
+        from diffusers import (EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionUpscalePipeline,
+                               StableDiffusionXLPipeline)
         steps, cfg = int(sys.argv[4]), float(sys.argv[5])
         t0 = time.perf_counter()
-        cls = StableDiffusionPipeline if job == "txt2img" else StableDiffusionUpscalePipeline
+        with open(os.path.join(folder, "model_index.json")) as f:
+            xl = json.load(f)["_class_name"] == "StableDiffusionXLPipeline"
+        cls = StableDiffusionUpscalePipeline if job == "upscale" else \
+            StableDiffusionXLPipeline if xl else StableDiffusionPipeline
         pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, **(
-            {"safety_checker": None} if job == "txt2img" else {}))
+            {"safety_checker": None} if cls is StableDiffusionPipeline else {}))
         if job == "txt2img" and len(sys.argv) == 8:     # ... cfg TAESD_FOLDER threads
             from diffusers import AutoencoderTiny
             pipe.vae = AutoencoderTiny.from_pretrained(sys.argv[6], torch_dtype=torch.float32)
