@@ -142,6 +142,71 @@ precision_choice (void)
   return choice;
 }
 
+/* The nicks are the engine's preprocessor names (ldm_preprocess_parse). */
+static GimpChoice *
+preprocess_choice (void)
+{
+  GimpChoice *choice = gimp_choice_new ();
+
+  gimp_choice_add (choice, "none", 0, _ ("None (the layer as drawn)"),
+                   _ ("The layer is the control image: a depth map, a pose, "
+                      "white lines on black"));
+  gimp_choice_add (choice, "invert", 1, _ ("Invert (dark lines on white)"),
+                   _ ("Dark lines on white become white lines on black"));
+  gimp_choice_add (choice, "scribble", 2, _ ("Scribble (a sketch)"),
+                   _ ("Everything darker than mid grey becomes a white line "
+                      "on black"));
+  gimp_choice_add (choice, "canny", 3, _ ("Canny edges"),
+                   _ ("The edges of the layer's picture (thresholds 100 and "
+                      "200)"));
+  return choice;
+}
+
+/* Generate, Refine and Inpaint: a layer of the image steers the picture
+ * through a ControlNet. */
+static void
+add_control_arguments (GimpProcedure *procedure)
+{
+  gimp_procedure_add_layer_argument (procedure, "control-layer",
+                                     _ ("Control la_yer"),
+                                     _ ("A layer of this image whose drawing "
+                                        "steers the picture through the "
+                                        "ControlNet (read over the area "
+                                        "worked on, never changed); none: no "
+                                        "ControlNet"),
+                                     TRUE, G_PARAM_READWRITE);
+  gimp_procedure_add_file_argument (procedure, "controlnet", _ ("Cont_rolNet"),
+                                    _ ("ControlNet model (.safetensors or "
+                                       "diffusers folder) of the checkpoint's "
+                                       "family"),
+                                    GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
+                                    G_PARAM_READWRITE);
+  gimp_procedure_add_choice_argument (
+      procedure, "control-preprocess", _ ("Pre_processor"),
+      _ ("How the control layer becomes the "
+         "control image"),
+      preprocess_choice (), "scribble", G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "control-scale",
+                                      _ ("Control _weight"),
+                                      _ ("How strongly the control image "
+                                         "steers (AUTOMATIC1111's Control "
+                                         "Weight)"),
+                                      0.0, 2.0, 1.0, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "control-start",
+                                      _ ("Control _start"),
+                                      _ ("Fraction of the steps after which "
+                                         "the control starts"),
+                                      0.0, 1.0, 0.0, G_PARAM_READWRITE);
+  gimp_procedure_add_double_argument (procedure, "control-end",
+                                      _ ("Control e_nd"),
+                                      _ ("Fraction of the steps after which "
+                                         "the control stops"),
+                                      0.0, 1.0, 1.0, G_PARAM_READWRITE);
+  gimp_procedure_add_boolean_aux_argument (
+      procedure, "show-control", _ ("Control"), _ ("Show the control settings"),
+      FALSE, G_PARAM_READWRITE);
+}
+
 static void
 add_common_arguments (GimpProcedure *procedure,
                       GimpLdmProc        proc)
@@ -260,6 +325,7 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                                        _("Pixels around the selection given "
                                          "to the model as context"),
                                        0, 1024, 32, G_PARAM_READWRITE);
+      add_control_arguments (procedure);
       break;
 
     case GIMP_LDM_PROC_GENERATE:
@@ -276,6 +342,7 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                                        _("Layer height (0: image height)"),
                                        0, GIMP_MAX_IMAGE_SIZE, 0,
                                        G_PARAM_READWRITE);
+      add_control_arguments (procedure);
       break;
 
     case GIMP_LDM_PROC_REFINE:
@@ -296,6 +363,7 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                                        _("Pixels around the selection given "
                                          "to the model as context"),
                                        0, 1024, 32, G_PARAM_READWRITE);
+      add_control_arguments (procedure);
       break;
 
     case GIMP_LDM_PROC_UPSCALE:
@@ -587,6 +655,69 @@ hook_list_addons (GimpProcedureConfig  *config,
   g_free (folders);
 }
 
+/* The ControlNets found for the dialog's model family. */
+static GList *
+hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
+{
+  DialogCtx *ctx = user;
+  gchar     *folders = config_folders (config);
+  GList     *found, *l, *out = NULL;
+
+  found = gimp_ldm_models_addons (folders, LDM_KIND_CONTROLNET,
+                                  ctx->info_ok ? ctx->info.family : NULL);
+  for (l = found; l; l = l->next)
+    {
+      GimpLdmAddon      *a = l->data;
+      GimpLdmModelEntry *e = g_new0 (GimpLdmModelEntry, 1);
+
+      e->path = g_strdup (a->path);
+      e->label = a->family[0] ? g_strdup_printf ("%s (%s)", a->name, a->family)
+                              : g_strdup (a->name);
+      out = g_list_append (out, e);
+    }
+  g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
+  g_free (folders);
+  return out;
+}
+
+/* The control layer preprocessed as the run will do it. */
+static gfloat *
+hook_control_preview (GimpProcedureConfig *config,
+                      gint                *width,
+                      gint                *height,
+                      gchar              **message,
+                      gpointer             user)
+{
+  DialogCtx  *ctx = user;
+  GimpLdmSpec spec;
+  GError     *error = NULL;
+  ldm_image  *img;
+  gfloat     *px = NULL;
+  gint        y;
+
+  gimp_ldm_spec_init (&spec, ctx->proc);
+  gimp_ldm_spec_from_config (&spec, config);
+  img =
+      gimp_ldm_control_preview (&spec, ctx->image, ctx->drawable, 512, &error);
+  gimp_ldm_spec_clear (&spec);
+  if (error)
+    {
+      *message = g_strdup (error->message);
+      g_clear_error (&error);
+    }
+  if (! img)
+    return NULL;
+  px = g_new (gfloat, (gsize) img->width * img->height * 3);
+  for (y = 0; y < img->height; y++)
+    memcpy (px + (gsize) y * img->width * 3,
+            (const guint8 *) img->data + (gsize) y * img->stride,
+            (gsize) img->width * 3 * sizeof (gfloat));
+  *width = img->width;
+  *height = img->height;
+  ldm_image_free (img);
+  return px;
+}
+
 static gchar *
 hook_models_folder (GimpProcedureConfig *config,
                     gpointer             user)
@@ -738,9 +869,15 @@ run_interactive (GimpProcedure       *procedure,
                  GError             **error)
 {
   DialogCtx          ctx = { 0 };
-  GimpLdmDialogHooks hooks = { hook_describe_model, hook_estimate,
-                               hook_list_models, hook_models_folder,
-                               hook_list_addons, &ctx };
+  GimpLdmDialogHooks hooks = { .describe_model = hook_describe_model,
+                               .estimate = hook_estimate,
+                               .list_models = hook_list_models,
+                               .models_folder = hook_models_folder,
+                               .list_addons = hook_list_addons,
+                               .list_controlnets = hook_list_controlnets,
+                               .control_preview = hook_control_preview,
+                               .image = image,
+                               .user = &ctx };
   GimpLdmControl     control;
   GimpLdmRunUi       ui = { on_progress, NULL, &control, TRUE };
   GtkWidget         *dialog;

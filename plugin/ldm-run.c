@@ -1100,6 +1100,156 @@ plan_run (GimpLdmSpec  *spec,
   return TRUE;
 }
 
+/* ---- ControlNet -------------------------------------------------------- */
+
+/* The control layer the spec names: by item ID (the arguments; it must be
+ * a layer of `image`), else by tattoo (a recipe). NULL without error when
+ * there is none (no control). */
+static gboolean
+control_layer (const GimpLdmSpec *spec,
+               GimpImage         *image,
+               GimpLayer        **out,
+               GError           **error)
+{
+  GimpLayer *layer = NULL;
+
+  *out = NULL;
+  if (spec->proc != GIMP_LDM_PROC_GENERATE &&
+      spec->proc != GIMP_LDM_PROC_REFINE && spec->proc != GIMP_LDM_PROC_INPAINT)
+    return TRUE;
+  if (spec->control_id > 0)
+    {
+      layer = gimp_layer_get_by_id (spec->control_id);
+      if (! layer || GIMP_IS_LAYER_MASK (layer))
+        return fail (error, _ ("The control layer is not a layer."));
+      if (gimp_item_get_image (GIMP_ITEM (layer)) != image)
+        return fail (error, _ ("The control layer “%s” is not in this image."),
+                     gimp_item_get_name (GIMP_ITEM (layer)));
+    }
+  else if (spec->control_tattoo > 0)
+    {
+      layer = gimp_image_get_layer_by_tattoo (image, spec->control_tattoo);
+      if (! layer)
+        return fail (error, _ ("The control layer this layer was made with no "
+                               "longer exists."));
+    }
+  else
+    return TRUE;
+  if (gimp_drawable_get_width (GIMP_DRAWABLE (layer)) < 1 ||
+      gimp_drawable_get_height (GIMP_DRAWABLE (layer)) < 1)
+    return fail (error, _ ("The control layer “%s” is empty."),
+                 gimp_item_get_name (GIMP_ITEM (layer)));
+  if (gimp_drawable_is_indexed (GIMP_DRAWABLE (layer)))
+    return fail (error, _ ("Indexed images are not supported. Convert the "
+                           "image to RGB or grayscale first (Image ▸ Mode)."));
+  *out = layer;
+  return TRUE;
+}
+
+/* The checks of the control settings that need no pixels. */
+static gboolean
+control_check (const GimpLdmSpec *spec,
+               GimpLayer         *layer,
+               ldm_preprocess    *kind,
+               GError           **error)
+{
+  if (! spec->controlnet || ! *spec->controlnet)
+    return fail (error,
+                 _ ("Choose a ControlNet model for the control layer "
+                    "“%s”."),
+                 gimp_item_get_name (GIMP_ITEM (layer)));
+  if (! g_file_test (spec->controlnet, G_FILE_TEST_EXISTS))
+    return fail (error, _ ("ControlNet file “%s” does not exist."),
+                 spec->controlnet);
+  if (! ldm_preprocess_parse (spec->control_preprocess, kind) ||
+      *kind > LDM_PREPROCESS_CANNY)
+    return fail (error,
+                 _ ("Unknown preprocessor “%s” (none, invert, scribble "
+                    "or canny)."),
+                 spec->control_preprocess);
+  if (! (spec->control_start < spec->control_end))
+    return fail (error, _ ("The control starts (%g) after it ends (%g)."),
+                 spec->control_start, spec->control_end);
+  return TRUE;
+}
+
+gboolean
+gimp_ldm_work_rect (const GimpLdmSpec *spec,
+                    GimpImage         *image,
+                    GimpDrawable      *drawable,
+                    gint              *x,
+                    gint              *y,
+                    gint              *w,
+                    gint              *h)
+{
+  GimpLdmPlan plan = { 0 };
+
+  if (! plan_inputs (spec, image, drawable, &plan, NULL))
+    return FALSE;
+  *x = plan.rx;
+  *y = plan.ry;
+  *w = plan.rw;
+  *h = plan.rh;
+  return TRUE;
+}
+
+ldm_image *
+gimp_ldm_control_preview (const GimpLdmSpec *spec,
+                          GimpImage         *image,
+                          GimpDrawable      *drawable,
+                          gint               max_side,
+                          GError           **error)
+{
+  GimpLayer            *layer = NULL;
+  ldm_image            *src, *small = NULL, *out = NULL;
+  ldm_preprocess_params pp;
+  ldm_error             err;
+  gint                  x, y, w, h;
+
+  if (! control_layer (spec, image, &layer, error) || ! layer)
+    return NULL;
+  ldm_preprocess_params_init (&pp);
+  if (! ldm_preprocess_parse (spec->control_preprocess, &pp.kind) ||
+      pp.kind > LDM_PREPROCESS_CANNY)
+    {
+      fail (error,
+            _ ("Unknown preprocessor “%s” (none, invert, scribble or "
+               "canny)."),
+            spec->control_preprocess);
+      return NULL;
+    }
+  /* the area the run works on; the whole canvas when that is not known
+   * yet (no selection for an inpaint) */
+  if (! gimp_ldm_work_rect (spec, image, drawable, &x, &y, &w, &h))
+    {
+      x = y = 0;
+      w = gimp_image_get_width (image);
+      h = gimp_image_get_height (image);
+    }
+  src = read_rgb (GIMP_DRAWABLE (layer), x, y, w, h, TRUE);
+  if (! src)
+    {
+      fail (error, _ ("Not enough memory for this image size."));
+      return NULL;
+    }
+  ldm_error_clear (&err);
+  if (MAX (w, h) > max_side)
+    {
+      gint sw = MAX (1, w * max_side / MAX (w, h));
+      gint sh = MAX (1, h * max_side / MAX (w, h));
+
+      small = resize (src, sw, sh, error);
+      ldm_image_free (src);
+      src = small;
+      if (! src)
+        return NULL;
+    }
+  if (ldm_control_preprocess (src, &pp, &out, &err) != LDM_OK)
+    fail (error, "%s", err.msg);
+  ldm_image_free (src);
+  return out;
+}
+
 GimpLayer *
 gimp_ldm_execute (GimpLdmSpec        *spec,
                   GimpImage          *image,
@@ -1117,11 +1267,44 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   GPtrArray       *lora_paths = g_ptr_array_new_with_free_func (g_free);
   gchar           *roots = gimp_ldm_models_roots (model_folders);
   gchar           *expected_hashes = g_strdup (spec->lora_hashes);
+  GimpLayer       *ctl_layer = NULL;
+  ldm_image       *ctl_image = NULL;
+  ldm_control      ctl;
+  ldm_preprocess   ctl_kind = LDM_PREPROCESS_NONE;
 
-  if (! plan_run (spec, image, drawable, model_folders, &plan, error) ||
+  if (! control_layer (spec, image, &ctl_layer, error) ||
+      (ctl_layer && ! control_check (spec, ctl_layer, &ctl_kind, error)) ||
+      ! plan_run (spec, image, drawable, model_folders, &plan, error) ||
       ! resolve_loras (spec->loras, model_folders, loras, lora_paths, error) ||
       ! pixels_in (&plan, image, drawable, &init, &mask, error))
     goto done;
+  if (ctl_layer)
+    {
+      /* the control layer over the area worked on, transparent outside
+       * it; the engine preprocesses it at this size and resizes it to the
+       * work size (its pixels are only read) */
+      ctl_image = read_rgb (GIMP_DRAWABLE (ctl_layer), plan.rx, plan.ry,
+                            plan.rw, plan.rh, TRUE);
+      if (! ctl_image)
+        {
+          fail (error, _ ("Not enough memory for this image size."));
+          goto done;
+        }
+      ldm_control_init (&ctl);
+      ctl.model_path = spec->controlnet;
+      ctl.image = ctl_image;
+      ctl.scale = (float) spec->control_scale;
+      ctl.start = (float) spec->control_start;
+      ctl.end = (float) spec->control_end;
+      ctl.preprocess = ctl_kind;
+      spec->control_id = 0;
+      spec->control_tattoo =
+          (gint) gimp_item_get_tattoo (GIMP_ITEM (ctl_layer));
+      g_free (spec->controlnet_hash);
+      spec->controlnet_hash = gimp_ldm_models_quick_hash (spec->controlnet);
+    }
+  else
+    spec->control_tattoo = 0;
 
   ldm_model_params_init (&job.model);
   job.model.path = spec->model_path;
@@ -1143,6 +1326,11 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
   job.job.loras = (const ldm_lora *) loras->data;
   job.job.n_loras = (gint) loras->len;
   job.job.model_dirs = *roots ? roots : NULL;   /* <lora:...>, embeddings */
+  if (ctl_image)
+    {
+      job.job.controls = &ctl;
+      job.job.n_controls = 1;
+    }
   if (plan.task == LDM_TASK_UPSCALE && plan.model.feed_forward)
     {
       job.job.upscale_factor = plan.scale;
@@ -1198,5 +1386,6 @@ done:
   ldm_image_free (init);
   ldm_image_free (mask);
   ldm_image_free (result);
+  ldm_image_free (ctl_image);
   return layer;
 }

@@ -67,6 +67,26 @@ gchar     *gimp_ldm_default_model (GimpLdmProc  proc,
 gdouble    gimp_ldm_estimate     (const GimpLdmPlan    *plan,
                                   const GimpLdmSpec    *spec);
 
+/* The image-space rect a run of spec works on (the selection's bounds plus
+ * the margin, the layer, the canvas); FALSE when the inputs don't allow a
+ * run. */
+gboolean gimp_ldm_work_rect (const GimpLdmSpec *spec,
+                             GimpImage         *image,
+                             GimpDrawable      *drawable,
+                             gint              *x,
+                             gint              *y,
+                             gint              *w,
+                             gint              *h);
+/* The control image the run would steer with, preprocessed as the engine
+ * does (ldm_control_preprocess), of the control layer over the work rect,
+ * at most max_side pixels a side (scaled down first): RGB F32, the caller
+ * frees it. NULL without error when the spec has no control layer. */
+ldm_image *gimp_ldm_control_preview (const GimpLdmSpec *spec,
+                                     GimpImage         *image,
+                                     GimpDrawable      *drawable,
+                                     gint               max_side,
+                                     GError           **error);
+
 /* "Step 3 of 20, about 12 s left" */
 gchar     *gimp_ldm_progress_text (const GimpLdmProgress *progress);
 

@@ -72,6 +72,10 @@ gimp_ldm_spec_init (GimpLdmSpec *spec,
   spec->noise_level = 20;
   spec->new_image   = TRUE;
   spec->refine_strength = 0.3;
+  spec->control_preprocess = g_strdup ("scribble");
+  spec->control_scale = 1.0;
+  spec->control_start = 0.0;
+  spec->control_end = 1.0;
 }
 
 void
@@ -86,6 +90,9 @@ gimp_ldm_spec_clear (GimpLdmSpec *spec)
   g_clear_pointer (&spec->refine_model, g_free);
   g_clear_pointer (&spec->loras, g_free);
   g_clear_pointer (&spec->lora_hashes, g_free);
+  g_clear_pointer (&spec->controlnet, g_free);
+  g_clear_pointer (&spec->controlnet_hash, g_free);
+  g_clear_pointer (&spec->control_preprocess, g_free);
 }
 
 static gboolean
@@ -197,6 +204,21 @@ gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
     }
   get_path (obj, "refine-model", &spec->refine_model);
   get_path (obj, "model", &spec->model_path);
+  if (has_prop (obj, "control-layer"))
+    {
+      GimpLayer *layer = NULL;
+
+      g_object_get (obj, "control-layer", &layer, NULL);
+      spec->control_id = layer ? gimp_item_get_id (GIMP_ITEM (layer)) : 0;
+      spec->control_tattoo =
+          layer ? (gint) gimp_item_get_tattoo (GIMP_ITEM (layer)) : 0;
+      g_clear_object (&layer);
+    }
+  get_path (obj, "controlnet", &spec->controlnet);
+  get_string (obj, "control-preprocess", &spec->control_preprocess);
+  get_double (obj, "control-scale", &spec->control_scale);
+  get_double (obj, "control-start", &spec->control_start);
+  get_double (obj, "control-end", &spec->control_end);
 }
 
 /* Values are one line each: backslash, newline and CR are escaped. */
@@ -286,6 +308,17 @@ gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
   KV_INT ("refine", spec->refine);
   KV_DBL ("refine-strength", spec->refine_strength);
   append_kv (out, "refine-model", spec->refine_model);
+  if (spec->control_tattoo > 0)
+    {
+      /* the control layer by tattoo, as the source layer */
+      KV_INT ("control-layer", spec->control_tattoo);
+      append_kv (out, "controlnet", spec->controlnet);
+      append_kv (out, "controlnet-hash", spec->controlnet_hash);
+      append_kv (out, "control-preprocess", spec->control_preprocess);
+      KV_DBL ("control-scale", spec->control_scale);
+      KV_DBL ("control-start", spec->control_start);
+      KV_DBL ("control-end", spec->control_end);
+    }
   KV_INT ("source-tattoo", spec->src_tattoo);
   tmp = g_strdup_printf ("%d,%d,%d,%d", spec->rect_x, spec->rect_y,
                          spec->rect_w, spec->rect_h);
@@ -433,6 +466,29 @@ gimp_ldm_spec_from_recipe (GimpLdmSpec      *spec,
         parse_double (key, val, &spec->refine_strength, &bad);
       else if (! strcmp (key, "refine-model"))
         { g_free (spec->refine_model); spec->refine_model = *val ? g_strdup (val) : NULL; }
+      else if (! strcmp (key, "control-layer"))
+        parse_int (key, val, 0, G_MAXINT, &spec->control_tattoo, &bad);
+      else if (! strcmp (key, "controlnet"))
+        {
+          g_free (spec->controlnet);
+          spec->controlnet = *val ? g_strdup (val) : NULL;
+        }
+      else if (! strcmp (key, "controlnet-hash"))
+        {
+          g_free (spec->controlnet_hash);
+          spec->controlnet_hash = *val ? g_strdup (val) : NULL;
+        }
+      else if (! strcmp (key, "control-preprocess"))
+        {
+          g_free (spec->control_preprocess);
+          spec->control_preprocess = g_strdup (val);
+        }
+      else if (! strcmp (key, "control-scale"))
+        parse_double (key, val, &spec->control_scale, &bad);
+      else if (! strcmp (key, "control-start"))
+        parse_double (key, val, &spec->control_start, &bad);
+      else if (! strcmp (key, "control-end"))
+        parse_double (key, val, &spec->control_end, &bad);
       else if (! strcmp (key, "source-tattoo"))
         parse_int (key, val, G_MININT, G_MAXINT, &spec->src_tattoo, &bad);
       else if (! strcmp (key, "rect"))

@@ -53,6 +53,16 @@ typedef struct
                                folders, or a path), as the user wrote it */
   gchar   *lora_hashes;     /* what ran: "NAME: HASH, ..." (AUTOMATIC1111's
                                "Lora hashes"); a regenerate checks them */
+  /* ControlNet (Generate, Refine, Inpaint) */
+  gint control_id;     /* the control layer's item ID (from the
+                               arguments; may belong to another image, which
+                               the run refuses), 0 = by tattoo / none */
+  gint control_tattoo; /* the control layer's tattoo (recipe), 0 = no control */
+  gchar  *controlnet;  /* path of the ControlNet model, or NULL */
+  gchar  *controlnet_hash;    /* quick hash, filled when the run starts */
+  gchar  *control_preprocess; /* "none", "invert", "scribble", "canny" */
+  gdouble control_scale;
+  gdouble control_start, control_end;
   /* filled by the run, stored in the recipe */
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */

@@ -12,6 +12,7 @@
 #include "ldm-dialog.h"
 
 #define PREVIEW_SIZE 160
+#define CONTROL_PREVIEW_SIZE 80
 
 typedef struct
 {
@@ -29,6 +30,13 @@ typedef struct
   GtkWidget           *preview;
   GtkWidget           *progress;
   GtkWidget           *extra;          /* our box under the generated widgets */
+  GtkWidget           *control;        /* the Control expander */
+  GtkWidget           *control_layer;  /* combo: (none) + the image's layers */
+  GArray              *control_ids; /* item IDs of control_layer's rows 1.. */
+  GtkWidget           *controlnet_combo;
+  GList               *controlnets; /* GimpLdmModelEntry in controlnet_combo */
+  GtkWidget           *control_preview;
+  GtkWidget           *control_message;
   GList               *models;         /* GimpLdmModelEntry shown in model_combo */
   GimpLdmModelFacts    facts;
   GHashTable          *touched;        /* properties the user changed */
@@ -57,6 +65,9 @@ static void
 state_free (DialogState *st)
 {
   g_list_free_full (st->models, (GDestroyNotify) entry_free);
+  g_list_free_full (st->controlnets, (GDestroyNotify) entry_free);
+  if (st->control_ids)
+    g_array_free (st->control_ids, TRUE);
   g_free (st->facts.text);
   g_hash_table_destroy (st->touched);
   g_free (st);
@@ -82,18 +93,24 @@ update_estimate (DialogState *st)
 }
 
 static gchar *
-config_model_path (DialogState *st)
+config_file_path (DialogState *st, const gchar *property)
 {
   GFile *file = NULL;
   gchar *path = NULL;
 
-  g_object_get (st->config, "model", &file, NULL);
+  g_object_get (st->config, property, &file, NULL);
   if (file)
     {
       path = g_file_get_path (file);
       g_object_unref (file);
     }
   return path;
+}
+
+static gchar *
+config_model_path (DialogState *st)
+{
+  return config_file_path (st, "model");
 }
 
 /* The model's recommended steps, CFG and sampler into the config, where the
@@ -258,6 +275,204 @@ update_model_info (DialogState *st)
   update_estimate (st);
 }
 
+/* ---- the Control section ----------------------------------------------- */
+
+/* A text combo box that does not widen the dialog: long entries (layer
+ * names, model files) are ellipsized. */
+static GtkWidget *
+narrow_combo (void)
+{
+  GtkWidget *combo = gtk_combo_box_text_new ();
+  GList     *cells = gtk_cell_layout_get_cells (GTK_CELL_LAYOUT (combo));
+
+  if (cells)
+    g_object_set (cells->data, "ellipsize", PANGO_ELLIPSIZE_END, "width-chars",
+                  12, "max-width-chars", 24, NULL);
+  g_list_free (cells);
+  gtk_widget_set_hexpand (combo, TRUE);
+  return combo;
+}
+
+/* The preprocessed control layer, as the run will see it. */
+static void
+update_control_preview (DialogState *st)
+{
+  gfloat *px = NULL;
+  gchar  *message = NULL;
+  gint    w = 0, h = 0;
+
+  if (! st->control_preview || ! st->hooks.control_preview)
+    return;
+  px = st->hooks.control_preview (st->config, &w, &h, &message, st->hooks.user);
+  if (px && w > 0 && h > 0)
+    {
+      GdkPixbuf *pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, w, h);
+      GdkPixbuf *scaled;
+      guchar    *dst = gdk_pixbuf_get_pixels (pb);
+      gint       rs = gdk_pixbuf_get_rowstride (pb), x, y, pw, ph;
+
+      for (y = 0; y < h; y++)
+        for (x = 0; x < w * 3; x++)
+          dst[y * rs + x] =
+              (guchar) (CLAMP (px[(gsize) y * w * 3 + x], 0.0f, 1.0f) * 255.0f +
+                        0.5f);
+      pw =
+          w >= h ? CONTROL_PREVIEW_SIZE : MAX (1, w * CONTROL_PREVIEW_SIZE / h);
+      ph =
+          w >= h ? MAX (1, h * CONTROL_PREVIEW_SIZE / w) : CONTROL_PREVIEW_SIZE;
+      /* area-averaging: thin lines stay visible when shrunk */
+      scaled = gdk_pixbuf_scale_simple (pb, pw, ph, GDK_INTERP_TILES);
+      gtk_image_set_from_pixbuf (GTK_IMAGE (st->control_preview), scaled);
+      g_object_unref (scaled);
+      g_object_unref (pb);
+    }
+  else
+    gtk_image_clear (GTK_IMAGE (st->control_preview));
+  gtk_label_set_text (GTK_LABEL (st->control_message),
+                      message ? message
+                      : px    ? ""
+                              : _ ("No control layer: no ControlNet."));
+  gtk_widget_set_visible (st->control_message, message || ! px);
+  g_free (px);
+  g_free (message);
+}
+
+/* The ControlNets for the current model's family, and the chosen one. */
+static void
+update_controlnets (DialogState *st)
+{
+  gchar *path;
+  GList *l;
+  gint   i, active = 0;
+
+  if (! st->controlnet_combo)
+    return;
+  path = config_file_path (st, "controlnet");
+  g_list_free_full (st->controlnets, (GDestroyNotify) entry_free);
+  st->controlnets =
+      st->hooks.list_controlnets
+          ? st->hooks.list_controlnets (st->config, st->hooks.user)
+          : NULL;
+  /* a file given otherwise (script, recipe) stays selectable */
+  for (l = st->controlnets; l && path; l = l->next)
+    if (! strcmp (path, ((GimpLdmModelEntry *) l->data)->path))
+      break;
+  if (path && ! l)
+    {
+      GimpLdmModelEntry *e = g_new0 (GimpLdmModelEntry, 1);
+
+      e->path = g_strdup (path);
+      e->label = g_path_get_basename (path);
+      st->controlnets = g_list_append (st->controlnets, e);
+    }
+  st->syncing++;
+  gtk_combo_box_text_remove_all (GTK_COMBO_BOX_TEXT (st->controlnet_combo));
+  gtk_combo_box_text_append_text (
+      GTK_COMBO_BOX_TEXT (st->controlnet_combo),
+      st->controlnets ? _ ("(none)") : _ ("(none found for this model)"));
+  for (l = st->controlnets, i = 1; l; l = l->next, i++)
+    {
+      GimpLdmModelEntry *e = l->data;
+
+      gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->controlnet_combo),
+                                      e->label);
+      if (path && ! strcmp (path, e->path))
+        active = i;
+    }
+  gtk_combo_box_set_active (GTK_COMBO_BOX (st->controlnet_combo), active);
+  st->syncing--;
+  g_free (path);
+}
+
+static void
+on_controlnet_changed (GtkComboBox *combo, gpointer data)
+{
+  DialogState *st = data;
+  gint         i = gtk_combo_box_get_active (combo);
+  GFile       *file = NULL;
+
+  if (st->syncing || i < 0)
+    return;
+  if (i > 0)
+    file = g_file_new_for_path (
+        ((GimpLdmModelEntry *) g_list_nth_data (st->controlnets, i - 1))->path);
+  g_object_set (st->config, "controlnet", file, NULL);
+  if (file)
+    g_object_unref (file);
+}
+
+static void
+add_layer_rows (DialogState *st, GList *layers, gint depth, gint current)
+{
+  GList *l;
+
+  for (l = layers; l; l = l->next)
+    {
+      GimpItem *item = l->data;
+      gint      id = gimp_item_get_id (item);
+      gchar    *label;
+
+      if (! GIMP_IS_LAYER (item))
+        continue;
+      label =
+          g_strdup_printf ("%*s%s", depth * 2, "", gimp_item_get_name (item));
+      gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->control_layer),
+                                      label);
+      g_free (label);
+      g_array_append_val (st->control_ids, id);
+      if (id == current)
+        gtk_combo_box_set_active (GTK_COMBO_BOX (st->control_layer),
+                                  (gint) st->control_ids->len);
+      if (gimp_item_is_group (item))
+        {
+          GList *children = gimp_item_list_children (item);
+
+          add_layer_rows (st, children, depth + 1, current);
+          g_list_free (children);
+        }
+    }
+}
+
+/* (none) and every layer of the image, groups' children indented. */
+static void
+fill_control_layers (DialogState *st)
+{
+  GimpImage *image = st->hooks.image;
+  GimpLayer *current = NULL;
+  GList     *layers;
+
+  g_object_get (st->config, "control-layer", &current, NULL);
+  st->syncing++;
+  gtk_combo_box_text_remove_all (GTK_COMBO_BOX_TEXT (st->control_layer));
+  g_array_set_size (st->control_ids, 0);
+  gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->control_layer),
+                                  _ ("(none)"));
+  gtk_combo_box_set_active (GTK_COMBO_BOX (st->control_layer), 0);
+  if (image)
+    {
+      layers = gimp_image_list_layers (image);
+      add_layer_rows (st, layers, 0,
+                      current ? gimp_item_get_id (GIMP_ITEM (current)) : -1);
+      g_list_free (layers);
+    }
+  st->syncing--;
+  g_clear_object (&current);
+}
+
+static void
+on_control_layer_changed (GtkComboBox *combo, gpointer data)
+{
+  DialogState *st = data;
+  gint         i = gtk_combo_box_get_active (combo);
+  GimpLayer   *layer = NULL;
+
+  if (st->syncing || i < 0)
+    return;
+  if (i > 0 && (guint) i <= st->control_ids->len)
+    layer = gimp_layer_get_by_id (g_array_index (st->control_ids, gint, i - 1));
+  g_object_set (st->config, "control-layer", layer, NULL);
+}
+
 static void
 on_config_notify (GObject    *config,
                   GParamSpec *pspec,
@@ -270,8 +485,13 @@ on_config_notify (GObject    *config,
       if (! st->syncing)
         st->model_chosen = TRUE;
       update_model_info (st);
+      update_controlnets (st);
       return;
     }
+  if (! strcmp (pspec->name, "control-layer") ||
+      ! strcmp (pspec->name, "control-preprocess") ||
+      ! strcmp (pspec->name, "margin"))
+    update_control_preview (st);
   if (! st->syncing)
     g_hash_table_add (st->touched, g_strdup (pspec->name));
   update_estimate (st);
@@ -589,6 +809,85 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       g_list_free_full (adv, g_free);
     }
 
+  /* ---- Control: a layer steers the picture through a ControlNet ---------
+   * the layer, ControlNet and preprocessor beside the control image; the
+   * weight and the start/end row under them, as wide as the dialog */
+  if (has_prop (config, "control-layer"))
+    {
+      GList     *cids = NULL;
+      GtkWidget *box, *cgrid, *cframe, *ctop, *cvbox, *couter;
+
+      couter = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
+      ctop = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+      gtk_box_pack_start (GTK_BOX (couter), ctop, FALSE, FALSE, 0);
+      cvbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
+      gtk_box_pack_start (GTK_BOX (ctop), cvbox, TRUE, TRUE, 0);
+      cgrid = gtk_grid_new ();
+      gtk_grid_set_row_spacing (GTK_GRID (cgrid), 4);
+      gtk_grid_set_column_spacing (GTK_GRID (cgrid), 8);
+      gtk_box_pack_start (GTK_BOX (cvbox), cgrid, FALSE, FALSE, 0);
+
+      label = label_left (_ ("Control la_yer:"));
+      gtk_grid_attach (GTK_GRID (cgrid), label, 0, 0, 1, 1);
+      st->control_layer = narrow_combo ();
+      gtk_widget_set_tooltip_text (st->control_layer,
+                                   _ ("A layer of this image (e.g. one you "
+                                      "sketched on) whose drawing steers the "
+                                      "picture; it is only read"));
+      gtk_label_set_mnemonic_widget (GTK_LABEL (label), st->control_layer);
+      gtk_grid_attach (GTK_GRID (cgrid), st->control_layer, 1, 0, 1, 1);
+      st->control_ids = g_array_new (FALSE, FALSE, sizeof (gint));
+      fill_control_layers (st);
+      g_signal_connect (st->control_layer, "changed",
+                        G_CALLBACK (on_control_layer_changed), st);
+
+      label = label_left (_ ("Cont_rolNet:"));
+      gtk_grid_attach (GTK_GRID (cgrid), label, 0, 1, 1, 1);
+      st->controlnet_combo = narrow_combo ();
+      gtk_widget_set_tooltip_text (
+          st->controlnet_combo, _ ("The ControlNets in the model folders for "
+                                   "this model's family"));
+      gtk_label_set_mnemonic_widget (GTK_LABEL (label), st->controlnet_combo);
+      gtk_grid_attach (GTK_GRID (cgrid), st->controlnet_combo, 1, 1, 1, 1);
+      g_signal_connect (st->controlnet_combo, "changed",
+                        G_CALLBACK (on_controlnet_changed), st);
+
+      add_if (config, &cids, "control-preprocess");
+      box = gimp_procedure_dialog_fill_box_list (pd, "control-pre-box", cids);
+      g_list_free_full (cids, g_free);
+      cids = NULL;
+      gtk_box_pack_start (GTK_BOX (cvbox), box, FALSE, FALSE, 0);
+      st->control_message = label_left ("");
+      gtk_label_set_line_wrap (GTK_LABEL (st->control_message), TRUE);
+      gtk_label_set_max_width_chars (GTK_LABEL (st->control_message), 40);
+      /* shown only when there is something to say */
+      gtk_widget_set_no_show_all (st->control_message, TRUE);
+      gtk_box_pack_start (GTK_BOX (cvbox), st->control_message, FALSE, FALSE,
+                          0);
+
+      cframe = gtk_frame_new (_ ("Control image"));
+      gtk_widget_set_valign (cframe, GTK_ALIGN_START);
+      st->control_preview = gtk_image_new ();
+      gtk_widget_set_size_request (st->control_preview, CONTROL_PREVIEW_SIZE,
+                                   CONTROL_PREVIEW_SIZE);
+      gtk_container_add (GTK_CONTAINER (cframe), st->control_preview);
+      gtk_box_pack_start (GTK_BOX (ctop), cframe, FALSE, FALSE, 0);
+
+      add_if (config, &cids, "control-scale");
+      add_row (pd, config, &cids, "control-range-box", "control-start",
+               "control-end", NULL);
+      box = gimp_procedure_dialog_fill_box_list (pd, "control-box", cids);
+      g_list_free_full (cids, g_free);
+      gtk_box_pack_start (GTK_BOX (couter), box, FALSE, FALSE, 0);
+
+      st->control = gtk_expander_new_with_mnemonic (_ ("C_ontrol"));
+      gtk_container_add (GTK_CONTAINER (st->control), couter);
+      if (has_prop (config, "show-control"))
+        g_object_bind_property (config, "show-control", st->control, "expanded",
+                                G_BINDING_BIDIRECTIONAL |
+                                    G_BINDING_SYNC_CREATE);
+    }
+
   /* ---- extra widgets under the generated ones --------------------------- */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
   vbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
@@ -611,6 +910,8 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
     gtk_grid_attach (GTK_GRID (grid), st->embeddings, 1, 3, 1, 1);
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
     st->seed_row = add_seed_widgets (pd, config, grid);
+  if (st->control)
+    gtk_box_pack_start (GTK_BOX (vbox), st->control, FALSE, FALSE, 0);
   if (expander)
     gtk_box_pack_start (GTK_BOX (vbox), expander, FALSE, FALSE, 0);
 
@@ -646,6 +947,8 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   g_signal_connect (dialog, "map", G_CALLBACK (on_map_place), NULL);
 
   update_model_info (st);
+  update_controlnets (st);
+  update_control_preview (st);
   update_estimate (st);
   return dialog;
 }
@@ -725,6 +1028,8 @@ gimp_ldm_dialog_set_running (GtkWidget  *dialog,
     gtk_widget_set_sensitive (st->model_combo, ! running);
   if (st->seed_row)
     gtk_widget_set_sensitive (st->seed_row, ! running);
+  if (st->control)
+    gtk_widget_set_sensitive (st->control, ! running);
   if (running)
     gtk_widget_show (dialog);
 }

@@ -46,6 +46,21 @@ typedef struct
    * found for the current model's family (the dialog frees them) */
   void    (*list_addons)    (GimpProcedureConfig *config, GList **loras,
                              gchar **embeddings, gpointer user);
+  /* GimpLdmModelEntry list of the ControlNets found for the current model's
+   * family (the dialog frees it) */
+  GList *(*list_controlnets) (GimpProcedureConfig *config, gpointer user);
+  /* the control image for the current values (preprocessed control layer),
+   * interleaved float RGB 0..1, rows packed; NULL when there is no control
+   * layer, with *message saying why when it cannot be made (the dialog
+   * frees both) */
+  gfloat *(*control_preview) (GimpProcedureConfig *config,
+                              gint                *width,
+                              gint                *height,
+                              gchar              **message,
+                              gpointer             user);
+  /* the image the dialog works on: its layers are the control layer
+   * choices (NULL: none) */
+  GimpImage *image;
   gpointer user;
 } GimpLdmDialogHooks;
 

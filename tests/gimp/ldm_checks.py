@@ -43,10 +43,14 @@ COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
           ('random-seed', 'gboolean'), ('sampler', 'gchararray'),
           ('model', 'GFile'), ('threads', 'gint'), ('precision', 'gchararray'),
           ('loras', 'gchararray')]
+# the ControlNet arguments of Generate, Refine and Inpaint (issue #25's names)
+CONTROL = [('control-layer', 'GimpLayer'), ('controlnet', 'GFile'),
+           ('control-preprocess', 'gchararray'), ('control-scale', 'gdouble'),
+           ('control-start', 'gdouble'), ('control-end', 'gdouble')]
 EXTRA = {
-    'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
-    'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')],
-    'plug-in-ldm-refine': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')],
+    'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')] + CONTROL,
+    'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')] + CONTROL,
+    'plug-in-ldm-refine': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')] + CONTROL,
     'plug-in-ldm-upscale': [('noise-level', 'gint'), ('new-image', 'gboolean'),
                             ('scale', 'gchararray'), ('refine', 'gboolean'),
                             ('refine-strength', 'gdouble'), ('refine-model', 'GFile')],
@@ -153,6 +157,22 @@ def add_layer(img, name, x, y, w, h, color):
     return layer
 
 
+def scribble_layer(img, name='sketch', box=None):
+    """A transparent layer with a black ring drawn on it (a user's sketch),
+    in the top-left quarter unless box (x, y, w, h) says where."""
+    w, h = img.get_width(), img.get_height()
+    layer = Gimp.Layer.new(img, name, w, h, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    img.insert_layer(layer, None, 0)
+    x, y, bw, bh = box or (w // 8, h // 8, w // 3, h // 3)
+    img.select_ellipse(Gimp.ChannelOps.REPLACE, x, y, bw, bh)
+    img.select_ellipse(Gimp.ChannelOps.SUBTRACT, x + bw // 6, y + bh // 6, bw * 2 // 3, bh * 2 // 3)
+    Gimp.context_set_foreground(Gegl.Color.new('#000000'))
+    layer.edit_fill(Gimp.FillType.FOREGROUND)
+    Gimp.Selection.none(img)
+    return layer
+
+
 def expect_error(label, name, img, drawables, match=None, **args):
     img.clean_all()
     before = snapshot(img)
@@ -194,6 +214,11 @@ def check_registration():
             spec = [a for a in proc.get_arguments() if a.name == 'precision'][0]
             nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
             check('%s precision choices' % name, nicks == ['auto', 'f32', 'bf16'], nicks)
+        if name in ('plug-in-ldm-generate', 'plug-in-ldm-refine', 'plug-in-ldm-inpaint'):
+            spec = [a for a in proc.get_arguments() if a.name == 'control-preprocess'][0]
+            nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
+            check('%s control-preprocess choices' % name,
+                  nicks == ['none', 'invert', 'scribble', 'canny'], nicks)
 
 
 # ------------------------------------------------------------------ bad inputs
@@ -229,6 +254,27 @@ def check_errors():
     expect_error('regenerate on a layer without recipe', 'plug-in-ldm-regenerate',
                  img, [layer], match='recipe')
     expect_error('inpaint with two layers', 'plug-in-ldm-inpaint', img, [layer, bg])
+    img.delete()
+
+    # ControlNet: a control layer of another image, a control layer without
+    # a ControlNet, a ControlNet file that is missing, start after end
+    img, bg = new_image()
+    other, other_bg = new_image(64, 64)
+    sketch = scribble_layer(img)
+    cn = Gio.File.new_for_path(os.path.join(TMP, 'no-such-controlnet.safetensors'))
+    expect_error('generate with a control layer of another image', 'plug-in-ldm-generate',
+                 img, [bg], match='not in this image', prompt='a cat', control_layer=other_bg,
+                 controlnet=cn)
+    expect_error('generate with a control layer and no ControlNet', 'plug-in-ldm-generate',
+                 img, [bg], match='ControlNet', prompt='a cat', control_layer=sketch)
+    expect_error('refine with a missing ControlNet file', 'plug-in-ldm-refine',
+                 img, [bg], match='no-such-controlnet.safetensors', prompt='a cat',
+                 control_layer=sketch, controlnet=cn)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 30, 20, 40, 30)
+    expect_error('inpaint with the control starting after it ends', 'plug-in-ldm-inpaint',
+                 img, [bg], match='after it ends', prompt='a cat', control_layer=sketch,
+                 controlnet=Gio.File.new_for_path(garbage), control_start=0.8, control_end=0.2)
+    other.delete()
     img.delete()
 
     img, bg = new_image()
