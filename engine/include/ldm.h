@@ -84,6 +84,9 @@ LDM_API void ldm_blas_tune(char **argv);
  *   taesd-encode / taesd-decode   as vae-*, for TAESD files
  *   unet        sample, timestep, encoder_hidden_states (+ text_embeds,
  *               time_ids, class_labels, timestep_cond) -> out
+ *   controlnet  sample, timestep, encoder_hidden_states, controlnet_cond
+ *               [B,3,8h,8w] in 0..1 (+ conditioning_scale [1], text_embeds,
+ *               time_ids) -> down_0 .. down_N, mid (ControlNet file/folder)
  *   esrgan      image [B,3,H,W] RGB in 0..1 -> image [B,3,H*s,W*s] (RRDBNet or
  *               SRVGGNetCompact file; options tile=N,overlap=N, repeat=N)
  * `options` is a comma-separated key=value list or NULL; unet: repeat=N runs

@@ -4,6 +4,7 @@
 #include "core/eval_options.h"
 #include "core/status.h"
 #include "models/esrgan/esrgan.h"
+#include "models/unet/controlnet.h"
 #include "models/unet/unet.h"
 #include "models/vae/vae.h"
 #include "text/clip_text.h"
@@ -21,6 +22,7 @@ static const struct {
     {"taesd-encode", ldm_eval_taesd_encode},
     {"taesd-decode", ldm_eval_taesd_decode},
     {"unet", ldm_eval_unet},
+    {"controlnet", ldm_eval_controlnet},
     {"esrgan", ldm_eval_esrgan},
 };
 #define N_COMPONENTS (sizeof components / sizeof *components)

@@ -261,6 +261,15 @@ static ldm_status check_inputs(const ldm_unet *u, int B, int H, int W, const ldm
 
 ldm_status ldm_unet_forward(ldm_ctx *ctx, const ldm_unet *u, float *out, const float *sample, int B, int H, int W,
                             const float *timesteps, const ldm_unet_cond *cond) {
+  return ldm_unet_forward_ex(ctx, u, out, sample, B, H, W, timesteps, cond, NULL);
+}
+
+ldm_status ldm_unet_forward_ex(ldm_ctx *ctx, const ldm_unet *u, float *out, const float *sample, int B, int H, int W,
+                               const float *timesteps, const ldm_unet_cond *cond, const ldm_unet_extra *x) {
+  static const ldm_unet_extra none = {0};
+  if (!x) x = &none;
+  if (u->cfg.controlnet && !x->tap)
+    return ldm_fail(ctx->err, LDM_ERR_INTERNAL, "unet: a ControlNet runs in encoder mode only");
   LDM_TRY(check_inputs(u, B, H, W, cond, ctx->err));
   const ldm_unet_config *c = &u->cfg;
   const ldm_unet_weights *w = &u->w;
@@ -282,6 +291,8 @@ ldm_status ldm_unet_forward(ldm_ctx *ctx, const ldm_unet *u, float *out, const f
   // conv_in -> [B, HW, C0]
   ALLOC(h, (int64_t)B * H * W * C0);
   RUN(ldm_conv2d(ctx, h, sample, B, H, W, c->in_channels, &w->conv_in_w, &w->conv_in_b, 1, 1));
+  if (x->hint) // + the ControlNet's embedded control image
+    ldm_add(ctx, h, h, x->hint, (int64_t)B * H * W * C0);
   skips[n_skip++] = (skip_entry){h, H, W, C0};
   int ch = C0;
 
@@ -352,6 +363,16 @@ ldm_status ldm_unet_forward(ldm_ctx *ctx, const ldm_unet *u, float *out, const f
     RUN(resblock(&f, y, h, H, W, &w->mid_res2));
     h = y;
   }
+  if (x->tap) { // encoder mode: hand out every skip and the middle output, then stop
+    for (int i = 0; i < n_skip; i++) RUN(x->tap(x->tap_user, i, skips[i].p, B, skips[i].H, skips[i].W, skips[i].C));
+    RUN(x->tap(x->tap_user, n_skip, h, B, H, W, ch));
+    goto done;
+  }
+  if (x->down_res) // ControlNet residuals, added after the middle block read the last skip as it was
+    for (int i = 0; i < n_skip; i++)
+      if (x->down_res[i])
+        ldm_add(ctx, skips[i].p, skips[i].p, x->down_res[i], (int64_t)B * skips[i].H * skips[i].W * skips[i].C);
+  if (x->mid_res) ldm_add(ctx, h, h, x->mid_res, (int64_t)B * H * W * ch);
 
   // up blocks: concat the skip, resnet, attention, upsample to the next skip's size
   for (int i = 0; i < w->n_output; i++) {

@@ -21,7 +21,8 @@
 typedef enum ldm_unet_layout {
   LDM_UNET_LAYOUT_LDM = 0,      /* model.diffusion_model.input_blocks... */
   LDM_UNET_LAYOUT_LDM_BARE,     /* input_blocks... (UNet-only file) */
-  LDM_UNET_LAYOUT_DIFFUSERS     /* down_blocks... (unet/ folder or file) */
+  LDM_UNET_LAYOUT_DIFFUSERS,    /* down_blocks... (unet/ folder or file) */
+  LDM_UNET_LAYOUT_CONTROL       /* control_model.input_blocks... (original ControlNet) */
 } ldm_unet_layout;
 
 /* Hyper-parameters, read from tensor shapes (and unet/config.json when the
@@ -49,6 +50,7 @@ typedef struct ldm_unet_config {
   float freq_shift;             /* 0 */
   /* what was found in the source */
   ldm_unet_layout layout;
+  bool controlnet;              /* a ControlNet: input blocks and middle block only (controlnet.h) */
   int64_t n_tensors;            /* tensors of the UNet in the source */
   int64_t n_params;             /* their elements */
   int64_t n_ignored;            /* UNet-prefixed tensors not used, + model_ema.* */
@@ -166,6 +168,32 @@ void ldm_unet_free(ldm_unet *u);
 ldm_status ldm_unet_forward(ldm_ctx *ctx, const ldm_unet *u, float *out,
                             const float *sample, int B, int H, int W,
                             const float *timesteps, const ldm_unet_cond *cond);
+
+/* What a ControlNet adds to a forward pass (NULL members: nothing). */
+typedef ldm_status (*ldm_unet_tap_fn)(void *user, int i, const float *h, int B, int H, int W, int C);
+typedef struct ldm_unet_extra {
+  /* [B, H*W, C0]: added to conv_in's output (the ControlNet's embedded
+   * control image) */
+  const float *hint;
+  /* Encoder mode (a ControlNet): tap is called with every skip tensor
+   * h [B, H*W, C] (i = 0 .. n_input - 1, conv_in's output first) and then
+   * the middle block's output (i = n_input); the pass ends there. */
+  ldm_unet_tap_fn tap;
+  void *tap_user;
+  /* ControlNet residuals: down_res[i] [B, H_i*W_i, C_i] added to skip i
+   * after the down path, mid_res to the middle block's output
+   * (UNet2DConditionModel's down/mid_block_additional_residual(s)). */
+  float *const *down_res;
+  const float *mid_res;
+} ldm_unet_extra;
+
+/* ldm_unet_forward with ControlNet inputs or outputs (x may be NULL). */
+ldm_status ldm_unet_forward_ex(ldm_ctx *ctx, const ldm_unet *u, float *out, const float *sample, int B, int H, int W,
+                               const float *timesteps, const ldm_unet_cond *cond, const ldm_unet_extra *x);
+/* ldm_unet_load of a ControlNet's UNet part (controlnet = true: a source
+ * without one is an error; false: a ControlNet is refused). */
+ldm_status ldm_unet_load_ex(ldm_unet **out, const ldm_source *src, const ldm_unet_overrides *ov, bool controlnet,
+                            ldm_error *err);
 
 /* Family from the hyper-parameters alone (family.c). */
 ldm_family ldm_unet_guess_family(const ldm_unet_config *cfg);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define LDM_PREFIX "model.diffusion_model."
+#define CONTROL_PREFIX "control_model."
 #define MAX_MISSING_SHOWN 6
 
 typedef struct mname { /* a module's canonical and diffusers names */
@@ -36,7 +37,9 @@ typedef struct loader {
 static const ldm_tensor *find_name(const loader *L, const char *lname, const char *dname) {
   char buf[400];
   if (L->layout == LDM_UNET_LAYOUT_DIFFUSERS) return ldm_source_find(L->src, "unet", dname);
-  snprintf(buf, sizeof buf, "%s%s", L->layout == LDM_UNET_LAYOUT_LDM ? LDM_PREFIX : "", lname);
+  snprintf(buf, sizeof buf, "%s%s",
+           L->layout == LDM_UNET_LAYOUT_LDM ? LDM_PREFIX : L->layout == LDM_UNET_LAYOUT_CONTROL ? CONTROL_PREFIX : "",
+           lname);
   return ldm_source_find(L->src, "unet", buf);
 }
 
@@ -228,6 +231,7 @@ static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const l
 static ldm_status find_layout(loader *L) {
   const ldm_source *s = L->src;
   if (ldm_source_find(s, "unet", LDM_PREFIX "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_LDM;
+  else if (ldm_source_find(s, "unet", CONTROL_PREFIX "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_CONTROL;
   else if (ldm_source_find(s, "unet", "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_LDM_BARE;
   else if (ldm_source_find(s, "unet", "conv_in.weight") &&
            ldm_source_find(s, "unet", "down_blocks.0.resnets.0.norm1.weight"))
@@ -253,10 +257,11 @@ ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov, l
   const ldm_tensor *cin = probe(&L, &top, "input_blocks.0.0.weight", "conv_in.weight");
   const ldm_tensor *cout = probe(&L, &top, "out.2.weight", "conv_out.weight");
   const ldm_tensor *t0 = probe(&L, &top, "time_embed.0.weight", "time_embedding.linear_1.weight");
-  if (!cin || cin->ndim != 4 || !cout || cout->ndim != 4 || !t0 || t0->ndim != 2)
+  c->controlnet = probe(&L, &top, "input_hint_block.0.weight", "controlnet_cond_embedding.conv_in.weight") != NULL;
+  if (!cin || cin->ndim != 4 || (!c->controlnet && (!cout || cout->ndim != 4)) || !t0 || t0->ndim != 2)
     return ldm_fail(err, LDM_ERR_MISSING, "%s: UNet lacks conv_in, conv_out or time embedding", path);
   c->in_channels = (int)cin->shape[1];
-  c->out_channels = (int)cout->shape[0];
+  c->out_channels = c->controlnet ? 0 : (int)cout->shape[0];
   c->time_embed_dim = (int)t0->shape[0];
   int lpb = 0;
   for (;; lpb++) {
@@ -325,6 +330,7 @@ ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov, l
       continue;
     }
     if (L.layout == LDM_UNET_LAYOUT_LDM && strncmp(x->name, LDM_PREFIX, plen) != 0) continue;
+    if (L.layout == LDM_UNET_LAYOUT_CONTROL && strncmp(x->name, CONTROL_PREFIX, strlen(CONTROL_PREFIX)) != 0) continue;
     c->n_tensors++;
     c->n_params += ldm_tensor_numel(x);
   }
@@ -439,17 +445,19 @@ static ldm_status load_weights(loader *L, ldm_unet *u) {
   }
   req(L, &w->conv_in_w, &top, "input_blocks.0.0.weight", "conv_in.weight", 4, C0, c->in_channels, 3, 3);
   req(L, &w->conv_in_b, &top, "input_blocks.0.0.bias", "conv_in.bias", 1, C0, 0, 0, 0);
-  req(L, &w->norm_out_w, &top, "out.0.weight", "conv_norm_out.weight", 1, C0, 0, 0, 0);
-  req(L, &w->norm_out_b, &top, "out.0.bias", "conv_norm_out.bias", 1, C0, 0, 0, 0);
-  req(L, &w->conv_out_w, &top, "out.2.weight", "conv_out.weight", 4, c->out_channels, C0, 3, 3);
-  req(L, &w->conv_out_b, &top, "out.2.bias", "conv_out.bias", 1, c->out_channels, 0, 0, 0);
+  if (!c->controlnet) {
+    req(L, &w->norm_out_w, &top, "out.0.weight", "conv_norm_out.weight", 1, C0, 0, 0, 0);
+    req(L, &w->norm_out_b, &top, "out.0.bias", "conv_norm_out.bias", 1, C0, 0, 0, 0);
+    req(L, &w->conv_out_w, &top, "out.2.weight", "conv_out.weight", 4, c->out_channels, C0, 3, 3);
+    req(L, &w->conv_out_b, &top, "out.2.bias", "conv_out.bias", 1, c->out_channels, 0, 0, 0);
+  }
 
   /* down path; skip[] tracks the channels of every pushed skip tensor */
   int skip[1 + LDM_UNET_MAX_LEVELS * 65], n_skip = 0;
   w->n_input = 1 + nl * (lpb + 1) - 1;
-  w->n_output = nl * (lpb + 1);
+  w->n_output = c->controlnet ? 0 : nl * (lpb + 1);
   w->input = calloc((size_t)w->n_input, sizeof *w->input);
-  w->output = calloc((size_t)w->n_output, sizeof *w->output);
+  w->output = calloc((size_t)w->n_output + 1, sizeof *w->output);
   if (!w->input || !w->output) return ldm_fail(L->err, LDM_ERR_NOMEM, "out of memory");
   skip[n_skip++] = C0;
   int ch = C0;
@@ -486,8 +494,8 @@ static ldm_status load_weights(loader *L, ldm_unet *u) {
     LDM_TRY(load_attn(L, c, &w->mid_attn, &m1, ch, c->heads[nl - 1], false));
   }
   load_res(L, &w->mid_res2, &m2, ch, ch, te);
-  /* up path */
-  for (int ui = 0; ui < nl; ui++) {
+  /* up path (none in a ControlNet) */
+  for (int ui = 0; ui < nl && w->n_output > 0; ui++) {
     int l = nl - 1 - ui;
     for (int j = 0; j <= lpb; j++) {
       ldm_unet_block *b = &w->output[ui * (lpb + 1) + j];
@@ -516,11 +524,17 @@ static ldm_status load_weights(loader *L, ldm_unet *u) {
   return L->st;
 }
 
-ldm_status ldm_unet_load(ldm_unet **out, const ldm_source *src, const ldm_unet_overrides *ov, ldm_error *err) {
+ldm_status ldm_unet_load_ex(ldm_unet **out, const ldm_source *src, const ldm_unet_overrides *ov, bool controlnet,
+                            ldm_error *err) {
   *out = NULL;
   ldm_unet *u = calloc(1, sizeof *u);
   if (!u) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
   ldm_status st = ldm_unet_probe(src, ov, &u->cfg, err);
+  if (st == LDM_OK && u->cfg.controlnet != controlnet)
+    st = controlnet ? ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: not a ControlNet (no 'input_hint_block' or "
+                                                         "'controlnet_cond_embedding' tensors)", ldm_source_path(src))
+                    : ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: this is a ControlNet, not a checkpoint (use it as a "
+                                                         "control: --controlnet)", ldm_source_path(src));
   if (st == LDM_OK && u->cfg.n_levels > 0 && u->cfg.layers_per_block > 64)
     st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: layers_per_block %d", ldm_source_path(src),
                   u->cfg.layers_per_block);
@@ -544,4 +558,8 @@ ldm_status ldm_unet_load(ldm_unet **out, const ldm_source *src, const ldm_unet_o
   }
   *out = u;
   return LDM_OK;
+}
+
+ldm_status ldm_unet_load(ldm_unet **out, const ldm_source *src, const ldm_unet_overrides *ov, ldm_error *err) {
+  return ldm_unet_load_ex(out, src, ov, false, err);
 }
