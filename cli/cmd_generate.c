@@ -22,6 +22,18 @@
 #define LDM_SOURCE_DIR "."
 #endif
 
+/* One --controlnet group (or a ControlNet unit read back from a PNG). */
+typedef struct cli_control {
+  char *model;              /* as given: a path, or a name in the model folders */
+  char *image;              /* --control IMAGE (NULL: none given) */
+  float scale, start, end;
+  ldm_preprocess pre;
+  int low, high;            /* --canny LOW,HIGH */
+  bool exact;               /* model is the stored path (ldm's key), not the unit's Model name */
+  char path[4096];          /* the model file resolved */
+  ldm_image *img;           /* the control image read */
+} cli_control;
+
 typedef struct gen_opts {
   ldm_task task;
   const char *cmd;
@@ -54,6 +66,9 @@ typedef struct gen_opts {
   int n_loras;
   char *lora_buf;             /* the --from-png list's strings */
   char model_dirs[8192];      /* --model-dir ..., then $LDM_MODEL_PATH */
+  cli_control ctl[LDM_MAX_CONTROLS]; /* --controlnet groups (or the PNG's units) */
+  int n_ctl;
+  bool ctl_from_png;        /* ctl[] holds the recipe's units: a --controlnet replaces them */
 } gen_opts;
 
 static void usage(FILE *f, const char *cmd) {
@@ -106,6 +121,15 @@ static void usage(FILE *f, const char *cmd) {
           "                        In the prompt, <lora:NAME:MULT> names NAME.safetensors in the model folders\n"
           "  --model-dir DIR       a model folder (AUTOMATIC1111 or ComfyUI root, or a plain folder) for\n"
           "                        <lora:...> tags and embeddings; repeatable, searched before $LDM_MODEL_PATH\n"
+          "  --controlnet MODEL    steer with a ControlNet (.safetensors or diffusers folder, or the name of\n"
+          "                        one in the model folders); each --controlnet starts a group of:\n"
+          "  --control IMAGE       its control image (resized to the output size)\n"
+          "  --control-scale X     its weight, 0..2 (default 1)\n"
+          "  --control-start F --control-end F   the fraction of the steps it acts in (default 0 and 1)\n"
+          "  --preprocess none|invert|scribble|canny|inpaint   what is made of IMAGE first (default none;\n"
+          "                        inpaint: the --init image with the --mask area set to -1, no IMAGE needed)\n"
+          "  --canny LOW,HIGH      canny thresholds 0..255 (default 100,200)\n"
+          "                        (the group is repeatable: up to 8 ControlNets, their residuals summed)\n"
           "  --from-png PNG        reuse the parameters stored in a PNG made by ldm or A1111\n"
           "  --max-memory MB       refuse jobs (and input images) estimated to need more working memory\n"
           "                        (default 0: the memory available now; -1: no check)\n"
@@ -363,6 +387,46 @@ static int set_option(gen_opts *o, const char *a, const char *v, const char *fro
     o->precision_auto = !strcmp(v, "auto");
     if (!o->precision_auto && !ldm_precision_parse(v, &o->precision))
       bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not auto, f32, bf16 or bf16-emulated", l, v);
+  } else if (!strcmp(a, "--controlnet")) {
+    if (o->ctl_from_png && !from) { /* the command line's groups replace the recipe's */
+      for (int i = 0; i < o->n_ctl; i++) free(o->ctl[i].model), free(o->ctl[i].image);
+      o->n_ctl = 0;
+      o->ctl_from_png = false;
+    }
+    if (o->n_ctl == LDM_MAX_CONTROLS) return cli_fail(LDM_EXIT_USAGE, "%s: at most %d ControlNets", l, LDM_MAX_CONTROLS);
+    cli_control *c = &o->ctl[o->n_ctl];
+    memset(c, 0, sizeof *c);
+    c->scale = 1.0f;
+    c->end = 1.0f;
+    c->low = 100;
+    c->high = 200;
+    if (!(c->model = strdup(v))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+    o->n_ctl++;
+  } else if (!strcmp(a, "--control") || !strcmp(a, "--control-scale") || !strcmp(a, "--control-start") ||
+             !strcmp(a, "--control-end") || !strcmp(a, "--preprocess") || !strcmp(a, "--canny")) {
+    if (o->n_ctl == 0 || (o->ctl_from_png && !from))
+      return cli_fail(LDM_EXIT_USAGE, "%s: give --controlnet MODEL first (%s belongs to its group)", a, a);
+    cli_control *c = &o->ctl[o->n_ctl - 1];
+    if (!strcmp(a, "--control")) {
+      free(c->image);
+      if (!(c->image = strdup(v))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+    } else if (!strcmp(a, "--control-scale")) bad = cli_parse_float(l, v, 0.0f, 2.0f, &c->scale);
+    else if (!strcmp(a, "--control-start")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->start);
+    else if (!strcmp(a, "--control-end")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->end);
+    else if (!strcmp(a, "--preprocess")) {
+      if (!ldm_preprocess_parse(v, &c->pre))
+        bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not none, invert, scribble, canny or inpaint", l, v);
+    } else {
+      const char *comma = strchr(v, ',');
+      char lo[32];
+      if (!comma || (size_t)(comma - v) >= sizeof lo)
+        return cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not LOW,HIGH", l, v);
+      snprintf(lo, sizeof lo, "%.*s", (int)(comma - v), v);
+      bad = cli_parse_int(l, lo, 0, 255, &c->low);
+      if (!bad) bad = cli_parse_int(l, comma + 1, 0, 255, &c->high);
+      if (!bad && c->low > c->high)
+        bad = cli_fail(LDM_EXIT_USAGE, "%s: low threshold %d is above the high one %d", l, c->low, c->high);
+    }
   } else if (!strcmp(a, "--out")) o->out_path = v;
   else if (!strcmp(a, "--lora")) bad = add_lora_opt(o, v);
   else if (!strcmp(a, "--model-dir")) {
@@ -384,10 +448,95 @@ typedef struct recipe_ctx {
   char a1111_sampler[32];
 } recipe_ctx;
 
+/* The ControlNet unit index N of "ControlNet N..." / "ldm ControlNet N ..."
+ * (a new unit with the defaults when first seen), or -1 past the limit. */
+static cli_control *recipe_unit(gen_opts *o, const char *digits) {
+  char *end;
+  long i = strtol(digits, &end, 10);
+  if (end == digits || i < 0 || i >= LDM_MAX_CONTROLS) return NULL;
+  if (!o->ctl_from_png) { /* the first stored unit: the recipe's set replaces nothing given yet */
+    o->n_ctl = 0;
+    o->ctl_from_png = true;
+  }
+  while (o->n_ctl <= i) {
+    cli_control *c = &o->ctl[o->n_ctl++];
+    memset(c, 0, sizeof *c);
+    c->scale = 1.0f;
+    c->end = 1.0f;
+    c->low = 100;
+    c->high = 200;
+  }
+  return &o->ctl[i];
+}
+
+/* sd-webui-controlnet's unit text "Module: canny, Model: NAME [HASH],
+ * Weight: 1, ..., Guidance Start: 0, Guidance End: 1" (values hold no ','
+ * or ':'), and ldm's "ldm ControlNet N model" / "... image" paths. */
+static int recipe_control(recipe_ctx *rc, const char *key, const char *value) {
+  gen_opts *o = rc->o;
+  bool ours = !strncmp(key, "ldm ", 4);
+  cli_control *c = recipe_unit(o, key + (ours ? 15 : 11));
+  if (!c) return cli_fail(LDM_EXIT_USAGE, "%s: not a ControlNet unit 0..%d", rc->label, LDM_MAX_CONTROLS - 1);
+  if (ours) {
+    const char *what = strrchr(key, ' ') + 1;
+    char **dst = !strcmp(what, "model") ? &c->model : !strcmp(what, "image") ? &c->image : NULL;
+    if (!dst) return 0;
+    free(*dst);
+    if (!(*dst = strdup(value))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+    if (dst == &c->model) c->exact = true; /* the unit's Model name does not replace it */
+    return 0;
+  }
+  char item[512], label[1100];
+  for (const char *s = value; *s;) {
+    size_t len = strcspn(s, ",");
+    snprintf(item, sizeof item, "%.*s", (int)(len < sizeof item ? len : sizeof item - 1), s);
+    s += len;
+    if (*s == ',') s++;
+    char *k = item;
+    while (*k == ' ') k++;
+    char *colon = strstr(k, ": ");
+    if (!colon) continue;
+    *colon = '\0';
+    const char *v = colon + 2;
+    snprintf(label, sizeof label, "%s %s", rc->label, k);
+    int bad = 0;
+    if (!strcmp(k, "Module")) {
+      ldm_preprocess pre = LDM_PREPROCESS_NONE;
+      if (!strncmp(v, "invert", 6)) pre = LDM_PREPROCESS_INVERT;
+      else if (!strncmp(v, "inpaint", 7)) pre = LDM_PREPROCESS_INPAINT;
+      else if (!ldm_preprocess_parse(v, &pre))
+        return cli_fail(LDM_EXIT_USAGE, "%s: preprocessor '%s' is not one ldm runs (none, invert, scribble, canny, "
+                        "inpaint)", label, v);
+      c->pre = pre;
+    } else if (!strcmp(k, "Model") && !c->exact) {
+      char name[512];
+      snprintf(name, sizeof name, "%s", v);
+      char *br = strstr(name, " [");
+      if (br) *br = '\0';
+      free(c->model);
+      if (!(c->model = strdup(name))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
+    } else if (!strcmp(k, "Weight")) bad = cli_parse_float(label, v, 0.0f, 2.0f, &c->scale);
+    else if (!strcmp(k, "Guidance Start")) bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->start);
+    else if (!strcmp(k, "Guidance End")) bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->end);
+    else if (!strcmp(k, "Threshold A") && c->pre == LDM_PREPROCESS_CANNY) {
+      float f;
+      bad = cli_parse_float(label, v, 0.0f, 255.0f, &f);
+      c->low = (int)f;
+    } else if (!strcmp(k, "Threshold B") && c->pre == LDM_PREPROCESS_CANNY) {
+      float f;
+      bad = cli_parse_float(label, v, 0.0f, 255.0f, &f);
+      c->high = (int)f;
+    }
+    if (bad) return LDM_EXIT_USAGE;
+  }
+  return 0;
+}
+
 /* One stored setting -> the option it stands for, through set_option. */
 static int recipe_setting(void *user, const char *key, const char *value) {
   recipe_ctx *c = user;
   snprintf(c->label, sizeof c->label, "%s: stored '%s'", c->path, key);
+  if (!strncmp(key, "ControlNet ", 11) || !strncmp(key, "ldm ControlNet ", 15)) return recipe_control(c, key, value);
   if (!strcmp(key, "Steps")) return set_option(c->o, "--steps", value, c->label);
   if (!strcmp(key, "CFG scale")) return set_option(c->o, "--cfg-scale", value, c->label);
   if (!strcmp(key, "Seed")) return set_option(c->o, "--seed", value, c->label);
@@ -449,6 +598,81 @@ static int apply_recipe(gen_opts *o, const char *path) {
     return set_option(o, "--sampler", smp, c.label);
   }
   return 0;
+}
+
+/* A1111's legacy model hash (sd_models.model_hash, which sd-webui-controlnet
+ * shows as "NAME [HASH]"): the first 8 hex digits of the SHA-256 of the
+ * 64 KiB at offset 1 MiB (of nothing for smaller files); a diffusers folder:
+ * of its weights file. */
+static void legacy_hash(const char *path, char out[9]) {
+  char file[4200];
+  struct stat sb;
+  snprintf(file, sizeof file, "%s", path);
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    snprintf(file, sizeof file, "%s/diffusion_pytorch_model.safetensors", path);
+  FILE *f = fopen(file, "rb");
+  if (!f) {
+    snprintf(out, 9, "NOFILE");
+    return;
+  }
+  static unsigned char buf[0x10000];
+  size_t n = fseek(f, 0x100000, SEEK_SET) == 0 ? fread(buf, 1, sizeof buf, f) : 0;
+  fclose(f);
+  struct sha256_ctx ctx;
+  unsigned char d[SHA256_DIGEST_SIZE];
+  sha256_init(&ctx);
+  sha256_update(&ctx, n, buf);
+  sha256_digest(&ctx, sizeof d, d);
+  for (int i = 0; i < 4; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* The ControlNet units as sd-webui-controlnet writes them ("ControlNet N:
+ * \"Module: canny, Model: NAME [HASH], Weight: 1, ...\""), and ldm's
+ * paths of each model and control image for --from-png. */
+static char *control_parameters(const gen_opts *o) {
+  if (o->n_ctl == 0) return NULL;
+  size_t cap = 1024;
+  for (int i = 0; i < o->n_ctl; i++)
+    cap += 3 * (strlen(o->ctl[i].path) + (o->ctl[i].image ? strlen(o->ctl[i].image) : 0)) + 1024;
+  char *out = malloc(cap), *unit = malloc(cap), *q = malloc(cap);
+  if (!out || !unit || !q) {
+    free(out), free(unit), free(q);
+    return NULL;
+  }
+  size_t k = 0;
+  out[0] = '\0';
+  for (int i = 0; i < o->n_ctl; i++) {
+    const cli_control *c = &o->ctl[i];
+    char name[256], hash[9];
+    size_t nl = 0;
+    const char *stem = base_name(c->path);
+    while (!*stem && stem > c->path) stem--; /* "folder/" */
+    for (const char *ch = stem; *ch && *ch != '/' && nl + 1 < sizeof name; ch++)
+      if (*ch != ',' && *ch != ':') name[nl++] = *ch;
+    name[nl] = '\0';
+    char *dot = strrchr(name, '.');
+    if (dot && !strcmp(dot, ".safetensors")) *dot = '\0';
+    legacy_hash(c->path, hash);
+    const char *module = c->pre == LDM_PREPROCESS_INVERT    ? "invert (from white bg & black line)"
+                         : c->pre == LDM_PREPROCESS_INPAINT ? "inpaint_global_harmonious"
+                                                            : ldm_preprocess_name(c->pre);
+    int u = snprintf(unit, cap, "Module: %s, Model: %s [%s], Weight: %g, Resize Mode: Just Resize", module, name, hash,
+                     (double)c->scale);
+    if (c->pre == LDM_PREPROCESS_CANNY) u += snprintf(unit + u, cap - (size_t)u, ", Threshold A: %d, Threshold B: %d", c->low, c->high);
+    snprintf(unit + u, cap - (size_t)u, ", Guidance Start: %g, Guidance End: %g, Control Mode: Balanced", (double)c->start,
+             (double)c->end);
+    json_quote(q, cap, unit);
+    k += (size_t)snprintf(out + k, cap - k, ", ControlNet %d: %s", i, q);
+    json_quote(q, cap, c->path);
+    k += (size_t)snprintf(out + k, cap - k, ", ldm ControlNet %d model: %s", i, q);
+    if (c->image) {
+      json_quote(q, cap, c->image);
+      k += (size_t)snprintf(out + k, cap - k, ", ldm ControlNet %d image: %s", i, q);
+    }
+  }
+  free(unit);
+  free(q);
+  return out;
 }
 
 static char *format_parameters(const gen_opts *o, uint64_t seed, int w, int h, const char *hash, const char *extra) {
@@ -786,6 +1010,48 @@ int ldm_cmd_generate(int argc, char **argv) {
     snprintf(o.model_dirs + k, sizeof o.model_dirs - k, "%s%s", k ? ":" : "", env_dirs);
   }
   jp.model_dirs = o.model_dirs[0] ? o.model_dirs : NULL;
+  /* the ControlNets: each model by path (or by name in the model folders),
+   * each control image read */
+  ldm_control controls[LDM_MAX_CONTROLS];
+  for (int i = 0; i < o.n_ctl; i++) {
+    cli_control *c = &o.ctl[i];
+    struct stat sb;
+    if (!c->model) {
+      rc = cli_fail(LDM_EXIT_USAGE, "%s: ControlNet %d: no model stored", o.from_png ? o.from_png : "--controlnet", i);
+      goto cleanup;
+    }
+    if (stat(c->model, &sb) == 0) {
+      snprintf(c->path, sizeof c->path, "%s", c->model);
+    } else if (!strchr(c->model, '/') && jp.model_dirs &&
+               ldm_models_find(jp.model_dirs, LDM_KIND_CONTROLNET, c->model, c->path, sizeof c->path, &err) == LDM_OK) {
+    } else {
+      rc = cli_fail(LDM_EXIT_USAGE, "--controlnet %s: no such file%s", c->model,
+                    strchr(c->model, '/') ? "" : jp.model_dirs ? ", nor a ControlNet of that name in the model folders"
+                                                               : " (a name needs --model-dir or $LDM_MODEL_PATH)");
+      goto cleanup;
+    }
+    if (!c->image && c->pre != LDM_PREPROCESS_INPAINT) {
+      rc = o.ctl_from_png ? cli_fail(LDM_EXIT_USAGE, "%s: no control image stored for ControlNet %d (%s): give "
+                                     "--controlnet MODEL --control IMAGE", o.from_png, i, c->model)
+                          : cli_fail(LDM_EXIT_USAGE, "--controlnet %s: no --control IMAGE given", c->model);
+      goto cleanup;
+    }
+    if (c->image && !(c->img = png_read_rgba(c->image, NULL, NULL, msg, sizeof msg))) {
+      rc = cli_fail(LDM_EXIT_USAGE, "--control %s", msg);
+      goto cleanup;
+    }
+    ldm_control_init(&controls[i]);
+    controls[i].model_path = c->path;
+    controls[i].image = c->img;
+    controls[i].scale = c->scale;
+    controls[i].start = c->start;
+    controls[i].end = c->end;
+    controls[i].preprocess = c->pre;
+    controls[i].canny_low = c->low;
+    controls[i].canny_high = c->high;
+  }
+  jp.controls = o.n_ctl ? controls : NULL;
+  jp.n_controls = o.n_ctl;
   if (ldm_job_new(&job, model, &jp, &err) != LDM_OK) {
     rc = cli_fail(err.status == LDM_ERR_INVALID_ARG ? LDM_EXIT_USAGE : LDM_EXIT_RUNTIME, "%s", err.msg);
     goto cleanup;
@@ -805,6 +1071,15 @@ int ldm_cmd_generate(int argc, char **argv) {
   char hash[11];
   model_hash(o.model, hash);
   extra = lora_parameters(job, &o);
+  char *cextra = control_parameters(&o);
+  if (cextra) {
+    size_t n = (extra ? strlen(extra) : 0) + strlen(cextra) + 1;
+    char *both = malloc(n);
+    if (both) snprintf(both, n, "%s%s", extra ? extra : "", cextra);
+    free(extra);
+    free(cextra);
+    extra = both;
+  }
   for (int i = 0; i < n_images; i++) {
     char path[4096];
     uint64_t seed = o.seed + (uint64_t)i; /* wraps past 2^64 - 1 by definition */
@@ -833,6 +1108,11 @@ done:
   free(o.negative);
   for (int i = 0; i < o.n_loras; i++) free((char *)o.loras[i].path);
   free(o.lora_buf);
+  for (int i = 0; i < o.n_ctl; i++) {
+    free(o.ctl[i].model);
+    free(o.ctl[i].image);
+    ldm_image_free(o.ctl[i].img);
+  }
   return rc;
 }
 

@@ -252,6 +252,7 @@ void ldm_model_free(ldm_model *m) {
   ldm_source_close(m->taesd_src);
   ldm_source_close(m->vae_src);
   ldm_source_close(m->src);
+  pl_model_free_controlnets(m);
   ldm_wcache_free(m->wcache);
   free(m->lora_sig);
   free(m);
@@ -411,9 +412,6 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
       return ldm_fail(err, LDM_ERR_INVALID_ARG, "refine overlap = %d, expected 0 (64) .. 1024", p->refine_overlap);
   }
   LDM_TRY(pl_job_check_controls(m, p, err));
-  if (p->n_controls > 0)
-    return ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: ControlNet is not available in this build yet",
-                    p->controls[0].model_path);
   ldm_job *j = calloc(1, sizeof *j);
   if (!j) return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   j->model = m;
@@ -429,7 +427,8 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     ldm_job_free(j);
     return ldm_fail(err, LDM_ERR_NOMEM, "job: out of memory");
   }
-  ldm_status st = pl_job_resolve_loras(j, p, err);
+  ldm_status st = pl_job_copy_controls(j, p, err);
+  if (st == LDM_OK) st = pl_job_resolve_loras(j, p, err);
   if (st != LDM_OK) {
     ldm_job_free(j);
     return st;
@@ -503,5 +502,6 @@ void ldm_job_free(ldm_job *job) {
   free(job->model_dirs);
   free(job->lora_params);
   pl_job_free_loras(job);
+  pl_job_free_controls(job);
   free(job);
 }

@@ -14,6 +14,7 @@
 #include "sample/rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -48,6 +49,15 @@ typedef struct run {
   float *x0_est;            /* [lc, h, w]: the last model call's denoised estimate */
   bool x0_valid;
   int n_train;              /* num_train_timesteps of the sampler's schedule */
+  /* ControlNets: each with its embedded control image [B, h*w, C0]; the
+   * summed residuals; the step the next model call belongs to */
+  int n_cn;
+  ldm_controlnet *cn[LDM_MAX_CONTROLS];
+  float *cn_emb[LDM_MAX_CONTROLS];
+  double cn_start[LDM_MAX_CONTROLS], cn_end[LDM_MAX_CONTROLS];
+  float *cn_in;             /* [B, h*w, lc]: the latent alone when the UNet takes extra channels */
+  ldm_controlnet_res cn_res;
+  int cn_step, cn_steps;
   int step_base, step_total;
 } run;
 
@@ -112,7 +122,29 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
                         .time_ids = r->pooled ? r->time_ids : NULL,
                         .class_labels = r->has_class ? labels : NULL};
   r->ctx.err = err;
-  ldm_status st = ldm_unet_forward(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond);
+  ldm_unet_extra ex = {0};
+  ldm_status st = LDM_OK;
+  bool any = false;
+  /* ControlNets (diffusers' controlnet_keep: active at step i of n when
+   * start <= i/n and (i+1)/n <= end), on the latent model input alone */
+  const float *cn_x = r->in_nhwc;
+  if (r->n_cn > 0 && r->extra_c > 0) {
+    for (int64_t k = 0; k < B * hw; k++) memcpy(r->cn_in + k * r->lc, r->in_nhwc + k * cin, (size_t)r->lc * sizeof(float));
+    cn_x = r->cn_in;
+  }
+  for (int k = 0; k < r->n_cn && st == LDM_OK; k++) {
+    double a = (double)r->cn_step / r->cn_steps, b = (double)(r->cn_step + 1) / r->cn_steps;
+    float scale = a < r->cn_start[k] || b > r->cn_end[k] ? 0.0f : r->p->controls[k].scale;
+    if (scale == 0.0f) continue; /* its residuals times 0 */
+    if (!any) ldm_controlnet_res_zero(&r->cn_res);
+    any = true;
+    st = ldm_controlnet_forward(&r->ctx, r->cn[k], cn_x, B, r->h, r->w, ts, &cond, r->cn_emb[k], scale, &r->cn_res);
+  }
+  if (any) {
+    ex.down_res = r->cn_res.down;
+    ex.mid_res = r->cn_res.mid;
+  }
+  if (st == LDM_OK) st = ldm_unet_forward_ex(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond, &ex);
   r->ctx.err = r->err;
   if (st != LDM_OK) return st;
   float *dst = r->cfg ? r->tmp : out;
@@ -141,6 +173,7 @@ static const char *weights_path(const run *r, bool vae) {
 
 static ldm_status after_step(void *user, int i, int total, float *x, ldm_error *err) {
   run *r = user;
+  r->cn_step = i + 1;
   if (r->blend_mask) ldm_inpaint_blend(r->sampler, ldm_sampler_begin(r->sampler) + i, x, r->blend_x0,
                                        r->blend_noise, r->blend_mask);
   if (!all_finite(x, r->n))
@@ -279,6 +312,7 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
   }
   ldm_rng_seed(&r->rng, r->p->rng, seed);
   r->x0_valid = false;
+  r->cn_step = 0;
   int begin = ldm_sampler_begin(r->sampler);
   /* diffusers' is_strength_max; with A1111's k_ samplers begin is 0 for
    * strengths just under 1 too, and they still start from x0 + noise */
@@ -501,6 +535,55 @@ static void teardown_run(run *r) {
   ldm_image_free(r->preview);
   free(r->preview_planar);
   free(r->x0_est);
+  for (int k = 0; k < r->n_cn; k++) free(r->cn_emb[k]);
+  free(r->cn_in);
+  ldm_controlnet_res_free(&r->cn_res);
+}
+
+/* The job's ControlNets for a WW x WH run: loaded (kept by the model), each
+ * control image made at the working size and embedded once. */
+static ldm_status setup_controls(run *r, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW, int WH,
+                                 const float *work_init, const float *work_mask) {
+  const ldm_job_params *p = r->p;
+  int B = r->cfg ? 2 : 1, C0 = r->m->unet->cfg.channels[0];
+  int64_t hw = (int64_t)r->h * r->w;
+  r->cn_steps = ldm_sampler_timestep_count(r->sampler) - ldm_sampler_begin(r->sampler);
+  if (r->cn_steps < 1) r->cn_steps = 1;
+  float *img = malloc((size_t)3 * WW * WH * sizeof(float));
+  r->cn_in = malloc((size_t)B * hw * r->lc * sizeof(float));
+  if (!img || !r->cn_in) {
+    free(img);
+    return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the control images");
+  }
+  ldm_status st = LDM_OK;
+  for (int k = 0; k < p->n_controls && st == LDM_OK; k++) {
+    const ldm_control *c = &p->controls[k];
+    /* start / end as the decimal numbers they were written as (diffusers
+     * compares Python floats) */
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)c->start);
+    r->cn_start[k] = strtod(buf, NULL);
+    snprintf(buf, sizeof buf, "%.7g", (double)c->end);
+    r->cn_end[k] = strtod(buf, NULL);
+    st = pl_model_controlnet(r->m, c->model_path, &r->cn[k], r->err);
+    if (st == LDM_OK)
+      st = pl_control_image(r->job, k, FW, FH, rx0, ry0, RW, RH, WW, WH, work_init, work_mask, img, r->err);
+    if (st != LDM_OK) break;
+    r->n_cn = k + 1;
+    if (!(r->cn_emb[k] = malloc((size_t)B * hw * C0 * sizeof(float)))) {
+      st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the control images");
+      break;
+    }
+    int eh = 0, ew = 0;
+    st = ldm_controlnet_embed(&r->ctx, r->cn[k], r->cn_emb[k], img, 1, WH, WW, &eh, &ew);
+    if (st == LDM_OK && (eh != r->h || ew != r->w))
+      st = ldm_fail(r->err, LDM_ERR_INVALID_ARG, "control %d: %s embeds a %dx%d image to %dx%d, but the latent is "
+                    "%dx%d (sizes that are multiples of 8 fit)", k, c->model_path, WW, WH, ew, eh, r->w, r->h);
+    for (int b = 1; b < B && st == LDM_OK; b++) /* the same image for both halves of the CFG batch */
+      memcpy(r->cn_emb[k] + (int64_t)b * hw * C0, r->cn_emb[k], (size_t)hw * C0 * sizeof(float));
+  }
+  free(img);
+  return st;
 }
 
 /* Prompt and negative prompt -> r->context [B, T, D] (uncond first), with
@@ -789,6 +872,7 @@ static int64_t job_estimate(const ldm_job *job) {
   for (int l = 0; l < uc->n_levels; l++)
     unet += (double)(uc->layers_per_block + 1) * uc->channels[l] * (double)hw / (double)(1ll << (2 * l));
   unet += 6.0 * uc->channels[0] * (double)hw;
+  if (p->n_controls > 0) unet *= 2.0; /* the ControlNets' activations and the residuals they add */
   unet *= 4.0 * (double)B;
   /* VAE decode: the full-resolution levels hold two levels' widths */
   int64_t vpx = WW * WH;
@@ -987,6 +1071,9 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
     }
   }
   if ((st = prepare(&r, WW, WH)) != LDM_OK) goto done;
+  if (p->n_controls > 0 &&
+      (st = setup_controls(&r, src_img ? FW : 0, FH, rx0, ry0, RW, RH, WW, WH, work_init, work_mask)) != LDM_OK)
+    goto done;
   int OW = WW, OH = WH;
   gen = malloc((size_t)3 * OW * OH * sizeof(float));
   if (!gen) {

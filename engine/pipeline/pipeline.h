@@ -8,6 +8,7 @@
 #include "models/family.h"
 #include "models/esrgan/esrgan.h"
 #include "models/unet/unet.h"
+#include "models/unet/controlnet.h"
 #include "models/vae/vae.h"
 #include "sample/sample.h"
 #include "text/text.h"
@@ -54,6 +55,14 @@ struct ldm_model {
   ldm_precision precision;     /* ldm_model_params.precision */
   pl_model_settings settings;  /* stated size (also in fam.native_size) and recommendations */
   char *lora_sig;              /* the LoRA set merged into the weights now, NULL = none */
+  /* ControlNets jobs asked for, loaded once and kept with the model (the
+   * weight cache keys on their mapped weights) */
+  struct pl_cnet {
+    char *path;
+    ldm_source *src;
+    ldm_controlnet *cn;
+  } *cnets;
+  int n_cnets;
 };
 
 struct ldm_job {
@@ -64,6 +73,7 @@ struct ldm_job {
   ldm_job_lora *loras;               /* path and name strings owned */
   int n_loras;
   ldm_lora *lora_params;             /* the same as p.loras (paths borrowed from loras) */
+  ldm_control *controls;             /* p.controls copied, model paths owned */
   atomic_int cancel;
 };
 
@@ -95,8 +105,22 @@ ldm_status pl_models_scan_filtered(const char *roots, ldm_model_kind kind, bool 
  * prompts name, loaded for the model's text encoders (malloc'd array). */
 ldm_status pl_job_load_embeds(const ldm_job *job, const ldm_model *m, ldm_text_embed **out, int *n, ldm_error *err);
 
-/* Checks the job's ControlNets (control.c): counts, values, images, task. */
+/* Checks the job's ControlNets (control.c): counts, values, images, task,
+ * each file's family against the model's; then copies them into the job. */
 ldm_status pl_job_check_controls(const ldm_model *m, const ldm_job_params *p, ldm_error *err);
+ldm_status pl_job_copy_controls(ldm_job *job, const ldm_job_params *p, ldm_error *err);
+void pl_job_free_controls(ldm_job *job);
+/* The ControlNet at path, loaded for the model's UNet (cached in the model);
+ * the model's networks must be loaded (pl_model_ensure). */
+ldm_status pl_model_controlnet(ldm_model *m, const char *path, ldm_controlnet **out, ldm_error *err);
+void pl_model_free_controlnets(ldm_model *m);
+/* The job's control image i at the working size: planar [3, WH, WW] in
+ * 0..1 (-1 where the inpaint convention masks), from the caller's image
+ * (preprocessed, cropped to the work region rx0, ry0, RW x RH of an image of
+ * FW x FH when it has that size, resized) or, for LDM_PREPROCESS_INPAINT,
+ * from the working init image ([-1, 1] planar) and mask. */
+ldm_status pl_control_image(const ldm_job *job, int i, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW,
+                            int WH, const float *work_init, const float *work_mask, float *out, ldm_error *err);
 
 /* The peak working memory estimate behind max_memory_mb (generate.c; the
  * model loaded). */

@@ -223,6 +223,31 @@ def main():
                  f"|--strength|1|--seed|{seed}|--controlnet|sd1_a_orig.safetensors|--control|init.png"
                  f"|--preprocess|inpaint")
 
+    # A control image of another size (diffusers resizes it with PIL's LANCZOS)
+    # and one made by the canny preprocessor (OpenCV's, on the init image).
+    import cv2
+    seed = 2000 + len(cases)
+    big = ca.resize((96, 72), Image.NEAREST)
+    big.save(os.path.join(OUT, "control_96x72.png"))
+    p = StableDiffusionControlNetPipeline(**{**base.components, "controlnet": cn_a})
+    p.scheduler = sched(base)
+    img = p(**common, image=big, width=W, height=H, controlnet_conditioning_scale=1.0,
+            generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    img.save(os.path.join(OUT, "cn_txt2img_resized.png"))
+    cases.append(f"cn_txt2img_resized|txt2img|sd1|{cli}|--width|{W}|--height|{H}|--seed|{seed}"
+                 f"|--controlnet|sd1_a|--control|control_96x72.png")
+    seed = 2000 + len(cases)
+    gray = cv2.cvtColor(np.array(init), cv2.COLOR_RGB2GRAY)
+    edges = cv2.Canny(gray, 60, 140)
+    canny = Image.fromarray(np.stack([edges] * 3, -1))
+    p = StableDiffusionControlNetImg2ImgPipeline(**{**base.components, "controlnet": cn_a})
+    p.scheduler = sched(base)
+    img = p(**common, image=init, control_image=canny, strength=0.6, controlnet_conditioning_scale=1.1,
+            generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+    img.save(os.path.join(OUT, "cn_img2img_canny.png"))
+    cases.append(f"cn_img2img_canny|img2img|sd1|{cli}|--init|init.png|--strength|0.6|--seed|{seed}"
+                 f"|--controlnet|sd1_a|--control|init.png|--control-scale|1.1|--preprocess|canny|--canny|60,140")
+
     # SDXL: the ControlNet gets the add embedding's text_embeds and time ids too.
     seed = 2000 + len(cases)
     p = StableDiffusionXLControlNetPipeline(**{**xl.components, "controlnet": cn_x})

@@ -12,7 +12,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install -r "$here/requirements.txt"
 fi
 cd "$root"
+# make_controlnet.py builds on make_pipeline.py's models: it runs last
 for s in "$here"/make_*.py; do
+  [ "$(basename "$s")" = make_controlnet.py ] && continue
   echo "== $(basename "$s")"
   "$venv/bin/python" "$s"
 done
+echo "== make_controlnet.py"
+"$venv/bin/python" "$here/make_controlnet.py"
