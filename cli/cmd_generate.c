@@ -24,14 +24,14 @@
 
 /* One --controlnet group (or a ControlNet unit read back from a PNG). */
 typedef struct cli_control {
-  char *model;              /* as given: a path, or a name in the model folders */
-  char *image;              /* --control IMAGE (NULL: none given) */
+  char *model; /* as given: a path, or a name in the model folders */
+  char *image; /* --control IMAGE (NULL: none given) */
   float scale, start, end;
   ldm_preprocess pre;
-  int low, high;            /* --canny LOW,HIGH */
-  bool exact;               /* model is the stored path (ldm's key), not the unit's Model name */
-  char path[4096];          /* the model file resolved */
-  ldm_image *img;           /* the control image read */
+  int low, high;   /* --canny LOW,HIGH */
+  bool exact;      /* model is the stored path (ldm's key), not the unit's Model name */
+  char path[4096]; /* the model file resolved */
+  ldm_image *img;  /* the control image read */
 } cli_control;
 
 typedef struct gen_opts {
@@ -68,7 +68,7 @@ typedef struct gen_opts {
   char model_dirs[8192];      /* --model-dir ..., then $LDM_MODEL_PATH */
   cli_control ctl[LDM_MAX_CONTROLS]; /* --controlnet groups (or the PNG's units) */
   int n_ctl;
-  bool ctl_from_png;        /* ctl[] holds the recipe's units: a --controlnet replaces them */
+  bool ctl_from_png; /* ctl[] holds the recipe's units: a --controlnet replaces them */
 } gen_opts;
 
 static void usage(FILE *f, const char *cmd) {
@@ -393,7 +393,8 @@ static int set_option(gen_opts *o, const char *a, const char *v, const char *fro
       o->n_ctl = 0;
       o->ctl_from_png = false;
     }
-    if (o->n_ctl == LDM_MAX_CONTROLS) return cli_fail(LDM_EXIT_USAGE, "%s: at most %d ControlNets", l, LDM_MAX_CONTROLS);
+    if (o->n_ctl == LDM_MAX_CONTROLS)
+      return cli_fail(LDM_EXIT_USAGE, "%s: at most %d ControlNets", l, LDM_MAX_CONTROLS);
     cli_control *c = &o->ctl[o->n_ctl];
     memset(c, 0, sizeof *c);
     c->scale = 1.0f;
@@ -410,24 +411,27 @@ static int set_option(gen_opts *o, const char *a, const char *v, const char *fro
     if (!strcmp(a, "--control")) {
       free(c->image);
       if (!(c->image = strdup(v))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
-    } else if (!strcmp(a, "--control-scale")) bad = cli_parse_float(l, v, 0.0f, 2.0f, &c->scale);
-    else if (!strcmp(a, "--control-start")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->start);
-    else if (!strcmp(a, "--control-end")) bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->end);
+    } else if (!strcmp(a, "--control-scale"))
+      bad = cli_parse_float(l, v, 0.0f, 2.0f, &c->scale);
+    else if (!strcmp(a, "--control-start"))
+      bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->start);
+    else if (!strcmp(a, "--control-end"))
+      bad = cli_parse_float(l, v, 0.0f, 1.0f, &c->end);
     else if (!strcmp(a, "--preprocess")) {
       if (!ldm_preprocess_parse(v, &c->pre))
         bad = cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not none, invert, scribble, canny or inpaint", l, v);
     } else {
       const char *comma = strchr(v, ',');
       char lo[32];
-      if (!comma || (size_t)(comma - v) >= sizeof lo)
-        return cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not LOW,HIGH", l, v);
+      if (!comma || (size_t)(comma - v) >= sizeof lo) return cli_fail(LDM_EXIT_USAGE, "%s: '%s' is not LOW,HIGH", l, v);
       snprintf(lo, sizeof lo, "%.*s", (int)(comma - v), v);
       bad = cli_parse_int(l, lo, 0, 255, &c->low);
       if (!bad) bad = cli_parse_int(l, comma + 1, 0, 255, &c->high);
       if (!bad && c->low > c->high)
         bad = cli_fail(LDM_EXIT_USAGE, "%s: low threshold %d is above the high one %d", l, c->low, c->high);
     }
-  } else if (!strcmp(a, "--out")) o->out_path = v;
+  } else if (!strcmp(a, "--out"))
+    o->out_path = v;
   else if (!strcmp(a, "--lora")) bad = add_lora_opt(o, v);
   else if (!strcmp(a, "--model-dir")) {
     size_t k = strlen(o->model_dirs);
@@ -502,11 +506,15 @@ static int recipe_control(recipe_ctx *rc, const char *key, const char *value) {
     int bad = 0;
     if (!strcmp(k, "Module")) {
       ldm_preprocess pre = LDM_PREPROCESS_NONE;
-      if (!strncmp(v, "invert", 6)) pre = LDM_PREPROCESS_INVERT;
-      else if (!strncmp(v, "inpaint", 7)) pre = LDM_PREPROCESS_INPAINT;
+      if (!strncmp(v, "invert", 6))
+        pre = LDM_PREPROCESS_INVERT;
+      else if (!strncmp(v, "inpaint", 7))
+        pre = LDM_PREPROCESS_INPAINT;
       else if (!ldm_preprocess_parse(v, &pre))
-        return cli_fail(LDM_EXIT_USAGE, "%s: preprocessor '%s' is not one ldm runs (none, invert, scribble, canny, "
-                        "inpaint)", label, v);
+        return cli_fail(LDM_EXIT_USAGE,
+                        "%s: preprocessor '%s' is not one ldm runs (none, invert, scribble, canny, "
+                        "inpaint)",
+                        label, v);
       c->pre = pre;
     } else if (!strcmp(k, "Model") && !c->exact) {
       char name[512];
@@ -515,9 +523,12 @@ static int recipe_control(recipe_ctx *rc, const char *key, const char *value) {
       if (br) *br = '\0';
       free(c->model);
       if (!(c->model = strdup(name))) return cli_fail(LDM_EXIT_RUNTIME, "out of memory");
-    } else if (!strcmp(k, "Weight")) bad = cli_parse_float(label, v, 0.0f, 2.0f, &c->scale);
-    else if (!strcmp(k, "Guidance Start")) bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->start);
-    else if (!strcmp(k, "Guidance End")) bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->end);
+    } else if (!strcmp(k, "Weight"))
+      bad = cli_parse_float(label, v, 0.0f, 2.0f, &c->scale);
+    else if (!strcmp(k, "Guidance Start"))
+      bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->start);
+    else if (!strcmp(k, "Guidance End"))
+      bad = cli_parse_float(label, v, 0.0f, 1.0f, &c->end);
     else if (!strcmp(k, "Threshold A") && c->pre == LDM_PREPROCESS_CANNY) {
       float f;
       bad = cli_parse_float(label, v, 0.0f, 255.0f, &f);
@@ -658,9 +669,10 @@ static char *control_parameters(const gen_opts *o) {
                                                             : ldm_preprocess_name(c->pre);
     int u = snprintf(unit, cap, "Module: %s, Model: %s [%s], Weight: %g, Resize Mode: Just Resize", module, name, hash,
                      (double)c->scale);
-    if (c->pre == LDM_PREPROCESS_CANNY) u += snprintf(unit + u, cap - (size_t)u, ", Threshold A: %d, Threshold B: %d", c->low, c->high);
-    snprintf(unit + u, cap - (size_t)u, ", Guidance Start: %g, Guidance End: %g, Control Mode: Balanced", (double)c->start,
-             (double)c->end);
+    if (c->pre == LDM_PREPROCESS_CANNY)
+      u += snprintf(unit + u, cap - (size_t)u, ", Threshold A: %d, Threshold B: %d", c->low, c->high);
+    snprintf(unit + u, cap - (size_t)u, ", Guidance Start: %g, Guidance End: %g, Control Mode: Balanced",
+             (double)c->start, (double)c->end);
     json_quote(q, cap, unit);
     k += (size_t)snprintf(out + k, cap - k, ", ControlNet %d: %s", i, q);
     json_quote(q, cap, c->path);
@@ -1026,13 +1038,16 @@ int ldm_cmd_generate(int argc, char **argv) {
                ldm_models_find(jp.model_dirs, LDM_KIND_CONTROLNET, c->model, c->path, sizeof c->path, &err) == LDM_OK) {
     } else {
       rc = cli_fail(LDM_EXIT_USAGE, "--controlnet %s: no such file%s", c->model,
-                    strchr(c->model, '/') ? "" : jp.model_dirs ? ", nor a ControlNet of that name in the model folders"
-                                                               : " (a name needs --model-dir or $LDM_MODEL_PATH)");
+                    strchr(c->model, '/') ? ""
+                    : jp.model_dirs       ? ", nor a ControlNet of that name in the model folders"
+                                          : " (a name needs --model-dir or $LDM_MODEL_PATH)");
       goto cleanup;
     }
     if (!c->image && c->pre != LDM_PREPROCESS_INPAINT) {
-      rc = o.ctl_from_png ? cli_fail(LDM_EXIT_USAGE, "%s: no control image stored for ControlNet %d (%s): give "
-                                     "--controlnet MODEL --control IMAGE", o.from_png, i, c->model)
+      rc = o.ctl_from_png ? cli_fail(LDM_EXIT_USAGE,
+                                     "%s: no control image stored for ControlNet %d (%s): give "
+                                     "--controlnet MODEL --control IMAGE",
+                                     o.from_png, i, c->model)
                           : cli_fail(LDM_EXIT_USAGE, "--controlnet %s: no --control IMAGE given", c->model);
       goto cleanup;
     }

@@ -52,8 +52,10 @@ static ldm_status check_family(const ldm_model *m, int i, const char *path, ldm_
   ldm_status st = ldm_source_open(&src, path, err);
   if (st == LDM_OK) st = ldm_unet_probe(src, NULL, &c, err);
   if (st == LDM_OK && !c.controlnet)
-    st = ldm_fail(err, LDM_ERR_INVALID_ARG, "control %d: %s is not a ControlNet (no 'input_hint_block' or "
-                  "'controlnet_cond_embedding' tensors)", i, path);
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG,
+                  "control %d: %s is not a ControlNet (no 'input_hint_block' or "
+                  "'controlnet_cond_embedding' tensors)",
+                  i, path);
   if (st == LDM_OK) {
     ldm_family f = ldm_unet_guess_family(&c), mf = base_family(m->fam.family);
     if (f != mf)
@@ -144,10 +146,10 @@ ldm_status pl_model_controlnet(ldm_model *m, const char *path, ldm_controlnet **
       *out = m->cnets[i].cn;
       return LDM_OK;
     }
-  struct pl_cnet *grown = realloc(m->cnets, (size_t)(m->n_cnets + 1) * sizeof *grown);
+  pl_cnet *grown = realloc(m->cnets, (size_t)(m->n_cnets + 1) * sizeof *grown);
   if (!grown) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
   m->cnets = grown;
-  struct pl_cnet e = {0};
+  pl_cnet e = {0};
   ldm_unet_overrides ov;
   ldm_controlnet_overrides_for(m->unet, &ov);
   ldm_status st = (e.path = strdup(path)) ? LDM_OK : ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
@@ -176,8 +178,8 @@ void pl_model_free_controlnets(ldm_model *m) {
   m->n_cnets = 0;
 }
 
-ldm_status pl_control_image(const ldm_job *job, int i, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW,
-                            int WH, const float *work_init, const float *work_mask, float *out, ldm_error *err) {
+ldm_status pl_control_image(const ldm_job *job, int i, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW, int WH,
+                            const float *work_init, const float *work_mask, float *out, ldm_error *err) {
   const ldm_control *c = &job->p.controls[i];
   size_t n = (size_t)WW * WH;
   if (c->preprocess == LDM_PREPROCESS_INPAINT) {

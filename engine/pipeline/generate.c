@@ -55,7 +55,7 @@ typedef struct run {
   ldm_controlnet *cn[LDM_MAX_CONTROLS];
   float *cn_emb[LDM_MAX_CONTROLS];
   double cn_start[LDM_MAX_CONTROLS], cn_end[LDM_MAX_CONTROLS];
-  float *cn_in;             /* [B, h*w, lc]: the latent alone when the UNet takes extra channels */
+  float *cn_in; /* [B, h*w, lc]: the latent alone when the UNet takes extra channels */
   ldm_controlnet_res cn_res;
   int cn_step, cn_steps;
   int step_base, step_total;
@@ -129,7 +129,8 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
    * start <= i/n and (i+1)/n <= end), on the latent model input alone */
   const float *cn_x = r->in_nhwc;
   if (r->n_cn > 0 && r->extra_c > 0) {
-    for (int64_t k = 0; k < B * hw; k++) memcpy(r->cn_in + k * r->lc, r->in_nhwc + k * cin, (size_t)r->lc * sizeof(float));
+    for (int64_t k = 0; k < B * hw; k++)
+      memcpy(r->cn_in + k * r->lc, r->in_nhwc + k * cin, (size_t)r->lc * sizeof(float));
     cn_x = r->cn_in;
   }
   for (int k = 0; k < r->n_cn && st == LDM_OK; k++) {
@@ -144,7 +145,8 @@ static ldm_status denoise(void *user, const float *x_in, float t, float *out, ld
     ex.down_res = r->cn_res.down;
     ex.mid_res = r->cn_res.mid;
   }
-  if (st == LDM_OK) st = ldm_unet_forward_ex(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond, &ex);
+  if (st == LDM_OK)
+    st = ldm_unet_forward_ex(&r->ctx, r->m->unet, r->out_nhwc, r->in_nhwc, B, r->h, r->w, ts, &cond, &ex);
   r->ctx.err = r->err;
   if (st != LDM_OK) return st;
   float *dst = r->cfg ? r->tmp : out;
@@ -577,8 +579,10 @@ static ldm_status setup_controls(run *r, int FW, int FH, int rx0, int ry0, int R
     int eh = 0, ew = 0;
     st = ldm_controlnet_embed(&r->ctx, r->cn[k], r->cn_emb[k], img, 1, WH, WW, &eh, &ew);
     if (st == LDM_OK && (eh != r->h || ew != r->w))
-      st = ldm_fail(r->err, LDM_ERR_INVALID_ARG, "control %d: %s embeds a %dx%d image to %dx%d, but the latent is "
-                    "%dx%d (sizes that are multiples of 8 fit)", k, c->model_path, WW, WH, ew, eh, r->w, r->h);
+      st = ldm_fail(r->err, LDM_ERR_INVALID_ARG,
+                    "control %d: %s embeds a %dx%d image to %dx%d, but the latent is "
+                    "%dx%d (sizes that are multiples of 8 fit)",
+                    k, c->model_path, WW, WH, ew, eh, r->w, r->h);
     for (int b = 1; b < B && st == LDM_OK; b++) /* the same image for both halves of the CFG batch */
       memcpy(r->cn_emb[k] + (int64_t)b * hw * C0, r->cn_emb[k], (size_t)hw * C0 * sizeof(float));
   }

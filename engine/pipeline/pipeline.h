@@ -35,6 +35,13 @@ typedef struct pl_model_settings {
   char sampler[32];
 } pl_model_settings;
 
+/* A ControlNet a model keeps (pl_model_controlnet). */
+typedef struct pl_cnet {
+  char *path;
+  ldm_source *src;
+  ldm_controlnet *cn;
+} pl_cnet;
+
 struct ldm_model {
   ldm_source *src, *vae_src, *taesd_src;
   ldm_family_info fam;
@@ -57,11 +64,7 @@ struct ldm_model {
   char *lora_sig;              /* the LoRA set merged into the weights now, NULL = none */
   /* ControlNets jobs asked for, loaded once and kept with the model (the
    * weight cache keys on their mapped weights) */
-  struct pl_cnet {
-    char *path;
-    ldm_source *src;
-    ldm_controlnet *cn;
-  } *cnets;
+  pl_cnet *cnets;
   int n_cnets;
 };
 
@@ -119,8 +122,8 @@ void pl_model_free_controlnets(ldm_model *m);
  * (preprocessed, cropped to the work region rx0, ry0, RW x RH of an image of
  * FW x FH when it has that size, resized) or, for LDM_PREPROCESS_INPAINT,
  * from the working init image ([-1, 1] planar) and mask. */
-ldm_status pl_control_image(const ldm_job *job, int i, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW,
-                            int WH, const float *work_init, const float *work_mask, float *out, ldm_error *err);
+ldm_status pl_control_image(const ldm_job *job, int i, int FW, int FH, int rx0, int ry0, int RW, int RH, int WW, int WH,
+                            const float *work_init, const float *work_mask, float *out, ldm_error *err);
 
 /* The peak working memory estimate behind max_memory_mb (generate.c; the
  * model loaded). */

@@ -25,8 +25,12 @@ static void eval_case(const char *model, const char *options, const char *io_nam
   ldm_test_golden(io_name, io_path, sizeof io_path);
   snprintf(out_path, sizeof out_path, "%s/out.safetensors", tmpdir);
   ldm_error err = {0};
-  ldm_eval_params p = {.component = "controlnet", .model_path = model_path, .in_path = io_path,
-                       .out_path = out_path, .options = options, .threads = 2};
+  ldm_eval_params p = {.component = "controlnet",
+                       .model_path = model_path,
+                       .in_path = io_path,
+                       .out_path = out_path,
+                       .options = options,
+                       .threads = 2};
   ldm_status st = ldm_eval_run(&p, &err);
   CHECK(st == LDM_OK, "controlnet %s: eval failed: %s", model, err.msg);
   if (st != LDM_OK) return;
@@ -39,8 +43,10 @@ static void eval_case(const char *model, const char *options, const char *io_nam
   int n_ref = 0;
   for (int i = 0;; i++) {
     char name[32];
-    if (i < 64) snprintf(name, sizeof name, "down_%d", i);
-    else snprintf(name, sizeof name, "mid");
+    if (i < 64)
+      snprintf(name, sizeof name, "down_%d", i);
+    else
+      snprintf(name, sizeof name, "mid");
     if (i < 64 && !ldm_st_find(r, name)) i = 63;
     if (i == 63) continue;
     ldm_tensor gs = {0}, rs = {0};
@@ -48,8 +54,8 @@ static void eval_case(const char *model, const char *options, const char *io_nam
     float *got = ldm_st_find(o, name) ? ldm_test_tensor_f32(o, name, &gs) : NULL;
     CHECK(got != NULL, "controlnet %s: no output '%s'", model, name);
     if (got) {
-      CHECK(gs.ndim == rs.ndim && memcmp(gs.shape, rs.shape, sizeof gs.shape) == 0,
-            "controlnet %s: '%s' shape differs", model, name);
+      CHECK(gs.ndim == rs.ndim && memcmp(gs.shape, rs.shape, sizeof gs.shape) == 0, "controlnet %s: '%s' shape differs",
+            model, name);
       snprintf(label, sizeof label, "controlnet %s%s%s %s", model, options ? " " : "", options ? options : "", name);
       ldm_test_close(label, got, ref, ldm_tensor_numel(&rs), TOL, 0);
     }

@@ -17,7 +17,7 @@
 typedef struct cn_loader {
   const ldm_source *src;
   bool diffusers;
-  const char *prefix;          /* original layout: "control_model." or "" */
+  const char *prefix; /* original layout: "control_model." or "" */
   ldm_error *err;
   ldm_status st;
 } cn_loader;
@@ -31,8 +31,8 @@ static const ldm_tensor *cn_find(const cn_loader *L, const char *lname, const ch
 
 /* A required tensor of the given shape (a [o, i, 1, 1] conv asked for as
  * 2-d is viewed as [o, i]); the first problem is kept in L->st. */
-static void cn_req(cn_loader *L, ldm_tensor *dst, const char *lname, const char *dname, int nd, int64_t s0,
-                   int64_t s1, int64_t s2, int64_t s3) {
+static void cn_req(cn_loader *L, ldm_tensor *dst, const char *lname, const char *dname, int nd, int64_t s0, int64_t s1,
+                   int64_t s2, int64_t s3) {
   memset(dst, 0, sizeof *dst);
   if (L->st != LDM_OK) return;
   const ldm_tensor *t = cn_find(L, lname, dname);
@@ -49,9 +49,11 @@ static void cn_req(cn_loader *L, ldm_tensor *dst, const char *lname, const char 
   for (int i = 0; ok && i < nd; i++) ok = want[i] < 0 || dst->shape[i] == want[i];
   if (!ok) {
     char got[64];
-    L->st = ldm_fail(L->err, LDM_ERR_SHAPE, "%s: ControlNet tensor '%s' has shape %s, expected a %d-d tensor of "
-                     "[%lld, %lld%s]", ldm_source_path(L->src), t->name ? t->name : shown,
-                     ldm_shape_str(t, got, sizeof got), nd, (long long)s0, (long long)s1, nd > 2 ? ", 3, 3" : "");
+    L->st = ldm_fail(L->err, LDM_ERR_SHAPE,
+                     "%s: ControlNet tensor '%s' has shape %s, expected a %d-d tensor of "
+                     "[%lld, %lld%s]",
+                     ldm_source_path(L->src), t->name ? t->name : shown, ldm_shape_str(t, got, sizeof got), nd,
+                     (long long)s0, (long long)s1, nd > 2 ? ", 3, 3" : "");
   } else if (!(t->dtype == LDM_DTYPE_F32 || t->dtype == LDM_DTYPE_F16 || t->dtype == LDM_DTYPE_BF16)) {
     L->st = ldm_fail(L->err, LDM_ERR_SHAPE, "%s: ControlNet tensor '%s' has dtype %s, expected F32, F16 or BF16",
                      ldm_source_path(L->src), t->name ? t->name : shown, ldm_dtype_name(t->dtype));
@@ -67,11 +69,15 @@ static ldm_status read_config(cn_loader *L, ldm_controlnet *cn) {
   json_t *pool = json_object_get(root, "global_pool_conditions");
   ldm_status st = LDM_OK;
   if (order && strcmp(order, "rgb") && strcmp(order, "bgr"))
-    st = ldm_fail(L->err, LDM_ERR_FORMAT, "%s: config.json controlnet_conditioning_channel_order '%s', expected "
-                  "rgb or bgr", ldm_source_path(L->src), order);
+    st = ldm_fail(L->err, LDM_ERR_FORMAT,
+                  "%s: config.json controlnet_conditioning_channel_order '%s', expected "
+                  "rgb or bgr",
+                  ldm_source_path(L->src), order);
   else if (pool && json_is_true(pool))
-    st = ldm_fail(L->err, LDM_ERR_UNSUPPORTED, "%s: global_pool_conditions (shuffle-type ControlNets) is not "
-                  "supported", ldm_source_path(L->src));
+    st = ldm_fail(L->err, LDM_ERR_UNSUPPORTED,
+                  "%s: global_pool_conditions (shuffle-type ControlNets) is not "
+                  "supported",
+                  ldm_source_path(L->src));
   cn->bgr = order && !strcmp(order, "bgr");
   json_decref(root);
   return st;
@@ -92,11 +98,13 @@ void ldm_controlnet_overrides_for(const ldm_unet *u, ldm_unet_overrides *ov) {
   bool same_heads = true, same_dim = true;
   for (int l = 1; l < c->n_levels; l++) {
     same_heads = same_heads && c->heads[l] == c->heads[0];
-    same_dim = same_dim && c->heads[l] > 0 && c->heads[0] > 0 &&
-               c->channels[l] / c->heads[l] == c->channels[0] / c->heads[0];
+    same_dim =
+        same_dim && c->heads[l] > 0 && c->heads[0] > 0 && c->channels[l] / c->heads[l] == c->channels[0] / c->heads[0];
   }
-  if (c->heads[0] > 0 && same_heads) ov->num_heads = c->heads[0];
-  else if (c->heads[0] > 0 && same_dim) ov->head_dim = c->channels[0] / c->heads[0];
+  if (c->heads[0] > 0 && same_heads)
+    ov->num_heads = c->heads[0];
+  else if (c->heads[0] > 0 && same_dim)
+    ov->head_dim = c->channels[0] / c->heads[0];
 }
 
 ldm_status ldm_controlnet_load(ldm_controlnet **out, const ldm_source *src, const ldm_unet_overrides *ov,
@@ -113,13 +121,16 @@ ldm_status ldm_controlnet_load(ldm_controlnet **out, const ldm_source *src, cons
   }
   const ldm_unet_config *c = &cn->u->cfg;
   cn->family = ldm_unet_guess_family(c);
-  cn_loader L = {.src = src, .diffusers = c->layout == LDM_UNET_LAYOUT_DIFFUSERS,
-                 .prefix = c->layout == LDM_UNET_LAYOUT_CONTROL ? "control_model." : "", .err = err};
+  cn_loader L = {.src = src,
+                 .diffusers = c->layout == LDM_UNET_LAYOUT_DIFFUSERS,
+                 .prefix = c->layout == LDM_UNET_LAYOUT_CONTROL ? "control_model." : "",
+                 .err = err};
   st = read_config(&L, cn);
   const char *path = ldm_source_path(src);
   const ldm_tensor *e0 = cn_find(&L, "input_hint_block.0.weight", "controlnet_cond_embedding.conv_in.weight");
   if (st == LDM_OK && c->in_channels != 4)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: a ControlNet of %d latent channels (4 expected)", path, c->in_channels);
+    st =
+        ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: a ControlNet of %d latent channels (4 expected)", path, c->in_channels);
   if (st == LDM_OK && (!e0 || e0->ndim != 4 || e0->shape[1] < 1 || e0->shape[1] > 16))
     st = ldm_fail(err, LDM_ERR_SHAPE, "%s: the control image embedding's first conv is not [*, 1..16, 3, 3]", path);
   if (st != LDM_OK) {
@@ -139,7 +150,8 @@ ldm_status ldm_controlnet_load(ldm_controlnet **out, const ldm_source *src, cons
     snprintf(dw, sizeof dw, "controlnet_cond_embedding.blocks.%d.weight", k);
     const ldm_tensor *t = cn_find(&L, lw, dw);
     /* the original names number conv_out like the blocks: it is the last */
-    if (!t || (!L.diffusers && !cn_find(&L, (snprintf(lw, sizeof lw, "input_hint_block.%d.weight", 2 * (k + 2)), lw), "")))
+    if (!t ||
+        (!L.diffusers && !cn_find(&L, (snprintf(lw, sizeof lw, "input_hint_block.%d.weight", 2 * (k + 2)), lw), "")))
       break;
     if (k >= LDM_CN_MAX_EMB || t->ndim != 4) {
       ldm_controlnet_free(cn);
@@ -188,8 +200,10 @@ ldm_status ldm_controlnet_load(ldm_controlnet **out, const ldm_source *src, cons
   cn_req(&L, &cn->mid_w, "middle_block_out.0.weight", "controlnet_mid_block.weight", 2, ch, ch, 0, 0);
   cn_req(&L, &cn->mid_b, "middle_block_out.0.bias", "controlnet_mid_block.bias", 1, ch, 0, 0, 0);
   if (L.st == LDM_OK && cn->n_emb % 2)
-    L.st = ldm_fail(err, LDM_ERR_FORMAT, "%s: the control image embedding has %d convs between its first and last "
-                    "(pairs expected)", path, cn->n_emb);
+    L.st = ldm_fail(err, LDM_ERR_FORMAT,
+                    "%s: the control image embedding has %d convs between its first and last "
+                    "(pairs expected)",
+                    path, cn->n_emb);
   if (L.st != LDM_OK) {
     ldm_controlnet_free(cn);
     return L.st;
@@ -202,31 +216,31 @@ ldm_status ldm_controlnet_check_fit(const ldm_controlnet *cn, const char *cn_pat
                                     const char *unet_path, ldm_error *err) {
   const ldm_unet_config *a = &cn->u->cfg, *b = &u->cfg;
   bool ok = a->n_levels == b->n_levels && a->layers_per_block == b->layers_per_block &&
-            a->context_dim == b->context_dim && a->adm_in_channels == b->adm_in_channels &&
-            cn->n_zero == u->w.n_input;
+            a->context_dim == b->context_dim && a->adm_in_channels == b->adm_in_channels && cn->n_zero == u->w.n_input;
   for (int l = 0; ok && l < a->n_levels; l++) ok = a->channels[l] == b->channels[l];
   if (ok) return LDM_OK;
   return ldm_fail(err, LDM_ERR_INVALID_ARG,
                   "%s: this ControlNet (%d levels of %d..%d channels, %d blocks each, context %d) does not fit the "
-                  "UNet of %s (%d levels of %d..%d channels, %d blocks each, context %d)", cn_path, a->n_levels,
-                  a->channels[0], a->channels[a->n_levels - 1], a->layers_per_block, a->context_dim, unet_path,
-                  b->n_levels, b->channels[0], b->channels[b->n_levels - 1], b->layers_per_block, b->context_dim);
+                  "UNet of %s (%d levels of %d..%d channels, %d blocks each, context %d)",
+                  cn_path, a->n_levels, a->channels[0], a->channels[a->n_levels - 1], a->layers_per_block,
+                  a->context_dim, unet_path, b->n_levels, b->channels[0], b->channels[b->n_levels - 1],
+                  b->layers_per_block, b->context_dim);
 }
 
-#define RUN_CN(expr)                      \
-  do {                                    \
+#define RUN_CN(expr)                        \
+  do {                                      \
     if ((st = (expr)) != LDM_OK) goto done; \
   } while (0)
-#define ALLOC(p, n)                                                                                    \
-  do {                                                                                                 \
-    if (!((p) = ldm_arena_floats(ctx->scratch, (size_t)(n)))) {                                        \
+#define ALLOC(p, n)                                                                                          \
+  do {                                                                                                       \
+    if (!((p) = ldm_arena_floats(ctx->scratch, (size_t)(n)))) {                                              \
       st = ldm_fail(ctx->err, LDM_ERR_NOMEM, "controlnet: out of scratch memory (%zu floats)", (size_t)(n)); \
-      goto done;                                                                                       \
-    }                                                                                                  \
+      goto done;                                                                                             \
+    }                                                                                                        \
   } while (0)
 
-ldm_status ldm_controlnet_embed(ldm_ctx *ctx, const ldm_controlnet *cn, float *out, const float *image, int B,
-                                int Hi, int Wi, int *h, int *w) {
+ldm_status ldm_controlnet_embed(ldm_ctx *ctx, const ldm_controlnet *cn, float *out, const float *image, int B, int Hi,
+                                int Wi, int *h, int *w) {
   ldm_status st = LDM_OK;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   int C = cn->hint_channels, H = Hi, W = Wi;

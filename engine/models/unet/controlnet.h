@@ -10,22 +10,22 @@
 
 #include "models/unet/unet.h"
 
-#define LDM_CN_MAX_EMB 16
+#define LDM_CN_MAX_EMB   16
 #define LDM_CN_MAX_SKIPS (1 + LDM_UNET_MAX_LEVELS * 66)
 
 typedef struct ldm_controlnet {
-  ldm_unet *u;                       /* encoder part: cfg.controlnet is true */
-  ldm_family family;                 /* sd1 / sd2 / sdxl (from the UNet part's shapes) */
-  bool bgr;                          /* config.json controlnet_conditioning_channel_order "bgr" */
-  int hint_channels;                 /* 3 */
-  int n_emb;                         /* convs between conv_in and conv_out (6) */
-  ldm_tensor emb_in_w, emb_in_b;     /* input_hint_block.0 [e0, hint, 3, 3] */
+  ldm_unet *u;                                             /* encoder part: cfg.controlnet is true */
+  ldm_family family;                                       /* sd1 / sd2 / sdxl (from the UNet part's shapes) */
+  bool bgr;                                                /* config.json controlnet_conditioning_channel_order "bgr" */
+  int hint_channels;                                       /* 3 */
+  int n_emb;                                               /* convs between conv_in and conv_out (6) */
+  ldm_tensor emb_in_w, emb_in_b;                           /* input_hint_block.0 [e0, hint, 3, 3] */
   ldm_tensor emb_w[LDM_CN_MAX_EMB], emb_b[LDM_CN_MAX_EMB]; /* input_hint_block.2, 4, ... */
-  int emb_stride[LDM_CN_MAX_EMB];    /* 1, 2, 1, 2, ... */
-  ldm_tensor emb_out_w, emb_out_b;   /* input_hint_block.(2 n_emb + 2) [C0, e_last, 3, 3] */
-  int n_zero;                        /* = u->w.n_input */
-  ldm_tensor *zero_w, *zero_b;       /* zero_convs.i.0 [C_i, C_i] (1x1) */
-  ldm_tensor mid_w, mid_b;           /* middle_block_out.0 [C, C] */
+  int emb_stride[LDM_CN_MAX_EMB];                          /* 1, 2, 1, 2, ... */
+  ldm_tensor emb_out_w, emb_out_b;                         /* input_hint_block.(2 n_emb + 2) [C0, e_last, 3, 3] */
+  int n_zero;                                              /* = u->w.n_input */
+  ldm_tensor *zero_w, *zero_b;                             /* zero_convs.i.0 [C_i, C_i] (1x1) */
+  ldm_tensor mid_w, mid_b;                                 /* middle_block_out.0 [C, C] */
 } ldm_controlnet;
 
 /* Residuals of one or more ControlNets for one UNet evaluation, summed:
@@ -54,8 +54,8 @@ ldm_status ldm_controlnet_check_fit(const ldm_controlnet *cn, const char *cn_pat
 /* The control image [B, hint_channels, 8h, 8w] planar (0..1, the inpaint
  * convention's -1 kept) -> the embedding added after conv_in, [B, h*w, C0]
  * channels-last (caller-owned). The image is NCHW per batch item. */
-ldm_status ldm_controlnet_embed(ldm_ctx *ctx, const ldm_controlnet *cn, float *out, const float *image, int B,
-                                int Hi, int Wi, int *h, int *w);
+ldm_status ldm_controlnet_embed(ldm_ctx *ctx, const ldm_controlnet *cn, float *out, const float *image, int B, int Hi,
+                                int Wi, int *h, int *w);
 
 /* One evaluation: sample [B, h*w, 4] channels-last, timesteps [B], the
  * conditioning as for the UNet, emb from ldm_controlnet_embed; adds

@@ -44,7 +44,7 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
   float *x = NULL, *emb = NULL, *o = NULL;
   ldm_controlnet_res res = {0};
   ldm_tensor *outs = NULL;
-  char (*names)[16] = NULL;
+  char(*names)[16] = NULL;
   ldm_status st;
   ldm_precision prec;
   ldm_unet_overrides ov = {0};
@@ -164,8 +164,10 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
       break;
     }
     ldm_nhwc_to_nchw(nchw, mid ? res.mid : res.down[i], B, C, (int64_t)H * W);
-    if (mid) snprintf(names[i], sizeof names[i], "mid");
-    else snprintf(names[i], sizeof names[i], "down_%d", i);
+    if (mid)
+      snprintf(names[i], sizeof names[i], "mid");
+    else
+      snprintf(names[i], sizeof names[i], "down_%d", i);
     outs[i] = (ldm_tensor){.dtype = LDM_DTYPE_F32, .ndim = 4, .shape = {B, C, H, W}, .data = nchw, .name = names[i]};
   }
   if (st == LDM_OK) {

@@ -82,8 +82,10 @@ ldm_status ldm_family_detect(const ldm_source *src, ldm_family_info *out, ldm_er
   ldm_unet_config c;
   LDM_TRY(ldm_unet_probe(src, NULL, &c, err));
   if (c.controlnet)
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: this is a ControlNet, not a checkpoint (use it as a control: "
-                    "--controlnet)", ldm_source_path(src));
+    return ldm_fail(err, LDM_ERR_INVALID_ARG,
+                    "%s: this is a ControlNet, not a checkpoint (use it as a control: "
+                    "--controlnet)",
+                    ldm_source_path(src));
   out->family = ldm_unet_guess_family(&c);
   out->unet_in_channels = c.in_channels;
   out->context_dim = c.context_dim;

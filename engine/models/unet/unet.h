@@ -19,10 +19,10 @@
 #define LDM_UNET_MAX_LEVELS 6
 
 typedef enum ldm_unet_layout {
-  LDM_UNET_LAYOUT_LDM = 0,      /* model.diffusion_model.input_blocks... */
-  LDM_UNET_LAYOUT_LDM_BARE,     /* input_blocks... (UNet-only file) */
-  LDM_UNET_LAYOUT_DIFFUSERS,    /* down_blocks... (unet/ folder or file) */
-  LDM_UNET_LAYOUT_CONTROL       /* control_model.input_blocks... (original ControlNet) */
+  LDM_UNET_LAYOUT_LDM = 0,   /* model.diffusion_model.input_blocks... */
+  LDM_UNET_LAYOUT_LDM_BARE,  /* input_blocks... (UNet-only file) */
+  LDM_UNET_LAYOUT_DIFFUSERS, /* down_blocks... (unet/ folder or file) */
+  LDM_UNET_LAYOUT_CONTROL    /* control_model.input_blocks... (original ControlNet) */
 } ldm_unet_layout;
 
 /* Hyper-parameters, read from tensor shapes (and unet/config.json when the

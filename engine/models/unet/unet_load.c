@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define LDM_PREFIX "model.diffusion_model."
-#define CONTROL_PREFIX "control_model."
+#define CONTROL_PREFIX    "control_model."
 #define MAX_MISSING_SHOWN 6
 
 typedef struct mname { /* a module's canonical and diffusers names */
@@ -38,7 +38,9 @@ static const ldm_tensor *find_name(const loader *L, const char *lname, const cha
   char buf[400];
   if (L->layout == LDM_UNET_LAYOUT_DIFFUSERS) return ldm_source_find(L->src, "unet", dname);
   snprintf(buf, sizeof buf, "%s%s",
-           L->layout == LDM_UNET_LAYOUT_LDM ? LDM_PREFIX : L->layout == LDM_UNET_LAYOUT_CONTROL ? CONTROL_PREFIX : "",
+           L->layout == LDM_UNET_LAYOUT_LDM       ? LDM_PREFIX
+           : L->layout == LDM_UNET_LAYOUT_CONTROL ? CONTROL_PREFIX
+                                                  : "",
            lname);
   return ldm_source_find(L->src, "unet", buf);
 }
@@ -231,7 +233,8 @@ static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const l
 static ldm_status find_layout(loader *L) {
   const ldm_source *s = L->src;
   if (ldm_source_find(s, "unet", LDM_PREFIX "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_LDM;
-  else if (ldm_source_find(s, "unet", CONTROL_PREFIX "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_CONTROL;
+  else if (ldm_source_find(s, "unet", CONTROL_PREFIX "input_blocks.0.0.weight"))
+    L->layout = LDM_UNET_LAYOUT_CONTROL;
   else if (ldm_source_find(s, "unet", "input_blocks.0.0.weight")) L->layout = LDM_UNET_LAYOUT_LDM_BARE;
   else if (ldm_source_find(s, "unet", "conv_in.weight") &&
            ldm_source_find(s, "unet", "down_blocks.0.resnets.0.norm1.weight"))
@@ -531,10 +534,14 @@ ldm_status ldm_unet_load_ex(ldm_unet **out, const ldm_source *src, const ldm_une
   if (!u) return ldm_fail(err, LDM_ERR_NOMEM, "out of memory");
   ldm_status st = ldm_unet_probe(src, ov, &u->cfg, err);
   if (st == LDM_OK && u->cfg.controlnet != controlnet)
-    st = controlnet ? ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: not a ControlNet (no 'input_hint_block' or "
-                                                         "'controlnet_cond_embedding' tensors)", ldm_source_path(src))
-                    : ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: this is a ControlNet, not a checkpoint (use it as a "
-                                                         "control: --controlnet)", ldm_source_path(src));
+    st = controlnet ? ldm_fail(err, LDM_ERR_INVALID_ARG,
+                               "%s: not a ControlNet (no 'input_hint_block' or "
+                               "'controlnet_cond_embedding' tensors)",
+                               ldm_source_path(src))
+                    : ldm_fail(err, LDM_ERR_INVALID_ARG,
+                               "%s: this is a ControlNet, not a checkpoint (use it as a "
+                               "control: --controlnet)",
+                               ldm_source_path(src));
   if (st == LDM_OK && u->cfg.n_levels > 0 && u->cfg.layers_per_block > 64)
     st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: layers_per_block %d", ldm_source_path(src),
                   u->cfg.layers_per_block);
