@@ -9,7 +9,9 @@
  * per case <= diffusers' own bf16 deviation: the same UNet in diffusers
  * under torch.autocast("cpu", bfloat16) against its f32 output, printed by
  * tests/reference/bf16_deviation.py (diffusers 0.31.0, torch 2.5.1), as
- * these random tiny models amplify rounding far more than trained ones.
+ * these random tiny models amplify rounding far more than trained ones;
+ * and never above the 0.3 this test allowed before (sd1_48x40's and sdxl's
+ * diffusers deviations are 0.39 and 0.63).
  * (That script also prints the deviation with only conv/linear operands
  * rounded, no attention: AMX bf16, which rounds attention's operands too,
  * ran above it on sd1 (0.154 vs 0.119), sd1_odd (0.083 vs 0.057), sd1_48x40
@@ -208,8 +210,9 @@ int main(int argc, char **argv) {
     snprintf(model, sizeof model, "unet/%s", cases[i].name);
     long ign = eval_check(model, NULL, io);
     CHECK(ign == 0, "%s: %ld tensors ignored, expected 0", model, ign);
-    eval_check_tol(model, "precision=bf16-emulated", io, cases[i].bf16);
-    if (ldm_bf16_native()) eval_check_tol(model, "precision=bf16", io, cases[i].bf16);
+    double tol16 = cases[i].bf16 < 0.3 ? cases[i].bf16 : 0.3;
+    eval_check_tol(model, "precision=bf16-emulated", io, tol16);
+    if (ldm_bf16_native()) eval_check_tol(model, "precision=bf16", io, tol16);
     if (cases[i].single) {
       snprintf(model, sizeof model, "unet/%s.safetensors", cases[i].name);
       ign = eval_check(model, cases[i].options, io);
