@@ -63,6 +63,15 @@ int ldm_cmd_info(int argc, char **argv) {
   ldm_model_params_init(&mp);
   mp.path = path;
   ldm_model *m = NULL;
+  ldm_controlnet_info ci;
+  if (ldm_controlnet_probe(path, &ci, &err) == LDM_OK) {
+    printf(
+        "model:       %s\nkind:        ControlNet\nfamily:      %s\nlayout:      %s\ncontrol:     %d channels\n"
+        "parameters:  %lld\nfile size:   %lld bytes\n",
+        path, ci.family, ci.layout, ci.hint_channels, (long long)ci.n_params, (long long)ci.file_bytes);
+    return LDM_EXIT_OK;
+  }
+  ldm_error_clear(&err);
   ldm_status st = ldm_model_load(&m, &mp, &err);
   if (st == LDM_OK) {
     ldm_model_info info;

@@ -386,6 +386,17 @@ typedef struct ldm_control {
 /* Defaults: scale 1, start 0, end 1, LDM_PREPROCESS_NONE, canny 100/200. */
 LDM_API void ldm_control_init(ldm_control *c);
 
+/* What a ControlNet file or folder is, read from its tensors (nothing is
+ * run): LDM_ERR_INVALID_ARG when it is no ControlNet. */
+typedef struct ldm_controlnet_info {
+  char family[32];   /* "sd1", "sd2", "sdxl" (the checkpoints it fits) */
+  char layout[16];   /* "diffusers" or "original" */
+  int hint_channels; /* channels of the control image (3) */
+  int64_t n_params;  /* its UNet part's parameters */
+  int64_t file_bytes;
+} ldm_controlnet_info;
+LDM_API ldm_status ldm_controlnet_probe(const char *path, ldm_controlnet_info *out, ldm_error *err);
+
 /* Control images. A ControlNet reads a control image: a map the
  * user brings (depth, pose, line art: LDM_PREPROCESS_NONE), or one made from
  * a drawing by a preprocessor. The rules of each, as ldm_control_preprocess

@@ -68,6 +68,33 @@ static ldm_status check_family(const ldm_model *m, int i, const char *path, ldm_
   return st;
 }
 
+ldm_status ldm_controlnet_probe(const char *path, ldm_controlnet_info *out, ldm_error *err) {
+  memset(out, 0, sizeof *out);
+  ldm_error_clear(err);
+  ldm_source *src = NULL;
+  ldm_unet_config c;
+  ldm_status st = ldm_source_open(&src, path, err);
+  if (st == LDM_OK) st = ldm_unet_probe(src, NULL, &c, err);
+  if (st == LDM_OK && !c.controlnet)
+    st = ldm_fail(err, LDM_ERR_INVALID_ARG,
+                  "%s: not a ControlNet (no 'input_hint_block' or "
+                  "'controlnet_cond_embedding' tensors)",
+                  path);
+  if (st == LDM_OK) {
+    const char *hint = c.layout == LDM_UNET_LAYOUT_DIFFUSERS ? "controlnet_cond_embedding.conv_in.weight"
+                       : c.layout == LDM_UNET_LAYOUT_CONTROL ? "control_model.input_hint_block.0.weight"
+                                                             : "input_hint_block.0.weight";
+    const ldm_tensor *t = ldm_source_find(src, "unet", hint);
+    snprintf(out->family, sizeof out->family, "%s", ldm_family_name(ldm_unet_guess_family(&c)));
+    snprintf(out->layout, sizeof out->layout, "%s", c.layout == LDM_UNET_LAYOUT_DIFFUSERS ? "diffusers" : "original");
+    out->hint_channels = t && t->ndim == 4 ? (int)t->shape[1] : 0;
+    out->n_params = c.n_params;
+    out->file_bytes = ldm_source_bytes(src);
+  }
+  ldm_source_close(src);
+  return st;
+}
+
 ldm_status pl_job_check_controls(const ldm_model *m, const ldm_job_params *p, ldm_error *err) {
   if (p->n_controls == 0) return LDM_OK;
   if (p->n_controls < 0 || p->n_controls > LDM_MAX_CONTROLS || !p->controls)

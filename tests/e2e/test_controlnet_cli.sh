@@ -42,6 +42,15 @@ if "$ldm" txt2img --from-png "$tmp/a.png" --model "$gp/sd1.safetensors" --thread
   ok "--controlnet on the command line replaces the stored units (another image)"
 else bad "--controlnet after --from-png: $(tail -1 "$tmp/log")"; fi
 
+# `ldm info` describes a ControlNet file (family and layout from its tensors)
+for spec in "sd1_a_orig.safetensors:sd1:original" "sd1_a:sd1:diffusers" "sdxl_a.safetensors:sdxl:diffusers"; do
+  IFS=: read -r file fam lay <<< "$spec"
+  "$ldm" info "$gc/$file" > "$tmp/info" 2>&1
+  if grep -q "^kind: *ControlNet" "$tmp/info" && grep -q "^family: *$fam$" "$tmp/info" && grep -q "^layout: *$lay$" "$tmp/info"; then
+    ok "ldm info $file: ControlNet, $fam, $lay"
+  else bad "ldm info $file: $(cat "$tmp/info")"; fi
+done
+
 # 2. refusals: one line naming the thing, exit 2, no output
 refuse() { # NAME EXPECTED-TEXT ldm-args...
   local name=$1 want=$2; shift 2

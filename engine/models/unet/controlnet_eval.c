@@ -4,7 +4,9 @@
  * added_cond_kwargs={text_embeds, time_ids}). Inputs NCHW / [B, T, D],
  * controlnet_cond [B, hint, 8h, 8w], conditioning_scale [1] (default 1);
  * writes down_0 .. down_N and mid, NCHW f32. Options heads=N, head_dim=N,
- * groups=N (what the original layout cannot say), precision=... */
+ * groups=N (what the original layout cannot say), precision=..., repeat=N (N
+ * more passes on the same inputs, the seconds of each written to the
+ * output's metadata as forward_seconds). */
 #include "models/unet/controlnet.h"
 #include "core/arena.h"
 #include "core/status.h"
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static ldm_status read_f32(const char *path, const ldm_tensor *t, float **out, ldm_error *err) {
   int64_t n = ldm_tensor_numel(t);
@@ -48,6 +51,8 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
   ldm_status st;
   ldm_precision prec;
   ldm_unet_overrides ov = {0};
+  int repeat = 0;
+  if ((st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err)) != LDM_OK) goto done;
   if ((st = ldm_eval_int_option(p, "heads", 0, 4096, 0, &ov.num_heads, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "head_dim", 0, 4096, 0, &ov.head_dim, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "groups", 0, 4096, 0, &ov.groups, err)) != LDM_OK)
@@ -136,7 +141,17 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
     goto done;
   }
   ldm_nchw_to_nhwc(x, sample, B, 4, hw);
-  if ((st = ldm_controlnet_forward(&ctx, cn, x, B, h, w, ts, &cond, emb, scale, &res)) != LDM_OK) goto done;
+  char secs[1024] = "";
+  for (int r = 0; r <= repeat; r++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ldm_controlnet_res_zero(&res);
+    if ((st = ldm_controlnet_forward(&ctx, cn, x, B, h, w, ts, &cond, emb, scale, &res)) != LDM_OK) goto done;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    size_t len = strlen(secs);
+    snprintf(secs + len, sizeof secs - len, "%s%.4f", r ? "," : "",
+             (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+  }
   /* outputs NCHW: each skip's size follows from its element count and width */
   int n = res.n + 1;
   outs = calloc((size_t)n, sizeof *outs);
@@ -171,8 +186,13 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
     outs[i] = (ldm_tensor){.dtype = LDM_DTYPE_F32, .ndim = 4, .shape = {B, C, H, W}, .data = nchw, .name = names[i]};
   }
   if (st == LDM_OK) {
-    const char *meta[] = {"controlnet_layout", c->layout == LDM_UNET_LAYOUT_DIFFUSERS ? "diffusers" : "original",
-                          "controlnet_family", ldm_family_name(cn->family), NULL};
+    const char *meta[] = {"controlnet_layout",
+                          c->layout == LDM_UNET_LAYOUT_DIFFUSERS ? "diffusers" : "original",
+                          "controlnet_family",
+                          ldm_family_name(cn->family),
+                          "forward_seconds",
+                          secs,
+                          NULL};
     st = ldm_st_write(p->out_path, outs, n, meta, err);
   }
 done:
