@@ -683,6 +683,72 @@ def check_lora():
     img.delete()
 
 
+def check_controlnet():
+    # generate with a sketch on its own layer as the control, through a
+    # ControlNet of the checkpoint's family (the tiny test pair: the sd1
+    # checkpoint under the demo name, tests/golden/controlnet/sd1_a_orig):
+    # the result layer and its recipe, the control layer untouched, the
+    # control changes the picture, weight 0 is the same as no control,
+    # regenerate repeats it, and a deleted control layer is a clear error
+    src = os.environ.get('LDM_SOURCE_DIR', '/src/gimp-ldm')
+    path = os.path.join(src, 'tests/golden/controlnet/sd1_a_orig.safetensors')
+    if not check('ControlNet test model present (%s)' % path, os.path.exists(path)):
+        return
+    cn = Gio.File.new_for_path(path)
+    img, bg = new_image(128, 96)
+    sketch = scribble_layer(img)
+    sketch_px = hashlib.sha1(pixels(sketch)).hexdigest()
+    common = dict(prompt='a red circle', steps=4, seed=2501, random_seed=False, work_size=64)
+    status, plain = call('plug-in-ldm-generate', img, [bg], **common)
+    check('generate without control: succeeds', status == Gimp.PDBStatusType.SUCCESS, status)
+    layers0 = img.get_layers()
+    status, layer = call('plug-in-ldm-generate', img, [bg], control_layer=sketch, controlnet=cn,
+                         control_preprocess='scribble', control_scale=1.0, **common)
+    if check('generate with a scribble layer as control: succeeds',
+             status == Gimp.PDBStatusType.SUCCESS, '%s %s' % (status, layer)):
+        check_new_layer('generate with control', img, layers0, bg, layer, (0, 0, 128, 96), False)
+        r = recipe_of(layer)
+        check('generate with control: the recipe keeps the control (layer by tattoo)',
+              r.get('control-layer') == str(sketch.get_tattoo()) and
+              r.get('controlnet') == path and r.get('control-preprocess') == 'scribble' and
+              float(r.get('control-scale', -1)) == 1.0 and float(r.get('control-start', -1)) == 0.0 and
+              float(r.get('control-end', -1)) == 1.0 and r.get('controlnet-hash', '').startswith('sha256'),
+              {k: v for k, v in r.items() if k.startswith('control')})
+        check('generate with control: the control layer is unchanged',
+              hashlib.sha1(pixels(sketch)).hexdigest() == sketch_px)
+        a, b = floats(layer, "R'G'B'A float"), floats(plain, "R'G'B'A float")
+        d = max(abs(x - y) for x, y in zip(a, b))
+        print('    control vs no control: max abs difference %.4f' % d, file=sys.stderr)
+        check('generate with control: the control changes the picture (max abs %.4f)' % d, d > 0.01)
+        status0, zero = call('plug-in-ldm-generate', img, [bg], control_layer=sketch, controlnet=cn,
+                             control_preprocess='scribble', control_scale=0.0, **common)
+        check('generate with control weight 0: the same pixels as without control',
+              status0 == Gimp.PDBStatusType.SUCCESS and
+              floats(zero, "R'G'B'A float") == b, status0)
+        status2, again = call('plug-in-ldm-regenerate', img, [layer])
+        check('regenerate with control: same pixels', status2 == Gimp.PDBStatusType.SUCCESS and
+              floats(again, "R'G'B'A float") == a, status2)
+        img.remove_layer(sketch)
+        img.clean_all()
+        before = snapshot(img)
+        status3, msg = call('plug-in-ldm-regenerate', img, [layer])
+        check('regenerate after the control layer was deleted: a clear error, image unchanged',
+              status3 == Gimp.PDBStatusType.EXECUTION_ERROR and 'control layer' in str(msg) and
+              snapshot(img) == before, '%s %r' % (status3, msg))
+    img.delete()
+    # inpaint and refine steer too (canny and invert)
+    img, bg = new_image(128, 96)
+    sketch = scribble_layer(img)
+    img.select_rectangle(Gimp.ChannelOps.REPLACE, 16, 16, 64, 48)
+    for name, pre in (('plug-in-ldm-inpaint', 'canny'), ('plug-in-ldm-refine', 'invert')):
+        status, layer = call(name, img, [bg], control_layer=sketch, controlnet=cn,
+                             control_preprocess=pre, **common)
+        check('%s with control (%s): succeeds' % (name, pre),
+              status == Gimp.PDBStatusType.SUCCESS and
+              recipe_of(layer).get('control-preprocess') == pre, '%s %s' % (status, layer))
+    img.delete()
+
+
 def check_estimate():
     # Speed records per model family and task (seconds per step per
     # megapixel of work area, fixed seconds per megapixel, model load), and
@@ -751,6 +817,7 @@ try:
         check_u8_matches_float()
         check_float_pixels()
         check_lora()
+        check_controlnet()
         check_estimate()
 except Exception:
     import traceback
