@@ -10,6 +10,7 @@
 #include "core/threads.h"
 #include "io/lora.h"
 #include "io/source.h"
+#include "core/config_keys.h"
 #include "core/eval_options.h"
 
 typedef struct ldm_clip_config {
@@ -21,6 +22,7 @@ typedef struct ldm_clip_config {
   int d_ff;             /* 3072 / 4096 / 5120 */
   int d_proj;           /* text projection width, 0 = none (SD1, SD2 folder) */
   bool quick_gelu;      /* CLIP-L: x*sigmoid(1.702x); OpenCLIP: exact GELU */
+  bool gelu_tanh;       /* false (hidden_act gelu_pytorch_tanh: GELU's tanh approximation) */
   bool openclip_names;  /* weights came with open_clip's (original) names */
   bool proj_is_linear;  /* projection stored as Linear [proj, d] (else [d, proj]) */
   float eps;            /* 1e-5 */
@@ -63,10 +65,14 @@ typedef struct ldm_clip_text {
  * conditioner.embedders.N.*, or a bare text_model.* file) or a diffusers
  * folder (text_encoder/, text_encoder_2/ with config.json). heads > 0
  * overrides the head count (single files carry no config: d / 64). */
-/* A diffusers text_encoder/config.json: num_attention_heads, hidden_act
- * (*quick = quick_gelu) and layer_norm_eps, each checked when present. */
-ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, int *quick, float *eps,
-                                ldm_error *err);
+/* hidden_act values the encoder implements */
+enum { LDM_CLIP_ACT_GELU = 0, LDM_CLIP_ACT_QUICK_GELU = 1, LDM_CLIP_ACT_GELU_TANH = 2 };
+/* Every CLIPTextConfig key and how the loader treats it (core/config_keys.h). */
+const ldm_config_key *ldm_clip_config_keys(size_t *n);
+/* A diffusers text_encoder/config.json: every key checked (a setting the
+ * engine does not compute is refused), num_attention_heads, hidden_act
+ * (*act = LDM_CLIP_ACT_*) and layer_norm_eps, each checked when present. */
+ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, int *act, float *eps, ldm_error *err);
 ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index,
                               int heads, ldm_error *err);
 void ldm_clip_text_free(ldm_clip_text *m);

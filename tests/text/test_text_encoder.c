@@ -176,6 +176,8 @@ int main(int argc, char **argv) {
   }
   run_case("sd1-single", "text/sd1.safetensors", "text/sd1_io.safetensors", "input_ids", "", "heads=2", 0);
   run_case("sd1-diffusers", "text/sd1", "text/sd1_io.safetensors", "input_ids", "", NULL, 0);
+  /* hidden_act gelu_pytorch_tanh (transformers' tanh-approximated GELU) */
+  run_case("gelu-tanh", "config/text_gelu_tanh", "config/text_gelu_tanh_io.safetensors", "input_ids", "", NULL, 0);
   run_case("sd2-single", "text/sd2.safetensors", "text/sd2_io.safetensors", "input_ids", "", "heads=2", 1);
   run_case("sd2-diffusers", "text/sd2", "text/sd2_io.safetensors", "input_ids", "", NULL, 0);
   run_case("sdxl-single-1", "text/sdxl.safetensors", "text/sdxl_io.safetensors", "input_ids", "",

@@ -220,6 +220,16 @@ int main(int argc, char **argv) {
       CHECK(ign == want, "%s: %ld tensors ignored, expected %ld", model, ign, want);
     }
   }
+  /* config options no released checkpoint uses, implemented (golden/config;
+   * f32: the option's arithmetic is what they check) */
+  static const char *const config_cases[] = {"unet_center", "unet_midscale"};
+  for (size_t i = 0; i < sizeof config_cases / sizeof *config_cases; i++) {
+    char model[256], io[256];
+    snprintf(model, sizeof model, "config/%s", config_cases[i]);
+    snprintf(io, sizeof io, "config/%s_io.safetensors", config_cases[i]);
+    long ign = eval_check(model, NULL, io);
+    CHECK(ign == 0, "%s: %ld tensors ignored, expected 0", model, ign);
+  }
   if (!ldm_bf16_native())
     printf("precision=bf16 not run: this CPU has no AMX-BF16 or AVX512-BF16 (bf16-emulated was)\n");
   check_missing();

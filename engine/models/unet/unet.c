@@ -75,6 +75,12 @@ done:
   return st;
 }
 
+/* ResnetBlock2D's output_scale_factor: (shortcut + hidden) / s, as diffusers
+ * divides (not a multiply by 1 / s, which rounds differently). */
+static void mid_rescale(float *x, int64_t n, float s) {
+  for (int64_t i = 0; i < n; i++) x[i] /= s;
+}
+
 /* Attention (diffusers Attention with AttnProcessor2_0): h += to_out(sdpa(q(n), k(kv), v(kv))). */
 static ldm_status attention(const fwd *f, float *h, const float *n, const float *kv, int64_t HW, int64_t Tk,
                             int C, int heads, const ldm_tensor *wq, const ldm_tensor *wk,
@@ -288,6 +294,14 @@ ldm_status ldm_unet_forward_ex(ldm_ctx *ctx, const ldm_unet *u, float *out, cons
   ldm_silu(ctx, emb_act, emb, (int64_t)B * te);
   f.emb_act = emb_act;
 
+  if (c->center_input) {
+    // center_input_sample: 2 * sample - 1 -> [B, HW, Cin]
+    int64_t n = (int64_t)B * H * W * c->in_channels;
+    float *centered;
+    ALLOC(centered, n);
+    for (int64_t i = 0; i < n; i++) centered[i] = 2.0f * sample[i] - 1.0f;
+    sample = centered;
+  }
   // conv_in -> [B, HW, C0]
   ALLOC(h, (int64_t)B * H * W * C0);
   RUN(ldm_conv2d(ctx, h, sample, B, H, W, c->in_channels, &w->conv_in_w, &w->conv_in_b, 1, 1));
@@ -351,9 +365,11 @@ ldm_status ldm_unet_forward_ex(ldm_ctx *ctx, const ldm_unet *u, float *out, cons
     for (int k = 0; k < 3; k++) ALLOC(buf[k], need);
   }
 
-  // middle block: resnet -> attention -> resnet -> [B, HW, C]
+  // middle block: resnet -> attention -> resnet -> [B, HW, C]; its resnets
+  // divide their output by mid_block_scale_factor (output_scale_factor)
   RUN(resblock(&f, buf[0], h, H, W, &w->mid_res1));
   h = buf[0];
+  if (c->mid_scale != 1.0f) mid_rescale(h, (int64_t)B * H * W * ch, c->mid_scale);
   if (w->mid_has_attn) {
     RUN(transformer(&f, buf[1], h, H, W, &w->mid_attn));
     h = buf[1];
@@ -362,6 +378,7 @@ ldm_status ldm_unet_forward_ex(ldm_ctx *ctx, const ldm_unet *u, float *out, cons
     float *y = h == buf[0] ? buf[1] : buf[0];
     RUN(resblock(&f, y, h, H, W, &w->mid_res2));
     h = y;
+    if (c->mid_scale != 1.0f) mid_rescale(h, (int64_t)B * H * W * ch, c->mid_scale);
   }
   if (x->tap) { // encoder mode: hand out every skip and the middle output, then stop
     for (int i = 0; i < n_skip; i++) RUN(x->tap(x->tap_user, i, skips[i].p, B, skips[i].H, skips[i].W, skips[i].C));

@@ -14,6 +14,7 @@
 #include "io/lora.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "core/config_keys.h"
 #include "core/eval_options.h"
 
 #define LDM_UNET_MAX_LEVELS 6
@@ -48,6 +49,8 @@ typedef struct ldm_unet_config {
   int time_cond_proj_dim;       /* 0 (LCM 256) */
   bool flip_sin_to_cos;         /* true */
   float freq_shift;             /* 0 */
+  bool center_input;            /* false (center_input_sample: the sample goes in as 2 x - 1) */
+  float mid_scale;              /* 1 (mid_block_scale_factor: the middle resnets' output divisor) */
   /* what was found in the source */
   ldm_unet_layout layout;
   bool controlnet;              /* a ControlNet: input blocks and middle block only (controlnet.h) */
@@ -142,11 +145,14 @@ typedef struct ldm_unet_cond {
   const float *timestep_cond;   /* LCM guidance embedding [B, time_cond_proj_dim] */
 } ldm_unet_cond;
 
-/* Reads the hyper-parameters (and the layout) without building weights. */
+/* Every UNet2DConditionModel config key and how the loader treats it
+ * (core/config_keys.h); n gets the count. */
+const ldm_config_key *ldm_unet_config_keys(size_t *n);
 /* A diffusers unet/config.json's settings into c (the keys present, each
  * checked against its range); `file` names it in messages. */
 ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,
                                 const ldm_unet_overrides *ov, ldm_error *err);
+/* Reads the hyper-parameters (and the layout) without building weights. */
 ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov,
                           ldm_unet_config *cfg, ldm_error *err);
 /* Loads the UNet of src (single file with or without the

@@ -4,6 +4,7 @@
  * weight under its canonical (original) name. The name pairs mirror diffusers'
  * convert_ldm_unet_checkpoint (loaders/single_file_utils.py). */
 #include "models/unet/unet.h"
+#include "core/config_keys.h"
 #include "core/status.h"
 #include "core/value.h"
 
@@ -159,6 +160,68 @@ static int attn_depth(const loader *L, const mname *m) {
 }
 
 /* ---- config.json ------------------------------------------------------- */
+/* Every argument of diffusers 0.31's UNet2DConditionModel (its config.json
+ * keys), as this engine treats it; tests/unit/test_config_keys.c checks the
+ * list against tests/golden/config/keys.txt. */
+static const ldm_config_key unet_keys[] = {
+    {"_class_name", LDM_KEY_ONLY, "[\"UNet2DConditionModel\"]"},
+    {"_diffusers_version", LDM_KEY_NO_EFFECT, NULL},
+    {"act_fn", LDM_KEY_ONLY, "[\"silu\", \"swish\"]"},
+    {"addition_embed_type", LDM_KEY_ONLY, "[\"text_time\"]"},
+    {"addition_embed_type_num_heads", LDM_KEY_NO_EFFECT, NULL}, /* for addition_embed_type "text" only */
+    {"addition_time_embed_dim", LDM_KEY_READ, NULL},
+    {"attention_head_dim", LDM_KEY_READ, NULL},
+    {"attention_type", LDM_KEY_ONLY, "[\"default\"]"},
+    {"block_out_channels", LDM_KEY_SHAPE, NULL},
+    {"center_input_sample", LDM_KEY_READ, NULL},
+    {"class_embed_type", LDM_KEY_ONLY, "[]"},
+    {"class_embeddings_concat", LDM_KEY_ONLY, "[false]"},
+    {"conv_in_kernel", LDM_KEY_ONLY, "[3]"},
+    {"conv_out_kernel", LDM_KEY_ONLY, "[3]"},
+    {"cross_attention_dim", LDM_KEY_SHAPE, NULL},
+    {"cross_attention_norm", LDM_KEY_ONLY, "[]"},
+    {"down_block_types", LDM_KEY_ONLY, "[\"CrossAttnDownBlock2D\", \"DownBlock2D\"]"},
+    {"downsample_padding", LDM_KEY_ONLY, "[1]"},
+    {"dropout", LDM_KEY_NO_EFFECT, NULL}, /* training only */
+    {"dual_cross_attention", LDM_KEY_ONLY, "[false]"},
+    {"encoder_hid_dim", LDM_KEY_ONLY, "[]"},
+    {"encoder_hid_dim_type", LDM_KEY_ONLY, "[]"},
+    {"flip_sin_to_cos", LDM_KEY_READ, NULL},
+    {"freq_shift", LDM_KEY_READ, NULL},
+    {"in_channels", LDM_KEY_SHAPE, NULL},
+    {"layers_per_block", LDM_KEY_SHAPE, NULL},
+    /* used by UNetMidBlock2DSimpleCrossAttn only (mid_block_type refuses it) */
+    {"mid_block_only_cross_attention", LDM_KEY_NO_EFFECT, NULL},
+    {"mid_block_scale_factor", LDM_KEY_READ, NULL},
+    {"mid_block_type", LDM_KEY_ONLY, "[\"UNetMidBlock2DCrossAttn\"]"},
+    {"norm_eps", LDM_KEY_READ, NULL},
+    {"norm_num_groups", LDM_KEY_READ, NULL},
+    {"num_attention_heads", LDM_KEY_READ, NULL},
+    {"num_class_embeds", LDM_KEY_SHAPE, NULL}, /* the x4 upscaler's noise-level embedding */
+    {"only_cross_attention", LDM_KEY_READ, NULL},
+    {"out_channels", LDM_KEY_SHAPE, NULL},
+    {"projection_class_embeddings_input_dim", LDM_KEY_SHAPE, NULL},
+    {"resnet_out_scale_factor", LDM_KEY_ONLY, "[1]"},
+    {"resnet_skip_time_act", LDM_KEY_ONLY, "[false]"},
+    {"resnet_time_scale_shift", LDM_KEY_ONLY, "[\"default\"]"},
+    {"reverse_transformer_layers_per_block", LDM_KEY_ONLY, "[]"},
+    {"sample_size", LDM_KEY_NO_EFFECT, NULL}, /* the pipeline's default size */
+    {"time_cond_proj_dim", LDM_KEY_SHAPE, NULL},
+    {"time_embedding_act_fn", LDM_KEY_ONLY, "[]"},
+    {"time_embedding_dim", LDM_KEY_SHAPE, NULL},
+    {"time_embedding_type", LDM_KEY_ONLY, "[\"positional\"]"},
+    {"timestep_post_act", LDM_KEY_ONLY, "[]"},
+    {"transformer_layers_per_block", LDM_KEY_SHAPE, NULL},
+    {"up_block_types", LDM_KEY_ONLY, "[\"UpBlock2D\", \"CrossAttnUpBlock2D\"]"},
+    {"upcast_attention", LDM_KEY_NO_EFFECT, NULL}, /* attention runs in f32 here always */
+    {"use_linear_projection", LDM_KEY_SHAPE, NULL},
+};
+
+const ldm_config_key *ldm_unet_config_keys(size_t *n) {
+  *n = sizeof unet_keys / sizeof *unet_keys;
+  return unet_keys;
+}
+
 ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,
                                 const ldm_unet_overrides *ov, ldm_error *err) {
   json_error_t je;
@@ -167,10 +230,11 @@ ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_con
     json_decref(root);
     return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
   }
-  ldm_status st = LDM_OK;
+  ldm_status st = ldm_config_check(root, unet_keys, sizeof unet_keys / sizeof *unet_keys, file, err);
   json_t *v;
-  double eps = c->norm_eps, fs = c->freq_shift;
-  if ((st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, &c->groups, file, err)) != LDM_OK ||
+  double eps = c->norm_eps, fs = c->freq_shift, mid = c->mid_scale;
+  if (st != LDM_OK || (st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, &c->groups, file, err)) != LDM_OK ||
+      (st = ldm_json_double(root, "mid_block_scale_factor", 1e-6, 1e6, &mid, file, err)) != LDM_OK ||
       (st = ldm_json_double(root, "norm_eps", 1e-12, 0.1, &eps, file, err)) != LDM_OK ||
       (st = ldm_json_double(root, "freq_shift", -16.0, 16.0, &fs, file, err)) != LDM_OK ||
       (st = ldm_json_int(root, "addition_time_embed_dim", -1, 1, 65536, &c->addition_time_embed_dim, file, err)) !=
@@ -180,7 +244,9 @@ ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_con
   }
   c->norm_eps = (float)eps;
   c->freq_shift = (float)fs;
+  c->mid_scale = (float)mid;
   if ((v = json_object_get(root, "flip_sin_to_cos")) && json_is_boolean(v)) c->flip_sin_to_cos = json_is_true(v);
+  if ((v = json_object_get(root, "center_input_sample")) && json_is_boolean(v)) c->center_input = json_is_true(v);
   if ((v = json_object_get(root, "only_cross_attention"))) {
     for (int l = 0; l < c->n_levels; l++)
       if (json_is_true(v) || (json_is_array(v) && json_is_true(json_array_get(v, (size_t)l))))
@@ -200,22 +266,6 @@ ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_con
     }
     c->heads_from = 1;
   }
-  const char *shift = json_string_value(json_object_get(root, "resnet_time_scale_shift"));
-  const char *cls = json_string_value(json_object_get(root, "class_embed_type"));
-  const char *add = json_string_value(json_object_get(root, "addition_embed_type"));
-  v = json_object_get(root, "class_embeddings_concat");
-  if (shift && strcmp(shift, "default") != 0)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: resnet_time_scale_shift '%s' is not supported",
-                  file, shift);
-  else if (cls)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: class_embed_type '%s' is not supported",
-                  file, cls);
-  else if (add && strcmp(add, "text_time") != 0)
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: addition_embed_type '%s' is not supported",
-                  file, add);
-  else if (v && json_is_true(v))
-    st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: class_embeddings_concat is not supported",
-                  file);
   json_decref(root);
   return st;
 }
@@ -310,6 +360,7 @@ ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov, l
   c->norm_eps = 1e-5f;
   c->flip_sin_to_cos = true;
   c->freq_shift = 0;
+  c->mid_scale = 1.0f;
   if (L.layout == LDM_UNET_LAYOUT_DIFFUSERS) LDM_TRY(read_config(src, c, ov, err));
   if (ov && ov->groups > 0) c->groups = ov->groups;
   if (ov && (ov->num_heads > 0 || ov->head_dim > 0)) {

@@ -12,6 +12,7 @@
 #include "core/threads.h"
 #include "io/source.h"
 #include "models/family.h"
+#include "core/config_keys.h"
 #include "core/eval_options.h"
 
 #define LDM_VAE_MAX_LEVELS 6
@@ -42,15 +43,18 @@ typedef struct ldm_vae_load_opts {
   ldm_family family;    /* used for the scale when no config says */
 } ldm_vae_load_opts;
 
+/* Every AutoencoderKL config key and how the loader treats it (core/config_keys.h). */
+const ldm_config_key *ldm_vae_config_keys(size_t *n);
+/* A diffusers vae/config.json: every key checked (a setting the engine does
+ * not compute is refused), norm_num_groups, scaling_factor and shift_factor
+ * (when present, each checked against its range). */
+ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
+                               ldm_error *err);
 /* Finds the VAE in src: a checkpoint's `first_stage_model.*` (or `vae.*`)
  * tensors, a diffusers `vae/` folder, or a standalone VAE file with
  * prefixless original or diffusers names. Hyper-parameters come from the
  * tensor shapes. The VAE borrows src's mapping: keep src open while the VAE
  * lives. opts may be NULL. */
-/* A diffusers vae/config.json: norm_num_groups, scaling_factor and
- * shift_factor (when present, each checked against its range). */
-ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
-                               ldm_error *err);
 ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src,
                         const ldm_vae_load_opts *opts, ldm_error *err);
 void ldm_vae_free(ldm_vae *vae);

@@ -3,6 +3,7 @@
  * models/autoencoders/vae.py Encoder/Decoder weights, which in turn mirror
  * ldm.modules.diffusionmodules.model. */
 #include "models/vae/vae_impl.h"
+#include "core/config_keys.h"
 #include "core/status.h"
 #include "core/value.h"
 
@@ -133,31 +134,57 @@ static ldm_status ld_mid(const vae_loader *L, vae_mid *m, const char *side, int 
 /* Shape probes used to read the hyper-parameters. */
 static const ldm_tensor *probe_enc_block(const vae_loader *L, int i, int j) {
   char n[128];
-  if (L->diffusers)
-    snprintf(n, sizeof n, "encoder.down_blocks.%d.resnets.%d.conv1.weight", i, j);
-  else
-    snprintf(n, sizeof n, "encoder.down.%d.block.%d.conv1.weight", i, j);
+  if (L->diffusers) snprintf(n, sizeof n, "encoder.down_blocks.%d.resnets.%d.conv1.weight", i, j);
+  else snprintf(n, sizeof n, "encoder.down.%d.block.%d.conv1.weight", i, j);
   return ld_raw(L, n);
 }
 static const ldm_tensor *probe_dec_block(const vae_loader *L, int i, int j) {
   char n[128]; /* i: original level index; diffusers counts the other way */
-  if (L->diffusers)
-    snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.%d.conv1.weight", L->levels - 1 - i, j);
-  else
-    snprintf(n, sizeof n, "decoder.up.%d.block.%d.conv1.weight", i, j);
+  if (L->diffusers) snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.%d.conv1.weight", L->levels - 1 - i, j);
+  else snprintf(n, sizeof n, "decoder.up.%d.block.%d.conv1.weight", i, j);
   return ld_raw(L, n);
 }
 static int count_dec_levels(const vae_loader *L) {
   char n[128];
   int k = 0;
   for (; k <= LDM_VAE_MAX_LEVELS; k++) {
-    if (L->diffusers)
-      snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.0.conv1.weight", k);
-    else
-      snprintf(n, sizeof n, "decoder.up.%d.block.0.conv1.weight", k);
+    if (L->diffusers) snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.0.conv1.weight", k);
+    else snprintf(n, sizeof n, "decoder.up.%d.block.0.conv1.weight", k);
     if (!ld_raw(L, n)) break;
   }
   return k;
+}
+
+/* Every argument of diffusers 0.31's AutoencoderKL (its config.json keys),
+ * as this engine treats it; tests/unit/test_config_keys.c checks the list
+ * against tests/golden/config/keys.txt. */
+static const ldm_config_key vae_keys[] = {
+    {"_class_name", LDM_KEY_ONLY, "[\"AutoencoderKL\"]"},
+    {"_diffusers_version", LDM_KEY_NO_EFFECT, NULL},
+    {"act_fn", LDM_KEY_ONLY, "[\"silu\", \"swish\"]"},
+    {"block_out_channels", LDM_KEY_SHAPE, NULL},
+    {"down_block_types", LDM_KEY_ONLY, "[\"DownEncoderBlock2D\"]"},
+    {"force_upcast", LDM_KEY_NO_EFFECT, NULL}, /* fp16 pipelines only: the VAE runs in f32 here */
+    {"in_channels", LDM_KEY_SHAPE, NULL},
+    {"latent_channels", LDM_KEY_SHAPE, NULL},
+    /* per-channel latent statistics some pipelines apply: not implemented */
+    {"latents_mean", LDM_KEY_ONLY, "[]"},
+    {"latents_std", LDM_KEY_ONLY, "[]"},
+    {"layers_per_block", LDM_KEY_SHAPE, NULL},
+    {"mid_block_add_attention", LDM_KEY_SHAPE, NULL},
+    {"norm_num_groups", LDM_KEY_READ, NULL},
+    {"out_channels", LDM_KEY_SHAPE, NULL},
+    {"sample_size", LDM_KEY_NO_EFFECT, NULL}, /* diffusers' own tile size; tiling here has its own */
+    {"scaling_factor", LDM_KEY_READ, NULL},
+    {"shift_factor", LDM_KEY_READ, NULL},
+    {"up_block_types", LDM_KEY_ONLY, "[\"UpDecoderBlock2D\"]"},
+    {"use_post_quant_conv", LDM_KEY_SHAPE, NULL},
+    {"use_quant_conv", LDM_KEY_SHAPE, NULL},
+};
+
+const ldm_config_key *ldm_vae_config_keys(size_t *n) {
+  *n = sizeof vae_keys / sizeof *vae_keys;
+  return vae_keys;
 }
 
 ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
@@ -168,7 +195,8 @@ ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, 
     json_decref(root);
     return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
   }
-  ldm_status st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, groups, file, err);
+  ldm_status st = ldm_config_check(root, vae_keys, sizeof vae_keys / sizeof *vae_keys, file, err);
+  if (st == LDM_OK) st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, groups, file, err);
   /* a scaling factor of 0 would decode every latent to the same grey */
   if (st == LDM_OK) st = ldm_json_double(root, "scaling_factor", 1e-6, 1000.0, scale, file, err);
   if (st == LDM_OK) st = ldm_json_double(root, "shift_factor", -1000.0, 1000.0, shift, file, err);
@@ -293,8 +321,7 @@ ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src, const ldm_vae_load
   int levels = 0;
   if (c->has_encoder)
     while (levels <= LDM_VAE_MAX_LEVELS && probe_enc_block(&L, levels, 0)) levels++;
-  else
-    levels = count_dec_levels(&L);
+  else levels = count_dec_levels(&L);
   if (levels < 1 || levels > LDM_VAE_MAX_LEVELS) {
     st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: VAE has %d levels, expected 1..%d", ldm_source_path(src), levels,
                   LDM_VAE_MAX_LEVELS);
@@ -354,7 +381,7 @@ ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src, const ldm_vae_load
   c->shift = (float)shift;
   for (int i = 0; i < levels; i++)
     if (groups < 1 || c->ch[i] % groups != 0) {
-      st = ldm_fail(err, LDM_ERR_SHAPE,
+      st = ldm_fail(err, LDM_ERR_INVALID_ARG,
                     "%s: VAE level %d has %d channels, not a multiple of "
                     "norm_num_groups = %d (set the group count to match the model)",
                     ldm_source_path(src), i, c->ch[i], groups);
