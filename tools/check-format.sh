@@ -21,7 +21,7 @@ if [ -z "$base" ] || ! git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&
   exit 1
 fi
 if [ $fix = 1 ]; then
-  git clang-format --extensions c,h "$base" -- .
+  git clang-format --force --extensions c,h "$base" -- .
   exit $?
 fi
 out=$(git clang-format --diff --extensions c,h "$base" -- . 2>&1)

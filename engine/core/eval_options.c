@@ -4,13 +4,14 @@
 #include "core/status.h"
 #include "core/value.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-const char *ldm_eval_option(const ldm_eval_params *p, const char *key, char *buf, size_t n) {
-  if (!p->options || n == 0) return NULL;
+const char *ldm_kv_get(const char *list, const char *key, char *buf, size_t n) {
+  if (!list || n == 0) return NULL;
   size_t kl = strlen(key);
-  const char *s = p->options;
+  const char *s = list;
   while (*s) {
     const char *end = strchr(s, ',');
     size_t len = end ? (size_t)(end - s) : strlen(s);
@@ -30,6 +31,52 @@ const char *ldm_eval_option(const ldm_eval_params *p, const char *key, char *buf
   return NULL;
 }
 
+ldm_status ldm_kv_int(const char *list, const char *key, int lo, int hi, int def, int *out, const char *where,
+                      ldm_error *err) {
+  char buf[64], at[256];
+  const char *v = ldm_kv_get(list, key, buf, sizeof buf);
+  *out = def;
+  if (!v) return LDM_OK;
+  snprintf(at, sizeof at, "%s %s", where, key);
+  int64_t x;
+  LDM_TRY(ldm_value_int(v, lo, hi, &x, at, err));
+  *out = (int)x;
+  return LDM_OK;
+}
+
+const char *ldm_eval_option(const ldm_eval_params *p, const char *key, char *buf, size_t n) {
+  return ldm_kv_get(p->options, key, buf, n);
+}
+
+ldm_status ldm_kv_check_keys(const char *list, const char *known, const char *where, ldm_error *err) {
+  const char *s = list;
+  while (s && *s) {
+    size_t len = strcspn(s, ","), kl = strcspn(s, "=,");
+    bool found = false;
+    for (const char *k = known; kl > 0 && kl < len && *k;) {
+      size_t n = strcspn(k, ", ");
+      if (n == kl && strncmp(k, s, kl) == 0) found = true;
+      k += n;
+      k += strspn(k, ", ");
+    }
+    if (!found && kl < len)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: unknown key '%.*s' (valid keys: %s)", where,
+                      (int)(kl > 64 ? 64 : kl), s, known);
+    if (!found)
+      return ldm_fail(err, LDM_ERR_INVALID_ARG, "%s: '%.*s' is not key=value (valid keys: %s)", where,
+                      (int)(len > 64 ? 64 : len), s, known);
+    s += len;
+    if (*s == ',') s++;
+  }
+  return LDM_OK;
+}
+
+ldm_status ldm_eval_check_options(const ldm_eval_params *p, const char *known, ldm_error *err) {
+  char where[96];
+  snprintf(where, sizeof where, "eval %s --options", p->component);
+  return ldm_kv_check_keys(p->options, known, where, err);
+}
+
 ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_error *err) {
   char buf[32];
   const char *v = ldm_eval_option(p, "precision", buf, sizeof buf);
@@ -42,13 +89,7 @@ ldm_status ldm_eval_precision(const ldm_eval_params *p, ldm_precision *out, ldm_
 
 ldm_status ldm_eval_int_option(const ldm_eval_params *p, const char *key, int lo, int hi, int def, int *out,
                                ldm_error *err) {
-  char buf[64], where[96];
-  const char *v = ldm_eval_option(p, key, buf, sizeof buf);
-  *out = def;
-  if (!v) return LDM_OK;
-  snprintf(where, sizeof where, "eval %s --options %s", p->component, key);
-  int64_t x;
-  LDM_TRY(ldm_value_int(v, lo, hi, &x, where, err));
-  *out = (int)x;
-  return LDM_OK;
+  char where[96];
+  snprintf(where, sizeof where, "eval %s --options", p->component);
+  return ldm_kv_int(p->options, key, lo, hi, def, out, where, err);
 }

@@ -4,6 +4,7 @@
  * validate their parameters up front and run in generate.c (upscale_sr.c for
  * the ESRGAN-class upscalers). */
 #include "ldm.h"
+#include "core/eval_options.h"
 #include "core/status.h"
 #include "core/value.h"
 #include "core/wcache.h"
@@ -107,36 +108,18 @@ static ldm_status read_sched_config(ldm_model *m, ldm_error *err) {
 }
 
 /* "unet.heads=2,vae.groups=4,...": the settings a checkpoint's yaml holds
- * (from ldm_model_params.options or the file's "ldm.options" metadata). */
+ * (from ldm_model_params.options or the file's "ldm.options" metadata; the
+ * eval runners read the same metadata, core/eval_options.h). */
 static ldm_status parse_model_options(ldm_model *m, const char *opts, bool from_file, ldm_error *err) {
-  if (!opts) return LDM_OK;
-  const char *s = opts;
-  while (*s) {
-    size_t len = strcspn(s, ",");
-    char item[96], where[256];
-    if (len >= sizeof item) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: item too long in '%.200s'", opts);
-    memcpy(item, s, len);
-    item[len] = '\0';
-    char *eq = strchr(item, '=');
-    if (!eq) return ldm_fail(err, LDM_ERR_INVALID_ARG, "model options: '%s' is not key=positive integer", item);
-    *eq = '\0';
-    if (from_file) snprintf(where, sizeof where, "%s: metadata ldm.options %s", ldm_source_path(m->src), item);
-    else snprintf(where, sizeof where, "model options: %s", item);
-    int64_t v;
-    LDM_TRY(ldm_value_int(eq + 1, 1, 4096, &v, where, err));
-    if (!strcmp(item, "unet.heads")) m->unet_ov.num_heads = (int)v;
-    else if (!strcmp(item, "unet.head_dim")) m->unet_ov.head_dim = (int)v;
-    else if (!strcmp(item, "unet.groups")) m->unet_ov.groups = (int)v;
-    else if (!strcmp(item, "vae.groups")) m->vae_groups = (int)v;
-    else if (!strcmp(item, "text.heads")) m->text_heads = (int)v;
-    else
-      return ldm_fail(err, LDM_ERR_INVALID_ARG,
-                      "model options: unknown key '%s' (unet.heads, unet.head_dim, unet.groups, vae.groups, text.heads)",
-                      item);
-    s += len;
-    if (*s == ',') s++;
-  }
-  return LDM_OK;
+  char where[4200];
+  if (from_file) snprintf(where, sizeof where, "%s: metadata ldm.options", ldm_source_path(m->src));
+  else snprintf(where, sizeof where, "model options");
+  LDM_TRY(ldm_kv_check_keys(opts, "unet.heads, unet.head_dim, unet.groups, vae.groups, text.heads", where, err));
+  LDM_TRY(ldm_kv_int(opts, "unet.heads", 1, 4096, 0, &m->unet_ov.num_heads, where, err));
+  LDM_TRY(ldm_kv_int(opts, "unet.head_dim", 1, 4096, 0, &m->unet_ov.head_dim, where, err));
+  LDM_TRY(ldm_kv_int(opts, "unet.groups", 1, 4096, 0, &m->unet_ov.groups, where, err));
+  LDM_TRY(ldm_kv_int(opts, "vae.groups", 1, 4096, 0, &m->vae_groups, where, err));
+  return ldm_kv_int(opts, "text.heads", 1, 4096, 0, &m->text_heads, where, err);
 }
 
 ldm_status pl_model_ensure(ldm_model *m, ldm_error *err) {

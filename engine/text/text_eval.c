@@ -2,9 +2,11 @@
  * and writes last_hidden_state (final norm applied), penultimate_hidden_state
  * (hidden_states[-2]: output of the second-to-last layer, no final norm) and,
  * when the encoder has a text projection, pooled [B, P], all f32.
- * Options: encoder=1|2 (SDXL's second), heads=N (single files: d/64). */
-
+ * Options: encoder=1|2 (SDXL's second), heads=N (single files: d/64; else
+ * the file's ldm.options text.heads), lora=PATH[:MULT][;...]. */
 #include "text/clip_text.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +25,17 @@ ldm_status ldm_eval_text(const ldm_eval_params *p, int threads, ldm_error *err) 
   float *last = NULL, *pen = NULL, *pooled = NULL;
   ldm_status st;
   int encoder, heads;
+  LDM_TRY(ldm_eval_check_options(p, "encoder, heads, lora", err));
   LDM_TRY(ldm_eval_int_option(p, "encoder", 1, 2, 1, &encoder, err));
   LDM_TRY(ldm_eval_int_option(p, "heads", 0, 4096, 0, &heads, err));
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
+  if (!heads) { /* else the file's own setting, as the jobs read it */
+    char where[4200];
+    snprintf(where, sizeof where, "%s: metadata ldm.options", p->model_path);
+    if ((st = ldm_kv_int(ldm_source_metadata(src, "ldm.options"), "text.heads", 1, 4096, 0, &heads, where, err)) !=
+        LDM_OK)
+      goto done;
+  }
   if ((st = ldm_clip_text_load(&m, src, encoder - 1, heads, err)) != LDM_OK) goto done;
   if ((st = ldm_eval_apply_loras(p, &m->lora, 1, "text encoder", err)) != LDM_OK) goto done;
   if ((st = ldm_st_open(&in, p->in_path, err)) != LDM_OK) goto done;

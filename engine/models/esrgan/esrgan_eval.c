@@ -24,7 +24,8 @@ ldm_status ldm_eval_esrgan(const ldm_eval_params *p, int threads, ldm_error *err
   ldm_sr *sr = NULL;
   float *x = NULL, *xl = NULL, *yl = NULL, *y = NULL;
   ldm_ctx ctx = {.threads = threads, .err = err};
-  ldm_status st = ldm_eval_precision(p, &ctx.precision, err);
+  ldm_status st = ldm_eval_check_options(p, "precision, tile, overlap, repeat", err);
+  if (st == LDM_OK) st = ldm_eval_precision(p, &ctx.precision, err);
   if (st == LDM_OK) st = ldm_source_open(&src, p->model_path, err);
   if (st == LDM_OK) st = ldm_sr_load(&sr, src, err);
   if (st == LDM_OK) st = ldm_st_open(&in, p->in_path, err);

@@ -65,13 +65,25 @@ ldm_status ldm_eval_unet(const ldm_eval_params *p, int threads, ldm_error *err) 
   ldm_unet_overrides ov = {0};
   int repeat = 0;
   ldm_precision prec;
-  if ((st = ldm_eval_int_option(p, "heads", 0, 4096, 0, &ov.num_heads, err)) != LDM_OK ||
+  if ((st = ldm_eval_check_options(p, "heads, head_dim, groups, repeat, precision, lora", err)) != LDM_OK ||
+      (st = ldm_eval_int_option(p, "heads", 0, 4096, 0, &ov.num_heads, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "head_dim", 0, 4096, 0, &ov.head_dim, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "groups", 0, 4096, 0, &ov.groups, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err)) != LDM_OK)
     goto done;
   if ((st = ldm_eval_precision(p, &prec, err)) != LDM_OK) goto done;
   if ((st = ldm_source_open(&src, p->model_path, err)) != LDM_OK) goto done;
+  {
+    /* what --options leaves unset: the file's own settings, as the jobs read them */
+    const char *meta = ldm_source_metadata(src, "ldm.options");
+    char where[4200];
+    snprintf(where, sizeof where, "%s: metadata ldm.options", p->model_path);
+    if (!ov.num_heads && !ov.head_dim &&
+        ((st = ldm_kv_int(meta, "unet.heads", 1, 4096, 0, &ov.num_heads, where, err)) != LDM_OK ||
+         (st = ldm_kv_int(meta, "unet.head_dim", 1, 4096, 0, &ov.head_dim, where, err)) != LDM_OK))
+      goto done;
+    if (!ov.groups && (st = ldm_kv_int(meta, "unet.groups", 1, 4096, 0, &ov.groups, where, err)) != LDM_OK) goto done;
+  }
   if ((st = ldm_unet_load(&u, src, &ov, err)) != LDM_OK) goto done;
   if ((st = ldm_eval_apply_loras(p, &u->lora, 1, ldm_family_name(ldm_unet_guess_family(&u->cfg)), err)) != LDM_OK)
     goto done;

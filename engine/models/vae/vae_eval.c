@@ -21,10 +21,12 @@ typedef struct eval_env {
   float *x, *y, *z;
 } eval_env;
 
-static ldm_status env_open(eval_env *e, const ldm_eval_params *p, int threads, ldm_error *err) {
+/* known: the --options keys the runner reads (anything else is an error) */
+static ldm_status env_open(eval_env *e, const ldm_eval_params *p, int threads, const char *known, ldm_error *err) {
   memset(e, 0, sizeof *e);
   e->ctx.threads = threads;
   e->ctx.err = err;
+  LDM_TRY(ldm_eval_check_options(p, known, err));
   LDM_TRY(ldm_eval_precision(p, &e->ctx.precision, err));
   LDM_TRY(ldm_source_open(&e->src, p->model_path, err));
   LDM_TRY(ldm_st_open(&e->in, p->in_path, err));
@@ -75,6 +77,11 @@ static float *alloc_out(int64_t a, int64_t b, int64_t c, int64_t d) {
 static ldm_status load_vae(eval_env *e, const ldm_eval_params *p, ldm_vae **vae, ldm_error *err) {
   ldm_vae_load_opts o = {0};
   LDM_TRY(ldm_eval_int_option(p, "groups", 0, 4096, 0, &o.groups, err));
+  /* else the file's own setting, as the jobs read it */
+  char where[4200];
+  snprintf(where, sizeof where, "%s: metadata ldm.options", p->model_path);
+  if (!o.groups)
+    LDM_TRY(ldm_kv_int(ldm_source_metadata(e->src, "ldm.options"), "vae.groups", 1, 4096, 0, &o.groups, where, err));
   return ldm_vae_load(vae, e->src, &o, err);
 }
 
@@ -89,7 +96,7 @@ ldm_status ldm_eval_vae_encode(const ldm_eval_params *p, int threads, ldm_error 
   eval_env e;
   ldm_vae *vae = NULL;
   int64_t s[4];
-  ldm_status st = env_open(&e, p, threads, err);
+  ldm_status st = env_open(&e, p, threads, "precision, groups, tile, overlap", err);
   if (st == LDM_OK) st = load_vae(&e, p, &vae, err);
   if (st == LDM_OK) st = read_input(&e, "image", &e.x, s, err);
   if (st == LDM_OK && s[1] != ldm_vae_get_config(vae)->image_channels)
@@ -122,7 +129,7 @@ ldm_status ldm_eval_vae_decode(const ldm_eval_params *p, int threads, ldm_error 
   eval_env e;
   ldm_vae *vae = NULL;
   int64_t s[4];
-  ldm_status st = env_open(&e, p, threads, err);
+  ldm_status st = env_open(&e, p, threads, "precision, groups, height, width, tile, overlap", err);
   if (st == LDM_OK) st = load_vae(&e, p, &vae, err);
   if (st == LDM_OK) st = read_input(&e, "latent", &e.x, s, err);
   if (st == LDM_OK && s[1] != ldm_vae_get_config(vae)->latent_channels)
@@ -165,7 +172,7 @@ ldm_status ldm_eval_taesd_encode(const ldm_eval_params *p, int threads, ldm_erro
   eval_env e;
   ldm_taesd *t = NULL;
   int64_t s[4];
-  ldm_status st = env_open(&e, p, threads, err);
+  ldm_status st = env_open(&e, p, threads, "precision, taesd", err);
   if (st == LDM_OK) st = load_taesd(&e, p, &t, err);
   if (st == LDM_OK) st = read_input(&e, "image", &e.x, s, err);
   if (st == LDM_OK && !ldm_taesd_has_encoder(t))
@@ -189,7 +196,7 @@ ldm_status ldm_eval_taesd_decode(const ldm_eval_params *p, int threads, ldm_erro
   eval_env e;
   ldm_taesd *t = NULL;
   int64_t s[4];
-  ldm_status st = env_open(&e, p, threads, err);
+  ldm_status st = env_open(&e, p, threads, "precision, taesd", err);
   if (st == LDM_OK) st = load_taesd(&e, p, &t, err);
   if (st == LDM_OK) st = read_input(&e, "latent", &e.x, s, err);
   if (st == LDM_OK && !ldm_taesd_has_decoder(t))
