@@ -3,13 +3,36 @@
 #include "core/status.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const ldm_config_key *ldm_config_key_find(const ldm_config_key *keys, size_t n, const char *key) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(keys[i].key, key) == 0) return &keys[i];
+/* The item of the space-separated list whose name (up to '=' or the end)
+ * is key, or NULL; *len gets the item's length. */
+static const char *find_item(const char *list, const char *key, size_t *len) {
+  size_t kl = strlen(key);
+  for (const char *s = list ? list : ""; *s;) {
+    s += strspn(s, " ");
+    size_t n = strcspn(s, " "), name = strcspn(s, "= ");
+    if (n && name == kl && strncmp(s, key, kl) == 0) {
+      *len = n;
+      return s;
+    }
+    s += n;
+  }
   return NULL;
+}
+
+int ldm_config_key_rule(const ldm_config_keys *keys, const char *key, char *accept, size_t n) {
+  const char *lists[] = {keys->read, keys->shape, keys->no_effect, keys->only};
+  size_t len;
+  for (int r = 0; r < 4; r++) {
+    const char *it = find_item(lists[r], key, &len);
+    if (!it) continue;
+    if (r == LDM_KEY_ONLY && n) snprintf(accept, n, "%.*s", (int)(len - strlen(key) - 1), it + strlen(key) + 1);
+    return r;
+  }
+  return -1;
 }
 
 /* Numbers compare by value (1 and 1.0 are the same), the rest as JSON. */
@@ -25,13 +48,13 @@ static bool accepted(json_t *v, json_t *accept) {
   return false;
 }
 
-ldm_status ldm_config_check(json_t *root, const ldm_config_key *keys, size_t n, const char *file, ldm_error *err) {
+ldm_status ldm_config_check(json_t *root, const ldm_config_keys *keys, const char *file, ldm_error *err) {
   const char *key;
   json_t *v;
   json_object_foreach(root, key, v) {
-    const ldm_config_key *k = ldm_config_key_find(keys, n, key);
-    if (!k || k->rule != LDM_KEY_ONLY || json_is_null(v)) continue;
-    json_t *accept = json_loads(k->accept, JSON_DECODE_ANY, NULL);
+    char text[256];
+    if (json_is_null(v) || ldm_config_key_rule(keys, key, text, sizeof text) != LDM_KEY_ONLY) continue;
+    json_t *accept = json_loads(text, JSON_DECODE_ANY, NULL);
     if (!json_is_array(accept)) {
       json_decref(accept);
       return ldm_fail(err, LDM_ERR_INTERNAL, "%s: the accepted values of '%s' do not parse", file, key);
@@ -44,12 +67,12 @@ ldm_status ldm_config_check(json_t *root, const ldm_config_key *keys, size_t n, 
     } else {
       ok = accepted(v, accept);
     }
+    bool none = json_array_size(accept) == 0;
     json_decref(accept);
     if (!ok) {
       char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-      bool none = strcmp(k->accept, "[]") == 0;
       ldm_status st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: %s = %.200s is not supported (supported: %s)", file, key,
-                               s ? s : "?", none ? "null or absent" : k->accept);
+                               s ? s : "?", none ? "null or absent" : text);
       free(s);
       return st;
     }

@@ -6,7 +6,7 @@
  * model whose config asks for something the engine does not compute is thus
  * refused with the key and value named instead of running with other numbers.
  * tests/unit/test_config_keys.c checks that every key of the pinned classes
- * (tests/golden/config/keys.txt) is in its component's table. */
+ * (tests/golden/config/keys.txt) is classified, and nothing else. */
 #ifndef LDM_CORE_CONFIG_KEYS_H
 #define LDM_CORE_CONFIG_KEYS_H
 
@@ -19,21 +19,24 @@ typedef enum ldm_config_rule {
   LDM_KEY_READ,      /* read and honoured by the loader, every value */
   LDM_KEY_SHAPE,     /* follows from the weights' shapes or names */
   LDM_KEY_NO_EFFECT, /* training, generation or bookkeeping: no effect on the numbers */
-  LDM_KEY_ONLY,      /* refused unless one of `accept` (an array: each element one of them) */
+  LDM_KEY_ONLY,      /* refused unless one of the accepted values */
 } ldm_config_rule;
 
-typedef struct ldm_config_key {
-  const char *key;
-  ldm_config_rule rule;
-  const char *accept; /* LDM_KEY_ONLY: the accepted values as a JSON array, e.g. "[\"silu\", \"swish\"]" */
-} ldm_config_key;
+/* A component's keys by rule, each list space-separated; `only` holds
+ * KEY=VALUES items, VALUES the accepted values as a JSON array without
+ * spaces (a config value that is an array: each element one of them; []:
+ * only null or absent). */
+typedef struct ldm_config_keys {
+  const char *read, *shape, *no_effect, *only;
+} ldm_config_keys;
 
-/* The entry for key, or NULL. */
-const ldm_config_key *ldm_config_key_find(const ldm_config_key *keys, size_t n, const char *key);
-/* Checks every key of the config object against the table: an LDM_KEY_ONLY
- * key with another value is LDM_ERR_UNSUPPORTED "<file>: <key> = <value> is
- * not supported (supported: ...)". Keys not in the table (newer releases)
- * pass; absent and null keys are the reference class's defaults and pass. */
-ldm_status ldm_config_check(json_t *root, const ldm_config_key *keys, size_t n, const char *file, ldm_error *err);
+/* The rule for key, or -1 when keys does not list it; for LDM_KEY_ONLY the
+ * accepted values (JSON text) go to accept (n bytes). */
+int ldm_config_key_rule(const ldm_config_keys *keys, const char *key, char *accept, size_t n);
+/* Checks every key of the config object: an LDM_KEY_ONLY key with another
+ * value is LDM_ERR_UNSUPPORTED "<file>: <key> = <value> is not supported
+ * (supported: ...)". Keys not listed (newer releases) pass; absent and null
+ * keys are the reference class's defaults and pass. */
+ldm_status ldm_config_check(json_t *root, const ldm_config_keys *keys, const char *file, ldm_error *err);
 
 #endif

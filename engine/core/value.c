@@ -84,3 +84,15 @@ ldm_status ldm_json_double_open(json_t *obj, const char *key, double lo, double 
                                 ldm_error *err) {
   return json_double(obj, key, lo, hi, true, out, file, err);
 }
+
+ldm_status ldm_json_object(const char *text, const char *file, json_t **out, ldm_error *err) {
+  json_error_t je;
+  json_t *root = json_loads(text, 0, &je);
+  *out = NULL;
+  if (json_is_object(root)) {
+    *out = root;
+    return LDM_OK;
+  }
+  json_decref(root);
+  return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
+}

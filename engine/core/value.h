@@ -18,6 +18,10 @@ ldm_status ldm_value_int(const char *text, int64_t lo, int64_t hi, int64_t *out,
 ldm_status ldm_value_double(const char *text, double lo, double hi, double *out, const char *where,
                             ldm_error *err);
 
+/* Parses text as a JSON object into *out (the caller json_decref's it):
+ * otherwise LDM_ERR_FORMAT naming file and the parser's message and line. */
+ldm_status ldm_json_object(const char *text, const char *file, json_t **out, ldm_error *err);
+
 /* config.json values: key absent or null leaves *out as it is; a present
  * value must be an integer (a number) in lo..hi. `file` names the file
  * ("model/unet/config.json"). idx >= 0 reads element idx of an array (a

@@ -221,6 +221,12 @@ const char *ldm_source_config(const ldm_source *s, const char *part) {
   return p ? p->config : NULL;
 }
 
+const char *ldm_source_config_named(const ldm_source *s, const char *part, char *file, size_t n) {
+  const char *text = ldm_source_config(s, part);
+  if (text) snprintf(file, n, "%s: %s/config.json", s->path, part);
+  return text;
+}
+
 const char *ldm_source_file(const ldm_source *s, const char *relpath, char *buf, size_t n) {
   if (!s->folder) return NULL;
   snprintf(buf, n, "%s/%s", s->path, relpath);

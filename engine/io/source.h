@@ -33,6 +33,9 @@ bool ldm_source_has_part(const ldm_source *s, const char *part);
 /* The part's config.json as text (NUL-terminated, owned by the source), or
  * NULL. For a single file: NULL. */
 const char *ldm_source_config(const ldm_source *s, const char *part);
+/* ldm_source_config, and when there is one its name for messages
+ * ("<path>: <part>/config.json") in file (n bytes). */
+const char *ldm_source_config_named(const ldm_source *s, const char *part, char *file, size_t n);
 /* Path of a file inside the folder (e.g. "tokenizer/vocab.json") if it
  * exists, written to buf; NULL otherwise. */
 const char *ldm_source_file(const ldm_source *s, const char *relpath,

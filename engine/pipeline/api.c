@@ -112,8 +112,10 @@ static ldm_status read_sched_config(ldm_model *m, ldm_error *err) {
  * eval runners read the same metadata, core/eval_options.h). */
 static ldm_status parse_model_options(ldm_model *m, const char *opts, bool from_file, ldm_error *err) {
   char where[4200];
-  if (from_file) snprintf(where, sizeof where, "%s: metadata ldm.options", ldm_source_path(m->src));
-  else snprintf(where, sizeof where, "model options");
+  if (from_file)
+    snprintf(where, sizeof where, "%s: metadata ldm.options", ldm_source_path(m->src));
+  else
+    snprintf(where, sizeof where, "model options");
   LDM_TRY(ldm_kv_check_keys(opts, "unet.heads, unet.head_dim, unet.groups, vae.groups, text.heads", where, err));
   LDM_TRY(ldm_kv_int(opts, "unet.heads", 1, 4096, 0, &m->unet_ov.num_heads, where, err));
   LDM_TRY(ldm_kv_int(opts, "unet.head_dim", 1, 4096, 0, &m->unet_ov.head_dim, where, err));

@@ -67,101 +67,41 @@ static ldm_tensor view_rows(const ldm_tensor *t, int64_t r0, int64_t rows) {
 
 /* Every key of transformers 4.46's CLIPTextConfig (its own arguments and
  * the PretrainedConfig ones a config.json carries), as this engine treats
- * it; tests/unit/test_config_keys.c checks the list against
+ * it; tests/unit/test_config_keys.c checks the lists against
  * tests/golden/config/keys.txt. The generation, training, export and
  * task-head settings of PretrainedConfig change nothing a CLIPTextModel
- * computes. */
-static const ldm_config_key text_keys[] = {
-    {"_attn_implementation", LDM_KEY_NO_EFFECT, NULL}, /* sdpa / eager: the same numbers */
-    {"_attn_implementation_autoset", LDM_KEY_NO_EFFECT, NULL},
-    {"_name_or_path", LDM_KEY_NO_EFFECT, NULL},
-    {"add_cross_attention", LDM_KEY_NO_EFFECT, NULL}, /* CLIPTextModel has no cross-attention */
-    {"architectures", LDM_KEY_NO_EFFECT, NULL},       /* the projection is found from the weights */
-    {"attention_dropout", LDM_KEY_NO_EFFECT, NULL},   /* training only */
-    {"bad_words_ids", LDM_KEY_NO_EFFECT, NULL},
-    {"begin_suppress_tokens", LDM_KEY_NO_EFFECT, NULL},
-    {"bos_token_id", LDM_KEY_NO_EFFECT, NULL}, /* the tokenizer's; the encoder is given ids */
-    {"chunk_size_feed_forward", LDM_KEY_NO_EFFECT, NULL},
-    {"cross_attention_hidden_size", LDM_KEY_NO_EFFECT, NULL},
-    {"decoder_start_token_id", LDM_KEY_NO_EFFECT, NULL},
-    {"diversity_penalty", LDM_KEY_NO_EFFECT, NULL},
-    {"do_sample", LDM_KEY_NO_EFFECT, NULL},
-    {"early_stopping", LDM_KEY_NO_EFFECT, NULL},
-    {"encoder_no_repeat_ngram_size", LDM_KEY_NO_EFFECT, NULL},
-    /* pooled takes the row of the highest id: transformers' choice when
-     * eos_token_id is 2 (its legacy argmax), and the first end-of-text token
-     * when that is the vocabulary's last id (CLIP's 49407); another id is
-     * refused (ldm_clip_config_json) */
-    {"eos_token_id", LDM_KEY_READ, NULL},
-    {"exponential_decay_length_penalty", LDM_KEY_NO_EFFECT, NULL},
-    {"finetuning_task", LDM_KEY_NO_EFFECT, NULL},
-    {"forced_bos_token_id", LDM_KEY_NO_EFFECT, NULL},
-    {"forced_eos_token_id", LDM_KEY_NO_EFFECT, NULL},
-    {"hidden_act", LDM_KEY_ONLY, "[\"quick_gelu\", \"gelu\", \"gelu_pytorch_tanh\"]"},
-    {"hidden_size", LDM_KEY_SHAPE, NULL},
-    {"id2label", LDM_KEY_NO_EFFECT, NULL},
-    {"initializer_factor", LDM_KEY_NO_EFFECT, NULL},
-    {"initializer_range", LDM_KEY_NO_EFFECT, NULL},
-    {"intermediate_size", LDM_KEY_SHAPE, NULL},
-    {"is_decoder", LDM_KEY_NO_EFFECT, NULL},
-    {"is_encoder_decoder", LDM_KEY_NO_EFFECT, NULL},
-    {"label2id", LDM_KEY_NO_EFFECT, NULL},
-    {"layer_norm_eps", LDM_KEY_READ, NULL},
-    {"length_penalty", LDM_KEY_NO_EFFECT, NULL},
-    {"max_length", LDM_KEY_NO_EFFECT, NULL},
-    {"max_position_embeddings", LDM_KEY_SHAPE, NULL},
-    {"min_length", LDM_KEY_NO_EFFECT, NULL},
-    {"model_type", LDM_KEY_NO_EFFECT, NULL},
-    {"no_repeat_ngram_size", LDM_KEY_NO_EFFECT, NULL},
-    {"num_attention_heads", LDM_KEY_READ, NULL},
-    {"num_beam_groups", LDM_KEY_NO_EFFECT, NULL},
-    {"num_beams", LDM_KEY_NO_EFFECT, NULL},
-    {"num_hidden_layers", LDM_KEY_SHAPE, NULL},
-    {"num_return_sequences", LDM_KEY_NO_EFFECT, NULL},
-    {"output_attentions", LDM_KEY_NO_EFFECT, NULL},
-    {"output_hidden_states", LDM_KEY_NO_EFFECT, NULL},
-    {"output_scores", LDM_KEY_NO_EFFECT, NULL},
-    {"pad_token_id", LDM_KEY_NO_EFFECT, NULL},
-    {"prefix", LDM_KEY_NO_EFFECT, NULL},
-    {"problem_type", LDM_KEY_NO_EFFECT, NULL},
-    {"projection_dim", LDM_KEY_SHAPE, NULL},
-    {"pruned_heads", LDM_KEY_ONLY, "[{}]"},
-    {"remove_invalid_values", LDM_KEY_NO_EFFECT, NULL},
-    {"repetition_penalty", LDM_KEY_NO_EFFECT, NULL},
-    {"return_dict", LDM_KEY_NO_EFFECT, NULL},
-    {"return_dict_in_generate", LDM_KEY_NO_EFFECT, NULL},
-    {"sep_token_id", LDM_KEY_NO_EFFECT, NULL},
-    {"suppress_tokens", LDM_KEY_NO_EFFECT, NULL},
-    {"task_specific_params", LDM_KEY_NO_EFFECT, NULL},
-    {"temperature", LDM_KEY_NO_EFFECT, NULL},
-    {"tf_legacy_loss", LDM_KEY_NO_EFFECT, NULL},
-    {"tie_encoder_decoder", LDM_KEY_NO_EFFECT, NULL},
-    {"tie_word_embeddings", LDM_KEY_NO_EFFECT, NULL},
-    {"tokenizer_class", LDM_KEY_NO_EFFECT, NULL},
-    {"top_k", LDM_KEY_NO_EFFECT, NULL},
-    {"top_p", LDM_KEY_NO_EFFECT, NULL},
-    {"torch_dtype", LDM_KEY_NO_EFFECT, NULL}, /* the stored dtype is read from the weights */
-    {"torchscript", LDM_KEY_NO_EFFECT, NULL},
-    {"transformers_version", LDM_KEY_NO_EFFECT, NULL},
-    {"typical_p", LDM_KEY_NO_EFFECT, NULL},
-    {"use_bfloat16", LDM_KEY_NO_EFFECT, NULL},
-    {"vocab_size", LDM_KEY_SHAPE, NULL},
+ * computes; so do the token ids the tokenizer uses (bos, pad: the encoder
+ * is given ids), the attention implementation (the same numbers), the
+ * architectures (the projection is found from the weights) and torch_dtype
+ * (the stored dtype is read from the weights). eos_token_id: pooled takes
+ * the row of the highest id, transformers' choice when eos_token_id is 2
+ * (its legacy argmax) and the first end-of-text token when that is the
+ * vocabulary's last id (CLIP's 49407); another id is refused below. */
+static const ldm_config_keys text_keys = {
+    .read = "eos_token_id layer_norm_eps num_attention_heads",
+    .shape = "hidden_size intermediate_size max_position_embeddings num_hidden_layers projection_dim vocab_size",
+    .no_effect =
+        "_attn_implementation _attn_implementation_autoset _name_or_path add_cross_attention architectures "
+        "attention_dropout bad_words_ids begin_suppress_tokens bos_token_id chunk_size_feed_forward "
+        "cross_attention_hidden_size decoder_start_token_id diversity_penalty do_sample early_stopping "
+        "encoder_no_repeat_ngram_size exponential_decay_length_penalty finetuning_task forced_bos_token_id "
+        "forced_eos_token_id id2label initializer_factor initializer_range is_decoder is_encoder_decoder "
+        "label2id length_penalty max_length min_length model_type no_repeat_ngram_size num_beam_groups "
+        "num_beams num_return_sequences output_attentions output_hidden_states output_scores pad_token_id "
+        "prefix problem_type remove_invalid_values repetition_penalty return_dict return_dict_in_generate "
+        "sep_token_id suppress_tokens task_specific_params temperature tf_legacy_loss tie_encoder_decoder "
+        "tie_word_embeddings tokenizer_class top_k top_p torch_dtype torchscript transformers_version "
+        "typical_p use_bfloat16",
+    .only = "hidden_act=[\"quick_gelu\",\"gelu\",\"gelu_pytorch_tanh\"] pruned_heads=[{}]",
 };
 
-const ldm_config_key *ldm_clip_config_keys(size_t *n) {
-  *n = sizeof text_keys / sizeof *text_keys;
-  return text_keys;
-}
+const ldm_config_keys *ldm_clip_config_keys(void) { return &text_keys; }
 
 ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, int *act, float *eps, ldm_error *err) {
-  json_error_t je;
-  json_t *j = json_loads(json, 0, &je);
-  if (!json_is_object(j)) {
-    json_decref(j);
-    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, j ? "not an object" : je.text, je.line);
-  }
+  json_t *j;
+  LDM_TRY(ldm_json_object(json, file, &j, err));
   double e = *eps;
-  ldm_status st = ldm_config_check(j, text_keys, sizeof text_keys / sizeof *text_keys, file, err);
+  ldm_status st = ldm_config_check(j, &text_keys, file, err);
   if (st == LDM_OK) st = ldm_json_int(j, "num_attention_heads", -1, 1, 4096, heads, file, err);
   if (st == LDM_OK) st = ldm_json_double(j, "layer_norm_eps", 1e-12, 0.1, &e, file, err);
   *eps = (float)e;
@@ -179,15 +119,6 @@ ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, 
                                              : LDM_CLIP_ACT_GELU;
   json_decref(j);
   return st;
-}
-
-static ldm_status read_config(const ldm_source *src, const char *part, int *heads, int *act, float *eps,
-                              ldm_error *err) {
-  const char *json = ldm_source_config(src, part);
-  if (!json) return LDM_OK;
-  char file[4200];
-  snprintf(file, sizeof file, "%s: %s/config.json", ldm_source_path(src), part);
-  return ldm_clip_config_json(json, file, heads, act, eps, err);
 }
 
 static ldm_status load_hf_layer(const loader *L, const ldm_clip_config *c, int i,
@@ -381,7 +312,9 @@ ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int in
   c->n_heads = c->d % 64 == 0 ? c->d / 64 : 1;
   if (L.part) {
     int act = c->quick_gelu ? LDM_CLIP_ACT_QUICK_GELU : LDM_CLIP_ACT_GELU;
-    st = read_config(src, L.part, &c->n_heads, &act, &c->eps, err);
+    char file[4200];
+    const char *json = ldm_source_config_named(src, L.part, file, sizeof file);
+    st = json ? ldm_clip_config_json(json, file, &c->n_heads, &act, &c->eps, err) : LDM_OK;
     c->quick_gelu = act == LDM_CLIP_ACT_QUICK_GELU;
     c->gelu_tanh = act == LDM_CLIP_ACT_GELU_TANH;
     if (st != LDM_OK) goto fail;
@@ -513,7 +446,8 @@ ldm_status ldm_clip_text_forward_ex(ldm_ctx *ctx, const ldm_clip_text *m, const 
     TRY_GOTO(ldm_linear(ctx, f, h, rows, &l->fc1_w, &l->fc1_b));
     if (c->quick_gelu)
       ldm_quick_gelu(ctx, f, f, (int64_t)nf);
-    else ldm_gelu(ctx, f, f, (int64_t)nf, c->gelu_tanh);
+    else
+      ldm_gelu(ctx, f, f, (int64_t)nf, c->gelu_tanh);
     TRY_GOTO(ldm_linear(ctx, h, f, rows, &l->fc2_w, &l->fc2_b));
     ldm_add(ctx, x, x, h, (int64_t)nd);
   }

@@ -68,7 +68,7 @@ typedef struct ldm_clip_text {
 /* hidden_act values the encoder implements */
 enum { LDM_CLIP_ACT_GELU = 0, LDM_CLIP_ACT_QUICK_GELU = 1, LDM_CLIP_ACT_GELU_TANH = 2 };
 /* Every CLIPTextConfig key and how the loader treats it (core/config_keys.h). */
-const ldm_config_key *ldm_clip_config_keys(size_t *n);
+const ldm_config_keys *ldm_clip_config_keys(void);
 /* A diffusers text_encoder/config.json: every key checked (a setting the
  * engine does not compute is refused), num_attention_heads, hidden_act
  * (*act = LDM_CLIP_ACT_*) and layer_norm_eps, each checked when present. */

@@ -146,8 +146,8 @@ typedef struct ldm_unet_cond {
 } ldm_unet_cond;
 
 /* Every UNet2DConditionModel config key and how the loader treats it
- * (core/config_keys.h); n gets the count. */
-const ldm_config_key *ldm_unet_config_keys(size_t *n);
+ * (core/config_keys.h). */
+const ldm_config_keys *ldm_unet_config_keys(void);
 /* A diffusers unet/config.json's settings into c (the keys present, each
  * checked against its range); `file` names it in messages. */
 ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,

@@ -162,75 +162,42 @@ static int attn_depth(const loader *L, const mname *m) {
 /* ---- config.json ------------------------------------------------------- */
 /* Every argument of diffusers 0.31's UNet2DConditionModel (its config.json
  * keys), as this engine treats it; tests/unit/test_config_keys.c checks the
- * list against tests/golden/config/keys.txt. */
-static const ldm_config_key unet_keys[] = {
-    {"_class_name", LDM_KEY_ONLY, "[\"UNet2DConditionModel\"]"},
-    {"_diffusers_version", LDM_KEY_NO_EFFECT, NULL},
-    {"act_fn", LDM_KEY_ONLY, "[\"silu\", \"swish\"]"},
-    {"addition_embed_type", LDM_KEY_ONLY, "[\"text_time\"]"},
-    {"addition_embed_type_num_heads", LDM_KEY_NO_EFFECT, NULL}, /* for addition_embed_type "text" only */
-    {"addition_time_embed_dim", LDM_KEY_READ, NULL},
-    {"attention_head_dim", LDM_KEY_READ, NULL},
-    {"attention_type", LDM_KEY_ONLY, "[\"default\"]"},
-    {"block_out_channels", LDM_KEY_SHAPE, NULL},
-    {"center_input_sample", LDM_KEY_READ, NULL},
-    {"class_embed_type", LDM_KEY_ONLY, "[]"},
-    {"class_embeddings_concat", LDM_KEY_ONLY, "[false]"},
-    {"conv_in_kernel", LDM_KEY_ONLY, "[3]"},
-    {"conv_out_kernel", LDM_KEY_ONLY, "[3]"},
-    {"cross_attention_dim", LDM_KEY_SHAPE, NULL},
-    {"cross_attention_norm", LDM_KEY_ONLY, "[]"},
-    {"down_block_types", LDM_KEY_ONLY, "[\"CrossAttnDownBlock2D\", \"DownBlock2D\"]"},
-    {"downsample_padding", LDM_KEY_ONLY, "[1]"},
-    {"dropout", LDM_KEY_NO_EFFECT, NULL}, /* training only */
-    {"dual_cross_attention", LDM_KEY_ONLY, "[false]"},
-    {"encoder_hid_dim", LDM_KEY_ONLY, "[]"},
-    {"encoder_hid_dim_type", LDM_KEY_ONLY, "[]"},
-    {"flip_sin_to_cos", LDM_KEY_READ, NULL},
-    {"freq_shift", LDM_KEY_READ, NULL},
-    {"in_channels", LDM_KEY_SHAPE, NULL},
-    {"layers_per_block", LDM_KEY_SHAPE, NULL},
-    /* used by UNetMidBlock2DSimpleCrossAttn only (mid_block_type refuses it) */
-    {"mid_block_only_cross_attention", LDM_KEY_NO_EFFECT, NULL},
-    {"mid_block_scale_factor", LDM_KEY_READ, NULL},
-    {"mid_block_type", LDM_KEY_ONLY, "[\"UNetMidBlock2DCrossAttn\"]"},
-    {"norm_eps", LDM_KEY_READ, NULL},
-    {"norm_num_groups", LDM_KEY_READ, NULL},
-    {"num_attention_heads", LDM_KEY_READ, NULL},
-    {"num_class_embeds", LDM_KEY_SHAPE, NULL}, /* the x4 upscaler's noise-level embedding */
-    {"only_cross_attention", LDM_KEY_READ, NULL},
-    {"out_channels", LDM_KEY_SHAPE, NULL},
-    {"projection_class_embeddings_input_dim", LDM_KEY_SHAPE, NULL},
-    {"resnet_out_scale_factor", LDM_KEY_ONLY, "[1]"},
-    {"resnet_skip_time_act", LDM_KEY_ONLY, "[false]"},
-    {"resnet_time_scale_shift", LDM_KEY_ONLY, "[\"default\"]"},
-    {"reverse_transformer_layers_per_block", LDM_KEY_ONLY, "[]"},
-    {"sample_size", LDM_KEY_NO_EFFECT, NULL}, /* the pipeline's default size */
-    {"time_cond_proj_dim", LDM_KEY_SHAPE, NULL},
-    {"time_embedding_act_fn", LDM_KEY_ONLY, "[]"},
-    {"time_embedding_dim", LDM_KEY_SHAPE, NULL},
-    {"time_embedding_type", LDM_KEY_ONLY, "[\"positional\"]"},
-    {"timestep_post_act", LDM_KEY_ONLY, "[]"},
-    {"transformer_layers_per_block", LDM_KEY_SHAPE, NULL},
-    {"up_block_types", LDM_KEY_ONLY, "[\"UpBlock2D\", \"CrossAttnUpBlock2D\"]"},
-    {"upcast_attention", LDM_KEY_NO_EFFECT, NULL}, /* attention runs in f32 here always */
-    {"use_linear_projection", LDM_KEY_SHAPE, NULL},
+ * lists against tests/golden/config/keys.txt. Without effect:
+ * addition_embed_type_num_heads (for addition_embed_type "text" only),
+ * dropout (training), mid_block_only_cross_attention (for
+ * UNetMidBlock2DSimpleCrossAttn only, which mid_block_type refuses),
+ * sample_size (the pipeline's default size), upcast_attention (attention runs
+ * in f32 here always). num_class_embeds is the x4 upscaler's noise-level
+ * embedding, found from its weights. */
+static const ldm_config_keys unet_keys = {
+    .read =
+        "addition_time_embed_dim attention_head_dim center_input_sample flip_sin_to_cos freq_shift "
+        "mid_block_scale_factor norm_eps norm_num_groups num_attention_heads only_cross_attention",
+    .shape =
+        "block_out_channels cross_attention_dim in_channels layers_per_block num_class_embeds out_channels "
+        "projection_class_embeddings_input_dim time_cond_proj_dim time_embedding_dim "
+        "transformer_layers_per_block use_linear_projection",
+    .no_effect =
+        "_diffusers_version addition_embed_type_num_heads dropout mid_block_only_cross_attention "
+        "sample_size upcast_attention",
+    .only =
+        "_class_name=[\"UNet2DConditionModel\"] act_fn=[\"silu\",\"swish\"] addition_embed_type=[\"text_time\"] "
+        "attention_type=[\"default\"] class_embed_type=[] class_embeddings_concat=[false] conv_in_kernel=[3] "
+        "conv_out_kernel=[3] cross_attention_norm=[] down_block_types=[\"CrossAttnDownBlock2D\",\"DownBlock2D\"] "
+        "downsample_padding=[1] dual_cross_attention=[false] encoder_hid_dim=[] encoder_hid_dim_type=[] "
+        "mid_block_type=[\"UNetMidBlock2DCrossAttn\"] resnet_out_scale_factor=[1] resnet_skip_time_act=[false] "
+        "resnet_time_scale_shift=[\"default\"] reverse_transformer_layers_per_block=[] time_embedding_act_fn=[] "
+        "time_embedding_type=[\"positional\"] timestep_post_act=[] "
+        "up_block_types=[\"UpBlock2D\",\"CrossAttnUpBlock2D\"]",
 };
 
-const ldm_config_key *ldm_unet_config_keys(size_t *n) {
-  *n = sizeof unet_keys / sizeof *unet_keys;
-  return unet_keys;
-}
+const ldm_config_keys *ldm_unet_config_keys(void) { return &unet_keys; }
 
 ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_config *c,
                                 const ldm_unet_overrides *ov, ldm_error *err) {
-  json_error_t je;
-  json_t *root = json_loads(text, 0, &je);
-  if (!root || !json_is_object(root)) {
-    json_decref(root);
-    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
-  }
-  ldm_status st = ldm_config_check(root, unet_keys, sizeof unet_keys / sizeof *unet_keys, file, err);
+  json_t *root;
+  LDM_TRY(ldm_json_object(text, file, &root, err));
+  ldm_status st = ldm_config_check(root, &unet_keys, file, err);
   json_t *v;
   double eps = c->norm_eps, fs = c->freq_shift, mid = c->mid_scale;
   if (st != LDM_OK || (st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, &c->groups, file, err)) != LDM_OK ||
@@ -270,13 +237,10 @@ ldm_status ldm_unet_config_json(const char *text, const char *file, ldm_unet_con
   return st;
 }
 
-static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const ldm_unet_overrides *ov,
-                              ldm_error *err) {
-  const char *text = ldm_source_config(src, "unet");
-  if (!text) return LDM_OK;
+static ldm_status read_config(const ldm_source *src, ldm_unet_config *c, const ldm_unet_overrides *ov, ldm_error *err) {
   char file[4200];
-  snprintf(file, sizeof file, "%s: unet/config.json", ldm_source_path(src));
-  return ldm_unet_config_json(text, file, c, ov, err);
+  const char *text = ldm_source_config_named(src, "unet", file, sizeof file);
+  return text ? ldm_unet_config_json(text, file, c, ov, err) : LDM_OK;
 }
 
 /* ---- probe -------------------------------------------------------------- */

@@ -44,7 +44,7 @@ typedef struct ldm_vae_load_opts {
 } ldm_vae_load_opts;
 
 /* Every AutoencoderKL config key and how the loader treats it (core/config_keys.h). */
-const ldm_config_key *ldm_vae_config_keys(size_t *n);
+const ldm_config_keys *ldm_vae_config_keys(void);
 /* A diffusers vae/config.json: every key checked (a setting the engine does
  * not compute is refused), norm_num_groups, scaling_factor and shift_factor
  * (when present, each checked against its range). */

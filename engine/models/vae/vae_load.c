@@ -134,83 +134,63 @@ static ldm_status ld_mid(const vae_loader *L, vae_mid *m, const char *side, int 
 /* Shape probes used to read the hyper-parameters. */
 static const ldm_tensor *probe_enc_block(const vae_loader *L, int i, int j) {
   char n[128];
-  if (L->diffusers) snprintf(n, sizeof n, "encoder.down_blocks.%d.resnets.%d.conv1.weight", i, j);
-  else snprintf(n, sizeof n, "encoder.down.%d.block.%d.conv1.weight", i, j);
+  if (L->diffusers)
+    snprintf(n, sizeof n, "encoder.down_blocks.%d.resnets.%d.conv1.weight", i, j);
+  else
+    snprintf(n, sizeof n, "encoder.down.%d.block.%d.conv1.weight", i, j);
   return ld_raw(L, n);
 }
 static const ldm_tensor *probe_dec_block(const vae_loader *L, int i, int j) {
   char n[128]; /* i: original level index; diffusers counts the other way */
-  if (L->diffusers) snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.%d.conv1.weight", L->levels - 1 - i, j);
-  else snprintf(n, sizeof n, "decoder.up.%d.block.%d.conv1.weight", i, j);
+  if (L->diffusers)
+    snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.%d.conv1.weight", L->levels - 1 - i, j);
+  else
+    snprintf(n, sizeof n, "decoder.up.%d.block.%d.conv1.weight", i, j);
   return ld_raw(L, n);
 }
 static int count_dec_levels(const vae_loader *L) {
   char n[128];
   int k = 0;
   for (; k <= LDM_VAE_MAX_LEVELS; k++) {
-    if (L->diffusers) snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.0.conv1.weight", k);
-    else snprintf(n, sizeof n, "decoder.up.%d.block.0.conv1.weight", k);
+    if (L->diffusers)
+      snprintf(n, sizeof n, "decoder.up_blocks.%d.resnets.0.conv1.weight", k);
+    else
+      snprintf(n, sizeof n, "decoder.up.%d.block.0.conv1.weight", k);
     if (!ld_raw(L, n)) break;
   }
   return k;
 }
 
 /* Every argument of diffusers 0.31's AutoencoderKL (its config.json keys),
- * as this engine treats it; tests/unit/test_config_keys.c checks the list
- * against tests/golden/config/keys.txt. */
-static const ldm_config_key vae_keys[] = {
-    {"_class_name", LDM_KEY_ONLY, "[\"AutoencoderKL\"]"},
-    {"_diffusers_version", LDM_KEY_NO_EFFECT, NULL},
-    {"act_fn", LDM_KEY_ONLY, "[\"silu\", \"swish\"]"},
-    {"block_out_channels", LDM_KEY_SHAPE, NULL},
-    {"down_block_types", LDM_KEY_ONLY, "[\"DownEncoderBlock2D\"]"},
-    {"force_upcast", LDM_KEY_NO_EFFECT, NULL}, /* fp16 pipelines only: the VAE runs in f32 here */
-    {"in_channels", LDM_KEY_SHAPE, NULL},
-    {"latent_channels", LDM_KEY_SHAPE, NULL},
-    /* per-channel latent statistics some pipelines apply: not implemented */
-    {"latents_mean", LDM_KEY_ONLY, "[]"},
-    {"latents_std", LDM_KEY_ONLY, "[]"},
-    {"layers_per_block", LDM_KEY_SHAPE, NULL},
-    {"mid_block_add_attention", LDM_KEY_SHAPE, NULL},
-    {"norm_num_groups", LDM_KEY_READ, NULL},
-    {"out_channels", LDM_KEY_SHAPE, NULL},
-    {"sample_size", LDM_KEY_NO_EFFECT, NULL}, /* diffusers' own tile size; tiling here has its own */
-    {"scaling_factor", LDM_KEY_READ, NULL},
-    {"shift_factor", LDM_KEY_READ, NULL},
-    {"up_block_types", LDM_KEY_ONLY, "[\"UpDecoderBlock2D\"]"},
-    {"use_post_quant_conv", LDM_KEY_SHAPE, NULL},
-    {"use_quant_conv", LDM_KEY_SHAPE, NULL},
+ * as this engine treats it; tests/unit/test_config_keys.c checks the lists
+ * against tests/golden/config/keys.txt. Without effect: force_upcast (fp16
+ * pipelines only: the VAE runs in f32 here), sample_size (diffusers' own
+ * tile size). latents_mean / latents_std (per-channel latent statistics some
+ * pipelines apply) are not implemented. */
+static const ldm_config_keys vae_keys = {
+    .read = "norm_num_groups scaling_factor shift_factor",
+    .shape =
+        "block_out_channels in_channels latent_channels layers_per_block mid_block_add_attention out_channels "
+        "use_post_quant_conv use_quant_conv",
+    .no_effect = "_diffusers_version force_upcast sample_size",
+    .only =
+        "_class_name=[\"AutoencoderKL\"] act_fn=[\"silu\",\"swish\"] down_block_types=[\"DownEncoderBlock2D\"] "
+        "latents_mean=[] latents_std=[] up_block_types=[\"UpDecoderBlock2D\"]",
 };
 
-const ldm_config_key *ldm_vae_config_keys(size_t *n) {
-  *n = sizeof vae_keys / sizeof *vae_keys;
-  return vae_keys;
-}
+const ldm_config_keys *ldm_vae_config_keys(void) { return &vae_keys; }
 
 ldm_status ldm_vae_config_json(const char *text, const char *file, int *groups, double *scale, double *shift,
                                ldm_error *err) {
-  json_error_t je;
-  json_t *root = json_loads(text, 0, &je);
-  if (!root || !json_is_object(root)) {
-    json_decref(root);
-    return ldm_fail(err, LDM_ERR_FORMAT, "%s: %s (line %d)", file, root ? "not an object" : je.text, je.line);
-  }
-  ldm_status st = ldm_config_check(root, vae_keys, sizeof vae_keys / sizeof *vae_keys, file, err);
+  json_t *root;
+  LDM_TRY(ldm_json_object(text, file, &root, err));
+  ldm_status st = ldm_config_check(root, &vae_keys, file, err);
   if (st == LDM_OK) st = ldm_json_int(root, "norm_num_groups", -1, 1, 4096, groups, file, err);
   /* a scaling factor of 0 would decode every latent to the same grey */
   if (st == LDM_OK) st = ldm_json_double(root, "scaling_factor", 1e-6, 1000.0, scale, file, err);
   if (st == LDM_OK) st = ldm_json_double(root, "shift_factor", -1000.0, 1000.0, shift, file, err);
   json_decref(root);
   return st;
-}
-
-static ldm_status read_config(const ldm_source *src, const char *part, int *groups, double *scale, double *shift,
-                              ldm_error *err) {
-  const char *text = ldm_source_config(src, part);
-  if (!text) return LDM_OK;
-  char file[4200];
-  snprintf(file, sizeof file, "%s: %s/config.json", ldm_source_path(src), part);
-  return ldm_vae_config_json(text, file, groups, scale, shift, err);
 }
 
 float ldm_vae_family_scale(ldm_family f) {
@@ -321,7 +301,8 @@ ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src, const ldm_vae_load
   int levels = 0;
   if (c->has_encoder)
     while (levels <= LDM_VAE_MAX_LEVELS && probe_enc_block(&L, levels, 0)) levels++;
-  else levels = count_dec_levels(&L);
+  else
+    levels = count_dec_levels(&L);
   if (levels < 1 || levels > LDM_VAE_MAX_LEVELS) {
     st = ldm_fail(err, LDM_ERR_UNSUPPORTED, "%s: VAE has %d levels, expected 1..%d", ldm_source_path(src), levels,
                   LDM_VAE_MAX_LEVELS);
@@ -372,7 +353,9 @@ ldm_status ldm_vae_load(ldm_vae **out, const ldm_source *src, const ldm_vae_load
   }
   int groups = 32;
   double scale = ldm_vae_family_scale(o.family), shift = 0;
-  st = read_config(src, L.part, &groups, &scale, &shift, err);
+  char file[4200];
+  const char *text = ldm_source_config_named(src, L.part, file, sizeof file);
+  st = text ? ldm_vae_config_json(text, file, &groups, &scale, &shift, err) : LDM_OK;
   if (st != LDM_OK) goto done;
   if (o.groups > 0) groups = o.groups;
   if (o.scale > 0) scale = o.scale;

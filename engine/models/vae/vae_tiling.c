@@ -44,7 +44,14 @@ static void copy_rect(float *dst, int dst_w, int dx, int dy, const float *src, i
            (size_t)tw * C * sizeof(float));
 }
 
-static ldm_status check_dims(ldm_ctx *ctx, const char *what, int B, int H, int W) {
+/* The VAE has the half (part: "encoder" or "decoder") and the sizes are in
+ * range; what names the call in messages. */
+static ldm_status check_call(ldm_ctx *ctx, const ldm_vae *vae, bool has, const char *part, const char *what, int B,
+                             int H, int W) {
+  if (!has)
+    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
+                    "%s: this VAE has no %s (no tensor '%s.conv_in.weight' or '%s.conv_out.weight')", vae->path, part,
+                    part, part);
   if (B < 1 || H < 1 || W < 1 || H > 65536 || W > 65536)
     return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG, "%s: size %d x %d x %d out of range", what, B, H, W);
   return LDM_OK;
@@ -157,6 +164,43 @@ static void tiling_free(tiling *t) {
   free(t);
 }
 
+/* A tile's latent origin and its core (the part of the image it owns). */
+typedef struct tile_pos {
+  int ty, tx, y0, x0, cy0, cy1, cx0, cx1;
+} tile_pos;
+
+/* Which passes collect and apply the shared GroupNorm statistics. */
+static void tiling_pass(tiling *T, int pass, int gn_passes) {
+  T->g.collect = pass < gn_passes;
+  T->g.apply = pass > 0;
+}
+
+/* Tile k (row-major) of an h x w latent: its position, its core set as the
+ * shared statistics' region (tile coordinates) and their layer count reset. */
+static tile_pos tile_enter(tiling *T, int h, int w, int k) {
+  int ty = k / T->ax.n, tx = k % T->ax.n;
+  tile_pos t = {.ty = ty, .tx = tx, .y0 = T->ay.start[ty], .x0 = T->ax.start[tx]};
+  tile_core(&T->ay, h, ty, &t.cy0, &t.cy1);
+  tile_core(&T->ax, w, tx, &t.cx0, &t.cx1);
+  T->g.cy0 = t.cy0 - t.y0, T->g.cy1 = t.cy1 - t.y0, T->g.cx0 = t.cx0 - t.x0, T->g.cx1 = t.cx1 - t.x0;
+  T->g.layer = 0;
+  return t;
+}
+
+/* The tiles of an h x w latent and the GroupNorm statistics passes (none
+ * for a single tile); *out is set (for tiling_free) whatever happens. */
+static ldm_status tiling_new(ldm_ctx *ctx, const ldm_vae_config *c, int h, int w, int tile, int overlap, int *gn_passes,
+                             const char *what, tiling **out) {
+  tiling *T = *out = calloc(1, sizeof *T);
+  if (!T) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "%s: out of memory", what);
+  LDM_TRY(tile_plan(ctx, &T->ay, &T->ax, h, w, tile, overlap));
+  if (*gn_passes < 0) *gn_passes = 1;
+  if (T->ay.n == 1 && T->ax.n == 1) *gn_passes = 0;
+  T->g.groups = c->groups;
+  T->g.th = T->ay.size;
+  return LDM_OK;
+}
+
 ldm_status ldm_vae_encode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *mean, float *logvar, const float *image, int B,
                                 int H, int W, int tile, int overlap) {
   return ldm_vae_encode_tiled_ex(ctx, vae, mean, logvar, image, B, H, W, tile, overlap, -1);
@@ -165,27 +209,16 @@ ldm_status ldm_vae_encode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *mean, f
 ldm_status ldm_vae_encode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *mean, float *logvar, const float *image,
                                    int B, int H, int W, int tile, int overlap, int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
-  if (!c->has_encoder)
-    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
-                    "%s: this VAE has no encoder (no tensor 'encoder.conv_in.weight' "
-                    "or 'encoder.conv_out.weight')",
-                    vae->path);
-  LDM_TRY(check_dims(ctx, "vae encode", B, H, W));
+  LDM_TRY(check_call(ctx, vae, c->has_encoder, "encoder", "vae encode", B, H, W));
   const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
   const int CL = c->ch[c->levels - 1];
   int h, w;
   ldm_vae_latent_size(vae, H, W, &h, &w);
-  tiling *T = calloc(1, sizeof *T);
-  ldm_status st = LDM_OK;
+  tiling *T;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  if (!T) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae encode: out of memory");
-  st = tile_plan(ctx, &T->ay, &T->ax, h, w, tile, overlap);
+  ldm_status st = tiling_new(ctx, c, h, w, tile, overlap, &gn_passes, "vae encode", &T);
   if (st != LDM_OK) goto done;
   bool single = T->ay.n == 1 && T->ax.n == 1;
-  if (gn_passes < 0) gn_passes = 1;
-  if (single) gn_passes = 0;
-  T->g.groups = c->groups;
-  T->g.th = T->ay.size;
   /* down-path features of the whole image [h*w, chL], then tile buffers */
   size_t n_feat = (size_t)h * w * CL;
   float *feat = ldm_arena_floats(ctx->scratch, n_feat);
@@ -200,23 +233,17 @@ ldm_status ldm_vae_encode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *mean
     vae_bufs s;
     st = vae_alloc_bufs(ctx, &s, vae_enc_down_cap(c, T->ay.size * f, T->ax.size * f));
     for (int pass = 0; pass <= gn_passes && st == LDM_OK; pass++) {
-      T->g.collect = pass < gn_passes;
-      T->g.apply = pass > 0;
-      for (int ty = 0; ty < T->ay.n && st == LDM_OK; ty++)
-        for (int tx = 0; tx < T->ax.n && st == LDM_OK; tx++) {
-          int y0 = T->ay.start[ty], x0 = T->ax.start[tx], th = T->ay.size, tw = T->ax.size;
-          int cy0, cy1, cx0, cx1;
-          tile_core(&T->ay, h, ty, &cy0, &cy1);
-          tile_core(&T->ax, w, tx, &cx0, &cx1);
-          T->g.cy0 = cy0 - y0, T->g.cy1 = cy1 - y0, T->g.cx0 = cx0 - x0, T->g.cx1 = cx1 - x0;
-          T->g.layer = 0;
-          // image tile, reflected past the borders -> [th*f * tw*f, 3]
-          gather_nhwc(s.x, img, Ci, H, W, y0 * f, x0 * f, th * f, tw * f);
-          // conv_in + down path -> [th*tw, chL]
-          st = vae_encoder_down(ctx, vae, &s, th * f, tw * f, single ? NULL : &T->g);
-          if (st == LDM_OK && pass == gn_passes)
-            copy_rect(feat, w, cx0, cy0, s.x, tw, cx0 - x0, cy0 - y0, cy1 - cy0, cx1 - cx0, CL);
-        }
+      tiling_pass(T, pass, gn_passes);
+      for (int k = 0; k < T->ay.n * T->ax.n && st == LDM_OK; k++) {
+        tile_pos t = tile_enter(T, h, w, k);
+        int y0 = t.y0, x0 = t.x0, th = T->ay.size, tw = T->ax.size, cy0 = t.cy0, cy1 = t.cy1, cx0 = t.cx0, cx1 = t.cx1;
+        // image tile, reflected past the borders -> [th*f * tw*f, 3]
+        gather_nhwc(s.x, img, Ci, H, W, y0 * f, x0 * f, th * f, tw * f);
+        // conv_in + down path -> [th*tw, chL]
+        st = vae_encoder_down(ctx, vae, &s, th * f, tw * f, single ? NULL : &T->g);
+        if (st == LDM_OK && pass == gn_passes)
+          copy_rect(feat, w, cx0, cy0, s.x, tw, cx0 - x0, cy0 - y0, cy1 - cy0, cx1 - cx0, CL);
+      }
       if (T->g.collect) vae_gn_finish(&T->g);
     }
     ldm_arena_reset(ctx->scratch, tiles_mark);
@@ -248,12 +275,7 @@ ldm_status ldm_vae_decode_tiled(ldm_ctx *ctx, const ldm_vae *vae, float *image, 
 ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *image, const float *latent, int B, int h,
                                    int w, int H, int W, int tile, int overlap, int gn_passes) {
   const ldm_vae_config *c = &vae->cfg;
-  if (!c->has_decoder)
-    return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
-                    "%s: this VAE has no decoder (no tensor 'decoder.conv_in.weight' "
-                    "or 'decoder.conv_out.weight')",
-                    vae->path);
-  LDM_TRY(check_dims(ctx, "vae decode", B, h, w));
+  LDM_TRY(check_call(ctx, vae, c->has_decoder, "decoder", "vae decode", B, h, w));
   const int f = ldm_vae_factor(vae), Cl = c->latent_channels, Ci = c->image_channels;
   const int CL = c->ch[c->levels - 1];
   if (H == 0 && W == 0) {
@@ -264,17 +286,11 @@ ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *imag
     return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
                     "vae decode: output %d x %d does not fit the %d x %d decode of a %d x %d latent", H, W, h * f,
                     w * f, h, w);
-  tiling *T = calloc(1, sizeof *T);
-  ldm_status st = LDM_OK;
+  tiling *T;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  if (!T) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "vae decode: out of memory");
-  st = tile_plan(ctx, &T->ay, &T->ax, h, w, tile, overlap);
+  ldm_status st = tiling_new(ctx, c, h, w, tile, overlap, &gn_passes, "vae decode", &T);
   if (st != LDM_OK) goto done;
   bool single = T->ay.n == 1 && T->ax.n == 1;
-  if (gn_passes < 0) gn_passes = 1;
-  if (single) gn_passes = 0;
-  T->g.groups = c->groups;
-  T->g.th = T->ay.size;
   T->ny = axis_norm(&T->ay, h * f, f);
   T->nx = axis_norm(&T->ax, w * f, f);
   size_t n_feat = (size_t)h * w * CL;
@@ -299,37 +315,31 @@ ldm_status ldm_vae_decode_tiled_ex(ldm_ctx *ctx, const ldm_vae *vae, float *imag
     st = vae_alloc_bufs(ctx, &s, vae_dec_up_cap(c, T->ay.size, T->ax.size));
     float *ib = image + (size_t)b * Ci * plane;
     for (int pass = 0; pass <= gn_passes && st == LDM_OK; pass++) {
-      T->g.collect = pass < gn_passes;
-      T->g.apply = pass > 0;
-      for (int ty = 0; ty < T->ay.n && st == LDM_OK; ty++)
-        for (int tx = 0; tx < T->ax.n && st == LDM_OK; tx++) {
-          int y0 = T->ay.start[ty], x0 = T->ax.start[tx], th = T->ay.size, tw = T->ax.size;
-          int cy0, cy1, cx0, cx1;
-          tile_core(&T->ay, h, ty, &cy0, &cy1);
-          tile_core(&T->ax, w, tx, &cx0, &cx1);
-          T->g.cy0 = cy0 - y0, T->g.cy1 = cy1 - y0, T->g.cx0 = cx0 - x0, T->g.cx1 = cx1 - x0;
-          T->g.layer = 0;
-          int Y0 = y0 * f, X0 = x0 * f, TH = th * f, TW = tw * f;
-          if (pass == gn_passes && (Y0 >= H || X0 >= W)) continue; /* cropped away */
-          // mid features of the tile -> up path -> [TH*TW, 3]
-          copy_rect(s.x, tw, 0, 0, feat, w, x0, y0, th, tw, CL);
-          st = vae_decoder_up(ctx, vae, &s, th, tw, single ? NULL : &T->g);
-          if (st != LDM_OK || pass < gn_passes) continue;
-          // blend into the image (NCHW), cropped to H x W
-          for (int y = 0; y < TH && Y0 + y < H; y++) {
-            float wy = single ? 1.0f : tile_weight(&T->ay, ty, Y0 + y, f) / T->ny[Y0 + y];
-            for (int x = 0; x < TW && X0 + x < W; x++) {
-              const float *p = s.x + ((size_t)y * TW + x) * Ci;
-              size_t o = (size_t)(Y0 + y) * W + (X0 + x);
-              if (single) {
-                for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] = p[ch];
-              } else {
-                float wgt = wy * tile_weight(&T->ax, tx, X0 + x, f) / T->nx[X0 + x];
-                for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] += wgt * p[ch];
-              }
+      tiling_pass(T, pass, gn_passes);
+      for (int k = 0; k < T->ay.n * T->ax.n && st == LDM_OK; k++) {
+        tile_pos t = tile_enter(T, h, w, k);
+        int y0 = t.y0, x0 = t.x0, th = T->ay.size, tw = T->ax.size, ty = t.ty, tx = t.tx;
+        int Y0 = y0 * f, X0 = x0 * f, TH = th * f, TW = tw * f;
+        if (pass == gn_passes && (Y0 >= H || X0 >= W)) continue; /* cropped away */
+        // mid features of the tile -> up path -> [TH*TW, 3]
+        copy_rect(s.x, tw, 0, 0, feat, w, x0, y0, th, tw, CL);
+        st = vae_decoder_up(ctx, vae, &s, th, tw, single ? NULL : &T->g);
+        if (st != LDM_OK || pass < gn_passes) continue;
+        // blend into the image (NCHW), cropped to H x W
+        for (int y = 0; y < TH && Y0 + y < H; y++) {
+          float wy = single ? 1.0f : tile_weight(&T->ay, ty, Y0 + y, f) / T->ny[Y0 + y];
+          for (int x = 0; x < TW && X0 + x < W; x++) {
+            const float *p = s.x + ((size_t)y * TW + x) * Ci;
+            size_t o = (size_t)(Y0 + y) * W + (X0 + x);
+            if (single) {
+              for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] = p[ch];
+            } else {
+              float wgt = wy * tile_weight(&T->ax, tx, X0 + x, f) / T->nx[X0 + x];
+              for (int ch = 0; ch < Ci; ch++) ib[ch * plane + o] += wgt * p[ch];
             }
           }
         }
+      }
       if (T->g.collect) vae_gn_finish(&T->g);
     }
     ldm_arena_reset(ctx->scratch, tiles_mark);
