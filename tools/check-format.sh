@@ -20,6 +20,12 @@ if [ -z "$base" ] || ! git rev-parse -q --verify "$base^{commit}" >/dev/null 2>&
   echo "format: baseline commit '${base}' (.clang-format-base) is not in this checkout's history (needs a full clone)"
   exit 1
 fi
+# one run at a time per checkout: git clang-format works through a temporary
+# index in the git directory (the default and sanitizer builds' tests may
+# run it at once)
+if command -v flock >/dev/null; then
+  exec 9>"$(git rev-parse --git-dir)/ldm-check-format.lock" && flock 9
+fi
 if [ $fix = 1 ]; then
   git clang-format --force --extensions c,h "$base" -- .
   exit $?
@@ -32,6 +38,10 @@ case "$out" in
     exit $rc ;;
 esac
 echo "$out"
+if ! printf '%s\n' "$out" | grep -q '^diff --git'; then
+  echo "format: git clang-format failed (rc $rc)"
+  exit 1
+fi
 n=$(printf '%s\n' "$out" | grep -c '^-[^-]')
 echo "format: lines changed since ${base:0:12}: $n to reformat (tol 0); tools/check-format.sh --fix rewrites them"
 exit 1
