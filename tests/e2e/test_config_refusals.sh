@@ -92,7 +92,7 @@ echo "# eval --options: unknown keys are errors naming the valid ones"
 for c in "text:encoder, heads, lora" "vae-encode:precision, groups, tile, overlap" \
          "vae-decode:precision, groups, height, width, tile, overlap" "taesd-encode:precision, taesd" \
          "taesd-decode:precision, taesd" "unet:heads, head_dim, groups, repeat, precision, lora" \
-         "esrgan:precision, tile, overlap, repeat"; do
+         "esrgan:precision, tile, overlap, repeat" "controlnet:heads, head_dim, groups, precision, repeat"; do
   expect "eval ${c%%:*} --options tiles=2" 2 "eval ${c%%:*} --options: unknown key 'tiles' (valid keys: ${c#*:})" \
     ev "${c%%:*}" --model "$g/pipeline/sd1" --in "$ids" --options tiles=2
 done

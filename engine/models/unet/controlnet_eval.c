@@ -52,7 +52,9 @@ ldm_status ldm_eval_controlnet(const ldm_eval_params *p, int threads, ldm_error 
   ldm_precision prec;
   ldm_unet_overrides ov = {0};
   int repeat = 0;
-  if ((st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err)) != LDM_OK) goto done;
+  if ((st = ldm_eval_check_options(p, "heads, head_dim, groups, precision, repeat", err)) != LDM_OK ||
+      (st = ldm_eval_int_option(p, "repeat", 0, 100, 0, &repeat, err)) != LDM_OK)
+    goto done;
   if ((st = ldm_eval_int_option(p, "heads", 0, 4096, 0, &ov.num_heads, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "head_dim", 0, 4096, 0, &ov.head_dim, err)) != LDM_OK ||
       (st = ldm_eval_int_option(p, "groups", 0, 4096, 0, &ov.groups, err)) != LDM_OK)
