@@ -168,7 +168,8 @@ static int attn_depth(const loader *L, const mname *m) {
  * UNetMidBlock2DSimpleCrossAttn only, which mid_block_type refuses),
  * sample_size (the pipeline's default size), upcast_attention (attention runs
  * in f32 here always). num_class_embeds is the x4 upscaler's noise-level
- * embedding, found from its weights. */
+ * embedding, found from its weights. A ControlNetModel's config.json comes
+ * through here too (controlnet.c loads its UNet half with this reader). */
 static const ldm_config_keys unet_keys = {
     .read =
         "addition_time_embed_dim attention_head_dim center_input_sample flip_sin_to_cos freq_shift "
@@ -181,7 +182,8 @@ static const ldm_config_keys unet_keys = {
         "_diffusers_version addition_embed_type_num_heads dropout mid_block_only_cross_attention "
         "sample_size upcast_attention",
     .only =
-        "_class_name=[\"UNet2DConditionModel\"] act_fn=[\"silu\",\"swish\"] addition_embed_type=[\"text_time\"] "
+        "_class_name=[\"UNet2DConditionModel\",\"ControlNetModel\"] act_fn=[\"silu\",\"swish\"] "
+        "addition_embed_type=[\"text_time\"] "
         "attention_type=[\"default\"] class_embed_type=[] class_embeddings_concat=[false] conv_in_kernel=[3] "
         "conv_out_kernel=[3] cross_attention_norm=[] down_block_types=[\"CrossAttnDownBlock2D\",\"DownBlock2D\"] "
         "downsample_padding=[1] dual_cross_attention=[false] encoder_hid_dim=[] encoder_hid_dim_type=[] "
