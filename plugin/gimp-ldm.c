@@ -14,6 +14,7 @@
 
 #include "ldm-intl.h"
 #include "ldm-engine.h"
+#include "ldm-live.h"
 #include "ldm-models.h"
 #include "ldm-run.h"
 #include "ldm-spec.h"
@@ -94,6 +95,7 @@ gimp_ldm_query_procedures (GimpPlugIn *plug_in)
 
   for (i = 0; i < GIMP_LDM_PROC_COUNT; i++)
     list = g_list_append (list, g_strdup (gimp_ldm_proc_name ((GimpLdmProc) i)));
+  list = g_list_append (list, g_strdup (GIMP_LDM_LIVE_PROC));
   return list;
 }
 
@@ -290,6 +292,8 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
   GimpLdmProc        proc = gimp_ldm_proc_from_name (name);
   const gchar   *label = NULL, *blurb = NULL, *help = NULL;
 
+  if (! strcmp (name, GIMP_LDM_LIVE_PROC))
+    return gimp_ldm_live_create_procedure (plug_in);
   if (proc >= GIMP_LDM_PROC_COUNT)
     return NULL;
 

@@ -178,6 +178,37 @@ gui_dialog() {
   [ $rc = 0 ] && ! grep -q "^not ok" "$out/gimp.log" && [ -f "$out/checks-done" ]
 }
 
+# live painting (plug-in-ldm-live) as a user meets it: real GIMP window under
+# Xvfb, the procedure opened from GIMP's menu and its dialog worked through
+# the accessibility bus and real clicks (tests/gimp/live_driver.py), strokes
+# painted through the PDB (tests/gimp/ldm_live.py), the bundled demo model.
+# GIMP runs with its data here (-d would leave it without brushes).
+gui_live() {
+  local d out=$W/live rc
+  rm -rf "$out"; mkdir -p "$out"
+  start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
+  for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
+  DISPLAY=$d LDM_LIVE_DIR=$out LDM_MODEL_PATH=$SRC/models/demo \
+    timeout 600 dbus-run-session -- bash -c '
+      /usr/libexec/at-spi-bus-launcher --launch-immediately >/dev/null 2>&1 &
+      sleep 1
+      /usr/libexec/at-spi2-registryd >/dev/null 2>&1 &
+      sleep 2
+      '"$GIMP_GUI"' -n -s -f --batch-interpreter=python-fu-eval \
+        -b "exec(open(\"'"$SRC"'/tests/gimp/ldm_live.py\").read())" --quit \
+        >"$LDM_LIVE_DIR/gimp.log" 2>&1 & g=$!
+      python3 '"$SRC"'/tests/gimp/live_driver.py >"$LDM_LIVE_DIR/driver.log" 2>&1; r=$?
+      for i in $(seq 240); do kill -0 $g 2>/dev/null || break; sleep 0.25; done
+      kill $g 2>/dev/null; exit $r' >"$out/session.log" 2>&1
+  rc=$?
+  kill $xpid 2>/dev/null; wait $xpid 2>/dev/null
+  grep -E "^(ok|not ok) - |^# |^SUMMARY" "$out/driver.log" "$out/gimp.log" | sed 's/^[^:]*\///' >&2
+  grep -iE "crash|Traceback|CRITICAL" "$out/gimp.log" | head -10 >&2
+  echo "in-chroot: live painting screenshots and logs in $out" >&2
+  [ $rc = 0 ] && grep -q "^SUMMARY live: 0 failed" "$out/gimp.log" \
+    && ! grep -qi "crash" "$out/gimp.log"
+}
+
 # every catalogue complete: no untranslated or fuzzy message against the
 # strings now in the sources
 check_po() {
@@ -207,6 +238,8 @@ case "$MODE" in
     exit $rc ;;
   dialog)
     gui_dialog ;;
+  live)
+    gui_live ;;
   procedures)
     rc=0
     run_batch procedures || rc=1

@@ -1,0 +1,191 @@
+# Driver half of the live painting checks (see ldm_live.py): does what the
+# GIMP side asks in cmd-N files and answers in reply-N:
+#   open-live      Filters > Generative > Live Painting... from GIMP's own
+#                  menu (the menu item's action on the accessibility bus,
+#                  as a screen reader activates it); waits for the dialog
+#                  and checks its height (<= 700 px)
+#   click:LABEL    a real mouse click on the live dialog's button LABEL
+#   keys:KEYS      xdotool key KEYS in the image window (ctrl+z, ctrl+y)
+#   state          the dialog's state and latency lines
+#   shot:NAME      a screenshot of the screen to NAME.png
+#   wait-gone      until the live dialog has closed
+#   quit
+import os, subprocess, sys, time
+import pyatspi
+
+D = os.environ['LDM_LIVE_DIR']
+fails = 0
+
+
+def check(name, cond, detail=''):
+    global fails
+    fails += 0 if cond else 1
+    print(('ok - ' if cond else 'not ok - ') + name + ('  # ' + str(detail) if detail else ''),
+          flush=True)
+    return cond
+
+
+def find(node, pred, depth=0):
+    if node is None or depth > 40:
+        return None
+    try:
+        if pred(node):
+            return node
+        for c in node:
+            r = find(c, pred, depth + 1)
+            if r is not None:
+                return r
+    except Exception:
+        pass
+    return None
+
+
+def apps():
+    desk = pyatspi.Registry.getDesktop(0)
+    return [a for a in desk if a is not None]
+
+
+def live_dialog(timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        for app in apps():
+            if app.name == 'gimp-ldm':
+                dlg = find(app, lambda n: n.getRoleName() == 'dialog' and n.name == 'Live Painting')
+                if dlg is not None:
+                    return dlg
+        if timeout == 0:
+            break
+        time.sleep(0.3)
+    return None
+
+
+def extents(node):
+    e = node.queryComponent().getExtents(pyatspi.DESKTOP_COORDS)
+    return e.x, e.y, e.width, e.height
+
+
+def xdo(*args):
+    return subprocess.run(['xdotool'] + list(args), capture_output=True, text=True).stdout.strip()
+
+
+def raise_window(name):
+    ids = xdo('search', '--onlyvisible', '--name', name).split()
+    if ids:
+        xdo('windowraise', ids[0])
+        xdo('windowfocus', '--sync', ids[0])
+    return ids[0] if ids else None
+
+
+def click(node):
+    x, y, w, h = extents(node)
+    subprocess.run(['xdotool', 'mousemove', str(x + w // 2), str(y + h // 2), 'click', '1'])
+
+
+def open_live():
+    # GIMP's own menu item, through its accessible action
+    item = None
+    t0 = time.time()
+    while item is None and time.time() - t0 < 60:
+        for app in apps():
+            if app.name == 'gimp-ldm':
+                continue
+            item = find(app, lambda n: n.getRoleName() == 'menu item' and
+                        n.name.replace('_', '').startswith('Live Painting'))
+            if item is not None:
+                break
+        if item is None:
+            time.sleep(1)
+    how = 'menu item action'
+    if item is not None:
+        act = item.queryAction()
+        act.doAction(0)
+    else:
+        # GIMP's action search, as a keyboard user would
+        how = 'action search'
+        raise_window('GIMP')
+        xdo('key', '--clearmodifiers', 'slash')
+        time.sleep(1)
+        xdo('type', 'Live Painting')
+        time.sleep(1)
+        xdo('key', 'Return')
+    dlg = live_dialog(90)
+    if dlg is None:
+        return 'no dialog (%s)' % how
+    x, y, w, h = extents(dlg)
+    check('Live Painting dialog content height <= 700 px', h <= 700, '%d x %d' % (w, h))
+    return 'ok %s, dialog %d x %d' % (how, w, h)
+
+
+def label_text(dlg, desc):
+    lab = find(dlg, lambda n: n.getRoleName() == 'label' and n.description == desc)
+    return lab.name if lab is not None else '?'
+
+
+def do(cmd):
+    if cmd == 'open-live':
+        return open_live()
+    if cmd.startswith('click:'):
+        dlg = live_dialog(10)
+        if dlg is None:
+            return 'no dialog'
+        want = cmd[6:]
+        b = find(dlg, lambda n: n.getRoleName() in ('push button', 'button') and
+                 n.name.replace('_', '') == want)
+        if b is None:
+            return 'no button %s' % want
+        raise_window('^Live Painting$')
+        time.sleep(0.3)
+        click(b)
+        return 'ok'
+    if cmd.startswith('keys:'):
+        raise_window('Untitled')
+        time.sleep(0.2)
+        xdo('key', '--clearmodifiers', cmd[5:])
+        return 'ok'
+    if cmd == 'state':
+        dlg = live_dialog(5)
+        if dlg is None:
+            return 'no dialog'
+        return '%s\n%s' % (label_text(dlg, 'live-state'), label_text(dlg, 'live-latency'))
+    if cmd.startswith('shot:'):
+        dlg = live_dialog(0)
+        wid = raise_window('^Live Painting$')
+        if wid:
+            # below the canvas, so the screenshot shows both
+            xdo('windowmove', wid, '620', '380')
+            time.sleep(0.5)
+        subprocess.run(['import', '-window', 'root', os.path.join(D, cmd[5:] + '.png')])
+        return 'ok'
+    if cmd == 'wait-gone':
+        t0 = time.time()
+        while time.time() - t0 < 30:
+            if live_dialog(0) is None:
+                return 'ok after %.1f s' % (time.time() - t0)
+            time.sleep(0.3)
+        return 'still open'
+    return 'unknown command'
+
+
+n = 0
+t_last = time.time()
+while time.time() - t_last < 600:
+    path = os.path.join(D, 'cmd-%d' % (n + 1))
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(D, 'checks-done')):
+            break
+        time.sleep(0.05)
+        continue
+    n += 1
+    t_last = time.time()
+    cmd = open(path).read()
+    try:
+        reply = do(cmd)
+    except Exception as e:
+        reply = 'error %r' % e
+    print('# %s -> %s' % (cmd, reply.replace('\n', ' | ')), flush=True)
+    with open(os.path.join(D, 'reply-%d.tmp' % n), 'w') as f:
+        f.write(reply)
+    os.rename(os.path.join(D, 'reply-%d.tmp' % n), os.path.join(D, 'reply-%d' % n))
+    if cmd == 'quit':
+        break
+sys.exit(1 if fails else 0)
