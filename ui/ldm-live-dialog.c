@@ -83,6 +83,17 @@ on_map_place (GtkWidget *dialog,
 }
 
 static void
+on_model_file_set (GtkFileChooserButton *button,
+                   gpointer              config)
+{
+  GFile *file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (button));
+
+  g_object_set (config, "model", file, NULL);
+  if (file)
+    g_object_unref (file);
+}
+
+static void
 add_text_view (GimpProcedureDialog *pd,
                GList              **ids,
                const gchar         *property,
@@ -113,9 +124,8 @@ gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
   GtkWidget           *dialog, *content, *frame, *grid, *button;
   GimpProcedureDialog *pd;
   GList               *ids = NULL;
-  const gchar         *props[] = { "strength", "steps", "seed", "model",
-                                   "precision" };
-  guint                i;
+  GtkWidget           *label, *spin, *chooser;
+  GtkFileFilter       *filter;
 
   ld->hooks = *hooks;
   dialog = gimp_procedure_dialog_new (procedure, config, _("Live Painting"));
@@ -126,12 +136,60 @@ gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
   add_text_view (pd, &ids, "prompt", "prompt-label", _("_Prompt"));
   add_text_view (pd, &ids, "negative-prompt", "negative-label",
                  _("_Negative prompt"));
-  for (i = 0; i < G_N_ELEMENTS (props); i++)
-    ids = g_list_append (ids, g_strdup (props[i]));
+  ids = g_list_append (ids, g_strdup ("strength"));
+  /* a plain spin button: the range 1..4 is smaller than a scale's page */
+  gimp_procedure_dialog_get_widget (pd, "steps", GTK_TYPE_SPIN_BUTTON);
+  ids = g_list_append (ids, g_strdup ("steps"));
+  ids = g_list_append (ids, g_strdup ("precision"));
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
 
+  /* seed and model: GimpProcedureDialog makes no widget for unsigned
+   * arguments nor for files that may be folders */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
+  grid = gtk_grid_new ();
+  gtk_grid_set_row_spacing (GTK_GRID (grid), 4);
+  gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
+  gtk_box_pack_start (GTK_BOX (content), grid, FALSE, FALSE, 0);
+  label = gtk_label_new_with_mnemonic (_("Se_ed:"));
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  spin = gimp_prop_spin_button_new (G_OBJECT (config), "seed", 1.0, 1000.0, 0);
+  gtk_entry_set_width_chars (GTK_ENTRY (spin), 11);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), spin);
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
+  gtk_grid_attach (GTK_GRID (grid), spin, 1, 0, 1, 1);
+  label = gtk_label_new_with_mnemonic (_("Mo_del:"));
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  chooser = gtk_file_chooser_button_new (_("Choose a model file"),
+                                         GTK_FILE_CHOOSER_ACTION_OPEN);
+  gtk_widget_set_tooltip_text (chooser,
+                               _("A model file (.safetensors) from anywhere"));
+  filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, _("Safetensors models"));
+  gtk_file_filter_add_pattern (filter, "*.safetensors");
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
+  filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, _("All files"));
+  gtk_file_filter_add_pattern (filter, "*");
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (chooser), filter);
+  {
+    GFile *file = NULL;
+
+    g_object_get (config, "model", &file, NULL);
+    if (file)
+      {
+        gtk_file_chooser_set_file (GTK_FILE_CHOOSER (chooser), file, NULL);
+        g_object_unref (file);
+      }
+  }
+  gtk_widget_set_hexpand (chooser, TRUE);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), chooser);
+  g_signal_connect (chooser, "file-set", G_CALLBACK (on_model_file_set),
+                    config);
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 1, 1, 1);
+  gtk_grid_attach (GTK_GRID (grid), chooser, 1, 1, 1, 1);
+  gtk_widget_show_all (grid);
+
   frame = gtk_frame_new (_("Live"));
   gtk_box_pack_start (GTK_BOX (content), frame, FALSE, FALSE, 0);
   grid = gtk_grid_new ();
