@@ -909,45 +909,69 @@ make_request (Live      *lv,
   return r;
 }
 
-/* Writes the result (work size) into the live layer (work area size). */
+/* Writes the F32 RGB image, opaque, into the whole drawable in one
+ * gegl_buffer_set: the fewest tile transfers, so the time in which the user
+ * could delete the layer under the write stays short (GIMP ends a plug-in
+ * that reads a removed drawable's tiles). */
+static gboolean
+write_layer (GimpDrawable    *drawable,
+             const ldm_image *img)
+{
+  GeglBuffer *buf;
+  gfloat     *px;
+  gint        x, y, i;
+
+  if (! gimp_item_is_valid (GIMP_ITEM (drawable)))
+    return FALSE;
+  px = g_try_new (gfloat, (gsize) img->width * img->height * 4);
+  if (! px)
+    return FALSE;
+  for (y = 0; y < img->height; y++)
+    {
+      const gfloat *s = (const gfloat *) ((guint8 *) img->data + y * img->stride);
+      gfloat       *d = px + (gsize) y * img->width * 4;
+
+      for (x = 0; x < img->width; x++)
+        {
+          for (i = 0; i < 3; i++)
+            d[4 * x + i] = CLAMP (s[3 * x + i], 0.0f, 1.0f);
+          d[4 * x + 3] = 1.0f;
+        }
+    }
+  buf = gimp_drawable_get_buffer (drawable);
+  if (! buf)
+    {
+      g_free (px);
+      return FALSE;
+    }
+  gegl_buffer_set (buf, GEGL_RECTANGLE (0, 0, img->width, img->height), 0,
+                   babl_format ("R'G'B'A float"), px, GEGL_AUTO_ROWSTRIDE);
+  gegl_buffer_flush (buf);
+  g_object_unref (buf);
+  g_free (px);
+  gimp_drawable_update (drawable, 0, 0, img->width, img->height);
+  return TRUE;
+}
+
+/* The result (work size) into the live layer (work area size). */
 static gboolean
 show_result (Live          *lv,
              const Result  *res)
 {
-  ldm_image  *img = NULL;
-  ldm_error   err;
-  GeglBuffer *buf;
-  gfloat     *row;
-  gint        x, y, i;
+  ldm_image *img = NULL;
+  ldm_error  err;
+  gboolean   ok;
 
   if (! lv->live)
     return FALSE;
   ldm_error_clear (&err);
   if (ldm_image_resize (res->image, lv->rw, lv->rh, &img, &err) != LDM_OK)
     return FALSE;
-  buf = gimp_drawable_get_buffer (GIMP_DRAWABLE (lv->live));
-  row = g_new (gfloat, (gsize) img->width * 4);
-  for (y = 0; y < img->height; y++)
-    {
-      const gfloat *s = (const gfloat *) ((guint8 *) img->data + y * img->stride);
-
-      for (x = 0; x < img->width; x++)
-        {
-          for (i = 0; i < 3; i++)
-            row[4 * x + i] = CLAMP (s[3 * x + i], 0.0f, 1.0f);
-          row[4 * x + 3] = 1.0f;
-        }
-      gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, img->width, 1), 0,
-                       babl_format ("R'G'B'A float"), row, GEGL_AUTO_ROWSTRIDE);
-    }
-  g_free (row);
-  gegl_buffer_flush (buf);
-  g_object_unref (buf);
-  gimp_drawable_update (GIMP_DRAWABLE (lv->live), 0, 0, img->width,
-                        img->height);
-  gimp_displays_flush ();
+  ok = write_layer (GIMP_DRAWABLE (lv->live), img);
+  if (ok)
+    gimp_displays_flush ();
   ldm_image_free (img);
-  return TRUE;
+  return ok;
 }
 
 static void
@@ -1155,11 +1179,8 @@ on_apply (gpointer data)
   GimpLayer   *layer;
   ldm_image   *img = NULL;
   ldm_error    err;
-  GeglBuffer  *buf;
   GimpParasite *p;
   gchar       *recipe, *name, *flat;
-  gfloat      *row;
-  gint         x, y, i;
   GimpImageType type;
 
   if (lv->ended || ! res || ! gimp_image_is_valid (lv->image))
@@ -1232,25 +1253,7 @@ on_apply (gpointer data)
   /* under the live layer, above everything else */
   gimp_image_insert_layer (lv->image, layer, NULL, lv->live ? 1 : 0);
   gimp_layer_set_offsets (layer, lv->rx, lv->ry);
-  buf = gimp_drawable_get_buffer (GIMP_DRAWABLE (layer));
-  row = g_new (gfloat, (gsize) img->width * 4);
-  for (y = 0; y < img->height; y++)
-    {
-      const gfloat *s = (const gfloat *) ((guint8 *) img->data + y * img->stride);
-
-      for (x = 0; x < img->width; x++)
-        {
-          for (i = 0; i < 3; i++)
-            row[4 * x + i] = CLAMP (s[3 * x + i], 0.0f, 1.0f);
-          row[4 * x + 3] = 1.0f;
-        }
-      gegl_buffer_set (buf, GEGL_RECTANGLE (0, y, img->width, 1), 0,
-                       babl_format ("R'G'B'A float"), row, GEGL_AUTO_ROWSTRIDE);
-    }
-  g_free (row);
-  gegl_buffer_flush (buf);
-  g_object_unref (buf);
-  gimp_drawable_update (GIMP_DRAWABLE (layer), 0, 0, lv->rw, lv->rh);
+  write_layer (GIMP_DRAWABLE (layer), img);
   p = gimp_parasite_new (GIMP_LDM_RECIPE_PARASITE,
                          GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,
                          strlen (recipe) + 1, recipe);

@@ -137,9 +137,6 @@ gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
   add_text_view (pd, &ids, "negative-prompt", "negative-label",
                  _("_Negative prompt"));
   ids = g_list_append (ids, g_strdup ("strength"));
-  /* a plain spin button: the range 1..4 is smaller than a scale's page */
-  gimp_procedure_dialog_get_widget (pd, "steps", GTK_TYPE_SPIN_BUTTON);
-  ids = g_list_append (ids, g_strdup ("steps"));
   ids = g_list_append (ids, g_strdup ("precision"));
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
@@ -151,6 +148,14 @@ gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
   gtk_grid_set_row_spacing (GTK_GRID (grid), 4);
   gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
   gtk_box_pack_start (GTK_BOX (content), grid, FALSE, FALSE, 0);
+  /* steps: a plain spin button (the range 1..4 is smaller than the page
+   * of GIMP's scale entry) */
+  label = gtk_label_new_with_mnemonic (_("S_teps:"));
+  gtk_label_set_xalign (GTK_LABEL (label), 0.0);
+  spin = gimp_prop_spin_button_new (G_OBJECT (config), "steps", 1.0, 1.0, 0);
+  gtk_label_set_mnemonic_widget (GTK_LABEL (label), spin);
+  gtk_grid_attach (GTK_GRID (grid), label, 0, 2, 1, 1);
+  gtk_grid_attach (GTK_GRID (grid), spin, 1, 2, 1, 1);
   label = gtk_label_new_with_mnemonic (_("Se_ed:"));
   gtk_label_set_xalign (GTK_LABEL (label), 0.0);
   spin = gimp_prop_spin_button_new (G_OBJECT (config), "seed", 1.0, 1000.0, 0);
