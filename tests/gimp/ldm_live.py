@@ -151,7 +151,9 @@ check('the user strokes dirtied the image', img.is_dirty())
 # Apply: exactly one undo step with a layer and its recipe
 before = names(img)
 ask('click:Apply')
-applied, t = wait_for(lambda: next((l for l in img.get_layers() if 'live, seed' in l.get_name()), None), 30)
+# the layer appears first, its pixels and recipe come within the same undo group
+applied, t = wait_for(lambda: next((l for l in img.get_layers() if 'live, seed' in l.get_name()
+                                    and l.get_parasite('gimp-ldm-recipe')), None), 30)
 p = applied.get_parasite('gimp-ldm-recipe') if applied else None
 recipe = bytes(p.get_data()).decode('utf-8', 'replace') if p else ''
 check('Apply: a new layer under the live layer', applied is not None and
