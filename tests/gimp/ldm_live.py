@@ -120,6 +120,7 @@ orig = pixels(bg)
 reply = ask('open-live')
 check('the Live Painting dialog opened from the menu', reply and reply.startswith('ok'), reply)
 say('# ' + str(reply).strip())
+check('a prompt typed into the dialog', ask('prompt:a red circle on a blue background') == 'ok')
 first, t = wait_for(lambda: live_digest(img), 120)
 check('a "Live result" layer at the top, filled by the first result',
       first and names(img)[0] == LIVE, '%s after %.1f s, layers %s' % (first, t, names(img)))

@@ -147,13 +147,26 @@ def do(cmd):
         if dlg is None:
             return 'no dialog'
         return '%s\n%s' % (label_text(dlg, 'live-state'), label_text(dlg, 'live-latency'))
+    if cmd.startswith('prompt:'):
+        dlg = live_dialog(10)
+        tv = dlg and find(dlg, lambda n: n.getRoleName() == 'text' and
+                          n.description.startswith('What the picture should show'))
+        if tv is None:
+            return 'no prompt box'
+        tv.queryEditableText().setTextContents(cmd[7:])
+        return 'ok'
     if cmd.startswith('shot:'):
-        dlg = live_dialog(0)
+        # GIMP's window on the left (canvas and Layers dock), the dialog
+        # right of it, the pointer out of the way
+        gimp = raise_window('Untitled')
+        if gimp:
+            xdo('windowmove', gimp, '0', '0')
+            xdo('windowsize', gimp, '850', '1000')
         wid = raise_window('^Live Painting$')
         if wid:
-            # below the canvas, so the screenshot shows both
-            xdo('windowmove', wid, '620', '380')
-            time.sleep(0.5)
+            xdo('windowmove', wid, '852', '0')
+        xdo('mousemove', '1275', '1020')
+        time.sleep(1.0)
         subprocess.run(['import', '-window', 'root', os.path.join(D, cmd[5:] + '.png')])
         return 'ok'
     if cmd == 'wait-gone':
