@@ -81,6 +81,7 @@ typedef struct
   gchar     *loaded_path, *loaded_taesd;
   ldm_precision loaded_precision;
   gboolean   has_taesd;
+  gboolean   taesd_no_encoder;   /* a decoder-only TAESD: VAE encode */
 } Engine;
 
 static void
@@ -158,6 +159,7 @@ engine_load (Engine    *e,
   e->loaded_taesd = g_strdup (r->taesd_path);
   e->loaded_precision = r->precision;
   e->has_taesd = r->taesd_path != NULL;
+  e->taesd_no_encoder = FALSE;
   return TRUE;
 }
 
@@ -214,6 +216,9 @@ engine_thread (gpointer data)
           jp.init = r->init;
           jp.output_type = LDM_PIXEL_F32;
           jp.taesd_decode = e->has_taesd;
+          /* the encode is about half of a one-step job: TAESD's when it
+           * has an encoder */
+          jp.taesd_encode = e->has_taesd && ! e->taesd_no_encoder;
           jp.progress = on_job_progress;
           jp.progress_user = e;
           jp.model_dirs = r->roots && *r->roots ? r->roots : NULL;
@@ -234,6 +239,19 @@ engine_thread (gpointer data)
             ldm_job_cancel (job);
           g_mutex_unlock (&e->lock);
           st = ldm_job_run (job, &images, &n_images, &err);
+          if (st == LDM_ERR_MISSING && jp.taesd_encode)
+            {
+              /* a decoder-only TAESD: the VAE encodes from now on */
+              e->taesd_no_encoder = TRUE;
+              ldm_job_free (job);
+              job = NULL;
+              ldm_error_clear (&err);
+              jp.taesd_encode = FALSE;
+              st = ldm_job_new (&job, e->model, &jp, &err);
+              e->job = job;
+              if (st == LDM_OK)
+                st = ldm_job_run (job, &images, &n_images, &err);
+            }
           g_mutex_lock (&e->lock);
           e->job = NULL;
           g_mutex_unlock (&e->lock);

@@ -10,7 +10,8 @@
  *   BENCH case=live_SIZE ours_s=<median of 5> min_s=... max_s=... cpu_s=<median CPU seconds> ...
  * The plug-in adds the fingerprint period (250 ms: 125 ms on average) and
  * the composite read (about 12 ms at 256 x 256, gimp-live prints it).
- * Usage: bench_live MODEL TAESD SIZE [THREADS] [STEPS] [STRENGTH] */
+ * ENCODER taesd (the plug-in's choice when the TAESD has an encoder) or vae.
+ * Usage: bench_live MODEL TAESD SIZE [THREADS] [STEPS] [STRENGTH] [ENCODER] */
 #include "ldm.h"
 
 #include <math.h>
@@ -48,6 +49,8 @@ static void disc(ldm_image *img, int cx, int cy, int r, float red, float green, 
     }
 }
 
+static int taesd_encode = 1;
+
 static int run_job(ldm_model *m, const ldm_image *init, int steps, float strength, int size, double *wall,
                    double *cpu) {
   ldm_job_params jp;
@@ -68,6 +71,7 @@ static int run_job(ldm_model *m, const ldm_image *init, int steps, float strengt
   jp.init = init;
   jp.output_type = LDM_PIXEL_F32;
   jp.taesd_decode = true;
+  jp.taesd_encode = taesd_encode;
   ldm_status st = ldm_job_new(&job, m, &jp, &err);
   if (st == LDM_OK) st = ldm_job_run(job, &imgs, &n, &err);
   if (st == LDM_OK && n > 0) st = ldm_image_resize(imgs[0], size, size, &out, &err);
@@ -83,12 +87,13 @@ static int run_job(ldm_model *m, const ldm_image *init, int steps, float strengt
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: bench_live MODEL TAESD SIZE [THREADS] [STEPS] [STRENGTH]\n");
+    fprintf(stderr, "usage: bench_live MODEL TAESD SIZE [THREADS] [STEPS] [STRENGTH] [taesd|vae]\n");
     return 2;
   }
   ldm_blas_tune(argv);
   int size = atoi(argv[3]), threads = argc > 4 ? atoi(argv[4]) : 0, steps = argc > 5 ? atoi(argv[5]) : 1;
   float strength = argc > 6 ? (float)atof(argv[6]) : 0.5f;
+  taesd_encode = argc > 7 ? strcmp(argv[7], "vae") != 0 : 1;
   ldm_model_params mp;
   ldm_model *m = NULL;
   ldm_error err;
@@ -128,9 +133,9 @@ int main(int argc, char **argv) {
     fclose(f);
   }
   printf("BENCH case=live_%d ours_s=%.3f min_s=%.3f max_s=%.3f cpu_s=%.2f steps=%d strength=%.2f threads=%d "
-         "decoder=taesd load=%.2f blas=\"%s\"\n",
+         "encoder=%s decoder=taesd load=%.2f blas=\"%s\"\n",
          size, walls[2], walls[0], walls[4], cpus[2], steps, strength,
-         threads ? threads : ldm_default_threads(), la[0], ldm_blas_info());
+         threads ? threads : ldm_default_threads(), taesd_encode ? "taesd" : "vae", la[0], ldm_blas_info());
   ldm_image_free(canvas);
   ldm_model_free(m);
   return 0;

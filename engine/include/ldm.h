@@ -481,6 +481,12 @@ typedef struct ldm_job_params {
   /* Final images through the model's TAESD (ldm_model_params.taesd_path)
    * instead of its VAE: a fraction of the decode time, softer detail. */
   bool taesd_decode;
+  /* The init image (img2img, inpaint, outpaint) encoded by the model's TAESD
+   * encoder (ldm_model_params.taesd_path: a TAESD with its encoder half)
+   * instead of its VAE encoder: a fraction of the encode time, a rougher
+   * latent taken as it is (TAESD's latent has no distribution to sample).
+   * For live painting, where the encode is a large part of a one-step job. */
+  bool taesd_encode;
   /* Pixel type of the images ldm_job_run returns: LDM_PIXEL_U8 (default,
    * 0..255, rounded to nearest) or LDM_PIXEL_F32 (0..1, the decoder's values
    * clamped, never rounded to the 1/255 grid; the composite of inpaint and

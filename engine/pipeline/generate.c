@@ -221,7 +221,21 @@ static bool vae_tiling(const run *r, int *tile) {
 /* image [3, H, W] in [-1, 1] -> scaled latent sample [lc, h, w]: diffusers'
  * retrieve_latents(vae.encode(x), generator): mean + std * randn, then the
  * scaling factor. */
+static ldm_status encode_taesd(run *r, const float *image, float *z) {
+  const ldm_taesd *t = r->m->taesd;
+  int f = t ? ldm_taesd_factor(t) : 0;
+  if (!t || !ldm_taesd_has_encoder(t))
+    return ldm_fail(r->err, LDM_ERR_MISSING, "%s: this TAESD has no encoder (TAESD encode needs taesd_encoder or "
+                    "a whole AutoencoderTiny)", r->m->taesd_src ? ldm_source_path(r->m->taesd_src) : "TAESD");
+  if (ldm_taesd_latent_channels(t) != r->lc || r->h * f != r->H || r->w * f != r->W)
+    return ldm_fail(r->err, LDM_ERR_SHAPE, "%s: this TAESD (%d latent channels, factor %d) does not fit the model's "
+                    "latent (%d channels, %dx%d for %dx%d pixels)", ldm_source_path(r->m->taesd_src),
+                    ldm_taesd_latent_channels(t), f, r->lc, r->w, r->h, r->W, r->H);
+  return ldm_taesd_encode(&r->ctx, t, z, image, 1, r->H, r->W);
+}
+
 static ldm_status encode_sample(run *r, const float *image, float *z) {
+  if (r->p->taesd_encode) return encode_taesd(r, image, z);
   float *logvar = malloc((size_t)r->n * sizeof(float)), *eps = malloc((size_t)r->n * sizeof(float));
   ldm_status st = LDM_OK;
   if (!logvar || !eps) st = ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory encoding the image");

@@ -381,6 +381,74 @@ static void test_previews(void) {
   }
 }
 
+/* TAESD encode (ldm_job_params.taesd_encode, for live painting): img2img
+ * with the init image through a whole AutoencoderTiny's encoder runs and
+ * gives another picture than the VAE encoder (the encoder's numbers are
+ * checked against diffusers by the taesd-encode golden of test_vae); without
+ * a TAESD, with a decoder-only TAESD and for the x4 upscaler it is refused
+ * with a message naming TAESD. */
+static void test_taesd_encode(void) {
+  char model[4096], taesd[4096], dec_only[4096];
+  snprintf(model, sizeof model, "%s/pipeline/sd1.safetensors", getenv("LDM_GOLDEN_DIR"));
+  snprintf(taesd, sizeof taesd, "%s/vae/taesd", getenv("LDM_GOLDEN_DIR"));
+  snprintf(dec_only, sizeof dec_only, "%s/vae/taesd_decoder.safetensors", getenv("LDM_GOLDEN_DIR"));
+  ldm_image *init = ldm_image_new(48, 32, 3, LDM_PIXEL_U8);
+  for (int y = 0; y < 32; y++)
+    for (int x = 0; x < 48 * 3; x++) ((unsigned char *)init->data)[y * init->stride + x] = (unsigned char)(x * 5 + y * 7);
+  ldm_image **with[2] = {NULL, NULL};
+  int n[2] = {0, 0};
+  for (int k = 0; k < 3; k++) {
+    ldm_model_params mp;
+    ldm_model_params_init(&mp);
+    mp.path = model;
+    mp.taesd_path = k == 0 ? taesd : k == 1 ? dec_only : NULL;
+    ldm_model *m = NULL;
+    ldm_error err = {0};
+    CHECK(ldm_model_load(&m, &mp, &err) == LDM_OK, "load: %s", err.msg);
+    if (!m) continue;
+    ldm_job_params p;
+    ldm_job_params_init(&p, LDM_TASK_IMG2IMG);
+    p.prompt = "a red circle";
+    p.steps = 4;
+    p.strength = 0.5f;
+    p.seed = 3;
+    p.init = init;
+    p.taesd_encode = true;
+    if (k == 0) {
+      CHECK(run_job(m, &p, &with[0], &n[0], &err) == LDM_OK && n[0] == 1, "img2img with TAESD encode: %s", err.msg);
+      p.taesd_encode = false;
+      CHECK(run_job(m, &p, &with[1], &n[1], &err) == LDM_OK && n[1] == 1, "img2img with the VAE encoder: %s",
+            err.msg);
+      if (n[0] == 1 && n[1] == 1) {
+        CHECK(with[0][0]->width == 48 && with[0][0]->height == 32, "TAESD encode: size %dx%d", with[0][0]->width,
+              with[0][0]->height);
+        CHECK(!same_image(with[0][0], with[1][0]), "TAESD encode gives another picture than the VAE encoder");
+      }
+      ldm_job_params up;
+      ldm_job_params_init(&up, LDM_TASK_UPSCALE);
+      up.taesd_encode = true;
+      up.init = init;
+      ldm_job *j = NULL;
+      ldm_status st = ldm_job_new(&j, m, &up, &err);
+      CHECK(st == LDM_ERR_INVALID_ARG && j == NULL && strstr(err.msg, "TAESD"), "TAESD encode for upscale: %d %s",
+            st, err.msg);
+      ldm_job_free(j);
+    } else {
+      ldm_image **o = NULL;
+      int no = 0;
+      ldm_status st = run_job(m, &p, &o, &no, &err);
+      CHECK(st != LDM_OK && strstr(err.msg, "TAESD"), "TAESD encode %s: refused (%d %s)",
+            k == 1 ? "with a decoder-only TAESD" : "without a TAESD", st, err.msg);
+      printf("taesd encode %s: %s\n", k == 1 ? "decoder-only" : "no TAESD", err.msg);
+      free_images(o, no);
+    }
+    ldm_model_free(m);
+  }
+  free_images(with[0], n[0]);
+  free_images(with[1], n[1]);
+  ldm_image_free(init);
+}
+
 int main(void) {
   ldm_model *m = load("sd1.safetensors");
   test_cancel(m);
@@ -390,5 +458,6 @@ int main(void) {
   test_errors(m);
   ldm_model_free(m);
   test_previews();
+  test_taesd_encode();
   return ldm_test_finish("pipeline-api");
 }
