@@ -34,54 +34,54 @@
 #include "ldm-spec.h"
 #include "ldm-live-dialog.h"
 
-#define WATCH_MS    250     /* fingerprint reads */
-#define POLL_MS     50      /* results and progress from the worker */
-#define THUMB_SIDE  128     /* fingerprint resolution of the work area */
+#define WATCH_MS   250 /* fingerprint reads */
+#define POLL_MS    50  /* results and progress from the worker */
+#define THUMB_SIDE 128 /* fingerprint resolution of the work area */
 
 /* ---- the worker ------------------------------------------------------------ */
 
 typedef struct
 {
-  gint           gen;
-  ldm_image     *init;           /* F32 RGB at the work size */
-  gchar         *prompt, *negative_prompt, *sampler;
-  gint           steps;          /* denoising steps to run */
-  gint           job_steps;      /* the schedule's length: steps / strength */
-  gdouble        cfg_scale, strength;
-  guint32        seed;
-  gchar         *model_path, *taesd_path, *lora_path, *roots;
-  ldm_precision  precision;
-  gint64         t_change;       /* when the change was seen (monotonic µs) */
+  gint          gen;
+  ldm_image    *init; /* F32 RGB at the work size */
+  gchar        *prompt, *negative_prompt, *sampler;
+  gint          steps;     /* denoising steps to run */
+  gint          job_steps; /* the schedule's length: steps / strength */
+  gdouble       cfg_scale, strength;
+  guint32       seed;
+  gchar        *model_path, *taesd_path, *lora_path, *roots;
+  ldm_precision precision;
+  gint64        t_change; /* when the change was seen (monotonic µs) */
 } Request;
 
 typedef struct
 {
-  Request   *req;                /* what ran */
-  ldm_image *image;              /* F32 RGB, NULL on failure */
-  gchar     *error;              /* NULL on success */
+  Request   *req;   /* what ran */
+  ldm_image *image; /* F32 RGB, NULL on failure */
+  gchar     *error; /* NULL on success */
   gboolean   cancelled;
-  gboolean   taesd;              /* decoded by TAESD */
+  gboolean   taesd; /* decoded by TAESD */
   gdouble    job_s;
 } Result;
 
 typedef struct
 {
-  GMutex     lock;
-  GCond      cond;
-  GThread   *thread;
-  Request   *pending;            /* the newest request not yet started */
-  gboolean   quit;
-  gint       latest;             /* gen of the newest request */
-  ldm_job   *job;                /* the running job, or NULL */
-  gint       running_gen;        /* 0 when idle */
-  gint       step, total;
-  Result    *result;             /* the newest finished job */
+  GMutex   lock;
+  GCond    cond;
+  GThread *thread;
+  Request *pending; /* the newest request not yet started */
+  gboolean quit;
+  gint     latest;      /* gen of the newest request */
+  ldm_job *job;         /* the running job, or NULL */
+  gint     running_gen; /* 0 when idle */
+  gint     step, total;
+  Result  *result; /* the newest finished job */
   /* worker only */
-  ldm_model *model;
-  gchar     *loaded_path, *loaded_taesd;
+  ldm_model    *model;
+  gchar        *loaded_path, *loaded_taesd;
   ldm_precision loaded_precision;
-  gboolean   has_taesd;
-  gboolean   taesd_no_encoder;   /* a decoder-only TAESD: VAE encode */
+  gboolean      has_taesd;
+  gboolean      taesd_no_encoder; /* a decoder-only TAESD: VAE encode */
 } Engine;
 
 static void
@@ -131,9 +131,7 @@ on_job_progress (void            *user,
 }
 
 static gboolean
-engine_load (Engine    *e,
-             Request   *r,
-             ldm_error *err)
+engine_load (Engine *e, Request *r, ldm_error *err)
 {
   ldm_model_params mp;
   gsize            avail = ldm_memory_available_bytes ();
@@ -152,7 +150,8 @@ engine_load (Engine    *e,
   mp.precision = r->precision;
   /* prepared weights kept between jobs: every change reruns the model;
    * up to a third of the memory free now */
-  mp.weight_cache_mb = avail ? (gint) MIN (avail / 3 / (1024 * 1024), 16384) : 0;
+  mp.weight_cache_mb =
+      avail ? (gint) MIN (avail / 3 / (1024 * 1024), 16384) : 0;
   if (ldm_model_load (&e->model, &mp, err) != LDM_OK)
     return FALSE;
   e->loaded_path = g_strdup (r->model_path);
@@ -267,9 +266,10 @@ engine_thread (gpointer data)
       else if (st == LDM_ERR_CANCELLED)
         res->cancelled = TRUE;
       else
-        res->error = g_strdup (err.msg[0] ? err.msg
-                               : st == LDM_OK ? _("The engine returned no image.")
-                               : ldm_status_str (st));
+        res->error =
+            g_strdup (err.msg[0]     ? err.msg
+                      : st == LDM_OK ? _ ("The engine returned no image.")
+                                     : ldm_status_str (st));
       for (i = 0; i < n_images; i++)
         ldm_image_free (images[i]);
       g_free (images);
@@ -306,8 +306,7 @@ engine_start (Engine *e)
 
 /* The newest request replaces any waiting one and cancels the running job. */
 static void
-engine_submit (Engine  *e,
-               Request *r)
+engine_submit (Engine *e, Request *r)
 {
   g_mutex_lock (&e->lock);
   request_free (e->pending);
@@ -339,8 +338,7 @@ engine_stop (Engine *e)
 /* ---- few-step models ---------------------------------------------------------- */
 
 static gboolean
-name_has (const gchar *path,
-          const gchar *word)
+name_has (const gchar *path, const gchar *word)
 {
   gchar   *base = g_path_get_basename (path);
   gchar   *low = g_ascii_strdown (base, -1);
@@ -352,8 +350,7 @@ name_has (const gchar *path,
 }
 
 static gboolean
-file_has (const gchar *path,
-          const gchar *text)
+file_has (const gchar *path, const gchar *text)
 {
   gchar   *data = NULL;
   gboolean has = FALSE;
@@ -365,8 +362,7 @@ file_has (const gchar *path,
 }
 
 const gchar *
-gimp_ldm_live_few_step (const gchar          *path,
-                        const ldm_model_info *info)
+gimp_ldm_live_few_step (const gchar *path, const ldm_model_info *info)
 {
   if (info->feed_forward || info->scale > 0 || info->unet_in_channels != 4)
     return NULL;
@@ -378,11 +374,11 @@ gimp_ldm_live_few_step (const gchar          *path,
   /* a diffusers folder with the LCM scheduler */
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
     {
-      gchar   *sched = g_build_filename (path, "scheduler",
-                                         "scheduler_config.json", NULL);
+      gchar *sched =
+          g_build_filename (path, "scheduler", "scheduler_config.json", NULL);
       gchar   *index = g_build_filename (path, "model_index.json", NULL);
-      gboolean lcm = file_has (sched, "LCMScheduler") ||
-                     file_has (index, "LCMScheduler");
+      gboolean lcm =
+          file_has (sched, "LCMScheduler") || file_has (index, "LCMScheduler");
 
       g_free (sched);
       g_free (index);
@@ -398,8 +394,7 @@ gimp_ldm_live_few_step (const gchar          *path,
 }
 
 gchar *
-gimp_ldm_live_default_model (const gchar  *model_folders,
-                             gchar       **lora)
+gimp_ldm_live_default_model (const gchar *model_folders, gchar **lora)
 {
   GList *paths = gimp_ldm_models_list (model_folders), *l;
   gchar *found = NULL;
@@ -423,8 +418,8 @@ gimp_ldm_live_default_model (const gchar  *model_folders,
           info.feed_forward || info.scale > 0 || info.unet_in_channels != 4 ||
           name_has (l->data, "ldm-demo"))
         continue;
-      loras = gimp_ldm_models_addons (model_folders, LDM_KIND_LORA,
-                                      info.family);
+      loras =
+          gimp_ldm_models_addons (model_folders, LDM_KIND_LORA, info.family);
       for (a = loras; a && ! found; a = a->next)
         if (name_has (((GimpLdmAddon *) a->data)->path, "lcm"))
           {
@@ -443,24 +438,23 @@ gimp_ldm_live_default_model (const gchar  *model_folders,
  * ComfyUI's vae_approx and A1111's VAE-approx): taesd* for SD 1/2, taesdxl*
  * for SDXL; a .safetensors file or a diffusers folder. */
 static gchar *
-find_taesd (const gchar *model_folders,
-            const gchar *family)
+find_taesd (const gchar *model_folders, const gchar *family)
 {
   gchar      **dirs = gimp_ldm_models_search_path (model_folders);
   const gchar *want = g_str_has_prefix (family, "sdxl") ? "taesdxl" : "taesd";
   gchar       *found = NULL;
   gint         i;
 
-  if (! g_str_has_prefix (family, "sd1") && ! g_str_has_prefix (family, "sd2") &&
-      ! g_str_has_prefix (family, "sdxl"))
+  if (! g_str_has_prefix (family, "sd1") &&
+      ! g_str_has_prefix (family, "sd2") && ! g_str_has_prefix (family, "sdxl"))
     {
       g_strfreev (dirs);
       return NULL;
     }
   for (i = 0; dirs[i] && ! found; i++)
     {
-      GPtrArray  *todo = g_ptr_array_new_with_free_func (g_free);
-      guint       k;
+      GPtrArray *todo = g_ptr_array_new_with_free_func (g_free);
+      guint      k;
 
       g_ptr_array_add (todo, g_strdup (dirs[i]));
       for (k = 0; k < todo->len && ! found; k++)
@@ -470,8 +464,8 @@ find_taesd (const gchar *model_folders,
 
           while (dir && ! found && (name = g_dir_read_name (dir)))
             {
-              gchar *full = g_build_filename (todo->pdata[k], name, NULL);
-              gchar *low = g_ascii_strdown (name, -1);
+              gchar   *full = g_build_filename (todo->pdata[k], name, NULL);
+              gchar   *low = g_ascii_strdown (name, -1);
               gboolean is_dir = g_file_test (full, G_FILE_TEST_IS_DIR);
               gboolean match = g_str_has_prefix (low, want) &&
                                (strcmp (want, "taesd") ||
@@ -505,8 +499,8 @@ typedef struct
   GMainLoop           *loop;
   GimpLayer           *live;
   guint                live_tattoo;
-  gint                 rx, ry, rw, rh;     /* work area, image coordinates */
-  gint                 ww, wh;             /* work size */
+  gint                 rx, ry, rw, rh; /* work area, image coordinates */
+  gint                 ww, wh;         /* work size */
   guint64              fingerprint;
   gboolean             have_fingerprint;
   gboolean             settings_changed;
@@ -514,19 +508,19 @@ typedef struct
   gint                 gen;
   guint                watch_id, poll_id;
   /* the model, resolved when the settings change */
-  gchar               *model_path, *lora_path, *taesd_path, *roots;
-  ldm_model_info       info;
-  gboolean             model_ok;
-  const gchar         *few;
+  gchar         *model_path, *lora_path, *taesd_path, *roots;
+  ldm_model_info info;
+  gboolean       model_ok;
+  const gchar   *few;
   /* the result shown */
-  Result              *shown;
-  gint                 shown_gen;
-  gchar               *end_message;        /* why live mode ended */
-  gboolean             ended;
-  Engine               engine;
-  gdouble              read_ms;            /* the last composite read */
-  gdouble              watch_ms;           /* the last fingerprint */
-  gint                 last_state_gen;
+  Result  *shown;
+  gint     shown_gen;
+  gchar   *end_message; /* why live mode ended */
+  gboolean ended;
+  Engine   engine;
+  gdouble  read_ms;  /* the last composite read */
+  gdouble  watch_ms; /* the last fingerprint */
+  gint     last_state_gen;
 } Live;
 
 static void live_end (Live *lv, const gchar *message);
@@ -571,8 +565,8 @@ live_resolve_model (Live *lv)
   if (! lv->model_path)
     {
       gimp_ldm_live_dialog_set_model (lv->dialog,
-                                      _("No model: no few-step model and no "
-                                        "demo model in the model folders."));
+                                      _ ("No model: no few-step model and no "
+                                         "demo model in the model folders."));
       g_free (folders);
       return;
     }
@@ -587,8 +581,8 @@ live_resolve_model (Live *lv)
       lv->info.unet_in_channels != 4)
     {
       /* TRANSLATORS: %s is a model family such as "sd1-inpaint" */
-      text = g_strdup_printf (_("This model (%s) cannot redraw a picture: "
-                                "choose a text-to-image model."),
+      text = g_strdup_printf (_ ("This model (%s) cannot redraw a picture: "
+                                 "choose a text-to-image model."),
                               lv->info.family);
       gimp_ldm_live_dialog_set_model (lv->dialog, text);
       g_free (text);
@@ -596,8 +590,8 @@ live_resolve_model (Live *lv)
       return;
     }
   lv->model_ok = TRUE;
-  lv->few = lv->lora_path ? "lcm" : gimp_ldm_live_few_step (lv->model_path,
-                                                            &lv->info);
+  lv->few = lv->lora_path ? "lcm"
+                          : gimp_ldm_live_few_step (lv->model_path, &lv->info);
   lv->taesd_path = find_taesd (folders, lv->info.family);
   base = g_path_get_basename (lv->model_path);
   if (lv->lora_path)
@@ -605,18 +599,16 @@ live_resolve_model (Live *lv)
       gchar *lb = g_path_get_basename (lv->lora_path);
 
       /* TRANSLATORS: model line: file, family, LoRA file, decoder */
-      text = g_strdup_printf (_("%s (%s) with %s · %s"), base,
-                              lv->info.family, lb,
-                              lv->taesd_path ? "TAESD" : "VAE");
+      text = g_strdup_printf (_ ("%s (%s) with %s · %s"), base, lv->info.family,
+                              lb, lv->taesd_path ? "TAESD" : "VAE");
       g_free (lb);
     }
   else
     /* TRANSLATORS: model line: file, family, few-step kind or not, decoder */
-    text = g_strdup_printf (_("%s (%s%s) · %s"), base, lv->info.family,
-                            lv->few ? (! strcmp (lv->few, "lcm") ? ", LCM"
-                                                                 : ", few-step")
-                                    : "",
-                            lv->taesd_path ? "TAESD" : "VAE");
+    text = g_strdup_printf (
+        _ ("%s (%s%s) · %s"), base, lv->info.family,
+        lv->few ? (! strcmp (lv->few, "lcm") ? ", LCM" : ", few-step") : "",
+        lv->taesd_path ? "TAESD" : "VAE");
   gimp_ldm_live_dialog_set_model (lv->dialog, text);
   g_free (text);
   g_free (base);
@@ -643,11 +635,7 @@ work_size (Live *lv)
 
 /* The work area: the selection's bounds, else the whole image. */
 static void
-work_area (GimpImage *image,
-           gint      *x,
-           gint      *y,
-           gint      *w,
-           gint      *h)
+work_area (GimpImage *image, gint *x, gint *y, gint *w, gint *h)
 {
   gboolean non_empty = FALSE;
   gint     x1, y1, x2, y2;
@@ -667,11 +655,10 @@ work_area (GimpImage *image,
 }
 
 static gboolean
-is_live (Live      *lv,
-         GimpLayer *layer)
+is_live (Live *lv, GimpLayer *layer)
 {
   return lv->live && gimp_item_get_id (GIMP_ITEM (layer)) ==
-                     gimp_item_get_id (GIMP_ITEM (lv->live));
+                         gimp_item_get_id (GIMP_ITEM (lv->live));
 }
 
 /* Adds or removes the live layer without an undo step; a clean image stays
@@ -701,14 +688,15 @@ live_layer_remove (Live *lv)
 static void
 live_layer_add (Live *lv)
 {
-  GimpImage     *image = lv->image;
-  gboolean       was_dirty = gimp_image_is_dirty (image);
-  GimpLayer    **selected = gimp_image_get_selected_layers (image);
-  GimpImageType  type = gimp_image_get_base_type (image) == GIMP_GRAY
-                        ? GIMP_GRAYA_IMAGE : GIMP_RGBA_IMAGE;
+  GimpImage    *image = lv->image;
+  gboolean      was_dirty = gimp_image_is_dirty (image);
+  GimpLayer   **selected = gimp_image_get_selected_layers (image);
+  GimpImageType type = gimp_image_get_base_type (image) == GIMP_GRAY
+                           ? GIMP_GRAYA_IMAGE
+                           : GIMP_RGBA_IMAGE;
 
   gimp_image_undo_freeze (image);
-  lv->live = gimp_layer_new (image, _("Live result"), lv->rw, lv->rh, type,
+  lv->live = gimp_layer_new (image, _ ("Live result"), lv->rw, lv->rh, type,
                              100.0, GIMP_LAYER_MODE_NORMAL);
   gimp_image_insert_layer (image, lv->live, NULL, 0);
   gimp_layer_set_offsets (lv->live, lv->rx, lv->ry);
@@ -724,15 +712,13 @@ live_layer_add (Live *lv)
 }
 
 static guint64
-hash_bytes (guint64       h,
-            gconstpointer data,
-            gsize         n)
+hash_bytes (guint64 h, gconstpointer data, gsize n)
 {
   const guint8 *p = data;
   gsize         i;
 
   for (i = 0; i < n; i++)
-    h = (h ^ p[i]) * 1099511628211ULL;    /* FNV-1a */
+    h = (h ^ p[i]) * 1099511628211ULL; /* FNV-1a */
   return h;
 }
 
@@ -782,9 +768,8 @@ fingerprint (Live *lv)
 
           tw = MAX (1, (gint) ((x2 - x1) * s));
           th = MAX (1, (gint) ((y2 - y1) * s));
-          b = gimp_drawable_get_sub_thumbnail_data (d, x1 - ox, y1 - oy,
-                                                    x2 - x1, y2 - y1, tw, th,
-                                                    &aw, &ah, &bpp);
+          b = gimp_drawable_get_sub_thumbnail_data (
+              d, x1 - ox, y1 - oy, x2 - x1, y2 - y1, tw, th, &aw, &ah, &bpp);
           if (b)
             {
               gsize         n;
@@ -802,8 +787,7 @@ fingerprint (Live *lv)
 /* The composite of the work area without the live layer, as F32 RGB over
  * white, scaled to the work size: read from a duplicate of the image. */
 static ldm_image *
-read_composite (Live    *lv,
-                GError **error)
+read_composite (Live *lv, GError **error)
 {
   GimpImage  *dup = gimp_image_duplicate (lv->image);
   GimpLayer **layers;
@@ -815,7 +799,7 @@ read_composite (Live    *lv,
   if (! dup)
     {
       g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
-                           _("Could not read the image."));
+                           _ ("Could not read the image."));
       return NULL;
     }
   gimp_image_undo_disable (dup);
@@ -824,7 +808,7 @@ read_composite (Live    *lv,
     if (gimp_item_get_tattoo (GIMP_ITEM (layers[i])) == lv->live_tattoo ||
         (i == 0 && lv->live &&
          ! g_strcmp0 (gimp_item_get_name (GIMP_ITEM (layers[i])),
-                      _("Live result"))))
+                      _ ("Live result"))))
       {
         gimp_image_remove_layer (dup, layers[i]);
         break;
@@ -841,22 +825,24 @@ read_composite (Live    *lv,
           gint        ox, oy;
 
           gimp_drawable_get_offsets (GIMP_DRAWABLE (merged), &ox, &oy);
-          gegl_buffer_get (buf, GEGL_RECTANGLE (lv->rx - ox, lv->ry - oy,
-                                                lv->rw, lv->rh),
-                           1.0, babl_format ("R'G'B'A float"), rgba->data,
-                           (gint) rgba->stride, GEGL_ABYSS_NONE);
+          gegl_buffer_get (
+              buf, GEGL_RECTANGLE (lv->rx - ox, lv->ry - oy, lv->rw, lv->rh),
+              1.0, babl_format ("R'G'B'A float"), rgba->data,
+              (gint) rgba->stride, GEGL_ABYSS_NONE);
           g_object_unref (buf);
         }
       else
         memset (rgba->data, 0, rgba->stride * rgba->height);
       for (y = 0; y < lv->rh; y++)
         {
-          const gfloat *s = (const gfloat *) ((guint8 *) rgba->data + y * rgba->stride);
-          gfloat       *d = (gfloat *) ((guint8 *) rgb->data + y * rgb->stride);
+          const gfloat *s =
+              (const gfloat *) ((guint8 *) rgba->data + y * rgba->stride);
+          gfloat *d = (gfloat *) ((guint8 *) rgb->data + y * rgb->stride);
 
           for (x = 0; x < lv->rw; x++)
             for (i = 0; i < 3; i++)
-              d[3 * x + i] = s[4 * x + i] * s[4 * x + 3] + (1.0f - s[4 * x + 3]);
+              d[3 * x + i] =
+                  s[4 * x + i] * s[4 * x + 3] + (1.0f - s[4 * x + 3]);
         }
       ldm_error_clear (&err);
       if (ldm_image_resize (rgb, lv->ww, lv->wh, &out, &err) != LDM_OK)
@@ -864,7 +850,7 @@ read_composite (Live    *lv,
     }
   else
     g_set_error_literal (error, GIMP_PLUG_IN_ERROR, 0,
-                         _("Not enough memory for this image size."));
+                         _ ("Not enough memory for this image size."));
   gimp_image_delete (dup);
   ldm_image_free (rgba);
   ldm_image_free (rgb);
@@ -887,17 +873,16 @@ config_precision (GimpProcedureConfig *config)
 }
 
 static Request *
-make_request (Live      *lv,
-              ldm_image *init)
+make_request (Live *lv, ldm_image *init)
 {
   Request *r = g_new0 (Request, 1);
   gint     steps = 2;
   gdouble  strength = 0.5;
   guint    seed = 0;
 
-  g_object_get (lv->config, "prompt", &r->prompt,
-                "negative-prompt", &r->negative_prompt, "steps", &steps,
-                "strength", &strength, "seed", &seed, NULL);
+  g_object_get (lv->config, "prompt", &r->prompt, "negative-prompt",
+                &r->negative_prompt, "steps", &steps, "strength", &strength,
+                "seed", &seed, NULL);
   r->gen = ++lv->gen;
   r->init = init;
   r->steps = CLAMP (steps, 1, 4);
@@ -915,8 +900,8 @@ make_request (Live      *lv,
   else
     {
       r->cfg_scale = lv->info.rec_cfg > 0.0f ? lv->info.rec_cfg : 7.0;
-      r->sampler = g_strdup (lv->info.rec_sampler[0] ? lv->info.rec_sampler
-                                                     : "euler_a");
+      r->sampler =
+          g_strdup (lv->info.rec_sampler[0] ? lv->info.rec_sampler : "euler_a");
     }
   r->model_path = g_strdup (lv->model_path);
   r->taesd_path = g_strdup (lv->taesd_path);
@@ -932,8 +917,7 @@ make_request (Live      *lv,
  * could delete the layer under the write stays short (GIMP ends a plug-in
  * that reads a removed drawable's tiles). */
 static gboolean
-write_layer (GimpDrawable    *drawable,
-             const ldm_image *img)
+write_layer (GimpDrawable *drawable, const ldm_image *img)
 {
   GeglBuffer *buf;
   gfloat     *px;
@@ -946,8 +930,9 @@ write_layer (GimpDrawable    *drawable,
     return FALSE;
   for (y = 0; y < img->height; y++)
     {
-      const gfloat *s = (const gfloat *) ((guint8 *) img->data + y * img->stride);
-      gfloat       *d = px + (gsize) y * img->width * 4;
+      const gfloat *s =
+          (const gfloat *) ((guint8 *) img->data + y * img->stride);
+      gfloat *d = px + (gsize) y * img->width * 4;
 
       for (x = 0; x < img->width; x++)
         {
@@ -973,8 +958,7 @@ write_layer (GimpDrawable    *drawable,
 
 /* The result (work size) into the live layer (work area size). */
 static gboolean
-show_result (Live          *lv,
-             const Result  *res)
+show_result (Live *lv, const Result *res)
 {
   ldm_image *img = NULL;
   ldm_error  err;
@@ -993,8 +977,7 @@ show_result (Live          *lv,
 }
 
 static void
-set_state_text (Live        *lv,
-                const gchar *text)
+set_state_text (Live *lv, const gchar *text)
 {
   gimp_ldm_live_dialog_set_state (lv->dialog, text);
 }
@@ -1003,9 +986,9 @@ set_state_text (Live        *lv,
 static gboolean
 on_poll (gpointer data)
 {
-  Live   *lv = data;
-  Result *res;
-  gint    running, step, total, latest;
+  Live    *lv = data;
+  Result  *res;
+  gint     running, step, total, latest;
   gboolean pending;
 
   if (lv->ended)
@@ -1022,7 +1005,7 @@ on_poll (gpointer data)
 
   if (res && res->error)
     {
-      gchar *msg = g_strdup_printf (_("Live painting ended: %s"), res->error);
+      gchar *msg = g_strdup_printf (_ ("Live painting ended: %s"), res->error);
 
       result_free (res);
       live_end (lv, msg);
@@ -1035,20 +1018,21 @@ on_poll (gpointer data)
           ! gimp_item_is_valid (GIMP_ITEM (lv->live)))
         {
           result_free (res);
-          return G_SOURCE_CONTINUE;    /* the watch ends it with the reason */
+          return G_SOURCE_CONTINUE; /* the watch ends it with the reason */
         }
       if (show_result (lv, res))
         {
-          gdouble latency = (g_get_monotonic_time () - res->req->t_change) / 1e6;
-          gchar  *text;
+          gdouble latency =
+              (g_get_monotonic_time () - res->req->t_change) / 1e6;
+          gchar *text;
 
           /* TRANSLATORS: latency line: seconds from the change to the
            * result, seconds of the job, ms reading the picture, decoder */
-          text = g_strdup_printf (_("Last result: %.2f s after the change "
-                                    "(job %.2f s, reading the picture %.0f ms, "
-                                    "%s)"),
-                                  latency, res->job_s, lv->read_ms,
-                                  res->taesd ? "TAESD" : "VAE");
+          text = g_strdup_printf (
+              _ ("Last result: %.2f s after the change "
+                 "(job %.2f s, reading the picture %.0f ms, "
+                 "%s)"),
+              latency, res->job_s, lv->read_ms, res->taesd ? "TAESD" : "VAE");
           gimp_ldm_live_dialog_set_latency (lv->dialog, text);
           g_free (text);
           result_free (lv->shown);
@@ -1060,21 +1044,22 @@ on_poll (gpointer data)
     }
   if (running)
     {
-      gchar *text = total > 0
-        /* TRANSLATORS: live state: step k of n */
-        ? g_strdup_printf (_("Running: step %d of %d"), step, total)
-        : g_strdup (_("Running: preparing"));
+      gchar *text =
+          total > 0
+              /* TRANSLATORS: live state: step k of n */
+              ? g_strdup_printf (_ ("Running: step %d of %d"), step, total)
+              : g_strdup (_ ("Running: preparing"));
 
       set_state_text (lv, text);
       g_free (text);
     }
   else if (pending)
-    set_state_text (lv, _("Running: preparing"));
+    set_state_text (lv, _ ("Running: preparing"));
   else if (res && res->cancelled && res->req->gen == latest)
-    set_state_text (lv, _("Cancelled"));
+    set_state_text (lv, _ ("Cancelled"));
   else if (lv->shown_gen == latest && lv->last_state_gen != latest)
     {
-      set_state_text (lv, _("Waiting for a change"));
+      set_state_text (lv, _ ("Waiting for a change"));
       lv->last_state_gen = latest;
     }
   result_free (res);
@@ -1085,23 +1070,23 @@ on_poll (gpointer data)
 static gboolean
 on_watch (gpointer data)
 {
-  Live    *lv = data;
-  gint     x, y, w, h;
-  guint64  fp;
-  gint64   t0;
+  Live   *lv = data;
+  gint    x, y, w, h;
+  guint64 fp;
+  gint64  t0;
 
   if (lv->ended)
     return G_SOURCE_REMOVE;
   if (! gimp_image_is_valid (lv->image))
     {
-      live_end (lv, _("The image was closed: live painting ended."));
+      live_end (lv, _ ("The image was closed: live painting ended."));
       return G_SOURCE_REMOVE;
     }
   if (lv->live && ! gimp_item_is_valid (GIMP_ITEM (lv->live)))
     {
       lv->live = NULL;
-      live_end (lv, _("The “Live result” layer was deleted: live painting "
-                      "ended."));
+      live_end (lv, _ ("The “Live result” layer was deleted: live painting "
+                       "ended."));
       return G_SOURCE_REMOVE;
     }
   if (lv->model_changed)
@@ -1127,7 +1112,7 @@ on_watch (gpointer data)
       lv->rh = h;
       live_layer_add (lv);
       lv->have_fingerprint = FALSE;
-      lv->shown_gen = lv->gen;   /* nothing older is shown in the new layer */
+      lv->shown_gen = lv->gen; /* nothing older is shown in the new layer */
     }
   work_size (lv);
   t0 = g_get_monotonic_time ();
@@ -1156,22 +1141,20 @@ on_watch (gpointer data)
 }
 
 static void
-on_config_notify (GObject    *config,
-                  GParamSpec *pspec,
-                  gpointer    data)
+on_config_notify (GObject *config, GParamSpec *pspec, gpointer data)
 {
   Live *lv = data;
 
   lv->settings_changed = TRUE;
-  if (! strcmp (pspec->name, "model") || ! strcmp (pspec->name, "model-folders"))
+  if (! strcmp (pspec->name, "model") ||
+      ! strcmp (pspec->name, "model-folders"))
     lv->model_changed = TRUE;
 }
 
 /* Ends live mode: the worker stops, the live layer goes; the dialog stays
  * with the message until closed (or closes at once without one). */
 static void
-live_end (Live        *lv,
-          const gchar *message)
+live_end (Live *lv, const gchar *message)
 {
   if (lv->ended)
     return;
@@ -1191,14 +1174,14 @@ live_end (Live        *lv,
 static void
 on_apply (gpointer data)
 {
-  Live        *lv = data;
-  Result      *res = lv->shown;
-  GimpLdmSpec  spec;
-  GimpLayer   *layer;
-  ldm_image   *img = NULL;
-  ldm_error    err;
+  Live         *lv = data;
+  Result       *res = lv->shown;
+  GimpLdmSpec   spec;
+  GimpLayer    *layer;
+  ldm_image    *img = NULL;
+  ldm_error     err;
   GimpParasite *p;
-  gchar       *recipe, *name, *flat;
+  gchar        *recipe, *name, *flat;
   GimpImageType type;
 
   if (lv->ended || ! res || ! gimp_image_is_valid (lv->image))
@@ -1260,10 +1243,10 @@ on_apply (gpointer data)
       g_free (cut);
     }
   /* TRANSLATORS: applied live result layer name: prompt and seed */
-  name = g_strdup_printf (_("%s (live, seed %u)"),
-                          *flat ? flat : _("live result"), (guint) spec.seed);
-  type = gimp_image_get_base_type (lv->image) == GIMP_GRAY
-         ? GIMP_GRAYA_IMAGE : GIMP_RGBA_IMAGE;
+  name = g_strdup_printf (_ ("%s (live, seed %u)"),
+                          *flat ? flat : _ ("live result"), (guint) spec.seed);
+  type = gimp_image_get_base_type (lv->image) == GIMP_GRAY ? GIMP_GRAYA_IMAGE
+                                                           : GIMP_RGBA_IMAGE;
 
   gimp_image_undo_group_start (lv->image);
   layer = gimp_layer_new (lv->image, name, lv->rw, lv->rh, type, 100.0,
@@ -1280,8 +1263,8 @@ on_apply (gpointer data)
   gimp_image_undo_group_end (lv->image);
   gimp_displays_flush ();
 
-  gimp_ldm_live_dialog_set_state (lv->dialog, _("Applied: the result is a "
-                                                "new layer."));
+  gimp_ldm_live_dialog_set_state (lv->dialog, _ ("Applied: the result is a "
+                                                 "new layer."));
   g_free (name);
   g_free (flat);
   g_free (recipe);
@@ -1300,12 +1283,12 @@ on_close (gpointer data)
 }
 
 static GimpValueArray *
-live_run (GimpProcedure        *procedure,
-          GimpRunMode           run_mode,
-          GimpImage            *image,
-          GimpDrawable        **drawables,
-          GimpProcedureConfig  *config,
-          gpointer              run_data)
+live_run (GimpProcedure       *procedure,
+          GimpRunMode          run_mode,
+          GimpImage           *image,
+          GimpDrawable       **drawables,
+          GimpProcedureConfig *config,
+          gpointer             run_data)
 {
   Live                   lv = { 0 };
   GimpLdmLiveDialogHooks hooks = { on_apply, on_close, &lv };
@@ -1314,8 +1297,8 @@ live_run (GimpProcedure        *procedure,
   if (run_mode != GIMP_RUN_INTERACTIVE)
     {
       g_set_error_literal (&error, GIMP_PLUG_IN_ERROR, 0,
-                           _("Live painting is interactive only: open it "
-                             "from Filters ▸ Generative ▸ Live Painting…"));
+                           _ ("Live painting is interactive only: open it "
+                              "from Filters ▸ Generative ▸ Live Painting…"));
       return gimp_procedure_new_return_values (procedure,
                                                GIMP_PDB_CALLING_ERROR, error);
     }
@@ -1327,7 +1310,7 @@ live_run (GimpProcedure        *procedure,
   live_resolve_model (&lv);
   engine_start (&lv.engine);
   g_signal_connect (config, "notify", G_CALLBACK (on_config_notify), &lv);
-  set_state_text (&lv, _("Waiting for a change"));
+  set_state_text (&lv, _ ("Waiting for a change"));
   gtk_widget_show (lv.dialog);
   lv.watch_id = g_timeout_add (WATCH_MS, on_watch, &lv);
   lv.poll_id = g_timeout_add (POLL_MS, on_poll, &lv);
@@ -1356,10 +1339,10 @@ precision_choice (void)
 {
   GimpChoice *choice = gimp_choice_new ();
 
-  gimp_choice_add (choice, "auto", 0, _("Automatic (f32 for now)"), NULL);
-  gimp_choice_add (choice, "f32", 1, _("f32 (the reference result)"), NULL);
+  gimp_choice_add (choice, "auto", 0, _ ("Automatic (f32 for now)"), NULL);
+  gimp_choice_add (choice, "f32", 1, _ ("f32 (the reference result)"), NULL);
   gimp_choice_add (choice, "bf16", 2,
-                   _("bf16 (AVX512-BF16 CPUs; faster only on some)"), NULL);
+                   _ ("bf16 (AVX512-BF16 CPUs; faster only on some)"), NULL);
   return choice;
 }
 
@@ -1369,64 +1352,65 @@ gimp_ldm_live_create_procedure (GimpPlugIn *plug_in)
   GimpProcedure *procedure;
 
   procedure = gimp_image_procedure_new (plug_in, GIMP_LDM_LIVE_PROC,
-                                        GIMP_PDB_PROC_TYPE_PLUGIN,
-                                        live_run, NULL, NULL);
+                                        GIMP_PDB_PROC_TYPE_PLUGIN, live_run,
+                                        NULL, NULL);
   gimp_procedure_set_image_types (procedure, "RGB*, GRAY*");
-  gimp_procedure_set_sensitivity_mask (procedure,
-                                       GIMP_PROCEDURE_SENSITIVE_DRAWABLE |
-                                       GIMP_PROCEDURE_SENSITIVE_DRAWABLES |
-                                       GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES);
-  gimp_procedure_set_menu_label (procedure, _("_Live Painting..."));
+  gimp_procedure_set_sensitivity_mask (
+      procedure, GIMP_PROCEDURE_SENSITIVE_DRAWABLE |
+                     GIMP_PROCEDURE_SENSITIVE_DRAWABLES |
+                     GIMP_PROCEDURE_SENSITIVE_NO_DRAWABLES);
+  gimp_procedure_set_menu_label (procedure, _ ("_Live Painting..."));
   gimp_procedure_add_menu_path (procedure, "<Image>/Filters/Generative");
-  gimp_procedure_set_documentation (procedure,
-    _("Paint, and a few-step model redraws the picture as you go"),
-    _("Interactive only. While the dialog is open, every change of the "
-      "picture inside the work area (the selection's bounds, else the whole "
-      "image) is redrawn by image-to-image with a few-step model into a "
-      "\"Live result\" layer at the top of the image, which leaves no undo "
-      "steps. Apply keeps the current result as a normal layer; Close removes "
-      "the live layer."),
-    GIMP_LDM_LIVE_PROC);
+  gimp_procedure_set_documentation (
+      procedure,
+      _ ("Paint, and a few-step model redraws the picture as you go"),
+      _ ("Interactive only. While the dialog is open, every change of the "
+         "picture inside the work area (the selection's bounds, else the whole "
+         "image) is redrawn by image-to-image with a few-step model into a "
+         "\"Live result\" layer at the top of the image, which leaves no undo "
+         "steps. Apply keeps the current result as a normal layer; Close "
+         "removes "
+         "the live layer."),
+      GIMP_LDM_LIVE_PROC);
   gimp_procedure_set_attribution (procedure, "gimp-ldm authors",
                                   "gimp-ldm authors", "2026");
 
-  gimp_procedure_add_string_argument (procedure, "prompt", _("_Prompt"),
-                                      _("What the picture should show"),
-                                      "", G_PARAM_READWRITE);
+  gimp_procedure_add_string_argument (procedure, "prompt", _ ("_Prompt"),
+                                      _ ("What the picture should show"), "",
+                                      G_PARAM_READWRITE);
   gimp_procedure_add_string_argument (procedure, "negative-prompt",
-                                      _("_Negative prompt"),
-                                      _("What the picture should not show "
-                                        "(unused by few-step models, which "
-                                        "run without guidance)"),
+                                      _ ("_Negative prompt"),
+                                      _ ("What the picture should not show "
+                                         "(unused by few-step models, which "
+                                         "run without guidance)"),
                                       "", G_PARAM_READWRITE);
-  gimp_procedure_add_double_argument (procedure, "strength", _("Stren_gth"),
-                                      _("How much to redraw (0.05: almost "
-                                        "nothing, 1: everything)"),
+  gimp_procedure_add_double_argument (procedure, "strength", _ ("Stren_gth"),
+                                      _ ("How much to redraw (0.05: almost "
+                                         "nothing, 1: everything)"),
                                       0.05, 1.0, 0.6, G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument (procedure, "steps", _("S_teps"),
-                                   _("Denoising steps run for each change "
-                                     "(1 to 4)"),
+  gimp_procedure_add_int_argument (procedure, "steps", _ ("S_teps"),
+                                   _ ("Denoising steps run for each change "
+                                      "(1 to 4)"),
                                    1, 4, 2, G_PARAM_READWRITE);
-  gimp_procedure_add_uint_argument (procedure, "seed", _("Se_ed"),
-                                    _("Seed of the noise, fixed so that the "
-                                      "result stays stable while you paint"),
+  gimp_procedure_add_uint_argument (procedure, "seed", _ ("Se_ed"),
+                                    _ ("Seed of the noise, fixed so that the "
+                                       "result stays stable while you paint"),
                                     0, G_MAXUINT32, 1, G_PARAM_READWRITE);
-  gimp_procedure_add_file_argument (procedure, "model", _("Mo_del"),
-                                    _("Model file (.safetensors) or diffusers "
-                                      "folder; empty: the first few-step "
-                                      "model found, else the demo model"),
+  gimp_procedure_add_file_argument (procedure, "model", _ ("Mo_del"),
+                                    _ ("Model file (.safetensors) or diffusers "
+                                       "folder; empty: the first few-step "
+                                       "model found, else the demo model"),
                                     GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
                                     G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "precision",
-                                      _("Arit_hmetic"),
-                                      _("Matrix products in f32 or with bf16 "
-                                        "operands"),
+  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Arit_hmetic"),
+                                      _ ("Matrix products in f32 or with bf16 "
+                                         "operands"),
                                       precision_choice (), "auto",
                                       G_PARAM_READWRITE);
   gimp_procedure_add_string_aux_argument (procedure, "model-folders",
-                                          _("Model folders"),
-                                          _("Folders searched for models, "
-                                            "separated by ':'"),
+                                          _ ("Model folders"),
+                                          _ ("Folders searched for models, "
+                                             "separated by ':'"),
                                           "", G_PARAM_READWRITE);
   return procedure;
 }

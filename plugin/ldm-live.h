@@ -20,8 +20,7 @@ GimpProcedure *gimp_ldm_live_create_procedure (GimpPlugIn *plug_in);
  * (see gimp_ldm_live_few_step), else the first checkpoint for which an
  * LCM-LoRA is there (*lora set to its path), else the demo model. NULL when
  * there is none of these. */
-gchar         *gimp_ldm_live_default_model    (const gchar  *model_folders,
-                                               gchar       **lora);
+gchar *gimp_ldm_live_default_model (const gchar *model_folders, gchar **lora);
 
 /* Whether a model is a few-step one, and which kind: "lcm" (LCM models:
  * the LCM sampler), "turbo" (SD-Turbo, SDXL-Turbo and other adversarially
@@ -29,7 +28,7 @@ gchar         *gimp_ldm_live_default_model    (const gchar  *model_folders,
  * model states about itself (ldm.sampler "lcm"; ldm.steps 1 to 8), a
  * diffusers folder's LCMScheduler, and the file or folder name ("turbo",
  * "lightning", "lcm"). */
-const gchar   *gimp_ldm_live_few_step         (const gchar          *path,
-                                               const ldm_model_info *info);
+const gchar *gimp_ldm_live_few_step (const gchar          *path,
+                                     const ldm_model_info *info);
 
 #endif /* GIMP_LDM_LIVE_H */

@@ -11,27 +11,23 @@
 
 typedef struct
 {
-  void   (*apply) (gpointer user);   /* the Apply button */
-  void   (*close) (gpointer user);   /* Close, Esc, or the window closed */
+  void (*apply) (gpointer user); /* the Apply button */
+  void (*close) (gpointer user); /* Close, Esc, or the window closed */
   gpointer user;
 } GimpLdmLiveDialogHooks;
 
-GtkWidget *gimp_ldm_live_dialog_new       (GimpProcedure                *procedure,
-                                           GimpProcedureConfig          *config,
-                                           const GimpLdmLiveDialogHooks *hooks);
+GtkWidget *gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
+                                     GimpProcedureConfig          *config,
+                                     const GimpLdmLiveDialogHooks *hooks);
 /* "Waiting for a change", "Running: step 1 of 2", "Cancelled" */
-void       gimp_ldm_live_dialog_set_state (GtkWidget   *dialog,
-                                           const gchar *text);
-void       gimp_ldm_live_dialog_set_latency (GtkWidget   *dialog,
-                                             const gchar *text);
+void gimp_ldm_live_dialog_set_state (GtkWidget *dialog, const gchar *text);
+void gimp_ldm_live_dialog_set_latency (GtkWidget *dialog, const gchar *text);
 /* The model in use (or why there is none) */
-void       gimp_ldm_live_dialog_set_model (GtkWidget   *dialog,
-                                           const gchar *text);
-void       gimp_ldm_live_dialog_set_apply_sensitive (GtkWidget *dialog,
-                                                     gboolean   sensitive);
+void gimp_ldm_live_dialog_set_model (GtkWidget *dialog, const gchar *text);
+void gimp_ldm_live_dialog_set_apply_sensitive (GtkWidget *dialog,
+                                               gboolean   sensitive);
 /* Live mode ended: the message in the state line, Apply insensitive, only
  * Close left. */
-void       gimp_ldm_live_dialog_set_ended (GtkWidget   *dialog,
-                                           const gchar *message);
+void gimp_ldm_live_dialog_set_ended (GtkWidget *dialog, const gchar *message);
 
 #endif /* GIMP_LDM_LIVE_DIALOG_H */

@@ -132,10 +132,11 @@ int main(int argc, char **argv) {
     if (fscanf(f, "%lf %lf %lf", &la[0], &la[1], &la[2]) != 3) la[0] = -1;
     fclose(f);
   }
-  printf("BENCH case=live_%d ours_s=%.3f min_s=%.3f max_s=%.3f cpu_s=%.2f steps=%d strength=%.2f threads=%d "
-         "encoder=%s decoder=taesd load=%.2f blas=\"%s\"\n",
-         size, walls[2], walls[0], walls[4], cpus[2], steps, strength,
-         threads ? threads : ldm_default_threads(), taesd_encode ? "taesd" : "vae", la[0], ldm_blas_info());
+  printf(
+      "BENCH case=live_%d ours_s=%.3f min_s=%.3f max_s=%.3f cpu_s=%.2f steps=%d strength=%.2f threads=%d "
+      "encoder=%s decoder=taesd load=%.2f blas=\"%s\"\n",
+      size, walls[2], walls[0], walls[4], cpus[2], steps, strength, threads ? threads : ldm_default_threads(),
+      taesd_encode ? "taesd" : "vae", la[0], ldm_blas_info());
   ldm_image_free(canvas);
   ldm_model_free(m);
   return 0;

@@ -348,10 +348,12 @@ ldm_status ldm_job_new(ldm_job **out, ldm_model *m, const ldm_job_params *p, ldm
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode asked for, but the model was loaded without a TAESD "
                     "(taesd_path)");
   if (p->taesd_encode && !m->taesd_src)
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD encode asked for, but the model was loaded without a TAESD "
+    return ldm_fail(err, LDM_ERR_INVALID_ARG,
+                    "TAESD encode asked for, but the model was loaded without a TAESD "
                     "(taesd_path)");
   if (p->taesd_encode && p->task == LDM_TASK_UPSCALE)
-    return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD encode is for img2img, inpaint and outpaint, not the x4 "
+    return ldm_fail(err, LDM_ERR_INVALID_ARG,
+                    "TAESD encode is for img2img, inpaint and outpaint, not the x4 "
                     "upscaler");
   if (p->taesd_decode && p->task == LDM_TASK_UPSCALE)
     return ldm_fail(err, LDM_ERR_INVALID_ARG, "TAESD decode is for txt2img, img2img, inpaint and outpaint, not the "

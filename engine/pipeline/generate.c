@@ -225,12 +225,15 @@ static ldm_status encode_taesd(run *r, const float *image, float *z) {
   const ldm_taesd *t = r->m->taesd;
   int f = t ? ldm_taesd_factor(t) : 0;
   if (!t || !ldm_taesd_has_encoder(t))
-    return ldm_fail(r->err, LDM_ERR_MISSING, "%s: this TAESD has no encoder (TAESD encode needs taesd_encoder or "
-                    "a whole AutoencoderTiny)", r->m->taesd_src ? ldm_source_path(r->m->taesd_src) : "TAESD");
+    return ldm_fail(r->err, LDM_ERR_MISSING,
+                    "%s: this TAESD has no encoder (TAESD encode needs taesd_encoder or "
+                    "a whole AutoencoderTiny)",
+                    r->m->taesd_src ? ldm_source_path(r->m->taesd_src) : "TAESD");
   if (ldm_taesd_latent_channels(t) != r->lc || r->h * f != r->H || r->w * f != r->W)
-    return ldm_fail(r->err, LDM_ERR_SHAPE, "%s: this TAESD (%d latent channels, factor %d) does not fit the model's "
-                    "latent (%d channels, %dx%d for %dx%d pixels)", ldm_source_path(r->m->taesd_src),
-                    ldm_taesd_latent_channels(t), f, r->lc, r->w, r->h, r->W, r->H);
+    return ldm_fail(r->err, LDM_ERR_SHAPE,
+                    "%s: this TAESD (%d latent channels, factor %d) does not fit the model's "
+                    "latent (%d channels, %dx%d for %dx%d pixels)",
+                    ldm_source_path(r->m->taesd_src), ldm_taesd_latent_channels(t), f, r->lc, r->w, r->h, r->W, r->H);
   return ldm_taesd_encode(&r->ctx, t, z, image, 1, r->H, r->W);
 }
 

@@ -394,7 +394,8 @@ static void test_taesd_encode(void) {
   snprintf(dec_only, sizeof dec_only, "%s/vae/taesd_decoder.safetensors", getenv("LDM_GOLDEN_DIR"));
   ldm_image *init = ldm_image_new(48, 32, 3, LDM_PIXEL_U8);
   for (int y = 0; y < 32; y++)
-    for (int x = 0; x < 48 * 3; x++) ((unsigned char *)init->data)[y * init->stride + x] = (unsigned char)(x * 5 + y * 7);
+    for (int x = 0; x < 48 * 3; x++)
+      ((unsigned char *)init->data)[y * init->stride + x] = (unsigned char)(x * 5 + y * 7);
   ldm_image **with[2] = {NULL, NULL};
   int n[2] = {0, 0};
   for (int k = 0; k < 3; k++) {
@@ -417,8 +418,7 @@ static void test_taesd_encode(void) {
     if (k == 0) {
       CHECK(run_job(m, &p, &with[0], &n[0], &err) == LDM_OK && n[0] == 1, "img2img with TAESD encode: %s", err.msg);
       p.taesd_encode = false;
-      CHECK(run_job(m, &p, &with[1], &n[1], &err) == LDM_OK && n[1] == 1, "img2img with the VAE encoder: %s",
-            err.msg);
+      CHECK(run_job(m, &p, &with[1], &n[1], &err) == LDM_OK && n[1] == 1, "img2img with the VAE encoder: %s", err.msg);
       if (n[0] == 1 && n[1] == 1) {
         CHECK(with[0][0]->width == 48 && with[0][0]->height == 32, "TAESD encode: size %dx%d", with[0][0]->width,
               with[0][0]->height);
@@ -430,8 +430,8 @@ static void test_taesd_encode(void) {
       up.init = init;
       ldm_job *j = NULL;
       ldm_status st = ldm_job_new(&j, m, &up, &err);
-      CHECK(st == LDM_ERR_INVALID_ARG && j == NULL && strstr(err.msg, "TAESD"), "TAESD encode for upscale: %d %s",
-            st, err.msg);
+      CHECK(st == LDM_ERR_INVALID_ARG && j == NULL && strstr(err.msg, "TAESD"), "TAESD encode for upscale: %d %s", st,
+            err.msg);
       ldm_job_free(j);
     } else {
       ldm_image **o = NULL;
