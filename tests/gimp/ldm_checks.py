@@ -219,6 +219,22 @@ def check_registration():
             nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
             check('%s control-preprocess choices' % name,
                   nicks == ['none', 'invert', 'scribble', 'canny'], nicks)
+    # live painting: interactive only, its own arguments, no return value
+    name = 'plug-in-ldm-live'
+    proc = pdb.lookup_procedure(name)
+    if check('%s is registered' % name, proc is not None):
+        args = {a.name: a.value_type.name for a in proc.get_arguments()}
+        for arg, typ in [('run-mode', 'GimpRunMode'), ('image', 'GimpImage'),
+                         ('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
+                         ('strength', 'gdouble'), ('steps', 'gint'), ('seed', 'guint'),
+                         ('model', 'GFile'), ('precision', 'gchararray')]:
+            check('%s has argument %s (%s)' % (name, arg, typ), args.get(arg) == typ,
+                  'found %r' % args.get(arg))
+        check('%s is in Filters > Generative' % name,
+              '<Image>/Filters/Generative' in proc.get_menu_paths(), proc.get_menu_paths())
+        spec = [a for a in proc.get_arguments() if a.name == 'precision'][0]
+        nicks = list(Gimp.param_spec_choice_get_choice(spec).list_nicks())
+        check('%s precision choices' % name, nicks == ['auto', 'f32', 'bf16'], nicks)
 
 
 # ------------------------------------------------------------------ bad inputs
