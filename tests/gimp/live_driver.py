@@ -156,6 +156,7 @@ def do(cmd):
         tv.queryEditableText().setTextContents(cmd[7:])
         return 'ok'
     if cmd.startswith('shot:'):
+        dlg = live_dialog(0)
         # GIMP's window on the left (canvas and Layers dock), the dialog
         # right of it, the pointer out of the way
         gimp = raise_window('Untitled')
@@ -163,8 +164,9 @@ def do(cmd):
             xdo('windowmove', gimp, '0', '0')
             xdo('windowsize', gimp, '850', '1000')
         wid = raise_window('^Live Painting$')
-        if wid:
-            xdo('windowmove', wid, '852', '0')
+        if wid and dlg is not None:
+            x, y, w, h = extents(dlg)
+            xdo('windowmove', wid, str(max(852, 1280 - w)), '0')
         xdo('mousemove', '1275', '1020')
         time.sleep(1.0)
         subprocess.run(['import', '-window', 'root', os.path.join(D, cmd[5:] + '.png')])
