@@ -166,7 +166,7 @@ def do(cmd):
         wid = raise_window('^Live Painting$')
         if wid and dlg is not None:
             x, y, w, h = extents(dlg)
-            xdo('windowmove', wid, str(max(852, 1280 - w)), '0')
+            xdo('windowmove', wid, str(min(852, 1280 - w)), '0')
         xdo('mousemove', '1275', '1020')
         time.sleep(1.0)
         subprocess.run(['import', '-window', 'root', os.path.join(D, cmd[5:] + '.png')])
