@@ -864,10 +864,18 @@ config_precision (GimpProcedureConfig *config)
   ldm_precision p = LDM_PRECISION_F32;
 
   g_object_get (config, "precision", &name, NULL);
-  /* auto: f32 until the engine's bf16 pays on most CPUs (on AVX512-BF16
-   * CPUs without AMX it runs at about half the f32 rate) */
-  if (name && ! strcmp (name, "bf16"))
-    p = LDM_PRECISION_BF16;
+  if (name && ! strcmp (name, "auto"))
+    {
+      /* the engine's choice: bf16 where this CPU runs it much faster
+       * (AMX), f32 elsewhere; the peaks measured once per machine */
+      gchar *cache = g_build_filename (g_get_user_cache_dir (), "gimp-ldm",
+                                       "cpu-peaks", NULL);
+
+      p = ldm_precision_auto (cache, NULL);
+      g_free (cache);
+    }
+  else if (name)
+    ldm_precision_parse (name, &p);
   g_free (name);
   return p;
 }
@@ -1339,10 +1347,12 @@ precision_choice (void)
 {
   GimpChoice *choice = gimp_choice_new ();
 
-  gimp_choice_add (choice, "auto", 0, _ ("Automatic (f32 for now)"), NULL);
+  gimp_choice_add (choice, "auto", 0,
+                   _ ("auto (bf16 where this CPU runs it much faster)"), NULL);
   gimp_choice_add (choice, "f32", 1, _ ("f32 (the reference result)"), NULL);
   gimp_choice_add (choice, "bf16", 2,
-                   _ ("bf16 (AVX512-BF16 CPUs; faster only on some)"), NULL);
+                   _ ("bf16 (AMX or AVX512-BF16 CPUs; faster only on some)"),
+                   NULL);
   return choice;
 }
 
@@ -1402,7 +1412,7 @@ gimp_ldm_live_create_procedure (GimpPlugIn *plug_in)
                                        "model found, else the demo model"),
                                     GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
                                     G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Arit_hmetic"),
+  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Pre_cision"),
                                       _ ("Matrix products in f32 or with bf16 "
                                          "operands"),
                                       precision_choice (), "auto",
