@@ -882,10 +882,11 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
 
       st->control = gtk_expander_new_with_mnemonic (_ ("C_ontrol"));
       gtk_container_add (GTK_CONTAINER (st->control), couter);
+      /* always opened collapsed: open, the section makes the dialog taller
+       * than a 768 px screen (show-control is written, not read back) */
       if (has_prop (config, "show-control"))
-        g_object_bind_property (config, "show-control", st->control, "expanded",
-                                G_BINDING_BIDIRECTIONAL |
-                                    G_BINDING_SYNC_CREATE);
+        g_object_bind_property (st->control, "expanded", config, "show-control",
+                                G_BINDING_DEFAULT);
     }
 
   /* ---- extra widgets under the generated ones --------------------------- */

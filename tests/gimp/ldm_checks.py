@@ -708,6 +708,12 @@ def check_controlnet():
     # regenerate repeats it, and a deleted control layer is a clear error
     src = os.environ.get('LDM_SOURCE_DIR', '/src/gimp-ldm')
     path = os.path.join(src, 'tests/golden/controlnet/sd1_a_orig.safetensors')
+    if not os.path.isdir(os.path.join(src, 'tests/golden')):
+        # the installed-package run has no source tree: the ControlNet checks
+        # run in the build chroot's gimp-procedures
+        print('# no %s/tests/golden here: ControlNet checks in gimp-procedures' % src,
+              file=sys.stderr, flush=True)
+        return
     if not check('ControlNet test model present (%s)' % path, os.path.exists(path)):
         return
     cn = Gio.File.new_for_path(path)

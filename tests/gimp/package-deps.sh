@@ -1,7 +1,7 @@
 #!/bin/bash
 # The unpacked portable package's binaries (package-test.sh runs this in the
 # build chroot): every DT_NEEDED library of the plug-in is on the allow-list
-# of libraries every GIMP 3.0 install has, ldm needs only the C library,
+# of libraries every GIMP 3.0 install has (libatk: GTK 3 itself needs it), ldm needs only the C library,
 # neither carries an RPATH/RUNPATH outside $ORIGIN, and the highest GLIBC
 # symbol version each needs is printed and at most GLIBC_MAX.
 # Usage: package-deps.sh <unpacked package folder>
@@ -10,7 +10,7 @@ P=${1:?package folder}
 GLIBC_MAX=2.34   # pthread_* and __libc_start_main moved into libc.so.6 in 2.34
 PLUGIN_ALLOW="libgimp-3.0.so.0 libgimpbase-3.0.so.0 libgimpui-3.0.so.0 libgimpwidgets-3.0.so.0
   libgimpcolor-3.0.so.0 libgimpconfig-3.0.so.0 libgimpmath-3.0.so.0 libgimpmodule-3.0.so.0
-  libgegl-0.4.so.0 libbabl-0.1.so.0 libgtk-3.so.0 libgdk-3.so.0
+  libgegl-0.4.so.0 libbabl-0.1.so.0 libgtk-3.so.0 libgdk-3.so.0 libatk-1.0.so.0
   libglib-2.0.so.0 libgobject-2.0.so.0 libgio-2.0.so.0 libgmodule-2.0.so.0
   libcairo.so.2 libpango-1.0.so.0 libpangocairo-1.0.so.0 libgdk_pixbuf-2.0.so.0
   libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 ld-linux-x86-64.so.2"
