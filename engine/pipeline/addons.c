@@ -222,6 +222,7 @@ ldm_status pl_model_apply_loras(ldm_model *m, const ldm_job *job, ldm_ctx *ctx, 
     if (enc) tables[nt++] = &enc->lora;
   }
   for (int t = 0; t < nt; t++) ldm_lora_table_restore(tables[t]);
+  pl_text_memo_clear(m); /* the text encoders' weights change */
   free(m->lora_sig);
   m->lora_sig = NULL;
   /* prepared weights are keyed by address: merged copies freed now may be

@@ -238,6 +238,7 @@ void ldm_model_free(ldm_model *m) {
   ldm_source_close(m->vae_src);
   ldm_source_close(m->src);
   pl_model_free_controlnets(m);
+  pl_text_memo_clear(m);
   ldm_wcache_free(m->wcache);
   free(m->lora_sig);
   free(m);

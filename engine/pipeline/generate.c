@@ -607,11 +607,63 @@ static ldm_status setup_controls(run *r, int FW, int FH, int rx0, int ry0, int R
   return st;
 }
 
+void pl_text_memo_clear(ldm_model *m) {
+  for (int i = 0; i < PL_TEXT_MEMO_SLOTS; i++) {
+    pl_text_memo *s = &m->memo[i];
+    free(s->prompt);
+    free(s->cond);
+    free(s->pooled);
+    memset(s, 0, sizeof *s);
+  }
+  m->memo_next = 0;
+}
+
+static float *floats_dup(const float *x, size_t n) {
+  float *y = x ? malloc(n * sizeof(float)) : NULL;
+  if (y) memcpy(y, x, n * sizeof(float));
+  return y;
+}
+
+/* ldm_text_cond_encode through the model's memo (memo = false: neither read
+ * nor kept). The results are the caller's, as ldm_text_cond_encode's. */
+static ldm_status encode_prompt(run *r, const char *prompt, int chunks, bool memo, float **cond, int *T,
+                                float **pooled) {
+  ldm_model *m = r->m;
+  size_t D = (size_t)ldm_text_cond_dim(m->text), P = (size_t)ldm_text_cond_pooled_dim(m->text);
+  for (int i = 0; memo && i < PL_TEXT_MEMO_SLOTS; i++) {
+    const pl_text_memo *s = &m->memo[i];
+    if (!s->prompt || strcmp(s->prompt, prompt) || s->clip_skip != r->p->clip_skip || s->chunks != chunks) continue;
+    *cond = floats_dup(s->cond, (size_t)s->T * D);
+    *pooled = floats_dup(s->pooled, P);
+    *T = s->T;
+    if (!*cond || (s->pooled && !*pooled))
+      return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for the text conditioning");
+    return LDM_OK;
+  }
+  LDM_TRY(ldm_text_cond_encode(m->text, &r->ctx, prompt, r->p->clip_skip, chunks, cond, T, pooled));
+  if (!memo) return LDM_OK;
+  pl_text_memo n = {
+      strdup(prompt), r->p->clip_skip, chunks, floats_dup(*cond, (size_t)*T * D), floats_dup(*pooled, P), *T};
+  if (!n.prompt || !n.cond || (*pooled && !n.pooled)) { /* not kept: no harm */
+    free(n.prompt);
+    free(n.cond);
+    free(n.pooled);
+    return LDM_OK;
+  }
+  pl_text_memo *s = &m->memo[m->memo_next];
+  free(s->prompt);
+  free(s->cond);
+  free(s->pooled);
+  *s = n;
+  m->memo_next = (m->memo_next + 1) % PL_TEXT_MEMO_SLOTS;
+  return LDM_OK;
+}
+
 /* Prompt and negative prompt -> r->context [B, T, D] (uncond first), with
  * A1111 emphasis and 75-token chunks (both padded to the same count), and
  * SDXL's pooled embeddings and time ids (original = target = the output
  * size, no crop, as diffusers' defaults). */
-static ldm_status encode_text_inner(run *r) {
+static ldm_status encode_text_inner(run *r, bool memo) {
   ldm_text_cond *tc = r->m->text;
   const char *neg = r->job->negative;
   int nc = 1, nu = 1;
@@ -620,8 +672,8 @@ static ldm_status encode_text_inner(run *r) {
   int n = nc > nu ? nc : nu, B = r->cfg ? 2 : 1;
   float *c = NULL, *u = NULL, *pc = NULL, *pu = NULL;
   int T = 0, Tu = 0;
-  ldm_status st = ldm_text_cond_encode(tc, &r->ctx, r->job->prompt, r->p->clip_skip, n, &c, &T, &pc);
-  if (st == LDM_OK && r->cfg) st = ldm_text_cond_encode(tc, &r->ctx, neg, r->p->clip_skip, n, &u, &Tu, &pu);
+  ldm_status st = encode_prompt(r, r->job->prompt, n, memo, &c, &T, &pc);
+  if (st == LDM_OK && r->cfg) st = encode_prompt(r, neg, n, memo, &u, &Tu, &pu);
   int D = ldm_text_cond_dim(tc), P = ldm_text_cond_pooled_dim(tc);
   if (st == LDM_OK && r->cfg && Tu != T) st = ldm_fail(r->err, LDM_ERR_INTERNAL, "prompt and negative prompt token counts differ");
   if (st == LDM_OK) {
@@ -668,7 +720,8 @@ static ldm_status encode_text(run *r) {
   int n_emb = 0;
   LDM_TRY(pl_job_load_embeds(r->job, r->m, &emb, &n_emb, r->err));
   ldm_status st = ldm_text_cond_set_embeds(r->m->text, emb, n_emb, r->err);
-  if (st == LDM_OK) st = encode_text_inner(r);
+  /* a prompt that names embeddings is encoded afresh (their files may change) */
+  if (st == LDM_OK) st = encode_text_inner(r, n_emb == 0);
   ldm_text_cond_set_embeds(r->m->text, NULL, 0, NULL);
   for (int i = 0; i < n_emb; i++) ldm_text_embed_deinit(&emb[i]);
   free(emb);

@@ -42,6 +42,18 @@ typedef struct pl_cnet {
   ldm_controlnet *cn;
 } pl_cnet;
 
+/* A prompt's encoding kept with the model: live painting and Regenerate run
+ * the same prompts again and again (the text encoder is a tenth of a
+ * one-step job). Kept only for prompts that named no embedding; dropped
+ * when the merged LoRA set changes (pl_model_apply_loras). */
+typedef struct pl_text_memo {
+  char *prompt;          /* NULL = empty slot */
+  int clip_skip, chunks; /* the other inputs of ldm_text_cond_encode */
+  float *cond, *pooled;  /* [T, D], [P] or NULL */
+  int T;
+} pl_text_memo;
+enum { PL_TEXT_MEMO_SLOTS = 2 }; /* prompt and negative prompt */
+
 struct ldm_model {
   ldm_source *src, *vae_src, *taesd_src;
   ldm_family_info fam;
@@ -66,6 +78,8 @@ struct ldm_model {
    * weight cache keys on their mapped weights) */
   pl_cnet *cnets;
   int n_cnets;
+  pl_text_memo memo[PL_TEXT_MEMO_SLOTS];
+  int memo_next; /* the slot the next new prompt takes */
 };
 
 struct ldm_job {
@@ -97,6 +111,8 @@ void pl_job_free_loras(ldm_job *job);
 /* Merges the job's LoRAs into the loaded networks unless that set is merged
  * already; restores the file's weights for a job without LoRAs. */
 ldm_status pl_model_apply_loras(ldm_model *m, const ldm_job *job, ldm_ctx *ctx, ldm_error *err);
+/* Forgets the prompt encodings kept with the model (generate.c). */
+void pl_text_memo_clear(ldm_model *m);
 /* First file of `kind` named `name` (stem) under the model folders. */
 ldm_status pl_models_find(const char *roots, ldm_model_kind kind, const char *name, char *out, size_t n,
                           bool *found, ldm_error *err);

@@ -165,6 +165,51 @@ static void test_batch_and_reuse(ldm_model *m) {
   free_images(b, nb);
 }
 
+/* Prompt encodings kept with the model: prompts that come back (and a
+ * changed CLIP skip) give the images of a fresh model, bit for bit. */
+static ldm_image *prompt_image(ldm_model *m, const char *prompt, int clip_skip) {
+  ldm_job_params p;
+  ldm_job_params_init(&p, LDM_TASK_TXT2IMG);
+  p.prompt = prompt;
+  p.negative_prompt = "blurry";
+  p.cfg_scale = 5.0f;
+  p.clip_skip = clip_skip;
+  p.width = 32;
+  p.height = 32;
+  p.steps = 2;
+  p.seed = 5;
+  ldm_image **imgs = NULL, *r = NULL;
+  int n = 0;
+  ldm_error err = {0};
+  CHECK(run_job(m, &p, &imgs, &n, &err) == LDM_OK && n == 1, "job '%s': %s", prompt, err.msg);
+  if (n == 1) r = imgs[0];
+  free(imgs);
+  return r;
+}
+
+static void test_prompt_memo(ldm_model *m) {
+  static const char *const prompts[] = {"a red circle", "a green square", "a red circle", "a red circle"};
+  static const int skips[] = {1, 1, 1, 2};
+  ldm_image *fresh[4] = {0}, *got[4] = {0};
+  for (int i = 0; i < 4; i++) {
+    ldm_model *f = load("sd1.safetensors");
+    if (f) fresh[i] = prompt_image(f, prompts[i], skips[i]);
+    ldm_model_free(f);
+  }
+  for (int i = 0; i < 4; i++) got[i] = prompt_image(m, prompts[i], skips[i]);
+  int same = 1;
+  for (int i = 0; i < 4; i++) same &= got[i] && fresh[i] && same_image(got[i], fresh[i]);
+  CHECK(same, "jobs after other prompts on one model differ from a fresh model's");
+  if (fresh[0] && fresh[1] && fresh[3])
+    CHECK(!same_image(fresh[0], fresh[1]) && !same_image(fresh[0], fresh[3]),
+          "the prompts / CLIP skips chosen change nothing");
+  printf("prompt memo: 4 jobs on one model equal a fresh model's\n");
+  for (int i = 0; i < 4; i++) {
+    ldm_image_free(fresh[i]);
+    ldm_image_free(got[i]);
+  }
+}
+
 /* A model with the prepared-weight cache gives the same image on the job that
  * fills the cache and on the next one (bit for bit), and the image of a model
  * without it to within one 8-bit level: without the cache small products stream
@@ -453,6 +498,7 @@ int main(void) {
   ldm_model *m = load("sd1.safetensors");
   test_cancel(m);
   test_batch_and_reuse(m);
+  test_prompt_memo(m);
   test_weight_cache(m);
   test_outpaint(m);
   test_errors(m);
