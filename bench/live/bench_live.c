@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
   mp.path = argv[1];
   mp.taesd_path = argv[2];
   mp.threads = threads;
-  mp.weight_cache_mb = (int)(ldm_memory_available_bytes() / 3 / (1024 * 1024)); /* as the plug-in */
+  mp.weight_cache_mb = getenv("WC0") ? 0 : (int)(ldm_memory_available_bytes() / 3 / (1024 * 1024)); /* as the plug-in */
   double t0 = now();
   if (ldm_model_load(&m, &mp, &err) != LDM_OK) {
     fprintf(stderr, "bench_live: %s\n", err.msg);

@@ -432,17 +432,19 @@ done:
   return st;
 }
 
-/* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin]. */
-static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
-                           const conv_shape *s, const float *wp,
-                           const float *bias, size_t max_scratch_bytes) {
+/* The convolution proper with a packed f32 weight wp [Cout, kh*kw*Cin], or
+ * (wp NULL) its panels (ops_gemm_panels) of type pt. */
+static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x, const conv_shape *s, const float *wp,
+                           const float *panels, ldm_dtype pt, const float *bias, size_t max_scratch_bytes) {
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_status st = LDM_OK;
   if (s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0) {
     // 1x1: x [B*H*W, Cin] * W^T [Cin, Cout] -> y [B*H*W, Cout]
     int64_t M = (int64_t)s->B * s->H * s->W;
-    st = ldm_gemm(ctx, false, true, M, s->Cout, s->Cin, 1.0f, x, s->Cin, wp,
-                  s->Cin, 0.0f, y, s->Cout);
+    if (panels)
+      ops_gemm_panels(ctx, M, s->Cout, s->Cin, x, s->Cin, panels, pt, y, s->Cout);
+    else
+      st = ldm_gemm(ctx, false, true, M, s->Cout, s->Cin, 1.0f, x, s->Cin, wp, s->Cin, 0.0f, y, s->Cout);
     if (st == LDM_OK && bias) ops_add_bias_f32(ctx, y, M, s->Cout, bias);
     goto done;
   }
@@ -474,8 +476,10 @@ static ldm_status conv_run(ldm_ctx *ctx, float *y, const float *x,
     ldm_pool_for(ctx->pool, M, im2col_task, &ij);
     // cols [M, K] * wp^T [K, Cout] -> y rows [M, Cout]
     float *yb = y + r0 * s->Wo * (int64_t)s->Cout;
-    st = ldm_gemm(ctx, false, true, M, s->Cout, s->K, 1.0f, cols, s->K, wp,
-                  s->K, 0.0f, yb, s->Cout);
+    if (panels)
+      ops_gemm_panels(ctx, M, s->Cout, s->K, cols, s->K, panels, pt, yb, s->Cout);
+    else
+      st = ldm_gemm(ctx, false, true, M, s->Cout, s->K, 1.0f, cols, s->K, wp, s->K, 0.0f, yb, s->Cout);
     if (st != LDM_OK) goto done;
     // + bias while the band is warm
     if (bias) ops_add_bias_f32(ctx, yb, M, s->Cout, bias);
@@ -496,14 +500,30 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
  * ctx->wcache when it has (or can take) them, else made in scratch (the
  * caller resets). NULL with ctx->err set when out of memory. prep fills dst
  * from the aligned weight. */
-typedef void (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s);
+typedef bool (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s);
 
-static void prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
   ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout, s->wino_m);
+  return true;
 }
 
-static void prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
   conv_pack(ctx, dst, wa, s->Cin);
+  return true;
+}
+
+/* panels of the packed weight (ops_gemm_panels), in the weight's width */
+static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  float *wp = ldm_arena_floats(ctx->scratch, (size_t)s->Cout * (size_t)s->K);
+  if (wp) {
+    conv_pack(ctx, wp, wa, s->Cin);
+    ops_panels_build(ctx, dst, wa->dtype, wp, s->Cout, s->K);
+  } else {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to pack weight '%s'", wa->name ? wa->name : "?");
+  }
+  ldm_arena_reset(ctx->scratch, mark);
+  return wp != NULL;
 }
 
 static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s, ldm_wcache_kind kind,
@@ -520,8 +540,7 @@ static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const con
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_tensor w_copy;
   const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  if (wa) prep(ctx, dst, wa, s);
-  bool ok = wa != NULL;
+  bool ok = wa != NULL && prep(ctx, dst, wa, s);
   if (!buf) return ok ? dst : NULL;
   ldm_arena_reset(ctx->scratch, mark); /* the aligned copy */
   if (!ok) {
@@ -646,12 +665,19 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     ep = NULL; /* done in the output transform */
     goto done;
   }
+  if (ops_panels_usable(ctx, pixels)) { /* few pixels, weight cache: panels */
+    const float *P =
+        prepared_kernel(ctx, w, &s, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, s.Cout, s.K), prep_panels);
+    st = P ? conv_run(ctx, y, x, &s, NULL, P, w->dtype, bias, max_scratch_bytes)
+           : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
+    goto done;
+  }
   if (s.kh == 1 && s.kw == 1) { // 1x1 needs no packing
     if (!(wp = ops_weight_f32(ctx, w, (int64_t)s.Cout * s.K))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
-    st = conv_run(ctx, y, x, &s, wp, bias, max_scratch_bytes);
+    st = conv_run(ctx, y, x, &s, wp, NULL, LDM_DTYPE_F32, bias, max_scratch_bytes);
     goto done;
   }
   // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
@@ -660,7 +686,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
   }
-  st = conv_run(ctx, y, x, &s, packed, bias, max_scratch_bytes);
+  st = conv_run(ctx, y, x, &s, packed, NULL, LDM_DTYPE_F32, bias, max_scratch_bytes);
 done:
   if (st == LDM_OK && ep && (ep->res || ep->relu)) ep_run(ctx, y, ep, pixels * s.Cout);
   ldm_arena_reset(ctx->scratch, mark);
@@ -730,7 +756,7 @@ ldm_status ldm_conv2d_packed(ldm_ctx *ctx, float *y, const float *x, int B,
   if (b && !(bias = ops_weight_f32(ctx, b, s.Cout)))
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
   else
-    st = conv_run(ctx, y, x, &s, wp, bias, LDM_CONV2D_SCRATCH_BYTES);
+    st = conv_run(ctx, y, x, &s, wp, NULL, LDM_DTYPE_F32, bias, LDM_CONV2D_SCRATCH_BYTES);
   ldm_arena_reset(ctx->scratch, mark);
   return st;
 }

@@ -86,8 +86,18 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
     if ((s = ops_amx_weight(ctx, w, N, K, 1, &P)) == LDM_OK) s = ops_amx_gemm(ctx, M, 1.0f, x, K, &P, 0.0f, y, N, bf);
     goto done;
   }
-  if ((!ctx->wcache || ops_amx_active(ctx)) && w && w->dtype != LDM_DTYPE_F32 && M >= 1 &&
-      M <= ops_gemm_stream_max_rows(ctx)) {
+  const float *P = NULL;
+  if (ops_panels_usable(ctx, M) && (s = linear_check(ctx, w, b, &N, &K)) == LDM_OK &&
+      (P = ops_weight_panels(ctx, w, N, K))) {
+    /* few rows, weight cache: the weight's f32 panels */
+    if (b && !(bf = ops_weight_f32(ctx, b, N)))
+      s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+    else
+      ops_gemm_panels(ctx, M, N, K, x, K, P, w->dtype, y, N);
+  } else if (s != LDM_OK) {
+    goto done;
+  } else if ((!ctx->wcache || ops_amx_active(ctx)) && w && w->dtype != LDM_DTYPE_F32 && M >= 1 &&
+             M <= ops_gemm_stream_max_rows(ctx)) {
     /* few rows: the weight is widened chunk by chunk inside the product */
     ldm_tensor w_copy;
     const ldm_tensor *wa = NULL;

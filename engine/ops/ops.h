@@ -188,7 +188,10 @@ ldm_status ldm_conv2d_ex(ldm_ctx *ctx, float *y, const float *x, int B, int H,
  * stride-1 pad-1 convs with Cin and Cout >= LDM_CONV_WINOGRAD_MIN_CH and
  * B*H*W >= LDM_CONV_WINOGRAD_MIN_PIXELS, else im2col (1x1 stride 1: a plain
  * GEMM). WINOGRAD on another shape is LDM_ERR_UNSUPPORTED. ldm_conv2d and
- * ldm_conv2d_ex use AUTO; the bound applies to the transformed tiles. */
+ * ldm_conv2d_ex use AUTO; the bound applies to the transformed tiles. With
+ * a weight cache, im2col and 1x1 products of at most LDM_PANEL_MAX_ROWS
+ * pixels (f32 products, AVX-512) read the weight as cached panels in its own
+ * width (gemm_panels.c) instead of OpenBLAS packing it at every call. */
 typedef enum ldm_conv_algo {
   LDM_CONV_AUTO = 0,
   LDM_CONV_IM2COL,

@@ -30,6 +30,22 @@ ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,
 ldm_status ops_gemm_stream(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                            const ldm_tensor *w, float *C, int64_t ldc);
 
+/* Few-row products against weights kept as panels in the weight cache
+ * (gemm_panels.c), in the weight's width (t: f16 and bf16 as 16-bit panels,
+ * others f32): usable when ctx has a cache, its products run in f32, M <=
+ * LDM_PANEL_MAX_ROWS and the CPU has AVX-512. ops_weight_panels: w's panels
+ * (rows [N][K]) from the cache, made there on first use; NULL (no error)
+ * when the cache cannot take them. ops_gemm_panels: C [M, N] = A [M, K] W^T.
+ * ops_panels_build: panels of W [N][K] (f32, values of type t) into P
+ * (ops_panels_floats floats). */
+#define LDM_PANEL_MAX_ROWS 256
+bool ops_panels_usable(const ldm_ctx *ctx, int64_t M);
+size_t ops_panels_floats(ldm_dtype t, int64_t N, int64_t K);
+void ops_panels_build(ldm_ctx *ctx, float *P, ldm_dtype t, const float *W, int64_t N, int64_t K);
+const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K);
+void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P,
+                     ldm_dtype t, float *C, int64_t ldc);
+
 /* Fused attention (attention_fused.c): the scratch bytes it needs for these
  * sizes, or 0 where it does not apply (causal, head size not a multiple of 8
  * or above 256, no AVX2+FMA); then the op itself (ldm_attention_ex's

@@ -1,0 +1,210 @@
+/* Products with few rows against a weight kept as panels: C [M, N] = A [M,
+ * K] W^T for W [N, K], W stored in the weight cache as panels of 32 of its
+ * rows, k-major: P [ceil(N/32)][K][32] (rows past N zero), in the weight's
+ * own width (f16 and bf16 weights as 16-bit panels, widened in the kernel:
+ * at these sizes the product waits on the weight's bytes).
+ *
+ * At batch 1 and low resolution (8x8 and 4x4 latents: 64 and 16 rows) an
+ * OpenBLAS call packs the whole weight again at every call, which cost as
+ * much as the products (measured: 64 rows at 0.7x, 16 rows at 0.35x of the
+ * rate of 256 rows and more). The panels are packed once per model and read
+ * as they lie: a tile of 8 rows x 32 columns in 16 AVX-512 accumulators, K
+ * in blocks of 256 so that a panel's block stays in L1 across the rows. */
+#include "ops/ops.h"
+#include "ops/ops_util.h"
+#include "core/cpu.h"
+#include "core/half.h"
+#include "core/wcache.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+enum {
+  PANEL_W = 32,   /* columns of C (rows of W) per panel */
+  PANEL_KC = 256, /* K per block */
+  PANEL_MR = 8    /* rows of C per tile */
+};
+
+/* 16-bit panels for f16/bf16 weights, else f32 */
+static int elem_bytes(ldm_dtype t) { return t == LDM_DTYPE_F16 || t == LDM_DTYPE_BF16 ? 2 : 4; }
+
+size_t ops_panels_floats(ldm_dtype t, int64_t N, int64_t K) {
+  size_t elems = (size_t)((N + PANEL_W - 1) / PANEL_W) * (size_t)K * PANEL_W;
+  return elem_bytes(t) == 2 ? (elems + 1) / 2 : elems;
+}
+
+bool ops_panels_usable(const ldm_ctx *ctx, int64_t M) {
+  return M >= 1 && M <= LDM_PANEL_MAX_ROWS && ctx->wcache && !ops_amx_active(ctx) && !ops_gemm_bf16_active(ctx) &&
+         ldm_cpu_has_avx512();
+}
+
+typedef struct build_job {
+  void *P;
+  const float *W;
+  int64_t N, K;
+  ldm_dtype t;
+} build_job;
+
+static void build_task(void *user, int64_t p) {
+  const build_job *j = user;
+  size_t at = (size_t)(p * j->K * PANEL_W);
+  float *d32 = (float *)j->P + at;
+  uint16_t *d16 = (uint16_t *)j->P + at;
+  for (int c = 0; c < PANEL_W; c++) {
+    int64_t n = p * PANEL_W + c;
+    const float *row = n < j->N ? j->W + n * j->K : NULL;
+    for (int64_t k = 0; k < j->K; k++) {
+      float v = row ? row[k] : 0.0f;
+      if (j->t == LDM_DTYPE_F16)
+        d16[k * PANEL_W + c] = ldm_f32_to_f16(v);
+      else if (j->t == LDM_DTYPE_BF16)
+        d16[k * PANEL_W + c] = ldm_f32_to_bf16(v);
+      else
+        d32[k * PANEL_W + c] = v;
+    }
+  }
+}
+
+void ops_panels_build(ldm_ctx *ctx, float *P, ldm_dtype t, const float *W, int64_t N, int64_t K) {
+  build_job j = {P, W, N, K, t};
+  ldm_pool_for(ctx->pool, (N + PANEL_W - 1) / PANEL_W, build_task, &j);
+}
+
+/* 16 panel entries from P (elements of eb bytes; 2 with bf = bf16) at index i */
+__attribute__((target("avx512f,f16c"), always_inline)) static inline __m512 load16(const void *P, int64_t i, int eb,
+                                                                                   bool bf) {
+  if (eb == 4) return _mm512_loadu_ps((const float *)P + i);
+  __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)P + i));
+  if (!bf) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* C tile [mr, 32 masked by m0/m1] (+)= A [mr, kc] P [kc, 32] */
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void tile(int mr, int eb, bool bf, int64_t kc,
+                                                                               const float *A, int64_t lda,
+                                                                               const void *P, float *C, int64_t ldc,
+                                                                               __mmask16 m0, __mmask16 m1, bool acc) {
+  __m512 c0[PANEL_MR], c1[PANEL_MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++) {
+    c0[i] = acc ? _mm512_maskz_loadu_ps(m0, C + i * ldc) : _mm512_setzero_ps();
+    c1[i] = acc ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 b0 = load16(P, k * PANEL_W, eb, bf), b1 = load16(P, k * PANEL_W + 16, eb, bf);
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+      __m512 a = _mm512_set1_ps(A[i * lda + k]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < mr; i++) {
+    _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
+    _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
+  }
+}
+
+typedef struct panel_job {
+  int64_t M, N, K, lda, ldc;
+  const float *A;
+  const void *P;
+  float *C;
+  int64_t panels;
+  int pieces;
+} panel_job;
+
+#define TILE_CASE(R) \
+  case R: tile(R, EB, BF, kc, a, j->lda, pk, c, j->ldc, m0, m1, k0 > 0); break
+
+/* The pieces' loop for one element type (EB bytes, BF bf16) */
+#define PANEL_TASK(NAME, EB, BF)                                                    \
+  __attribute__((target("avx512f,f16c"))) static void NAME(void *user, int64_t i) { \
+    const panel_job *j = user;                                                      \
+    panel_loop(j, i, EB, BF);                                                       \
+  }
+
+/* Every tile of rows for one block of one panel */
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_rows(const panel_job *j, int64_t kc,
+                                                                                     int64_t k0, const void *pk,
+                                                                                     int64_t n0, __mmask16 m0,
+                                                                                     __mmask16 m1, const int EB,
+                                                                                     const bool BF) {
+  for (int64_t r = 0; r < j->M; r += PANEL_MR) {
+    const float *a = j->A + r * j->lda + k0;
+    float *c = j->C + r * j->ldc + n0;
+    switch (j->M - r < PANEL_MR ? (int)(j->M - r) : PANEL_MR) {
+      TILE_CASE(1);
+      TILE_CASE(2);
+      TILE_CASE(3);
+      TILE_CASE(4);
+      TILE_CASE(5);
+      TILE_CASE(6);
+      TILE_CASE(7);
+      TILE_CASE(8);
+    }
+  }
+}
+
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_loop(const panel_job *j, int64_t i,
+                                                                                     const int EB, const bool BF) {
+  float wide[PANEL_KC * PANEL_W] __attribute__((aligned(64)));
+  int64_t p0 = j->panels * i / j->pieces, p1 = j->panels * (i + 1) / j->pieces;
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t n0 = p * PANEL_W, cols = j->N - n0 < PANEL_W ? j->N - n0 : PANEL_W;
+    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
+    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+    for (int64_t k0 = 0; k0 < j->K; k0 += PANEL_KC) {
+      int64_t kc = j->K - k0 < PANEL_KC ? j->K - k0 : PANEL_KC;
+      const char *pk = (const char *)j->P + (size_t)((p * j->K + k0) * PANEL_W) * (size_t)EB;
+      if (EB == 2 && j->M > PANEL_MR) { /* widened once for all the tiles */
+        for (int64_t k = 0; k < kc * PANEL_W; k += 16) _mm512_storeu_ps(wide + k, load16(pk, k, 2, BF));
+        panel_rows(j, kc, k0, wide, n0, m0, m1, 4, false);
+      } else {
+        panel_rows(j, kc, k0, pk, n0, m0, m1, EB, BF);
+      }
+    }
+  }
+}
+
+PANEL_TASK(panel_task_f32, 4, false)
+PANEL_TASK(panel_task_f16, 2, false)
+PANEL_TASK(panel_task_bf16, 2, true)
+
+void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P,
+                     ldm_dtype t, float *C, int64_t ldc) {
+  int64_t panels = (N + PANEL_W - 1) / PANEL_W;
+  int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  int pieces = panels < threads ? (int)panels : threads;
+  if ((double)M * (double)N * (double)K < (double)(1 << 18)) pieces = 1;
+  panel_job j = {M, N, K, lda, ldc, A, P, C, panels, pieces};
+  ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces,
+               t == LDM_DTYPE_F16    ? panel_task_f16
+               : t == LDM_DTYPE_BF16 ? panel_task_bf16
+                                     : panel_task_f32,
+               &j);
+}
+
+/* The weight's panels (in w's width) from the cache, made there on first use;
+ * NULL (no error) when the cache cannot take them: the caller goes the usual
+ * way. */
+const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K) {
+  size_t n = ops_panels_floats(w->dtype, N, K);
+  const float *P = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_PANELS, n);
+  if (P) return P;
+  float *buf = ldm_wcache_reserve(ctx->wcache, n);
+  if (!buf) return NULL;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  ldm_ctx plain = *ctx; /* the f32 rows in scratch, not in the cache */
+  plain.wcache = NULL;
+  plain.err = NULL;
+  const float *W = ops_weight_f32(&plain, w, N * K);
+  if (W) ops_panels_build(ctx, buf, w->dtype, W, N, K);
+  ldm_arena_reset(ctx->scratch, mark);
+  if (!W) {
+    ldm_wcache_drop(ctx->wcache, buf, n);
+    return NULL;
+  }
+  return ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_PANELS, buf, n);
+}
