@@ -11,6 +11,9 @@ extra figures and the process's peak RSS in MiB.
   txt2img FOLDER SIZE STEPS CFG THREADS StableDiffusionPipeline (StableDiffusionXLPipeline for an
                                         SDXL folder), Euler, seed 1
   upscale FOLDER LOW.png STEPS CFG THREADS  StableDiffusionUpscalePipeline, Euler, noise 20
+  controlnet FOLDER SIZE STEPS CFG CN_FOLDER CONTROL.png THREADS
+                                        StableDiffusionControlNetPipeline (the txt2img pipeline's parts
+                                        with ControlNetModel CN_FOLDER), Euler, seed 1
 """
 import json
 import os
@@ -78,7 +81,7 @@ def main():
             vae.decode(x["latent"])
             dt = time.perf_counter() - t0
         done(s=dt, load_s=load)
-    elif job in ("txt2img", "upscale"):
+    elif job in ("txt2img", "upscale", "controlnet"):
         from diffusers import (EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionUpscalePipeline,
                                StableDiffusionXLPipeline)
         steps, cfg = int(sys.argv[4]), float(sys.argv[5])
@@ -89,6 +92,12 @@ def main():
             StableDiffusionXLPipeline if xl else StableDiffusionPipeline
         pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, **(
             {"safety_checker": None} if cls is StableDiffusionPipeline else {}))
+        if job == "controlnet":
+            from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+            from PIL import Image
+            cn = ControlNetModel.from_pretrained(sys.argv[6], torch_dtype=torch.float32)
+            pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=cn)
+            control = Image.open(sys.argv[7]).convert("RGB")
         if job == "txt2img" and len(sys.argv) == 8:     # ... cfg TAESD_FOLDER threads
             from diffusers import AutoencoderTiny
             pipe.vae = AutoencoderTiny.from_pretrained(sys.argv[6], torch_dtype=torch.float32)
@@ -105,14 +114,16 @@ def main():
             marks.append(time.perf_counter())
 
         args = dict(num_inference_steps=steps, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(1))
-        if job == "txt2img":
+        if job in ("txt2img", "controlnet"):
             args["callback_on_step_end"] = on_step
         else:
             args.update(callback=on_step_old, callback_steps=1)
         with torch.inference_mode():
             t0 = time.perf_counter()
-            if job == "txt2img":
+            if job in ("txt2img", "controlnet"):
                 size = int(sys.argv[3])
+                if job == "controlnet":
+                    args["image"] = control
                 pipe("a photo of a cat", negative_prompt="" if cfg > 1 else None, width=size, height=size, **args)
             else:
                 from PIL import Image
