@@ -562,6 +562,7 @@ live_resolve_model (Live *lv)
       lv->model_path = gimp_ldm_live_default_model (folders, &lv->lora_path);
     }
   lv->roots = gimp_ldm_models_roots (folders);
+  gimp_ldm_live_dialog_set_model_file (lv->dialog, lv->model_path);
   if (! lv->model_path)
     {
       gimp_ldm_live_dialog_set_model (lv->dialog,
@@ -662,7 +663,18 @@ is_live (Live *lv, GimpLayer *layer)
 }
 
 /* Adds or removes the live layer without an undo step; a clean image stays
- * clean. */
+ * clean.
+ *
+ * GIMP counts every undo push in the image's dirty count even while undo is
+ * frozen (gimp_image_undo_push marks the image dirty before it looks at the
+ * freeze), and only an undo the user makes lowers that count again; the PDB
+ * can only set it to 0 (gimp_image_clean_all). So: the layer gets its
+ * offsets before it is inserted (an item not yet in the image moves
+ * without an undo push: the insert is the only count), and an image that
+ * was clean before the insert or the removal is marked clean after it. When
+ * the image has unsaved changes at that moment, the count stays higher by
+ * 1 for the insert and 2 for the removal (a group and the removal itself):
+ * it then only ever errs towards asking to save. */
 static void
 live_layer_remove (Live *lv)
 {
@@ -698,8 +710,9 @@ live_layer_add (Live *lv)
   gimp_image_undo_freeze (image);
   lv->live = gimp_layer_new (image, _ ("Live result"), lv->rw, lv->rh, type,
                              100.0, GIMP_LAYER_MODE_NORMAL);
-  gimp_image_insert_layer (image, lv->live, NULL, 0);
+  /* before the insert: moving an item that is in the image counts twice */
   gimp_layer_set_offsets (lv->live, lv->rx, lv->ry);
+  gimp_image_insert_layer (image, lv->live, NULL, 0);
   /* the user goes on painting where they were */
   if (selected && selected[0])
     gimp_image_set_selected_layers (image, (const GimpLayer **) selected);
@@ -1260,8 +1273,8 @@ on_apply (gpointer data)
   layer = gimp_layer_new (lv->image, name, lv->rw, lv->rh, type, 100.0,
                           GIMP_LAYER_MODE_NORMAL);
   /* under the live layer, above everything else */
-  gimp_image_insert_layer (lv->image, layer, NULL, lv->live ? 1 : 0);
   gimp_layer_set_offsets (layer, lv->rx, lv->ry);
+  gimp_image_insert_layer (lv->image, layer, NULL, lv->live ? 1 : 0);
   write_layer (GIMP_DRAWABLE (layer), img);
   p = gimp_parasite_new (GIMP_LDM_RECIPE_PARASITE,
                          GIMP_PARASITE_PERSISTENT | GIMP_PARASITE_UNDOABLE,

@@ -8,7 +8,7 @@
 typedef struct
 {
   GimpLdmLiveDialogHooks hooks;
-  GtkWidget             *model, *state, *latency;
+  GtkWidget             *model, *state, *latency, *chooser;
   gboolean               ended;
 } LiveDialog;
 
@@ -182,6 +182,7 @@ gimp_ldm_live_dialog_new (GimpProcedure                *procedure,
         g_object_unref (file);
       }
   }
+  ld->chooser = chooser;
   gtk_widget_set_hexpand (chooser, TRUE);
   gtk_label_set_mnemonic_widget (GTK_LABEL (label), chooser);
   g_signal_connect (chooser, "file-set", G_CALLBACK (on_model_file_set),
@@ -259,6 +260,26 @@ gimp_ldm_live_dialog_set_model (GtkWidget *dialog, const gchar *text)
 
   if (ld)
     gtk_label_set_text (GTK_LABEL (ld->model), text);
+}
+
+void
+gimp_ldm_live_dialog_set_model_file (GtkWidget *dialog, const gchar *path)
+{
+  LiveDialog *ld = get (dialog);
+  gchar      *shown;
+
+  if (! ld)
+    return;
+  shown = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (ld->chooser));
+  /* a folder model cannot be shown by an open-file chooser */
+  if (path && g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      if (g_strcmp0 (shown, path))
+        gtk_file_chooser_set_filename (GTK_FILE_CHOOSER (ld->chooser), path);
+    }
+  else if (shown)
+    gtk_file_chooser_unselect_all (GTK_FILE_CHOOSER (ld->chooser));
+  g_free (shown);
 }
 
 void

@@ -46,6 +46,29 @@ def ask(cmd, timeout=120):
     return None
 
 
+def ask_async(cmd):
+    """Hands `cmd` to the driver; returns a function that waits for the
+    reply (for commands that watch while this side paints)."""
+    global n_cmd
+    n_cmd += 1
+    k = n_cmd
+    path = os.path.join(D, 'cmd-%d' % k)
+    with open(path + '.tmp', 'w') as f:
+        f.write(cmd)
+    os.rename(path + '.tmp', path)
+
+    def wait(timeout=60):
+        reply = os.path.join(D, 'reply-%d' % k)
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            if os.path.exists(reply):
+                time.sleep(0.05)
+                return open(reply).read()
+            time.sleep(0.1)
+        return None
+    return wait
+
+
 def layer(img, name):
     for l in img.get_layers():
         if l.get_name() == name:
@@ -86,20 +109,48 @@ def live_digest(img):
     return hashlib.md5(d).hexdigest()[:12] if any(d[3::4]) else None
 
 
-def new_image(w=256, h=256, colour='#7f7f7f'):
+RENAMES = 6
+
+
+def new_image(w=256, h=256, colour='#7f7f7f', renames=0):
+    """A fresh image, clean; with `renames`, its history holds that many
+    renames of a path, made before it was saved (marked clean): one dirty
+    count each, so they measure the dirty count after the user's own steps
+    are undone (see extra_dirty)."""
     img = Gimp.Image.new(w, h, Gimp.ImageBaseType.RGB)
     bg = Gimp.Layer.new(img, 'bg', w, h, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
     img.insert_layer(bg, None, 0)
     Gimp.context_set_foreground(Gegl.Color.new(colour))
     bg.fill(Gimp.FillType.FOREGROUND)
+    if renames:
+        path = Gimp.Path.new(img, 'p0')
+        img.insert_path(path, None, 0)
     img.undo_disable(); img.undo_enable()    # an empty undo history
+    for i in range(renames):
+        path.set_name('p%d' % (i + 1))
     disp = Gimp.Display.new(img)
     Gimp.displays_flush()
     img.clean_all()
     return img, bg, disp
 
 
-def stroke(bg, colour, points, size=28):
+def extra_dirty(img, limit=RENAMES):
+    """With the user's own steps undone, the image should be clean (dirty
+    count 0). Each further undo takes back one rename made before the save,
+    one count less: the number of undos until GIMP reports the image clean
+    is how far the count was above 0 (None: more than `limit`). The renames
+    are redone afterwards."""
+    n = 0
+    while img.is_dirty() and n < limit:
+        ask('keys:ctrl+z'); time.sleep(0.5)
+        n += 1
+    extra = None if img.is_dirty() else n
+    for _ in range(n):
+        ask('keys:ctrl+y'); time.sleep(0.3)
+    return extra
+
+
+def stroke(bg, colour, points, size=36):
     Gimp.context_set_foreground(Gegl.Color.new(colour))
     Gimp.context_set_brush_size(size)
     return Gimp.paintbrush_default(bg, [float(v) for v in points])
@@ -115,18 +166,28 @@ Gimp.context_set_paint_mode(Gimp.LayerMode.NORMAL)
 Gimp.context_set_opacity(100.0)
 
 # ---- 1. live mode on a 256x256 image with the demo model ---------------------
-img, bg, disp = new_image()
+# (clean when live mode starts)
+img, bg, disp = new_image(renames=RENAMES)
 orig = pixels(bg)
 reply = ask('open-live')
 check('the Live Painting dialog opened from the menu', reply and reply.startswith('ok'), reply)
 say('# ' + str(reply).strip())
-check('a prompt typed into the dialog', ask('prompt:a red circle on a blue background') == 'ok')
+check('a prompt typed into the dialog', ask('prompt:a big circle') == 'ok')
 first, t = wait_for(lambda: live_digest(img), 120)
 check('a "Live result" layer at the top, filled by the first result',
       first and names(img)[0] == LIVE, '%s after %.1f s, layers %s' % (first, t, names(img)))
 check('the live layer and its first result leave the image clean (no undo step, not dirty)',
       not img.is_dirty(), 'dirty %s' % img.is_dirty())
-prev = first
+# 4 steps (the dialog starts with the last run's values) and less strength,
+# so that the result follows the strokes more than the prompt
+ask('spin:4=4')
+reply = ask('spin:1=0.4')
+prev = live_digest(img) or first
+new, t = wait_for(lambda: (lambda d: d if d and d != prev else None)(live_digest(img)), 60)
+check('a setting changed in the dialog (strength 0.4) starts a new job: the live layer changed',
+      reply and reply.startswith('ok') and new is not None, '%s, after %.2f s' % (reply, t))
+time.sleep(0.6)
+prev = live_digest(img) or prev
 snap = [orig]
 latencies = []
 for k, (colour, pts) in enumerate(STROKES, 1):
@@ -147,6 +208,12 @@ for k, (colour, pts) in enumerate(STROKES, 1):
     ask('shot:live-stroke-%d' % k)
 say('# stroke -> live layer changed, seconds (poll 0.05 s): %s' %
     ' '.join('%.2f' % v for v in latencies))
+# the prompt changed while live mode runs: a new job with the new prompt
+st = ask('prompt:a big yellow star on a purple background')
+new, t = wait_for(lambda: (lambda d: d if d and d != prev else None)(live_digest(img)), 60)
+check('the prompt changed in the dialog: a new job redraws the live layer',
+      st == 'ok' and new is not None, 'after %.2f s (%s -> %s)' % (t, prev, new))
+time.sleep(0.6)
 check('the user strokes dirtied the image', img.is_dirty())
 
 # Apply: exactly one undo step with a layer and its recipe
@@ -172,12 +239,15 @@ for k in (3, 2, 1):
     ask('keys:ctrl+z'); time.sleep(1.0)
     check('the next undo takes back stroke %d (live updates added no step in between)' % k,
           pixels(bg) == snap[k - 1] and layer(img, LIVE) is not None, names(img))
-ask('keys:ctrl+z'); time.sleep(1.0)
-check('nothing more to undo: the live layer stays, the picture is the original',
-      pixels(bg) == orig and names(img) == before, names(img))
 check('the image is clean again (the live layer did not dirty it)', not img.is_dirty(),
       'dirty %s' % img.is_dirty())
-for _ in range(4):
+ask('keys:ctrl+z'); time.sleep(1.0)
+check('the next undo takes back the last step made before live mode (a path rename): '
+      'the live layer stays, the picture is the original',
+      pixels(bg) == orig and names(img) == before
+      and img.get_paths()[0].get_name() == 'p%d' % (RENAMES - 1),
+      '%s, path %s' % (names(img), img.get_paths()[0].get_name()))
+for _ in range(5):
     ask('keys:ctrl+y'); time.sleep(0.7)
 applied = next((l for l in img.get_layers() if 'live, seed' in l.get_name()), None)
 check('redo brings back the strokes and the applied layer',
@@ -194,8 +264,105 @@ for k in range(4):
     ask('keys:ctrl+z'); time.sleep(0.7)
 check('after Close the undo history is the user\'s: 4 undos (Apply + 3 strokes) give the original',
       pixels(bg) == orig and names(img) == ['bg'], names(img))
+# GIMP counts the live layer's removal (a group and the removal: 2) in the
+# dirty count although undo is frozen, and no PDB call lowers the count; a
+# plug-in can only set it to 0, which it does when the image is unchanged
+# since its last save (see 1c). Here the user's edits were there at Close.
+extra = extra_dirty(img)
+say('# dirty count, image saved when live mode started, edited at Close: after Close and the '
+    'user\'s 4 steps undone %s above the saved state (GIMP counts 2 for the removal)' %
+    ('more than %d' % RENAMES if extra is None else extra))
+check('... and the dirty count is at most 2 above the saved state (the live layer\'s removal)',
+      extra is not None and extra <= 2, 'dirty count %s above 0' % extra)
+check('... and the undo history before live mode is intact',
+      pixels(bg) == orig and names(img) == ['bg']
+      and img.get_paths()[0].get_name() == 'p%d' % RENAMES, names(img))
+disp.delete()
+
+# ---- 1b. live mode on an image with unsaved changes ---------------------------
+img, bg, disp = new_image(colour='#608040', renames=RENAMES)
+orig = pixels(bg)
+stroke(bg, '#202020', [30, 128, 226, 128])       # an unsaved change
+Gimp.displays_flush()
+before_live = pixels(bg)
+reply = ask('open-live')
+first, t = wait_for(lambda: live_digest(img), 120)
+check('live mode on an image with unsaved changes', first is not None, reply)
+check('the image with unsaved changes is still marked as changed in live mode', img.is_dirty())
+# 4 steps, and the state line watched while two strokes are redrawn
+reply = ask('spin:4=4')
+check('steps set to 4 in the dialog', reply and reply.startswith('ok'), reply)
+time.sleep(1.0)
+prev = live_digest(img) or first
+states = ask_async('states:4')
+for k, (colour, pts) in enumerate(STROKES[:2], 1):
+    stroke(bg, colour, pts)
+    Gimp.displays_flush()
+    new, t = wait_for(lambda: (lambda d: d if d and d != prev else None)(live_digest(img)), 60)
+    check('unsaved image, stroke %d: the live layer changed' % k, new is not None,
+          'after %.2f s' % t)
+    prev = new or prev
+    time.sleep(1.2)
+seen = states() or ''
+say('# state line while two strokes were redrawn: %s' % seen)
+# (the demo model's jobs take some 40 ms, shorter than the dialog's 50 ms
+# poll: "Running: step k of n" shows only now and then; "preparing" always)
+check('the state line shows the running job (Running: ...) and then waits again',
+      'Running: ' in seen and seen.rstrip().endswith('Waiting for a change'), seen)
+lat = (ask('state') or '').split('\n')[-1]
+check('the latency line gives the seconds from the change to the result',
+      lat.startswith('Last result: ') and ' s after the change (job ' in lat, lat)
+# a third stroke, and Close right after it (its job pending or running)
+stroke(bg, STROKES[2][0], STROKES[2][1])
+Gimp.displays_flush()
+ask('click:Close')
+gone = ask('wait-gone')
+check('unsaved image: Close right after a stroke ends live mode',
+      gone and gone.startswith('ok'), gone)
+check('unsaved image: Close removed the live layer', names(img) == ['bg'], names(img))
+check('unsaved image: the image is still marked as changed after Close', img.is_dirty())
+for _ in range(3):
+    ask('keys:ctrl+z'); time.sleep(0.7)
+check('unsaved image: 3 undos take back the 3 strokes made in live mode',
+      pixels(bg) == before_live and names(img) == ['bg'], names(img))
 ask('keys:ctrl+z'); time.sleep(0.7)
-check('... and there is nothing more to undo', pixels(bg) == orig and names(img) == ['bg'], names(img))
+check('unsaved image: the fourth undo takes back the change made before live mode',
+      pixels(bg) == orig, names(img))
+# the insert (1) and the removal (2) made while the image had unsaved
+# changes: counted by GIMP, not to be taken back by a plug-in
+extra = extra_dirty(img)
+say('# dirty count, image with unsaved changes when live mode started: after Close '
+    'and all the user\'s steps undone %s above the saved state (GIMP counts 1 for '
+    'the insert, 2 for the removal)' % ('more than %d' % RENAMES if extra is None else extra))
+check('unsaved image: the dirty count is at most 3 above the saved state (the live '
+      'layer\'s insert and removal)', extra is not None and extra <= 3,
+      'dirty count %s above 0' % extra)
+disp.delete()
+
+# ---- 1c. live mode on a saved image, the edits undone before Close ------------
+img, bg, disp = new_image(colour='#405060', renames=RENAMES)
+orig = pixels(bg)
+reply = ask('open-live')
+first, t = wait_for(lambda: live_digest(img), 120)
+check('live mode on a saved image', first is not None, reply)
+stroke(bg, '#e0e0e0', [40, 40, 200, 200])
+Gimp.displays_flush()
+new, t = wait_for(lambda: (lambda d: d if d and d != first else None)(live_digest(img)), 60)
+dirty_painted = img.is_dirty()
+ask('keys:ctrl+z'); time.sleep(0.7)
+check('saved image: a stroke made it changed, its undo unchanged again (live mode running)',
+      dirty_painted and not img.is_dirty() and pixels(bg) == orig,
+      'dirty %s -> %s' % (dirty_painted, img.is_dirty()))
+ask('click:Close')
+gone = ask('wait-gone')
+check('saved image: Close ends live mode and removes the live layer',
+      gone and gone.startswith('ok') and names(img) == ['bg'], '%s %s' % (gone, names(img)))
+extra = extra_dirty(img)
+say('# dirty count, image saved when live mode started and unchanged at Close: '
+    '%s above the saved state after Close (expected 0)' %
+    ('more than %d' % RENAMES if extra is None else extra))
+check('saved image, unchanged at Close: still saved after Close (dirty count 0)',
+      extra == 0, 'dirty count %s above 0' % extra)
 disp.delete()
 
 # ---- 2. the live layer deleted by the user mid-run ----------------------------

@@ -7,7 +7,13 @@
 #   click:LABEL    a real mouse click on the live dialog's button LABEL
 #   keys:KEYS      xdotool key KEYS in the image window (ctrl+z, ctrl+y)
 #   state          the dialog's state and latency lines
-#   shot:NAME      a screenshot of the screen to NAME.png
+#   states:SECONDS the state line read as often as the accessibility bus
+#                  answers for SECONDS: the distinct lines in order
+#   spin:MAX=VALUE the dialog's spin button whose maximum is MAX (strength
+#                  1, steps 4) set to VALUE, as an accessibility tool does
+#   shot:NAME      a screenshot of the screen to NAME.png: GIMP's window
+#                  on the left, the dialog beside it, the image zoomed to
+#                  fit
 #   wait-gone      until the live dialog has closed
 #   quit
 import os, subprocess, sys, time
@@ -147,6 +153,38 @@ def do(cmd):
         if dlg is None:
             return 'no dialog'
         return '%s\n%s' % (label_text(dlg, 'live-state'), label_text(dlg, 'live-latency'))
+    if cmd.startswith('states:'):
+        dlg = live_dialog(5)
+        if dlg is None:
+            return 'no dialog'
+        lab = find(dlg, lambda n: n.getRoleName() == 'label' and n.description == 'live-state')
+        seen, t0, n = [], time.time(), 0
+        while lab is not None and time.time() - t0 < float(cmd[7:]):
+            try:
+                v = lab.name
+            except Exception:
+                break
+            n += 1
+            if not seen or seen[-1] != v:
+                seen.append(v)
+            time.sleep(0.005)
+        return '%d reads: %s' % (n, ' > '.join(seen))
+    if cmd.startswith('spin:'):
+        dlg = live_dialog(10)
+        top, value = cmd[5:].split('=')
+
+        def is_spin(n):
+            if n.getRoleName() != 'spin button':
+                return False
+            try:
+                return abs(n.queryValue().maximumValue - float(top)) < 1e-6
+            except NotImplementedError:
+                return False
+        spin = dlg and find(dlg, is_spin)
+        if spin is None:
+            return 'no spin button up to %s' % top
+        spin.queryValue().currentValue = float(value)
+        return 'ok %g' % spin.queryValue().currentValue
     if cmd.startswith('prompt:'):
         dlg = live_dialog(10)
         tv = dlg and find(dlg, lambda n: n.getRoleName() == 'text' and
@@ -156,19 +194,28 @@ def do(cmd):
         tv.queryEditableText().setTextContents(cmd[7:])
         return 'ok'
     if cmd.startswith('shot:'):
-        dlg = live_dialog(0)
-        # GIMP's window on the left (canvas and Layers dock), the dialog
-        # right of it, the pointer out of the way
+        # the dialog at the right edge of the screen, GIMP's window (canvas
+        # and Layers dock) filling the rest, the image zoomed to fit, the
+        # pointer out of the way; the dialog's width is its X window's (no
+        # window manager: no frame)
+        sw, sh = (int(v) for v in xdo('getdisplaygeometry').split())
+        wid = raise_window('^Live Painting$')
+        dw = 490
+        if wid:
+            geo = dict(l.strip().split(': ', 1) for l in
+                       xdo('getwindowgeometry', wid).splitlines()[1:] if ': ' in l)
+            dw = int(geo.get('Geometry', '490x0').split('x')[0])
+            xdo('windowmove', wid, str(sw - dw), '0')
         gimp = raise_window('Untitled')
         if gimp:
             xdo('windowmove', gimp, '0', '0')
-            xdo('windowsize', gimp, '850', '1000')
-        wid = raise_window('^Live Painting$')
-        if wid and dlg is not None:
-            x, y, w, h = extents(dlg)
-            xdo('windowmove', wid, str(min(852, 1280 - w)), '0')
-        xdo('mousemove', '1275', '1020')
-        time.sleep(1.0)
+            xdo('windowsize', gimp, str(sw - dw), str(sh - 24))
+            time.sleep(0.5)
+            xdo('key', '--clearmodifiers', 'shift+ctrl+j')     # View > Zoom > Fit Image
+        if wid:
+            raise_window('^Live Painting$')
+        xdo('mousemove', str(sw - 5), str(sh - 5))
+        time.sleep(1.5)
         subprocess.run(['import', '-window', 'root', os.path.join(D, cmd[5:] + '.png')])
         return 'ok'
     if cmd == 'wait-gone':
