@@ -181,8 +181,10 @@ check('the live layer and its first result leave the image clean (no undo step, 
 # 4 steps (the dialog starts with the last run's values) and less strength,
 # so that the result follows the strokes more than the prompt
 ask('spin:4=4')
-reply = ask('spin:1=0.4')
+ask('spin:1=0.45')     # (a change also when the last run left 0.4)
+time.sleep(1.0)
 prev = live_digest(img) or first
+reply = ask('spin:1=0.4')
 new, t = wait_for(lambda: (lambda d: d if d and d != prev else None)(live_digest(img)), 60)
 check('a setting changed in the dialog (strength 0.4) starts a new job: the live layer changed',
       reply and reply.startswith('ok') and new is not None, '%s, after %.2f s' % (reply, t))
