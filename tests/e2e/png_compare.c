@@ -14,7 +14,10 @@
  *       fractions of the image size.
  *   png_compare share A.png MASK.png COLOUR
  *       prints the fraction of the pixels where MASK > 0 whose nearest named
- *       colour is COLOUR. */
+ *       colour is COLOUR.
+ *   png_compare centroid A.png COLOUR
+ *       prints "X Y N": the centroid (pixel centres, x right, y down) of the N
+ *       pixels whose nearest named colour is COLOUR; "-1 -1 0" when none is. */
 #include "png_io.h"
 
 #include <math.h>
@@ -60,6 +63,13 @@ static int nearest_colour(const double rgb[3]) {
   return best;
 }
 
+static int colour_index(const char *name) {
+  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++)
+    if (!strcmp(colours[i].name, name)) return (int)i;
+  fprintf(stderr, "FAIL: '%s' is not one of the named colours\n", name);
+  return -1;
+}
+
 static int region_colour(const char *path, double fx, double fy, double fr) {
   ldm_image *a = load(path);
   int x0 = (int)((fx - fr) * a->width), x1 = (int)((fx + fr) * a->width);
@@ -81,13 +91,8 @@ static int region_colour(const char *path, double fx, double fy, double fr) {
 }
 
 static int colour_share(const char *path, const char *mask_path, const char *name) {
-  int want = -1;
-  for (size_t i = 0; i < sizeof colours / sizeof *colours; i++)
-    if (!strcmp(colours[i].name, name)) want = (int)i;
-  if (want < 0) {
-    fprintf(stderr, "FAIL: '%s' is not one of the named colours\n", name);
-    return 2;
-  }
+  int want = colour_index(name);
+  if (want < 0) return 2;
   ldm_image *a = load(path), *m = load(mask_path);
   if (m->width != a->width || m->height != a->height) {
     fprintf(stderr, "FAIL: mask %s is %dx%d, %s is %dx%d\n", mask_path, m->width, m->height, path, a->width,
@@ -110,7 +115,30 @@ static int colour_share(const char *path, const char *mask_path, const char *nam
   return 0;
 }
 
+static int colour_centroid(const char *path, const char *name) {
+  int want = colour_index(name);
+  if (want < 0) return 2;
+  ldm_image *a = load(path);
+  double sx = 0, sy = 0;
+  long n = 0;
+  for (int y = 0; y < a->height; y++)
+    for (int x = 0; x < a->width; x++) {
+      double rgb[3] = {px(a, x, y)[0], px(a, x, y)[1], px(a, x, y)[2]};
+      if (nearest_colour(rgb) != want) continue;
+      sx += x + 0.5;
+      sy += y + 0.5;
+      n++;
+    }
+  if (n)
+    printf("%.2f %.2f %ld\n", sx / (double)n, sy / (double)n, n);
+  else
+    printf("-1 -1 0\n");
+  ldm_image_free(a);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "centroid")) return colour_centroid(argv[2], argv[3]);
   if (argc == 6 && !strcmp(argv[1], "colour"))
     return region_colour(argv[2], atof(argv[3]), atof(argv[4]), atof(argv[5]));
   if (argc == 5 && !strcmp(argv[1], "share")) return colour_share(argv[2], argv[3], argv[4]);

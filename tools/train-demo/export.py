@@ -4,6 +4,9 @@
   models/demo/ldm-demo-inpaint.safetensors    original LDM keys (SD1 inpainting, 9 channels)
   models/demo/ldm-demo-x4.safetensors         original LDM keys (SD x4 upscaler layout)
   models/demo/diffusers/ldm-demo{,-inpaint,-x4}/   diffusers pipeline folders
+  models/demo/ldm-demo-control-scribble.safetensors  ControlNet, original v1.1 layout
+                                              (control_model.*), from train_control.py
+  models/demo/diffusers/ldm-demo-control-scribble/   the same as a ControlNetModel folder
 
 The original-layout files are proven by loading them back with diffusers' own
 single-file converters (diffusers.loaders.single_file_utils) and comparing every
@@ -24,8 +27,9 @@ from safetensors.torch import load_file, save_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import models as M  # noqa: E402
+import train_control as TC  # noqa: E402
 import settings as S  # noqa: E402
-from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionInpaintPipeline,  # noqa: E402
+from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, DDPMScheduler, StableDiffusionInpaintPipeline,  # noqa: E402
                        StableDiffusionPipeline, StableDiffusionUpscalePipeline, UNet2DConditionModel)
 from diffusers.loaders import single_file_utils as SFU  # noqa: E402
 from transformers import CLIPTextModel  # noqa: E402
@@ -62,7 +66,8 @@ def unet_to_ldm(sd, cfg):
              "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
     for src, dst in fixed.items():
         for p in ("weight", "bias"):
-            out[dst + "." + p] = sd[src + "." + p]
+            if src + "." + p in sd:     # a ControlNet has no conv_norm_out / conv_out
+                out[dst + "." + p] = sd[src + "." + p]
     if "class_embedding.weight" in sd:
         out["label_emb.weight"] = sd["class_embedding.weight"]
     for i in range(nlev):
@@ -83,7 +88,7 @@ def unet_to_ldm(sd, cfg):
             n = i * (L + 1) + j
             resnet("up_blocks.%d.resnets.%d" % (i, j), "output_blocks.%d.0" % n)
             attn("up_blocks.%d.attentions.%d" % (i, j), "output_blocks.%d.1" % n)
-        if i < nlev - 1:
+        if i < nlev - 1 and "up_blocks.%d.upsamplers.0.conv.weight" % i in sd:
             n = i * (L + 1) + L
             for p in ("weight", "bias"):
                 out["output_blocks.%d.%d.conv.%s" % (n, 2 if has_attn else 1, p)] = \
@@ -365,7 +370,79 @@ def export_x4():
     return path, folder
 
 
+def controlnet_to_ldm(sd, cfg, prefix="control_model."):
+    """diffusers ControlNetModel state dict -> the original ControlNet layout of
+    control_v11p_sd15_*: the copied UNet encoder under its openaimodel names,
+    input_hint_block.{0,2,...,14}, zero_convs.N.0, middle_block_out.0."""
+    out, rest = {}, {}
+    for k, v in sd.items():
+        p = k.split(".")
+        if p[0] == "controlnet_cond_embedding":
+            n = 0 if p[1] == "conv_in" else 14 if p[1] == "conv_out" else 2 * (int(p[2]) + 1)
+            out["input_hint_block.%d.%s" % (n, p[-1])] = v
+        elif p[0] == "controlnet_down_blocks":
+            out["zero_convs.%s.0.%s" % (p[1], p[2])] = v
+        elif p[0] == "controlnet_mid_block":
+            out["middle_block_out.0.%s" % p[1]] = v
+        else:
+            rest[k] = v
+    for k, v in unet_to_ldm(rest, cfg).items():
+        out[k[len("model.diffusion_model."):]] = v
+    assert len(out) == len(sd), (len(out), len(sd))
+    return {prefix + k: v for k, v in out.items()}
+
+
+def export_control():
+    """The scribble ControlNet of train_control.py: diffusers folder + original single file."""
+    cn = ControlNetModel.from_pretrained(os.path.join(WORK, "control_final"))
+    name = "ldm-demo-control-scribble"
+    folder = os.path.join(OUT, "diffusers", name)
+    shutil.rmtree(folder, ignore_errors=True)
+    cn.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    cfgp = os.path.join(folder, "config.json")
+    with open(cfgp) as f:
+        c = json.load(f)
+    c.pop("_name_or_path", None)
+    with open(cfgp, "w") as f:
+        f.write(json.dumps(c, indent=2, sort_keys=True) + "\n")
+    t = controlnet_to_ldm(half_sd(cn), cn.config)
+    meta = {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": "stable-diffusion-v1/controlnet",
+        "modelspec.title": "gimp-ldm demo scribble ControlNet",
+        "modelspec.resolution": "%dx%d" % (M.IMAGE_SIZE, M.IMAGE_SIZE),
+        "modelspec.license": LICENSE,
+        "modelspec.author": "gimp-ldm project (trained by tools/train-demo)",
+        "modelspec.description": "Tiny scribble ControlNet for the gimp-ldm demo model ldm-demo.safetensors: "
+                                 "puts the shape where the scribble is (see models/demo/MODEL_CARD.md)",
+        "ldm.family": "sd1",
+        "ldm.base_model": "ldm-demo.safetensors",
+        "ldm.preprocess": "scribble",
+        "ldm.resolution": str(M.IMAGE_SIZE),
+        "ldm.hint_channels": ",".join(str(v) for v in TC.HINT),
+        "ldm.training_seed": str(TC.SEED),
+        "ldm.training_script": "tools/train-demo/train_control.py",
+    }
+    path = os.path.join(OUT, name + ".safetensors")
+    size = write_single(path, t, meta)
+    print("%s: %d tensors, %.2f MB" % (path, len(t), size / 1e6))
+    return path, folder
+
+
 # ------------------------------------------------------------------ proofs
+
+def prove_control(path, folder):
+    """diffusers' convert_controlnet_checkpoint reads the single file back into the folder's weights."""
+    ck = load_file(path)
+    cn = ControlNetModel.from_pretrained(folder)
+    ref = cn.state_dict()
+    conv = SFU.convert_controlnet_checkpoint(ck, dict(cn.config))
+    missing, extra = set(ref) - set(conv), set(conv) - set(ref)
+    diff = max(float((ref[k].float() - conv[k].float()).abs().max()) for k in ref if k in conv)
+    print("  controlnet   %4d tensors, missing %d, unexpected %d, max |diff| %g" % (
+        len(ref), len(missing), len(extra), diff))
+    return not missing and not extra and diff == 0.0, "controlnet"
+
 
 def prove(path, folder, kind):
     """Convert the single file back with diffusers' converters; compare with the folder."""
@@ -398,13 +475,17 @@ def prove(path, folder, kind):
 
 
 def main():
-    which = sys.argv[1:] or ["t2i", "inpaint", "x4"]
+    which = sys.argv[1:] or ["t2i", "inpaint", "x4", "control"]
     os.makedirs(OUT, exist_ok=True)
     allok = True
     for w in which:
-        path, folder = export_x4() if w == "x4" else export_t2i(w)
-        ok, mtype = prove(path, folder, w)
-        want = {"t2i": "v1", "inpaint": "inpainting", "x4": "upscale"}[w]
+        if w == "control":
+            path, folder = export_control()
+            ok, mtype = prove_control(path, folder)
+        else:
+            path, folder = export_x4() if w == "x4" else export_t2i(w)
+            ok, mtype = prove(path, folder, w)
+        want = {"t2i": "v1", "inpaint": "inpainting", "x4": "upscale", "control": "controlnet"}[w]
         print("  round trip %s; model type %s (want %s)" % ("OK" if ok else "FAILED", mtype, want))
         allok = allok and ok and mtype == want
     sys.exit(0 if allok else 1)
