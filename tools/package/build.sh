@@ -73,7 +73,7 @@ MNAME=gimp-ldm-demo-models-$VERSION
 M=$DIST/$MNAME
 mkdir -p "$M/profile/gimp-ldm/models" "$M/licenses"
 for f in ldm-demo.safetensors ldm-demo-inpaint.safetensors ldm-demo-x4.safetensors \
-         ldm-demo-esrgan-x4.safetensors; do
+         ldm-demo-esrgan-x4.safetensors ldm-demo-control-scribble.safetensors; do
   [ -f "$SRC/models/demo/$f" ] || { log "models/demo/$f missing"; exit 1; }
   install -m 644 "$SRC/models/demo/$f" "$M/profile/gimp-ldm/models/$f"
 done

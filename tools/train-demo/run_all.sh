@@ -44,3 +44,7 @@ run t2i     --te-pretrain 300 --aux 0.1 --pure-top 0.5 --weighting v --high-t 0.
 # cells weighted 1 + 4.
 run inpaint --fit 0.5 --data 6000 --weighting v --high-t 0.3 --region-weight 4 --steps 2500 --batch 32 --lr 1e-3
 wait $x4line     # fails the script if the upscaler line failed
+# The scribble ControlNet, from the exported text-to-image model (models/demo/diffusers/ldm-demo;
+# UNet, VAE and text encoder frozen); the committed run fixed its step count with --minutes 38.
+"$PY" export.py t2i
+nice -n 10 "$PY" train_control.py train --steps 5887 --batch 32 --lr 5e-4 --data 3000

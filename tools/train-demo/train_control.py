@@ -27,7 +27,7 @@ is train.py's (AdamW, no warm-up, cosine decay, gradient clipping, EMA 0.99,
 checkpoint every 100 steps in work/control.pt, resumable, seeded per step; loss in
 models/demo/training-log.txt).
 
-  train_control.py train --minutes 35 [--steps N] [--batch 32] [--lr 5e-4]
+  train_control.py train --minutes 38 [--steps N] [--batch 32] [--lr 5e-4]
   train_control.py probe [--ckpt]     centroid figures of the current weights
                                       (EMA of work/control.pt, or work/control_final)
 """
@@ -122,7 +122,7 @@ def scribble(scene, rng, size=64):
     """The control image: the shape's outline as a hand might draw it, white strokes
     on black, binary (as the engine's scribble preprocessor gives them), uint8
     [size, size, 3]. The outline is displaced along smooth random waves (up to
-    about 12 % of the radius), shifted and scaled a little, drawn with a stroke
+    about 15 % of the radius), shifted and scaled a little, drawn with a stroke
     of 1-3.5 pixels, and 20 % of the time left open by up to a sixth."""
     cx, cy, r = geometry(scene)
     big = size * D.SUPERSAMPLE
