@@ -112,7 +112,12 @@ static ldm_model_kind classify(const char *path, ldm_st_file *f, char *family, s
   }
   if (any_name(f, "control_model.", NULL) || any_name(f, "controlnet_cond_embedding", NULL) ||
       any_name(f, "input_hint_block", NULL)) {
-    if (any_name(f, "attn2.to_k.weight", &i)) {
+    /* as the job's fit check tells it (ldm_unet_guess_family: also for
+     * small ControlNets like the demo's, whose context width names no family) */
+    ldm_controlnet_info ci;
+    if (ldm_controlnet_probe(path, &ci, NULL) == LDM_OK && strcmp(ci.family, "unknown") != 0) {
+      snprintf(family, fn, "%s", ci.family);
+    } else if (any_name(f, "attn2.to_k.weight", &i)) {
       t = ldm_st_at(f, i);
       snprintf(family, fn, "%s", t->ndim == 2 ? dim_family(t->shape[1]) : "");
     }

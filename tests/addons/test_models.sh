@@ -59,6 +59,11 @@ LDM_MODEL_PATH=$c "$ldm" models --kind checkpoint > "$tmp/d.txt" 2>&1
 check "LDM_MODEL_PATH: ComfyUI diffusers-folder checkpoint" "^checkpoint +sd1 .*tiny-folder$" "$tmp/d.txt"
 "$ldm" models --model-dir "$p" --kind embedding > "$tmp/e.txt" 2>&1
 check "plain folder: SD2 embedding" "^embedding +sd2 .*sd2emb.safetensors$" "$tmp/e.txt"
+# ControlNets: the family as a job's fit check tells it, also for the demo's
+# small one whose context width (64) names no family
+"$ldm" models --model-dir "${LDM_SOURCE_ROOT:?}/models/demo:$g/controlnet" --kind controlnet > "$tmp/g.txt" 2>&1
+check "demo ControlNet (original layout): sd1" "^controlnet +sd1 .*ldm-demo-control-scribble.safetensors$" "$tmp/g.txt"
+check "tiny SDXL ControlNet: sdxl" "^controlnet +sdxl .*sdxl_a.safetensors$" "$tmp/g.txt"
 if "$ldm" models --model-dir "$tmp/missing" > "$tmp/f.txt" 2>&1; then fail=$((fail+1)); echo "FAIL missing root accepted"
 else check "missing root: error naming it" "ldm: model folder .*missing" "$tmp/f.txt"; fi
 echo "models: $pass passed, $fail failed"
