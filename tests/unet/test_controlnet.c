@@ -1,7 +1,7 @@
 /* ControlNet goldens vs diffusers (tests/reference/make_controlnet.py): tiny
  * random ControlNetModels (SD1-style and SDXL-style) in every layout -- a
  * diffusers folder, its single file, the original layout with the
- * control_model. prefix and without it -- through `ldm eval controlnet`; every
+ * control_model. prefix (SD1 and SDXL) and without it -- through `ldm eval controlnet`; every
  * down residual and the mid residual within TOL max abs of diffusers'
  * (conditioning scale 0.8 / 1 / 0.6 applied). Then the refusals: a checkpoint
  * given as a ControlNet, a ControlNet given as a checkpoint, a missing
@@ -167,6 +167,7 @@ int main(void) {
       {"controlnet/sd1_b_bare.safetensors", "heads=2,groups=4", "controlnet/sd1_b_io.safetensors"},
       {"controlnet/sdxl_a", NULL, "controlnet/sdxl_a_io.safetensors"},
       {"controlnet/sdxl_a.safetensors", "head_dim=8,groups=4", "controlnet/sdxl_a_io.safetensors"},
+      {"controlnet/sdxl_a_orig.safetensors", "head_dim=8,groups=4", "controlnet/sdxl_a_io.safetensors"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) eval_case(cases[i].model, cases[i].options, cases[i].io);
   check_refusals();
