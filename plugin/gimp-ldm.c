@@ -159,8 +159,8 @@ preprocess_choice (void)
                    _ ("Everything darker than mid grey becomes a white line "
                       "on black"));
   gimp_choice_add (choice, "canny", 3, _ ("Canny edges"),
-                   _ ("The edges of the layer's picture (thresholds 100 and "
-                      "200)"));
+                   _ ("The edges of the layer's picture, found with the "
+                      "Canny low and high thresholds"));
   return choice;
 }
 
@@ -204,6 +204,20 @@ add_control_arguments (GimpProcedure *procedure)
                                       _ ("Fraction of the steps after which "
                                          "the control stops"),
                                       0.0, 1.0, 1.0, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "control-canny-low",
+                                   _ ("Canny _low"),
+                                   _ ("Canny edges: the lower threshold "
+                                      "(weaker edges that touch a strong one "
+                                      "are kept; AUTOMATIC1111's Threshold "
+                                      "A)"),
+                                   1, 255, 100, G_PARAM_READWRITE);
+  gimp_procedure_add_int_argument (procedure, "control-canny-high",
+                                   _ ("Canny _high"),
+                                   _ ("Canny edges: the upper threshold "
+                                      "(stronger edges are always kept; not "
+                                      "below the low one; AUTOMATIC1111's "
+                                      "Threshold B)"),
+                                   1, 255, 200, G_PARAM_READWRITE);
   gimp_procedure_add_boolean_aux_argument (
       procedure, "show-control", _ ("Control"), _ ("Show the control settings"),
       FALSE, G_PARAM_READWRITE);

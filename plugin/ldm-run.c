@@ -1146,6 +1146,19 @@ control_layer (const GimpLdmSpec *spec,
   return TRUE;
 }
 
+static gboolean
+canny_check (const GimpLdmSpec *spec, ldm_preprocess kind, GError **error)
+{
+  if (kind == LDM_PREPROCESS_CANNY &&
+      spec->control_canny_low > spec->control_canny_high)
+    /* TRANSLATORS: the two Canny edge thresholds of the control image */
+    return fail (error,
+                 _ ("The Canny low threshold (%d) is above the high one "
+                    "(%d)."),
+                 spec->control_canny_low, spec->control_canny_high);
+  return TRUE;
+}
+
 /* The checks of the control settings that need no pixels. */
 static gboolean
 control_check (const GimpLdmSpec *spec,
@@ -1170,7 +1183,7 @@ control_check (const GimpLdmSpec *spec,
   if (! (spec->control_start < spec->control_end))
     return fail (error, _ ("The control starts (%g) after it ends (%g)."),
                  spec->control_start, spec->control_end);
-  return TRUE;
+  return canny_check (spec, *kind, error);
 }
 
 gboolean
@@ -1209,6 +1222,8 @@ gimp_ldm_control_preview (const GimpLdmSpec *spec,
   if (! control_layer (spec, image, &layer, error) || ! layer)
     return NULL;
   ldm_preprocess_params_init (&pp);
+  pp.canny_low = (float) spec->control_canny_low;
+  pp.canny_high = (float) spec->control_canny_high;
   if (! ldm_preprocess_parse (spec->control_preprocess, &pp.kind) ||
       pp.kind > LDM_PREPROCESS_CANNY)
     {
@@ -1218,6 +1233,8 @@ gimp_ldm_control_preview (const GimpLdmSpec *spec,
             spec->control_preprocess);
       return NULL;
     }
+  if (! canny_check (spec, pp.kind, error))
+    return NULL;
   /* the area the run works on; the whole canvas when that is not known
    * yet (no selection for an inpaint) */
   if (! gimp_ldm_work_rect (spec, image, drawable, &x, &y, &w, &h))
@@ -1297,6 +1314,8 @@ gimp_ldm_execute (GimpLdmSpec        *spec,
       ctl.start = (float) spec->control_start;
       ctl.end = (float) spec->control_end;
       ctl.preprocess = ctl_kind;
+      ctl.canny_low = spec->control_canny_low;
+      ctl.canny_high = spec->control_canny_high;
       spec->control_id = 0;
       spec->control_tattoo =
           (gint) gimp_item_get_tattoo (GIMP_ITEM (ctl_layer));

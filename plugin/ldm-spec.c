@@ -76,6 +76,8 @@ gimp_ldm_spec_init (GimpLdmSpec *spec,
   spec->control_scale = 1.0;
   spec->control_start = 0.0;
   spec->control_end = 1.0;
+  spec->control_canny_low = 100;
+  spec->control_canny_high = 200;
 }
 
 void
@@ -219,6 +221,8 @@ gimp_ldm_spec_from_config (GimpLdmSpec             *spec,
   get_double (obj, "control-scale", &spec->control_scale);
   get_double (obj, "control-start", &spec->control_start);
   get_double (obj, "control-end", &spec->control_end);
+  get_int (obj, "control-canny-low", &spec->control_canny_low);
+  get_int (obj, "control-canny-high", &spec->control_canny_high);
 }
 
 /* Values are one line each: backslash, newline and CR are escaped. */
@@ -318,6 +322,8 @@ gimp_ldm_spec_to_recipe (const GimpLdmSpec *spec)
       KV_DBL ("control-scale", spec->control_scale);
       KV_DBL ("control-start", spec->control_start);
       KV_DBL ("control-end", spec->control_end);
+      KV_INT ("control-canny-low", spec->control_canny_low);
+      KV_INT ("control-canny-high", spec->control_canny_high);
     }
   KV_INT ("source-tattoo", spec->src_tattoo);
   tmp = g_strdup_printf ("%d,%d,%d,%d", spec->rect_x, spec->rect_y,
@@ -489,6 +495,10 @@ gimp_ldm_spec_from_recipe (GimpLdmSpec      *spec,
         parse_double (key, val, &spec->control_start, &bad);
       else if (! strcmp (key, "control-end"))
         parse_double (key, val, &spec->control_end, &bad);
+      else if (! strcmp (key, "control-canny-low"))
+        parse_int (key, val, 1, 255, &spec->control_canny_low, &bad);
+      else if (! strcmp (key, "control-canny-high"))
+        parse_int (key, val, 1, 255, &spec->control_canny_high, &bad);
       else if (! strcmp (key, "source-tattoo"))
         parse_int (key, val, G_MININT, G_MAXINT, &spec->src_tattoo, &bad);
       else if (! strcmp (key, "rect"))

@@ -63,6 +63,7 @@ typedef struct
   gchar  *control_preprocess; /* "none", "invert", "scribble", "canny" */
   gdouble control_scale;
   gdouble control_start, control_end;
+  gint    control_canny_low, control_canny_high; /* canny thresholds, 1..255 */
   /* filled by the run, stored in the recipe */
   gint     src_tattoo;      /* source drawable (0 = none) */
   gint     rect_x, rect_y, rect_w, rect_h;   /* worked area, image coordinates */

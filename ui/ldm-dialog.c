@@ -36,6 +36,9 @@ typedef struct
   GtkWidget           *controlnet_combo;
   GList               *controlnets; /* GimpLdmModelEntry in controlnet_combo */
   GtkWidget           *control_preview;
+  GtkWidget           *control_frame; /* frame of control_preview */
+  GtkWidget           *canny_low;     /* canny's thresholds */
+  GtkWidget           *canny_high;
   GtkWidget           *control_message;
   GList               *models;         /* GimpLdmModelEntry shown in model_combo */
   GimpLdmModelFacts    facts;
@@ -293,6 +296,51 @@ narrow_combo (void)
   return combo;
 }
 
+/* A slider with a short label inside (the section says what it controls);
+ * its tooltip and accessible name are the argument's. */
+static GtkWidget *
+control_scale (GimpProcedureConfig *config,
+               const gchar         *property,
+               const gchar         *label,
+               gdouble              step,
+               gdouble              page,
+               gint                 digits)
+{
+  GtkWidget  *scale = gimp_prop_spin_scale_new (G_OBJECT (config), property,
+                                                step, page, digits);
+  GParamSpec *pspec =
+      g_object_class_find_property (G_OBJECT_GET_CLASS (config), property);
+  gchar *name = g_strdup (g_param_spec_get_nick (pspec));
+  gchar *s, *d;
+
+  gimp_spin_scale_set_label (GIMP_SPIN_SCALE (scale), label);
+  /* the argument's label without its mnemonic underscore */
+  for (s = d = name; *s; s++)
+    if (*s != '_')
+      *d++ = *s;
+  *d = '\0';
+  atk_object_set_name (gtk_widget_get_accessible (scale), name);
+  gtk_widget_set_tooltip_text (scale, g_param_spec_get_blurb (pspec));
+  g_free (name);
+  return scale;
+}
+
+/* Canny's thresholds: usable only with the canny preprocessor. */
+static void
+update_canny_sensitive (DialogState *st)
+{
+  gchar   *pre = NULL;
+  gboolean canny;
+
+  if (! st->canny_low)
+    return;
+  g_object_get (st->config, "control-preprocess", &pre, NULL);
+  canny = ! g_strcmp0 (pre, "canny");
+  gtk_widget_set_sensitive (st->canny_low, canny);
+  gtk_widget_set_sensitive (st->canny_high, canny);
+  g_free (pre);
+}
+
 /* The preprocessed control layer, as the run will see it. */
 static void
 update_control_preview (DialogState *st)
@@ -488,8 +536,12 @@ on_config_notify (GObject    *config,
       update_controlnets (st);
       return;
     }
+  if (! strcmp (pspec->name, "control-preprocess"))
+    update_canny_sensitive (st);
   if (! strcmp (pspec->name, "control-layer") ||
       ! strcmp (pspec->name, "control-preprocess") ||
+      ! strcmp (pspec->name, "control-canny-low") ||
+      ! strcmp (pspec->name, "control-canny-high") ||
       ! strcmp (pspec->name, "margin"))
     update_control_preview (st);
   if (! st->syncing)
@@ -626,6 +678,45 @@ on_map_place (GtkWidget *dialog,
                      area.y + MAX (0, (area.height - h) / 4));
 }
 
+/* A picture area with a thin border and a darker ground: visible as one
+ * while it is still empty (GIMP's themes draw no frame borders). */
+static GtkWidget *
+sunken (GtkWidget *image)
+{
+  GtkWidget      *frame = gtk_frame_new (NULL);
+  GtkCssProvider *css = gtk_css_provider_new ();
+
+  gtk_css_provider_load_from_data (css,
+                                   "frame > border { border: 1px solid "
+                                   "alpha(currentColor, 0.3); }\n"
+                                   "image { background-color: "
+                                   "alpha(black, 0.15); }",
+                                   -1, NULL);
+  gtk_style_context_add_provider (gtk_widget_get_style_context (frame),
+                                  GTK_STYLE_PROVIDER (css),
+                                  GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+  gtk_style_context_add_provider (gtk_widget_get_style_context (image),
+                                  GTK_STYLE_PROVIDER (css),
+                                  GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+  g_object_unref (css);
+  gtk_widget_set_halign (frame, GTK_ALIGN_CENTER);
+  gtk_container_add (GTK_CONTAINER (frame), image);
+  return frame;
+}
+
+/* A section closed: the dialog back to the height it needs (a GTK window
+ * grows with its content but keeps its size when the content shrinks). */
+static void
+on_section_toggled (GObject *expander, GParamSpec *pspec, gpointer dialog)
+{
+  gint w, h;
+
+  if (gtk_expander_get_expanded (GTK_EXPANDER (expander)))
+    return;
+  gtk_window_get_size (GTK_WINDOW (dialog), &w, &h);
+  gtk_window_resize (GTK_WINDOW (dialog), w, 1);
+}
+
 static GtkWidget *
 label_left (const gchar *text)
 {
@@ -732,6 +823,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   DialogState         *st = g_new0 (DialogState, 1);
   GList               *ids = NULL, *adv = NULL;
   GtkWidget           *content, *grid, *label, *hbox, *vbox, *frame;
+  GtkWidget           *left, *right;
   GtkWidget           *expander = NULL;
 
   st->config = config;
@@ -810,22 +902,20 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
     }
 
   /* ---- Control: a layer steers the picture through a ControlNet ---------
-   * the layer, ControlNet and preprocessor beside the control image; the
-   * weight and the start/end row under them, as wide as the dialog */
+   * the layer, ControlNet and preprocessor (with canny's thresholds) in a
+   * grid, then one row of sliders: weight, start, end; the control image
+   * sits in the preview column, beside these rows, while the section is
+   * open (the dialog stays within 700 px with it open) */
   if (has_prop (config, "control-layer"))
     {
-      GList     *cids = NULL;
-      GtkWidget *box, *cgrid, *cframe, *ctop, *cvbox, *couter;
+      GtkWidget *box, *cgrid, *combo, *couter;
 
       couter = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
-      ctop = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
-      gtk_box_pack_start (GTK_BOX (couter), ctop, FALSE, FALSE, 0);
-      cvbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
-      gtk_box_pack_start (GTK_BOX (ctop), cvbox, TRUE, TRUE, 0);
       cgrid = gtk_grid_new ();
       gtk_grid_set_row_spacing (GTK_GRID (cgrid), 4);
       gtk_grid_set_column_spacing (GTK_GRID (cgrid), 8);
-      gtk_box_pack_start (GTK_BOX (cvbox), cgrid, FALSE, FALSE, 0);
+      gtk_widget_set_margin_start (couter, 12);
+      gtk_box_pack_start (GTK_BOX (couter), cgrid, FALSE, FALSE, 0);
 
       label = label_left (_ ("Control la_yer:"));
       gtk_grid_attach (GTK_GRID (cgrid), label, 0, 0, 1, 1);
@@ -852,44 +942,78 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       g_signal_connect (st->controlnet_combo, "changed",
                         G_CALLBACK (on_controlnet_changed), st);
 
-      add_if (config, &cids, "control-preprocess");
-      box = gimp_procedure_dialog_fill_box_list (pd, "control-pre-box", cids);
-      g_list_free_full (cids, g_free);
-      cids = NULL;
-      gtk_box_pack_start (GTK_BOX (cvbox), box, FALSE, FALSE, 0);
+      label = label_left (_ ("Pre_processor:"));
+      gtk_grid_attach (GTK_GRID (cgrid), label, 0, 2, 1, 1);
+      /* the preprocessor and, beside it, canny's two thresholds (usable
+       * only for canny) */
+      box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
+      gtk_grid_attach (GTK_GRID (cgrid), box, 1, 2, 1, 1);
+      combo = gimp_prop_choice_combo_box_new (G_OBJECT (config),
+                                              "control-preprocess");
+      gtk_widget_set_hexpand (combo, TRUE);
+      gtk_label_set_mnemonic_widget (GTK_LABEL (label), combo);
+      gtk_box_pack_start (GTK_BOX (box), combo, TRUE, TRUE, 0);
+      if (has_prop (config, "control-canny-low") &&
+          has_prop (config, "control-canny-high"))
+        {
+          st->canny_low =
+              control_scale (config, "control-canny-low", _ ("_Low"), 1, 10, 0);
+          st->canny_high = control_scale (config, "control-canny-high",
+                                          _ ("_High"), 1, 10, 0);
+          gtk_widget_set_size_request (st->canny_low, 120, -1);
+          gtk_widget_set_size_request (st->canny_high, 120, -1);
+          gtk_box_pack_start (GTK_BOX (box), st->canny_low, FALSE, FALSE, 0);
+          gtk_box_pack_start (GTK_BOX (box), st->canny_high, FALSE, FALSE, 0);
+          update_canny_sensitive (st);
+        }
+
       st->control_message = label_left ("");
       gtk_label_set_line_wrap (GTK_LABEL (st->control_message), TRUE);
       gtk_label_set_max_width_chars (GTK_LABEL (st->control_message), 40);
       /* shown only when there is something to say */
       gtk_widget_set_no_show_all (st->control_message, TRUE);
-      gtk_box_pack_start (GTK_BOX (cvbox), st->control_message, FALSE, FALSE,
-                          0);
+      gtk_grid_attach (GTK_GRID (cgrid), st->control_message, 1, 3, 1, 1);
 
-      cframe = gtk_frame_new (_ ("Control image"));
-      gtk_widget_set_valign (cframe, GTK_ALIGN_START);
-      st->control_preview = gtk_image_new ();
-      gtk_widget_set_size_request (st->control_preview, CONTROL_PREVIEW_SIZE,
-                                   CONTROL_PREVIEW_SIZE);
-      gtk_container_add (GTK_CONTAINER (cframe), st->control_preview);
-      gtk_box_pack_start (GTK_BOX (ctop), cframe, FALSE, FALSE, 0);
-
-      add_if (config, &cids, "control-scale");
-      add_row (pd, config, &cids, "control-range-box", "control-start",
-               "control-end", NULL);
-      box = gimp_procedure_dialog_fill_box_list (pd, "control-box", cids);
-      g_list_free_full (cids, g_free);
+      /* weight, start and end: three sliders in one row */
+      box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
+      gtk_box_set_homogeneous (GTK_BOX (box), TRUE);
       gtk_box_pack_start (GTK_BOX (couter), box, FALSE, FALSE, 0);
+      gtk_box_pack_start (
+          GTK_BOX (box),
+          control_scale (config, "control-scale", _ ("_Weight"), 0.05, 0.25, 2),
+          TRUE, TRUE, 0);
+      gtk_box_pack_start (
+          GTK_BOX (box),
+          control_scale (config, "control-start", _ ("_Start"), 0.05, 0.1, 2),
+          TRUE, TRUE, 0);
+      gtk_box_pack_start (
+          GTK_BOX (box),
+          control_scale (config, "control-end", _ ("E_nd"), 0.05, 0.1, 2), TRUE,
+          TRUE, 0);
 
       st->control = gtk_expander_new_with_mnemonic (_ ("C_ontrol"));
       gtk_container_add (GTK_CONTAINER (st->control), couter);
-      /* always opened collapsed: open, the section makes the dialog taller
-       * than a 768 px screen (show-control is written, not read back) */
       if (has_prop (config, "show-control"))
-        g_object_bind_property (st->control, "expanded", config, "show-control",
-                                G_BINDING_DEFAULT);
+        g_object_bind_property (config, "show-control", st->control, "expanded",
+                                G_BINDING_BIDIRECTIONAL |
+                                    G_BINDING_SYNC_CREATE);
+
+      st->control_frame = gtk_frame_new (_ ("Control image"));
+      gtk_widget_set_halign (st->control_frame, GTK_ALIGN_CENTER);
+      st->control_preview = gtk_image_new ();
+      gtk_widget_set_size_request (st->control_preview, CONTROL_PREVIEW_SIZE,
+                                   CONTROL_PREVIEW_SIZE);
+      gtk_container_add (GTK_CONTAINER (st->control_frame),
+                         sunken (st->control_preview));
+      gtk_widget_show_all (st->control_frame);
+      gtk_widget_set_no_show_all (st->control_frame, TRUE);
+      g_object_bind_property (st->control, "expanded", st->control_frame,
+                              "visible", G_BINDING_SYNC_CREATE);
     }
 
-  /* ---- extra widgets under the generated ones --------------------------- */
+  /* ---- extra widgets under the generated ones ---------------------------
+   * the info line; then the settings (model, seed, Control, Advanced, the
+   * estimate and progress at the bottom) beside the preview column */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
   vbox = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   gtk_box_pack_start (GTK_BOX (content), vbox, FALSE, FALSE, 0);
@@ -899,12 +1023,20 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   gtk_label_set_line_wrap (GTK_LABEL (st->info), TRUE);
   gtk_label_set_max_width_chars (GTK_LABEL (st->info), 60);
   gtk_label_set_selectable (GTK_LABEL (st->info), TRUE);
+  gtk_widget_set_no_show_all (st->info, TRUE); /* shown with a text */
   gtk_box_pack_start (GTK_BOX (vbox), st->info, FALSE, FALSE, 0);
+
+  hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
+  gtk_box_pack_start (GTK_BOX (vbox), hbox, FALSE, FALSE, 0);
+  left = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_box_pack_start (GTK_BOX (hbox), left, TRUE, TRUE, 0);
+  right = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_box_pack_start (GTK_BOX (hbox), right, FALSE, FALSE, 0);
 
   grid = gtk_grid_new ();
   gtk_grid_set_row_spacing (GTK_GRID (grid), 4);
   gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
-  gtk_box_pack_start (GTK_BOX (vbox), grid, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (left), grid, FALSE, FALSE, 0);
   if (has_prop (config, "model"))
     add_model_widgets (st, grid);
   if (st->embeddings)
@@ -912,33 +1044,44 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   if (has_prop (config, "seed") && has_prop (config, "random-seed"))
     st->seed_row = add_seed_widgets (pd, config, grid);
   if (st->control)
-    gtk_box_pack_start (GTK_BOX (vbox), st->control, FALSE, FALSE, 0);
+    {
+      gtk_box_pack_start (GTK_BOX (left), st->control, FALSE, FALSE, 0);
+      g_signal_connect (st->control, "notify::expanded",
+                        G_CALLBACK (on_section_toggled), dialog);
+    }
   if (expander)
-    gtk_box_pack_start (GTK_BOX (vbox), expander, FALSE, FALSE, 0);
+    {
+      gtk_box_pack_start (GTK_BOX (left), expander, FALSE, FALSE, 0);
+      g_signal_connect (expander, "notify::expanded",
+                        G_CALLBACK (on_section_toggled), dialog);
+    }
 
-  hbox = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 12);
-  gtk_box_pack_start (GTK_BOX (vbox), hbox, FALSE, FALSE, 0);
+  /* the estimate and the progress bar at the bottom of the column, level
+   * with the preview's lower edge when the expanders are closed */
   grid = gtk_grid_new ();
   gtk_grid_set_row_spacing (GTK_GRID (grid), 6);
   gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
-  gtk_widget_set_valign (grid, GTK_ALIGN_END);
-  gtk_box_pack_start (GTK_BOX (hbox), grid, TRUE, TRUE, 0);
+  gtk_box_pack_end (GTK_BOX (left), grid, FALSE, FALSE, 0);
   label = label_left (_("Estimated time:"));
   gtk_grid_attach (GTK_GRID (grid), label, 0, 0, 1, 1);
   st->estimate = label_left ("");
   gtk_label_set_line_wrap (GTK_LABEL (st->estimate), TRUE);
   gtk_label_set_max_width_chars (GTK_LABEL (st->estimate), 30);
+  gtk_widget_set_hexpand (st->estimate, TRUE); /* right after its label */
   gtk_grid_attach (GTK_GRID (grid), st->estimate, 1, 0, 1, 1);
   st->progress = gtk_progress_bar_new ();
   gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (st->progress), TRUE);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress), _("Ready"));
+  gtk_widget_set_hexpand (st->progress, TRUE);
   gtk_grid_attach (GTK_GRID (grid), st->progress, 0, 1, 2, 1);
 
   frame = gtk_frame_new (_("Preview"));
-  gtk_box_pack_start (GTK_BOX (hbox), frame, FALSE, FALSE, 0);
+  gtk_box_pack_start (GTK_BOX (right), frame, FALSE, FALSE, 0);
   st->preview = gtk_image_new ();
   gtk_widget_set_size_request (st->preview, PREVIEW_SIZE, PREVIEW_SIZE);
-  gtk_container_add (GTK_CONTAINER (frame), st->preview);
+  gtk_container_add (GTK_CONTAINER (frame), sunken (st->preview));
+  if (st->control_frame)
+    gtk_box_pack_start (GTK_BOX (right), st->control_frame, FALSE, FALSE, 0);
   gtk_widget_show_all (vbox);
 
   /* disconnected when the dialog (which owns `st`) is destroyed */
@@ -1042,7 +1185,10 @@ gimp_ldm_dialog_set_info (GtkWidget   *dialog,
   DialogState *st = get_state (dialog);
 
   if (st && st->info)
-    gtk_label_set_text (GTK_LABEL (st->info), text ? text : "");
+    {
+      gtk_label_set_text (GTK_LABEL (st->info), text ? text : "");
+      gtk_widget_set_visible (st->info, text && *text);
+    }
 }
 
 void

@@ -46,7 +46,8 @@ COMMON = [('prompt', 'gchararray'), ('negative-prompt', 'gchararray'),
 # the ControlNet arguments of Generate, Refine and Inpaint (issue #25's names)
 CONTROL = [('control-layer', 'GimpLayer'), ('controlnet', 'GFile'),
            ('control-preprocess', 'gchararray'), ('control-scale', 'gdouble'),
-           ('control-start', 'gdouble'), ('control-end', 'gdouble')]
+           ('control-start', 'gdouble'), ('control-end', 'gdouble'),
+           ('control-canny-low', 'gint'), ('control-canny-high', 'gint')]
 EXTRA = {
     'plug-in-ldm-inpaint': [('work-size', 'gint'), ('strength', 'gdouble'), ('margin', 'gint')] + CONTROL,
     'plug-in-ldm-generate': [('work-size', 'gint'), ('width', 'gint'), ('height', 'gint')] + CONTROL,
@@ -290,6 +291,10 @@ def check_errors():
     expect_error('inpaint with the control starting after it ends', 'plug-in-ldm-inpaint',
                  img, [bg], match='after it ends', prompt='a cat', control_layer=sketch,
                  controlnet=Gio.File.new_for_path(garbage), control_start=0.8, control_end=0.2)
+    expect_error('inpaint with the Canny low threshold above the high one', 'plug-in-ldm-inpaint',
+                 img, [bg], match='Canny low threshold (200) is above the high one (100)',
+                 prompt='a cat', control_layer=sketch, controlnet=Gio.File.new_for_path(garbage),
+                 control_preprocess='canny', control_canny_low=200, control_canny_high=100)
     other.delete()
     img.delete()
 
@@ -768,6 +773,47 @@ def check_controlnet():
         check('%s with control (%s): succeeds' % (name, pre),
               status == Gimp.PDBStatusType.SUCCESS and
               recipe_of(layer).get('control-preprocess') == pre, '%s %s' % (status, layer))
+    img.delete()
+    # canny's thresholds: on faint stripes (20 grey levels on black: Sobel
+    # magnitude 80 at each stripe's edges) a low pair (5, 10) finds every
+    # edge and a high pair (250, 255) none, so the pictures differ (at the
+    # image's size: no downscale thins the edges; any difference: a run is
+    # deterministic); the recipe keeps the pair and regenerate repeats it
+    img, bg = new_image(128, 96)
+    faint = Gimp.Layer.new(img, 'faint', 128, 96, Gimp.ImageType.RGB_IMAGE, 100.0,
+                           Gimp.LayerMode.NORMAL)
+    img.insert_layer(faint, None, 0)
+    Gimp.context_set_foreground(Gegl.Color.new('#000000'))
+    faint.fill(Gimp.FillType.FOREGROUND)
+    for x in range(8, 128, 16):
+        img.select_rectangle(Gimp.ChannelOps.ADD if x > 8 else Gimp.ChannelOps.REPLACE,
+                             x, 0, 8, 96)
+    Gimp.context_set_foreground(Gegl.Color.new('#141414'))
+    faint.edit_fill(Gimp.FillType.FOREGROUND)
+    Gimp.Selection.none(img)
+    runs = {}
+    for pair in ((5, 10), (250, 255)):
+        status, layer = call('plug-in-ldm-generate', img, [bg], control_layer=faint, controlnet=cn,
+                             control_preprocess='canny', control_canny_low=pair[0],
+                             control_canny_high=pair[1], **dict(common, work_size=128))
+        r = recipe_of(layer) if status == Gimp.PDBStatusType.SUCCESS else {}
+        check('generate with canny thresholds %d, %d: succeeds, the recipe keeps them' % pair,
+              r.get('control-canny-low') == str(pair[0]) and
+              r.get('control-canny-high') == str(pair[1]),
+              '%s %s' % (status, {k: v for k, v in r.items() if k.startswith('control')}))
+        runs[pair] = layer if status == Gimp.PDBStatusType.SUCCESS else None
+    if runs[(5, 10)] and runs[(250, 255)]:
+        a = floats(runs[(5, 10)], "R'G'B'A float")
+        d = max(abs(x - y) for x, y in zip(a, floats(runs[(250, 255)], "R'G'B'A float")))
+        print('    canny 5/10 vs 250/255: max abs difference %.4f' % d, file=sys.stderr)
+        # (the tiny random ControlNet hardly looks at its image, but a run is
+        # deterministic: the same control image gives the same pixels)
+        check('generate with canny: the thresholds change the picture (max abs %.4f > 0)' % d,
+              d > 0)
+        status2, again = call('plug-in-ldm-regenerate', img, [runs[(5, 10)]])
+        check('regenerate with canny 5, 10: same pixels',
+              status2 == Gimp.PDBStatusType.SUCCESS and floats(again, "R'G'B'A float") == a,
+              status2)
     img.delete()
 
 
