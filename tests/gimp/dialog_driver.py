@@ -6,7 +6,11 @@
 #  - Cancel clicked mid-run stops the run within a step or two, adds
 #    nothing, and leaves the dialog usable (OK sensitive again);
 #  - the preview at about half the steps is a picture, not noise: the ratio
-#    of its Laplacian energy to its variance is far below white noise's.
+#    of its Laplacian energy to its variance is far below white noise's;
+#  - the Control section: a control layer, ControlNet and preprocessor
+#    picked in it show the control image, the dialog stays <= 700 px with
+#    the section open (Generate, Refine, Inpaint), and it opens again as it
+#    was left.
 # Prints "ok - ..." / "not ok - ..." lines; exit status 1 on a failure.
 import os, random, subprocess, sys, time
 import pyatspi
@@ -155,10 +159,106 @@ def noise_reference(work, size):
     return hf_ratio_pixbuf(pb.scale_simple(size, size, GdkPixbuf.InterpType.BILINEAR))
 
 
-def preview_image(dlg):
-    # the image inside the frame labelled "Preview"
-    frame = find(dlg, lambda n: n.getRoleName() == 'panel' and n.name == 'Preview')
+def preview_image(dlg, frame_name='Preview'):
+    # the image inside the frame labelled "Preview" (or frame_name)
+    frame = find(dlg, lambda n: n.getRoleName() == 'panel' and n.name == frame_name)
     return frame and find(frame, lambda n: n.getRoleName() in ('icon', 'image'))
+
+
+def find_all(node, pred, depth=0, out=None):
+    out = [] if out is None else out
+    if node is None or depth > 30:
+        return out
+    try:
+        if pred(node):
+            out.append(node)
+        for c in node:
+            find_all(c, pred, depth + 1, out)
+    except Exception:
+        pass
+    return out
+
+
+def in_row(dlg, label, roles):
+    """The widget of one of `roles` right of the label `label`, in its row."""
+    lab = find(dlg, lambda n: n.getRoleName() == 'label' and n.name.replace('_', '') == label)
+    if lab is None:
+        return None
+    lx, ly, lw, lh = extents(lab)
+    best = None
+    for n in find_all(lab.parent, lambda n: n.getRoleName() in roles):
+        x, y, w, h = extents(n)
+        if x >= lx + lw and y <= ly + lh // 2 <= y + h and (best is None or x < extents(best)[0]):
+            best = n
+    return best
+
+
+def combo_items(combo):
+    """The texts a combo box offers (its popup menu's items)."""
+    menu = find(combo, lambda n: n.getRoleName() == 'menu')
+    return [c.name for c in menu] if menu is not None else []
+
+
+def pick(combo, text):
+    """Selects the first item of the combo box whose text contains `text`
+    (case ignored), as a user picking it from the list; True when the combo
+    shows it afterwards."""
+    if combo is None:
+        return False
+    items = combo_items(combo)
+    for i, name in enumerate(items):
+        if text.lower() in name.lower():
+            combo.querySelection().selectChild(i)
+            time.sleep(0.5)
+            return text.lower() in combo.name.lower()
+    print('# %r not among %r' % (text, items), flush=True)
+    return False
+
+
+def find_expander(dlg, label):
+    return find(dlg, lambda n: n.name.replace('_', '') == label
+                and n.getState().contains(pyatspi.STATE_EXPANDABLE))
+
+
+def expanded(node):
+    return node.getState().contains(pyatspi.STATE_EXPANDED)
+
+
+def set_expanded(dlg, label, want):
+    """Opens (want True) or closes the expander `label` with a click on its
+    title, as a user does; True when it is then as wanted."""
+    exp = find_expander(dlg, label)
+    if exp is None:
+        return False
+    # the expander's extents span the row (and its content when open); its
+    # arrow and title are at the top left (the middle of the row is no title)
+    x, y, w, h = extents(exp)
+    for _ in range(2):
+        if expanded(exp) == want:
+            return True
+        subprocess.run(['xdotool', 'mousemove', str(x + 24), str(y + 8), 'click', '1'],
+                       check=False)
+        time.sleep(1.0)
+    if expanded(exp) != want:
+        # (seen when closing a section that was open when the dialog
+        # appeared): its accessible action, as a keyboard user would
+        shoot(dlg, os.path.join(D, 'expander-%s.png' % label.lower()))
+        print('# %s: %s at %s; clicked at (%d, %d), still %s: toggled by its action' % (
+            label, exp.getRoleName(), (x, y, w, h), x + 24, y + 8,
+            'open' if expanded(exp) else 'closed'), flush=True)
+        exp.queryAction().doAction(0)
+        time.sleep(1.0)
+    return expanded(exp) == want
+
+
+def image_spread(path):
+    """Standard deviation of the grey values of a PNG (0: one flat colour)."""
+    pb = GdkPixbuf.Pixbuf.new_from_file(path)
+    w, h, n, rs, px = pb.get_width(), pb.get_height(), pb.get_n_channels(), pb.get_rowstride(), \
+        pb.get_pixels()
+    g = [sum(px[y * rs + x * n + c] for c in range(3)) / 3.0 for y in range(h) for x in range(w)]
+    m = sum(g) / len(g)
+    return (sum((v - m) ** 2 for v in g) / len(g)) ** 0.5
 
 
 # ---- 0. no dialog for a run that cannot work (no selection) -----------------------
@@ -183,14 +283,8 @@ shoot(dlg, os.path.join(D, 'dialog.png'))
 
 ok = set_text(dlg, 'What the picture should show', 'a red circle')
 check('prompt typed', ok)
-expander = find(dlg, lambda n: n.getRoleName() in ('toggle button', 'push button', 'button', 'panel', 'filler')
-                and n.name.replace('_', '') == 'Advanced')
-steps_ok = set_spin(dlg, 'Steps', 100)
-if not steps_ok and expander is not None:
-    click(expander)
-    time.sleep(0.5)
-    steps_ok = set_spin(dlg, 'Steps', 100)
-check('Steps set to 100 (Advanced)', steps_ok)
+check('Advanced opened (click)', set_expanded(dlg, 'Advanced', True))
+check('Steps set to 100 (Advanced)', set_spin(dlg, 'Steps', 100))
 check('Work size set to 320', set_spin(dlg, 'Work size', 320))
 shoot(dlg, os.path.join(D, 'dialog-advanced.png'))
 _, y2, _, h2 = extents(dlg)
@@ -258,6 +352,89 @@ if wait_file('sizes', 300):
         x, y, w, h = extents(dlg)
         check('%s: dialog content height <= 700 px' % title, h <= 700, '%d x %d' % (w, h))
         shoot(dlg, os.path.join(D, 'dialog-%s.png' % title.split()[0].lower()))
+        click(button(dlg, 'Cancel'))
+        time.sleep(1)
+
+# ---- 3. the Control section (ControlNet) ---------------------------------------------
+# The ControlNet must fit the model: the demo ControlNet with the demo model
+# when the demo models have one, else the tiny test pair of tests/golden
+# (ldm-test-sd1 + ldm-test-control, in the model folders of this test)
+if wait_file('control-1', 300):
+    dlg = find_dialog('Generate Layer')
+    if check('the Generate Layer dialog opened on the image with a scribble layer', dlg is not None):
+        _, _, _, h_before = extents(dlg)
+        check('Control section opened (click)', set_expanded(dlg, 'Control', True))
+        cn = in_row(dlg, 'ControlNet:', ('combo box',))
+        demo_cn = [i for i in combo_items(cn) if i.startswith('ldm-demo-control')] if cn else []
+        if demo_cn:
+            want = 'ldm-demo-control'
+        else:
+            want = 'ldm-test-control'
+            check('model ldm-test-sd1 picked', pick(in_row(dlg, 'Model:', ('combo box',)),
+                                                    'ldm-test-sd1'))
+            time.sleep(1.0)
+            cn = in_row(dlg, 'ControlNet:', ('combo box',))
+        check('control layer "Scribble" picked',
+              pick(in_row(dlg, 'Control layer:', ('combo box',)), 'Scribble'))
+        check('ControlNet %s picked' % want, pick(cn, want), combo_items(cn) if cn else None)
+        open(os.path.join(D, 'control-picked'), 'w').write(want)
+        # Canny on the background's faint stripes: the thresholds usable,
+        # and the control image follows them (100/200: no edge; 5/10: the
+        # stripes' edges)
+        pre = in_row(dlg, 'Preprocessor:', ('combo box',))
+        low = find(dlg, lambda n: n.getRoleName() == 'spin button' and n.name == 'Canny low')
+        high = find(dlg, lambda n: n.getRoleName() == 'spin button' and n.name == 'Canny high')
+        canny_on = pick(in_row(dlg, 'Control layer:', ('combo box',)), 'bg') and \
+            pick(pre, 'canny') and low is not None and high is not None and sensitive(low)
+        cimg = preview_image(dlg, 'Control image')
+        spreads = []
+        for lo, hi in ((100, 200), (5, 10)):
+            if canny_on:
+                low.queryValue().currentValue = float(lo)
+                high.queryValue().currentValue = float(hi)
+                time.sleep(1.5)
+                spreads.append(image_spread(shoot(cimg, os.path.join(D, 'canny-%d.png' % lo))))
+        check('canny on faint stripes: the control image follows the thresholds (grey spread '
+              '%s at 100/200 and 5/10: below 5, above 20)' % ['%.1f' % v for v in spreads],
+              canny_on and len(spreads) == 2 and spreads[0] < 5 and spreads[1] > 20)
+        check('control layer "Scribble" picked again',
+              pick(in_row(dlg, 'Control layer:', ('combo box',)), 'Scribble'))
+        check('preprocessor "scribble" picked', pick(pre, 'scribble'))
+        check('the Canny thresholds are usable with canny only',
+              canny_on and low is not None and not sensitive(low))
+        time.sleep(1.5)
+        cimg = preview_image(dlg, 'Control image')
+        size = cimg.queryImage().getImageSize() if cimg is not None else (0, 0)
+        spread = image_spread(shoot(cimg, os.path.join(D, 'control-image.png'))) \
+            if cimg is not None else 0.0
+        check('the control image appears (picture %dx%d, grey spread %.1f > 20)'
+              % (size[0], size[1], spread), size[0] > 0 and size[1] > 0 and spread > 20)
+        x, y, w, h = extents(dlg)
+        check('Generate Layer with Control open: dialog content height <= 700 px', h <= 700,
+              '%d x %d (closed: %d)' % (w, h, h_before))
+        shoot(dlg, os.path.join(D, 'dialog-control.png'))
+        click(button(dlg, 'OK'))
+if wait_file('control-2', 600):
+    for title in ('Generate Layer', 'Refine Layer', 'Inpaint Selection'):
+        dlg = find_dialog(title)
+        if not check('the %s dialog opened again' % title, dlg is not None):
+            continue
+        exp = find_expander(dlg, 'Control')
+        if title == 'Generate Layer':
+            check('Generate Layer: the Control section opens as it was left (open)',
+                  exp is not None and expanded(exp))
+        heights = {}
+        for want in (True, False):
+            check('%s: Control %s (click)' % (title, 'opened' if want else 'closed'),
+                  set_expanded(dlg, 'Control', want))
+            time.sleep(0.5)
+            heights[want] = extents(dlg)[3]
+        w = extents(dlg)[2]
+        check('%s: dialog content height <= 700 px with Control open, and lower closed' % title,
+              heights[True] <= 700 and heights[False] < heights[True],
+              'open %d x %d, closed %d' % (w, heights[True], heights[False]))
+        print('# %s height: Control open %d, closed %d (width %d)'
+              % (title, heights[True], heights[False], w), flush=True)
         click(button(dlg, 'Cancel'))
         time.sleep(1)
 wait_file('checks-done', 240)

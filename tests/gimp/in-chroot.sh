@@ -154,10 +154,20 @@ PY
 gui_dialog() {
   local d out=$W/dialog rc
   rm -rf "$out"; mkdir -p "$out"
+  # the Control section's run: a ControlNet that fits the model, the tiny
+  # test pair of tests/golden (SD1 checkpoint + ControlNet made from it)
+  # unless the demo models bring their own ControlNet
+  local cm=$W/control-models
+  # every dialog opens with the procedures' defaults, not with the values
+  # of an earlier run's OK (GIMP's last values of the profile)
+  rm -f "$PROFILE"/plug-in-settings/GimpProcedureConfigRun-plug-in-ldm-{generate,refine,inpaint,upscale,outpaint,regenerate}.last
+  mkdir -p "$cm"
+  ln -sfn "$SRC/tests/golden/pipeline/sd1.safetensors" "$cm/ldm-test-sd1.safetensors"
+  ln -sfn "$SRC/tests/golden/controlnet/sd1_a_orig.safetensors" "$cm/ldm-test-control.safetensors"
   start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
   for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
-  DISPLAY=$d LDM_DIALOG_DIR=$out LDM_MODEL_PATH=$SRC/models/demo \
-    timeout 400 dbus-run-session -- bash -c '
+  DISPLAY=$d LDM_DIALOG_DIR=$out LDM_MODEL_PATH=$SRC/models/demo:$cm \
+    timeout 560 dbus-run-session -- bash -c '
       /usr/libexec/at-spi-bus-launcher --launch-immediately >/dev/null 2>&1 &
       sleep 1
       # the registry up before any application registers (on a loaded host

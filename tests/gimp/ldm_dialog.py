@@ -157,4 +157,83 @@ for name in ('plug-in-ldm-generate', 'plug-in-ldm-refine', 'plug-in-ldm-upscale'
              'plug-in-ldm-outpaint'):
     status, _ = interactive(name, img3, bg3)
     check('%s dialog closed by Cancel' % name, status == Gimp.PDBStatusType.CANCEL, status)
+
+# 6. the Control section: on an image whose second layer holds a white
+#    scribble on black, the driver opens Control, picks that layer, a
+#    ControlNet and the scribble preprocessor, checks the control image and
+#    the height, and runs: a new layer whose recipe names the ControlNet
+#    and the control layer; the control layer's pixels untouched
+img4 = Gimp.Image.new(256, 256, Gimp.ImageBaseType.RGB)
+bg4 = Gimp.Layer.new(img4, 'bg', 256, 256, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img4.insert_layer(bg4, None, 0)
+Gimp.context_set_foreground(Gegl.Color.new('#808080'))
+bg4.fill(Gimp.FillType.FOREGROUND)
+# faint stripes on the background (20 grey levels: Sobel magnitude 80), for
+# the Canny thresholds' check in the preview
+for x in range(8, 256, 16):
+    img4.select_rectangle(Gimp.ChannelOps.ADD if x > 8 else Gimp.ChannelOps.REPLACE, x, 0, 8, 256)
+Gimp.context_set_foreground(Gegl.Color.new('#949494'))
+bg4.edit_fill(Gimp.FillType.FOREGROUND)
+Gimp.Selection.none(img4)
+scribble = Gimp.Layer.new(img4, 'Scribble', 256, 256, Gimp.ImageType.RGB_IMAGE, 100.0,
+                          Gimp.LayerMode.NORMAL)
+img4.insert_layer(scribble, None, 0)
+Gimp.context_set_foreground(Gegl.Color.new('#000000'))
+scribble.fill(Gimp.FillType.FOREGROUND)
+# white strokes (filled selections: this GIMP runs without brushes): a house
+for x, y, w, h in ((60, 120, 6, 90), (190, 120, 6, 90), (60, 204, 136, 6), (100, 150, 40, 6),
+                   (100, 150, 6, 60)):
+    img4.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, w, h)
+    scribble.edit_fill(Gimp.FillType.WHITE)
+img4.select_ellipse(Gimp.ChannelOps.REPLACE, 150, 30, 60, 60)
+img4.select_ellipse(Gimp.ChannelOps.SUBTRACT, 156, 36, 48, 48)
+scribble.edit_fill(Gimp.FillType.WHITE)
+Gimp.Selection.none(img4)
+img4.set_selected_layers([bg4])
+Gimp.Display.new(img4)
+Gimp.displays_flush()
+
+
+def layer_bytes(layer):
+    buf = layer.get_buffer()
+    return bytes(buf.get(Gegl.Rectangle.new(0, 0, layer.get_width(), layer.get_height()), 1.0,
+                         "R'G'B'A float", Gegl.AbyssPolicy.NONE))
+
+
+def recipe_of(layer):
+    par = layer.get_parasite('gimp-ldm-recipe')
+    if par is None:
+        return {}
+    return dict(l.split('=', 1) for l in
+                bytes(par.get_data()).decode('utf-8', 'replace').split('\n') if '=' in l)
+
+
+scribble0 = layer_bytes(scribble)
+n0 = len(img4.get_layers())
+mark('control-1')
+status, layer = interactive('plug-in-ldm-generate', img4, bg4)
+if check('generate with the Control section set in the dialog: succeeds with a new layer',
+         status == Gimp.PDBStatusType.SUCCESS and layer is not None
+         and len(img4.get_layers()) == n0 + 1,
+         '%s %s' % (status, [l.get_name() for l in img4.get_layers()])):
+    r = recipe_of(layer)
+    picked = open(os.path.join(D, 'control-picked')).read().strip() \
+        if os.path.exists(os.path.join(D, 'control-picked')) else '?'
+    check('generate with control: the recipe names the ControlNet picked (%s) and the '
+          'control layer (tattoo %d), preprocessor scribble' % (picked, scribble.get_tattoo()),
+          os.path.basename(r.get('controlnet', '')).startswith(picked)
+          and r.get('control-layer') == str(scribble.get_tattoo())
+          and r.get('control-preprocess') == 'scribble',
+          {k: v for k, v in r.items() if k.startswith('control')})
+check('generate with control: the control layer is untouched',
+      layer_bytes(scribble) == scribble0 and scribble.get_name() == 'Scribble')
+
+# 7. the three dialogs with a Control section again: Generate opens with
+#    it open (remembered from the run above); the driver measures each
+#    with the section open and closed and closes it with Cancel
+img4.select_rectangle(Gimp.ChannelOps.REPLACE, 64, 64, 128, 128)
+mark('control-2')
+for name in ('plug-in-ldm-generate', 'plug-in-ldm-refine', 'plug-in-ldm-inpaint'):
+    status, _ = interactive(name, img4, bg4)
+    check('%s dialog (Control) closed by Cancel' % name, status == Gimp.PDBStatusType.CANCEL, status)
 mark('checks-done')

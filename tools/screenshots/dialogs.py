@@ -49,4 +49,32 @@ res = run('plug-in-ldm-inpaint', Gimp.RunMode.NONINTERACTIVE, bg,
           prompt='a red hot-air balloon', steps=4, **{'work-size': 128})
 if res.index(0) == Gimp.PDBStatusType.SUCCESS:
     run('plug-in-ldm-regenerate', Gimp.RunMode.INTERACTIVE, res.index(1))
+
+# Generate with the Control section open: a pencil sketch (black on white) on
+# its own layer (a house and a sun) as the control layer, the scribble
+# preprocessor, the ControlNet named by LDM_SHOT_CONTROLNET; the section
+# open as if it had been left open on this image (GIMP's last values of the
+# procedure on the image, read over the arguments in interactive mode: only
+# that one)
+sketch = Gimp.Layer.new(img, 'Sketch', W, H, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+img.insert_layer(sketch, None, 0)
+Gimp.Selection.none(img)
+Gimp.context_set_foreground(Gegl.Color.new('#ffffff'))
+sketch.fill(Gimp.FillType.FOREGROUND)
+Gimp.context_set_foreground(Gegl.Color.new('#000000'))
+Gimp.context_set_brush_size(6.0)
+for stroke in ([140, 330, 140, 200, 250, 120, 360, 200, 360, 330, 140, 330],
+               [220, 330, 220, 260, 280, 260, 280, 330],
+               [400, 70, 430, 60, 450, 80, 440, 110, 410, 115, 395, 95, 400, 70]):
+    Gimp.pencil(sketch, stroke)
+Gimp.displays_flush()
+cn = os.environ.get('LDM_SHOT_CONTROLNET')
+if cn:
+    from gi.repository import Gio
+    img.attach_parasite(Gimp.Parasite.new('GimpProcedureConfigRun-plug-in-ldm-generate-last',
+                                          0, b'(show-control yes)\n'))
+    run('plug-in-ldm-generate', Gimp.RunMode.INTERACTIVE, bg,
+        prompt='a house with a red roof under the sun, watercolor',
+        **{'negative-prompt': 'blurry, low quality', 'control-layer': sketch, 'controlnet': Gio.File.new_for_path(cn),
+           'control-preprocess': 'scribble'})
 print('SHOT done', file=sys.stderr, flush=True)
