@@ -687,13 +687,46 @@ hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
     {
       GimpLdmAddon      *a = l->data;
       GimpLdmModelEntry *e = g_new0 (GimpLdmModelEntry, 1);
+      gchar             *dir = g_path_get_dirname (a->path);
+      gchar             *name = g_strdup (a->name);
 
+      /* a diffusers folder's weights are named after the folder */
+      if (! strcmp (name, "diffusion_pytorch_model"))
+        {
+          g_free (name);
+          name = g_path_get_basename (dir);
+        }
       e->path = g_strdup (a->path);
-      e->label = a->family[0] ? g_strdup_printf ("%s (%s)", a->name, a->family)
-                              : g_strdup (a->name);
+      e->label = a->family[0] ? g_strdup_printf ("%s (%s)", name, a->family)
+                              : g_strdup (name);
       out = g_list_append (out, e);
+      g_free (name);
+      g_free (dir);
     }
   g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
+  /* the same name in several places (a folder and its single file, two
+   * model folders): each also says where it is */
+  {
+    guint     n = g_list_length (out), i = 0, j;
+    gboolean *twin = g_new0 (gboolean, n);
+    GList    *m;
+
+    for (l = out; l; l = l->next, i++)
+      for (m = out, j = 0; m; m = m->next, j++)
+        if (i != j && ! strcmp (((GimpLdmModelEntry *) l->data)->label,
+                                ((GimpLdmModelEntry *) m->data)->label))
+          twin[i] = TRUE;
+    for (l = out, i = 0; l; l = l->next, i++)
+      if (twin[i])
+        {
+          GimpLdmModelEntry *e = l->data;
+          gchar *label = g_strdup_printf ("%s, %s", e->label, e->path);
+
+          g_free (e->label);
+          e->label = label;
+        }
+    g_free (twin);
+  }
   g_free (folders);
   return out;
 }
