@@ -221,7 +221,10 @@ if check('generate with the Control section set in the dialog: succeeds with a n
         if os.path.exists(os.path.join(D, 'control-picked')) else '?'
     check('generate with control: the recipe names the ControlNet picked (%s) and the '
           'control layer (tattoo %d), preprocessor scribble' % (picked, scribble.get_tattoo()),
-          os.path.basename(r.get('controlnet', '')).startswith(picked)
+          # the file, or for a diffusers folder's weights the folder, the
+          # dialog names it after
+          any(os.path.basename(p).startswith(picked) for p in
+              (r.get('controlnet', ''), os.path.dirname(r.get('controlnet', ''))))
           and r.get('control-layer') == str(scribble.get_tattoo())
           and r.get('control-preprocess') == 'scribble',
           {k: v for k, v in r.items() if k.startswith('control')})
