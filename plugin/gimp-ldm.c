@@ -720,10 +720,25 @@ hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
       if (twin[i])
         {
           GimpLdmModelEntry *e = l->data;
-          gchar *label = g_strdup_printf ("%s, %s", e->label, e->path);
+          gchar             *dir = g_path_get_dirname (e->path);
+          gchar             *base = g_path_get_basename (e->path);
+          gchar             *where, *label;
 
+          /* the folder that holds it (for a diffusers folder: holds that) */
+          if (g_str_has_prefix (base, "diffusion_pytorch_model"))
+            {
+              gchar *up = g_path_get_dirname (dir);
+
+              g_free (dir);
+              dir = up;
+            }
+          where = g_path_get_basename (dir);
+          label = g_strdup_printf ("%s \u2014 %s", e->label, where);
           g_free (e->label);
           e->label = label;
+          g_free (where);
+          g_free (base);
+          g_free (dir);
         }
     g_free (twin);
   }
