@@ -673,13 +673,19 @@ hook_list_addons (GimpProcedureConfig  *config,
   g_free (folders);
 }
 
-/* The ControlNets found for the dialog's model family. */
+/* The ControlNets found for the dialog's model family. A diffusers folder's
+ * weights are named after the folder; a name found in several places (a
+ * folder and its single file, two model folders) also says which folder
+ * holds each. */
 static GList *
 hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
 {
   DialogCtx *ctx = user;
   gchar     *folders = config_folders (config);
-  GList     *found, *l, *out = NULL;
+  GList     *found, *l, *m, *out = NULL;
+  GPtrArray *holders = g_ptr_array_new_with_free_func (g_free);
+  gboolean  *twin;
+  guint      i, j;
 
   found = gimp_ldm_models_addons (folders, LDM_KIND_CONTROLNET,
                                   ctx->info_ok ? ctx->info.family : NULL);
@@ -689,13 +695,17 @@ hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
       GimpLdmModelEntry *e = g_new0 (GimpLdmModelEntry, 1);
       gchar             *dir = g_path_get_dirname (a->path);
       gchar             *name = g_strdup (a->name);
+      gchar             *holder;
 
-      /* a diffusers folder's weights are named after the folder */
       if (! strcmp (name, "diffusion_pytorch_model"))
         {
           g_free (name);
           name = g_path_get_basename (dir);
+          holder = g_path_get_dirname (dir);
+          g_free (dir);
+          dir = holder;
         }
+      g_ptr_array_add (holders, g_path_get_basename (dir));
       e->path = g_strdup (a->path);
       e->label = a->family[0] ? g_strdup_printf ("%s (%s)", name, a->family)
                               : g_strdup (name);
@@ -704,44 +714,24 @@ hook_list_controlnets (GimpProcedureConfig *config, gpointer user)
       g_free (dir);
     }
   g_list_free_full (found, (GDestroyNotify) gimp_ldm_addon_free);
-  /* the same name in several places (a folder and its single file, two
-   * model folders): each also says where it is */
-  {
-    guint     n = g_list_length (out), i = 0, j;
-    gboolean *twin = g_new0 (gboolean, n);
-    GList    *m;
+  /* twins found on the plain labels first, then labelled */
+  twin = g_new0 (gboolean, holders->len);
+  for (l = out, i = 0; l; l = l->next, i++)
+    for (m = out, j = 0; m; m = m->next, j++)
+      twin[i] |= i != j && ! strcmp (((GimpLdmModelEntry *) l->data)->label,
+                                     ((GimpLdmModelEntry *) m->data)->label);
+  for (l = out, i = 0; l; l = l->next, i++)
+    if (twin[i])
+      {
+        GimpLdmModelEntry *e = l->data;
+        gchar             *label = g_strdup_printf ("%s \u2014 %s", e->label,
+                                                    (gchar *) holders->pdata[i]);
 
-    for (l = out; l; l = l->next, i++)
-      for (m = out, j = 0; m; m = m->next, j++)
-        if (i != j && ! strcmp (((GimpLdmModelEntry *) l->data)->label,
-                                ((GimpLdmModelEntry *) m->data)->label))
-          twin[i] = TRUE;
-    for (l = out, i = 0; l; l = l->next, i++)
-      if (twin[i])
-        {
-          GimpLdmModelEntry *e = l->data;
-          gchar             *dir = g_path_get_dirname (e->path);
-          gchar             *base = g_path_get_basename (e->path);
-          gchar             *where, *label;
-
-          /* the folder that holds it (for a diffusers folder: holds that) */
-          if (g_str_has_prefix (base, "diffusion_pytorch_model"))
-            {
-              gchar *up = g_path_get_dirname (dir);
-
-              g_free (dir);
-              dir = up;
-            }
-          where = g_path_get_basename (dir);
-          label = g_strdup_printf ("%s \u2014 %s", e->label, where);
-          g_free (e->label);
-          e->label = label;
-          g_free (where);
-          g_free (base);
-          g_free (dir);
-        }
-    g_free (twin);
-  }
+        g_free (e->label);
+        e->label = label;
+      }
+  g_free (twin);
+  g_ptr_array_free (holders, TRUE);
   g_free (folders);
   return out;
 }
