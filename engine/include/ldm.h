@@ -247,7 +247,9 @@ typedef struct ldm_model_params {
    * transformed) after first use, up to this many MiB: faster steps, more
    * memory (about 2-3.5x an f16 file). 0 = off (default), -1 = no limit.
    * With precision bf16 on AMX, 0 keeps the weights' bf16 panels (about
-   * the size of an f16 file) anyway. */
+   * the size of an f16 file) anyway. A model with this cache also keeps its
+   * jobs' worker threads and scratch memory (the largest job's activations)
+   * from one job to the next, until ldm_model_free. */
   int weight_cache_mb;
   ldm_precision precision;  /* matrix products; default LDM_PRECISION_F32 */
 } ldm_model_params;

@@ -7,6 +7,8 @@
 #include "core/eval_options.h"
 #include "core/status.h"
 #include "core/value.h"
+#include "core/arena.h"
+#include "core/threads.h"
 #include "core/wcache.h"
 #include "io/source.h"
 #include "models/family.h"
@@ -240,6 +242,8 @@ void ldm_model_free(ldm_model *m) {
   pl_model_free_controlnets(m);
   pl_text_memo_clear(m);
   ldm_wcache_free(m->wcache);
+  ldm_pool_free(m->job_pool);
+  ldm_arena_free(m->job_scratch);
   free(m->lora_sig);
   free(m);
 }

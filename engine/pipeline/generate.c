@@ -463,7 +463,8 @@ static ldm_status run_one(run *r, uint64_t seed, const image_inputs *in, float *
     goto done;
   }
   st = ldm_sampler_run(r->sampler, x, denoise, r, &r->rng, 1, after_step, r, r->err);
-  ldm_arena_trim(r->ctx.scratch); /* the decoder's peak must not add to the UNet's */
+  if (r->ctx.scratch != r->m->job_scratch) /* kept arenas keep their pages for the next job */
+    ldm_arena_trim(r->ctx.scratch);        /* the decoder's peak must not add to the UNet's */
   if (st == LDM_OK) st = decode(r, x, out);
   if (st == LDM_OK && !all_finite(out, (int64_t)3 * r->W * r->H))
     st = ldm_fail(r->err, LDM_ERR_FORMAT, "the decoded image holds NaN or Inf values (likely cause: NaN/Inf weights "
@@ -527,11 +528,18 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
   r->p = &job->p;
   r->err = err;
   int threads = r->p->threads > 0 ? r->p->threads : r->m->threads;
-  r->ctx.pool = ldm_pool_new(threads);
-  r->ctx.threads = threads;
+  ldm_model *m = r->m;
+  if (m->wcache && m->job_pool && ldm_pool_size(m->job_pool) != threads) {
+    ldm_pool_free(m->job_pool);
+    m->job_pool = NULL;
+  }
+  if (m->wcache && !m->job_pool) m->job_pool = ldm_pool_new(threads);
   /* a small first block: it outlives ldm_arena_trim (it holds the job's
    * latents), the phases' large temporaries get blocks of their own */
-  r->ctx.scratch = ldm_arena_new((size_t)4 << 20);
+  if (m->wcache && !m->job_scratch) m->job_scratch = ldm_arena_new((size_t)4 << 20);
+  r->ctx.pool = m->wcache ? m->job_pool : ldm_pool_new(threads);
+  r->ctx.threads = threads;
+  r->ctx.scratch = m->wcache ? m->job_scratch : ldm_arena_new((size_t)4 << 20);
   r->ctx.wcache = r->m->wcache;
   r->ctx.precision = r->m->precision;
   r->ctx.err = err;
@@ -543,8 +551,11 @@ static ldm_status setup_run(run *r, ldm_job *job, ldm_error *err) {
 
 static void teardown_run(run *r) {
   ldm_sampler_free(r->sampler);
-  ldm_pool_free(r->ctx.pool);
-  ldm_arena_free(r->ctx.scratch);
+  if (r->ctx.pool != r->m->job_pool) ldm_pool_free(r->ctx.pool);
+  if (r->ctx.scratch != r->m->job_scratch)
+    ldm_arena_free(r->ctx.scratch);
+  else if (r->ctx.scratch)
+    ldm_arena_reset(r->ctx.scratch, (ldm_arena_mark){0, 0});
   free(r->context);
   free(r->pooled);
   free(r->time_ids);

@@ -80,6 +80,12 @@ struct ldm_model {
   int n_cnets;
   pl_text_memo memo[PL_TEXT_MEMO_SLOTS];
   int memo_next; /* the slot the next new prompt takes */
+  /* With a weight cache (a model that serves job after job: live painting)
+   * the jobs' thread pool and scratch arena are kept too: a job then starts
+   * no threads and writes into pages it already has (fresh pages are zeroed
+   * by the kernel on first touch: a few % of a 512x512 job) */
+  struct ldm_pool *job_pool;
+  struct ldm_arena *job_scratch;
 };
 
 struct ldm_job {

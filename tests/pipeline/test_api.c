@@ -4,6 +4,9 @@
  * outpaint keeping the original area, and clear errors for bad jobs.
  * Run under ASan in the sanitizer build: no leak on any path. */
 #include "ldm_test.h"
+#include "core/arena.h"
+#include "core/threads.h"
+#include "pipeline/pipeline.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -237,18 +240,38 @@ static void test_weight_cache(ldm_model *plain) {
   p.height = 48;
   p.steps = 3;
   p.seed = 5;
-  ldm_image **a = NULL, **b = NULL, **c = NULL;
-  int na = 0, nb = 0, nc = 0;
+  ldm_image **a = NULL, **b = NULL, **c = NULL, **d = NULL, **e = NULL;
+  int na = 0, nb = 0, nc = 0, nd = 0, ne = 0;
   CHECK(run_job(plain, &p, &a, &na, &err) == LDM_OK, "plain: %s", err.msg);
+  CHECK(!plain->job_pool && !plain->job_scratch, "a model without a weight cache keeps a job's pool or arena");
   CHECK(run_job(m, &p, &b, &nb, &err) == LDM_OK, "cache filling: %s", err.msg);
+  /* the model keeps the job's threads and scratch: the next job of the
+   * same size takes no new memory for it */
+  size_t kept = m->job_scratch ? ldm_arena_reserved(m->job_scratch) : 0;
+  const void *pool = m->job_pool;
   CHECK(run_job(m, &p, &c, &nc, &err) == LDM_OK, "cache reused: %s", err.msg);
-  if (na == 1 && nb == 1 && nc == 1) {
-    int d = max_level_diff(a[0], b[0]);
-    printf("weight cache: max difference without vs with the cache: %d level(s) (at most 1)\n", d);
-    CHECK(d >= 0 && d <= 1, "weight cache changes the image by %d levels", d);
+  CHECK(m->job_pool && m->job_pool == pool && m->job_scratch && kept > 0 &&
+            ldm_arena_reserved(m->job_scratch) == kept && ldm_arena_in_use(m->job_scratch) == 0,
+        "kept job scratch: %zu B after the first job, %zu B after the second, %zu B left in use", kept,
+        m->job_scratch ? ldm_arena_reserved(m->job_scratch) : 0, m->job_scratch ? ldm_arena_in_use(m->job_scratch) : 0);
+  printf("weight cache: the job scratch kept with the model: %zu MiB, the same after a second job\n", kept >> 20);
+  /* a larger job on one thread (a new pool) in between; then the first
+   * job's image again: nothing of the kept memory's contents leaks */
+  ldm_job_params q = p;
+  q.width = 96;
+  q.height = 80;
+  q.threads = 1;
+  CHECK(run_job(m, &q, &d, &nd, &err) == LDM_OK && nd == 1, "larger job on one thread: %s", err.msg);
+  CHECK(m->job_pool && ldm_pool_size(m->job_pool) == 1, "the kept pool does not follow the job's thread count");
+  CHECK(run_job(m, &p, &e, &ne, &err) == LDM_OK, "first job again: %s", err.msg);
+  if (na == 1 && nb == 1 && nc == 1 && ne == 1) {
+    int dl = max_level_diff(a[0], b[0]);
+    printf("weight cache: max difference without vs with the cache: %d level(s) (at most 1)\n", dl);
+    CHECK(dl >= 0 && dl <= 1, "weight cache changes the image by %d levels", dl);
     CHECK(same_image(b[0], c[0]), "the reused weight cache changes the image");
+    CHECK(same_image(c[0], e[0]), "the job after a larger one on the kept scratch differs");
   }
-  free_images(a, na), free_images(b, nb), free_images(c, nc);
+  free_images(a, na), free_images(b, nb), free_images(c, nc), free_images(d, nd), free_images(e, ne);
   mp.weight_cache_mb = -2;
   ldm_model *bad = NULL;
   CHECK(ldm_model_load(&bad, &mp, &err) == LDM_ERR_INVALID_ARG && !bad, "weight cache -2 accepted");
