@@ -1,7 +1,7 @@
 /* Fused attention (AVX2 + FMA, or AVX-512) for head sizes that are
  * multiples of 8, non-causal: the flash-attention order of work. A worker
  * packs the K of its task's (batch, head) into panels of 16 keys [dh][16]
- * (scaled queries meet them in register tiles of 6 rows x 16 keys, x 48 on
+ * (scaled queries meet them in register tiles of 6 rows x 16 keys, x 64 on
  * AVX-512) and its V rows side by side whenever the head changes; a task
  * takes a tile of query rows and walks the keys in chunks (256 keys, 1024
  * on AVX-512), keeping per query row a running maximum, sum and output
@@ -10,7 +10,10 @@
  * head's keys and values per worker. At the SD 1.5 shapes (4096 tokens, 8
  * heads of 40) the AVX2 kernel ran ~1.4x the GEMM-per-tile path of
  * attention.c, cross-attention ~2.5x (2 threads); on the AVX-512 Xeon the
- * AVX-512 kernel runs 190-194 GFLOP/s, the AVX2 one 94. With bf16 precision
+ * AVX-512 kernel runs 190-194 GFLOP/s, the AVX2 one 94; at head size 64
+ * (SD 2, SDXL) the output's 64 columns in one pass of 24 accumulators took
+ * it from 111 to 121 GFLOP per CPU-second on one core of an Emerald Rapids
+ * Xeon (4096 tokens, 5 heads; 98 -> 102 at 8 x 40). With bf16 precision
  * (fa_task16) the products take bf16 operands: VDPBF16PS on AVX512-BF16,
  * emulated in C otherwise. */
 #include "ops/ops.h"
@@ -129,17 +132,27 @@ __attribute__((target("avx2,fma"))) static void fa_pv6(float *O, int dh, const f
   }
 }
 
-/* AVX-512 (f32): the same products, one 16-key panel per zmm, up to three
- * panels (48 keys) per pass: S[r][0 .. 16 np) for np = 1..3, r < 6, with
+/* AVX-512 (f32): the same products, one 16-key panel per zmm, up to four
+ * panels (64 keys) per pass: S[r][0 .. 16 np) for np = 1..4, r < 6, with
  * 6 np accumulators. */
 #define FA_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 __attribute__((target("avx512f"))) static void fa_scores512(float *S, const float *Q, const float *kp, int dh,
                                                            int np) {
-  const float *k1p = kp + dh * FA_KP, *k2p = kp + 2 * dh * FA_KP;
+  const float *k1p = kp + dh * FA_KP, *k2p = kp + 2 * dh * FA_KP, *k3p = kp + 3 * dh * FA_KP;
   __m512 z = _mm512_setzero_ps();
-#define FA_DECL(r) __m512 a##r##0 = z, a##r##1 = z, a##r##2 = z;
+#define FA_DECL(r) __m512 a##r##0 = z, a##r##1 = z, a##r##2 = z, a##r##3 = z;
   FA_ROWS6(FA_DECL)
-  if (np == 3) {
+  if (np == 4) {
+    for (int d = 0; d < dh; d++) {
+      __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(k1p + d * FA_KP);
+      __m512 k2 = _mm512_loadu_ps(k2p + d * FA_KP), k3 = _mm512_loadu_ps(k3p + d * FA_KP), q;
+#define FA_S4(r)                                                                        \
+  q = _mm512_set1_ps(Q[r * dh + d]), a##r##0 = _mm512_fmadd_ps(q, k0, a##r##0),         \
+  a##r##1 = _mm512_fmadd_ps(q, k1, a##r##1), a##r##2 = _mm512_fmadd_ps(q, k2, a##r##2), \
+  a##r##3 = _mm512_fmadd_ps(q, k3, a##r##3);
+      FA_ROWS6(FA_S4)
+    }
+  } else if (np == 3) {
     for (int d = 0; d < dh; d++) {
       __m512 k0 = _mm512_loadu_ps(kp + d * FA_KP), k1 = _mm512_loadu_ps(k1p + d * FA_KP);
       __m512 k2 = _mm512_loadu_ps(k2p + d * FA_KP), q;
@@ -161,28 +174,45 @@ __attribute__((target("avx512f"))) static void fa_scores512(float *S, const floa
       FA_ROWS6(FA_S1)
     }
   }
-#define FA_ST(r) _mm512_storeu_ps(S + r * FA_KC, a##r##0); \
-                 if (np > 1) _mm512_storeu_ps(S + r * FA_KC + 16, a##r##1); \
-                 if (np > 2) _mm512_storeu_ps(S + r * FA_KC + 32, a##r##2);
+#define FA_ST(r)                                             \
+  _mm512_storeu_ps(S + r * FA_KC, a##r##0);                  \
+  if (np > 1) _mm512_storeu_ps(S + r * FA_KC + 16, a##r##1); \
+  if (np > 2) _mm512_storeu_ps(S + r * FA_KC + 32, a##r##2); \
+  if (np > 3) _mm512_storeu_ps(S + r * FA_KC + 48, a##r##3);
   FA_ROWS6(FA_ST)
 }
 
 /* O[r][0 .. dh) += P[r] V over n keys, r < 6: columns in passes of up to
- * three zmm (48 columns, 18 accumulators, the last vector under a mask), so
- * that each key's probabilities are broadcast once per pass. */
+ * four zmm (64 columns, 24 accumulators, the last vector under a mask), so
+ * that each key's probabilities are broadcast once per pass (head size 64
+ * in one pass: a pass of 48 and one of 16 ran the second on 6 accumulators,
+ * short of the FMA units' latency x width). */
 __attribute__((target("avx512f"))) static void fa_pv512(float *O, int dh, const float *P, const float *V,
                                                        int64_t ldv, int n) {
-  for (int c0 = 0; c0 < dh; c0 += 48) {
-    int w = dh - c0 < 48 ? dh - c0 : 48, nv = (w + 15) / 16;
+  for (int c0 = 0; c0 < dh; c0 += 64) {
+    int w = dh - c0 < 64 ? dh - c0 : 64, nv = (w + 15) / 16;
     const __mmask16 m = w % 16 ? (__mmask16)((1u << (w % 16)) - 1u) : (__mmask16)0xffff;
-    const __mmask16 m0 = nv == 1 ? m : 0xffff, m1 = nv == 2 ? m : 0xffff, m2 = m;
+    const __mmask16 m0 = nv == 1 ? m : 0xffff, m1 = nv == 2 ? m : 0xffff, m2 = nv == 3 ? m : 0xffff, m3 = m;
     float *o = O + c0;
     const float *v = V + c0;
-#define FA_LD(r) __m512 o##r##0 = _mm512_maskz_loadu_ps(m0, o + r * dh);                              \
-                 __m512 o##r##1 = nv > 1 ? _mm512_maskz_loadu_ps(m1, o + r * dh + 16) : _mm512_setzero_ps(); \
-                 __m512 o##r##2 = nv > 2 ? _mm512_maskz_loadu_ps(m2, o + r * dh + 32) : _mm512_setzero_ps();
+#define FA_LD(r)                                                                              \
+  __m512 o##r##0 = _mm512_maskz_loadu_ps(m0, o + r * dh);                                     \
+  __m512 o##r##1 = nv > 1 ? _mm512_maskz_loadu_ps(m1, o + r * dh + 16) : _mm512_setzero_ps(); \
+  __m512 o##r##2 = nv > 2 ? _mm512_maskz_loadu_ps(m2, o + r * dh + 32) : _mm512_setzero_ps(); \
+  __m512 o##r##3 = nv > 3 ? _mm512_maskz_loadu_ps(m3, o + r * dh + 48) : _mm512_setzero_ps();
     FA_ROWS6(FA_LD)
-    if (nv == 3) {
+    if (nv == 4) {
+      for (int k = 0; k < n; k++) {
+        const float *vr = v + k * ldv;
+        __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_loadu_ps(vr + 16), x2 = _mm512_loadu_ps(vr + 32);
+        __m512 x3 = _mm512_maskz_loadu_ps(m3, vr + 48), p;
+#define FA_P4(r)                                                                        \
+  p = _mm512_set1_ps(P[r * FA_KC + k]), o##r##0 = _mm512_fmadd_ps(p, x0, o##r##0),      \
+  o##r##1 = _mm512_fmadd_ps(p, x1, o##r##1), o##r##2 = _mm512_fmadd_ps(p, x2, o##r##2), \
+  o##r##3 = _mm512_fmadd_ps(p, x3, o##r##3);
+        FA_ROWS6(FA_P4)
+      }
+    } else if (nv == 3) {
       for (int k = 0; k < n; k++) {
         const float *vr = v + k * ldv;
         __m512 x0 = _mm512_loadu_ps(vr), x1 = _mm512_loadu_ps(vr + 16), x2 = _mm512_maskz_loadu_ps(m2, vr + 32), p;
@@ -205,18 +235,22 @@ __attribute__((target("avx512f"))) static void fa_pv512(float *O, int dh, const 
         FA_ROWS6(FA_P1)
       }
     }
-#define FA_SV(r) _mm512_mask_storeu_ps(o + r * dh, m0, o##r##0);                \
-                 if (nv > 1) _mm512_mask_storeu_ps(o + r * dh + 16, m1, o##r##1); \
-                 if (nv > 2) _mm512_mask_storeu_ps(o + r * dh + 32, m2, o##r##2);
+#define FA_SV(r)                                                   \
+  _mm512_mask_storeu_ps(o + r * dh, m0, o##r##0);                  \
+  if (nv > 1) _mm512_mask_storeu_ps(o + r * dh + 16, m1, o##r##1); \
+  if (nv > 2) _mm512_mask_storeu_ps(o + r * dh + 32, m2, o##r##2); \
+  if (nv > 3) _mm512_mask_storeu_ps(o + r * dh + 48, m3, o##r##3);
     FA_ROWS6(FA_SV)
   }
 }
 #undef FA_DECL
+#undef FA_S4
 #undef FA_S3
 #undef FA_S2
 #undef FA_S1
 #undef FA_ST
 #undef FA_LD
+#undef FA_P4
 #undef FA_P3
 #undef FA_P2
 #undef FA_P1
@@ -287,7 +321,7 @@ static void fa_task(const fa_job *j, int64_t task, float *work, int64_t *packed)
       if (j->avx512) {
         for (int p = 0; p < n;) {
           int np = (n - p + FA_KP - 1) / FA_KP;
-          np = np > 3 ? 3 : np;
+          np = np > 4 ? 4 : np;
           fa_scores512(S + p, Q + r0 * dh, kt + (k0 + p) * dh, dh, np);
           p += np * FA_KP;
         }

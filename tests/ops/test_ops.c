@@ -503,11 +503,13 @@ static void test_attention(void) {
  * against the naive version: 50 query rows (a 48-row task and a 2-row one,
  * padded register tiles), 300 keys (chunks of 256 + 44, a padded panel), 77
  * keys (cross-attention), 1100 keys (chunks of 1024 + 76 on AVX-512), head
- * sizes 24 (column blocks 16 + 8), 40, 160;
+ * sizes 24 (column blocks 16 + 8), 40, 160 (64 + 64 + 32), 64 (one block of
+ * four vectors), 56 (four, the last under a mask);
  * strided rows; and the GEMM path (scratch bound too small for the fused
  * kernel) on the same inputs. */
 static void test_attention_fused(void) {
-  const int shapes[][5] = {{2, 3, 24, 50, 300}, {1, 2, 40, 50, 77}, {2, 1, 160, 13, 40}, {1, 1, 40, 7, 1100}};
+  const int shapes[][5] = {{2, 3, 24, 50, 300}, {1, 2, 40, 50, 77},  {2, 1, 160, 13, 40},
+                           {1, 1, 40, 7, 1100}, {1, 2, 64, 50, 300}, {2, 1, 56, 13, 77}};
   for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
     int B = shapes[c][0], h = shapes[c][1], dh = shapes[c][2];
     int64_t Tq = shapes[c][3], Tk = shapes[c][4], D = (int64_t)h * dh, lq = D + 3, lkv = 2 * D + 1;
