@@ -610,8 +610,10 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
                ? LDM_CONV_WINOGRAD
                : LDM_CONV_IM2COL;
   if (algo == LDM_CONV_WINOGRAD) /* F(4x4) once there are enough 4x4 tiles */
-    algo = (int64_t)B * ((H + 3) / 4) * ((W + 3) / 4) >= LDM_CONV_WINOGRAD4_MIN_TILES ? LDM_CONV_WINOGRAD4
-                                                                                    : LDM_CONV_WINOGRAD2;
+    algo = (int64_t)B * ((H + 3) / 4) * ((W + 3) / 4) >=
+                   (ctx->wcache ? LDM_CONV_WINOGRAD4_MIN_TILES_CACHED : LDM_CONV_WINOGRAD4_MIN_TILES)
+               ? LDM_CONV_WINOGRAD4
+               : LDM_CONV_WINOGRAD2;
   if ((algo == LDM_CONV_WINOGRAD2 || algo == LDM_CONV_WINOGRAD4) && !winograd_fits(&s))
     return ldm_fail(ctx->err, LDM_ERR_UNSUPPORTED,
                     "conv2d: Winograd needs a 3x3 kernel, stride 1, padding 1 "

@@ -87,6 +87,32 @@ static void test_conv(ldm_ctx *ctx, ldm_wcache *wc, const conv_case *c) {
   free(x), free(y0), free(y1), free(y2);
 }
 
+/* With a weight cache, Winograd takes F(4x4) from 64 tiles of 4x4 on (a 32x32
+ * latent at batch 1), without one from 256: the cache holds the F(4x4)
+ * weights (36 per weight's 9) and the result equals the uncached F(2x2)'s
+ * within rounding. */
+static void test_wino4_cached(ldm_ctx *ctx, ldm_wcache *wc) {
+  const int H = 32, W = 32, Cin = 32, Cout = 40;
+  int64_t wn = (int64_t)Cout * Cin * 9, xn = (int64_t)H * W * Cin, yn = (int64_t)H * W * Cout;
+  uint16_t *wb = malloc((size_t)wn * 2);
+  int64_t wshape[4] = {Cout, Cin, 3, 3};
+  ldm_tensor w = f16_tensor(wb, wn, 4, wshape, "w4");
+  float *x = malloc((size_t)xn * sizeof(float)), *y0 = malloc((size_t)yn * sizeof(float));
+  float *y1 = malloc((size_t)yn * sizeof(float));
+  for (int64_t i = 0; i < xn; i++) x[i] = rnd();
+  ctx->wcache = NULL;
+  CHECK(ldm_conv2d(ctx, y0, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "32x32 plain");
+  ctx->wcache = wc;
+  size_t before = ldm_wcache_bytes(wc);
+  CHECK(ldm_conv2d(ctx, y1, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "32x32 cached");
+  size_t grew = ldm_wcache_bytes(wc) - before, f4 = (size_t)36 * Cout * Cin * sizeof(float);
+  CHECK(grew == f4, "32x32 cached: the cache grew by %zu bytes, F(4x4) weights are %zu", grew, f4);
+  ldm_test_close("wcache 32x32: F(4x4) cached vs F(2x2) plain", y1, y0, yn, 1e-4, 1e-5);
+  ctx->wcache = NULL;
+  keep(wb);
+  free(x), free(y0), free(y1);
+}
+
 static void test_linear(ldm_ctx *ctx, ldm_wcache *wc) {
   const int64_t M = 13, N = 48, K = 40;
   uint16_t *wb = malloc((size_t)(N * K) * 2);
@@ -139,6 +165,7 @@ int main(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_conv(&ctx, wc, &cases[i]);
   test_linear(&ctx, wc);
+  test_wino4_cached(&ctx, wc);
   ldm_wcache_free(wc);
   free_kept();
 
