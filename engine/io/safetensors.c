@@ -353,6 +353,49 @@ const ldm_tensor *ldm_st_find(const ldm_st_file *f, const char *name) {
   return NULL;
 }
 
+/* madvise(MADV_DONTNEED) on the pages inside [b, e) of the mapping (whole:
+ * all of it): the mapping is read-only and file-backed, so this only unmaps
+ * clean page-cache pages, and a later read faults the same bytes back in. */
+static void release_span(const ldm_st_file *f, const unsigned char *b, const unsigned char *e, bool whole) {
+#ifdef MADV_DONTNEED
+  long ps = sysconf(_SC_PAGESIZE);
+  if (ps <= 0) return;
+  uintptr_t base = (uintptr_t)f->map, lo = (uintptr_t)b, hi = (uintptr_t)e;
+  if (!whole) { /* only the pages that hold nothing else */
+    lo = base + (lo - base + (uintptr_t)ps - 1) / (uintptr_t)ps * (uintptr_t)ps;
+    hi = base + (hi - base) / (uintptr_t)ps * (uintptr_t)ps;
+  }
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED); /* advice: a failure changes nothing */
+#else
+  (void)f, (void)b, (void)e, (void)whole;
+#endif
+}
+
+void ldm_st_release(const ldm_st_file *f, const char *prefix) {
+  if (!f || !f->map) return;
+  size_t np = prefix ? strlen(prefix) : 0;
+  if (!np) {
+    release_span(f, f->map, f->map + f->size, true);
+    return;
+  }
+  /* runs of matching tensors in file order, so the pages between two of
+   * them go too */
+  const unsigned char *b = NULL, *e = NULL;
+  for (int64_t i = 0; i <= f->n; i++) {
+    const st_entry *x = i < f->n ? &f->entries[i] : NULL;
+    bool match = x && strncmp(x->t.name, prefix, np) == 0;
+    if (match && x->begin == x->end) continue; /* takes no bytes: neither starts nor breaks a run */
+    if (match) {
+      const unsigned char *d = x->t.data;
+      if (!b) b = d;
+      e = d + (x->end - x->begin);
+    } else if (b) {
+      release_span(f, b, e, false);
+      b = e = NULL;
+    }
+  }
+}
+
 int64_t ldm_st_metadata_count(const ldm_st_file *f) { return f->n_meta; }
 
 void ldm_st_metadata_at(const ldm_st_file *f, int64_t i, const char **key, const char **value) {

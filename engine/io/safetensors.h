@@ -31,6 +31,14 @@ void ldm_st_metadata_at(const ldm_st_file *f, int64_t i, const char **key,
                         const char **value);
 const char *ldm_st_metadata_get(const ldm_st_file *f, const char *key);
 
+/* Drops the mapped pages that hold only tensors whose names begin with
+ * prefix (NULL or "": the whole file) from this process's resident memory.
+ * They stay in the page cache; a later read of those tensors faults them
+ * back in with the same bytes, so it changes no result (the weight cache
+ * and the tensors' pointers stay valid). Best effort: a no-op where the
+ * system has no madvise(MADV_DONTNEED). */
+void ldm_st_release(const ldm_st_file *f, const char *prefix);
+
 /* Writes tensors (data taken from each tensor's data pointer in its dtype)
  * and optional metadata pairs {k0, v0, k1, v1, ..., NULL}. */
 ldm_status ldm_st_write(const char *path, const ldm_tensor *tensors, int n,

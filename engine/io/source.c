@@ -191,6 +191,15 @@ const ldm_tensor *ldm_source_find(const ldm_source *s, const char *part, const c
   return NULL;
 }
 
+void ldm_source_release(const ldm_source *s, const char *part, const char *prefix) {
+  if (!s) return;
+  for (int i = 0; i < s->n_parts; i++) {
+    const src_part *p = &s->parts[i];
+    if (part && s->folder && p != find_part(s, part)) continue;
+    for (int j = 0; j < p->n_files; j++) ldm_st_release(p->files[j], prefix);
+  }
+}
+
 int64_t ldm_source_count(const ldm_source *s, const char *part) {
   const src_part *p = find_part(s, part);
   int64_t n = 0;

@@ -24,6 +24,13 @@ int64_t ldm_source_bytes(const ldm_source *s);
  * for a single file it is ignored (pass NULL). Returns NULL when absent. */
 const ldm_tensor *ldm_source_find(const ldm_source *s, const char *part,
                                   const char *name);
+/* Drops the mapped pages of the part's tensors whose names begin with
+ * prefix (NULL: all of them; part NULL: every part) from the process's
+ * resident memory, as ldm_st_release: a finished stage's weights stop
+ * counting against the next stage's memory and are faulted back in from the
+ * page cache when read again. */
+void ldm_source_release(const ldm_source *s, const char *part, const char *prefix);
+
 int64_t ldm_source_count(const ldm_source *s, const char *part);
 const ldm_tensor *ldm_source_at(const ldm_source *s, const char *part,
                                 int64_t i);

@@ -59,6 +59,7 @@ typedef struct run {
   ldm_controlnet_res cn_res;
   int cn_step, cn_steps;
   int step_base, step_total;
+  bool release; /* drop each finished stage's mapped weights (release_min_bytes) */
 } run;
 
 static double seconds_since(const struct timespec *t0) {
@@ -276,9 +277,24 @@ static ldm_status decode_taesd(run *r, const float *z, float *image) {
   return st;
 }
 
+/* Jobs whose working memory (job_estimate) reaches this drop the mapped
+ * weights of each finished stage from resident memory: the text encoders
+ * once the prompts are encoded, the UNet and ControlNets before the VAE
+ * decode. A process's peak is then its largest stage's weights plus that
+ * stage's activations instead of all the weights plus the largest
+ * activations (SDXL 1024x1024: the VAE decode's ~2 GiB beside the 6.6 GB
+ * file). The pages stay in the page cache and the next read faults them
+ * back in (~0.1 s per GB), which smaller jobs, a 256x256 live frame among
+ * them, are spared. */
+static const int64_t release_min_bytes = (int64_t)512 << 20;
+
 /* scaled latent [lc, h, w] -> image [3, H, W] */
 static ldm_status decode(run *r, float *z, float *image) {
   if (r->p->taesd_decode) return decode_taesd(r, z, image);
+  if (r->release) { /* the denoiser's weights are done with until the next image */
+    ldm_unet_release(r->m->unet, r->m->src);
+    for (int i = 0; i < r->m->n_cnets; i++) ldm_source_release(r->m->cnets[i].src, NULL, NULL);
+  }
   ldm_vae_unscale_latent(r->m->vae, z, r->n);
   int tile;
   bool big = vae_tiling(r, &tile);
@@ -770,6 +786,7 @@ static ldm_status prepare(run *r, int W, int H) {
   if (!r->in_nhwc || !r->out_nhwc || !r->tmp)
     return ldm_fail(r->err, LDM_ERR_NOMEM, "out of memory for a %dx%d image", W, H);
   LDM_TRY(encode_text(r));
+  if (r->release) ldm_text_cond_release(m->text);
   ldm_sampler_config c = sampler_config(r);
   r->n_train = c.num_train_timesteps;
   LDM_TRY(ldm_sampler_new(&r->sampler, &c, r->n, r->err));
@@ -1006,6 +1023,7 @@ ldm_status pl_job_run(ldm_job *job, ldm_image ***images, int *n_images, ldm_erro
 
   run r;
   ldm_status st = setup_run(&r, job, err);
+  r.release = job_estimate(job) >= release_min_bytes;
   if (st == LDM_OK) st = pl_model_apply_loras(m, job, &r.ctx, err);
   int count = p->batch_count;
   ldm_image **out = calloc((size_t)count, sizeof *out);

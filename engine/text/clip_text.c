@@ -230,6 +230,9 @@ ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int in
   snprintf(m->where, sizeof m->where, "%s%s%s", ldm_source_path(src), L.part ? "/" : "",
            L.part ? L.part : "");
   L.where = m->where;
+  m->src = src;
+  m->part = L.part;
+  m->prefix = L.prefix;
   ldm_clip_config *c = &m->cfg;
   ldm_clip_weights *w = &m->w;
   c->openclip_names = oc;
@@ -362,6 +365,10 @@ void ldm_clip_text_free(ldm_clip_text *m) {
   ldm_lora_table_deinit(&m->lora);
   free(m->w.layers);
   free(m);
+}
+
+void ldm_clip_text_release(const ldm_clip_text *m) {
+  if (m) ldm_source_release(m->src, m->part, m->prefix);
 }
 
 /* ---- forward ------------------------------------------------------------- */

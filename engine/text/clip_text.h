@@ -50,6 +50,8 @@ typedef struct ldm_clip_text {
   ldm_clip_config cfg;
   ldm_clip_weights w;
   char where[160];           /* "file.safetensors: cond_stage_model.model." for messages */
+  const ldm_source *src;     /* where the weights are mapped: part and key prefix (ldm_clip_text_release) */
+  const char *part, *prefix;
   ldm_lora_table lora;       /* q/k/v/out_proj, fc1, fc2 of every layer, by transformers' names */
   /* textual-inversion vectors [n_extra, d] (borrowed, set around a forward):
    * token id LDM_CLIP_EXTRA_ID + i reads row i instead of the vocabulary */
@@ -76,6 +78,9 @@ ldm_status ldm_clip_config_json(const char *json, const char *file, int *heads, 
 ldm_status ldm_clip_text_load(ldm_clip_text **out, const ldm_source *src, int index,
                               int heads, ldm_error *err);
 void ldm_clip_text_free(ldm_clip_text *m);
+/* Drops the encoder's mapped weights from resident memory until they are
+ * next read (ldm_source_release); results stay the same. */
+void ldm_clip_text_release(const ldm_clip_text *m);
 /* True if the source holds text encoder `index` (in any layout). */
 bool ldm_clip_text_present(const ldm_source *src, int index);
 

@@ -307,6 +307,10 @@ void ldm_text_cond_free(ldm_text_cond *tc) {
   free(tc);
 }
 
+void ldm_text_cond_release(const ldm_text_cond *tc) {
+  for (int i = 0; tc && i < 2; i++) ldm_clip_text_release(tc->enc[i]);
+}
+
 ldm_text_kind ldm_text_cond_kind(const ldm_text_cond *tc) { return tc->kind; }
 int ldm_text_cond_dim(const ldm_text_cond *tc) { return tc->D; }
 int ldm_text_cond_pooled_dim(const ldm_text_cond *tc) { return tc->P; }

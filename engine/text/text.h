@@ -68,6 +68,9 @@ void ldm_text_embed_deinit(ldm_text_embed *e);
 ldm_status ldm_text_cond_load(ldm_text_cond **out, const ldm_source *src, int heads,
                               ldm_error *err);
 void ldm_text_cond_free(ldm_text_cond *tc);
+/* Drops the text encoders' mapped weights from resident memory until they
+ * are next read (ldm_clip_text_release). */
+void ldm_text_cond_release(const ldm_text_cond *tc);
 ldm_text_kind ldm_text_cond_kind(const ldm_text_cond *tc);
 int ldm_text_cond_dim(const ldm_text_cond *tc);         /* D: 768 / 1024 / 2048 */
 int ldm_text_cond_pooled_dim(const ldm_text_cond *tc);  /* 1280 for SDXL, else 0 */

@@ -1,6 +1,7 @@
 /* safetensors reader: round trip, metadata, lookup, and malformed files that
  * must each fail with an error naming the file (never crash, never read
- * outside the mapping; run under ASan in the sanitizer build). */
+ * outside the mapping; run under ASan in the sanitizer build); releasing the
+ * mapped pages of a set of tensors. */
 #include "ldm_test.h"
 #include "io/source.h"
 
@@ -247,11 +248,102 @@ static void test_malformed(void) {
   expect_fail("missing file", path, LDM_ERR_IO);
 }
 
+/* Resident file-backed memory of this process in KiB (Linux), -1 where
+ * /proc/self/status does not say. */
+static long rss_file_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "RssFile: %ld", &kib) == 1) break;
+  if (f) fclose(f);
+  return kib;
+}
+
+static unsigned touch(const ldm_tensor *t) {
+  unsigned sum = 0;
+  const unsigned char *p = t->data;
+  size_t n = (size_t)ldm_tensor_numel(t) * ldm_dtype_size(t->dtype);
+  for (size_t i = 0; i < n; i += 512) sum += p[i];
+  return sum;
+}
+
+/* ldm_source_release: the pages of the named tensors leave the process's
+ * resident memory (RssFile drops by their size: less the two part-pages at
+ * the ends of a run and up to 64 KiB of other file pages the test may fault
+ * in meanwhile, plus for the whole file the header and the part-pages that
+ * earlier runs left); reading them again gives the same bytes. */
+static void test_release(void) {
+  enum { MI = 1 << 20 };
+  static float text[MI], unet[2 * MI], vae[MI / 4];
+  float bias[3] = {1, 2, 3};
+  for (int i = 0; i < 2 * MI; i++) {
+    unet[i] = (float)(i % 1021) * 0.5f;
+    if (i < MI) text[i] = (float)(i % 509);
+    if (i < MI / 4) vae[i] = -(float)(i % 251);
+  }
+  ldm_tensor ts[4] = {
+      {.dtype = LDM_DTYPE_F32, .ndim = 1, .shape = {MI}, .data = text, .name = "text.w"},
+      {.dtype = LDM_DTYPE_F32, .ndim = 1, .shape = {2 * MI}, .data = unet, .name = "unet.w"},
+      {.dtype = LDM_DTYPE_F32, .ndim = 1, .shape = {3}, .data = bias, .name = "unet.b"},
+      {.dtype = LDM_DTYPE_F32, .ndim = 1, .shape = {MI / 4}, .data = vae, .name = "vae.w"},
+  };
+  char path[512];
+  snprintf(path, sizeof path, "%s/release.safetensors", dir);
+  ldm_error err = {0};
+  CHECK(ldm_st_write(path, ts, 4, NULL, &err) == LDM_OK, "write: %s", err.msg);
+  ldm_source *s = NULL;
+  CHECK(ldm_source_open(&s, path, &err) == LDM_OK, "source: %s", err.msg);
+  if (!s) return;
+  const ldm_tensor *t[4];
+  unsigned sum = 0;
+  for (int i = 0; i < 4; i++) {
+    t[i] = ldm_source_find(s, NULL, ts[i].name);
+    CHECK(t[i] != NULL, "%s", ts[i].name);
+    if (!t[i]) goto done;
+    sum += touch(t[i]);
+  }
+  struct {
+    const char *prefix;
+    long want_kib; /* bytes of the tensors released */
+  } steps[] = {
+      {"unet.", (long)(sizeof unet + sizeof bias) >> 10},
+      {"nothing.", 0},
+      {"text.", (long)sizeof text >> 10},
+      {NULL, (long)sizeof vae >> 10}, /* the whole file: vae.w is all that is left resident */
+  };
+  (void)rss_file_kib(); /* its own code pages faulted in first */
+  for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+    long before = rss_file_kib();
+    ldm_source_release(s, NULL, steps[k].prefix);
+    long after = rss_file_kib(), drop = before - after, want = steps[k].want_kib;
+    if (before < 0) {
+      printf("release %s: no RssFile in /proc/self/status, residency not checked\n", steps[k].prefix);
+      continue;
+    }
+    bool ok = drop >= want - 8 - 64 && drop <= want + 16;
+    printf("release %-8s: RssFile -%ld KiB, tensors %ld KiB (tol -72 / +16 KiB)%s\n",
+           steps[k].prefix ? steps[k].prefix : "(all)", drop, want, ok ? "" : " FAIL");
+    CHECK(ok, "release %s: RssFile dropped %ld KiB, expected %ld", steps[k].prefix ? steps[k].prefix : "(all)", drop,
+          want);
+  }
+  /* faulted back in: the same bytes */
+  CHECK(memcmp(t[0]->data, text, sizeof text) == 0 && memcmp(t[1]->data, unet, sizeof unet) == 0 &&
+            memcmp(t[2]->data, bias, sizeof bias) == 0 && memcmp(t[3]->data, vae, sizeof vae) == 0,
+        "data after release differs");
+  unsigned sum2 = 0;
+  for (int i = 0; i < 4; i++) sum2 += touch(t[i]);
+  CHECK(sum2 == sum, "checksum after release %u, before %u", sum2, sum);
+done:
+  ldm_source_close(s);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/ldm-st-test-XXXXXX");
   if (!mkdtemp(dir)) return 1;
   test_roundtrip();
   test_malformed();
+  test_release();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "warning: could not remove %s\n", dir);

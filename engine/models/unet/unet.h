@@ -163,6 +163,9 @@ ldm_status ldm_unet_probe(const ldm_source *src, const ldm_unet_overrides *ov,
 ldm_status ldm_unet_load(ldm_unet **out, const ldm_source *src,
                          const ldm_unet_overrides *ov, ldm_error *err);
 void ldm_unet_free(ldm_unet *u);
+/* Drops the UNet's mapped weights (those of src, which it was loaded from)
+ * from resident memory until they are next read (ldm_source_release). */
+void ldm_unet_release(const ldm_unet *u, const ldm_source *src);
 
 /* One evaluation (e.g. the conditional and unconditional halves of a CFG step
  * as B = 2): sample [B, H*W, in_channels] channels-last, timesteps [B],

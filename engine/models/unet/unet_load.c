@@ -444,6 +444,16 @@ void ldm_unet_free(ldm_unet *u) {
   free(u);
 }
 
+void ldm_unet_release(const ldm_unet *u, const ldm_source *src) {
+  if (!u) return;
+  /* a UNet-only file or folder part is released whole */
+  ldm_unet_layout l = u->cfg.layout;
+  ldm_source_release(src, "unet",
+                     l == LDM_UNET_LAYOUT_LDM       ? LDM_PREFIX
+                     : l == LDM_UNET_LAYOUT_CONTROL ? CONTROL_PREFIX
+                                                    : NULL);
+}
+
 static ldm_status load_weights(loader *L, ldm_unet *u) {
   const ldm_unet_config *c = &u->cfg;
   ldm_unet_weights *w = &u->w;
