@@ -559,7 +559,10 @@ LDM_API ldm_status ldm_job_new(ldm_job **out, ldm_model *m,
                                const ldm_job_params *p, ldm_error *err);
 /* Runs the job to completion on the calling thread. On success *images holds
  * *n_images images (RGB, of the job's output_type) that the caller frees with ldm_image_free and
- * the array with free(). */
+ * the array with free(). A job whose memory estimate reaches 512 MiB drops
+ * the text encoders' mapped weights from resident memory once the prompts
+ * are encoded and the UNet's before the VAE decode (they stay in the page
+ * cache and are read back when next needed; results do not change). */
 LDM_API ldm_status ldm_job_run(ldm_job *job, ldm_image ***images,
                                int *n_images, ldm_error *err);
 /* The peak working memory (bytes) ldm_job_run would need, as it estimates it
