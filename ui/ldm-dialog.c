@@ -877,16 +877,18 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   gimp_procedure_dialog_fill_list (pd, ids);
   g_list_free_full (ids, g_free);
 
-  /* ---- the rest, in an expander that remembers its state ----------------- */
-  add_if (config, &adv, "steps");
-  add_if (config, &adv, "cfg-scale");
-  add_if (config, &adv, "sampler");
+  /* ---- the rest, in an expander that remembers its state -----------------
+   * two settings to a row and the precision as a list, so that the dialog
+   * stays within 700 px with Advanced open (one setting to a row and the
+   * precision's three choices as radio buttons took Inpaint to 824 px) */
+  add_row (pd, config, &adv, "steps-cfg-box", "steps", "cfg-scale", NULL);
+  add_row (pd, config, &adv, "sampler-threads-box", "sampler", "threads", NULL);
   add_row (pd, config, &adv, "size-box", "width", "height", NULL);
-  add_if (config, &adv, "margin");
+  add_row (pd, config, &adv, "margin-work-box", "margin", "work-size", NULL);
   add_if (config, &adv, "refine-model");
   add_if (config, &adv, "noise-level");
-  add_if (config, &adv, "work-size");
-  add_if (config, &adv, "threads");
+  if (has_prop (config, "precision"))
+    gimp_procedure_dialog_get_widget (pd, "precision", GTK_TYPE_COMBO_BOX);
   add_if (config, &adv, "precision");
   if (adv)
     {
