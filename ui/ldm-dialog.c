@@ -31,6 +31,7 @@ typedef struct
   GtkWidget           *progress;
   GtkWidget           *extra;          /* our box under the generated widgets */
   GtkWidget           *control;        /* the Control expander */
+  GtkWidget           *advanced;       /* the Advanced expander */
   GtkWidget           *control_layer;  /* combo: (none) + the image's layers */
   GArray              *control_ids; /* item IDs of control_layer's rows 1.. */
   GtkWidget           *controlnet_combo;
@@ -706,6 +707,19 @@ sunken (GtkWidget *image)
 
 /* A section closed: the dialog back to the height it needs (a GTK window
  * grows with its content but keeps its size when the content shrinks). */
+/* Control and Advanced open one at a time: together they would take the
+ * dialog past 700 px (a 768-px screen would hide OK) */
+static void
+on_section_opened (GObject *expander, GParamSpec *pspec, gpointer data)
+{
+  DialogState *st = data;
+  GtkWidget   *other =
+      (GtkWidget *) expander == st->control ? st->advanced : st->control;
+
+  if (other && gtk_expander_get_expanded (GTK_EXPANDER (expander)))
+    gtk_expander_set_expanded (GTK_EXPANDER (other), FALSE);
+}
+
 static void
 on_section_toggled (GObject *expander, GParamSpec *pspec, gpointer dialog)
 {
@@ -1056,6 +1070,17 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       gtk_box_pack_start (GTK_BOX (left), expander, FALSE, FALSE, 0);
       g_signal_connect (expander, "notify::expanded",
                         G_CALLBACK (on_section_toggled), dialog);
+      st->advanced = expander;
+    }
+  if (st->control && st->advanced)
+    {
+      /* both remembered open: Control, the rarer, stays */
+      if (gtk_expander_get_expanded (GTK_EXPANDER (st->control)))
+        gtk_expander_set_expanded (GTK_EXPANDER (st->advanced), FALSE);
+      g_signal_connect (st->control, "notify::expanded",
+                        G_CALLBACK (on_section_opened), st);
+      g_signal_connect (st->advanced, "notify::expanded",
+                        G_CALLBACK (on_section_opened), st);
     }
 
   /* the estimate and the progress bar at the bottom of the column, level

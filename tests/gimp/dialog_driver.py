@@ -289,6 +289,14 @@ check('Work size set to 320', set_spin(dlg, 'Work size', 320))
 shoot(dlg, os.path.join(D, 'dialog-advanced.png'))
 _, y2, w2, h2 = extents(dlg)
 check('dialog content height <= 700 px with Advanced open', h2 <= 700, '%d x %d' % (w2, h2))
+# Control and Advanced open one at a time (together they pass 700 px)
+check('Control opened (click)', set_expanded(dlg, 'Control', True))
+time.sleep(0.5)
+_, _, w3, h3 = extents(dlg)
+check('opening Control closed Advanced; <= 700 px',
+      not expanded(find_expander(dlg, 'Advanced')) and h3 <= 700, '%d x %d' % (w3, h3))
+check('Advanced reopened (click) closes Control',
+      set_expanded(dlg, 'Advanced', True) and not expanded(find_expander(dlg, 'Control')))
 
 okb = button(dlg, 'OK')
 cancel = button(dlg, 'Cancel')
