@@ -15,11 +15,12 @@
 typedef struct ldm_wcache ldm_wcache;
 
 typedef enum ldm_wcache_kind {
-  LDM_WCACHE_F32,         /* the weight as f32, PyTorch layout */
-  LDM_WCACHE_CONV,        /* conv weight packed [Cout, kh*kw*Cin] */
-  LDM_WCACHE_WINOGRAD,    /* 3x3 kernel transformed, [16, Cout, Cin] */
-  LDM_WCACHE_BF16_PANELS, /* bf16 pair-word panels for AMX (ops_amx_weight) */
-  LDM_WCACHE_PANELS       /* panels of 32 rows for few-row products (ops_weight_panels) */
+  LDM_WCACHE_F32,            /* the weight as f32, PyTorch layout */
+  LDM_WCACHE_CONV,           /* conv weight packed [Cout, kh*kw*Cin] */
+  LDM_WCACHE_WINOGRAD,       /* 3x3 kernel transformed, [16, Cout, Cin] */
+  LDM_WCACHE_BF16_PANELS,    /* bf16 pair-word panels for AMX (ops_amx_weight) */
+  LDM_WCACHE_PANELS,         /* panels of 32 rows for few-row products (ops_weight_panels) */
+  LDM_WCACHE_WINOGRAD_PANELS /* the Winograd kernel as f32 panels per point (ops_winograd_panels) */
 } ldm_wcache_kind;
 
 /* limit_bytes: most the cache holds; later weights are prepared per call. */

@@ -507,6 +507,10 @@ static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const 
   return true;
 }
 
+static bool prep_winograd_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+  return ops_winograd_panels(ctx, dst, wa, s->Cin, s->Cout, s->wino_m);
+}
+
 static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
   conv_pack(ctx, dst, wa, s->Cin);
   return true;
@@ -531,6 +535,7 @@ static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const con
   const float *P = ldm_wcache_get(ctx->wcache, w->data, kind, n);
   if (P) return P;
   float *buf = ldm_wcache_reserve(ctx->wcache, n);
+  if (!buf && kind == LDM_WCACHE_WINOGRAD_PANELS) return NULL; /* only kept ones pay: the caller takes U */
   float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, n);
   if (!dst) {
     ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to prepare weight '%s' (%zu floats)",
@@ -548,7 +553,7 @@ static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const con
     return NULL;
   }
   P = ldm_wcache_add(ctx->wcache, w->data, kind, buf, n);
-  if (P) return P;
+  if (P || kind == LDM_WCACHE_WINOGRAD_PANELS) return P;
   ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
   plain.wcache = NULL;
   return prepared_kernel(&plain, w, s, kind, n, prep);
@@ -659,11 +664,16 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
   }
   if (algo == LDM_CONV_WINOGRAD2 || algo == LDM_CONV_WINOGRAD4) {
     const float *U = NULL;
-    if (!(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd))) {
+    /* few tiles, weight cache: the transformed kernel as panels */
+    int64_t tiles = (int64_t)B * ((H + s.wino_m - 1) / s.wino_m) * ((W + s.wino_m - 1) / s.wino_m);
+    bool panels = ops_panels_usable(ctx, tiles) && !ops_winograd_own_kernel(Cin, s.Cout, s.wino_m) &&
+                  (U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD_PANELS,
+                                       ops_winograd_panels_floats(Cin, s.Cout, s.wino_m), prep_winograd_panels));
+    if (!panels && !(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
-    st = ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, U, bias, ep, max_scratch_bytes, s.wino_m);
+    st = ops_conv3x3_winograd(ctx, y, x, B, H, W, Cin, s.Cout, U, panels, bias, ep, max_scratch_bytes, s.wino_m);
     ep = NULL; /* done in the output transform */
     goto done;
   }

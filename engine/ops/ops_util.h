@@ -145,15 +145,23 @@ typedef struct ops_epilogue {
 
 /* 3x3, stride 1, padding 1 by Winograd F(m x m, 3x3), m = 2 or 4
  * (winograd.c); U is the transformed kernel [(m+2)^2, Cout, Cin]
- * (ops_winograd_weights with the same m), bias f32 [Cout] or NULL; ep NULL
+ * (ops_winograd_weights with the same m) or, with panels, the same as f32
+ * panels per point (ops_winograd_panels: for ops_panels_usable(ctx, tiles)
+ * where ops_winograd_own_kernel is false); bias f32 [Cout] or NULL; ep NULL
  * or applied in the output transform. */
-ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
-                                int H, int W, int Cin, int Cout,
-                                const float *U, const float *bias, const ops_epilogue *ep,
+ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, int Cout,
+                                const float *U, bool panels, const float *bias, const ops_epilogue *ep,
                                 size_t max_scratch_bytes, int m);
 /* w [Cout, Cin, 3, 3] (f32/f16/bf16, aligned: ops_aligned) -> U [(m+2)^2,
  * Cout, Cin] f32, parallel over Cout. */
 void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, int Cout, int m);
-
+/* True when F(m x m) at these channels runs on the fused own kernel (its
+ * transformed weights fit in cache), which takes U, never panels. */
+bool ops_winograd_own_kernel(int Cin, int Cout, int m);
+/* Floats of ops_winograd_panels' output; its U in f32 panels per point,
+ * [(m+2)^2][ops_panels_floats(F32, Cout, Cin)]; false when the scratch
+ * cannot hold U meanwhile (ctx->err says so). */
+size_t ops_winograd_panels_floats(int Cin, int Cout, int m);
+bool ops_winograd_panels(ldm_ctx *ctx, float *P, const ldm_tensor *w, int Cin, int Cout, int m);
 
 #endif

@@ -647,9 +647,43 @@ void ops_winograd_weights(ldm_ctx *ctx, float *U, const ldm_tensor *w, int Cin, 
   ldm_pool_for(ctx->pool, Cout, wt_task, &wj);
 }
 
-ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
-                                int H, int W, int Cin, int Cout,
-                                const float *U, const float *bias, const ops_epilogue *ep,
+bool ops_winograd_own_kernel(int Cin, int Cout, int m) {
+#ifdef WINO_X86
+  return (size_t)(m + 2) * (size_t)(m + 2) * (size_t)Cin * (size_t)Cout <= SG_MAX_U && Cout % SG_NP == 0 &&
+         pick_kernels().bt6 == bt6_avx2;
+#else
+  (void)Cin, (void)Cout, (void)m;
+  return false;
+#endif
+}
+
+/* With a weight cache and few tiles (a 16x16 or 32x32 latent at batch 1:
+ * 64 tiles) the per-point products [tiles, Cin] x U_k^T went to OpenBLAS,
+ * which packed U_k at every call (about 90 GFLOP/s at 64 rows against 130
+ * at 2048); as panels kept in the cache they run on ops_gemm_panels. */
+size_t ops_winograd_panels_floats(int Cin, int Cout, int m) {
+  return (size_t)(m + 2) * (size_t)(m + 2) * ops_panels_floats(LDM_DTYPE_F32, Cout, Cin);
+}
+
+bool ops_winograd_panels(ldm_ctx *ctx, float *P, const ldm_tensor *w, int Cin, int Cout, int m) {
+  int npts = (m + 2) * (m + 2);
+  size_t plane = (size_t)Cout * (size_t)Cin, pf = ops_panels_floats(LDM_DTYPE_F32, Cout, Cin);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  float *U = ldm_arena_floats(ctx->scratch, (size_t)npts * plane);
+  if (!U) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to transform weight '%s' (%zu floats)",
+             w->name ? w->name : "?", (size_t)npts * plane);
+    return false;
+  }
+  ops_winograd_weights(ctx, U, w, Cin, Cout, m);
+  for (int k = 0; k < npts; k++)
+    ops_panels_build(ctx, P + (size_t)k * pf, LDM_DTYPE_F32, U + (size_t)k * plane, Cout, Cin);
+  ldm_arena_reset(ctx->scratch, mark);
+  return true;
+}
+
+ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B, int H, int W, int Cin, int Cout,
+                                const float *U, bool panels, const float *bias, const ops_epilogue *ep,
                                 size_t max_scratch_bytes, int m) {
   wino_shape s = {B, H, W, Cin, Cout, (H + m - 1) / m, (W + m - 1) / m};
   int npts = (m + 2) * (m + 2);
@@ -670,7 +704,7 @@ ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
   if (band > total_rows) band = total_rows;
   int64_t Tmax = band * s.tw;
 #ifdef WINO_X86
-  if ((size_t)npts * (size_t)Cin * (size_t)Cout <= SG_MAX_U && Cout % SG_NP == 0 && kern.bt6 == bt6_avx2) {
+  if (!panels && (size_t)npts * (size_t)Cin * (size_t)Cout <= SG_MAX_U && Cout % SG_NP == 0 && kern.bt6 == bt6_avx2) {
     float *P = ldm_arena_floats(ctx->scratch, (size_t)npts * (size_t)Cout * (size_t)Cin);
     if (P) { /* U in panels for the own kernel */
       sg_pack_job pj = {P, U, Cin, Cout};
@@ -698,6 +732,12 @@ ldm_status ops_conv3x3_winograd(ldm_ctx *ctx, float *y, const float *x, int B,
     ldm_pool_for(ctx->pool, T, m == 4 ? in4_task : in_task, &ij);
     // M_k = V_k [T, Cin] * U_k^T [Cin, Cout] -> [npts, T, Cout]
     for (int k = 0; k < npts; k++) {
+      if (panels) {
+        size_t pf = ops_panels_floats(LDM_DTYPE_F32, Cout, Cin);
+        ops_gemm_panels(ctx, T, Cout, Cin, V + (size_t)k * T * Cin, Cin, U + (size_t)k * pf, LDM_DTYPE_F32,
+                        M + (size_t)k * T * Cout, Cout);
+        continue;
+      }
       st = ldm_gemm(ctx, false, true, T, Cout, Cin, 1.0f, V + (size_t)k * T * Cin,
                     Cin, U + (size_t)k * Cout * Cin, Cin, 0.0f,
                     M + (size_t)k * T * Cout, Cout);

@@ -13,6 +13,7 @@
 #include "core/threads.h"
 #include "core/wcache.h"
 #include "ops/ops.h"
+#include "ops/ops_util.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -90,9 +91,11 @@ static void test_conv(ldm_ctx *ctx, ldm_wcache *wc, const conv_case *c) {
 /* With a weight cache, Winograd takes F(4x4) from 64 tiles of 4x4 on (a 32x32
  * latent at batch 1), without one from 256: the cache holds the F(4x4)
  * weights (36 per weight's 9) and the result equals the uncached F(2x2)'s
- * within rounding. */
-static void test_wino4_cached(ldm_ctx *ctx, ldm_wcache *wc) {
-  const int H = 32, W = 32, Cin = 32, Cout = 40;
+ * within rounding. With more channels (the transformed kernel past the own
+ * fused kernel's size) and at most LDM_PANEL_MAX_ROWS tiles, the cache holds
+ * it as f32 panels per point for ops_gemm_panels (16 or 36 points). */
+static void test_wino_cached(ldm_ctx *ctx, ldm_wcache *wc, int H, int Cin, int Cout, int m, bool panels) {
+  const int W = H;
   int64_t wn = (int64_t)Cout * Cin * 9, xn = (int64_t)H * W * Cin, yn = (int64_t)H * W * Cout;
   uint16_t *wb = malloc((size_t)wn * 2);
   int64_t wshape[4] = {Cout, Cin, 3, 3};
@@ -101,13 +104,21 @@ static void test_wino4_cached(ldm_ctx *ctx, ldm_wcache *wc) {
   float *y1 = malloc((size_t)yn * sizeof(float));
   for (int64_t i = 0; i < xn; i++) x[i] = rnd();
   ctx->wcache = NULL;
-  CHECK(ldm_conv2d(ctx, y0, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "32x32 plain");
+  CHECK(ldm_conv2d(ctx, y0, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "%dx%d plain", H, W);
   ctx->wcache = wc;
   size_t before = ldm_wcache_bytes(wc);
-  CHECK(ldm_conv2d(ctx, y1, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "32x32 cached");
-  size_t grew = ldm_wcache_bytes(wc) - before, f4 = (size_t)36 * Cout * Cin * sizeof(float);
-  CHECK(grew == f4, "32x32 cached: the cache grew by %zu bytes, F(4x4) weights are %zu", grew, f4);
-  ldm_test_close("wcache 32x32: F(4x4) cached vs F(2x2) plain", y1, y0, yn, 1e-4, 1e-5);
+  CHECK(ldm_conv2d(ctx, y1, x, 1, H, W, Cin, &w, NULL, 1, 1) == LDM_OK, "%dx%d cached", H, W);
+  size_t grew = ldm_wcache_bytes(wc) - before;
+  size_t want = (panels ? ops_winograd_panels_floats(Cin, Cout, m)
+                        : (size_t)(m + 2) * (size_t)(m + 2) * (size_t)Cout * (size_t)Cin) *
+                sizeof(float);
+  CHECK(grew == want, "%dx%d %d->%d cached: the cache grew by %zu bytes, F(%dx%d) %s are %zu", H, W, Cin, Cout, grew, m,
+        m, panels ? "panels" : "weights", want);
+  CHECK(ops_panels_usable(ctx, 64) || !panels, "panels expected without AVX-512");
+  char name[128];
+  snprintf(name, sizeof name, "wcache %dx%d %d->%d: F(%dx%d) cached%s vs uncached", H, W, Cin, Cout, m, m,
+           panels ? " as panels" : "");
+  ldm_test_close(name, y1, y0, yn, 1e-4, 1e-4);
   ctx->wcache = NULL;
   keep(wb);
   free(x), free(y0), free(y1);
@@ -157,15 +168,20 @@ static void *racer(void *arg) {
 int main(void) {
   ldm_error err = {0};
   ldm_ctx ctx = {.pool = ldm_pool_new(2), .threads = 2, .scratch = ldm_arena_new(0), .err = &err};
-  ldm_wcache *wc = ldm_wcache_new((size_t)64 << 20);
+  ldm_wcache *wc = ldm_wcache_new((size_t)256 << 20);
   const conv_case cases[] = {
-      {"conv3x3 winograd", 32, 40, 3, 1, LDM_CONV_WINOGRAD},
+      {"conv3x3 winograd", 32, 48, 3, 1, LDM_CONV_WINOGRAD}, /* the own fused kernel: U */
       {"conv3x3 im2col", 24, 16, 3, 1, LDM_CONV_IM2COL},
       {"conv1x1", 24, 40, 1, 0, LDM_CONV_AUTO},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_conv(&ctx, wc, &cases[i]);
   test_linear(&ctx, wc);
-  test_wino4_cached(&ctx, wc);
+  test_wino_cached(&ctx, wc, 32, 32, 48, 4, false);
+  /* past the own kernel's 10 MiB of transformed weights: panels where the
+   * CPU has AVX-512 (ops_panels_usable), else as U */
+  bool avx512 = ops_panels_usable(&(ldm_ctx){.wcache = wc}, 64);
+  test_wino_cached(&ctx, wc, 32, 320, 320, 4, avx512); /* 64 tiles, 36 points */
+  test_wino_cached(&ctx, wc, 16, 424, 440, 2, avx512); /* 64 tiles, 16 points, 440 = 13.75 panels */
   ldm_wcache_free(wc);
   free_kept();
 
