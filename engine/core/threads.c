@@ -21,8 +21,8 @@
 #define POOL_RELAX() ((void)0)
 #endif
 
-/* Spin iterations before sleeping: a pause is ~40-140 cycles, so a few tens
- * of microseconds; long enough to bridge the serial work between two
+/* Spin iterations before sleeping: a pause is ~40-140 cycles, so 30-100
+ * microseconds; long enough to bridge the serial work between two
  * parallel loops, short enough to give a busy machine its core back. */
 enum { POOL_SPIN = 2000 };
 
