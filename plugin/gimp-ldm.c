@@ -242,9 +242,9 @@ add_common_arguments (GimpProcedure *procedure,
                                         "when left out); <lora:NAME:MULT> in "
                                         "the prompt works too"),
                                       "", G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument (procedure, "steps", _("S_teps"),
-                                   _("Number of denoising steps (0: what the "
-                                     "model recommends, else 20)"),
+  gimp_procedure_add_int_argument (procedure, "steps", _ ("Step_s"),
+                                   _ ("Number of denoising steps (0: what the "
+                                      "model recommends, else 20)"),
                                    0, 150, 0, G_PARAM_READWRITE);
   gimp_procedure_add_double_argument (procedure, "cfg-scale", _("C_FG scale"),
                                       _("Classifier-free guidance scale: how "
@@ -420,10 +420,10 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                                         GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE,
                                         NULL, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "noise-level",
-                                       _("Noise le_vel"),
-                                       _("Noise added to the low-resolution "
-                                         "input (higher: more invented "
-                                         "detail)"),
+                                       _ ("No_ise level"),
+                                       _ ("Noise added to the low-resolution "
+                                          "input (higher: more invented "
+                                          "detail)"),
                                        0, 350, 20, G_PARAM_READWRITE);
       gimp_procedure_add_boolean_argument (procedure, "new-image",
                                            _("Ne_w image"),

@@ -909,7 +909,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       GtkWidget *box = gimp_procedure_dialog_fill_box_list (pd, "advanced-box",
                                                                  adv);
 
-      expander = gtk_expander_new_with_mnemonic (_("_Advanced"));
+      expander = gtk_expander_new_with_mnemonic (_ ("Ad_vanced"));
       gtk_container_add (GTK_CONTAINER (expander), box);
       if (has_prop (config, "show-advanced"))
         g_object_bind_property (config, "show-advanced", expander, "expanded",
@@ -1007,7 +1007,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
           control_scale (config, "control-end", _ ("E_nd"), 0.05, 0.1, 2), TRUE,
           TRUE, 0);
 
-      st->control = gtk_expander_new_with_mnemonic (_ ("C_ontrol"));
+      st->control = gtk_expander_new_with_mnemonic (_ ("Con_trol"));
       gtk_container_add (GTK_CONTAINER (st->control), couter);
       if (has_prop (config, "show-control"))
         g_object_bind_property (config, "show-control", st->control, "expanded",
