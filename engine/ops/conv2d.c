@@ -530,12 +530,15 @@ static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const co
   return wp != NULL;
 }
 
+/* w prepared by prep (n floats) from the cache, made there on first use,
+ * else in scratch; cache_only: NULL (no error) where the cache cannot keep
+ * it (forms that pay only when kept: the caller takes another way) */
 static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s, ldm_wcache_kind kind,
-                                    size_t n, prep_fn prep) {
+                                    size_t n, prep_fn prep, bool cache_only) {
   const float *P = ldm_wcache_get(ctx->wcache, w->data, kind, n);
   if (P) return P;
   float *buf = ldm_wcache_reserve(ctx->wcache, n);
-  if (!buf && kind == LDM_WCACHE_WINOGRAD_PANELS) return NULL; /* only kept ones pay: the caller takes U */
+  if (!buf && cache_only) return NULL;
   float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, n);
   if (!dst) {
     ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to prepare weight '%s' (%zu floats)",
@@ -553,10 +556,10 @@ static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const con
     return NULL;
   }
   P = ldm_wcache_add(ctx->wcache, w->data, kind, buf, n);
-  if (P || kind == LDM_WCACHE_WINOGRAD_PANELS) return P;
+  if (P || cache_only) return P;
   ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
   plain.wcache = NULL;
-  return prepared_kernel(&plain, w, s, kind, n, prep);
+  return prepared_kernel(&plain, w, s, kind, n, prep, false);
 }
 
 static bool winograd_fits(const conv_shape *s) {
@@ -648,7 +651,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     }
 #ifdef FEWD_X86
     if (fewd_fits(&s)) {
-      const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed);
+      const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed, false);
       st = packed ? conv_few_direct(ctx, y, x, &s, packed, bias) : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
       goto done;
     }
@@ -668,8 +671,8 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     int64_t tiles = (int64_t)B * ((H + s.wino_m - 1) / s.wino_m) * ((W + s.wino_m - 1) / s.wino_m);
     bool panels = ops_panels_usable(ctx, tiles) && !ops_winograd_own_kernel(Cin, s.Cout, s.wino_m) &&
                   (U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD_PANELS,
-                                       ops_winograd_panels_floats(Cin, s.Cout, s.wino_m), prep_winograd_panels));
-    if (!panels && !(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd))) {
+                                       ops_winograd_panels_floats(Cin, s.Cout, s.wino_m), prep_winograd_panels, true));
+    if (!panels && !(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd, false))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
@@ -679,7 +682,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
   }
   if (ops_panels_usable(ctx, pixels)) { /* few pixels, weight cache: panels */
     const float *P =
-        prepared_kernel(ctx, w, &s, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, s.Cout, s.K), prep_panels);
+        prepared_kernel(ctx, w, &s, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, s.Cout, s.K), prep_panels, false);
     st = P ? conv_run(ctx, y, x, &s, NULL, P, w->dtype, bias, max_scratch_bytes)
            : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
     goto done;
@@ -693,7 +696,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     goto done;
   }
   // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
-  const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed);
+  const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed, false);
   if (!packed) {
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;
