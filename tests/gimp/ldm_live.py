@@ -27,25 +27,6 @@ def check(name, cond, detail=''):
     return bool(cond)
 
 
-def ask(cmd, timeout=120):
-    """Hands `cmd` to the driver, returns its reply (None on timeout)."""
-    global n_cmd
-    n_cmd += 1
-    path = os.path.join(D, 'cmd-%d' % n_cmd)
-    with open(path + '.tmp', 'w') as f:
-        f.write(cmd)
-    os.rename(path + '.tmp', path)
-    reply = os.path.join(D, 'reply-%d' % n_cmd)
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if os.path.exists(reply):
-            time.sleep(0.05)
-            return open(reply).read()
-        time.sleep(0.1)
-    say('# no reply to %r' % cmd)
-    return None
-
-
 def ask_async(cmd):
     """Hands `cmd` to the driver; returns a function that waits for the
     reply (for commands that watch while this side paints)."""
@@ -67,6 +48,14 @@ def ask_async(cmd):
             time.sleep(0.1)
         return None
     return wait
+
+
+def ask(cmd, timeout=120):
+    """Hands `cmd` to the driver, returns its reply (None on timeout)."""
+    reply = ask_async(cmd)(timeout)
+    if reply is None:
+        say('# no reply to %r' % cmd)
+    return reply
 
 
 def layer(img, name):
