@@ -8,8 +8,8 @@
  * OpenBLAS call packs the whole weight again at every call, which cost as
  * much as the products (measured: 64 rows at 0.7x, 16 rows at 0.35x of the
  * rate of 256 rows and more). The panels are packed once per model and read
- * as they lie: a tile of 8 rows x 32 columns in 16 AVX-512 accumulators, K
- * in blocks of 256 so that a panel's block stays in L1 across the rows.
+ * as they lie: a tile of 8 rows x 32 columns in 16 AVX-512 accumulators
+ * (AVX2: 6 rows x 16 columns in 12), K in blocks of 256 so that a panel's block stays in L1 across the rows.
  * Each piece walks its panels in chunks of 32 (1024 columns of C), and in
  * a chunk K block by K block, all panels per block: the rows' block of A
  * (at most 256 x 256 floats) stays in L2 across the panels instead of
@@ -43,7 +43,7 @@ size_t ops_panels_floats(ldm_dtype t, int64_t N, int64_t K) {
 
 bool ops_panels_usable(const ldm_ctx *ctx, int64_t M) {
   return M >= 1 && M <= LDM_PANEL_MAX_ROWS && ctx->wcache && !ops_amx_active(ctx) && !ops_gemm_bf16_active(ctx) &&
-         ldm_cpu_has_avx512();
+         (ldm_cpu_has_avx512() || (ldm_cpu_has_avx2() && ldm_cpu_has_fma() && ldm_cpu_has_f16c()));
 }
 
 typedef struct build_job {
@@ -77,6 +77,23 @@ void ops_panels_build(ldm_ctx *ctx, float *P, ldm_dtype t, const float *W, int64
   build_job j = {P, W, N, K, t};
   ldm_pool_for(ctx->pool, (N + PANEL_W - 1) / PANEL_W, build_task, &j);
 }
+
+typedef struct panel_job panel_job;
+/* One K block of one panel against every row: C [M, n0 + cols) (+)= A [M,
+ * k0 + kc) P-block [kc, 32]; wide: room for the block widened to f32 */
+typedef void (*block_fn)(const panel_job *j, int64_t kc, int64_t k0, const void *pk, int64_t n0, int64_t cols,
+                         float *wide);
+struct panel_job {
+  int64_t M, N, K, lda, ldc;
+  const float *A;
+  const void *P;
+  float *C;
+  int64_t panels;
+  int pieces, eb;
+  block_fn block;
+};
+
+/* ---- AVX-512: tiles of 8 rows x 32 columns in 16 accumulators ---------- */
 
 /* 16 panel entries from P (elements of eb bytes; 2 with bf = bf16) at index i */
 __attribute__((target("avx512f,f16c"), always_inline)) static inline __m512 load16(const void *P, int64_t i, int eb,
@@ -114,31 +131,16 @@ __attribute__((target("avx512f,f16c"), always_inline)) static inline void tile(i
   }
 }
 
-typedef struct panel_job {
-  int64_t M, N, K, lda, ldc;
-  const float *A;
-  const void *P;
-  float *C;
-  int64_t panels;
-  int pieces;
-} panel_job;
-
 #define TILE_CASE(R) \
   case R: tile(R, EB, BF, kc, a, j->lda, pk, c, j->ldc, m0, m1, k0 > 0); break
 
-/* The pieces' loop for one element type (EB bytes, BF bf16) */
-#define PANEL_TASK(NAME, EB, BF)                                                    \
-  __attribute__((target("avx512f,f16c"))) static void NAME(void *user, int64_t i) { \
-    const panel_job *j = user;                                                      \
-    panel_loop(j, i, EB, BF);                                                       \
-  }
-
 /* Every tile of rows for one block of one panel */
-__attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_rows(const panel_job *j, int64_t kc,
-                                                                                     int64_t k0, const void *pk,
-                                                                                     int64_t n0, __mmask16 m0,
-                                                                                     __mmask16 m1, const int EB,
-                                                                                     const bool BF) {
+__attribute__((target("avx512f,f16c"), always_inline)) static inline void block512(const panel_job *j, int64_t kc,
+                                                                                   int64_t k0, const void *pk,
+                                                                                   int64_t n0, int64_t cols,
+                                                                                   const int EB, const bool BF) {
+  __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
+  __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
   for (int64_t r = 0; r < j->M; r += PANEL_MR) {
     const float *a = j->A + r * j->lda + k0;
     float *c = j->C + r * j->ldc + n0;
@@ -155,8 +157,122 @@ __attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_
   }
 }
 
-__attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_loop(const panel_job *j, int64_t i,
-                                                                                     const int EB, const bool BF) {
+/* 16-bit panels with more rows than a tile are widened once for all tiles */
+#define BLOCK512(NAME, EB, BF)                                                                                         \
+  __attribute__((target("avx512f,f16c"))) static void NAME(const panel_job *j, int64_t kc, int64_t k0, const void *pk, \
+                                                           int64_t n0, int64_t cols, float *wide) {                    \
+    if (EB == 2 && j->M > PANEL_MR) {                                                                                  \
+      for (int64_t k = 0; k < kc * PANEL_W; k += 16) _mm512_storeu_ps(wide + k, load16(pk, k, 2, BF));                 \
+      block512(j, kc, k0, wide, n0, cols, 4, false);                                                                   \
+    } else {                                                                                                           \
+      block512(j, kc, k0, pk, n0, cols, EB, BF);                                                                       \
+    }                                                                                                                  \
+  }
+BLOCK512(block512_f32, 4, false)
+BLOCK512(block512_f16, 2, false)
+BLOCK512(block512_bf16, 2, true)
+
+/* ---- AVX2: tiles of 6 rows x 16 columns (half a panel) in 12 accumulators
+ * (16 registers: 12 + two of P + the broadcast of A); the same sums in the
+ * same order as the AVX-512 tiles. */
+enum { PANEL_MR2 = 6 };
+
+/* 8 panel entries from P at index i */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 load8(const void *P, int64_t i, int eb,
+                                                                                   bool bf) {
+  if (eb == 4) return _mm256_loadu_ps((const float *)P + i);
+  __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)P + i));
+  if (!bf) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* C tile [mr, 16 columns, the first `cols` of them kept] (+)= A [mr, kc]
+ * P [kc, 16 of a panel's 32] */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void tile2(int mr, int eb, bool bf, int64_t kc,
+                                                                                 const float *A, int64_t lda,
+                                                                                 const void *P, float *C, int64_t ldc,
+                                                                                 int64_t cols, bool acc) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cols), lane);
+  const __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cols - 8), lane);
+  const bool full = cols >= 16;
+  __m256 c0[PANEL_MR2], c1[PANEL_MR2];
+#pragma GCC unroll 6
+  for (int i = 0; i < mr; i++) {
+    if (!acc) {
+      c0[i] = c1[i] = _mm256_setzero_ps();
+    } else if (full) {
+      c0[i] = _mm256_loadu_ps(C + i * ldc);
+      c1[i] = _mm256_loadu_ps(C + i * ldc + 8);
+    } else {
+      c0[i] = _mm256_maskload_ps(C + i * ldc, k0);
+      c1[i] = _mm256_maskload_ps(C + i * ldc + 8, k1);
+    }
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    __m256 b0 = load8(P, k * PANEL_W, eb, bf), b1 = load8(P, k * PANEL_W + 8, eb, bf);
+#pragma GCC unroll 6
+    for (int i = 0; i < mr; i++) {
+      __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < mr; i++) {
+    if (full) {
+      _mm256_storeu_ps(C + i * ldc, c0[i]);
+      _mm256_storeu_ps(C + i * ldc + 8, c1[i]);
+    } else {
+      _mm256_maskstore_ps(C + i * ldc, k0, c0[i]);
+      _mm256_maskstore_ps(C + i * ldc + 8, k1, c1[i]);
+    }
+  }
+}
+
+#define TILE2_CASE(R) \
+  case R: tile2(R, EB, BF, kc, a, j->lda, ph, c, j->ldc, hc, k0 > 0); break
+
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void block2(const panel_job *j, int64_t kc,
+                                                                                  int64_t k0, const void *pk,
+                                                                                  int64_t n0, int64_t cols,
+                                                                                  const int EB, const bool BF) {
+  for (int h = 0; h < PANEL_W && h < cols; h += 16) { /* the panel's two halves */
+    const void *ph = (const char *)pk + (size_t)h * (size_t)EB;
+    int64_t hc = cols - h;
+    for (int64_t r = 0; r < j->M; r += PANEL_MR2) {
+      const float *a = j->A + r * j->lda + k0;
+      float *c = j->C + r * j->ldc + n0 + h;
+      switch (j->M - r < PANEL_MR2 ? (int)(j->M - r) : PANEL_MR2) {
+        TILE2_CASE(1);
+        TILE2_CASE(2);
+        TILE2_CASE(3);
+        TILE2_CASE(4);
+        TILE2_CASE(5);
+        TILE2_CASE(6);
+      }
+    }
+  }
+}
+
+#define BLOCK2(NAME, EB, BF)                                                                                         \
+  __attribute__((target("avx2,fma,f16c"))) static void NAME(const panel_job *j, int64_t kc, int64_t k0,              \
+                                                            const void *pk, int64_t n0, int64_t cols, float *wide) { \
+    if (EB == 2 && j->M > PANEL_MR2) {                                                                               \
+      for (int64_t k = 0; k < kc * PANEL_W; k += 8) _mm256_storeu_ps(wide + k, load8(pk, k, 2, BF));                 \
+      block2(j, kc, k0, wide, n0, cols, 4, false);                                                                   \
+    } else {                                                                                                         \
+      block2(j, kc, k0, pk, n0, cols, EB, BF);                                                                       \
+    }                                                                                                                \
+  }
+BLOCK2(block2_f32, 4, false)
+BLOCK2(block2_f16, 2, false)
+BLOCK2(block2_bf16, 2, true)
+
+/* ---- the pieces' walk, the same on both ------------------------------- */
+
+static void panel_task(void *user, int64_t i) {
+  const panel_job *j = user;
   float wide[PANEL_KC * PANEL_W] __attribute__((aligned(64)));
   int64_t p0 = j->panels * i / j->pieces, p1 = j->panels * (i + 1) / j->pieces;
   for (int64_t q0 = p0; q0 < p1; q0 += PANEL_NCH) {
@@ -165,23 +281,12 @@ __attribute__((target("avx512f,f16c"), always_inline)) static inline void panel_
       int64_t kc = j->K - k0 < PANEL_KC ? j->K - k0 : PANEL_KC;
       for (int64_t p = q0; p < q1; p++) {
         int64_t n0 = p * PANEL_W, cols = j->N - n0 < PANEL_W ? j->N - n0 : PANEL_W;
-        __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
-        __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xFFFF : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
-        const char *pk = (const char *)j->P + (size_t)((p * j->K + k0) * PANEL_W) * (size_t)EB;
-        if (EB == 2 && j->M > PANEL_MR) { /* widened once for all the tiles */
-          for (int64_t k = 0; k < kc * PANEL_W; k += 16) _mm512_storeu_ps(wide + k, load16(pk, k, 2, BF));
-          panel_rows(j, kc, k0, wide, n0, m0, m1, 4, false);
-        } else {
-          panel_rows(j, kc, k0, pk, n0, m0, m1, EB, BF);
-        }
+        const char *pk = (const char *)j->P + (size_t)((p * j->K + k0) * PANEL_W) * (size_t)j->eb;
+        j->block(j, kc, k0, pk, n0, cols, wide);
       }
     }
   }
 }
-
-PANEL_TASK(panel_task_f32, 4, false)
-PANEL_TASK(panel_task_f16, 2, false)
-PANEL_TASK(panel_task_bf16, 2, true)
 
 void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P,
                      ldm_dtype t, float *C, int64_t ldc) {
@@ -189,12 +294,12 @@ void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float 
   int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int pieces = panels < threads ? (int)panels : threads;
   if ((double)M * (double)N * (double)K < (double)(1 << 18)) pieces = 1;
-  panel_job j = {M, N, K, lda, ldc, A, P, C, panels, pieces};
-  ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces,
-               t == LDM_DTYPE_F16    ? panel_task_f16
-               : t == LDM_DTYPE_BF16 ? panel_task_bf16
-                                     : panel_task_f32,
-               &j);
+  bool z = ldm_cpu_has_avx512();
+  block_fn fn = t == LDM_DTYPE_F16    ? (z ? block512_f16 : block2_f16)
+                : t == LDM_DTYPE_BF16 ? (z ? block512_bf16 : block2_bf16)
+                                      : (z ? block512_f32 : block2_f32);
+  panel_job j = {M, N, K, lda, ldc, A, P, C, panels, pieces, elem_bytes(t), fn};
+  ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces, panel_task, &j);
 }
 
 /* The weight's panels (in w's width) from the cache, made there on first use;

@@ -33,7 +33,7 @@ ldm_status ops_gemm_stream(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const 
 /* Few-row products against weights kept as panels in the weight cache
  * (gemm_panels.c), in the weight's width (t: f16 and bf16 as 16-bit panels,
  * others f32): usable when ctx has a cache, its products run in f32, M <=
- * LDM_PANEL_MAX_ROWS and the CPU has AVX-512. ops_weight_panels: w's panels
+ * LDM_PANEL_MAX_ROWS and the CPU has AVX-512 or AVX2+FMA+F16C. ops_weight_panels: w's panels
  * (rows [N][K]) from the cache, made there on first use; NULL (no error)
  * when the cache cannot take them. ops_gemm_panels: C [M, N] = A [M, K] W^T.
  * ops_panels_build: panels of W [N][K] (f32, values of type t) into P

@@ -1,9 +1,11 @@
 /* Few-row products against weights kept as panels in the weight cache
- * (gemm_panels.c), on CPUs with AVX-512 (elsewhere: prints why not and
- * checks that nothing takes the path).
+ * (gemm_panels.c), on CPUs with AVX-512 or AVX2+FMA+F16C (elsewhere: prints
+ * why not and checks that nothing takes the path); meson runs it a second
+ * time with LDM_CPU_NO_AVX512=1 (ops-gemm-panels-avx2) for the AVX2 tiles.
  * 1. ops_gemm_panels for f32, f16 and bf16 panels over every blocking edge
- *    (M not a multiple of the 8-row tile, N not a multiple of the 32-column
- *    panel, K across the 256-long blocks), one and two threads, against a
+ *    (M not a multiple of the 8-row AVX-512 or 6-row AVX2 tile, N not a
+ *    multiple of the 32-column panel nor of its 16-column halves, K across
+ *    the 256-long blocks), one and two threads, against a
  *    double-precision product of the same (rounded) weight. Tolerance |c - r|
  *    <= 1e-4 + 1e-5 |r| (f32 sums of up to 600 products of magnitude <= 4).
  * 2. ldm_linear and ldm_conv2d (3x3, 1x1, stride 2) with an f16 weight, a
@@ -153,11 +155,12 @@ int main(void) {
   ldm_pool *pool = ldm_pool_new(2);
   ldm_wcache *wc = ldm_wcache_new(SIZE_MAX);
   ldm_ctx ctx = {.pool = NULL, .threads = 1, .scratch = ldm_arena_new(0), .err = &err, .wcache = wc};
-  if (!ldm_cpu_has_avx512()) {
-    printf("panel path not run: this CPU has no AVX-512\n");
-    CHECK(!ops_panels_usable(&ctx, 16), "panels usable without AVX-512");
+  if (!ldm_cpu_has_avx512() && !(ldm_cpu_has_avx2() && ldm_cpu_has_fma() && ldm_cpu_has_f16c())) {
+    printf("panel path not run: this CPU has neither AVX-512 nor AVX2+FMA+F16C\n");
+    CHECK(!ops_panels_usable(&ctx, 16), "panels usable without AVX-512 or AVX2");
     return ldm_test_finish("gemm-panels");
   }
+  printf("panel tiles: %s\n", ldm_cpu_has_avx512() ? "AVX-512 (8 x 32)" : "AVX2 (6 x 16)");
   ldm_ctx nocache = ctx;
   nocache.wcache = NULL;
   CHECK(ops_panels_usable(&ctx, 1) && ops_panels_usable(&ctx, LDM_PANEL_MAX_ROWS), "panels not usable");
@@ -165,7 +168,8 @@ int main(void) {
         "panels usable for many rows or without a cache");
   unsigned seed = 11;
   static const int sizes[][3] = {{1, 1, 1},     {7, 31, 255},  {8, 32, 256},   {9, 33, 257},
-                                 {64, 96, 600}, {77, 320, 64}, {128, 65, 513}, {3, 1280, 40}};
+                                 {64, 96, 600}, {77, 320, 64}, {128, 65, 513}, {3, 1280, 40},
+                                 {13, 20, 300}, {6, 8, 17},    {12, 52, 270}};
   static const ldm_dtype types[] = {LDM_DTYPE_F32, LDM_DTYPE_F16, LDM_DTYPE_BF16};
   for (int t = 1; t <= 2; t++) {
     ctx.pool = t == 2 ? pool : NULL;
