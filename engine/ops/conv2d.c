@@ -496,28 +496,28 @@ static void conv_pack(ldm_ctx *ctx, float *wp, const ldm_tensor *w, int Cin) {
 }
 
 /* ---- prepared kernels ---------------------------------------------------
- * Winograd-transformed [16, Cout, Cin] or packed [Cout, kh*kw*Cin]: from
- * ctx->wcache when it has (or can take) them, else made in scratch (the
- * caller resets). NULL with ctx->err set when out of memory. prep fills dst
- * from the aligned weight. */
-typedef bool (*prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s);
-
-static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+ * Winograd-transformed, packed [Cout, kh*kw*Cin] or panels: ops_prepared's
+ * prep functions, user the conv_shape. */
+static bool prep_winograd(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  const conv_shape *s = user;
   ops_winograd_weights(ctx, dst, wa, s->Cin, s->Cout, s->wino_m);
   return true;
 }
 
-static bool prep_winograd_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+static bool prep_winograd_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  const conv_shape *s = user;
   return ops_winograd_panels(ctx, dst, wa, s->Cin, s->Cout, s->wino_m);
 }
 
-static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+static bool prep_packed(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  const conv_shape *s = user;
   conv_pack(ctx, dst, wa, s->Cin);
   return true;
 }
 
 /* panels of the packed weight (ops_gemm_panels), in the weight's width */
-static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const conv_shape *s) {
+static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  const conv_shape *s = user;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   float *wp = ldm_arena_floats(ctx->scratch, (size_t)s->Cout * (size_t)s->K);
   if (wp) {
@@ -528,38 +528,6 @@ static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const co
   }
   ldm_arena_reset(ctx->scratch, mark);
   return wp != NULL;
-}
-
-/* w prepared by prep (n floats) from the cache, made there on first use,
- * else in scratch; cache_only: NULL (no error) where the cache cannot keep
- * it (forms that pay only when kept: the caller takes another way) */
-static const float *prepared_kernel(ldm_ctx *ctx, const ldm_tensor *w, const conv_shape *s, ldm_wcache_kind kind,
-                                    size_t n, prep_fn prep, bool cache_only) {
-  const float *P = ldm_wcache_get(ctx->wcache, w->data, kind, n);
-  if (P) return P;
-  float *buf = ldm_wcache_reserve(ctx->wcache, n);
-  if (!buf && cache_only) return NULL;
-  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, n);
-  if (!dst) {
-    ldm_fail(ctx->err, LDM_ERR_NOMEM, "conv2d: no scratch to prepare weight '%s' (%zu floats)",
-             w->name ? w->name : "?", n);
-    return NULL;
-  }
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  bool ok = wa != NULL && prep(ctx, dst, wa, s);
-  if (!buf) return ok ? dst : NULL;
-  ldm_arena_reset(ctx->scratch, mark); /* the aligned copy */
-  if (!ok) {
-    ldm_wcache_drop(ctx->wcache, buf, n);
-    return NULL;
-  }
-  P = ldm_wcache_add(ctx->wcache, w->data, kind, buf, n);
-  if (P || cache_only) return P;
-  ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
-  plain.wcache = NULL;
-  return prepared_kernel(&plain, w, s, kind, n, prep, false);
 }
 
 static bool winograd_fits(const conv_shape *s) {
@@ -651,7 +619,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     }
 #ifdef FEWD_X86
     if (fewd_fits(&s)) {
-      const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed, false);
+      const float *packed = ops_prepared(ctx, w, LDM_WCACHE_CONV, wn, prep_packed, &s, false);
       st = packed ? conv_few_direct(ctx, y, x, &s, packed, bias) : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
       goto done;
     }
@@ -670,9 +638,9 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     /* few tiles, weight cache: the transformed kernel as panels */
     int64_t tiles = (int64_t)B * ((H + s.wino_m - 1) / s.wino_m) * ((W + s.wino_m - 1) / s.wino_m);
     bool panels = ops_panels_usable(ctx, tiles) && !ops_winograd_own_kernel(Cin, s.Cout, s.wino_m) &&
-                  (U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD_PANELS,
-                                       ops_winograd_panels_floats(Cin, s.Cout, s.wino_m), prep_winograd_panels, true));
-    if (!panels && !(U = prepared_kernel(ctx, w, &s, LDM_WCACHE_WINOGRAD, un, prep_winograd, false))) {
+                  (U = ops_prepared(ctx, w, LDM_WCACHE_WINOGRAD_PANELS,
+                                    ops_winograd_panels_floats(Cin, s.Cout, s.wino_m), prep_winograd_panels, &s, true));
+    if (!panels && !(U = ops_prepared(ctx, w, LDM_WCACHE_WINOGRAD, un, prep_winograd, &s, false))) {
       st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
@@ -682,7 +650,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
   }
   if (ops_panels_usable(ctx, pixels)) { /* few pixels, weight cache: panels */
     const float *P =
-        prepared_kernel(ctx, w, &s, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, s.Cout, s.K), prep_panels, false);
+        ops_prepared(ctx, w, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, s.Cout, s.K), prep_panels, &s, false);
     st = P ? conv_run(ctx, y, x, &s, NULL, P, w->dtype, bias, max_scratch_bytes)
            : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
     goto done;
@@ -696,7 +664,7 @@ static ldm_status conv2d_impl(ldm_ctx *ctx, float *y, const float *x, int B, int
     goto done;
   }
   // weight [Cout, Cin, kh, kw] -> wp [Cout, kh*kw*Cin]
-  const float *packed = prepared_kernel(ctx, w, &s, LDM_WCACHE_CONV, wn, prep_packed, false);
+  const float *packed = ops_prepared(ctx, w, LDM_WCACHE_CONV, wn, prep_packed, &s, false);
   if (!packed) {
     st = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
     goto done;

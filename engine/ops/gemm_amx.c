@@ -124,45 +124,19 @@ ldm_status ops_amx_pack_matrix(ldm_ctx *ctx, uint32_t *panels, const float *B, i
   return wpack(ctx, &j);
 }
 
+static bool prep_amx(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  wpack_job j = *(const wpack_job *)user;
+  j.panels = (uint32_t *)dst, j.w = wa;
+  return wpack(ctx, &j) == LDM_OK;
+}
+
 ldm_status ops_amx_weight(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K, int taps, ops_amx_panels *out) {
-  size_t words = ops_amx_panels_words(N, K);
   out->N = N, out->K = K, out->Kp = ops_amx_kp(K);
   /* cached: keyed by the weight's data; the size tells a view from the whole */
-  const float *c = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_BF16_PANELS, words);
-  if (c) {
-    out->w = (const uint32_t *)c;
-    return LDM_OK;
-  }
-  float *buf = ldm_wcache_reserve(ctx->wcache, words);
-  uint32_t *dst = buf ? (uint32_t *)buf : ldm_arena_alloc(ctx->scratch, words * 4);
-  if (!dst)
-    return ldm_fail(ctx->err, LDM_ERR_NOMEM, "weight '%s': no scratch for its bf16 panels (%zu bytes)",
-                    w->name ? w->name : "?", words * 4);
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_tensor w_copy;
-  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
-  ldm_status st = wa ? LDM_OK : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
-  if (st == LDM_OK) {
-    wpack_job j = {.panels = dst, .w = wa, .N = N, .K = K, .taps = taps};
-    st = wpack(ctx, &j);
-  }
-  ldm_arena_reset(ctx->scratch, mark);
-  if (!buf) {
-    out->w = dst;
-    return st;
-  }
-  if (st != LDM_OK) {
-    ldm_wcache_drop(ctx->wcache, buf, words);
-    return st;
-  }
-  const float *P = ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_BF16_PANELS, buf, words);
-  if (P) {
-    out->w = (const uint32_t *)P;
-    return LDM_OK;
-  }
-  ldm_ctx plain = *ctx; /* the cache's table is full: pack into scratch */
-  plain.wcache = NULL;
-  return ops_amx_weight(&plain, w, N, K, taps, out);
+  wpack_job j = {.N = N, .K = K, .taps = taps};
+  const float *P = ops_prepared(ctx, w, LDM_WCACHE_BF16_PANELS, ops_amx_panels_words(N, K), prep_amx, &j, false);
+  out->w = (const uint32_t *)P;
+  return P ? LDM_OK : (ctx->err ? ctx->err->status : LDM_ERR_NOMEM);
 }
 
 #ifdef AMX_X86

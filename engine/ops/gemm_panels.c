@@ -305,22 +305,22 @@ void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float 
 /* The weight's panels (in w's width) from the cache, made there on first use;
  * NULL (no error) when the cache cannot take them: the caller goes the usual
  * way. */
-const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K) {
-  size_t n = ops_panels_floats(w->dtype, N, K);
-  const float *P = ldm_wcache_get(ctx->wcache, w->data, LDM_WCACHE_PANELS, n);
-  if (P) return P;
-  float *buf = ldm_wcache_reserve(ctx->wcache, n);
-  if (!buf) return NULL;
+typedef struct panels_shape {
+  int64_t N, K;
+} panels_shape;
+
+static bool prep_panels(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user) {
+  const panels_shape *ps = user;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
   ldm_ctx plain = *ctx; /* the f32 rows in scratch, not in the cache */
   plain.wcache = NULL;
-  plain.err = NULL;
-  const float *W = ops_weight_f32(&plain, w, N * K);
-  if (W) ops_panels_build(ctx, buf, w->dtype, W, N, K);
+  const float *W = ops_weight_f32(&plain, wa, ps->N * ps->K);
+  if (W) ops_panels_build(ctx, dst, wa->dtype, W, ps->N, ps->K);
   ldm_arena_reset(ctx->scratch, mark);
-  if (!W) {
-    ldm_wcache_drop(ctx->wcache, buf, n);
-    return NULL;
-  }
-  return ldm_wcache_add(ctx->wcache, w->data, LDM_WCACHE_PANELS, buf, n);
+  return W != NULL;
+}
+
+const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int64_t K) {
+  panels_shape ps = {N, K};
+  return ops_prepared(ctx, w, LDM_WCACHE_PANELS, ops_panels_floats(w->dtype, N, K), prep_panels, &ps, true);
 }

@@ -7,6 +7,7 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "core/threads.h"
+#include "core/wcache.h"
 
 /* f32 view of the first n elements of a float tensor: the tensor's own data
  * when it is f32, else a copy converted into ctx->scratch (the caller owns
@@ -18,6 +19,18 @@ const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n);
  * unaligned). NULL with ctx->err set when scratch runs out. */
 const ldm_tensor *ops_aligned(ldm_ctx *ctx, const ldm_tensor *t,
                               ldm_tensor *copy);
+
+/* A weight's prepared form (n floats: converted, packed, transformed) from
+ * ctx's weight cache, made there by prep on first use. prep(ctx, dst, wa,
+ * user) fills dst from wa (w, aligned: ops_aligned) and returns false with
+ * ctx->err set when it fails. Without a cache, over its limit or with its
+ * table full the form is made in ctx->scratch (the caller owns the arena
+ * mark), unless cache_only: then NULL without an error (forms that pay only
+ * when kept: the caller takes another way). NULL with ctx->err set on
+ * error. */
+typedef bool (*ops_prep_fn)(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *user);
+const float *ops_prepared(ldm_ctx *ctx, const ldm_tensor *w, ldm_wcache_kind kind, size_t n, ops_prep_fn prep,
+                          const void *user, bool cache_only);
 
 /* Error unless t holds a float dtype and exactly n elements. */
 ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,

@@ -63,23 +63,41 @@ static const float *ops_weight_f32_scratch(ldm_ctx *ctx, const ldm_tensor *t, in
   return dst;
 }
 
-const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
-  if (!ctx->wcache || t->dtype == LDM_DTYPE_F32) return ops_weight_f32_scratch(ctx, t, n);
-  const float *c = ldm_wcache_get(ctx->wcache, t->data, LDM_WCACHE_F32, (size_t)n);
-  if (c) return c;
-  float *buf = ldm_wcache_reserve(ctx->wcache, (size_t)n);
-  if (!buf) return ops_weight_f32_scratch(ctx, t, n);
-  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  ldm_tensor tmp;
-  const ldm_tensor *a = ops_aligned(ctx, t, &tmp);
-  ldm_status st = a ? read_f32(ctx, a, n, buf) : LDM_ERR_NOMEM;
-  ldm_arena_reset(ctx->scratch, mark);
-  if (st != LDM_OK) {
-    ldm_wcache_drop(ctx->wcache, buf, (size_t)n);
+const float *ops_prepared(ldm_ctx *ctx, const ldm_tensor *w, ldm_wcache_kind kind, size_t n, ops_prep_fn prep,
+                          const void *user, bool cache_only) {
+  const float *P = ldm_wcache_get(ctx->wcache, w->data, kind, n);
+  if (P) return P;
+  float *buf = ldm_wcache_reserve(ctx->wcache, n);
+  if (!buf && cache_only) return NULL;
+  float *dst = buf ? buf : ldm_arena_floats(ctx->scratch, n);
+  if (!dst) {
+    ldm_fail(ctx->err, LDM_ERR_NOMEM, "weight '%s': no scratch to prepare it (%zu floats)", w->name ? w->name : "?", n);
     return NULL;
   }
-  c = ldm_wcache_add(ctx->wcache, t->data, LDM_WCACHE_F32, buf, (size_t)n);
-  return c ? c : ops_weight_f32_scratch(ctx, t, n);
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch); /* dst (in scratch) lies before it */
+  ldm_tensor w_copy;
+  const ldm_tensor *wa = ops_aligned(ctx, w, &w_copy);
+  bool ok = wa != NULL && prep(ctx, dst, wa, user);
+  ldm_arena_reset(ctx->scratch, mark); /* the aligned copy */
+  if (!buf) return ok ? dst : NULL;
+  if (!ok) {
+    ldm_wcache_drop(ctx->wcache, buf, n);
+    return NULL;
+  }
+  P = ldm_wcache_add(ctx->wcache, w->data, kind, buf, n);
+  if (P || cache_only) return P;
+  ldm_ctx plain = *ctx; /* the cache's table is full: prepare in scratch */
+  plain.wcache = NULL;
+  return ops_prepared(&plain, w, kind, n, prep, user, false);
+}
+
+static bool prep_f32(ldm_ctx *ctx, float *dst, const ldm_tensor *wa, const void *n) {
+  return read_f32(ctx, wa, *(const int64_t *)n, dst) == LDM_OK;
+}
+
+const float *ops_weight_f32(ldm_ctx *ctx, const ldm_tensor *t, int64_t n) {
+  if (!ctx->wcache || t->dtype == LDM_DTYPE_F32) return ops_weight_f32_scratch(ctx, t, n);
+  return ops_prepared(ctx, t, LDM_WCACHE_F32, (size_t)n, prep_f32, &n, false);
 }
 
 ldm_status ops_check_float(ldm_ctx *ctx, const ldm_tensor *t, int64_t n,
