@@ -234,15 +234,15 @@ add_common_arguments (GimpProcedure *procedure,
                                       _("_Negative prompt"),
                                       _("What the picture should not show"),
                                       "", G_PARAM_READWRITE);
-  gimp_procedure_add_string_argument (procedure, "loras", _("_LoRAs"),
-                                      _("LoRAs to apply, as NAME:MULT "
-                                        "separated by commas (NAME: the file "
-                                        "name without .safetensors in the "
-                                        "model folders, or a path; MULT 1 "
-                                        "when left out); <lora:NAME:MULT> in "
-                                        "the prompt works too"),
+  gimp_procedure_add_string_argument (procedure, "loras", _ ("LoRAs"),
+                                      _ ("LoRAs to apply, as NAME:MULT "
+                                         "separated by commas (NAME: the file "
+                                         "name without .safetensors in the "
+                                         "model folders, or a path; MULT 1 "
+                                         "when left out); <lora:NAME:MULT> in "
+                                         "the prompt works too"),
                                       "", G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument (procedure, "steps", _ ("Step_s"),
+  gimp_procedure_add_int_argument (procedure, "steps", _ ("Steps"),
                                    _ ("Number of denoising steps (0: what the "
                                       "model recommends, else 20)"),
                                    0, 150, 0, G_PARAM_READWRITE);
@@ -273,7 +273,7 @@ add_common_arguments (GimpProcedure *procedure,
   gimp_procedure_add_int_argument (procedure, "threads", _("Threads"),
                                    _("CPU threads (0: one per core)"),
                                    0, 256, 0, G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Pre_cision"),
+  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Precision"),
                                       _ ("Matrix products in f32 or with bf16 "
                                          "operands (pixels differ slightly); "
                                          "auto: bf16 where this CPU's bf16 "
@@ -394,18 +394,17 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                 "picture is then refined by a checkpoint at low strength, "
                 "tile by tile.");
       add_common_arguments (procedure, proc);
-      gimp_procedure_add_choice_argument (procedure, "scale", _("Sc_ale"),
-                                          _("Output size: the model's "
-                                            "factor, or less (the result "
-                                            "scaled down)"),
+      gimp_procedure_add_choice_argument (procedure, "scale", _ ("Scale"),
+                                          _ ("Output size: the model's "
+                                             "factor, or less (the result "
+                                             "scaled down)"),
                                           scale_choice (), "model",
                                           G_PARAM_READWRITE);
-      gimp_procedure_add_boolean_argument (procedure, "refine",
-                                           _("_Refine"),
-                                           _("Then redraw the upscaled "
-                                             "picture with a checkpoint at "
-                                             "low strength, tile by tile "
-                                             "(fast upscalers only)"),
+      gimp_procedure_add_boolean_argument (procedure, "refine", _ ("Refine"),
+                                           _ ("Then redraw the upscaled "
+                                              "picture with a checkpoint at "
+                                              "low strength, tile by tile "
+                                              "(fast upscalers only)"),
                                            FALSE, G_PARAM_READWRITE);
       gimp_procedure_add_double_argument (procedure, "refine-strength",
                                           _("Refine stren_gth"),
@@ -413,12 +412,11 @@ gimp_ldm_create_procedure (GimpPlugIn  *plug_in,
                                             "(0.2-0.4 adds detail, keeps the "
                                             "picture)"),
                                           0.0, 1.0, 0.3, G_PARAM_READWRITE);
-      gimp_procedure_add_file_argument (procedure, "refine-model",
-                                        _("Refine _model"),
-                                        _("The checkpoint that refines; "
-                                          "empty: the bundled demo model"),
-                                        GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE,
-                                        NULL, G_PARAM_READWRITE);
+      gimp_procedure_add_file_argument (
+          procedure, "refine-model", _ ("Refine model"),
+          _ ("The checkpoint that refines; "
+             "empty: the bundled demo model"),
+          GIMP_FILE_CHOOSER_ACTION_OPEN, TRUE, NULL, G_PARAM_READWRITE);
       gimp_procedure_add_int_argument (procedure, "noise-level",
                                        _ ("No_ise level"),
                                        _ ("Noise added to the low-resolution "

@@ -1425,7 +1425,7 @@ gimp_ldm_live_create_procedure (GimpPlugIn *plug_in)
                                        "model found, else the demo model"),
                                     GIMP_FILE_CHOOSER_ACTION_ANY, TRUE, NULL,
                                     G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Pre_cision"),
+  gimp_procedure_add_choice_argument (procedure, "precision", _ ("Precision"),
                                       _ ("Matrix products in f32 or with bf16 "
                                          "operands"),
                                       precision_choice (), "auto",

@@ -6,6 +6,7 @@
  * the live preview and the progress line, and keeps the dialog open while
  * (and after) a run.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "ldm-ui-intl.h"
@@ -679,6 +680,39 @@ on_map_place (GtkWidget *dialog,
                      area.y + MAX (0, (area.height - h) / 4));
 }
 
+/* A closed section's contents off the screen for GTK too: in GIMP's
+ * procedure dialog a closed expander's child stayed mapped, so the access
+ * keys of its invisible settings were live (Alt+S focused the hidden Steps
+ * field). The child's visibility follows the expander, when the dialog maps
+ * and at every toggle. */
+static void
+sync_section (GtkWidget *expander)
+{
+  GtkWidget *child = expander ? gtk_bin_get_child (GTK_BIN (expander)) : NULL;
+
+  if (child)
+    gtk_widget_set_child_visible (
+        child, gtk_expander_get_expanded (GTK_EXPANDER (expander)));
+}
+
+static void
+on_section_sync (GObject *expander, GParamSpec *pspec, gpointer data)
+{
+  sync_section (GTK_WIDGET (expander));
+}
+
+static void
+on_map_sections (GtkWidget *dialog, gpointer data)
+{
+  DialogState *st = get_state (dialog);
+
+  if (st)
+    {
+      sync_section (st->advanced);
+      sync_section (st->control);
+    }
+}
+
 /* A picture area with a thin border and a darker ground: visible as one
  * while it is still empty (GIMP's themes draw no frame borders). */
 static GtkWidget *
@@ -826,6 +860,130 @@ add_seed_widgets (GimpProcedureDialog *pd,
   return row;
 }
 
+/* ---- access keys on screen (LDM_DIALOG_ACCESS_KEYS=FILE, for the tests) --
+ * Once the dialog is up it opens its sections one after the other (none,
+ * Advanced, Control), appends for each the access keys of everything then
+ * on screen as lines "SECTION KEY TEXT" to FILE (labels, buttons and
+ * expanders through their GtkLabel; GIMP's spin scales draw their own
+ * label), and cancels. GTK counts a key's target while it is mapped: a key
+ * inside a closed section is marked HIDDEN (live, but nothing shows), and a
+ * key that two lines of one section share is a clash (Alt+key then only
+ * moves the focus between them). tests/gimp/ldm_keys.py reads the file. */
+typedef struct
+{
+  GtkWidget *dialog;
+  FILE      *out;
+  gint       step;
+} KeyReport;
+
+static void
+report_keys (GtkWidget *widget, gpointer data)
+{
+  KeyReport   *r = data;
+  const gchar *text = NULL;
+  gunichar     key = 0;
+  const gchar *section[] = { "none", "advanced", "control" };
+
+  if (! gtk_widget_get_mapped (widget))
+    return;
+  if (GTK_IS_LABEL (widget) &&
+      gtk_label_get_mnemonic_keyval (GTK_LABEL (widget)) != GDK_KEY_VoidSymbol)
+    {
+      text = gtk_label_get_label (GTK_LABEL (widget));
+      key = gdk_keyval_to_unicode (gdk_keyval_to_lower (
+          gtk_label_get_mnemonic_keyval (GTK_LABEL (widget))));
+    }
+  else if (GIMP_IS_SPIN_SCALE (widget) &&
+           gimp_spin_scale_get_mnemonic_keyval (GIMP_SPIN_SCALE (widget)) !=
+               GDK_KEY_VoidSymbol)
+    {
+      text = gimp_spin_scale_get_label (GIMP_SPIN_SCALE (widget));
+      key = gdk_keyval_to_unicode (gdk_keyval_to_lower (
+          gimp_spin_scale_get_mnemonic_keyval (GIMP_SPIN_SCALE (widget))));
+    }
+  if (key)
+    {
+      gchar      k[8] = { 0 };
+      GtkWidget *ex = gtk_widget_get_ancestor (widget, GTK_TYPE_EXPANDER);
+      gboolean   hidden = FALSE;
+
+      /* the key of something inside a closed section (its title aside) is
+       * live where nothing shows: marked */
+      for (; ex; ex = gtk_widget_get_parent (ex)
+                          ? gtk_widget_get_ancestor (gtk_widget_get_parent (ex),
+                                                     GTK_TYPE_EXPANDER)
+                          : NULL)
+        {
+          GtkWidget *title = gtk_expander_get_label_widget (GTK_EXPANDER (ex));
+
+          if (! gtk_expander_get_expanded (GTK_EXPANDER (ex)) && title &&
+              widget != title && ! gtk_widget_is_ancestor (widget, title))
+            hidden = TRUE;
+        }
+      g_unichar_to_utf8 (key, k);
+      fprintf (r->out, "%s %s %s%s\n", section[r->step], k, text,
+               hidden ? "  HIDDEN" : "");
+    }
+  if (GTK_IS_CONTAINER (widget))
+    gtk_container_forall (GTK_CONTAINER (widget), report_keys, r);
+}
+
+static gboolean
+report_step (gpointer data)
+{
+  KeyReport   *r = data;
+  DialogState *st = get_state (r->dialog);
+
+  fprintf (r->out, "# Advanced %s, Control %s\n",
+           st->advanced &&
+                   gtk_expander_get_expanded (GTK_EXPANDER (st->advanced))
+               ? "open"
+               : "closed",
+           st->control && gtk_expander_get_expanded (GTK_EXPANDER (st->control))
+               ? "open"
+               : "closed");
+  report_keys (r->dialog, r);
+  fflush (r->out);
+  r->step++;
+  if (r->step == 1 && st->advanced)
+    {
+      gtk_expander_set_expanded (GTK_EXPANDER (st->advanced), TRUE);
+      return G_SOURCE_CONTINUE;
+    }
+  if (r->step <= 2 && st->control)
+    {
+      r->step = 2;
+      gtk_expander_set_expanded (GTK_EXPANDER (st->control), TRUE);
+      return G_SOURCE_CONTINUE;
+    }
+  fclose (r->out);
+  g_free (r);
+  gtk_dialog_response (GTK_DIALOG (st->dialog), GTK_RESPONSE_CANCEL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_map_report_keys (GtkWidget *dialog, gpointer data)
+{
+  DialogState *st = get_state (dialog);
+  const gchar *path = g_getenv ("LDM_DIALOG_ACCESS_KEYS");
+  KeyReport   *r;
+  FILE        *out = path ? fopen (path, "a") : NULL;
+
+  if (! out)
+    return;
+  r = g_new0 (KeyReport, 1);
+  r->dialog = dialog;
+  r->out = out;
+  fprintf (out, "dialog %s\n", gtk_window_get_title (GTK_WINDOW (dialog)));
+  if (st->advanced)
+    gtk_expander_set_expanded (GTK_EXPANDER (st->advanced), FALSE);
+  if (st->control)
+    gtk_expander_set_expanded (GTK_EXPANDER (st->control), FALSE);
+  /* each state once GTK has mapped (or unmapped) the section's widgets */
+  g_timeout_add (500, report_step, r);
+}
+
 GtkWidget *
 gimp_ldm_dialog_new (GimpProcedure            *procedure,
                      GimpProcedureConfig      *config,
@@ -947,7 +1105,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       g_signal_connect (st->control_layer, "changed",
                         G_CALLBACK (on_control_layer_changed), st);
 
-      label = label_left (_ ("Cont_rolNet:"));
+      label = label_left (_ ("ControlNet _model:"));
       gtk_grid_attach (GTK_GRID (cgrid), label, 0, 1, 1, 1);
       st->controlnet_combo = narrow_combo ();
       gtk_widget_set_tooltip_text (
@@ -958,7 +1116,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       g_signal_connect (st->controlnet_combo, "changed",
                         G_CALLBACK (on_controlnet_changed), st);
 
-      label = label_left (_ ("Pre_processor:"));
+      label = label_left (_ ("Preprocess_ing:"));
       gtk_grid_attach (GTK_GRID (cgrid), label, 0, 2, 1, 1);
       /* the preprocessor and, beside it, canny's two thresholds (usable
        * only for canny) */
@@ -973,9 +1131,9 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
           has_prop (config, "control-canny-high"))
         {
           st->canny_low =
-              control_scale (config, "control-canny-low", _ ("_Low"), 1, 10, 0);
+              control_scale (config, "control-canny-low", _ ("Low"), 1, 10, 0);
           st->canny_high = control_scale (config, "control-canny-high",
-                                          _ ("_High"), 1, 10, 0);
+                                          _ ("High"), 1, 10, 0);
           gtk_widget_set_size_request (st->canny_low, 120, -1);
           gtk_widget_set_size_request (st->canny_high, 120, -1);
           gtk_box_pack_start (GTK_BOX (box), st->canny_low, FALSE, FALSE, 0);
@@ -1000,11 +1158,11 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
           TRUE, TRUE, 0);
       gtk_box_pack_start (
           GTK_BOX (box),
-          control_scale (config, "control-start", _ ("_Start"), 0.05, 0.1, 2),
+          control_scale (config, "control-start", _ ("Start"), 0.05, 0.1, 2),
           TRUE, TRUE, 0);
       gtk_box_pack_start (
           GTK_BOX (box),
-          control_scale (config, "control-end", _ ("E_nd"), 0.05, 0.1, 2), TRUE,
+          control_scale (config, "control-end", _ ("End"), 0.05, 0.1, 2), TRUE,
           TRUE, 0);
 
       st->control = gtk_expander_new_with_mnemonic (_ ("Con_trol"));
@@ -1072,6 +1230,12 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
                         G_CALLBACK (on_section_toggled), dialog);
       st->advanced = expander;
     }
+  if (st->control)
+    g_signal_connect (st->control, "notify::expanded",
+                      G_CALLBACK (on_section_sync), NULL);
+  if (st->advanced)
+    g_signal_connect (st->advanced, "notify::expanded",
+                      G_CALLBACK (on_section_sync), NULL);
   if (st->control && st->advanced)
     {
       /* both remembered open: Control, the rarer, stays */
@@ -1116,6 +1280,9 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   g_signal_connect (dialog, "destroy", G_CALLBACK (on_destroy_disconnect),
                     NULL);
   g_signal_connect (dialog, "map", G_CALLBACK (on_map_place), NULL);
+  g_signal_connect (dialog, "map", G_CALLBACK (on_map_sections), NULL);
+  if (g_getenv ("LDM_DIALOG_ACCESS_KEYS"))
+    g_signal_connect (dialog, "map", G_CALLBACK (on_map_report_keys), NULL);
 
   update_model_info (st);
   update_controlnets (st);

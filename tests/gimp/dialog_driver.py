@@ -372,7 +372,7 @@ if wait_file('control-1', 300):
     if check('the Generate Layer dialog opened on the image with a scribble layer', dlg is not None):
         _, _, _, h_before = extents(dlg)
         check('Control section opened (click)', set_expanded(dlg, 'Control', True))
-        cn = in_row(dlg, 'ControlNet:', ('combo box',))
+        cn = in_row(dlg, 'ControlNet model:', ('combo box',))
         demo_cn = [i for i in combo_items(cn) if i.startswith('ldm-demo-control')] if cn else []
         if demo_cn:
             want = 'ldm-demo-control'
@@ -381,7 +381,7 @@ if wait_file('control-1', 300):
             check('model ldm-test-sd1 picked', pick(in_row(dlg, 'Model:', ('combo box',)),
                                                     'ldm-test-sd1'))
             time.sleep(1.0)
-            cn = in_row(dlg, 'ControlNet:', ('combo box',))
+            cn = in_row(dlg, 'ControlNet model:', ('combo box',))
         check('control layer "Scribble" picked',
               pick(in_row(dlg, 'Control layer:', ('combo box',)), 'Scribble'))
         check('ControlNet %s picked' % want, pick(cn, want), combo_items(cn) if cn else None)
@@ -389,7 +389,7 @@ if wait_file('control-1', 300):
         # Canny on the background's faint stripes: the thresholds usable,
         # and the control image follows them (100/200: no edge; 5/10: the
         # stripes' edges)
-        pre = in_row(dlg, 'Preprocessor:', ('combo box',))
+        pre = in_row(dlg, 'Preprocessing:', ('combo box',))
         low = find(dlg, lambda n: n.getRoleName() == 'spin button' and n.name == 'Canny low')
         high = find(dlg, lambda n: n.getRoleName() == 'spin button' and n.name == 'Canny high')
         canny_on = pick(in_row(dlg, 'Control layer:', ('combo box',)), 'bg') and \

@@ -188,6 +188,26 @@ gui_dialog() {
   [ $rc = 0 ] && ! grep -q "^not ok" "$out/gimp.log" && [ -f "$out/checks-done" ]
 }
 
+# access keys of every dialog, in English and each translation: the dialogs
+# report what is on screen with each section open and cancel themselves
+# (tests/gimp/ldm_keys.py); no driver needed
+gui_keys() {
+  local out=$W/keys rc=0 lang d
+  rm -rf "$out"; mkdir -p "$out"
+  start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
+  for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
+  for lang in ${LDM_KEYS_LANGS:-C.UTF-8 de_DE.UTF-8 fr_FR.UTF-8 ja_JP.UTF-8}; do
+    rm -f "$PROFILE"/plug-in-settings/GimpProcedureConfigRun-plug-in-ldm-*.last
+    DISPLAY=$d LANG=$lang LANGUAGE= LDM_DIALOG_ACCESS_KEYS=$out/keys-$lang.txt \
+      timeout 240 dbus-run-session -- "$GIMP_GUI" -n -s -d -f --batch-interpreter=python-fu-eval \
+      -b "exec(open('$SRC/tests/gimp/ldm_keys.py').read())" --quit >"$out/gimp-$lang.log" 2>&1
+    grep -E "^(ok|not ok) - |Traceback|Error" "$out/gimp-$lang.log" >&2
+    grep -q "^SUMMARY keys $lang: 0 failed" "$out/gimp-$lang.log" || rc=1
+  done
+  kill $xpid 2>/dev/null; wait $xpid 2>/dev/null
+  return $rc
+}
+
 # live painting (plug-in-ldm-live) as a user meets it: real GIMP window under
 # Xvfb, the procedure opened from GIMP's menu and its dialog worked through
 # the accessibility bus and real clicks (tests/gimp/live_driver.py), strokes
@@ -247,7 +267,12 @@ case "$MODE" in
     run_batch i18n-de de_DE.UTF-8 || rc=1
     exit $rc ;;
   dialog)
-    gui_dialog ;;
+    rc=0
+    gui_dialog || rc=1
+    gui_keys || rc=1
+    exit $rc ;;
+  keys)
+    gui_keys ;;
   live)
     gui_live ;;
   procedures)

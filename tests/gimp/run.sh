@@ -2,6 +2,8 @@
 # Test driver of the `gimp` suite (called by meson test, or by hand):
 #   tests/gimp/run.sh errors      registration + bad inputs in headless GIMP 3
 #   tests/gimp/run.sh procedures  success paths (red until the pipelines land)
+#   tests/gimp/run.sh keys        access keys of every dialog in each language
+#                                 (also part of `dialog`)
 # Every mode runs once per Debian release of tests/gimp/chroot.sh, i.e. once
 # per GIMP version: trixie (GIMP 3.0.x) and forky (GIMP 3.2.x). For each, it
 # ensures the chroot, copies the source tree into it, builds + installs the
