@@ -9,7 +9,8 @@
  * much as the products (measured: 64 rows at 0.7x, 16 rows at 0.35x of the
  * rate of 256 rows and more). The panels are packed once per model and read
  * as they lie: a tile of 8 rows x 32 columns in 16 AVX-512 accumulators
- * (AVX2: 6 rows x 16 columns in 12), K in blocks of 256 so that a panel's block stays in L1 across the rows.
+ * (AVX2: 6 rows x 16 columns in 12), K in blocks of 256 so that a panel's
+ * block stays in L1 across the rows.
  * Each piece walks its panels in chunks of 32 (1024 columns of C), and in
  * a chunk K block by K block, all panels per block: the rows' block of A
  * (at most 256 x 256 floats) stays in L2 across the panels instead of
