@@ -683,15 +683,16 @@ on_map_place (GtkWidget *dialog,
 /* A closed section's contents off the screen for GTK too: in GIMP's
  * procedure dialog a closed expander's child stayed mapped, so the access
  * keys of its invisible settings were live (Alt+S focused the hidden Steps
- * field). The child's visibility follows the expander, when the dialog maps
- * and at every toggle. */
+ * field). The child is shown only while the expander is open, from when the
+ * dialog maps and at every toggle (hidden, not merely unmapped: GTK maps an
+ * opening expander's visible child itself). */
 static void
 sync_section (GtkWidget *expander)
 {
   GtkWidget *child = expander ? gtk_bin_get_child (GTK_BIN (expander)) : NULL;
 
   if (child)
-    gtk_widget_set_child_visible (
+    gtk_widget_set_visible (
         child, gtk_expander_get_expanded (GTK_EXPANDER (expander)));
 }
 
