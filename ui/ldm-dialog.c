@@ -697,12 +697,6 @@ sync_section (GtkWidget *expander)
 }
 
 static void
-on_section_sync (GObject *expander, GParamSpec *pspec, gpointer data)
-{
-  sync_section (GTK_WIDGET (expander));
-}
-
-static void
 on_map_sections (GtkWidget *dialog, gpointer data)
 {
   DialogState *st = get_state (dialog);
@@ -740,8 +734,6 @@ sunken (GtkWidget *image)
   return frame;
 }
 
-/* A section closed: the dialog back to the height it needs (a GTK window
- * grows with its content but keeps its size when the content shrinks). */
 /* Control and Advanced open one at a time: together they would take the
  * dialog past 700 px (a 768-px screen would hide OK) */
 static void
@@ -755,11 +747,15 @@ on_section_opened (GObject *expander, GParamSpec *pspec, gpointer data)
     gtk_expander_set_expanded (GTK_EXPANDER (other), FALSE);
 }
 
+/* A section toggled: its contents shown or hidden with it; closed, the
+ * dialog back to the height it needs (a GTK window grows with its content
+ * but keeps its size when the content shrinks). */
 static void
 on_section_toggled (GObject *expander, GParamSpec *pspec, gpointer dialog)
 {
   gint w, h;
 
+  sync_section (GTK_WIDGET (expander));
   if (gtk_expander_get_expanded (GTK_EXPANDER (expander)))
     return;
   gtk_window_get_size (GTK_WINDOW (dialog), &w, &h);
@@ -1231,12 +1227,6 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
                         G_CALLBACK (on_section_toggled), dialog);
       st->advanced = expander;
     }
-  if (st->control)
-    g_signal_connect (st->control, "notify::expanded",
-                      G_CALLBACK (on_section_sync), NULL);
-  if (st->advanced)
-    g_signal_connect (st->advanced, "notify::expanded",
-                      G_CALLBACK (on_section_sync), NULL);
   if (st->control && st->advanced)
     {
       /* both remembered open: Control, the rarer, stays */
