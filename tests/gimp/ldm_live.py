@@ -357,6 +357,20 @@ check('saved image, unchanged at Close: still saved after Close (dirty count 0)'
       extra == 0, 'dirty count %s above 0' % extra)
 disp.delete()
 
+# ---- 1d. Close at once, before the first result ------------------------------
+# (the model still loading or the first job running)
+img, bg, disp = new_image(colour='#506070')
+reply = ask('open-live')
+check('live mode opened for Close at once', reply and reply.startswith('ok'), reply)
+reply = ask('click:Close')
+gone = ask('wait-gone')
+check('Close right after opening ends live mode (the dialog goes, the plug-in returns)',
+      reply == 'ok' and gone and gone.startswith('ok'), '%s, %s' % (reply, gone))
+time.sleep(1.0)
+check('... and leaves the image as it was (no live layer, not changed)',
+      names(img) == ['bg'] and not img.is_dirty(), '%s, dirty %s' % (names(img), img.is_dirty()))
+disp.delete()
+
 # ---- 2. the live layer deleted by the user mid-run ----------------------------
 img, bg, disp = new_image(colour='#406080')
 reply = ask('open-live')
