@@ -303,6 +303,155 @@ void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float 
   ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces, panel_task, &j);
 }
 
+/* ---- the weight packed per call ---------------------------------------
+ * C [M, N] = A [M, K] W^T for W [N, K] as stored (f32/f16/bf16), for
+ * products whose weight is not kept as panels (no weight cache: txt2img
+ * keeps none, to stay within the file's size in memory). There a 16-bit
+ * weight was widened to f32 (whole, or chunk by chunk inside OpenBLAS
+ * calls: ops_gemm_stream) and OpenBLAS packed it again. Here each piece (a
+ * share of C's columns, one per thread) packs its panels 8 at a time over a
+ * range of K (1 MiB of f32), widened straight from the stored rows by 8 x 8
+ * transposes, and runs the tiles above over the rows in blocks of WIDE_MC:
+ * per block, K block by K block over the chunk's panels, so that A's block
+ * (96 x 256) and C's (96 x 256) stay in L2 while a panel's K block comes
+ * from L1. Rates (Zen 3, 2 threads, f16 weight; OpenBLAS through
+ * ops_gemm_stream in the same runs): 16 x 1280 x 1280 55-85 against
+ * 40-51 GFLOP/s, 64 rows 79-152 / 68-120, 256 rows 174-178 / 162-166,
+ * 512 rows 166-178 / 155-170, 1024 rows 173-180 / 162-173; from ~2048 rows
+ * on OpenBLAS on the widened weight is as fast (LDM_GEMM_WIDE_MAX_ROWS). */
+enum {
+  WIDE_CHUNK_FLOATS = 1 << 18, /* packed panels per chunk: at most 1 MiB (at least one panel) */
+  WIDE_NCH = 8,                /* and at most 8 panels */
+  WIDE_MC = 96                 /* rows per block: A's block 96 x 256 floats, C's 96 x 256 */
+};
+
+typedef struct wide_job {
+  panel_job pj; /* A, C, M, N, K, lda, ldc, block (f32 panels) */
+  const ldm_tensor *w;
+  float *buf;
+  int64_t pieces, kr;
+} wide_job;
+
+/* 8 widened k-values of row `row` (NULL: past N, zeros) at k */
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline __m256 wide_row8(const void *row, ldm_dtype t,
+                                                                                       int64_t k) {
+  if (!row) return _mm256_setzero_ps();
+  if (t == LDM_DTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
+  __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+  if (t == LDM_DTYPE_F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* Panel p's block [k0, k0 + kc) into dst [kc][32] (f32), rows past N zero */
+__attribute__((target("avx2,fma,f16c"))) static void wide_pack(const wide_job *j, int64_t p, int64_t k0, int64_t kc,
+                                                               float *dst) {
+  const ldm_tensor *w = j->w;
+  size_t eb = w->dtype == LDM_DTYPE_F32 ? 4 : 2;
+  int64_t kv = kc - kc % 8;
+  for (int g = 0; g < PANEL_W; g += 8) {
+    const void *rows[8];
+    for (int r = 0; r < 8; r++) {
+      int64_t n = p * PANEL_W + g + r;
+      rows[r] = n < j->pj.N ? (const char *)w->data + (size_t)(n * j->pj.K + k0) * eb : NULL;
+    }
+    for (int64_t k = 0; k < kv; k += 8) {
+      __m256 r0 = wide_row8(rows[0], w->dtype, k), r1 = wide_row8(rows[1], w->dtype, k);
+      __m256 r2 = wide_row8(rows[2], w->dtype, k), r3 = wide_row8(rows[3], w->dtype, k);
+      __m256 r4 = wide_row8(rows[4], w->dtype, k), r5 = wide_row8(rows[5], w->dtype, k);
+      __m256 r6 = wide_row8(rows[6], w->dtype, k), r7 = wide_row8(rows[7], w->dtype, k);
+      /* 8 x 8 transpose: row r, k-value i -> dst[(k + i) * 32 + g + r] */
+      __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float *d = dst + k * PANEL_W + g;
+      _mm256_storeu_ps(d + 0 * PANEL_W, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(d + 1 * PANEL_W, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(d + 2 * PANEL_W, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(d + 3 * PANEL_W, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(d + 4 * PANEL_W, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(d + 5 * PANEL_W, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(d + 6 * PANEL_W, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(d + 7 * PANEL_W, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (int r = 0; r < 8; r++) /* the last K % 8 */
+      for (int64_t k = kv; k < kc; k++) {
+        float v = 0.0f;
+        if (rows[r] && w->dtype == LDM_DTYPE_F32)
+          v = ((const float *)rows[r])[k];
+        else if (rows[r])
+          v = w->dtype == LDM_DTYPE_F16 ? ldm_f16_to_f32(((const uint16_t *)rows[r])[k])
+                                        : ldm_bf16_to_f32(((const uint16_t *)rows[r])[k]);
+        dst[k * PANEL_W + g + r] = v;
+      }
+  }
+}
+
+static void wide_task(void *user, int64_t i) {
+  const wide_job *j = user;
+  const panel_job *pj = &j->pj;
+  int64_t p0 = pj->panels * i / j->pieces, p1 = pj->panels * (i + 1) / j->pieces;
+  float *buf = j->buf + (size_t)i * (size_t)(WIDE_NCH * j->kr * PANEL_W);
+  for (int64_t q0 = p0; q0 < p1; q0 += WIDE_NCH) {
+    int64_t q1 = p1 - q0 < WIDE_NCH ? p1 : q0 + WIDE_NCH;
+    for (int64_t r0 = 0; r0 < pj->K; r0 += j->kr) {
+      int64_t kr = pj->K - r0 < j->kr ? pj->K - r0 : j->kr;
+      /* the chunk's panels over [r0, r0 + kr), each as K blocks of [kc][32] */
+      for (int64_t p = q0; p < q1; p++)
+        for (int64_t k0 = 0; k0 < kr; k0 += PANEL_KC)
+          wide_pack(j, p, r0 + k0, kr - k0 < PANEL_KC ? kr - k0 : PANEL_KC, buf + ((p - q0) * kr + k0) * PANEL_W);
+      for (int64_t m0 = 0; m0 < pj->M; m0 += WIDE_MC) {
+        panel_job rows = *pj;
+        rows.M = pj->M - m0 < WIDE_MC ? pj->M - m0 : WIDE_MC;
+        rows.A = pj->A + m0 * pj->lda;
+        rows.C = pj->C + m0 * pj->ldc;
+        for (int64_t k0 = 0; k0 < kr; k0 += PANEL_KC) {
+          int64_t kc = kr - k0 < PANEL_KC ? kr - k0 : PANEL_KC;
+          for (int64_t p = q0; p < q1; p++) {
+            int64_t n0 = p * PANEL_W, cols = pj->N - n0 < PANEL_W ? pj->N - n0 : PANEL_W;
+            pj->block(&rows, kc, r0 + k0, buf + ((p - q0) * kr + k0) * PANEL_W, n0, cols, NULL);
+          }
+        }
+      }
+    }
+  }
+}
+
+bool ops_gemm_wide_usable(const ldm_ctx *ctx) {
+  return !ops_amx_active(ctx) && !ops_gemm_bf16_active(ctx) &&
+         (ldm_cpu_has_avx512() || (ldm_cpu_has_avx2() && ldm_cpu_has_fma() && ldm_cpu_has_f16c()));
+}
+
+ldm_status ops_gemm_wide(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const ldm_tensor *w, float *C, int64_t ldc) {
+  if (M < 1 || N < 1 || K < 1 || lda < K || ldc < N || ldm_tensor_numel(w) < N * K ||
+      (w->dtype != LDM_DTYPE_F32 && w->dtype != LDM_DTYPE_F16 && w->dtype != LDM_DTYPE_BF16))
+    return ldm_fail(ctx->err, LDM_ERR_INVALID_ARG,
+                    "gemm: bad packed product M=%lld N=%lld K=%lld lda=%lld ldc=%lld for weight '%s'", (long long)M,
+                    (long long)N, (long long)K, (long long)lda, (long long)ldc, w->name ? w->name : "?");
+  int64_t panels = (N + PANEL_W - 1) / PANEL_W;
+  int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
+  int pieces = panels < threads ? (int)panels : threads;
+  ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
+  /* K in ranges of kr: a chunk of 8 panels over kr, 1 MiB packed */
+  int64_t kr = WIDE_CHUNK_FLOATS / (WIDE_NCH * PANEL_W);
+  kr = K < kr ? K : kr;
+  float *buf = ldm_arena_floats(ctx->scratch, (size_t)(pieces * WIDE_NCH * kr * PANEL_W));
+  if (!buf) return ldm_fail(ctx->err, LDM_ERR_NOMEM, "gemm: no scratch to pack weight '%s'", w->name ? w->name : "?");
+  wide_job j = {{M, N, K, lda, ldc, A, NULL, C, panels, pieces, 4, ldm_cpu_has_avx512() ? block512_f32 : block2_f32},
+                w,
+                buf,
+                pieces,
+                kr};
+  ldm_pool_for(pieces > 1 ? ctx->pool : NULL, pieces, wide_task, &j);
+  ldm_arena_reset(ctx->scratch, mark);
+  return LDM_OK;
+}
+
 /* The weight's panels (in w's width) from the cache, made there on first use;
  * NULL (no error) when the cache cannot take them: the caller goes the usual
  * way. */

@@ -1,7 +1,9 @@
 /* torch.nn.Linear on channels-last rows: y[M, N] = x[M, K] W[N, K]^T + b.
- * f32 weights are used in place; f16/bf16 weights are widened into scratch
- * for the duration of the call, or, for at most ops_gemm_stream_max_rows
- * rows (and no weight cache), chunk by chunk inside the product. With bf16
+ * f32 weights are used in place; f16/bf16 weights without a weight cache
+ * are packed per call from their stored width (ops_gemm_wide, up to
+ * LDM_GEMM_WIDE_MAX_ROWS rows where the CPU has the panel tiles), else
+ * widened into scratch for the duration of the call, or, for at most
+ * ops_gemm_stream_max_rows rows, chunk by chunk inside the product. With bf16
  * on AMX: bf16 panels from LDM_AMX_MIN_ROWS rows on; fewer rows (the time
  * and class embeddings) stream their weight in f32, which reads the same
  * bytes as the panels and keeps those products exact. */
@@ -96,6 +98,17 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
       ops_gemm_panels(ctx, M, N, K, x, K, P, w->dtype, y, N);
   } else if (s != LDM_OK) {
     goto done;
+  } else if (!ctx->wcache && ops_gemm_wide_usable(ctx) && w && w->dtype != LDM_DTYPE_F32 &&
+             M <= LDM_GEMM_WIDE_MAX_ROWS) {
+    /* no cached weight: packed per call from its stored width */
+    ldm_tensor w_copy;
+    const ldm_tensor *wa = NULL;
+    if ((s = linear_check(ctx, w, b, &N, &K)) != LDM_OK) goto done;
+    if (!(wa = ops_aligned(ctx, w, &w_copy)) || (b && !(bf = ops_weight_f32(ctx, b, N)))) {
+      s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
+      goto done;
+    }
+    s = ops_gemm_wide(ctx, M, N, K, x, K, wa, y, N);
   } else if ((!ctx->wcache || ops_amx_active(ctx)) && w && w->dtype != LDM_DTYPE_F32 && M >= 1 &&
              M <= ops_gemm_stream_max_rows(ctx)) {
     /* few rows: the weight is widened chunk by chunk inside the product */

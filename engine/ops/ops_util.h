@@ -59,6 +59,16 @@ const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int
 void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P,
                      ldm_dtype t, float *C, int64_t ldc);
 
+/* Products of many rows against a weight that is not kept as panels
+ * (gemm_panels.c): C [M, N] = A [M, K] W^T, W the first N*K elements of w
+ * (f32/f16/bf16, aligned: ops_aligned) as rows [N][K], packed into f32
+ * panels per call, a chunk at a time, and multiplied by the panel tiles.
+ * Usable where ops_gemm_panels' tiles are and the products run in f32. */
+#define LDM_GEMM_WIDE_MAX_ROWS 1536
+bool ops_gemm_wide_usable(const ldm_ctx *ctx);
+ldm_status ops_gemm_wide(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         const ldm_tensor *w, float *C, int64_t ldc);
+
 /* Fused attention (attention_fused.c): the scratch bytes it needs for these
  * sizes, or 0 where it does not apply (causal, head size not a multiple of 8
  * or above 256, no AVX2+FMA); then the op itself (ldm_attention_ex's

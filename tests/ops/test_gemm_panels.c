@@ -7,12 +7,17 @@
  *    multiple of the 32-column panel nor of its 16-column halves, K across
  *    the 256-long blocks), one and two threads, against a
  *    double-precision product of the same (rounded) weight. Tolerance |c - r|
- *    <= 1e-4 + 1e-5 |r| (f32 sums of up to 600 products of magnitude <= 4).
+ *    <= 1e-4 + 1e-5 |r| (f32 sums of up to 1100 products of magnitude <= 4).
+ *    The same products through ops_gemm_wide (the weight in its stored
+ *    width, packed per call), with sizes across its 96-row blocks, its
+ *    8-panel chunks and its K ranges of 1024; nothing written outside C.
  * 2. ldm_linear and ldm_conv2d (3x3, 1x1, stride 2) with an f16 weight, a
  *    weight cache and at most LDM_PANEL_MAX_ROWS output rows: against the
  *    naive op, same tolerance; the first call puts the panels (half the
  *    bytes of f32 for an f16 weight) into the cache, the second takes them
  *    from there and gives the same bits; more rows do not take the path.
+ *    ldm_linear without a cache (f16 and bf16 weights, rows on both sides of
+ *    LDM_GEMM_WIDE_MAX_ROWS): against the naive op, same tolerance.
  * 3. Prints the rate of a UNet-sized product (1280 x 11520, f16) at 16, 64, 256
  *    rows through the panels and through ldm_gemm (OpenBLAS) with the f32
  *    weight: a figure, not a check. */
@@ -69,6 +74,24 @@ static void gemm_case(ldm_ctx *ctx, ldm_dtype t, int M, int N, int K, unsigned *
   for (int i = 0; i < M; i++) /* compare the rows only */
     for (int64_t j = N; j < ldc; j++) C[i * ldc + j] = R[i * ldc + j] = 0.0f;
   ldm_test_close(name, C, R, (long long)M * ldc, 1e-4, 1e-5);
+  if (ops_gemm_wide_usable(ctx)) { /* the same product with the weight packed per call, from its stored width */
+    uint16_t *h = t == LDM_DTYPE_F32 ? NULL : malloc((size_t)N * K * 2);
+    CHECK(t == LDM_DTYPE_F32 || h, "out of memory");
+    if (t != LDM_DTYPE_F32 && !h) goto done;
+    for (size_t i = 0; h && i < (size_t)N * K; i++)
+      h[i] = t == LDM_DTYPE_F16 ? ldm_f32_to_f16(W[i]) : ldm_f32_to_bf16(W[i]);
+    ldm_tensor wt = {t, 2, {N, K}, h ? (void *)h : (void *)W, "w"};
+    for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = NAN;
+    ldm_status st = ops_gemm_wide(ctx, M, N, K, A, lda, &wt, C, ldc);
+    snprintf(name, sizeof name, "packed per call %s M=%d N=%d K=%d threads=%d", tname(t), M, N, K, ctx->threads);
+    CHECK(st == LDM_OK, "%s: %s", name, ctx->err->msg);
+    gaps = 0;
+    for (int i = 0; i < M; i++)
+      for (int64_t j = N; j < ldc; j++) gaps += !isnan(C[i * ldc + j]), C[i * ldc + j] = 0.0f;
+    CHECK(gaps == 0, "%s: wrote %d entries outside C", name, gaps);
+    ldm_test_close(name, C, R, (long long)M * ldc, 1e-4, 1e-5);
+    free(h);
+  }
 done:
   free(A), free(W), free(C), free(R), free(P);
 }
@@ -121,6 +144,34 @@ done:
   free(x), free(wf), free(b), free(wh), free(y), free(y2), free(r);
 }
 
+/* ldm_linear without a weight cache, more rows than the panels take (the
+ * weight packed per call where ops_gemm_wide_usable): against the naive op */
+static void linear_nocache_case(ldm_ctx *ctx, ldm_dtype t, int rows, int Cin, int Cout, unsigned *seed) {
+  size_t nw = (size_t)Cout * Cin;
+  float *x = rand_buf((size_t)rows * Cin, seed), *wf = rand_buf(nw, seed), *b = rand_buf((size_t)Cout, seed);
+  uint16_t *wh = malloc(nw * 2);
+  float *y = malloc((size_t)rows * Cout * 4), *r = malloc((size_t)rows * Cout * 4);
+  CHECK(x && wf && b && wh && y && r, "out of memory");
+  if (!(x && wf && b && wh && y && r)) goto done;
+  for (size_t i = 0; i < nw; i++) {
+    wh[i] = t == LDM_DTYPE_F16 ? ldm_f32_to_f16(wf[i]) : ldm_f32_to_bf16(wf[i]);
+    wf[i] = round_to(t, wf[i]);
+  }
+  ldm_tensor wt = {t, 2, {Cout, Cin}, wh, "w"}, wft = {LDM_DTYPE_F32, 2, {Cout, Cin}, wf, "w as f32"};
+  ldm_tensor bt = {LDM_DTYPE_F32, 1, {Cout}, b, "b"};
+  ldm_ctx plain = *ctx;
+  plain.wcache = NULL;
+  char name[128];
+  snprintf(name, sizeof name, "linear %dx%d -> %d (%s weight, no cache)", rows, Cin, Cout, tname(t));
+  ldm_status st = ldm_linear_naive(&plain, r, x, rows, &wft, &bt);
+  CHECK(st == LDM_OK, "%s, naive: %s", name, ctx->err->msg);
+  st = ldm_linear(&plain, y, x, rows, &wt, &bt);
+  CHECK(st == LDM_OK, "%s: %s", name, ctx->err->msg);
+  ldm_test_close(name, y, r, (long long)rows * Cout, 1e-4, 1e-5);
+done:
+  free(x), free(wf), free(b), free(wh), free(y), free(r);
+}
+
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -167,9 +218,9 @@ int main(void) {
   CHECK(!ops_panels_usable(&ctx, LDM_PANEL_MAX_ROWS + 1) && !ops_panels_usable(&nocache, 16),
         "panels usable for many rows or without a cache");
   unsigned seed = 11;
-  static const int sizes[][3] = {{1, 1, 1},     {7, 31, 255},  {8, 32, 256},   {9, 33, 257},
-                                 {64, 96, 600}, {77, 320, 64}, {128, 65, 513}, {3, 1280, 40},
-                                 {13, 20, 300}, {6, 8, 17},    {12, 52, 270}};
+  static const int sizes[][3] = {{1, 1, 1},     {7, 31, 255},     {8, 32, 256},   {9, 33, 257},  {64, 96, 600},
+                                 {77, 320, 64}, {128, 65, 513},   {3, 1280, 40},  {13, 20, 300}, {6, 8, 17},
+                                 {12, 52, 270}, {200, 290, 1100}, {97, 257, 1031}};
   static const ldm_dtype types[] = {LDM_DTYPE_F32, LDM_DTYPE_F16, LDM_DTYPE_BF16};
   for (int t = 1; t <= 2; t++) {
     ctx.pool = t == 2 ? pool : NULL;
@@ -184,6 +235,9 @@ int main(void) {
   op_case(&ctx, 1, 16, 16, 24, 40, 3, 2, true, &seed);  /* stride 2: 64 pixels */
   op_case(&ctx, 1, 16, 16, 24, 40, 3, 1, true, &seed);  /* 256 pixels */
   op_case(&ctx, 1, 16, 17, 24, 40, 3, 1, false, &seed); /* 272 pixels: not panels */
+  linear_nocache_case(&ctx, LDM_DTYPE_F16, 300, 200, 70, &seed);
+  linear_nocache_case(&ctx, LDM_DTYPE_BF16, 5, 64, 33, &seed);
+  linear_nocache_case(&ctx, LDM_DTYPE_F16, LDM_GEMM_WIDE_MAX_ROWS + 1, 40, 24, &seed);
   rate(&ctx, 16, &seed);
   rate(&ctx, 64, &seed);
   rate(&ctx, 256, &seed);
