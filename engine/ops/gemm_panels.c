@@ -210,6 +210,9 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void tile2
       c1[i] = _mm256_maskload_ps(C + i * ldc + 8, k1);
     }
   }
+  /* k unrolled 4 times: less loop overhead per 12 FMAs (one Zen 3 core, 96 x
+   * 1024 x 256 in L2: 89.4-90.5 -> 90.8-91.0 GFLOP/s of 101.5) */
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; k++) {
     __m256 b0 = load8(P, k * PANEL_W, eb, bf), b1 = load8(P, k * PANEL_W + 8, eb, bf);
 #pragma GCC unroll 6
