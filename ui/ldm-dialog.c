@@ -30,6 +30,8 @@ typedef struct
   GtkWidget           *estimate;
   GtkWidget           *preview;
   GtkWidget           *progress;
+  GtkWidget           *message;        /* a run's final message, in full */
+  GtkWidget           *control_body;   /* the Control section's contents */
   GtkWidget           *extra;          /* our box under the generated widgets */
   GtkWidget           *control;        /* the Control expander */
   GtkWidget           *advanced;       /* the Advanced expander */
@@ -282,18 +284,29 @@ update_model_info (DialogState *st)
 
 /* ---- the Control section ----------------------------------------------- */
 
+/* A combo box's texts ellipsized: from min_chars on it asks for no more
+ * than max_chars. */
+static void
+ellipsize_cells (GtkWidget *combo, gint min_chars, gint max_chars)
+{
+  GList *cells = gtk_cell_layout_get_cells (GTK_CELL_LAYOUT (combo));
+  GList *l;
+
+  for (l = cells; l; l = l->next)
+    if (GTK_IS_CELL_RENDERER_TEXT (l->data))
+      g_object_set (l->data, "ellipsize", PANGO_ELLIPSIZE_END, "width-chars",
+                    min_chars, "max-width-chars", max_chars, NULL);
+  g_list_free (cells);
+}
+
 /* A text combo box that does not widen the dialog: long entries (layer
  * names, model files) are ellipsized. */
 static GtkWidget *
 narrow_combo (void)
 {
   GtkWidget *combo = gtk_combo_box_text_new ();
-  GList     *cells = gtk_cell_layout_get_cells (GTK_CELL_LAYOUT (combo));
 
-  if (cells)
-    g_object_set (cells->data, "ellipsize", PANGO_ELLIPSIZE_END, "width-chars",
-                  12, "max-width-chars", 24, NULL);
-  g_list_free (cells);
+  ellipsize_cells (combo, 12, 24);
   gtk_widget_set_hexpand (combo, TRUE);
   return combo;
 }
@@ -771,6 +784,17 @@ label_left (const gchar *text)
   return label;
 }
 
+/* A label for messages that may hold paths and tensor names: wrapped at
+ * words, and inside a word too long for a line (a long name must not widen
+ * the dialog). */
+static void
+wrap_anywhere (GtkWidget *label, gint max_chars)
+{
+  gtk_label_set_line_wrap (GTK_LABEL (label), TRUE);
+  gtk_label_set_line_wrap_mode (GTK_LABEL (label), PANGO_WRAP_WORD_CHAR);
+  gtk_label_set_max_width_chars (GTK_LABEL (label), max_chars);
+}
+
 /* The model row: the models found (with their family) and a file chooser
  * that opens in the model folder; under it what the model is. */
 static void
@@ -805,6 +829,9 @@ add_model_widgets (DialogState *st,
    * plug-in, with its name), so its chooser is made here */
   st->model_button = gtk_file_chooser_button_new (_("Choose a model file"),
                                                   GTK_FILE_CHOOSER_ACTION_OPEN);
+  /* as wide with a file's icon and name as with "(None)": picking one does
+   * not widen the dialog */
+  gtk_widget_set_size_request (st->model_button, 150, -1);
   gtk_widget_set_tooltip_text (st->model_button,
                                _("A model file (.safetensors) from anywhere"));
   gtk_file_chooser_button_set_width_chars (GTK_FILE_CHOOSER_BUTTON (st->model_button), 10);
@@ -827,8 +854,7 @@ add_model_widgets (DialogState *st,
                     G_CALLBACK (on_model_file_set), st);
 
   st->model_info = label_left ("");
-  gtk_label_set_line_wrap (GTK_LABEL (st->model_info), TRUE);
-  gtk_label_set_max_width_chars (GTK_LABEL (st->model_info), 50);
+  wrap_anywhere (st->model_info, 44);
   gtk_grid_attach (GTK_GRID (grid), st->model_info, 1, 1, 1, 1);
 }
 
@@ -1034,8 +1060,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       else
         ids = g_list_append (ids, g_strdup ("loras-box"));
       st->embeddings = label_left ("");
-      gtk_label_set_line_wrap (GTK_LABEL (st->embeddings), TRUE);
-      gtk_label_set_max_width_chars (GTK_LABEL (st->embeddings), 60);
+      wrap_anywhere (st->embeddings, 60);
     }
   add_if (config, &ids, "strength");
   add_row (pd, config, &ids, "left-right-box", "left", "right", NULL);
@@ -1121,6 +1146,8 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
       gtk_grid_attach (GTK_GRID (cgrid), box, 1, 2, 1, 1);
       combo = gimp_prop_choice_combo_box_new (G_OBJECT (config),
                                               "control-preprocess");
+      /* short enough to leave canny's thresholds room for their labels */
+      ellipsize_cells (combo, 6, 14);
       gtk_widget_set_hexpand (combo, TRUE);
       gtk_label_set_mnemonic_widget (GTK_LABEL (label), combo);
       gtk_box_pack_start (GTK_BOX (box), combo, TRUE, TRUE, 0);
@@ -1131,16 +1158,15 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
               control_scale (config, "control-canny-low", _ ("Low"), 1, 10, 0);
           st->canny_high = control_scale (config, "control-canny-high",
                                           _ ("High"), 1, 10, 0);
-          gtk_widget_set_size_request (st->canny_low, 120, -1);
-          gtk_widget_set_size_request (st->canny_high, 120, -1);
+          gtk_widget_set_size_request (st->canny_low, 112, -1);
+          gtk_widget_set_size_request (st->canny_high, 112, -1);
           gtk_box_pack_start (GTK_BOX (box), st->canny_low, FALSE, FALSE, 0);
           gtk_box_pack_start (GTK_BOX (box), st->canny_high, FALSE, FALSE, 0);
           update_canny_sensitive (st);
         }
 
       st->control_message = label_left ("");
-      gtk_label_set_line_wrap (GTK_LABEL (st->control_message), TRUE);
-      gtk_label_set_max_width_chars (GTK_LABEL (st->control_message), 40);
+      wrap_anywhere (st->control_message, 40);
       /* shown only when there is something to say */
       gtk_widget_set_no_show_all (st->control_message, TRUE);
       gtk_grid_attach (GTK_GRID (cgrid), st->control_message, 1, 3, 1, 1);
@@ -1164,6 +1190,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
 
       st->control = gtk_expander_new_with_mnemonic (_ ("Con_trol"));
       gtk_container_add (GTK_CONTAINER (st->control), couter);
+      st->control_body = couter;
       if (has_prop (config, "show-control"))
         g_object_bind_property (config, "show-control", st->control, "expanded",
                                 G_BINDING_BIDIRECTIONAL |
@@ -1191,8 +1218,7 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   st->extra = vbox;
 
   st->info = label_left ("");
-  gtk_label_set_line_wrap (GTK_LABEL (st->info), TRUE);
-  gtk_label_set_max_width_chars (GTK_LABEL (st->info), 60);
+  wrap_anywhere (st->info, 60);
   gtk_label_set_selectable (GTK_LABEL (st->info), TRUE);
   gtk_widget_set_no_show_all (st->info, TRUE); /* shown with a text */
   gtk_box_pack_start (GTK_BOX (vbox), st->info, FALSE, FALSE, 0);
@@ -1254,8 +1280,28 @@ gimp_ldm_dialog_new (GimpProcedure            *procedure,
   st->progress = gtk_progress_bar_new ();
   gtk_progress_bar_set_show_text (GTK_PROGRESS_BAR (st->progress), TRUE);
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress), _("Ready"));
+  /* a long text (an error) is cut here, not widening the dialog; it is
+   * shown in full under the bar (gimp_ldm_dialog_set_status) */
+  gtk_progress_bar_set_ellipsize (GTK_PROGRESS_BAR (st->progress),
+                                  PANGO_ELLIPSIZE_END);
   gtk_widget_set_hexpand (st->progress, TRUE);
   gtk_grid_attach (GTK_GRID (grid), st->progress, 0, 1, 2, 1);
+  st->message = label_left ("");
+  wrap_anywhere (st->message, 50);
+  gtk_label_set_selectable (GTK_LABEL (st->message), TRUE);
+  gtk_widget_set_no_show_all (st->message, TRUE);
+  gtk_grid_attach (GTK_GRID (grid), st->message, 0, 2, 2, 1);
+  if (st->control_body)
+    {
+      /* the column is as wide from the start as the Control section needs
+       * (measured while its contents are shown, before the dialog maps and
+       * a closed section hides them): opening it does not widen the dialog */
+      gint min_w = 0;
+
+      gtk_widget_show_all (st->control_body);
+      gtk_widget_get_preferred_width (st->control_body, &min_w, NULL);
+      gtk_widget_set_size_request (grid, min_w, -1);
+    }
 
   frame = gtk_frame_new (_("Preview"));
   gtk_box_pack_start (GTK_BOX (right), frame, FALSE, FALSE, 0);
@@ -1386,6 +1432,15 @@ gimp_ldm_dialog_set_status (GtkWidget   *dialog,
   if (! st || ! st->progress)
     return;
   gtk_progress_bar_set_text (GTK_PROGRESS_BAR (st->progress), text);
+  gtk_widget_set_tooltip_text (st->progress, text);
+  if (st->message)
+    {
+      /* a final message (no fraction) too long for the bar: in full below */
+      gboolean show = fraction < 0.0 && text && g_utf8_strlen (text, -1) > 40;
+
+      gtk_label_set_text (GTK_LABEL (st->message), show ? text : "");
+      gtk_widget_set_visible (st->message, show);
+    }
   if (fraction >= 0.0)
     gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (st->progress),
                                    CLAMP (fraction, 0.0, 1.0));

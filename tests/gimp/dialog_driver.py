@@ -10,7 +10,9 @@
 #  - the Control section: a control layer, ControlNet and preprocessor
 #    picked in it show the control image, the dialog stays <= 700 px with
 #    the section open (Generate, Refine, Inpaint), and it opens again as it
-#    was left.
+#    was left;
+#  - a damaged model file picked with the file chooser: the engine's message
+#    in full under the model row, OK off, the dialog as wide as before.
 # Prints "ok - ..." / "not ok - ..." lines; exit status 1 on a failure.
 import os, random, subprocess, sys, time
 import pyatspi
@@ -295,6 +297,8 @@ time.sleep(0.5)
 _, _, w3, h3 = extents(dlg)
 check('opening Control closed Advanced; <= 700 px',
       not expanded(find_expander(dlg, 'Advanced')) and h3 <= 700, '%d x %d' % (w3, h3))
+check('opening Control keeps the dialog\'s width (the column was made as wide from the start)',
+      w3 == w2, 'Advanced open %d, Control open %d' % (w2, w3))
 check('Advanced reopened (click) closes Control',
       set_expanded(dlg, 'Advanced', True) and not expanded(find_expander(dlg, 'Control')))
 
@@ -312,10 +316,13 @@ while time.time() - t0 < 240:
     if half is None and frac >= 0.5:
         half = shoot(pimg, os.path.join(D, 'preview-half.png'))
         shoot(dlg, os.path.join(D, 'dialog-running.png'))
+        w_run = extents(dlg)[2]
     if frac >= 0.6:
         break
     time.sleep(0.05)
 at_click = frac
+check('the dialog keeps its width while running (progress text, preview)',
+      half is not None and w_run == w2, 'before %d, running %s' % (w2, w_run if half else '?'))
 check('OK is insensitive while running', okb is not None and not sensitive(okb))
 check('Cancel is clickable while running', cancel is not None and sensitive(cancel))
 click(cancel)
@@ -352,6 +359,63 @@ if wait_file('dialog-2'):
         set_spin(dlg, 'Work size', 64)
         set_spin(dlg, 'Steps', 8)
         click(button(dlg, 'OK'))
+
+
+def broken_model_run(dlg):
+    """A damaged model file picked with the model button's file chooser
+    (location typed, as a keyboard user does): the dialog reads it at once
+    and says why it cannot be used, in full under the model row (the long
+    tensor name wrapped, not widening the dialog), and OK stays off."""
+    path = os.environ.get('LDM_DIALOG_BROKEN_MODEL', '')
+    w0 = extents(dlg)[2]
+    chooser = find(dlg, lambda n: n.getRoleName() in ('push button', 'button') and n.name == '(None)' and
+                   n.getState().contains(pyatspi.STATE_SHOWING))
+    if not check('the model file button is there', chooser is not None and path):
+        return
+    click(chooser)
+    fc, t0 = None, time.time()
+    while fc is None and time.time() - t0 < 20:
+        time.sleep(0.5)
+        for app in pyatspi.Registry.getDesktop(0):
+            if app is not None and app.name == 'gimp-ldm':
+                fc = find(app, lambda n: n.getRoleName() in ('file chooser', 'dialog') and
+                          n.name != 'Generate Layer')
+                if fc is not None:
+                    break
+    if not check('the file chooser opened from the model button', fc is not None):
+        return
+    time.sleep(0.5)
+    # no window manager here: the keyboard goes to the chooser once focused
+    wid = subprocess.run(['xdotool', 'search', '--onlyvisible', '--name', '^Choose a model file$'],
+                         capture_output=True, text=True).stdout.split()
+    if wid:
+        subprocess.run(['xdotool', 'windowfocus', '--sync', wid[0]], check=False)
+    time.sleep(0.3)
+    subprocess.run(['xdotool', 'key', '--clearmodifiers', 'ctrl+l'], check=False)
+    time.sleep(0.5)
+    subprocess.run(['xdotool', 'type', '--delay', '5', path], check=False)
+    time.sleep(0.5)
+    subprocess.run(['xdotool', 'key', 'Return'], check=False)
+    time.sleep(1.5)
+    check('the damaged file picked in the chooser (location typed, Return)',
+          find(dlg, lambda n: n.getRoleName() in ('push button', 'button') and
+               n.name == os.path.basename(path)) is not None)
+    okb = button(dlg, 'OK')
+    msg, t0 = None, time.time()
+    while msg is None and time.time() - t0 < 30:
+        time.sleep(0.3)
+        msg = find(dlg, lambda n: n.getRoleName() == 'label' and 'truncated file' in (n.name or ''))
+    check('a damaged model: the dialog says why it cannot be used, the engine\'s message in full',
+          msg is not None and os.path.basename(path) in msg.name and msg.name.endswith('truncated file?)'),
+          msg.name if msg is not None else 'no message')
+    check('... OK is off (nothing to run) and the dialog keeps its width',
+          okb is not None and not sensitive(okb) and extents(dlg)[2] == w0,
+          'width %d -> %d' % (w0, extents(dlg)[2]))
+    subprocess.run(['xdotool', 'mousemove', '0', '0'], check=False)    # no tooltip in the picture
+    time.sleep(0.5)
+    shoot(dlg, os.path.join(D, 'dialog-error.png'))
+
+
 if wait_file('sizes', 300):
     for title in ('Generate Layer', 'Refine Layer', 'Upscale Layer', 'Expand Canvas'):
         dlg = find_dialog(title)
@@ -360,6 +424,8 @@ if wait_file('sizes', 300):
         x, y, w, h = extents(dlg)
         check('%s: dialog content height <= 700 px' % title, h <= 700, '%d x %d' % (w, h))
         shoot(dlg, os.path.join(D, 'dialog-%s.png' % title.split()[0].lower()))
+        if title == 'Generate Layer':
+            broken_model_run(dlg)
         click(button(dlg, 'Cancel'))
         time.sleep(1)
 
@@ -427,6 +493,7 @@ if wait_file('control-2', 600):
         dlg = find_dialog(title)
         if not check('the %s dialog opened again' % title, dlg is not None):
             continue
+        w0 = extents(dlg)[2]
         exp = find_expander(dlg, 'Control')
         if title == 'Generate Layer':
             check('Generate Layer: the Control section opens as it was left (open)',
@@ -437,7 +504,15 @@ if wait_file('control-2', 600):
                   set_expanded(dlg, 'Control', want))
             time.sleep(0.5)
             heights[want] = extents(dlg)[3]
+        widths = {}
+        for want in (True, False):
+            set_expanded(dlg, 'Control', want)
+            time.sleep(0.5)
+            widths[want] = extents(dlg)[2]
         w = extents(dlg)[2]
+        check('%s: the same width as opened, with Control open and closed' % title,
+              w0 == widths[True] == widths[False],
+              'opened %d, Control open %d, closed %d' % (w0, widths[True], widths[False]))
         check('%s: dialog content height <= 700 px with Control open, and lower closed' % title,
               heights[True] <= 700 and heights[False] < heights[True],
               'open %d x %d, closed %d' % (w, heights[True], heights[False]))

@@ -164,10 +164,14 @@ gui_dialog() {
   mkdir -p "$cm"
   ln -sfn "$SRC/tests/golden/pipeline/sd1.safetensors" "$cm/ldm-test-sd1.safetensors"
   ln -sfn "$SRC/tests/golden/controlnet/sd1_a_orig.safetensors" "$cm/ldm-test-control.safetensors"
+  # a damaged copy of the demo model (cut short), outside the model folders:
+  # picked through the file chooser, its run must fail with a clear message
+  mkdir -p "$W/damaged"
+  head -c 300000 "$SRC/models/demo/ldm-demo.safetensors" >"$W/damaged/ldm-demo-cut.safetensors"
   start_xvfb "$out/xvfb.log"; d=$XDISP; local xpid=$XPID
   for i in $(seq 50); do DISPLAY=$d xdpyinfo >/dev/null 2>&1 && break; sleep 0.2; done
   DISPLAY=$d LDM_DIALOG_DIR=$out LDM_MODEL_PATH=$SRC/models/demo:$cm \
-    timeout 560 dbus-run-session -- bash -c '
+    LDM_DIALOG_BROKEN_MODEL=$W/damaged/ldm-demo-cut.safetensors timeout 560 dbus-run-session -- bash -c '
       /usr/libexec/at-spi-bus-launcher --launch-immediately >/dev/null 2>&1 &
       sleep 1
       # the registry up before any application registers (on a loaded host

@@ -157,6 +157,10 @@ for name in ('plug-in-ldm-generate', 'plug-in-ldm-refine', 'plug-in-ldm-upscale'
              'plug-in-ldm-outpaint'):
     status, _ = interactive(name, img3, bg3)
     check('%s dialog closed by Cancel' % name, status == Gimp.PDBStatusType.CANCEL, status)
+    if name == 'plug-in-ldm-generate':    # after the damaged model's failed run
+        check('generate with a damaged model, then Cancel: no layer added',
+              [l.get_name() for l in img3.get_layers()] == ['bg'],
+              [l.get_name() for l in img3.get_layers()])
 
 # 6. the Control section: on an image whose second layer holds a white
 #    scribble on black, the driver opens Control, picks that layer, a
