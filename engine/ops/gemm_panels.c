@@ -323,8 +323,8 @@ void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float 
  * 512 rows 166-178 / 155-170, 1024 rows 173-180 / 162-173; from ~2048 rows
  * on OpenBLAS on the widened weight is as fast (LDM_GEMM_WIDE_MAX_ROWS). */
 enum {
-  WIDE_CHUNK_FLOATS = 1 << 18, /* packed panels per chunk: at most 1 MiB (at least one panel) */
-  WIDE_NCH = 8,                /* and at most 8 panels */
+  WIDE_CHUNK_FLOATS = 1 << 18, /* a packed chunk: 1 MiB of f32 ... */
+  WIDE_NCH = 8,                /* ... 8 panels over (up to) 1024 of K */
   WIDE_MC = 96                 /* rows per block: A's block 96 x 256 floats, C's 96 x 256 */
 };
 
@@ -440,7 +440,7 @@ ldm_status ops_gemm_wide(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const fl
   int threads = ctx->pool ? ldm_pool_size(ctx->pool) : 1;
   int pieces = panels < threads ? (int)panels : threads;
   ldm_arena_mark mark = ldm_arena_get_mark(ctx->scratch);
-  /* K in ranges of kr: a chunk of 8 panels over kr, 1 MiB packed */
+  /* K in ranges of kr: a chunk of WIDE_NCH panels over kr, 1 MiB packed */
   int64_t kr = WIDE_CHUNK_FLOATS / (WIDE_NCH * PANEL_W);
   kr = K < kr ? K : kr;
   float *buf = ldm_arena_floats(ctx->scratch, (size_t)(pieces * WIDE_NCH * kr * PANEL_W));
