@@ -21,6 +21,7 @@ typedef struct
   GimpLdmDialogHooks   hooks;
   GtkWidget           *dialog;
   GtkWidget           *model_combo;
+  gboolean model_other; /* model_combo's last item: a file from elsewhere */
   GtkWidget           *model_button;   /* GtkFileChooserButton */
   GtkWidget           *info;
   GtkWidget           *model_info;
@@ -269,10 +270,30 @@ update_model_info (DialogState *st)
     }
   if (st->model_combo)
     {
-      gtk_combo_box_set_active (GTK_COMBO_BOX (st->model_combo), 0);
-      for (l = st->models, i = 1; l; l = l->next, i++)
-        if (path && strcmp (path, ((GimpLdmModelEntry *) l->data)->path) == 0)
-          gtk_combo_box_set_active (GTK_COMBO_BOX (st->model_combo), i);
+      /* the list names the model in use: one of its own, or a last item
+       * for a file chosen with the button (not "Default") */
+      gint found = path ? -1 : 0, other = (gint) g_list_length (st->models) + 1;
+
+      for (l = st->models, i = 1; path && l; l = l->next, i++)
+        if (strcmp (path, ((GimpLdmModelEntry *) l->data)->path) == 0)
+          found = i;
+      if (st->model_other)
+        gtk_combo_box_text_remove (GTK_COMBO_BOX_TEXT (st->model_combo), other);
+      st->model_other = found < 0;
+      if (found < 0)
+        {
+          gchar *base = g_path_get_basename (path);
+          /* TRANSLATORS: model list entry for a file chosen with the file
+           * button, outside the model folders */
+          gchar *text = g_strdup_printf (_ ("%s (chosen file)"), base);
+
+          gtk_combo_box_text_append_text (GTK_COMBO_BOX_TEXT (st->model_combo),
+                                          text);
+          found = other;
+          g_free (text);
+          g_free (base);
+        }
+      gtk_combo_box_set_active (GTK_COMBO_BOX (st->model_combo), found);
     }
   st->syncing--;
   g_free (path);
@@ -572,7 +593,9 @@ on_model_combo_changed (GtkComboBox *combo,
   gint         i = gtk_combo_box_get_active (combo);
   GFile       *file = NULL;
 
-  if (st->syncing || i < 0)
+  /* the chosen file's own item: that file stays the model */
+  if (st->syncing || i < 0 ||
+      (st->model_other && i == (gint) g_list_length (st->models) + 1))
     return;
   if (i > 0)
     file = g_file_new_for_path (((GimpLdmModelEntry *)

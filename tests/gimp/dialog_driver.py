@@ -408,12 +408,23 @@ def broken_model_run(dlg):
     check('a damaged model: the dialog says why it cannot be used, the engine\'s message in full',
           msg is not None and os.path.basename(path) in msg.name and msg.name.endswith('truncated file?)'),
           msg.name if msg is not None else 'no message')
+    mc = in_row(dlg, 'Model:', ('combo box',))
+    check('... and the model list names the chosen file (not "Default")',
+          mc is not None and mc.name == os.path.basename(path) + ' (chosen file)', mc.name if mc else None)
     check('... OK is off (nothing to run) and the dialog keeps its width',
           okb is not None and not sensitive(okb) and extents(dlg)[2] == w0,
           'width %d -> %d' % (w0, extents(dlg)[2]))
     subprocess.run(['xdotool', 'mousemove', '0', '0'], check=False)    # no tooltip in the picture
     time.sleep(0.5)
     shoot(dlg, os.path.join(D, 'dialog-error.png'))
+    # back to the bundled model from the list: usable again, the file's item gone
+    picked = pick(mc, 'Default')
+    time.sleep(1.0)
+    mc = in_row(dlg, 'Model:', ('combo box',))
+    check('the default model picked back from the list: OK on again, the chosen file\'s item gone',
+          picked and okb is not None and sensitive(okb) and mc is not None and
+          not any('(chosen file)' in t for t in combo_items(mc)),
+          combo_items(mc) if mc else None)
 
 
 if wait_file('sizes', 300):
