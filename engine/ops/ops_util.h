@@ -59,8 +59,10 @@ const float *ops_weight_panels(ldm_ctx *ctx, const ldm_tensor *w, int64_t N, int
 void ops_gemm_panels(ldm_ctx *ctx, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *P,
                      ldm_dtype t, float *C, int64_t ldc);
 
-/* Products of many rows against a weight that is not kept as panels
- * (gemm_panels.c): C [M, N] = A [M, K] W^T, W the first N*K elements of w
+/* Products against a weight that is not kept as panels (gemm_panels.c;
+ * linear layers use it up to LDM_GEMM_WIDE_MAX_ROWS rows, OpenBLAS on the
+ * widened weight is as fast from ~2048 on): C [M, N] = A [M, K] W^T, W the
+ * first N*K elements of w
  * (f32/f16/bf16, aligned: ops_aligned) as rows [N][K], packed into f32
  * panels per call, a chunk at a time, and multiplied by the panel tiles.
  * Usable where ops_gemm_panels' tiles are and the products run in f32. */
