@@ -89,6 +89,7 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
     goto done;
   }
   const float *P = NULL;
+  bool wide = !ctx->wcache && ops_gemm_wide_usable(ctx) && M <= LDM_GEMM_WIDE_MAX_ROWS;
   if (ops_panels_usable(ctx, M) && (s = linear_check(ctx, w, b, &N, &K)) == LDM_OK &&
       (P = ops_weight_panels(ctx, w, N, K))) {
     /* few rows, weight cache: the weight's f32 panels */
@@ -98,9 +99,11 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
       ops_gemm_panels(ctx, M, N, K, x, K, P, w->dtype, y, N);
   } else if (s != LDM_OK) {
     goto done;
-  } else if (!ctx->wcache && ops_gemm_wide_usable(ctx) && w && w->dtype != LDM_DTYPE_F32 &&
-             M <= LDM_GEMM_WIDE_MAX_ROWS) {
-    /* no cached weight: packed per call from its stored width */
+  } else if (w && w->dtype != LDM_DTYPE_F32 &&
+             (wide || ((!ctx->wcache || ops_amx_active(ctx)) && M >= 1 && M <= ops_gemm_stream_max_rows(ctx)))) {
+    /* no cached weight: packed per call from its stored width into the
+     * panel tiles, or (where those are not usable) widened chunk by chunk
+     * inside OpenBLAS products */
     ldm_tensor w_copy;
     const ldm_tensor *wa = NULL;
     if ((s = linear_check(ctx, w, b, &N, &K)) != LDM_OK) goto done;
@@ -108,18 +111,7 @@ ldm_status ldm_linear(ldm_ctx *ctx, float *y, const float *x, int64_t M,
       s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
       goto done;
     }
-    s = ops_gemm_wide(ctx, M, N, K, x, K, wa, y, N);
-  } else if ((!ctx->wcache || ops_amx_active(ctx)) && w && w->dtype != LDM_DTYPE_F32 && M >= 1 &&
-             M <= ops_gemm_stream_max_rows(ctx)) {
-    /* few rows: the weight is widened chunk by chunk inside the product */
-    ldm_tensor w_copy;
-    const ldm_tensor *wa = NULL;
-    if ((s = linear_check(ctx, w, b, &N, &K)) != LDM_OK) goto done;
-    if (!(wa = ops_aligned(ctx, w, &w_copy)) || (b && !(bf = ops_weight_f32(ctx, b, N)))) {
-      s = ctx->err ? ctx->err->status : LDM_ERR_NOMEM;
-      goto done;
-    }
-    s = ops_gemm_stream(ctx, M, N, K, x, K, wa, y, N);
+    s = wide ? ops_gemm_wide(ctx, M, N, K, x, K, wa, y, N) : ops_gemm_stream(ctx, M, N, K, x, K, wa, y, N);
   } else {
     if ((s = linear_weights(ctx, w, b, &N, &K, &wf, &bf)) != LDM_OK) goto done;
     // x [M, K] * W^T [K, N] -> y [M, N]
