@@ -21,7 +21,6 @@ typedef struct
   GimpLdmDialogHooks   hooks;
   GtkWidget           *dialog;
   GtkWidget           *model_combo;
-  gboolean model_other; /* model_combo's last item: a file from elsewhere */
   GtkWidget           *model_button;   /* GtkFileChooserButton */
   GtkWidget           *info;
   GtkWidget           *model_info;
@@ -236,6 +235,17 @@ on_lora_picked (GtkComboBox *combo,
   st->syncing--;
 }
 
+/* Whether the model list holds, after Default and the models found, an
+ * item for a file chosen with the button. */
+static gboolean
+model_other (DialogState *st)
+{
+  GtkTreeModel *m = gtk_combo_box_get_model (GTK_COMBO_BOX (st->model_combo));
+
+  return gtk_tree_model_iter_n_children (m, NULL) >
+         (gint) g_list_length (st->models) + 1;
+}
+
 static void
 update_model_info (DialogState *st)
 {
@@ -277,9 +287,8 @@ update_model_info (DialogState *st)
       for (l = st->models, i = 1; path && l; l = l->next, i++)
         if (strcmp (path, ((GimpLdmModelEntry *) l->data)->path) == 0)
           found = i;
-      if (st->model_other)
+      if (model_other (st))
         gtk_combo_box_text_remove (GTK_COMBO_BOX_TEXT (st->model_combo), other);
-      st->model_other = found < 0;
       if (found < 0)
         {
           gchar *base = g_path_get_basename (path);
@@ -595,7 +604,7 @@ on_model_combo_changed (GtkComboBox *combo,
 
   /* the chosen file's own item: that file stays the model */
   if (st->syncing || i < 0 ||
-      (st->model_other && i == (gint) g_list_length (st->models) + 1))
+      (model_other (st) && i == (gint) g_list_length (st->models) + 1))
     return;
   if (i > 0)
     file = g_file_new_for_path (((GimpLdmModelEntry *)
